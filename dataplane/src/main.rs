@@ -1,0 +1,2 @@
+//! The `dataplane` binary.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Built-in source NAT (conntrack), sans-IO.

@@ -1,0 +1,1 @@
+//! Slow path: handshakes, timers, wg0, UAPI.

@@ -1,0 +1,1 @@
+//! Sans-IO WireGuard protocol core.
