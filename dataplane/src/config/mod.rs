@@ -1,0 +1,1 @@
+//! The gateway configuration: gw.toml schema and validation.

@@ -1,0 +1,7 @@
+//! The AF_XDP WireGuard gateway: configuration, kernel-facing I/O (XDP program, AF_XDP sockets,
+//! routing and neighbour tables) and the per-core workers that join the protocol core and the NAT.
+
+pub mod afxdp;
+pub mod config;
+pub mod route;
+pub mod xdp;

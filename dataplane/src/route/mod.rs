@@ -1,0 +1,1 @@
+//! The kernel routing and neighbour tables, read through netlink.

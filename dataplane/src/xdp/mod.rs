@@ -1,0 +1,1 @@
+//! The XDP program: loading, attaching, its maps.
