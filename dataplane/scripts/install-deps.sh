@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what building and testing the gateway needs on a Debian 12 machine, and mounts bpffs.
+# Idempotent: packages already present are not reinstalled.
+set -euo pipefail
+
+PACKAGES=(clang llvm libelf-dev zlib1g-dev pkg-config m4 make
+          wireguard-go wireguard-tools iperf3 iproute2 iptables tshark python3 procps)
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: not root, skipping package installation and bpffs mount" >&2
+    exit 0
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "install-deps: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    # tshark asks whether non-root users may capture; answer no without a prompt.
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! mountpoint -q /sys/fs/bpf; then
+    echo "install-deps: mounting bpffs on /sys/fs/bpf"
+    mount -t bpf bpf /sys/fs/bpf
+fi
+
+if ! command -v cargo >/dev/null; then
+    echo "install-deps: cargo not found. Install the Rust toolchain (rustup, stable >= 1.82) and rerun." >&2
+    exit 1
+fi

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every test: formatting, lints, unit and property tests, and the root integration tests
+# (network namespaces, wireguard-go peers, AF_XDP). As root on a fresh Debian machine it first
+# installs what it needs. Integration tests skip with a printed reason when not root.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+bash dataplane/scripts/install-deps.sh
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test (libraries, property tests, known-answer tests)"
+cargo test --workspace --exclude dataplane
+
+# The dataplane's integration tests build namespaces and attach XDP programs; one at a time keeps
+# them from competing for the 2 cores and makes a failure's log readable.
+step "cargo test -p dataplane (integration tests, one at a time)"
+cargo test -p dataplane -- --test-threads=1
+
+step "benchmarks compile (run them with: cargo bench)"
+cargo bench --workspace --no-run
