@@ -1,1 +1,8 @@
-//! Sans-IO WireGuard protocol core.
+//! The WireGuard protocol, sans-IO.
+//!
+//! This crate takes bytes, a clock and randomness and returns actions: packets to send, keypairs
+//! to install, timers to arm. It never opens a socket, spawns a thread or reads the system time;
+//! the data plane and the slow path do that at the edge. Layout follows the kernel's
+//! `drivers/net/wireguard/`: one module per concern, every protocol number in [`constants`].
+
+pub mod constants;

@@ -1,0 +1,99 @@
+//! Per-worker counters: one home for every outcome a frame can have.
+//!
+//! Each worker owns its `WorkerCounters` and only it writes them (plain relaxed atomics, so the
+//! stats reader on another thread sees them without a lock). Drop reasons are an enum so that
+//! stats, metrics and logs all use the same names.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! reasons {
+    ($($variant:ident => $name:literal: $doc:literal,)*) => {
+        /// Why a frame was dropped. The name is what stats and metrics print.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum DropReason { $(#[doc = $doc] $variant,)* }
+
+        impl DropReason {
+            /// Every reason, in declaration order.
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
+
+            /// The stable name used in stats output and metric labels.
+            pub fn name(self) -> &'static str {
+                match self { $(DropReason::$variant => $name,)* }
+            }
+        }
+    };
+}
+
+reasons! {
+    Malformed => "malformed": "Frame too short or headers inconsistent.",
+    NotForUs => "not_for_us": "Redirected by XDP but matches nothing the worker handles.",
+    UnknownReceiver => "unknown_receiver": "WireGuard data for a receiver index with no keypair.",
+    DecryptFailed => "decrypt_failed": "AEAD open failed, replayed counter, or keypair expired.",
+    SourceNotAllowed => "source_not_allowed": "Inner source address not in the sending peer's AllowedIPs.",
+    InnerMalformed => "inner_malformed": "Decrypted packet is not a valid IP packet.",
+    NatRefused => "nat_refused": "NAT table full or no port free for a new flow.",
+    NatNoMapping => "nat_no_mapping": "Return traffic with no NAT mapping.",
+    NatOther => "nat_other": "NAT rejected the packet (bad checksum, untranslatable ICMP error).",
+    NoRoute => "no_route": "No route to the destination.",
+    NoNeighbour => "no_neighbour": "Next hop's MAC unknown; resolution asked of the kernel.",
+    TtlExceeded => "ttl_exceeded": "TTL reached zero while forwarding.",
+    NoPeer => "no_peer": "No peer's AllowedIPs cover the destination of a reply.",
+    NoKeypair => "no_keypair": "Peer has no usable keypair (a handshake was requested).",
+    NoEndpoint => "no_endpoint": "Peer's endpoint is not known yet.",
+    EncryptFailed => "encrypt_failed": "Sealing failed (key exhausted or expired, or packet too big).",
+    TooBig => "too_big": "Packet does not fit the MTU or the frame.",
+    SlowPathFull => "slowpath_full": "The slow path's queue was full.",
+    TxFull => "tx_full": "No TX descriptor or frame free.",
+}
+
+/// Counters of one worker. Written by that worker only.
+#[derive(Default, Debug)]
+pub struct WorkerCounters {
+    pub rx: AtomicU64,
+    pub tx: AtomicU64,
+    pub decrypted: AtomicU64,
+    pub encrypted: AtomicU64,
+    pub keepalives: AtomicU64,
+    pub to_slowpath: AtomicU64,
+    pub dropped: [AtomicU64; DropReason::ALL.len()],
+}
+
+impl WorkerCounters {
+    /// Adds `n` to a counter. Relaxed: counters are statistics, not synchronisation.
+    #[inline]
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn drop(&self, reason: DropReason) {
+        self.dropped[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.dropped[reason as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn total_dropped(&self) -> u64 {
+        self.dropped.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_has_its_own_slot_and_name() {
+        let c = WorkerCounters::default();
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+            c.drop(*r);
+        }
+        assert_eq!(c.total_dropped(), DropReason::ALL.len() as u64);
+        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::ALL.len());
+    }
+}

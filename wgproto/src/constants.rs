@@ -1,0 +1,73 @@
+//! Every number of the WireGuard protocol, in one place (whitepaper §5.4, §6 and the kernel's
+//! `messages.h`). Nothing else in the workspace may spell these values out.
+
+use std::time::Duration;
+
+/// Noise construction name, hashed into the initial chaining key.
+pub const CONSTRUCTION: &[u8] = b"Noise_IKpsk2_25519_ChaChaPoly_BLAKE2s";
+/// WireGuard's identifier, mixed into the initial hash (the Noise prologue).
+pub const IDENTIFIER: &[u8] = b"WireGuard v1 zx2c4 Jason@zx2c4.com";
+/// Label for the mac1 key: HASH(LABEL_MAC1 || responder static public key).
+pub const LABEL_MAC1: &[u8] = b"mac1----";
+/// Label for the cookie key: HASH(LABEL_COOKIE || responder static public key).
+pub const LABEL_COOKIE: &[u8] = b"cookie--";
+
+/// Message types (first byte, followed by three zero bytes).
+pub const MSG_INITIATION: u8 = 1;
+pub const MSG_RESPONSE: u8 = 2;
+pub const MSG_COOKIE_REPLY: u8 = 3;
+pub const MSG_TRANSPORT: u8 = 4;
+
+/// Exact message sizes in bytes.
+pub const INITIATION_LEN: usize = 148;
+pub const RESPONSE_LEN: usize = 92;
+pub const COOKIE_REPLY_LEN: usize = 64;
+/// Transport header: type (4) + receiver index (4) + counter (8).
+pub const TRANSPORT_HEADER_LEN: usize = 16;
+/// Poly1305 tag.
+pub const AEAD_TAG_LEN: usize = 16;
+/// Smallest transport message: header + tag (an empty keepalive).
+pub const TRANSPORT_MIN_LEN: usize = TRANSPORT_HEADER_LEN + AEAD_TAG_LEN;
+/// Plaintext is padded to a multiple of this (capped at the MTU).
+pub const PADDING_MULTIPLE: usize = 16;
+
+pub const KEY_LEN: usize = 32;
+pub const MAC_LEN: usize = 16;
+pub const COOKIE_LEN: usize = 16;
+pub const COOKIE_NONCE_LEN: usize = 24;
+pub const TAI64N_LEN: usize = 12;
+
+/// Key lifetime limits (whitepaper §6.1, §6.2).
+pub const REKEY_AFTER_MESSAGES: u64 = 1 << 60;
+pub const REJECT_AFTER_MESSAGES: u64 = u64::MAX - (1 << 13);
+pub const REKEY_AFTER_TIME: Duration = Duration::from_secs(120);
+pub const REJECT_AFTER_TIME: Duration = Duration::from_secs(180);
+pub const REKEY_ATTEMPT_TIME: Duration = Duration::from_secs(90);
+pub const REKEY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Upper bound of the random jitter added to each REKEY_TIMEOUT retry.
+pub const REKEY_TIMEOUT_JITTER_MAX: Duration = Duration::from_millis(333);
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The cookie secret is regenerated this often.
+pub const COOKIE_SECRET_MAX_AGE: Duration = Duration::from_secs(120);
+/// A cookie received in a cookie reply is usable this long (COOKIE_SECRET_MAX_AGE minus a
+/// latency margin, as the reference implementations do).
+pub const COOKIE_SECRET_LATENCY: Duration = Duration::from_secs(5);
+
+/// At most this many handshake initiations per second are accepted from one peer (by TAI64N
+/// spacing: 1 s / 50 = 20 ms).
+pub const MAX_INITIATIONS_PER_SECOND: u32 = 50;
+/// Per-source handshake rate limit: packets per second and burst.
+pub const RATELIMIT_PACKETS_PER_SECOND: u32 = 20;
+pub const RATELIMIT_BURST: u32 = 5;
+/// Bound of the rate limiter's table; past it new sources are refused (fails closed).
+pub const RATELIMIT_MAX_ENTRIES: usize = 8192;
+
+/// Replay window (RFC 6479): 8192 bits, of which one word's worth is the sliding slack.
+pub const REPLAY_WINDOW_BITS: usize = 8192;
+pub const REPLAY_WORD_BITS: usize = 64;
+pub const REPLAY_WINDOW_USABLE: u64 = (REPLAY_WINDOW_BITS - REPLAY_WORD_BITS) as u64;
+
+/// Default tunnel MTU (wg-quick's default for IPv4+IPv6 over a 1500-byte link).
+pub const DEFAULT_MTU: u16 = 1420;
+/// Default UDP listen port.
+pub const DEFAULT_LISTEN_PORT: u16 = 51820;
