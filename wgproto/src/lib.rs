@@ -6,3 +6,4 @@
 //! `drivers/net/wireguard/`: one module per concern, every protocol number in [`constants`].
 
 pub mod constants;
+pub mod time;
