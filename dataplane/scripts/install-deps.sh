@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what building and testing the gateway needs on a Debian 12 machine, and mounts bpffs.
-# Idempotent: packages already present are not reinstalled.
+# Idempotent: packages already present are not reinstalled. libpcap-dev is there because xsk-rs
+# builds libxdp from source and its configure step insists on pcap headers.
 set -euo pipefail
 
-PACKAGES=(clang llvm libelf-dev zlib1g-dev pkg-config m4 make
+PACKAGES=(clang llvm libelf-dev zlib1g-dev libpcap-dev pkg-config m4 make
           wireguard-go wireguard-tools iperf3 iproute2 iptables tshark python3 procps)
 
 if [ "$(id -u)" -ne 0 ]; then
