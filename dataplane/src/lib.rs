@@ -5,3 +5,4 @@ pub mod afxdp;
 pub mod config;
 pub mod route;
 pub mod xdp;
+pub mod worker;
