@@ -3,6 +3,7 @@
 
 pub mod afxdp;
 pub mod config;
+pub mod counters;
 pub mod route;
 pub mod xdp;
 pub mod worker;
