@@ -71,3 +71,30 @@ pub const REPLAY_WINDOW_USABLE: u64 = (REPLAY_WINDOW_BITS - REPLAY_WORD_BITS) as
 pub const DEFAULT_MTU: u16 = 1420;
 /// Default UDP listen port.
 pub const DEFAULT_LISTEN_PORT: u16 = 51820;
+
+/// TAI64 label of the UNIX epoch: 2^62 plus the 10 s TAI-UTC offset of 1970, as the reference
+/// implementations encode the handshake timestamp (whitepaper §5.4.2, cr.yp.to/libtai/tai64).
+pub const TAI64N_BASE: u64 = (1 << 62) + 10;
+/// The nanoseconds of a sent TAI64N are rounded down to this granularity (the largest power of
+/// two below 1 s / MAX_INITIATIONS_PER_SECOND, 2^24 ns), so the timestamp does not leak a
+/// precise clock yet still orders initiations sent at the allowed rate, as the kernel does.
+pub const TAI64N_WHITENING_NANOS: u32 = {
+    let spacing = 1_000_000_000 / MAX_INITIATIONS_PER_SECOND;
+    1 << (31 - spacing.leading_zeros())
+};
+/// A rate limiter entry idle this long has a full bucket again and is garbage-collected.
+pub const RATELIMIT_ENTRY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A receiving initiator starts a new handshake once its current keypair is this old, so a fresh
+/// one exists before REJECT_AFTER_TIME even if it never sends (whitepaper §6.2; the kernel's
+/// "last minute" handshake).
+pub const REKEY_ON_RECEIVE_AFTER_TIME: Duration = Duration::from_secs(
+    REJECT_AFTER_TIME.as_secs() - KEEPALIVE_TIMEOUT.as_secs() - REKEY_TIMEOUT.as_secs(),
+);
+/// Every keypair and handshake of a peer is zeroed after this long without a new session
+/// (whitepaper §6.3: 3 x REJECT_AFTER_TIME).
+pub const ZERO_KEYS_AFTER_TIME: Duration = Duration::from_secs(REJECT_AFTER_TIME.as_secs() * 3);
+/// Handshake initiations sent for one attempt before giving up: REKEY_ATTEMPT_TIME /
+/// REKEY_TIMEOUT (whitepaper §6.4).
+pub const MAX_HANDSHAKE_ATTEMPTS: u32 =
+    (REKEY_ATTEMPT_TIME.as_secs() / REKEY_TIMEOUT.as_secs()) as u32;

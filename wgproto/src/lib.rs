@@ -7,3 +7,10 @@
 
 pub mod constants;
 pub mod time;
+pub mod cookie;
+pub mod crypto;
+pub mod keys;
+pub mod messages;
+pub mod noise;
+pub mod ratelimiter;
+pub mod tai64n;
