@@ -1,1 +1,4 @@
 //! Slow path: handshakes, timers, wg0, UAPI.
+
+pub mod tun;
+pub mod uapi;
