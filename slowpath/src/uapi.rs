@@ -4,22 +4,22 @@
 //! The module owns the wire protocol and the Unix socket, nothing else:
 //! - [`parse`]: a sans-IO parser turning a `set=1` request into a typed [`SetRequest`];
 //! - [`serialize`]: the [`DeviceSnapshot`] a backend reports and its `get=1` text form;
-//! - [`server`]: [`UapiServer`], the listener thread on `/var/run/wireguard/<ifname>.sock`;
-//! - [`keys`]: the 32-byte key types and their lowercase-hex encoding.
+//! - [`server`]: [`UapiServer`], the listener thread on `/var/run/wireguard/<ifname>.sock`.
+//!
+//! Keys are `wgproto::keys` types (re-exported here); the UAPI writes them as lowercase hex.
 //!
 //! It never touches peer state itself: the slow path implements [`UapiBackend`] and applies a
 //! parsed request to its own tables. Bad input from the socket is an [`Errno`] answered to the
 //! client (`errno=-22`), never a panic, and every read is bounded.
 
-pub mod keys;
 pub mod parse;
 pub mod serialize;
 pub mod server;
 
-pub use keys::{KeyError, PresharedKey, PrivateKey, PublicKey};
 pub use parse::{parse_set_request, PeerUpdate, SetRequest, SetRequestParser};
 pub use serialize::{write_get_response, DeviceSnapshot, PeerSnapshot};
 pub use server::{UapiServer, UapiServerError, SOCKET_DIR};
+pub use wgproto::keys::{KeyParseError, PresharedKey, PrivateKey, PublicKey};
 
 use std::fmt;
 

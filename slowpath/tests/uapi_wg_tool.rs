@@ -85,8 +85,8 @@ fn wg_show_showconf_and_set_through_the_uapi_socket() {
     let peer1 = [0x11u8; 32];
     let psk = [0x5au8; 32];
     let handshake = SystemTime::now() - Duration::from_secs(65);
-    let mut first = PeerSnapshot::new(PublicKey(peer1));
-    first.preshared_key = Some(PresharedKey(psk));
+    let mut first = PeerSnapshot::new(PublicKey::from_bytes(peer1));
+    first.preshared_key = Some(PresharedKey::from_bytes(psk));
     first.endpoint = Some("192.0.2.7:51820".parse().unwrap());
     first.last_handshake = Some(handshake);
     first.rx_bytes = 1536;
@@ -96,7 +96,7 @@ fn wg_show_showconf_and_set_through_the_uapi_socket() {
 
     let backend = Arc::new(MemoryBackend::default());
     *backend.device.lock().unwrap() = DeviceSnapshot {
-        private_key: Some(PrivateKey(private)),
+        private_key: Some(PrivateKey::from_bytes(private)),
         listen_port: 51820,
         fwmark: 0,
         peers: vec![first],
@@ -197,7 +197,7 @@ fn wg_show_showconf_and_set_through_the_uapi_socket() {
         "endpoint",
         "127.0.0.1:5555",
     ]);
-    let mut want = PeerUpdate::new(PublicKey(peer2));
+    let mut want = PeerUpdate::new(PublicKey::from_bytes(peer2));
     want.endpoint = Some("127.0.0.1:5555".parse().unwrap());
     want.replace_allowed_ips = true;
     want.allowed_ips = vec!["10.0.0.2/32".parse().unwrap()];

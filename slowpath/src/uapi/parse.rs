@@ -21,7 +21,8 @@ use std::net::SocketAddr;
 
 use ipnet::IpNet;
 
-use super::keys::{PresharedKey, PrivateKey, PublicKey};
+use wgproto::keys::{KeyParseError, PresharedKey, PrivateKey, PublicKey};
+
 use super::Errno;
 
 /// The longest line accepted. The longest valid line (an IPv6 endpoint with a scope) is under
@@ -35,7 +36,7 @@ pub const MAX_REQUEST_BYTES: usize = 8 * 1024 * 1024;
 /// A parsed `set=1` request, ready to apply in order: device fields, then `replace_peers`, then
 /// each [`PeerUpdate`] in the order given (the same public key may appear more than once; later
 /// updates apply on top of earlier ones).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct SetRequest {
     /// New private key; an all-zero key removes it.
     pub private_key: Option<PrivateKey>,
@@ -54,7 +55,7 @@ pub struct SetRequest {
 /// Normalisation keeps wireguard-go's effect while making order irrelevant to the backend:
 /// `replace_allowed_ips=true` drops the `allowed_ip` lines that came before it in the section;
 /// `remove=true` drops every other change in the section (they would be discarded anyway).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct PeerUpdate {
     /// Which peer; created unless [`PeerUpdate::update_only`] or [`PeerUpdate::remove`].
     pub public_key: PublicKey,
@@ -90,6 +91,38 @@ impl PeerUpdate {
     }
 }
 
+// Equality for tests and change detection. Secrets have no `PartialEq` in wgproto (to keep
+// accidental non-constant-time comparisons out of the protocol code); comparing configuration
+// here is not on any path an attacker can time.
+impl PartialEq for SetRequest {
+    fn eq(&self, other: &Self) -> bool {
+        self.private_key.as_ref().map(PrivateKey::as_bytes)
+            == other.private_key.as_ref().map(PrivateKey::as_bytes)
+            && self.listen_port == other.listen_port
+            && self.fwmark == other.fwmark
+            && self.replace_peers == other.replace_peers
+            && self.peers == other.peers
+    }
+}
+
+impl Eq for SetRequest {}
+
+impl PartialEq for PeerUpdate {
+    fn eq(&self, other: &Self) -> bool {
+        self.public_key == other.public_key
+            && self.remove == other.remove
+            && self.update_only == other.update_only
+            && self.preshared_key.as_ref().map(PresharedKey::as_bytes)
+                == other.preshared_key.as_ref().map(PresharedKey::as_bytes)
+            && self.endpoint == other.endpoint
+            && self.persistent_keepalive_interval == other.persistent_keepalive_interval
+            && self.replace_allowed_ips == other.replace_allowed_ips
+            && self.allowed_ips == other.allowed_ips
+    }
+}
+
+impl Eq for PeerUpdate {}
+
 /// Incremental parser: feed it the lines after `set=1` (without their `\n`), one at a time,
 /// stop at the empty line, then [`SetRequestParser::finish`].
 #[derive(Debug, Default)]
@@ -116,7 +149,7 @@ impl SetRequestParser {
         }
         let (key, value) = line.split_once('=').ok_or(Errno::PROTOCOL)?;
         if key == "public_key" {
-            let key = PublicKey::from_hex(value).map_err(|_| Errno::INVALID)?;
+            let key = hex_key(value, PublicKey::from_hex)?;
             self.request.peers.push(PeerUpdate::new(key));
             return Ok(());
         }
@@ -150,7 +183,7 @@ pub fn parse_set_request(body: &str) -> Result<SetRequest, Errno> {
 fn device_line(request: &mut SetRequest, key: &str, value: &str) -> Result<(), Errno> {
     match key {
         "private_key" => {
-            request.private_key = Some(PrivateKey::from_hex(value).map_err(|_| Errno::INVALID)?);
+            request.private_key = Some(hex_key(value, PrivateKey::from_hex)?);
         }
         "listen_port" => request.listen_port = Some(parse_decimal_u16(value)?),
         "fwmark" => request.fwmark = Some(parse_decimal_u32(value)?),
@@ -177,7 +210,7 @@ fn peer_line(peer: &mut PeerUpdate, key: &str, value: &str) -> Result<(), Errno>
             peer.update_only = true;
         }
         "preshared_key" => {
-            let psk = PresharedKey::from_hex(value).map_err(|_| Errno::INVALID)?;
+            let psk = hex_key(value, PresharedKey::from_hex)?;
             if !removed {
                 peer.preshared_key = Some(psk);
             }
@@ -215,6 +248,15 @@ fn peer_line(peer: &mut PeerUpdate, key: &str, value: &str) -> Result<(), Errno>
         _ => return Err(Errno::INVALID),
     }
     Ok(())
+}
+
+/// Exactly 64 hex digits, either case, like Go's `hex.DecodeString` into a 32-byte key (the
+/// length check first: wgproto's decoder also tolerates surrounding whitespace).
+fn hex_key<K>(value: &str, decode: fn(&str) -> Result<K, KeyParseError>) -> Result<K, Errno> {
+    if value.len() != 64 {
+        return Err(Errno::INVALID);
+    }
+    decode(value).map_err(|_| Errno::INVALID)
 }
 
 fn expect_true(value: &str) -> Result<(), Errno> {
@@ -271,13 +313,17 @@ mod tests {
         [b; 32]
     }
 
+    fn pk(b: u8) -> PublicKey {
+        PublicKey::from_bytes(key(b))
+    }
+
     #[test]
     fn every_device_key_is_parsed() {
         let req = parse_set_request(&format!(
             "private_key={K1}\nlisten_port=51820\nfwmark=4294967295\nreplace_peers=true\n\n"
         ))
         .unwrap();
-        assert_eq!(req.private_key, Some(PrivateKey(key(0x11))));
+        assert_eq!(req.private_key.unwrap().as_bytes(), &key(0x11));
         assert_eq!(req.listen_port, Some(51820));
         assert_eq!(req.fwmark, Some(u32::MAX));
         assert!(req.replace_peers);
@@ -303,10 +349,10 @@ mod tests {
         .unwrap();
         assert_eq!(req.peers.len(), 2);
         let p = &req.peers[0];
-        assert_eq!(p.public_key, PublicKey(key(0x11)));
+        assert_eq!(p.public_key, pk(0x11));
         assert!(p.update_only);
         assert!(!p.remove);
-        assert_eq!(p.preshared_key, Some(PresharedKey(key(0x22))));
+        assert_eq!(p.preshared_key.as_ref().unwrap().as_bytes(), &key(0x22));
         assert_eq!(p.endpoint, Some("[2001:db8::1]:51820".parse().unwrap()));
         assert_eq!(p.persistent_keepalive_interval, Some(25));
         assert!(p.replace_allowed_ips);
@@ -318,7 +364,7 @@ mod tests {
             ]
         );
         // remove=true discards the section's other changes.
-        let mut removed = PeerUpdate::new(PublicKey(key(0x33)));
+        let mut removed = PeerUpdate::new(pk(0x33));
         removed.remove = true;
         assert_eq!(req.peers[1], removed);
     }
@@ -331,7 +377,7 @@ mod tests {
              allowed_ip=10.0.0.2/32\n\n"
         ))
         .unwrap();
-        let mut want = PeerUpdate::new(PublicKey(key(0x11)));
+        let mut want = PeerUpdate::new(pk(0x11));
         want.endpoint = Some("127.0.0.1:5555".parse().unwrap());
         want.replace_allowed_ips = true;
         want.allowed_ips = vec!["10.0.0.2/32".parse().unwrap()];
@@ -378,8 +424,8 @@ mod tests {
             "private_key={zero}\npublic_key={K1}\npreshared_key={zero}\n"
         ))
         .unwrap();
-        assert!(req.private_key.unwrap().is_zero());
-        assert!(req.peers[0].preshared_key.as_ref().unwrap().is_zero());
+        assert_eq!(req.private_key.unwrap().as_bytes(), &[0u8; 32]);
+        assert!(req.peers[0].preshared_key.as_ref().unwrap().is_none());
     }
 
     #[test]
@@ -389,6 +435,8 @@ mod tests {
             format!("private_key={}", "g".repeat(64)),
             format!("public_key={}", &K1[..63]),
             format!("public_key={K1}0"),
+            format!("public_key= {}", &K1[..63]),
+            format!("public_key={} ", &K1[..63]),
             "listen_port=65536".into(),
             "listen_port=-1".into(),
             "listen_port=+5".into(),

@@ -12,11 +12,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
 
-use super::keys::{PresharedKey, PrivateKey, PublicKey};
+use wgproto::keys::{PresharedKey, PrivateKey, PublicKey};
+
 use super::parse::SetRequest;
 
 /// What `get=1` reports about the device.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct DeviceSnapshot {
     /// The static private key; `None` (or all-zero) is omitted from the output.
     pub private_key: Option<PrivateKey>,
@@ -29,7 +30,7 @@ pub struct DeviceSnapshot {
 }
 
 /// What `get=1` reports about one peer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct PeerSnapshot {
     /// The peer's static public key.
     pub public_key: PublicKey,
@@ -65,20 +66,55 @@ impl PeerSnapshot {
     }
 }
 
+fn is_zero(key: &[u8; 32]) -> bool {
+    key == &[0u8; 32]
+}
+
+// Equality for tests (see the note on `SetRequest`'s `PartialEq`).
+impl PartialEq for DeviceSnapshot {
+    fn eq(&self, other: &Self) -> bool {
+        self.private_key.as_ref().map(PrivateKey::as_bytes)
+            == other.private_key.as_ref().map(PrivateKey::as_bytes)
+            && self.listen_port == other.listen_port
+            && self.fwmark == other.fwmark
+            && self.peers == other.peers
+    }
+}
+
+impl Eq for DeviceSnapshot {}
+
+impl PartialEq for PeerSnapshot {
+    fn eq(&self, other: &Self) -> bool {
+        self.public_key == other.public_key
+            && self.preshared_key.as_ref().map(PresharedKey::as_bytes)
+                == other.preshared_key.as_ref().map(PresharedKey::as_bytes)
+            && self.endpoint == other.endpoint
+            && self.last_handshake == other.last_handshake
+            && self.rx_bytes == other.rx_bytes
+            && self.tx_bytes == other.tx_bytes
+            && self.persistent_keepalive_interval == other.persistent_keepalive_interval
+            && self.allowed_ips == other.allowed_ips
+    }
+}
+
+impl Eq for PeerSnapshot {}
+
 impl DeviceSnapshot {
     /// Applies `request` the way wireguard-go applies it to its device: device fields, then
     /// `replace_peers`, then each peer update in order. A prefix given to one peer is taken
-    /// away from any other peer (AllowedIPs maps each prefix to exactly one peer).
-    ///
-    /// Not modelled: ignoring a peer whose key equals this device's own public key (that needs
-    /// Curve25519, which the live backend has).
+    /// away from any other peer (AllowedIPs maps each prefix to exactly one peer). An update
+    /// for the device's own public key is ignored, and setting a private key removes a peer
+    /// that has the matching public key (a device cannot be its own peer).
     pub fn apply(&mut self, request: &SetRequest) {
         if let Some(key) = &request.private_key {
-            self.private_key = if key.is_zero() {
+            self.private_key = if is_zero(key.as_bytes()) {
                 None
             } else {
                 Some(key.clone())
             };
+            if let Some(own) = self.own_public_key() {
+                self.peers.retain(|p| p.public_key != own);
+            }
         }
         if let Some(port) = request.listen_port {
             self.listen_port = port;
@@ -89,7 +125,11 @@ impl DeviceSnapshot {
         if request.replace_peers {
             self.peers.clear();
         }
+        let own = self.own_public_key();
         for update in &request.peers {
+            if Some(update.public_key) == own {
+                continue;
+            }
             let existing = self
                 .peers
                 .iter()
@@ -110,7 +150,7 @@ impl DeviceSnapshot {
             };
             let peer = &mut self.peers[index];
             if let Some(psk) = &update.preshared_key {
-                peer.preshared_key = (!psk.is_zero()).then(|| psk.clone());
+                peer.preshared_key = (!psk.is_none()).then(|| psk.clone());
             }
             if let Some(endpoint) = update.endpoint {
                 peer.endpoint = Some(endpoint);
@@ -132,12 +172,24 @@ impl DeviceSnapshot {
     }
 }
 
+impl DeviceSnapshot {
+    /// The public key of [`DeviceSnapshot::private_key`], if one is set.
+    pub fn own_public_key(&self) -> Option<PublicKey> {
+        self.private_key
+            .as_ref()
+            .filter(|k| !is_zero(k.as_bytes()))
+            .map(PrivateKey::public_key)
+    }
+}
+
 /// Writes the `get=1` answer for `snapshot`, ending with `errno=0` and the empty line.
 pub fn write_get_response(snapshot: &DeviceSnapshot, out: &mut impl Write) -> fmt::Result {
-    if let Some(key) = snapshot.private_key.as_ref().filter(|k| !k.is_zero()) {
-        out.write_str("private_key=")?;
-        key.write_hex(out)?;
-        out.write_char('\n')?;
+    if let Some(key) = snapshot
+        .private_key
+        .as_ref()
+        .filter(|k| !is_zero(k.as_bytes()))
+    {
+        writeln!(out, "private_key={}", key.to_hex())?;
     }
     if snapshot.listen_port != 0 {
         writeln!(out, "listen_port={}", snapshot.listen_port)?;
@@ -146,13 +198,14 @@ pub fn write_get_response(snapshot: &DeviceSnapshot, out: &mut impl Write) -> fm
         writeln!(out, "fwmark={}", snapshot.fwmark)?;
     }
     for peer in &snapshot.peers {
-        writeln!(out, "public_key={}", peer.public_key)?;
-        out.write_str("preshared_key=")?;
-        peer.preshared_key
-            .clone()
-            .unwrap_or_default()
-            .write_hex(out)?;
-        out.write_char('\n')?;
+        writeln!(out, "public_key={}", peer.public_key.to_hex())?;
+        // wireguard-go always reports the PSK, all zeroes when there is none.
+        let psk = peer.preshared_key.as_ref().map(PresharedKey::to_hex);
+        writeln!(
+            out,
+            "preshared_key={}",
+            psk.unwrap_or_else(|| PresharedKey::none().to_hex())
+        )?;
         out.write_str("protocol_version=1\n")?;
         if let Some(endpoint) = peer.endpoint {
             // SocketAddr's Display is the UAPI form: `a.b.c.d:p` or `[v6]:p`.
@@ -202,8 +255,8 @@ mod tests {
 
     #[test]
     fn full_device_in_wireguard_go_order() {
-        let mut peer = PeerSnapshot::new(PublicKey(k(0xab)));
-        peer.preshared_key = Some(PresharedKey(k(0x01)));
+        let mut peer = PeerSnapshot::new(PublicKey::from_bytes(k(0xab)));
+        peer.preshared_key = Some(PresharedKey::from_bytes(k(0x01)));
         peer.endpoint = Some("[2001:db8::5]:51820".parse().unwrap());
         peer.last_handshake = Some(UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789));
         peer.rx_bytes = 1536;
@@ -213,9 +266,9 @@ mod tests {
             "10.13.13.2/32".parse().unwrap(),
             "fd00::/64".parse().unwrap(),
         ];
-        let bare = PeerSnapshot::new(PublicKey(k(0x02)));
+        let bare = PeerSnapshot::new(PublicKey::from_bytes(k(0x02)));
         let snap = DeviceSnapshot {
-            private_key: Some(PrivateKey(k(0xcd))),
+            private_key: Some(PrivateKey::from_bytes(k(0xcd))),
             listen_port: 51820,
             fwmark: 7,
             peers: vec![peer, bare],
@@ -245,7 +298,7 @@ mod tests {
     #[test]
     fn zero_private_key_and_zero_port_are_omitted() {
         let snap = DeviceSnapshot {
-            private_key: Some(PrivateKey([0; 32])),
+            private_key: Some(PrivateKey::from_bytes([0; 32])),
             ..DeviceSnapshot::default()
         };
         let mut s = String::new();
@@ -286,7 +339,7 @@ mod tests {
         );
 
         // Removing and replacing.
-        let mut remove = PeerUpdate::new(PublicKey(k(0x22)));
+        let mut remove = PeerUpdate::new(PublicKey::from_bytes(k(0x22)));
         remove.remove = true;
         dev.apply(&SetRequest {
             peers: vec![remove],
@@ -296,6 +349,16 @@ mod tests {
         dev.apply(&parse_set_request("replace_peers=true\n").unwrap());
         assert!(dev.peers.is_empty());
         dev.apply(&parse_set_request(&format!("private_key={}\n", "00".repeat(32))).unwrap());
-        assert_eq!(dev.private_key, None);
+        assert!(dev.private_key.is_none());
+
+        // The device's own public key is never a peer.
+        let own = PrivateKey::from_bytes(k(0x44));
+        let own_pub = own.public_key().to_hex();
+        dev.apply(&parse_set_request(&format!("public_key={own_pub}\n")).unwrap());
+        assert_eq!(dev.peers.len(), 1);
+        dev.apply(&parse_set_request(&format!("private_key={}\n", own.to_hex())).unwrap());
+        assert!(dev.peers.is_empty());
+        dev.apply(&parse_set_request(&format!("public_key={own_pub}\n")).unwrap());
+        assert!(dev.peers.is_empty());
     }
 }
