@@ -285,6 +285,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tun_can_be_shared_with_the_slow_path_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Tun>();
+    }
+
+    #[test]
     fn bad_configs_are_refused_before_touching_the_kernel() {
         let addr: IpNet = "10.13.13.1/24".parse().unwrap();
         for name in ["", "sixteen-chars-xx", "a\0b"] {

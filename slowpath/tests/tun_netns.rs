@@ -143,8 +143,9 @@ fn wg0_in_a_fresh_namespace() {
 }
 
 fn body(ns: &str) {
-    let address: IpNet = "10.13.13.1/24".parse().unwrap();
-    let tun = Tun::create(&TunConfig::new("wg0", vec![address])).expect("create wg0");
+    let v4: IpNet = "10.13.13.1/24".parse().unwrap();
+    let v6: IpNet = "fd13::1/64".parse().unwrap();
+    let tun = Tun::create(&TunConfig::new("wg0", vec![v4, v6])).expect("create wg0");
     assert_eq!(tun.name(), "wg0");
     assert_eq!(tun.mtu(), 1420);
 
@@ -159,6 +160,12 @@ fn body(ns: &str) {
         tun.add_route("10.13.13.2/32".parse().unwrap()).unwrap(),
         RouteChange::CoveredBySubnet
     );
+    let far6: IpNet = "fd99::/48".parse().unwrap();
+    assert_eq!(tun.add_route(far6).unwrap(), RouteChange::Done);
+    assert_eq!(
+        tun.add_route("fd13::2/128".parse().unwrap()).unwrap(),
+        RouteChange::CoveredBySubnet
+    );
     let duplicate = tun.add_route(far);
     assert!(
         matches!(duplicate, Err(TunError::Netlink { .. })),
@@ -169,8 +176,9 @@ fn body(ns: &str) {
     assert!(addr.contains(" mtu 1420 "), "{addr}");
     // The flags kernel WireGuard devices show.
     assert!(addr.contains("<POINTOPOINT,NOARP,UP,LOWER_UP>"), "{addr}");
+    assert!(addr.contains("inet6 fd13::1/64 scope global"), "{addr}");
     // No IPv6 link-local address (kernel WireGuard sets addrgenmode none).
-    assert!(!addr.contains("inet6"), "{addr}");
+    assert!(!addr.contains("inet6 fe80:"), "{addr}");
     assert!(addr.contains("link/none"), "{addr}");
     assert!(
         addr.contains("inet 10.13.13.1/24 scope global wg0"),
@@ -188,6 +196,19 @@ fn body(ns: &str) {
         "{routes:?}"
     );
     assert_eq!(routes.len(), 2, "no other routes expected: {routes:?}");
+
+    let routes6 = run_ok("ip", &["-n", ns, "-6", "route"]);
+    let routes6: Vec<&str> = routes6.lines().map(str::trim).collect();
+    assert!(
+        routes6
+            .iter()
+            .any(|r| r.starts_with("fd13::/64 dev wg0 proto kernel metric 256")),
+        "{routes6:?}"
+    );
+    assert!(
+        routes6.iter().any(|r| r.starts_with("fd99::/48 dev wg0 ")),
+        "{routes6:?}"
+    );
 
     // The kernel -> wg0 direction: a ping to an address routed into wg0 is read from the fd.
     let mut ping = Command::new("ip")
@@ -231,8 +252,10 @@ fn body(ns: &str) {
     // Routes change at runtime.
     assert_eq!(tun.remove_route(far).unwrap(), RouteChange::Done);
     assert_eq!(tun.remove_route(far).unwrap(), RouteChange::Absent);
-    let routes = run_ok("ip", &["-n", ns, "-4", "route"]);
+    assert_eq!(tun.remove_route(far6).unwrap(), RouteChange::Done);
+    let routes = run_ok("ip", &["-n", ns, "route", "show", "table", "all"]);
     assert!(!routes.contains("10.99.0.0/16"), "{routes}");
+    assert!(!routes.contains("fd99::"), "{routes}");
 
     // Dropping the device removes it.
     drop(tun);
