@@ -1,1 +1,104 @@
-//! Built-in source NAT (conntrack), sans-IO.
+//! Built-in source NAT (conntrack), sans-IO: what `iptables -t nat -A POSTROUTING -o eth+ -j
+//! MASQUERADE` did for the article's gateway, done by the data plane's workers themselves,
+//! with the behaviour RFC 4787 (UDP), RFC 5382 (TCP) and RFC 5508 (ICMP) ask of a NAT.
+//!
+//! The crate takes IPv4 packets as byte slices (starting at the IP header, inside a frame the
+//! caller owns) and a clock reading; it rewrites headers in place with incremental checksum
+//! updates (RFC 1624) and returns a verdict. It never reads a clock, never does I/O, never
+//! blocks and never allocates after [`Conntrack::new`].
+//!
+//! # Per packet
+//!
+//! ```text
+//! decrypt -> AllowedIPs source check -> translate_outbound -> Forward        -> route out
+//!                                                           -> Hairpin{owner} -> translate_inbound (on owner)
+//!                                                           -> Handoff{owner} -> ring to worker owner
+//!                                                           -> Local          -> kernel (wg0)
+//! rx on egress addr -> translate_inbound -> Deliver{inside} -> AllowedIPs lookup of `inside` -> encrypt
+//!                                        -> Handoff{owner}  -> ring to worker owner
+//!                                        -> NotNat          -> kernel
+//! Err(NatError)  -> drop, count by reason (NatError::name); on TableFull/NoFreePort optionally
+//!                   write_admin_prohibited() back to the sender (rate-limited by the caller)
+//! once per batch -> expire(now, budget)
+//! ```
+//!
+//! # Behaviour
+//!
+//! * Endpoint-independent mapping (RFC 4787 REQ-1, RFC 5382 REQ-1): one mapping per
+//!   (protocol, inside address, inside port), whatever the destination. "Paired" address
+//!   pooling (RFC 4787 REQ-2). The inside port is kept when it lies in this worker's slice of
+//!   the NAT port range and is free (like MASQUERADE); otherwise a free port is taken from a
+//!   keyed-random starting point. A port is never shared by two mappings (no overloading).
+//!   Ports come only from `NatConfig::ports` minus `NatConfig::exclude_ports`, so mapped ports
+//!   never collide with the WireGuard listen port, host services or Linux's own ephemeral range.
+//! * Endpoint-independent filtering (RFC 4787 REQ-8 / RFC 5382 REQ-3 "transparency"): while a
+//!   mapping lives, any remote may reach it. Unsolicited traffic to an unmapped port is dropped
+//!   silently (`NoMapping`, RFC 5382 REQ-4).
+//! * ICMP queries use their identifier as the port (RFC 5508 REQ-1). ICMP errors are
+//!   translated both ways with the quoted packet reverted and every checksum fixed (RFC 5508
+//!   REQ-4/5); errors with a bad checksum or no mapping are dropped; an ICMP error never
+//!   refreshes nor removes a mapping (RFC 5508 REQ-6, RFC 4787 REQ-12, RFC 5382 REQ-10).
+//! * Timeouts by flow state ([`Timeouts`]): defaults at the RFC floors or above.
+//! * Hard capacity per worker: a full table refuses new flows (`TableFull`, counted), existing
+//!   flows are unaffected.
+//!
+//! # Several cores
+//!
+//! Each worker (one per NIC queue, pinned) owns a [`Conntrack`] built from the same
+//! [`NatConfig`] with its own index. Nothing is shared, nothing is locked: the strategy is a
+//! **partitioned port range with handoff**.
+//!
+//! * The NAT port range is cut into `workers` contiguous slices ([`Partition::slice`]); a
+//!   worker maps only onto ports of its own slice.
+//! * Inbound, the owner of a packet follows from its destination port alone:
+//!   [`Partition::owner_of_port`] (for an ICMP error, from the port quoted in it). RSS may
+//!   deliver return traffic to any queue; a worker that gets a port it does not own receives
+//!   `Inbound::Handoff { owner }` (packet untouched) and passes the frame to that worker.
+//! * Outbound, the owner is a hash of the inside source address:
+//!   [`Partition::owner_of_inside`]. All flows of one inside host therefore live in one
+//!   table, so endpoint-independent mapping and paired pooling hold even when a peer roams
+//!   and its WireGuard datagrams start landing on another queue. A non-owner gets
+//!   `Outbound::Handoff { owner }`.
+//! * Handoff is the data plane's business: one bounded single-producer/single-consumer ring
+//!   per ordered pair of workers carrying UMEM frame descriptors (address, length; the UMEM is
+//!   shared by the sockets of one NIC) — or, in copy mode, a copy into a frame of the owner's
+//!   fill queue. The owner drains its handoff rings at the start of each batch and calls the
+//!   same `translate_*` function. When a ring is full the frame is dropped and counted, like
+//!   any queue overflow. No packet is ever processed under a lock.
+//! * Steering reduces handoffs: the XDP program cannot choose the queue, but the slow path
+//!   can install ntuple/flow-steering rules sending NAT port slices to their owner's queue on
+//!   NICs that support them; then inbound handoff only happens on NICs without such rules.
+//!
+//! `benches/multicore.rs` shows the per-worker tables scale: two threads translating in
+//! parallel reach close to twice one thread's rate (figures in `nat/README.md`).
+//!
+//! # Memory
+//!
+//! Per worker: the slab (16 bytes per entry), the inside index (hashbrown, sized for twice the
+//! capacity: about 2.3-4.6 bytes of control + 4 bytes of slot per bucket), the free list and the
+//! wheel links (4 + 12 bytes per entry), plus per port of the slice 4 bytes per (protocol,
+//! egress address) for the external index and 1 bit for the allocator. All allocated in
+//! [`Conntrack::new`]; see [`Conntrack::heap_bytes`].
+
+mod checksum;
+mod config;
+mod conntrack;
+mod counters;
+mod error;
+mod flow_state;
+mod partition;
+mod port_alloc;
+mod refusal;
+mod rewrite;
+mod table;
+mod timer_wheel;
+mod wire;
+
+pub use config::{ConfigError, NatConfig, Timeouts};
+pub use conntrack::{Conntrack, Inbound, Mapping, Outbound};
+pub use counters::NatCounters;
+pub use error::NatError;
+pub use flow_state::FlowState;
+pub use partition::Partition;
+pub use refusal::write_admin_prohibited;
+pub use wire::Protocol;

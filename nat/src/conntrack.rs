@@ -1,0 +1,537 @@
+//! [`Conntrack`]: one worker's NAT state and the two per-packet entry points,
+//! [`Conntrack::translate_outbound`] and [`Conntrack::translate_inbound`], plus bounded
+//! expiry ([`Conntrack::expire`]).
+//!
+//! Owns the mappings of the inside hosts this worker owns and the ports of its slice. Never
+//! allocates after [`Conntrack::new`], never reads a clock, never blocks.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use crate::config::{ConfigError, NatConfig};
+use crate::counters::NatCounters;
+use crate::error::NatError;
+use crate::flow_state::{self, Dir, FlowState};
+use crate::partition::Partition;
+use crate::port_alloc::PortAllocator;
+use crate::rewrite::{self, Side};
+use crate::table::{self, Entry, Table};
+use crate::timer_wheel::TimerWheel;
+use crate::wire::{self, Protocol};
+
+/// What to do with an outbound packet (inside host -> outside) after
+/// [`Conntrack::translate_outbound`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outbound {
+    /// Source rewritten to the egress address and mapped port: route it out.
+    Forward,
+    /// Source rewritten, but the destination is our own egress address at a NAT port
+    /// (hairpinning, RFC 4787 REQ-9): pass the packet to `translate_inbound` on worker
+    /// `owner` (possibly this one), then deliver it inside like any return traffic.
+    Hairpin { owner: u16 },
+    /// Not this worker's inside host: give the untouched packet to worker `owner`, which
+    /// calls `translate_outbound` on it.
+    Handoff { owner: u16 },
+    /// Addressed to the gateway itself (egress address, port outside the NAT range, or an
+    /// ICMP query): untouched, pass it to the kernel.
+    Local,
+}
+
+/// What to do with an inbound packet (arriving for an egress address) after
+/// [`Conntrack::translate_inbound`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inbound {
+    /// Destination rewritten to the inside host: find its WireGuard peer by `inside` and send.
+    Deliver { inside: Ipv4Addr },
+    /// The port belongs to worker `owner`'s slice: give it the untouched packet.
+    Handoff { owner: u16 },
+    /// Not NAT traffic (another destination, port outside the NAT range, ICMP echo request,
+    /// another protocol): untouched, pass it to the kernel.
+    NotNat,
+}
+
+/// A mapping, as shown to operators and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    pub protocol: Protocol,
+    pub inside: SocketAddrV4,
+    pub external: SocketAddrV4,
+    pub state: FlowState,
+    /// Second (on the caller's clock) at or after which it is expired.
+    pub expires_at_secs: u32,
+}
+
+/// Entries looked at when a new flow finds the table or the port slice full, to reclaim
+/// mappings that expired but were not reaped yet. Bounded so a refusal stays cheap.
+const RECLAIM_BUDGET: usize = 32;
+
+const NANOS_PER_TICK: u64 = 1_000_000_000;
+
+fn tick(now_ns: u64) -> u32 {
+    (now_ns / NANOS_PER_TICK).min(u64::from(u32::MAX / 2)) as u32
+}
+
+/// One worker's conntrack. Built once per worker from the shared [`NatConfig`].
+#[derive(Debug)]
+pub struct Conntrack {
+    egress: Vec<[u8; 4]>,
+    partition: Partition,
+    worker: u16,
+    /// Timeout in ticks per [`FlowState`] discriminant.
+    timeouts: [u32; 8],
+    inbound_refresh: bool,
+    seed: u64,
+    table: Table,
+    ports: PortAllocator,
+    wheel: TimerWheel,
+    counters: NatCounters,
+}
+
+impl Conntrack {
+    /// Builds worker `worker`'s table (`0 <= worker < config.workers`), preallocating
+    /// everything it will ever use.
+    pub fn new(config: &NatConfig, worker: u16) -> Result<Conntrack, ConfigError> {
+        config.validate()?;
+        if worker >= config.workers {
+            return Err(ConfigError::WorkerOutOfRange {
+                worker,
+                workers: config.workers,
+            });
+        }
+        let partition = Partition::new(config);
+        let slice = partition.slice(worker);
+        let slice_len = u32::from(*slice.end()) - u32::from(*slice.start()) + 1;
+        let naddrs = config.egress.len();
+        let t = &config.timeouts;
+        let secs = |d: std::time::Duration| d.as_secs().min(u64::from(u32::MAX / 4)) as u32;
+        let mut timeouts = [0u32; 8];
+        for s in [
+            FlowState::TcpOpening,
+            FlowState::TcpEstablished,
+            FlowState::TcpClosing,
+            FlowState::TcpTimeWait,
+            FlowState::TcpClosed,
+            FlowState::UdpOneWay,
+            FlowState::UdpBothWays,
+            FlowState::IcmpQuery,
+        ] {
+            timeouts[s as usize] = secs(flow_state::timeout(t, s));
+        }
+        Ok(Conntrack {
+            egress: config.egress.iter().map(|a| a.octets()).collect(),
+            partition,
+            worker,
+            timeouts,
+            inbound_refresh: config.inbound_refresh,
+            seed: config.hash_seed,
+            table: Table::new(
+                config.capacity_per_worker,
+                naddrs,
+                partition.slice_len(),
+                config.hash_seed,
+            ),
+            ports: PortAllocator::new(
+                *slice.start(),
+                slice_len,
+                Protocol::ALL.len() * naddrs,
+                &config.exclude_ports,
+            ),
+            wheel: TimerWheel::new(config.capacity_per_worker as usize, 0),
+            counters: NatCounters::default(),
+        })
+    }
+
+    /// Translates a packet from an inside host (after decryption and the AllowedIPs source
+    /// check). `pkt` starts at the IPv4 header; it is rewritten in place only when the result
+    /// is `Forward` or `Hairpin`. `now_ns` is the caller's monotonic clock in nanoseconds
+    /// (e.g. `wgproto::Timestamp::as_nanos`).
+    pub fn translate_outbound(
+        &mut self,
+        now_ns: u64,
+        pkt: &mut [u8],
+    ) -> Result<Outbound, NatError> {
+        let r = self.outbound(tick(now_ns), pkt);
+        let c = &mut self.counters;
+        match r {
+            Ok(Outbound::Forward) => c.translated_outbound += 1,
+            Ok(Outbound::Hairpin { .. }) => {
+                c.translated_outbound += 1;
+                c.hairpinned += 1;
+            }
+            Ok(Outbound::Handoff { .. }) => c.handoffs += 1,
+            Ok(Outbound::Local) => c.local += 1,
+            Err(e) => c.count_drop(e),
+        }
+        r
+    }
+
+    /// Translates a packet that arrived for an egress address. `pkt` starts at the IPv4
+    /// header; it is rewritten in place only when the result is `Deliver`.
+    pub fn translate_inbound(&mut self, now_ns: u64, pkt: &mut [u8]) -> Result<Inbound, NatError> {
+        let r = self.inbound(tick(now_ns), pkt);
+        let c = &mut self.counters;
+        match r {
+            Ok(Inbound::Deliver { .. }) => c.translated_inbound += 1,
+            Ok(Inbound::Handoff { .. }) => c.handoffs += 1,
+            Ok(Inbound::NotNat) => c.not_nat += 1,
+            Err(e) => c.count_drop(e),
+        }
+        r
+    }
+
+    /// Removes expired mappings, looking at no more than `budget` candidates (and empty wheel
+    /// buckets). Call once per batch, e.g. with a budget of 64; returns how many were removed.
+    pub fn expire(&mut self, now_ns: u64, budget: usize) -> usize {
+        self.expire_ticks(tick(now_ns), budget)
+    }
+
+    pub fn counters(&self) -> &NatCounters {
+        &self.counters
+    }
+
+    /// Live entries (including expired ones not reaped yet).
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.len() == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.table.capacity()
+    }
+
+    pub fn partition(&self) -> &Partition {
+        &self.partition
+    }
+
+    pub fn worker(&self) -> u16 {
+        self.worker
+    }
+
+    /// Bytes of heap this worker's NAT holds (all of it allocated in `new`).
+    pub fn heap_bytes(&self) -> usize {
+        self.table.heap_bytes()
+            + self.ports.heap_bytes()
+            + self.wheel.heap_bytes()
+            + self.egress.capacity() * 4
+    }
+
+    /// The mapping of an inside endpoint, if this worker holds one.
+    pub fn lookup_inside(&self, protocol: Protocol, inside: SocketAddrV4) -> Option<Mapping> {
+        let slot = self
+            .table
+            .find_inside(protocol, inside.ip().octets(), inside.port())?;
+        Some(self.mapping(slot))
+    }
+
+    /// The mapping behind an external endpoint, if this worker holds one.
+    pub fn lookup_external(&self, protocol: Protocol, external: SocketAddrV4) -> Option<Mapping> {
+        let a = self.egress_index(external.ip().octets())?;
+        let off = self.ports.offset(external.port())?;
+        let slot = self.table.find_external(protocol, a, off)?;
+        Some(self.mapping(slot))
+    }
+
+    fn mapping(&self, slot: u32) -> Mapping {
+        let e = self.table.entry(slot);
+        Mapping {
+            protocol: e.protocol(),
+            inside: SocketAddrV4::new(e.inside_addr.into(), e.inside_port),
+            external: SocketAddrV4::new(self.egress[usize::from(e.ext_addr)].into(), e.ext_port),
+            state: flow_state::state(e.protocol(), e.bits),
+            expires_at_secs: e.deadline,
+        }
+    }
+
+    fn egress_index(&self, addr: [u8; 4]) -> Option<u16> {
+        // Usually one or two addresses: a linear scan beats any map.
+        self.egress
+            .iter()
+            .position(|a| *a == addr)
+            .map(|i| i as u16)
+    }
+
+    /// RFC 4787 REQ-2 ("paired" pooling): an inside address always gets the same egress
+    /// address.
+    fn paired_address(&self, inside: [u8; 4]) -> u16 {
+        let h = u64::from(u32::from_be_bytes(inside)).wrapping_mul(0xff51_afd7_ed55_8ccd) >> 40;
+        (h % self.egress.len() as u64) as u16
+    }
+
+    fn outbound(&mut self, now: u32, pkt: &mut [u8]) -> Result<Outbound, NatError> {
+        let ip = wire::parse_ipv4(pkt, true)?;
+        if ip.fragment {
+            return Err(NatError::Fragment);
+        }
+        let proto = Protocol::from_ip(ip.proto).ok_or(NatError::UnsupportedProtocol)?;
+        if ip.end - ip.hlen < wire::min_l4_len(proto) {
+            return Err(NatError::Truncated);
+        }
+        let l4 = ip.hlen;
+        let to_egress = self.egress_index(ip.dst).is_some();
+        let mut tcp_flags = 0;
+        let mut dport = 0;
+        if proto == Protocol::Icmp {
+            let t = pkt[l4];
+            if wire::is_icmp_error(t) {
+                return self.outbound_icmp_error(pkt, &ip, now);
+            }
+            if !wire::is_icmp_query_request(t) {
+                return Err(NatError::UnsupportedIcmp);
+            }
+            if to_egress {
+                return Ok(Outbound::Local);
+            }
+        } else {
+            dport = wire::rd16(pkt, l4 + 2);
+            if to_egress && !self.partition.in_range(dport) {
+                return Ok(Outbound::Local);
+            }
+            if proto == Protocol::Tcp {
+                tcp_flags = pkt[l4 + 13];
+            }
+        }
+        let owner = self.partition.owner_of_inside(ip.src.into());
+        if owner != self.worker {
+            return Ok(Outbound::Handoff { owner });
+        }
+        let sport = wire::rd16(pkt, l4 + wire::src_port_off(proto));
+        let (slot, new) = self.find_or_create(now, proto, ip.src, sport)?;
+        self.touch(now, slot, Dir::Out, tcp_flags, new);
+        let e = *self.table.entry(slot);
+        let ext = self.egress[usize::from(e.ext_addr)];
+        rewrite::endpoint(pkt, &ip, proto, Side::Src, ext, e.ext_port);
+        if to_egress {
+            // In range was checked above, so the owner exists.
+            let owner = self.partition.owner_of_port(dport).unwrap_or(self.worker);
+            return Ok(Outbound::Hairpin { owner });
+        }
+        Ok(Outbound::Forward)
+    }
+
+    fn inbound(&mut self, now: u32, pkt: &mut [u8]) -> Result<Inbound, NatError> {
+        let ip = wire::parse_ipv4(pkt, true)?;
+        let Some(ext_addr) = self.egress_index(ip.dst) else {
+            return Ok(Inbound::NotNat);
+        };
+        let Some(proto) = Protocol::from_ip(ip.proto) else {
+            return Ok(Inbound::NotNat);
+        };
+        if ip.fragment {
+            return Err(NatError::Fragment);
+        }
+        if ip.end - ip.hlen < wire::min_l4_len(proto) {
+            return Err(NatError::Truncated);
+        }
+        let l4 = ip.hlen;
+        let mut tcp_flags = 0;
+        match proto {
+            Protocol::Icmp => {
+                let t = pkt[l4];
+                if wire::is_icmp_error(t) {
+                    return self.inbound_icmp_error(pkt, &ip, now);
+                }
+                if !wire::is_icmp_query_reply(t) {
+                    // Echo requests and the rest are for the gateway itself.
+                    return Ok(Inbound::NotNat);
+                }
+            }
+            Protocol::Tcp => tcp_flags = pkt[l4 + 13],
+            Protocol::Udp => {}
+        }
+        let port = wire::rd16(pkt, l4 + wire::dst_port_off(proto));
+        let Some(owner) = self.partition.owner_of_port(port) else {
+            return Ok(Inbound::NotNat);
+        };
+        if owner != self.worker {
+            return Ok(Inbound::Handoff { owner });
+        }
+        let slot = self
+            .live_external(now, proto, ext_addr, port)
+            .ok_or(NatError::NoMapping)?;
+        self.touch(now, slot, Dir::In, tcp_flags, false);
+        let e = *self.table.entry(slot);
+        rewrite::endpoint(pkt, &ip, proto, Side::Dst, e.inside_addr, e.inside_port);
+        Ok(Inbound::Deliver {
+            inside: e.inside_addr.into(),
+        })
+    }
+
+    /// An ICMP error from outside about a packet we sent (RFC 5508 REQ-4): the quoted packet's
+    /// source is our egress endpoint; revert it to the inside endpoint and deliver inside.
+    fn inbound_icmp_error(
+        &mut self,
+        pkt: &mut [u8],
+        ip: &wire::Ipv4,
+        now: u32,
+    ) -> Result<Inbound, NatError> {
+        let q = rewrite::parse_icmp_error(pkt, ip)?;
+        let ext_addr = self
+            .egress_index(q.quoted_ip.src)
+            .ok_or(NatError::IcmpErrorNoMapping)?;
+        let port = q.port(pkt, Side::Src);
+        let owner = self
+            .partition
+            .owner_of_port(port)
+            .ok_or(NatError::IcmpErrorNoMapping)?;
+        if owner != self.worker {
+            return Ok(Inbound::Handoff { owner });
+        }
+        let slot = self
+            .live_external(now, q.proto, ext_addr, port)
+            .ok_or(NatError::IcmpErrorNoMapping)?;
+        // RFC 5508 REQ-6 / RFC 4787 REQ-12: an ICMP error neither refreshes nor removes the
+        // mapping, so nothing of the entry changes here.
+        let e = *self.table.entry(slot);
+        rewrite::quoted_endpoint(pkt, &q, Side::Src, e.inside_addr, e.inside_port);
+        rewrite::address(pkt, Side::Dst, e.inside_addr);
+        self.counters.icmp_errors_inbound += 1;
+        Ok(Inbound::Deliver {
+            inside: e.inside_addr.into(),
+        })
+    }
+
+    /// An ICMP error from an inside host about a packet we delivered to it (RFC 5508 REQ-5):
+    /// the quoted packet's destination is the inside endpoint; put back the external one and
+    /// send the error from our egress address.
+    fn outbound_icmp_error(
+        &mut self,
+        pkt: &mut [u8],
+        ip: &wire::Ipv4,
+        now: u32,
+    ) -> Result<Outbound, NatError> {
+        let q = rewrite::parse_icmp_error(pkt, ip)?;
+        let inside = q.quoted_ip.dst;
+        let owner = self.partition.owner_of_inside(inside.into());
+        if owner != self.worker {
+            return Ok(Outbound::Handoff { owner });
+        }
+        let port = q.port(pkt, Side::Dst);
+        let slot = self
+            .table
+            .find_inside(q.proto, inside, port)
+            .filter(|&s| self.table.entry(s).deadline > now)
+            .ok_or(NatError::IcmpErrorNoMapping)?;
+        let e = *self.table.entry(slot);
+        let ext = self.egress[usize::from(e.ext_addr)];
+        rewrite::quoted_endpoint(pkt, &q, Side::Dst, ext, e.ext_port);
+        // RFC 5508 REQ-5 c): a NAPT sends the error from its own public address.
+        rewrite::address(pkt, Side::Src, ext);
+        self.counters.icmp_errors_outbound += 1;
+        if self.egress_index(ip.dst).is_some() {
+            // Hairpinned error (RFC 5508 REQ-7): the quoted source is the other inside host's
+            // external endpoint; the owner of that port reverts it.
+            let qport = q.port(pkt, Side::Src);
+            let owner = self
+                .partition
+                .owner_of_port(qport)
+                .ok_or(NatError::IcmpErrorNoMapping)?;
+            return Ok(Outbound::Hairpin { owner });
+        }
+        Ok(Outbound::Forward)
+    }
+
+    fn live_external(&self, now: u32, proto: Protocol, ext_addr: u16, port: u16) -> Option<u32> {
+        let off = self.ports.offset(port)?;
+        let slot = self.table.find_external(proto, ext_addr, off)?;
+        // An entry past its deadline but not reaped yet no longer admits return traffic.
+        (self.table.entry(slot).deadline > now).then_some(slot)
+    }
+
+    fn find_or_create(
+        &mut self,
+        now: u32,
+        proto: Protocol,
+        inside: [u8; 4],
+        port: u16,
+    ) -> Result<(u32, bool), NatError> {
+        if let Some(slot) = self.table.find_inside(proto, inside, port) {
+            let e = self.table.entry_mut(slot);
+            if e.deadline <= now {
+                // Expired, not reaped yet: same mapping (RFC 4787 REQ-1), fresh session state.
+                e.bits = 0;
+            }
+            return Ok((slot, false));
+        }
+        if self.table.is_full() {
+            self.expire_ticks(now, RECLAIM_BUDGET);
+            if self.table.is_full() {
+                return Err(NatError::TableFull);
+            }
+        }
+        let ext_addr = self.paired_address(inside);
+        let set = self.table.port_set(proto, ext_addr);
+        // Port preservation, like MASQUERADE, when the inside port is in our slice and free.
+        let preferred = self.ports.offset(port);
+        // Otherwise a keyed-random starting point (RFC 6056 §3.3.3 style), so external ports
+        // do not reveal the order of connections.
+        let hint = (table::hash_inside(self.seed ^ 0xa5a5, proto, inside, port) >> 32) as u32;
+        let off = match self.ports.allocate(set, preferred, hint) {
+            Some(off) => off,
+            None => {
+                self.expire_ticks(now, RECLAIM_BUDGET);
+                self.ports
+                    .allocate(set, preferred, hint)
+                    .ok_or(NatError::NoFreePort)?
+            }
+        };
+        let entry = Entry {
+            inside_addr: inside,
+            deadline: now,
+            inside_port: port,
+            ext_port: self.ports.port(off),
+            ext_addr,
+            proto: proto as u8,
+            bits: 0,
+        };
+        let Some(slot) = self.table.insert(entry, off) else {
+            // Unreachable (fullness was checked), but never leak the port.
+            self.ports.release(set, off);
+            return Err(NatError::TableFull);
+        };
+        self.counters.created += 1;
+        Ok((slot, true))
+    }
+
+    /// Updates the flow state for one packet and moves the deadline.
+    fn touch(&mut self, now: u32, slot: u32, dir: Dir, tcp_flags: u8, new: bool) {
+        let e = self.table.entry_mut(slot);
+        let proto = e.protocol();
+        e.bits = flow_state::on_packet(proto, e.bits, dir, tcp_flags);
+        let refresh = new || dir == Dir::Out || proto == Protocol::Tcp || self.inbound_refresh;
+        if !refresh {
+            return;
+        }
+        let state = flow_state::state(proto, e.bits);
+        let deadline = now
+            .saturating_add(self.timeouts[state as usize])
+            .saturating_add(1);
+        e.deadline = deadline;
+        if new {
+            self.wheel.insert(slot, deadline);
+        } else if deadline < self.wheel.scheduled_at(slot) {
+            // Shorter timeout (FIN, RST): re-file now so the port is reclaimed on time.
+            self.wheel.reschedule(slot, deadline);
+        }
+    }
+
+    fn expire_ticks(&mut self, now: u32, budget: usize) -> usize {
+        let mut budget = budget;
+        let mut removed = 0;
+        while let Some(slot) = self.wheel.poll(now, &mut budget) {
+            let e = *self.table.entry(slot);
+            if e.deadline <= now {
+                let set = self.table.port_set(e.protocol(), e.ext_addr);
+                let off = self.ports.offset(e.ext_port).unwrap_or(0);
+                self.table.remove(slot, off);
+                self.ports.release(set, off);
+                removed += 1;
+            } else {
+                self.wheel.insert(slot, e.deadline);
+            }
+        }
+        self.counters.expired += removed as u64;
+        removed
+    }
+}

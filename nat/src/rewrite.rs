@@ -1,0 +1,177 @@
+//! In-place header rewriting with incremental checksum updates (RFC 1624): the endpoint of a
+//! TCP/UDP/ICMP-query packet, and the quoted packet inside an ICMP error (RFC 5508 §4.2).
+//!
+//! Pure functions over bytes whose lengths the caller has checked through [`crate::wire`].
+
+use crate::checksum::Delta;
+use crate::error::NatError;
+use crate::wire::{self, Ipv4, Protocol};
+
+/// Which endpoint of a packet is rewritten.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    Src,
+    Dst,
+}
+
+fn addr_off(side: Side) -> usize {
+    match side {
+        Side::Src => wire::IP_SRC,
+        Side::Dst => wire::IP_DST,
+    }
+}
+
+fn port_off(proto: Protocol, side: Side) -> usize {
+    match side {
+        Side::Src => wire::src_port_off(proto),
+        Side::Dst => wire::dst_port_off(proto),
+    }
+}
+
+/// Rewrites only an IPv4 address (and the header checksum). ICMP has no pseudo-header, so
+/// the outer header of an ICMP message needs nothing else.
+pub(crate) fn address(pkt: &mut [u8], side: Side, addr: [u8; 4]) {
+    let off = addr_off(side);
+    let mut d = Delta::default();
+    d.addr(wire::rd_addr(pkt, off), addr);
+    wire::wr_addr(pkt, off, addr);
+    let c = wire::rd16(pkt, wire::IP_CSUM);
+    wire::wr16(pkt, wire::IP_CSUM, d.apply(c));
+}
+
+/// Rewrites one endpoint (address and port / query id) of a packet whose transport header
+/// starts at `ip.hlen`, updating the IP, TCP/UDP (pseudo-header included) or ICMP checksum.
+pub(crate) fn endpoint(
+    pkt: &mut [u8],
+    ip: &Ipv4,
+    proto: Protocol,
+    side: Side,
+    addr: [u8; 4],
+    port: u16,
+) {
+    let aoff = addr_off(side);
+    let mut ad = Delta::default();
+    ad.addr(wire::rd_addr(pkt, aoff), addr);
+    wire::wr_addr(pkt, aoff, addr);
+    let c = wire::rd16(pkt, wire::IP_CSUM);
+    wire::wr16(pkt, wire::IP_CSUM, ad.apply(c));
+
+    let l4 = ip.hlen;
+    let poff = l4 + port_off(proto, side);
+    let mut ld = Delta::default();
+    ld.word(wire::rd16(pkt, poff), port);
+    wire::wr16(pkt, poff, port);
+    if proto != Protocol::Icmp {
+        ld.merge(ad);
+    }
+    let coff = l4 + wire::l4_csum_off(proto);
+    let c = wire::rd16(pkt, coff);
+    let nc = if proto == Protocol::Udp {
+        ld.apply_udp(c)
+    } else {
+        ld.apply(c)
+    };
+    wire::wr16(pkt, coff, nc);
+}
+
+/// An ICMP error whose checksum verified and whose quoted packet is long enough to translate.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct IcmpError {
+    /// Offset of the ICMP header.
+    pub icmp: usize,
+    /// Offset of the quoted IPv4 header.
+    pub quoted: usize,
+    pub quoted_ip: Ipv4,
+    pub proto: Protocol,
+    /// Offset of the quoted transport header.
+    pub quoted_l4: usize,
+    /// End of the ICMP message.
+    pub end: usize,
+}
+
+impl IcmpError {
+    pub(crate) fn port(&self, pkt: &[u8], side: Side) -> u16 {
+        wire::rd16(pkt, self.quoted_l4 + port_off(self.proto, side))
+    }
+}
+
+/// Checks an ICMP error message (the caller saw type 3, 11 or 12 and 8 ICMP bytes).
+pub(crate) fn parse_icmp_error(pkt: &[u8], ip: &Ipv4) -> Result<IcmpError, NatError> {
+    let icmp = ip.hlen;
+    // RFC 5508 REQ-3: a bad ICMP checksum is dropped before anything else is looked at.
+    if !crate::checksum::verifies(&pkt[icmp..ip.end]) {
+        return Err(NatError::IcmpBadChecksum);
+    }
+    let quoted = icmp + 8;
+    let qip = wire::parse_quoted_ipv4(&pkt[quoted..ip.end])?;
+    if qip.later_fragment {
+        return Err(NatError::IcmpErrorMalformed);
+    }
+    let proto = Protocol::from_ip(qip.proto).ok_or(NatError::IcmpErrorMalformed)?;
+    let quoted_l4 = quoted + qip.hlen;
+    // RFC 792: at least 8 bytes of the transport header are quoted (ports / query id).
+    if ip.end - quoted_l4 < 8 {
+        return Err(NatError::IcmpErrorMalformed);
+    }
+    if proto == Protocol::Icmp {
+        let t = pkt[quoted_l4];
+        // Errors are never sent about errors (RFC 1122 §3.2.2): only queries can be quoted.
+        if !(wire::is_icmp_query_request(t) || wire::is_icmp_query_reply(t)) {
+            return Err(NatError::IcmpErrorMalformed);
+        }
+    }
+    Ok(IcmpError {
+        icmp,
+        quoted,
+        quoted_ip: qip,
+        proto,
+        quoted_l4,
+        end: ip.end,
+    })
+}
+
+/// Rewrites one endpoint of the quoted packet (RFC 5508 REQ-4 a / REQ-5 a): address, port or
+/// query id, the quoted IP header checksum, the quoted transport checksum when it was quoted,
+/// and finally the ICMP checksum, which covers every word changed here.
+pub(crate) fn quoted_endpoint(pkt: &mut [u8], q: &IcmpError, side: Side, addr: [u8; 4], port: u16) {
+    let mut outer = Delta::default();
+
+    let aoff = q.quoted + addr_off(side);
+    let mut ad = Delta::default();
+    ad.addr(wire::rd_addr(pkt, aoff), addr);
+    wire::wr_addr(pkt, aoff, addr);
+    outer.merge(ad);
+
+    let hc_off = q.quoted + wire::IP_CSUM;
+    let old = wire::rd16(pkt, hc_off);
+    let new = ad.apply(old);
+    wire::wr16(pkt, hc_off, new);
+    outer.word(old, new);
+
+    let poff = q.quoted_l4 + port_off(q.proto, side);
+    let old_port = wire::rd16(pkt, poff);
+    wire::wr16(pkt, poff, port);
+    outer.word(old_port, port);
+
+    let mut ld = Delta::default();
+    ld.word(old_port, port);
+    if q.proto != Protocol::Icmp {
+        ld.merge(ad);
+    }
+    let coff = q.quoted_l4 + wire::l4_csum_off(q.proto);
+    // A router may quote only 8 transport bytes: a TCP checksum (offset 16) is then absent.
+    if coff + 2 <= q.end {
+        let old = wire::rd16(pkt, coff);
+        let new = if q.proto == Protocol::Udp {
+            ld.apply_udp(old)
+        } else {
+            ld.apply(old)
+        };
+        wire::wr16(pkt, coff, new);
+        outer.word(old, new);
+    }
+
+    let ic = q.icmp + 2;
+    let c = wire::rd16(pkt, ic);
+    wire::wr16(pkt, ic, outer.apply(c));
+}
