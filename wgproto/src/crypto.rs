@@ -112,12 +112,37 @@ pub fn aead_seal_in_place(
     aad: &[u8],
     buffer: &mut [u8],
 ) -> [u8; AEAD_TAG_LEN] {
+    chacha20poly1305_seal_in_place(key, &counter_nonce(counter), aad, buffer)
+}
+
+/// RFC 8439 §2.8 ChaCha20-Poly1305 with an arbitrary 96-bit nonce, in place, detached tag.
+/// WireGuard only uses [`counter_nonce`]s; this form exists for the RFC's known-answer test.
+pub fn chacha20poly1305_seal_in_place(
+    key: &[u8; KEY_LEN],
+    nonce: &[u8; 12],
+    aad: &[u8],
+    buffer: &mut [u8],
+) -> [u8; AEAD_TAG_LEN] {
     let cipher = ChaCha20Poly1305::new(key.into());
     cipher
-        .encrypt_in_place_detached(&counter_nonce(counter).into(), aad, buffer)
+        .encrypt_in_place_detached(nonce.into(), aad, buffer)
         // Only fails past ChaCha20's 256 GiB per-nonce limit, far above any datagram.
         .expect("buffer below the ChaCha20 length limit")
         .into()
+}
+
+/// Inverse of [`chacha20poly1305_seal_in_place`].
+pub fn chacha20poly1305_open_in_place(
+    key: &[u8; KEY_LEN],
+    nonce: &[u8; 12],
+    aad: &[u8],
+    buffer: &mut [u8],
+    tag: &[u8; AEAD_TAG_LEN],
+) -> Result<(), CryptoError> {
+    let cipher = ChaCha20Poly1305::new(key.into());
+    cipher
+        .decrypt_in_place_detached(nonce.into(), aad, buffer, tag.into())
+        .map_err(|_| CryptoError::AeadAuthFailed)
 }
 
 /// Inverse of [`aead_seal_in_place`]: verifies `tag` and decrypts `buffer` in place. On failure
@@ -129,10 +154,7 @@ pub fn aead_open_in_place(
     buffer: &mut [u8],
     tag: &[u8; AEAD_TAG_LEN],
 ) -> Result<(), CryptoError> {
-    let cipher = ChaCha20Poly1305::new(key.into());
-    cipher
-        .decrypt_in_place_detached(&counter_nonce(counter).into(), aad, buffer, tag.into())
-        .map_err(|_| CryptoError::AeadAuthFailed)
+    chacha20poly1305_open_in_place(key, &counter_nonce(counter), aad, buffer, tag)
 }
 
 /// AEAD(key, counter, plaintext, aad) into `out`, which must be exactly

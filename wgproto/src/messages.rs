@@ -459,4 +459,54 @@ mod tests {
         assert_eq!(v.sender_index(), 0x11223344);
         assert_eq!(v.receiver_index(), 0x55667788);
     }
+
+    proptest::proptest! {
+        /// Arbitrary bytes never panic the classifier, and whatever it accepts has the exact
+        /// length and header its type demands; its accessors then cannot panic either.
+        #[test]
+        fn classify_never_panics(
+            t in 0u8..6,
+            reserved in proptest::sample::select(vec![0u8, 0, 0, 1, 0x80]),
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+            cut in 0usize..204,
+        ) {
+            // Mostly plausible headers (so the accepted paths are exercised), cut anywhere.
+            let mut bytes = vec![t, 0, reserved, 0];
+            bytes.extend_from_slice(&body);
+            bytes.truncate(cut);
+            match classify(&bytes) {
+                Ok(Message::Initiation(m)) => {
+                    proptest::prop_assert_eq!(bytes.len(), INITIATION_LEN);
+                    let _ = (m.sender_index(), m.ephemeral(), m.encrypted_static(),
+                             m.encrypted_timestamp(), m.mac1(), m.mac2());
+                }
+                Ok(Message::Response(m)) => {
+                    proptest::prop_assert_eq!(bytes.len(), RESPONSE_LEN);
+                    let _ = (m.sender_index(), m.receiver_index(), m.ephemeral(),
+                             m.encrypted_nothing(), m.mac1(), m.mac2());
+                }
+                Ok(Message::CookieReply(m)) => {
+                    proptest::prop_assert_eq!(bytes.len(), COOKIE_REPLY_LEN);
+                    let _ = (m.receiver_index(), m.nonce(), m.encrypted_cookie());
+                }
+                Ok(Message::Transport(m)) => {
+                    proptest::prop_assert!(bytes.len() >= TRANSPORT_MIN_LEN);
+                    let _ = (m.receiver_index(), m.counter(), m.payload());
+                }
+                Err(_) => {}
+            }
+            if classify(&bytes).is_ok() {
+                proptest::prop_assert_eq!(&bytes[1..4], &[0u8, 0, 0][..]);
+            }
+        }
+
+        /// Valid headers with every length: exactly one length per handshake type passes.
+        #[test]
+        fn handshake_types_accept_only_their_length(t in 1u8..=3, len in 4usize..200) {
+            let mut buf = vec![0u8; len];
+            buf[0] = t;
+            let want = [INITIATION_LEN, RESPONSE_LEN, COOKIE_REPLY_LEN][usize::from(t - 1)];
+            proptest::prop_assert_eq!(classify(&buf).is_ok(), len == want);
+        }
+    }
 }
