@@ -126,9 +126,8 @@ impl Drop for StaticIdentity {
 impl StaticIdentity {
     pub fn new(private: PrivateKey) -> Self {
         let public = private.public_key();
-        let (ck, h) = initial_chain_and_hash();
+        let (_, h) = initial_chain_and_hash();
         let responder_hash = crypto::hash(&[&h, public.as_bytes()]);
-        let _ = ck;
         StaticIdentity {
             private,
             public,
@@ -431,6 +430,10 @@ impl PeerHandshake {
     /// attributed to this peer. Decrypts the timestamp, enforces the replay and flood rules,
     /// records them, and stores the state [`Self::create_response`] needs. Returns the
     /// accepted timestamp. On error this peer's state is unchanged.
+    ///
+    /// On success an initiation we had sent to this peer ourselves is dropped (both sides
+    /// initiated at once; the peer's wins here, ours may win there): read
+    /// [`Self::pending_local_index`] before calling to retire that index from the index table.
     pub fn accept_initiation(
         &mut self,
         pending: PendingInitiation,
@@ -477,6 +480,10 @@ impl PeerHandshake {
         local_index: u32,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<([u8; RESPONSE_LEN], SessionKeys), HandshakeError> {
+        if !self.has_accepted_initiation() {
+            // Leave an initiation we sent ourselves untouched.
+            return Err(HandshakeError::NoPendingHandshake);
+        }
         let state = std::mem::take(&mut self.state);
         let State::InitiationAccepted {
             remote_index,

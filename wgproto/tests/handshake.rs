@@ -646,3 +646,35 @@ fn rate_limiter_default_bound_is_enforced() {
     );
     assert_eq!(rl.len(), RATELIMIT_MAX_ENTRIES);
 }
+
+#[test]
+fn simultaneous_initiations_resolve_and_create_response_needs_an_accepted_one() {
+    let (mut a, mut b) = pair();
+    let from_a = initiation(&mut a, 1, WALL, ms(0));
+    let from_b = initiation(&mut b, 2, WALL, ms(0));
+    // Without an accepted initiation, create_response refuses and keeps our own initiation.
+    assert!(matches!(
+        a.peer.create_response(3, &mut OsRng),
+        Err(HandshakeError::NoPendingHandshake)
+    ));
+    assert_eq!(a.peer.pending_local_index(), Some(1));
+    // a accepts b's initiation: a's own pending initiation is replaced.
+    receive_initiation(&mut a, &from_b, ms(1)).unwrap();
+    assert_eq!(a.peer.pending_local_index(), None);
+    let (resp, ka) = a.peer.create_response(3, &mut OsRng).unwrap();
+    let kb = b
+        .peer
+        .consume_response(&b.identity, &Response::new_checked(&resp[..]).unwrap())
+        .unwrap();
+    assert_eq!(ka.sending_key, kb.receiving_key);
+    // b still answers a's initiation afterwards; a has no pending initiation any more, so
+    // that response is refused on a's side.
+    receive_initiation(&mut b, &from_a, ms(1)).unwrap();
+    let (resp_b, _) = b.peer.create_response(4, &mut OsRng).unwrap();
+    assert_eq!(
+        a.peer
+            .consume_response(&a.identity, &Response::new_checked(&resp_b[..]).unwrap())
+            .unwrap_err(),
+        HandshakeError::NoPendingHandshake
+    );
+}
