@@ -1,0 +1,576 @@
+//! One session's transport keys and the data-path operations on them: sealing and opening
+//! transport messages in place (whitepaper §5.4.6).
+//!
+//! A [`Keypair`] is created by the slow path when a handshake completes and published, behind an
+//! `Arc`, to the fast-path workers; it is `Send + Sync` and every method takes `&self`. The send
+//! counter is an atomic, the receive replay window sits behind an uncontended mutex. Nothing
+//! here allocates. The keypair enforces its own limits (REJECT_AFTER_MESSAGES,
+//! REJECT_AFTER_TIME, §6.1/§6.2) and tells the caller, in every result, when the rules of §6.2
+//! ask for a new handshake; it never starts one itself. Keys are zeroed when the last `Arc` is
+//! dropped (the cipher state zeroizes on drop).
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
+
+use crate::constants::{
+    AEAD_TAG_LEN, MSG_TRANSPORT, PADDING_MULTIPLE, REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME,
+    REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME, REKEY_ON_RECEIVE_AFTER_TIME, TRANSPORT_HEADER_LEN,
+    TRANSPORT_MIN_LEN,
+};
+use crate::noise::SessionKeys;
+use crate::peer::PeerId;
+use crate::replay::{ReplayError, ReplayWindow};
+use crate::time::Timestamp;
+
+/// A sealed transport message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sealed {
+    /// Bytes of the message at the start of the buffer: header, padded ciphertext, tag.
+    pub len: usize,
+    /// The counter (nonce) this message used.
+    pub counter: u64,
+    /// §6.2: this keypair is due for replacement (REKEY_AFTER_MESSAGES, or REKEY_AFTER_TIME on
+    /// the initiator); the worker should ask the slow path for a handshake.
+    pub rekey: bool,
+}
+
+/// An opened transport message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Opened {
+    /// Where the plaintext (inner IP packet plus padding) is in the buffer; empty for a
+    /// keepalive.
+    pub plaintext: Range<usize>,
+    pub counter: u64,
+    /// True for the first packet ever accepted on this keypair: the key confirmation the slow
+    /// path waits for before a responder may send with it (§5.4.5).
+    pub first_on_keypair: bool,
+    /// §6.2: an initiator receiving on a keypair older than REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT
+    /// - REKEY_TIMEOUT should start a handshake before the keypair dies.
+    pub rekey: bool,
+}
+
+/// Why a message could not be sealed. The packet is dropped; nothing was sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SealError {
+    /// The keypair is older than REJECT_AFTER_TIME, or was retired by the slow path.
+    Expired,
+    /// REJECT_AFTER_MESSAGES messages were sent with this key.
+    CounterExhausted,
+    /// The buffer cannot hold header + padded plaintext + tag.
+    BufferTooSmall { needed: usize, available: usize },
+}
+
+/// Why a received transport message was dropped. Each is a drop counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenError {
+    /// Shorter than header + tag.
+    TooShort,
+    /// Not a transport message (type byte or reserved bytes).
+    NotTransport,
+    /// The receiver index is not this keypair's.
+    WrongReceiver,
+    /// The keypair is older than REJECT_AFTER_TIME, or was retired by the slow path.
+    Expired,
+    /// The tag did not verify.
+    AuthFailed,
+    /// The counter was seen before, is behind the window, or is past REJECT_AFTER_MESSAGES.
+    Replay(ReplayError),
+}
+
+impl std::fmt::Display for SealError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SealError::Expired => f.write_str("sending keypair expired"),
+            SealError::CounterExhausted => f.write_str("sending counter exhausted"),
+            SealError::BufferTooSmall { needed, available } => {
+                write!(f, "buffer of {available} bytes cannot hold {needed}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SealError {}
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenError::TooShort => f.write_str("transport message shorter than 32 bytes"),
+            OpenError::NotTransport => f.write_str("not a transport message"),
+            OpenError::WrongReceiver => f.write_str("receiver index belongs to another keypair"),
+            OpenError::Expired => f.write_str("receiving keypair expired"),
+            OpenError::AuthFailed => f.write_str("transport message failed authentication"),
+            OpenError::Replay(r) => write!(f, "replayed or stale counter ({r:?})"),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+/// Bytes of plaintext padding for a packet of `len` bytes: up to a multiple of 16, never past
+/// `mtu` (the kernel's rule; for a packet above the MTU, as with segmentation offload, the last
+/// segment is what gets padded). `mtu == 0` means no cap.
+pub fn padding_len(len: usize, mtu: usize) -> usize {
+    let round = |n: usize| n.div_ceil(PADDING_MULTIPLE) * PADDING_MULTIPLE;
+    if mtu == 0 {
+        return round(len) - len;
+    }
+    let last = if len > mtu { len % mtu } else { len };
+    round(last).min(mtu).saturating_sub(last)
+}
+
+/// Total length of a transport message carrying `plaintext_len` bytes under `mtu`.
+pub fn sealed_len(plaintext_len: usize, mtu: usize) -> usize {
+    TRANSPORT_HEADER_LEN + plaintext_len + padding_len(plaintext_len, mtu) + AEAD_TAG_LEN
+}
+
+fn nonce(counter: u64) -> Nonce {
+    let mut n = [0u8; 12];
+    n[4..].copy_from_slice(&counter.to_le_bytes());
+    n.into()
+}
+
+/// The transport keys of one session, shared by the slow path and the workers.
+pub struct Keypair {
+    peer: PeerId,
+    local_index: u32,
+    remote_index: u32,
+    is_initiator: bool,
+    created: Timestamp,
+    sending: ChaCha20Poly1305,
+    receiving: ChaCha20Poly1305,
+    next_send_counter: AtomicU64,
+    replay: Mutex<ReplayWindow>,
+    received_any: AtomicBool,
+    retired: AtomicBool,
+}
+
+impl std::fmt::Debug for Keypair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keypair")
+            .field("peer", &self.peer)
+            .field("local_index", &self.local_index)
+            .field("remote_index", &self.remote_index)
+            .field("is_initiator", &self.is_initiator)
+            .field("created", &self.created)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Keypair {
+    /// The keypair of a session that completed at `now`.
+    pub fn new(peer: PeerId, keys: &SessionKeys, now: Timestamp) -> Self {
+        Keypair {
+            peer,
+            local_index: keys.local_index,
+            remote_index: keys.remote_index,
+            is_initiator: keys.is_initiator,
+            created: now,
+            sending: ChaCha20Poly1305::new(Key::from_slice(&keys.sending_key)),
+            receiving: ChaCha20Poly1305::new(Key::from_slice(&keys.receiving_key)),
+            next_send_counter: AtomicU64::new(0),
+            replay: Mutex::new(ReplayWindow::new()),
+            received_any: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
+        }
+    }
+
+    pub fn peer(&self) -> PeerId {
+        self.peer
+    }
+
+    /// Our index: transport messages to us carry it as receiver index.
+    pub fn local_index(&self) -> u32 {
+        self.local_index
+    }
+
+    /// The peer's index, written into the messages we send.
+    pub fn remote_index(&self) -> u32 {
+        self.remote_index
+    }
+
+    pub fn is_initiator(&self) -> bool {
+        self.is_initiator
+    }
+
+    pub fn created(&self) -> Timestamp {
+        self.created
+    }
+
+    /// Messages sealed so far (the next sending counter).
+    pub fn messages_sent(&self) -> u64 {
+        self.next_send_counter.load(Ordering::Relaxed)
+    }
+
+    /// Whether any message was accepted on this keypair (key confirmation happened).
+    pub fn has_received(&self) -> bool {
+        self.received_any.load(Ordering::Relaxed)
+    }
+
+    /// Marks the keypair dead: workers still holding an `Arc` to it refuse to use it. The slow
+    /// path calls this when the keypair leaves its slots, so a stale table entry is harmless.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
+    /// Past REJECT_AFTER_TIME or retired: no message may be sealed or opened with it.
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        self.is_retired() || now.since(self.created) >= REJECT_AFTER_TIME
+    }
+
+    /// Encrypts in place. On entry `buf[16..16 + plaintext_len]` holds the plaintext (the first
+    /// 16 bytes are headroom for the header); `buf` must have room for the padding and the tag
+    /// ([`sealed_len`]). On success `buf[..len]` is the transport message.
+    pub fn seal_in_place(
+        &self,
+        now: Timestamp,
+        buf: &mut [u8],
+        plaintext_len: usize,
+        mtu: usize,
+    ) -> Result<Sealed, SealError> {
+        if self.is_expired(now) {
+            return Err(SealError::Expired);
+        }
+        let padded = plaintext_len + padding_len(plaintext_len, mtu);
+        let needed = TRANSPORT_HEADER_LEN + padded + AEAD_TAG_LEN;
+        if buf.len() < needed {
+            return Err(SealError::BufferTooSmall {
+                needed,
+                available: buf.len(),
+            });
+        }
+        let counter = self.next_send_counter.fetch_add(1, Ordering::Relaxed);
+        if counter >= REJECT_AFTER_MESSAGES {
+            // Keep the counter pinned so it can never wrap back to a used nonce.
+            self.next_send_counter
+                .store(REJECT_AFTER_MESSAGES, Ordering::Relaxed);
+            return Err(SealError::CounterExhausted);
+        }
+        let (header, rest) = buf.split_at_mut(TRANSPORT_HEADER_LEN);
+        header[0] = MSG_TRANSPORT;
+        header[1..4].fill(0);
+        header[4..8].copy_from_slice(&self.remote_index.to_le_bytes());
+        header[8..16].copy_from_slice(&counter.to_le_bytes());
+        rest[plaintext_len..padded].fill(0);
+        let (body, tail) = rest.split_at_mut(padded);
+        let tag = self
+            .sending
+            .encrypt_in_place_detached(&nonce(counter), &[], body)
+            // Only fails past ChaCha20's 256 GiB per-nonce limit, far above any datagram.
+            .map_err(|_| SealError::BufferTooSmall {
+                needed,
+                available: usize::MAX,
+            })?;
+        tail[..AEAD_TAG_LEN].copy_from_slice(&tag);
+        let rekey = counter >= REKEY_AFTER_MESSAGES
+            || (self.is_initiator && now.since(self.created) >= REKEY_AFTER_TIME);
+        Ok(Sealed {
+            len: needed,
+            counter,
+            rekey,
+        })
+    }
+
+    /// Authenticates and decrypts the transport message `buf` in place, then (only if the tag
+    /// verified) checks and records its counter in the replay window (§5.4.6, RFC 6479).
+    pub fn open_in_place(&self, now: Timestamp, buf: &mut [u8]) -> Result<Opened, OpenError> {
+        if buf.len() < TRANSPORT_MIN_LEN {
+            return Err(OpenError::TooShort);
+        }
+        if buf[..4] != [MSG_TRANSPORT, 0, 0, 0] {
+            return Err(OpenError::NotTransport);
+        }
+        let receiver = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
+        if receiver != self.local_index {
+            return Err(OpenError::WrongReceiver);
+        }
+        if self.is_expired(now) {
+            return Err(OpenError::Expired);
+        }
+        let mut c = [0u8; 8];
+        c.copy_from_slice(&buf[8..16]);
+        let counter = u64::from_le_bytes(c);
+        if counter >= REJECT_AFTER_MESSAGES {
+            return Err(OpenError::Replay(ReplayError::Exhausted));
+        }
+        let end = buf.len() - AEAD_TAG_LEN;
+        let (body, tag) = buf[TRANSPORT_HEADER_LEN..].split_at_mut(end - TRANSPORT_HEADER_LEN);
+        let tag = Tag::clone_from_slice(tag);
+        self.receiving
+            .decrypt_in_place_detached(&nonce(counter), &[], body, &tag)
+            .map_err(|_| OpenError::AuthFailed)?;
+        self.replay
+            .lock()
+            // A poisoned lock only means another worker panicked mid-update of a bitmap that is
+            // consistent after every statement; keep using it.
+            .unwrap_or_else(|e| e.into_inner())
+            .check_and_mark(counter)
+            .map_err(OpenError::Replay)?;
+        let first_on_keypair = !self.received_any.swap(true, Ordering::Relaxed);
+        let rekey = self.is_initiator && now.since(self.created) >= REKEY_ON_RECEIVE_AFTER_TIME;
+        Ok(Opened {
+            plaintext: TRANSPORT_HEADER_LEN..end,
+            counter,
+            first_on_keypair,
+            rekey,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::constants::{KEEPALIVE_TIMEOUT, REKEY_TIMEOUT};
+    use std::time::Duration;
+
+    /// Two ends of one session with fixed keys.
+    pub(crate) fn pair(now: Timestamp) -> (Keypair, Keypair) {
+        let a = SessionKeys {
+            local_index: 1,
+            remote_index: 2,
+            sending_key: [7; 32],
+            receiving_key: [9; 32],
+            is_initiator: true,
+        };
+        let b = SessionKeys {
+            local_index: 2,
+            remote_index: 1,
+            sending_key: [9; 32],
+            receiving_key: [7; 32],
+            is_initiator: false,
+        };
+        (
+            Keypair::new(PeerId::new(10), &a, now),
+            Keypair::new(PeerId::new(20), &b, now),
+        )
+    }
+
+    fn seal(k: &Keypair, now: Timestamp, payload: &[u8], mtu: usize) -> Result<Vec<u8>, SealError> {
+        let mut buf = vec![0xAAu8; 16 + payload.len() + 64];
+        buf[16..16 + payload.len()].copy_from_slice(payload);
+        let s = k.seal_in_place(now, &mut buf, payload.len(), mtu)?;
+        buf.truncate(s.len);
+        Ok(buf)
+    }
+
+    #[test]
+    fn round_trip_with_padding_and_header() {
+        let t0 = Timestamp::from_nanos(1);
+        let (a, b) = pair(t0);
+        for (len, padded) in [
+            (0usize, 0usize),
+            (1, 16),
+            (16, 16),
+            (17, 32),
+            (1419, 1420),
+            (1420, 1420),
+        ] {
+            let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut msg = seal(&a, t0, &payload, 1420).unwrap();
+            assert_eq!(msg.len(), 16 + padded + 16, "len {len}");
+            assert_eq!(msg[..4], [4, 0, 0, 0]);
+            assert_eq!(msg[4..8], 2u32.to_le_bytes());
+            let opened = b.open_in_place(t0, &mut msg).unwrap();
+            assert_eq!(opened.plaintext.len(), padded);
+            assert_eq!(&msg[opened.plaintext.start..][..len], &payload[..]);
+            assert!(msg[opened.plaintext.start + len..opened.plaintext.end]
+                .iter()
+                .all(|&x| x == 0));
+        }
+    }
+
+    #[test]
+    fn padding_rule() {
+        assert_eq!(padding_len(0, 1420), 0);
+        assert_eq!(padding_len(1, 1420), 15);
+        assert_eq!(padding_len(1415, 1420), 5); // capped at the MTU, not rounded to 1424
+        assert_eq!(padding_len(1500, 1420), 0); // 80 % 16 == 0
+        assert_eq!(padding_len(1501, 1420), 15);
+        assert_eq!(padding_len(5, 0), 11);
+    }
+
+    #[test]
+    fn counters_increase_and_replays_are_refused_after_auth() {
+        let t0 = Timestamp::from_nanos(1);
+        let (a, b) = pair(t0);
+        let m0 = seal(&a, t0, b"zero", 1420).unwrap();
+        let m1 = seal(&a, t0, b"one", 1420).unwrap();
+        assert_eq!(m0[8..16], 0u64.to_le_bytes());
+        assert_eq!(m1[8..16], 1u64.to_le_bytes());
+        let first = b.open_in_place(t0, &mut m1.clone()).unwrap();
+        assert!(first.first_on_keypair);
+        assert!(
+            !b.open_in_place(t0, &mut m0.clone())
+                .unwrap()
+                .first_on_keypair
+        );
+        assert_eq!(
+            b.open_in_place(t0, &mut m1.clone()),
+            Err(OpenError::Replay(ReplayError::Duplicate))
+        );
+        // A forged counter with a bad tag must not mark the window: the real packet with that
+        // counter still gets through afterwards.
+        let m2 = seal(&a, t0, b"two", 1420).unwrap();
+        let mut forged = m2.clone();
+        forged[20] ^= 1;
+        assert_eq!(b.open_in_place(t0, &mut forged), Err(OpenError::AuthFailed));
+        assert!(b.open_in_place(t0, &mut m2.clone()).is_ok());
+    }
+
+    #[test]
+    fn malformed_messages_are_errors() {
+        let t0 = Timestamp::from_nanos(1);
+        let (a, b) = pair(t0);
+        let msg = seal(&a, t0, b"x", 1420).unwrap();
+        assert_eq!(
+            b.open_in_place(t0, &mut msg.clone()[..31]),
+            Err(OpenError::TooShort)
+        );
+        let mut wrong_type = msg.clone();
+        wrong_type[0] = 1;
+        assert_eq!(
+            b.open_in_place(t0, &mut wrong_type),
+            Err(OpenError::NotTransport)
+        );
+        let mut reserved = msg.clone();
+        reserved[3] = 1;
+        assert_eq!(
+            b.open_in_place(t0, &mut reserved),
+            Err(OpenError::NotTransport)
+        );
+        assert_eq!(
+            a.open_in_place(t0, &mut msg.clone()),
+            Err(OpenError::WrongReceiver)
+        );
+        let mut truncated = msg.clone();
+        truncated.truncate(40);
+        assert_eq!(
+            b.open_in_place(t0, &mut truncated),
+            Err(OpenError::AuthFailed)
+        );
+        let mut big = vec![0u8; 20];
+        assert!(matches!(
+            a.seal_in_place(t0, &mut big, 4, 1420),
+            Err(SealError::BufferTooSmall {
+                needed: 48,
+                available: 20
+            })
+        ));
+        // A refused seal does not consume a counter.
+        assert_eq!(a.messages_sent(), 1);
+    }
+
+    #[test]
+    fn time_limits_and_rekey_flags() {
+        let t0 = Timestamp::from_nanos(1);
+        let (a, b) = pair(t0);
+        let just_before = t0 + REKEY_AFTER_TIME - Duration::from_nanos(1);
+        let mut buf = [0u8; 64];
+        assert!(
+            !a.seal_in_place(just_before, &mut buf, 0, 1420)
+                .unwrap()
+                .rekey
+        );
+        // The initiator wants a rekey at REKEY_AFTER_TIME when sending; the responder never does.
+        let at_rekey = t0 + REKEY_AFTER_TIME;
+        let mut m = [0u8; 64];
+        assert!(a.seal_in_place(at_rekey, &mut m, 0, 1420).unwrap().rekey);
+        assert!(!b.seal_in_place(at_rekey, &mut buf, 0, 1420).unwrap().rekey);
+        // Receiving: the responder's open never asks; the initiator's asks after 165 s.
+        let last_minute = t0 + (REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT - REKEY_TIMEOUT);
+        assert!(
+            !b.open_in_place(last_minute, &mut m[..32].to_vec())
+                .unwrap()
+                .rekey
+        );
+        let mut from_b = [0u8; 64];
+        b.seal_in_place(t0, &mut from_b, 0, 1420).unwrap();
+        assert!(
+            !a.open_in_place(
+                last_minute - Duration::from_nanos(1),
+                &mut from_b[..32].to_vec()
+            )
+            .unwrap()
+            .rekey
+        );
+        b.seal_in_place(t0, &mut from_b, 0, 1420).unwrap();
+        assert!(
+            a.open_in_place(last_minute, &mut from_b[..32].to_vec())
+                .unwrap()
+                .rekey
+        );
+        // At REJECT_AFTER_TIME both directions refuse.
+        let dead = t0 + REJECT_AFTER_TIME;
+        assert_eq!(
+            a.seal_in_place(dead, &mut buf, 0, 1420),
+            Err(SealError::Expired)
+        );
+        b.seal_in_place(t0, &mut from_b, 0, 1420).unwrap();
+        assert_eq!(
+            a.open_in_place(dead, &mut from_b[..32]),
+            Err(OpenError::Expired)
+        );
+    }
+
+    #[test]
+    fn message_limits() {
+        let t0 = Timestamp::from_nanos(1);
+        let (a, b) = pair(t0);
+        let mut buf = [0u8; 64];
+        a.next_send_counter
+            .store(REKEY_AFTER_MESSAGES, Ordering::Relaxed);
+        let s = b.seal_in_place(t0, &mut buf, 0, 1420).unwrap();
+        assert!(!s.rekey);
+        assert!(a.seal_in_place(t0, &mut buf, 0, 1420).unwrap().rekey);
+        a.next_send_counter
+            .store(REJECT_AFTER_MESSAGES - 1, Ordering::Relaxed);
+        let last = a.seal_in_place(t0, &mut buf, 0, 1420).unwrap();
+        assert_eq!(last.counter, REJECT_AFTER_MESSAGES - 1);
+        assert_eq!(
+            b.open_in_place(t0, &mut buf[..32]).map(|o| o.counter),
+            Ok(REJECT_AFTER_MESSAGES - 1)
+        );
+        assert_eq!(
+            a.seal_in_place(t0, &mut buf, 0, 1420),
+            Err(SealError::CounterExhausted)
+        );
+        assert_eq!(
+            a.seal_in_place(t0, &mut buf, 0, 1420),
+            Err(SealError::CounterExhausted)
+        );
+        // A received counter at the limit is refused before any decryption.
+        buf[8..16].copy_from_slice(&REJECT_AFTER_MESSAGES.to_le_bytes());
+        assert_eq!(
+            b.open_in_place(t0, &mut buf[..32]),
+            Err(OpenError::Replay(ReplayError::Exhausted))
+        );
+    }
+
+    #[test]
+    fn retired_keypairs_refuse_work() {
+        let t0 = Timestamp::from_nanos(1);
+        let (a, b) = pair(t0);
+        let mut m = [0u8; 64];
+        a.seal_in_place(t0, &mut m, 0, 1420).unwrap();
+        b.retire();
+        assert_eq!(b.open_in_place(t0, &mut m[..32]), Err(OpenError::Expired));
+        a.retire();
+        assert_eq!(
+            a.seal_in_place(t0, &mut m, 0, 1420),
+            Err(SealError::Expired)
+        );
+    }
+
+    #[test]
+    fn keypair_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Keypair>();
+    }
+}
