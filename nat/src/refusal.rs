@@ -43,6 +43,7 @@ pub fn write_admin_prohibited(
     out[..28].fill(0);
     out[0] = 0x45;
     wire::wr16(out, 2, total as u16);
+    out[6] = 0x40; // DF, as Linux sends its own ICMP errors
     out[8] = 64;
     out[9] = wire::PROTO_ICMP;
     wire::wr_addr(out, wire::IP_SRC, from.octets());

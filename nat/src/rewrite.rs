@@ -160,6 +160,8 @@ pub(crate) fn quoted_endpoint(pkt: &mut [u8], q: &IcmpError, side: Side, addr: [
     }
     let coff = q.quoted_l4 + wire::l4_csum_off(q.proto);
     // A router may quote only 8 transport bytes: a TCP checksum (offset 16) is then absent.
+    // A quote that ends inside the checksum field leaves that one byte as it was (it cannot
+    // be updated without the other byte).
     if coff + 2 <= q.end {
         let old = wire::rd16(pkt, coff);
         let new = if q.proto == Protocol::Udp {
