@@ -1,1 +1,11 @@
-//! The XDP program: loading, attaching, its maps.
+//! The XDP program: the C source (`redirect.bpf.c`, compiled by build.rs), its maps as Rust
+//! types, and loading / attaching / detaching it on an interface.
+//!
+//! What the program redirects to AF_XDP sockets: UDP to the WireGuard listen port and NAT
+//! return traffic; everything else is passed to the kernel. This module never touches frames.
+
+pub mod maps;
+pub mod program;
+
+pub use maps::{RedirectConfig, XdpCounter, XdpCounters};
+pub use program::{AttachMode, XdpError, XdpProgram, PROGRAM_NAME};

@@ -1,0 +1,356 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0-only
+// (dual-licensed so that the kernel sees a GPL-compatible program; the Rust crate is MIT OR Apache-2.0)
+//
+// The gateway's XDP program: decides, per received frame, whether the AF_XDP socket of the
+// frame's rx queue takes it (WireGuard UDP for the listen port, and NAT return traffic) or the
+// kernel does (ARP, SSH to the gateway, the host's own traffic, anything not understood).
+//
+// It never drops and never modifies a frame: a frame it cannot parse goes to the kernel, which
+// is the fallback for everything (DESIGN.md, "The kernel is the fallback, not the path").
+//
+// Layouts shared with Rust (struct dp_config, enum dp_counter) are mirrored in
+// src/xdp/maps.rs; the loader checks the map sizes against the Rust types at load time.
+//
+// Built by build.rs with `clang -target bpf -O2 -g`; only <linux/bpf.h> is needed (the few
+// libbpf conventions used are declared below so that no libbpf-dev headers are required).
+
+#include <linux/bpf.h>
+#include <linux/types.h>
+
+#define SEC(name) __attribute__((section(name), used))
+#define __uint(name, val) int (*name)[val]
+#define __type(name, val) typeof(val) *name
+#define INLINE static __attribute__((always_inline)) inline
+
+// BPF helper calls by number (include/uapi/linux/bpf.h, enum bpf_func_id).
+static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)BPF_FUNC_map_lookup_elem;
+static long (*bpf_redirect_map)(void *map, __u64 key, __u64 flags) = (void *)BPF_FUNC_redirect_map;
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+// Wire constants, network byte order where compared against packet fields. The program is only
+// built for little-endian BPF (the host's byte order on x86-64 and arm64).
+#define ETH_HLEN 14
+#define ETH_P_IP_BE 0x0008     /* htons(0x0800) */
+#define ETH_P_IPV6_BE 0xDD86   /* htons(0x86DD) */
+#define ETH_P_8021Q_BE 0x0081  /* htons(0x8100) */
+#define ETH_P_8021AD_BE 0xA888 /* htons(0x88A8) */
+#define IP_MF_OFFSET_BE 0xFF3F /* htons(0x3FFF): more-fragments flag and fragment offset */
+#define PROTO_ICMP 1
+#define PROTO_TCP 6
+#define PROTO_UDP 17
+#define PROTO_ICMPV6 58
+#define BSWAP16(x) ((__u16)((((x) & 0xff) << 8) | (((x) >> 8) & 0xff)))
+
+// Mirrors `RedirectConfig` in src/xdp/maps.rs (repr(C)). Ports are in host byte order,
+// addresses in network byte order.
+struct dp_config {
+    __u16 listen_port;    // WireGuard UDP port; 0 = no WireGuard redirect
+    __u16 nat_port_low;   // NAT port / ICMP id range, inclusive
+    __u16 nat_port_high;  // low > high = no NAT redirect
+    __u8 nat_v4_enabled;  // nat_v4_addr is set
+    __u8 nat_v6_enabled;  // nat_v6_addr is set
+    __u8 listen_addr_filter; // 1 = WireGuard only to addresses in `listen_addrs`
+    __u8 pad[3];
+    __u32 nat_v4_addr;
+    __u8 nat_v6_addr[16];
+};
+
+// Why a frame went where it went. Mirrors `XdpCounter` in src/xdp/maps.rs.
+enum dp_counter {
+    DP_REDIRECT_WIREGUARD = 0,
+    DP_REDIRECT_NAT_RETURN = 1,
+    DP_PASS_NO_SOCKET = 2,   // matched, but no AF_XDP socket on this queue
+    DP_PASS_NOT_IP = 3,      // ARP, LLDP, ...
+    DP_PASS_TRUNCATED = 4,   // headers shorter than they claim
+    DP_PASS_FRAGMENT = 5,    // IPv4 fragments / IPv6 extension headers: the kernel reassembles
+    DP_PASS_NOT_OURS = 6,    // well-formed IP that is not ours to take (host traffic)
+    DP_NR_COUNTERS = 7,
+};
+
+// One AF_XDP socket per rx queue, inserted by the Rust side (AF_XDP sockets are looked up by
+// ctx->rx_queue_index, Documentation/networking/af_xdp.rst "XSKMAP / BPF_MAP_TYPE_XSKMAP").
+struct {
+    __uint(type, BPF_MAP_TYPE_XSKMAP);
+    __uint(max_entries, 256);
+    __type(key, __u32);
+    __type(value, __u32);
+} xsks_map SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct dp_config);
+} config_map SEC(".maps");
+
+// Gateway addresses WireGuard listens on, IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d).
+struct addr_key {
+    __u8 addr[16];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 64);
+    __type(key, struct addr_key);
+    __type(value, __u8);
+} listen_addrs SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, DP_NR_COUNTERS);
+    __type(key, __u32);
+    __type(value, __u64);
+} counters_map SEC(".maps");
+
+INLINE void count(__u32 reason)
+{
+    __u64 *c = bpf_map_lookup_elem(&counters_map, &reason);
+    if (c)
+        *c += 1; // per-CPU slot: no atomics needed
+}
+
+INLINE int pass(__u32 reason)
+{
+    count(reason);
+    return XDP_PASS;
+}
+
+INLINE int to_socket(struct xdp_md *ctx, __u32 reason)
+{
+    // Low bits of flags = action when the queue has no socket: the kernel then sees the frame.
+    long action = bpf_redirect_map(&xsks_map, ctx->rx_queue_index, XDP_PASS);
+    count(action == XDP_REDIRECT ? reason : DP_PASS_NO_SOCKET);
+    return action;
+}
+
+INLINE int in_nat_range(const struct dp_config *cfg, __u16 port_be)
+{
+    __u16 port = BSWAP16(port_be);
+    return port >= cfg->nat_port_low && port <= cfg->nat_port_high;
+}
+
+INLINE int listen_addr_ok(const struct dp_config *cfg, struct addr_key *key)
+{
+    if (!cfg->listen_addr_filter)
+        return 1;
+    return bpf_map_lookup_elem(&listen_addrs, key) != 0;
+}
+
+// Minimal header views: only the fields read here.
+struct udp_ports {
+    __u16 source;
+    __u16 dest;
+};
+
+struct icmp_head {
+    __u8 type;
+    __u8 code;
+    __u16 checksum;
+    __u16 id; // echo identifier; for errors, unused/MTU bytes (RFC 792, RFC 4443)
+    __u16 seq;
+};
+
+struct ipv4_head {
+    __u8 ver_ihl;
+    __u8 tos;
+    __u16 tot_len;
+    __u16 id;
+    __u16 frag_off;
+    __u8 ttl;
+    __u8 protocol;
+    __u16 check;
+    __u32 saddr;
+    __u32 daddr;
+};
+
+struct ipv6_head {
+    __u32 ver_tc_flow;
+    __u16 payload_len;
+    __u8 nexthdr;
+    __u8 hop_limit;
+    __u8 saddr[16];
+    __u8 daddr[16];
+};
+
+// ICMP error about a packet the NAT sent: RFC 5508 section 7 says the embedded packet is ours
+// (its source is the egress address and its source port / echo id one of the NAT's).
+INLINE int icmp4_error_is_ours(const struct dp_config *cfg, void *inner, void *end)
+{
+    struct ipv4_head *ip = inner;
+    if ((void *)(ip + 1) > end)
+        return 0;
+    if (ip->saddr != cfg->nat_v4_addr)
+        return 0;
+    __u32 ihl = (ip->ver_ihl & 0x0f) * 4;
+    if (ihl < sizeof(*ip))
+        return 0;
+    void *l4 = inner + ihl;
+    if (ip->protocol == PROTO_TCP || ip->protocol == PROTO_UDP) {
+        struct udp_ports *p = l4;
+        if ((void *)(p + 1) > end)
+            return 0;
+        return in_nat_range(cfg, p->source);
+    }
+    if (ip->protocol == PROTO_ICMP) {
+        struct icmp_head *ic = l4;
+        if ((void *)(ic + 1) > end)
+            return 0;
+        return ic->type == 8 /* echo request */ && in_nat_range(cfg, ic->id);
+    }
+    return 0;
+}
+
+INLINE int addr16_eq(const __u8 *a, const __u8 *b)
+{
+    const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+    return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3];
+}
+
+INLINE int icmp6_error_is_ours(const struct dp_config *cfg, void *inner, void *end)
+{
+    struct ipv6_head *ip = inner;
+    if ((void *)(ip + 1) > end)
+        return 0;
+    if (!addr16_eq(ip->saddr, cfg->nat_v6_addr))
+        return 0;
+    void *l4 = (void *)(ip + 1);
+    if (ip->nexthdr == PROTO_TCP || ip->nexthdr == PROTO_UDP) {
+        struct udp_ports *p = l4;
+        if ((void *)(p + 1) > end)
+            return 0;
+        return in_nat_range(cfg, p->source);
+    }
+    if (ip->nexthdr == PROTO_ICMPV6) {
+        struct icmp_head *ic = l4;
+        if ((void *)(ic + 1) > end)
+            return 0;
+        return ic->type == 128 /* echo request */ && in_nat_range(cfg, ic->id);
+    }
+    return 0;
+}
+
+INLINE int handle_ipv4(struct xdp_md *ctx, const struct dp_config *cfg, void *l3, void *end)
+{
+    struct ipv4_head *ip = l3;
+    if ((void *)(ip + 1) > end)
+        return pass(DP_PASS_TRUNCATED);
+    __u32 ihl = (ip->ver_ihl & 0x0f) * 4;
+    if ((ip->ver_ihl >> 4) != 4 || ihl < sizeof(*ip) || l3 + ihl > end)
+        return pass(DP_PASS_TRUNCATED);
+    if (ip->frag_off & IP_MF_OFFSET_BE)
+        return pass(DP_PASS_FRAGMENT);
+    void *l4 = l3 + ihl;
+
+    if (ip->protocol == PROTO_UDP && cfg->listen_port) {
+        struct udp_ports *p = l4;
+        if ((void *)(p + 1) > end)
+            return pass(DP_PASS_TRUNCATED);
+        if (BSWAP16(p->dest) == cfg->listen_port) {
+            struct addr_key key = {};
+            key.addr[10] = 0xff;
+            key.addr[11] = 0xff;
+            __builtin_memcpy(&key.addr[12], &ip->daddr, 4);
+            if (listen_addr_ok(cfg, &key))
+                return to_socket(ctx, DP_REDIRECT_WIREGUARD);
+        }
+    }
+
+    if (!cfg->nat_v4_enabled || ip->daddr != cfg->nat_v4_addr)
+        return pass(DP_PASS_NOT_OURS);
+
+    if (ip->protocol == PROTO_TCP || ip->protocol == PROTO_UDP) {
+        struct udp_ports *p = l4;
+        if ((void *)(p + 1) > end)
+            return pass(DP_PASS_TRUNCATED);
+        if (in_nat_range(cfg, p->dest))
+            return to_socket(ctx, DP_REDIRECT_NAT_RETURN);
+    } else if (ip->protocol == PROTO_ICMP) {
+        struct icmp_head *ic = l4;
+        if ((void *)(ic + 1) > end)
+            return pass(DP_PASS_TRUNCATED);
+        if (ic->type == 0 /* echo reply */ && in_nat_range(cfg, ic->id))
+            return to_socket(ctx, DP_REDIRECT_NAT_RETURN);
+        if ((ic->type == 3 /* dest unreachable */ || ic->type == 11 /* time exceeded */) &&
+            icmp4_error_is_ours(cfg, (void *)(ic + 1), end))
+            return to_socket(ctx, DP_REDIRECT_NAT_RETURN);
+    }
+    return pass(DP_PASS_NOT_OURS);
+}
+
+INLINE int handle_ipv6(struct xdp_md *ctx, const struct dp_config *cfg, void *l3, void *end)
+{
+    struct ipv6_head *ip = l3;
+    if ((void *)(ip + 1) > end)
+        return pass(DP_PASS_TRUNCATED);
+    void *l4 = (void *)(ip + 1);
+    __u8 next = ip->nexthdr;
+    if (next != PROTO_UDP && next != PROTO_TCP && next != PROTO_ICMPV6)
+        return pass(DP_PASS_FRAGMENT); // extension headers (fragments among them): the kernel
+
+    if (next == PROTO_UDP && cfg->listen_port) {
+        struct udp_ports *p = l4;
+        if ((void *)(p + 1) > end)
+            return pass(DP_PASS_TRUNCATED);
+        if (BSWAP16(p->dest) == cfg->listen_port) {
+            struct addr_key key;
+            __builtin_memcpy(key.addr, ip->daddr, 16);
+            if (listen_addr_ok(cfg, &key))
+                return to_socket(ctx, DP_REDIRECT_WIREGUARD);
+        }
+    }
+
+    if (!cfg->nat_v6_enabled || !addr16_eq(ip->daddr, cfg->nat_v6_addr))
+        return pass(DP_PASS_NOT_OURS);
+
+    if (next == PROTO_TCP || next == PROTO_UDP) {
+        struct udp_ports *p = l4;
+        if ((void *)(p + 1) > end)
+            return pass(DP_PASS_TRUNCATED);
+        if (in_nat_range(cfg, p->dest))
+            return to_socket(ctx, DP_REDIRECT_NAT_RETURN);
+    } else {
+        struct icmp_head *ic = l4;
+        if ((void *)(ic + 1) > end)
+            return pass(DP_PASS_TRUNCATED);
+        if (ic->type == 129 /* echo reply */ && in_nat_range(cfg, ic->id))
+            return to_socket(ctx, DP_REDIRECT_NAT_RETURN);
+        // destination unreachable, packet too big (PMTU discovery needs it), time exceeded
+        if ((ic->type == 1 || ic->type == 2 || ic->type == 3) &&
+            icmp6_error_is_ours(cfg, (void *)(ic + 1), end))
+            return to_socket(ctx, DP_REDIRECT_NAT_RETURN);
+    }
+    return pass(DP_PASS_NOT_OURS);
+}
+
+// The program name is how a restarted gateway recognises a stale copy of itself
+// (src/xdp/program.rs, PROGRAM_NAME): keep them equal, at most 15 characters.
+SEC("xdp")
+int dp_xsk_redirect(struct xdp_md *ctx)
+{
+    void *data = (void *)(long)ctx->data;
+    void *end = (void *)(long)ctx->data_end;
+
+    __u32 zero = 0;
+    const struct dp_config *cfg = bpf_map_lookup_elem(&config_map, &zero);
+    if (!cfg)
+        return XDP_PASS;
+
+    if (data + ETH_HLEN > end)
+        return pass(DP_PASS_TRUNCATED);
+    __u16 proto = *(__u16 *)(data + 12);
+    void *l3 = data + ETH_HLEN;
+    if (proto == ETH_P_8021Q_BE || proto == ETH_P_8021AD_BE) {
+        // One 802.1Q tag: TCI then the inner EtherType.
+        if (l3 + 4 > end)
+            return pass(DP_PASS_TRUNCATED);
+        proto = *(__u16 *)(l3 + 2);
+        l3 += 4;
+    }
+
+    if (proto == ETH_P_IP_BE)
+        return handle_ipv4(ctx, cfg, l3, end);
+    if (proto == ETH_P_IPV6_BE)
+        return handle_ipv6(ctx, cfg, l3, end);
+    return pass(DP_PASS_NOT_IP);
+}
