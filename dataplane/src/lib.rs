@@ -4,6 +4,8 @@
 pub mod afxdp;
 pub mod config;
 pub mod counters;
+pub mod instance_lock;
+pub mod lab;
 pub mod route;
 pub mod xdp;
 pub mod worker;
