@@ -1,2 +1,189 @@
-//! The `dataplane` binary.
-fn main() {}
+//! The `dataplane` binary: parses the command line, sets up logging, loads and validates the
+//! config through `dataplane::config`, and runs the requested command.
+
+mod cli;
+
+use clap::Parser;
+use cli::{Cli, Command, LogFormat};
+use dataplane::config::{self, Format, GatewayConfig, HostFacts, Interfaces, LoadOptions};
+use std::path::Path;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log_level);
+    match cli.command {
+        Some(Command::Check { config, offline }) => check(&config, offline),
+        Some(Command::Import { file, interface }) => import(&file, &interface),
+        None => {
+            match cli.config {
+                Some(path) => run(&path),
+                None => {
+                    eprintln!("dataplane: nothing to do; run the gateway with --config FILE, or see --help");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// `dataplane check`: the same loader as the run path, with errors to stderr.
+fn check(path: &Path, offline: bool) -> ExitCode {
+    let opts = LoadOptions {
+        host: if offline {
+            HostFacts::unknown()
+        } else {
+            HostFacts::read()
+        },
+        interfaces: None,
+    };
+    match config::load(path, &opts) {
+        Ok(loaded) => {
+            for note in &loaded.notes {
+                println!("note: {note}");
+            }
+            println!("{}: OK: {}", path.display(), summary(&loaded.config));
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            let n = errors.0.len();
+            eprintln!(
+                "{}: {n} error{}",
+                path.display(),
+                if n == 1 { "" } else { "s" }
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn summary(c: &GatewayConfig) -> String {
+    let arms = match &c.dataplane.interfaces {
+        Interfaces::OneArmed { interface } => format!("one-armed on {interface}"),
+        Interfaces::TwoArmed { wan, lan } => format!("two-armed, WAN {wan}, LAN {lan}"),
+    };
+    let nat = if c.nat.masquerade {
+        format!("source NAT on ports {}", c.nat.port_range)
+    } else {
+        "no source NAT".to_string()
+    };
+    format!(
+        "{arms}, listen port {}, {} peer{}, {nat}, XDP mode {}",
+        c.interface.listen_port,
+        c.peers.len(),
+        if c.peers.len() == 1 { "" } else { "s" },
+        c.dataplane.mode.as_str()
+    )
+}
+
+/// `dataplane import`: wg-quick in, gw.toml out (stdout), notes to stderr and into the header.
+fn import(path: &Path, interface: &[String]) -> ExitCode {
+    let interfaces = match interface {
+        [] => None,
+        [one] => Some(Interfaces::OneArmed {
+            interface: one.clone(),
+        }),
+        [wan, lan] => Some(Interfaces::TwoArmed {
+            wan: wan.clone(),
+            lan: lan.clone(),
+        }),
+        _ => {
+            eprintln!(
+                "dataplane import: --interface is given once (one-armed) or twice (WAN, LAN)"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    for name in interface {
+        if let Err(e) = config::values::interface_name(name) {
+            eprintln!("dataplane import: --interface {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}: cannot read the file: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    if Format::detect(path, &text) != Format::WgQuick {
+        eprintln!(
+            "{}: not a wg-quick file (expected [Interface] and [Peer] sections); a gw.toml needs no import",
+            path.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let opts = LoadOptions {
+        host: HostFacts::unknown(),
+        interfaces,
+    };
+    let ifname = path.file_stem().and_then(|s| s.to_str()).unwrap_or("wg0");
+    let file = path.display().to_string();
+    let base = path.parent().unwrap_or(Path::new("."));
+    match config::load_str(&text, &file, base, Format::WgQuick, ifname, &opts) {
+        Ok(loaded) => {
+            for note in &loaded.notes {
+                eprintln!("note: {note}");
+            }
+            let mut header = vec![format!(
+                "gw.toml imported from {file} by `dataplane import`"
+            )];
+            header.extend(loaded.notes.iter().cloned());
+            print!("{}", config::to_gw_toml(&loaded.config, &header));
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Run path: validate fully, then hand the config to the runtime.
+fn run(path: &Path) -> ExitCode {
+    let opts = LoadOptions {
+        host: HostFacts::read(),
+        interfaces: None,
+    };
+    let loaded = match config::load(path, &opts) {
+        Ok(l) => l,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{}: not started; fix the errors above (dataplane check --config {} shows them again)", path.display(), path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    for note in &loaded.notes {
+        tracing::info!("{note}");
+    }
+    tracing::info!(config = %path.display(), "{}", summary(&loaded.config));
+    match run_gateway(loaded.config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// PLACEHOLDER for the runtime (`dataplane::run`, written by the lead): XDP attach, AF_XDP
+/// sockets, workers, slow path. Until it exists the run path stops here with an error, after
+/// the config has been fully validated.
+fn run_gateway(_config: GatewayConfig) -> anyhow::Result<()> {
+    anyhow::bail!("the data plane runtime is not wired yet")
+}

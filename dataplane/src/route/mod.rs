@@ -1,1 +1,23 @@
-//! The kernel routing and neighbour tables, read through netlink.
+//! The kernel's routing and neighbour tables, read through rtnetlink.
+//!
+//! The data plane forwards where the kernel would: it asks the kernel for its routing decision
+//! (RTM_GETROUTE for the destination, as `ip route get` does) and for the next hop's MAC
+//! (RTM_GETNEIGH), and lets the kernel resolve unknown neighbours (RTM_NEWNEIGH with NTF_USE)
+//! instead of sending ARP itself or guessing. Policy routing, ECMP and neighbour state machines
+//! stay the kernel's.
+//!
+//! - [`Rtnl`]: synchronous requests (links, addresses, route lookup, neighbours, resolution).
+//!   For start-up and tools.
+//! - [`NextHopCache`] / [`NextHopReader`] / [`RouteSnapshot`]: what workers read on the hot
+//!   path, kept current by a refresher thread that follows kernel notifications.
+//!
+//! This module never changes routes or addresses; the only write is the resolution request,
+//! which makes the kernel do what it does for its own first packet to a neighbour.
+
+mod cache;
+mod rtnl;
+mod types;
+
+pub use cache::{CacheOptions, NextHop, NextHopCache, NextHopReader, Resolution, RouteSnapshot};
+pub use rtnl::Rtnl;
+pub use types::{InterfaceAddress, Link, Mac, Neighbour, NeighbourState, Route, RouteKind};

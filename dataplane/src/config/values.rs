@@ -1,0 +1,182 @@
+//! Parsers for single configuration values, shared by the gw.toml loader and the wg-quick
+//! importer. Each error message says what was found and what is allowed.
+
+use super::types::{Endpoint, PortRange};
+use ipnet::IpNet;
+use std::net::{IpAddr, SocketAddr};
+
+/// An interface address such as `10.13.13.1/24`; a bare address means a host route (`/32`,
+/// `/128`), as wg-quick's `Address`.
+pub fn interface_address(text: &str) -> Result<IpNet, String> {
+    let t = text.trim();
+    if let Ok(net) = t.parse::<IpNet>() {
+        return Ok(net);
+    }
+    if let Ok(addr) = t.parse::<IpAddr>() {
+        return Ok(IpNet::from(addr));
+    }
+    Err(format!(
+        "{text:?} is not an interface address; expected e.g. 10.13.13.1/24"
+    ))
+}
+
+/// An AllowedIPs entry: a network with its host bits zero, e.g. `10.13.13.2/32`. A bare address
+/// means that one host. Host bits set is refused rather than silently truncated, because it
+/// usually means a typo (`10.13.13.5/24` routes the whole /24 to this peer).
+pub fn allowed_ip(text: &str) -> Result<IpNet, String> {
+    let t = text.trim();
+    let net = match t.parse::<IpNet>() {
+        Ok(net) => net,
+        Err(_) => match t.parse::<IpAddr>() {
+            Ok(addr) => IpNet::from(addr),
+            Err(_) => {
+                return Err(format!(
+                    "{text:?} is not an IP prefix; expected e.g. 10.13.13.2/32"
+                ))
+            }
+        },
+    };
+    if net.trunc() != net {
+        return Err(format!(
+            "{text:?} has host bits set; expected a network such as {}",
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
+
+/// A peer endpoint `host:port`: an IPv4 address, a bracketed IPv6 address or a host name.
+pub fn endpoint(text: &str) -> Result<Endpoint, String> {
+    let t = text.trim();
+    let bad = || {
+        format!(
+            "{text:?} is not host:port; expected e.g. \"198.51.100.7:51820\", \"[2001:db8::1]:51820\" or \"vpn.example.org:51820\""
+        )
+    };
+    if let Ok(addr) = t.parse::<SocketAddr>() {
+        if addr.port() == 0 {
+            return Err(format!("{text:?} has port 0; expected a port 1-65535"));
+        }
+        return Ok(Endpoint::Addr(addr));
+    }
+    let (host, port) = t.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if port == 0 {
+        return Err(format!("{text:?} has port 0; expected a port 1-65535"));
+    }
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if !host_ok {
+        return Err(bad());
+    }
+    Ok(Endpoint::Host {
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// `LOW-HIGH`, both within 1024-65535, `LOW <= HIGH`.
+pub fn port_range(text: &str) -> Result<PortRange, String> {
+    let bad = || {
+        format!("{text:?} is not a port range; expected \"LOW-HIGH\" within 1024-65535, e.g. \"61000-65535\"")
+    };
+    let (lo, hi) = text.trim().split_once('-').ok_or_else(bad)?;
+    let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
+    let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
+    if lo > hi || lo < super::schema::defaults::NAT_PORT_FLOOR {
+        return Err(bad());
+    }
+    Ok(PortRange { lo, hi })
+}
+
+/// A Linux interface name: 1-15 bytes (IFNAMSIZ - 1), no '/', ':' or whitespace.
+pub fn interface_name(text: &str) -> Result<String, String> {
+    let ok = !text.is_empty()
+        && text.len() <= 15
+        && text != "."
+        && text != ".."
+        && !text
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace());
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "{text:?} is not an interface name; expected 1-15 characters without '/', ':' or spaces, e.g. \"eth0\""
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_ips_are_canonical_networks() {
+        assert_eq!(
+            allowed_ip("10.13.13.2/32").unwrap().to_string(),
+            "10.13.13.2/32"
+        );
+        assert_eq!(
+            allowed_ip("10.13.13.2").unwrap().to_string(),
+            "10.13.13.2/32"
+        );
+        assert_eq!(allowed_ip("::/0").unwrap().to_string(), "::/0");
+        let e = allowed_ip("10.0.0.300/32").unwrap_err();
+        assert!(
+            e.contains("is not an IP prefix") && e.contains("10.13.13.2/32"),
+            "{e}"
+        );
+        let e = allowed_ip("10.13.13.5/24").unwrap_err();
+        assert!(e.contains("10.13.13.0/24"), "{e}");
+    }
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(
+            endpoint("172.16.1.55:51820").unwrap(),
+            Endpoint::Addr("172.16.1.55:51820".parse().unwrap())
+        );
+        assert_eq!(
+            endpoint("[2001:db8::1]:51820").unwrap(),
+            Endpoint::Addr("[2001:db8::1]:51820".parse().unwrap())
+        );
+        assert_eq!(
+            endpoint("vpn.example.org:51820").unwrap(),
+            Endpoint::Host {
+                host: "vpn.example.org".into(),
+                port: 51820
+            }
+        );
+        assert!(endpoint("172.16.1.55").is_err());
+        assert!(endpoint("1.2.3.4:0").is_err());
+        assert!(endpoint("bad host:1").is_err());
+    }
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!(
+            port_range("61000-65535").unwrap(),
+            PortRange {
+                lo: 61000,
+                hi: 65535
+            }
+        );
+        assert!(port_range("65535-61000").is_err());
+        assert!(port_range("80-90").is_err());
+        assert!(port_range("61000").is_err());
+    }
+
+    #[test]
+    fn interface_names() {
+        assert!(interface_name("eth0").is_ok());
+        assert!(interface_name("a-very-long-name0").is_err());
+        assert!(interface_name("eth 0").is_err());
+        assert!(interface_name("").is_err());
+    }
+}

@@ -1,0 +1,648 @@
+//! The next-hop cache the workers read: for each destination the workers asked about, where
+//! the kernel would send it (output interface, next hop) and the MACs to write into the frame.
+//!
+//! Workers never talk to netlink. They read an immutable [`RouteSnapshot`] through an
+//! `ArcSwap` (one atomic load per batch, no lock), and on a miss call
+//! [`NextHopReader::request`], which queues the address (bounded; dropped when full) for the
+//! refresher thread. The refresher asks the kernel (RTM_GETROUTE, RTM_GETNEIGH), triggers
+//! neighbour resolution through the kernel when the next hop is unknown (RTM_NEWNEIGH +
+//! NTF_USE, at most once per `resolve_interval` per next hop), and publishes a new snapshot.
+//! A second thread listens to RTNLGRP_NEIGH / LINK / IPV4_ROUTE / IPV6_ROUTE / *_IFADDR
+//! notifications so the cache follows the kernel: neighbour changes update entries in place,
+//! route, link and address changes re-run the lookups of every cached destination.
+//!
+//! Usage from a worker:
+//! ```ignore
+//! let reader = cache.reader();            // once per worker thread (cheap clone)
+//! let snap = reader.snapshot();           // once per batch
+//! match snap.resolution(dst) {
+//!     Some(Resolution::Ready(hop)) => { /* write hop.src_mac / hop.dst_mac, send on hop.ifindex */ }
+//!     Some(_) => { /* local, unreachable, not Ethernet, resolving: slow path or drop counter */ }
+//!     None => reader.request(dst),        // first packet to dst: ask, and divert this packet
+//! }
+//! ```
+
+use super::rtnl::{parse_neighbour, Rtnl};
+use super::types::*;
+use arc_swap::{ArcSwap, Guard};
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+// rtnetlink multicast groups (include/uapi/linux/rtnetlink.h, enum rtnetlink_groups).
+const RTNLGRP_LINK: u32 = 1;
+const RTNLGRP_NEIGH: u32 = 3;
+const RTNLGRP_IPV4_IFADDR: u32 = 5;
+const RTNLGRP_IPV4_ROUTE: u32 = 7;
+const RTNLGRP_IPV6_IFADDR: u32 = 9;
+const RTNLGRP_IPV6_ROUTE: u32 = 11;
+
+/// Where to send a packet for one destination, ready to write into the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextHop {
+    /// Output interface.
+    pub ifindex: u32,
+    /// Our MAC on `ifindex` (Ethernet source).
+    pub src_mac: Mac,
+    /// The next hop's MAC (Ethernet destination).
+    pub dst_mac: Mac,
+    /// The router the packet goes through; `None` if the destination is on the link.
+    pub gateway: Option<IpAddr>,
+    /// The source address the kernel would choose.
+    pub src_addr: Option<IpAddr>,
+    /// MTU of `ifindex`.
+    pub mtu: u32,
+}
+
+/// The state of one destination in a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// Forward with these headers.
+    Ready(NextHop),
+    /// The destination is an address of this host: give it to the kernel.
+    Local,
+    /// Routed, but the next hop's MAC is not known yet; the kernel has been asked.
+    Resolving { ifindex: u32, next_hop: IpAddr },
+    /// The route leaves by a link without Ethernet addresses (tun `wg0`, loopback): the kernel
+    /// handles it.
+    NotEthernet { ifindex: u32 },
+    /// No usable route; `errno` as the kernel reported it (ENETUNREACH, EHOSTUNREACH, ...),
+    /// or 0 for broadcast/reject routes.
+    Unreachable { errno: i32 },
+}
+
+/// An immutable view of the cache. Cheap to read from any thread.
+#[derive(Debug, Default)]
+pub struct RouteSnapshot {
+    /// Incremented on every publication.
+    pub generation: u64,
+    destinations: FxHashMap<IpAddr, Resolution>,
+    links: FxHashMap<u32, Link>,
+}
+
+impl RouteSnapshot {
+    /// The state of `dst`, `None` if nobody asked for it yet (call [`NextHopReader::request`]).
+    #[inline]
+    pub fn resolution(&self, dst: IpAddr) -> Option<&Resolution> {
+        self.destinations.get(&dst)
+    }
+
+    /// The next hop of `dst` when it is ready to forward.
+    #[inline]
+    pub fn next_hop(&self, dst: IpAddr) -> Option<&NextHop> {
+        match self.destinations.get(&dst) {
+            Some(Resolution::Ready(hop)) => Some(hop),
+            _ => None,
+        }
+    }
+
+    /// An interface by index.
+    pub fn link(&self, ifindex: u32) -> Option<&Link> {
+        self.links.get(&ifindex)
+    }
+
+    /// An interface by name.
+    pub fn link_by_name(&self, name: &str) -> Option<&Link> {
+        self.links.values().find(|l| l.name == name)
+    }
+
+    /// Number of cached destinations.
+    pub fn len(&self) -> usize {
+        self.destinations.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.destinations.is_empty()
+    }
+}
+
+/// Tuning of the cache.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheOptions {
+    /// Maximum cached destinations; the least recently requested eighth is dropped when full.
+    pub capacity: usize,
+    /// Minimum time between two resolution requests for the same next hop.
+    pub resolve_interval: Duration,
+    /// How often STALE next hops in use are re-confirmed through the kernel (the fast path
+    /// sends no packets through the kernel, so nothing else would confirm them).
+    pub reconfirm_interval: Duration,
+    /// Depth of the request queue from the workers.
+    pub queue_len: usize,
+}
+
+impl Default for CacheOptions {
+    fn default() -> Self {
+        Self {
+            capacity: 65536,
+            resolve_interval: Duration::from_secs(1),
+            reconfirm_interval: Duration::from_secs(30),
+            queue_len: 4096,
+        }
+    }
+}
+
+enum Msg {
+    Lookup(IpAddr),
+    Neighbour(Neighbour),
+    NeighbourGone(u32, IpAddr),
+    RoutesChanged,
+    Resync,
+    Stop,
+}
+
+struct Shared {
+    snapshot: ArcSwap<RouteSnapshot>,
+    tx: SyncSender<Msg>,
+}
+
+/// A worker's handle: read snapshots, request lookups. `Clone + Send + Sync`.
+#[derive(Clone)]
+pub struct NextHopReader {
+    shared: Arc<Shared>,
+}
+
+impl NextHopReader {
+    /// The current snapshot (an atomic load; hold it for one batch, not forever).
+    #[inline]
+    pub fn snapshot(&self) -> Guard<Arc<RouteSnapshot>> {
+        self.shared.snapshot.load()
+    }
+
+    /// Asks the refresher to look `dst` up. Never blocks: when the queue is full the request is
+    /// dropped (the next packet to `dst` asks again). Returns whether it was queued.
+    #[inline]
+    pub fn request(&self, dst: IpAddr) -> bool {
+        match self.shared.tx.try_send(Msg::Lookup(dst)) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    /// Requests `dst` and waits until its state is final (anything but `Resolving`) or `timeout`
+    /// passes; returns the last state seen. For start-up and the slow path, never for workers.
+    pub fn resolve_blocking(&self, dst: IpAddr, timeout: Duration) -> Option<Resolution> {
+        let deadline = Instant::now() + timeout;
+        let mut last_request = Instant::now();
+        let _ = self.shared.tx.send(Msg::Lookup(dst));
+        loop {
+            let state = self.snapshot().resolution(dst).copied();
+            match state {
+                Some(Resolution::Resolving { .. }) | None => {}
+                Some(done) => return Some(done),
+            }
+            if Instant::now() >= deadline {
+                return state;
+            }
+            if last_request.elapsed() >= Duration::from_millis(500) {
+                last_request = Instant::now();
+                self.request(dst);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// The cache and its two threads; dropping it stops them.
+pub struct NextHopCache {
+    reader: NextHopReader,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl NextHopCache {
+    /// Opens the netlink sockets in the calling thread's network namespace, reads the links, and
+    /// starts the refresher and the notification listener.
+    pub fn start(opts: CacheOptions) -> io::Result<Self> {
+        let mut rtnl = Rtnl::open()?;
+        let events = subscribe()?;
+        let (tx, rx) = sync_channel(opts.queue_len.max(16));
+        let links = rtnl
+            .links()?
+            .into_iter()
+            .map(|l| (l.index, l))
+            .collect::<FxHashMap<_, _>>();
+        let shared = Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(RouteSnapshot {
+                generation: 0,
+                destinations: FxHashMap::default(),
+                links: links.clone(),
+            }),
+            tx: tx.clone(),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let refresher = Refresher {
+            rtnl,
+            opts,
+            shared: shared.clone(),
+            links,
+            routes: FxHashMap::default(),
+            neighbours: FxHashMap::default(),
+            in_use: FxHashSet::default(),
+            last_resolve: FxHashMap::default(),
+            generation: 0,
+        };
+        let t1 = std::thread::Builder::new()
+            .name("nexthop-refresh".into())
+            .spawn(move || refresher.run(rx))?;
+        let stop2 = stop.clone();
+        let t2 = std::thread::Builder::new()
+            .name("nexthop-listen".into())
+            .spawn(move || listen(events, tx, stop2))?;
+        Ok(Self {
+            reader: NextHopReader { shared },
+            stop,
+            threads: vec![t1, t2],
+        })
+    }
+
+    /// A handle for a worker thread.
+    pub fn reader(&self) -> NextHopReader {
+        self.reader.clone()
+    }
+}
+
+impl Drop for NextHopCache {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.reader.shared.tx.send(Msg::Stop);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A socket subscribed to the notifications the cache follows, with a receive timeout so the
+/// listener can notice shutdown.
+fn subscribe() -> io::Result<Socket> {
+    let mut s = Socket::new(NETLINK_ROUTE)?;
+    s.bind_auto()?;
+    for g in [
+        RTNLGRP_LINK,
+        RTNLGRP_NEIGH,
+        RTNLGRP_IPV4_IFADDR,
+        RTNLGRP_IPV4_ROUTE,
+        RTNLGRP_IPV6_IFADDR,
+        RTNLGRP_IPV6_ROUTE,
+    ] {
+        s.add_membership(g)?;
+    }
+    let _ = s.set_rx_buf_sz(4 * 1024 * 1024);
+    let tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 200_000,
+    };
+    // SAFETY: `s` is an open socket owned by this function; `tv` is a valid timeval that lives
+    // across the call and its exact size is passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(s)
+}
+
+/// The listener thread: turns notifications into messages for the refresher.
+fn listen(socket: Socket, tx: SyncSender<Msg>, stop: Arc<AtomicBool>) {
+    let mut buf = vec![0u8; 256 * 1024];
+    while !stop.load(Ordering::Relaxed) {
+        let n = match socket.recv(&mut &mut buf[..], 0) {
+            Ok(n) => n.min(buf.len()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                // The kernel dropped notifications: re-read everything.
+                tracing::warn!("netlink notifications overran; resynchronising the next-hop cache");
+                if tx.send(Msg::Resync).is_err() {
+                    return;
+                }
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "netlink notification socket failed; next-hop cache no longer follows the kernel");
+                return;
+            }
+        };
+        let mut offset = 0;
+        while offset < n {
+            let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[offset..n])
+            else {
+                break;
+            };
+            let len = msg.header.length as usize;
+            if len == 0 {
+                break;
+            }
+            offset += (len + 3) & !3;
+            let out = match msg.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNeighbour(m)) => {
+                    parse_neighbour(&m).map(Msg::Neighbour)
+                }
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelNeighbour(m)) => {
+                    parse_neighbour(&m).map(|n| Msg::NeighbourGone(n.ifindex, n.addr))
+                }
+                NetlinkPayload::InnerMessage(
+                    RouteNetlinkMessage::NewRoute(_)
+                    | RouteNetlinkMessage::DelRoute(_)
+                    | RouteNetlinkMessage::NewLink(_)
+                    | RouteNetlinkMessage::DelLink(_)
+                    | RouteNetlinkMessage::NewAddress(_)
+                    | RouteNetlinkMessage::DelAddress(_),
+                ) => Some(Msg::RoutesChanged),
+                _ => None,
+            };
+            if let Some(m) = out {
+                if tx.send(m).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+struct RouteEntry {
+    /// The kernel's decision, or its errno.
+    route: Result<Route, i32>,
+    last_request: Instant,
+}
+
+/// State owned by the refresher thread.
+struct Refresher {
+    rtnl: Rtnl,
+    opts: CacheOptions,
+    shared: Arc<Shared>,
+    links: FxHashMap<u32, Link>,
+    routes: FxHashMap<IpAddr, RouteEntry>,
+    /// Neighbour entries of next hops in use, keyed by (ifindex, address).
+    neighbours: FxHashMap<(u32, IpAddr), Neighbour>,
+    in_use: FxHashSet<(u32, IpAddr)>,
+    last_resolve: FxHashMap<(u32, IpAddr), Instant>,
+    generation: u64,
+}
+
+impl Refresher {
+    fn run(mut self, rx: Receiver<Msg>) {
+        let mut next_reconfirm = Instant::now() + self.opts.reconfirm_interval;
+        loop {
+            let wait = next_reconfirm.saturating_duration_since(Instant::now());
+            let first = match rx.recv_timeout(wait) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let mut dirty = false;
+            let mut reroute = false;
+            let mut pending = first.into_iter().collect::<Vec<_>>();
+            // Drain what else is queued so one burst of misses or notifications becomes one
+            // publication.
+            while pending.len() < 4096 {
+                match rx.try_recv() {
+                    Ok(m) => pending.push(m),
+                    Err(_) => break,
+                }
+            }
+            for m in pending {
+                match m {
+                    Msg::Stop => return,
+                    Msg::Lookup(dst) => dirty |= self.lookup(dst),
+                    Msg::Neighbour(n) => {
+                        let key = (n.ifindex, n.addr);
+                        if self.in_use.contains(&key) {
+                            self.neighbours.insert(key, n);
+                            if !n.state.is_usable() && n.state != NeighbourState::Incomplete {
+                                self.maybe_resolve(key);
+                            }
+                            dirty = true;
+                        }
+                    }
+                    Msg::NeighbourGone(ifindex, addr) => {
+                        if self.neighbours.remove(&(ifindex, addr)).is_some() {
+                            dirty = true;
+                        }
+                    }
+                    Msg::RoutesChanged => reroute = true,
+                    Msg::Resync => {
+                        reroute = true;
+                        self.neighbours.clear();
+                    }
+                }
+            }
+            if reroute {
+                self.reroute();
+                dirty = true;
+            }
+            if Instant::now() >= next_reconfirm {
+                self.reconfirm();
+                next_reconfirm = Instant::now() + self.opts.reconfirm_interval;
+            }
+            if dirty {
+                self.publish();
+            }
+        }
+    }
+
+    /// Looks `dst` up in the kernel; returns whether anything changed.
+    fn lookup(&mut self, dst: IpAddr) -> bool {
+        if let Some(e) = self.routes.get_mut(&dst) {
+            e.last_request = Instant::now();
+            // Already known: a worker raced the publication, or the next hop is still
+            // resolving, in which case ask the kernel again (rate-limited).
+            return match e.route {
+                Ok(route) => self.ensure_neighbour(&route),
+                Err(_) => false,
+            };
+        }
+        if self.routes.len() >= self.opts.capacity {
+            self.evict();
+        }
+        let route = self
+            .rtnl
+            .route_get(dst)
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO));
+        if let Ok(r) = route {
+            self.ensure_neighbour(&r);
+        }
+        self.routes.insert(
+            dst,
+            RouteEntry {
+                route,
+                last_request: Instant::now(),
+            },
+        );
+        true
+    }
+
+    /// Makes sure the neighbour entry of `route`'s next hop is known, asking the kernel to
+    /// resolve it if it is not. Returns whether the neighbour table changed.
+    fn ensure_neighbour(&mut self, route: &Route) -> bool {
+        if route.kind != RouteKind::Unicast || route.oif == 0 {
+            return false;
+        }
+        if self.links.get(&route.oif).is_none_or(|l| l.mac.is_none()) {
+            return false;
+        }
+        let key = (route.oif, route.next_hop());
+        self.in_use.insert(key);
+        if self
+            .neighbours
+            .get(&key)
+            .is_some_and(|n| n.usable_mac().is_some())
+        {
+            return false;
+        }
+        let mut changed = false;
+        if let Ok(Some(n)) = self.rtnl.neighbour_get(key.0, key.1) {
+            changed = self.neighbours.insert(key, n) != Some(n);
+            if n.usable_mac().is_some() {
+                return changed;
+            }
+        }
+        self.maybe_resolve(key);
+        changed
+    }
+
+    /// Asks the kernel to resolve a next hop, at most once per `resolve_interval`.
+    fn maybe_resolve(&mut self, key: (u32, IpAddr)) {
+        let now = Instant::now();
+        if self
+            .last_resolve
+            .get(&key)
+            .is_some_and(|t| now.duration_since(*t) < self.opts.resolve_interval)
+        {
+            return;
+        }
+        self.last_resolve.insert(key, now);
+        if let Err(e) = self.rtnl.resolve_neighbour(key.0, key.1) {
+            tracing::debug!(ifindex = key.0, next_hop = %key.1, error = %e, "neighbour resolution request failed");
+        }
+    }
+
+    /// Re-reads links and redoes every cached lookup (routes, links or addresses changed).
+    fn reroute(&mut self) {
+        match self.rtnl.links() {
+            Ok(links) => self.links = links.into_iter().map(|l| (l.index, l)).collect(),
+            Err(e) => tracing::warn!(error = %e, "cannot re-read links"),
+        }
+        let dsts: Vec<IpAddr> = self.routes.keys().copied().collect();
+        self.in_use.clear();
+        for dst in dsts {
+            let route = self
+                .rtnl
+                .route_get(dst)
+                .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO));
+            if let Ok(r) = route {
+                self.ensure_neighbour(&r);
+            }
+            if let Some(e) = self.routes.get_mut(&dst) {
+                e.route = route;
+            }
+        }
+        let in_use = &self.in_use;
+        self.neighbours.retain(|k, _| in_use.contains(k));
+        self.last_resolve.retain(|k, _| in_use.contains(k));
+    }
+
+    /// Re-confirms STALE next hops through the kernel (NTF_USE moves them to DELAY/PROBE and
+    /// the kernel sends a unicast probe), since no kernel traffic confirms them.
+    fn reconfirm(&mut self) {
+        let stale: Vec<(u32, IpAddr)> = self
+            .neighbours
+            .iter()
+            .filter(|(_, n)| n.state == NeighbourState::Stale)
+            .map(|(k, _)| *k)
+            .take(256)
+            .collect();
+        for key in stale {
+            self.maybe_resolve(key);
+        }
+    }
+
+    /// Drops the least recently requested eighth of the destinations.
+    fn evict(&mut self) {
+        let mut by_age: Vec<(Instant, IpAddr)> = self
+            .routes
+            .iter()
+            .map(|(d, e)| (e.last_request, *d))
+            .collect();
+        by_age.sort_unstable();
+        for (_, dst) in by_age.iter().take((self.opts.capacity / 8).max(1)) {
+            self.routes.remove(dst);
+        }
+    }
+
+    fn publish(&mut self) {
+        self.generation += 1;
+        let mut destinations = FxHashMap::default();
+        destinations.reserve(self.routes.len());
+        for (dst, entry) in &self.routes {
+            destinations.insert(*dst, self.resolution(entry));
+        }
+        self.shared.snapshot.store(Arc::new(RouteSnapshot {
+            generation: self.generation,
+            destinations,
+            links: self.links.clone(),
+        }));
+    }
+
+    fn resolution(&self, entry: &RouteEntry) -> Resolution {
+        let route = match entry.route {
+            Ok(r) => r,
+            Err(errno) => return Resolution::Unreachable { errno },
+        };
+        match route.kind {
+            RouteKind::Local => return Resolution::Local,
+            RouteKind::Unicast => {}
+            _ => return Resolution::Unreachable { errno: 0 },
+        }
+        let Some(link) = self.links.get(&route.oif) else {
+            return Resolution::Unreachable {
+                errno: libc::ENODEV,
+            };
+        };
+        let Some(src_mac) = link.mac else {
+            return Resolution::NotEthernet { ifindex: route.oif };
+        };
+        let next_hop = route.next_hop();
+        match self
+            .neighbours
+            .get(&(route.oif, next_hop))
+            .and_then(|n| n.usable_mac())
+        {
+            Some(dst_mac) => Resolution::Ready(NextHop {
+                ifindex: route.oif,
+                src_mac,
+                dst_mac,
+                gateway: route.gateway,
+                src_addr: route.prefsrc,
+                mtu: link.mtu,
+            }),
+            None => Resolution::Resolving {
+                ifindex: route.oif,
+                next_hop,
+            },
+        }
+    }
+}
