@@ -1,0 +1,114 @@
+//! Nothing allocates per packet: after `Conntrack::new`, creating mappings, translating both
+//! ways, ICMP errors and expiry run without a single heap allocation (counted by a global
+//! allocator wrapper in this test binary).
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::*;
+use nat::{Conntrack, NatConfig};
+
+struct Counting;
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: `p` came from `System.alloc` with layout `l`.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn steady_state_churn_never_allocates() {
+    let cfg = NatConfig {
+        capacity_per_worker: 4096,
+        ..config()
+    };
+    let mut ct = Conntrack::new(&cfg, 0).unwrap();
+    // Packets are built before counting starts; the loop only copies into a fixed buffer.
+    let flows: Vec<(Vec<u8>, u16)> = (0..3000u16)
+        .map(|i| {
+            (
+                udp(
+                    [10, 13, (i / 250) as u8, (i % 250) as u8 + 2],
+                    1000 + i,
+                    R,
+                    53,
+                    b"x",
+                ),
+                1000 + i,
+            )
+        })
+        .collect();
+    let tcps: Vec<Vec<u8>> = (0..1000u16)
+        .map(|i| tcp(A, 20000 + i, R, 80, SYN, b""))
+        .collect();
+    let mut buf = [0u8; 256];
+    let mut replies = Vec::with_capacity(4096);
+    for round in 0..6u64 {
+        replies.clear();
+        let now = round * 400 * SEC; // every round, the previous round's flows expire
+        let start = ALLOCS.load(Ordering::Relaxed);
+        while ct.expire(now, 64) > 0 {}
+        assert!(round == 0 || ct.is_empty());
+        for (p, _) in &flows {
+            let b = &mut buf[..p.len()];
+            b.copy_from_slice(p);
+            ct.translate_outbound(now, b).unwrap();
+            let (_, x) = src_of(b);
+            replies.push(x);
+        }
+        for p in &tcps {
+            let b = &mut buf[..p.len()];
+            b.copy_from_slice(p);
+            ct.translate_outbound(now, b).unwrap();
+        }
+        for x in &replies {
+            let mut r = [0u8; 29];
+            // A reply, built by hand (no allocation): R:53 -> E:x, UDP, checksum 0.
+            r[..20].copy_from_slice(&[
+                0x45, 0, 0, 29, 0, 0, 0x40, 0, 64, 17, 0, 0, 172, 23, 0, 2, 172, 23, 0, 3,
+            ]);
+            let c = !fold(&r[..20]);
+            r[10..12].copy_from_slice(&c.to_be_bytes());
+            r[20..22].copy_from_slice(&53u16.to_be_bytes());
+            r[22..24].copy_from_slice(&x.to_be_bytes());
+            r[24..26].copy_from_slice(&9u16.to_be_bytes());
+            ct.translate_inbound(now, &mut r).unwrap();
+        }
+        assert_eq!(
+            ALLOCS.load(Ordering::Relaxed) - start,
+            0,
+            "round {round} allocated"
+        );
+    }
+    assert_eq!(ct.counters().expired, 5 * 4000);
+    assert_eq!(ct.counters().created, 6 * 4000);
+}
+
+fn fold(b: &[u8]) -> u16 {
+    let mut s: u32 = b
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s as u16
+}
