@@ -1,4 +1,8 @@
-//! Slow path: handshakes, timers, wg0, UAPI.
+//! The slow path: handshakes, timers, the kernel `wg0` device, the UAPI, and the tables it
+//! publishes to the fast-path workers. Everything here runs off the hot path.
 
 pub mod tun;
 pub mod uapi;
+pub mod engine;
+pub mod queue;
+pub mod tables;

@@ -1,0 +1,729 @@
+//! The slow-path thread: runs the protocol core ([`wgproto::device::Device`]) on handshake
+//! messages and events from the workers, drives its timers, sends what it asks to send through
+//! a kernel UDP socket bound to the listen port, and publishes keypairs, endpoints and
+//! AllowedIPs to the workers ([`crate::tables`]).
+//!
+//! Two more threads belong to it: the wg0 reader, which encrypts what the kernel routes into
+//! wg0 (replies of services on the gateway host, pings) and sends it to the peer, and the UAPI
+//! server, whose requests are applied here under the same lock. The lock guards slow-path
+//! state only; the workers never take it.
+//!
+//! Sending through the kernel socket: the XDP program steers datagrams *to* the listen port
+//! into AF_XDP, so this socket receives nothing, but what it sends is routed and resolved by
+//! the kernel, which is what a handshake or a keepalive needs and nothing the hot path pays for.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, UNIX_EPOCH};
+
+use ipnet::IpNet;
+use rand_core::OsRng;
+use tracing::{debug, info, warn};
+use wgproto::config::{InterfaceConfig, IpPrefix, PeerConfig};
+use wgproto::device::{Device, KeySlot, Output, PeerEvent};
+use wgproto::peer::PeerId;
+
+use crate::queue::{Clock, SlowPathReceiver, ToSlowPath};
+use crate::tables::{PeerRoute, PeerStats, SharedTables, Tables};
+use crate::tun::{Tun, TunConfig};
+use crate::uapi::{DeviceSnapshot, Errno, PeerSnapshot, SetRequest, UapiBackend, UapiServer};
+
+/// How often statistics become timer events and timers are checked when nothing arrives.
+const TICK: Duration = Duration::from_millis(20);
+
+/// Counters of the slow path, for stats and metrics.
+#[derive(Debug, Default)]
+pub struct SlowPathCounters {
+    pub handshakes_received: AtomicU64,
+    pub handshakes_dropped: AtomicU64,
+    pub cookie_replies_sent: AtomicU64,
+    pub host_packets_in: AtomicU64,
+    pub host_packets_out: AtomicU64,
+    pub host_packets_dropped: AtomicU64,
+    pub send_errors: AtomicU64,
+}
+
+/// What the slow path is started with.
+pub struct SlowPathConfig {
+    pub interface: InterfaceConfig,
+    pub peers: Vec<PeerConfig>,
+    /// The wg0 device; `None` runs without one (tests of the fast path alone).
+    pub tun: Option<TunConfig>,
+    /// Run the UAPI socket under this interface name (normally the TUN's name).
+    pub uapi_name: Option<String>,
+}
+
+/// The state every slow-path thread shares, behind one lock.
+struct State {
+    device: Device,
+    master: Tables,
+    stats: HashMap<PeerId, Arc<PeerStats>>,
+    /// Data counters at the last tick, to turn traffic into timer events.
+    seen: HashMap<PeerId, (u64, u64)>,
+    routes: HashSet<IpPrefix>,
+    dirty: bool,
+}
+
+/// Everything the threads share.
+struct Shared {
+    state: Mutex<State>,
+    tables: SharedTables,
+    socket: UdpSocket,
+    tun: Option<Arc<Tun>>,
+    clock: Clock,
+    /// Tunnel MTU: the cap of transport padding.
+    mtu: usize,
+    counters: Arc<SlowPathCounters>,
+    stop: AtomicBool,
+}
+
+/// The running slow path. Dropping it stops its threads and removes wg0 and the UAPI socket.
+pub struct SlowPath {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    uapi: Option<UapiServer>,
+}
+
+impl SlowPath {
+    /// Builds the device from `config`, creates wg0 and the UAPI socket, binds the listen port
+    /// for sending, publishes the initial tables and starts the threads.
+    pub fn start(
+        config: SlowPathConfig,
+        tables: SharedTables,
+        queue: SlowPathReceiver,
+        clock: Clock,
+    ) -> anyhow::Result<SlowPath> {
+        let port = config.interface.listen_port;
+        let socket = UdpSocket::bind(("0.0.0.0", port)).map_err(|e| {
+            anyhow::anyhow!("cannot bind UDP port {port} for the slow path's sends: {e}")
+        })?;
+        let tun = match &config.tun {
+            Some(t) => Some(Arc::new(Tun::create(t)?)),
+            None => None,
+        };
+        let mtu = usize::from(config.interface.mtu);
+        let mut device = Device::new(&config.interface);
+        let now = clock.now();
+        for peer in config.peers {
+            let key = peer.public_key;
+            device
+                .set_peer(now, peer)
+                .map_err(|e| anyhow::anyhow!("peer {key}: {e}"))?;
+        }
+        let state = State {
+            device,
+            master: Tables::default(),
+            stats: HashMap::new(),
+            seen: HashMap::new(),
+            routes: HashSet::new(),
+            dirty: true,
+        };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            tables,
+            socket,
+            tun,
+            clock,
+            mtu,
+            counters: Arc::new(SlowPathCounters::default()),
+            stop: AtomicBool::new(false),
+        });
+        {
+            let mut st = shared.lock();
+            shared.sync_peers(&mut st);
+            // Peers with a configured endpoint get a session at once, so the first packet
+            // does not wait for a handshake.
+            let ids: Vec<PeerId> = st
+                .device
+                .peers()
+                .filter(|p| p.endpoint().is_some())
+                .map(|p| p.id())
+                .collect();
+            for id in ids {
+                st.device
+                    .request_handshake(now, shared.clock.wall(), id, &mut OsRng);
+            }
+            shared.flush(&mut st);
+        }
+        let mut threads = Vec::new();
+        let s = shared.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("slowpath".into())
+                .spawn(move || s.run(queue))?,
+        );
+        if shared.tun.is_some() {
+            let s = shared.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("wg0-reader".into())
+                    .spawn(move || s.read_tun())?,
+            );
+        }
+        let uapi = match &config.uapi_name {
+            Some(name) => Some(UapiServer::start(name, Arc::new(Backend(shared.clone())))?),
+            None => None,
+        };
+        Ok(SlowPath {
+            shared,
+            threads,
+            uapi,
+        })
+    }
+
+    pub fn counters(&self) -> Arc<SlowPathCounters> {
+        self.shared.counters.clone()
+    }
+
+    /// What `wg show` would report now.
+    pub fn snapshot(&self) -> DeviceSnapshot {
+        self.shared.snapshot()
+    }
+
+    /// Applies a new peer list (config reload): peers not in it are removed, the others are
+    /// added or updated in place without disturbing their sessions.
+    pub fn reload_peers(&self, peers: Vec<PeerConfig>) -> anyhow::Result<()> {
+        let mut st = self.shared.lock();
+        let keep: HashSet<_> = peers.iter().map(|p| p.public_key).collect();
+        let gone: Vec<_> = st
+            .device
+            .peers()
+            .map(|p| *p.public_key())
+            .filter(|k| !keep.contains(k))
+            .collect();
+        for key in gone {
+            st.device.remove_peer(&key);
+        }
+        let now = self.shared.clock.now();
+        for peer in peers {
+            let key = peer.public_key;
+            st.device
+                .set_peer(now, peer)
+                .map_err(|e| anyhow::anyhow!("peer {key}: {e}"))?;
+        }
+        self.shared.sync_peers(&mut st);
+        self.shared.flush(&mut st);
+        Ok(())
+    }
+
+    /// Stops the threads; wg0 and the UAPI socket go when the value is dropped.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        self.uapi.take();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for SlowPath {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic in another slow-path thread must not take the data plane down with it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn run(&self, queue: SlowPathReceiver) {
+        let mut next_tick = self.clock.now();
+        while !self.stop.load(Ordering::Relaxed) {
+            let wait = next_tick.since(self.clock.now()).min(TICK);
+            if let Some(msg) = queue.recv_timeout(wait) {
+                let under_load = queue.under_load();
+                let mut st = self.lock();
+                self.handle(&mut st, msg, under_load);
+                // Drain what else is waiting under the same lock.
+                while let Some(msg) = queue.recv_timeout(Duration::ZERO) {
+                    let under_load = queue.under_load();
+                    self.handle(&mut st, msg, under_load);
+                }
+                self.flush(&mut st);
+            }
+            let now = self.clock.now();
+            if now >= next_tick {
+                let mut st = self.lock();
+                self.feed_traffic(&mut st);
+                self.flush(&mut st);
+                next_tick = now + TICK;
+            }
+        }
+    }
+
+    fn handle(&self, st: &mut State, msg: ToSlowPath, under_load: bool) {
+        let now = self.clock.now();
+        let wall = self.clock.wall();
+        match msg {
+            ToSlowPath::Handshake(d) => {
+                self.counters
+                    .handshakes_received
+                    .fetch_add(1, Ordering::Relaxed);
+                match st.device.handle_handshake(
+                    now,
+                    wall,
+                    d.src,
+                    d.bytes(),
+                    under_load,
+                    &mut OsRng,
+                ) {
+                    Ok(h) => debug!(src = %d.src, ?h, "handshake message handled"),
+                    Err(e) => {
+                        self.counters
+                            .handshakes_dropped
+                            .fetch_add(1, Ordering::Relaxed);
+                        debug!(src = %d.src, error = %e, "handshake message dropped");
+                    }
+                }
+            }
+            ToSlowPath::ForHost(p) => match &self.tun {
+                Some(tun) => match tun.send(p.bytes()) {
+                    Ok(_) => {
+                        self.counters
+                            .host_packets_in
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        self.counters
+                            .host_packets_dropped
+                            .fetch_add(1, Ordering::Relaxed);
+                        debug!(error = %e, "writing to wg0 failed");
+                    }
+                },
+                None => {
+                    self.counters
+                        .host_packets_dropped
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            },
+            ToSlowPath::Authenticated {
+                peer,
+                index,
+                src,
+                keepalive,
+                rekey,
+            } => {
+                st.device
+                    .note_data_received(now, peer, index, src, keepalive);
+                if rekey {
+                    st.device.request_handshake(now, wall, peer, &mut OsRng);
+                }
+            }
+            ToSlowPath::HandshakeNeeded { peer } => {
+                st.device.request_handshake(now, wall, peer, &mut OsRng);
+            }
+        }
+    }
+
+    /// Turns the workers' traffic counters into the protocol core's timer events (data
+    /// received: passive keepalive; data sent: new handshake if unanswered). Granularity is one
+    /// tick, far below the protocol's timeouts of seconds.
+    fn feed_traffic(&self, st: &mut State) {
+        let now = self.clock.now();
+        let peers: Vec<(PeerId, Arc<PeerStats>)> =
+            st.stats.iter().map(|(id, s)| (*id, s.clone())).collect();
+        for (id, stats) in peers {
+            let rx = stats.rx_data.load(Ordering::Relaxed);
+            let tx = stats.tx_data.load(Ordering::Relaxed);
+            let (seen_rx, seen_tx) = st.seen.get(&id).copied().unwrap_or((0, 0));
+            if rx != seen_rx {
+                let current = st.device.peer(id).and_then(|p| {
+                    let k = p.keypairs().current()?;
+                    Some((k.local_index(), p.endpoint()?))
+                });
+                if let Some((index, endpoint)) = current {
+                    st.device
+                        .note_data_received(now, id, index, endpoint, false);
+                }
+            }
+            if tx != seen_tx {
+                st.device.note_data_sent(now, id, false, &mut OsRng);
+            }
+            st.seen.insert(id, (rx, tx));
+        }
+    }
+
+    /// Runs due timers, executes every output of the protocol core and republishes the tables
+    /// if anything the workers read changed.
+    fn flush(&self, st: &mut State) {
+        let now = self.clock.now();
+        let wall = self.clock.wall();
+        while let Some(out) = st.device.poll(now, wall, &mut OsRng) {
+            self.apply(st, out);
+        }
+        if st.dirty {
+            self.tables.store(Arc::new(st.master.clone()));
+            st.dirty = false;
+        }
+    }
+
+    fn send(&self, bytes: &[u8], dst: SocketAddr) {
+        if let Err(e) = self.socket.send_to(bytes, dst) {
+            self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
+            debug!(%dst, error = %e, "send failed");
+        }
+    }
+
+    fn apply(&self, st: &mut State, out: Output) {
+        match out {
+            Output::SendHandshake {
+                endpoint, bytes, ..
+            } => self.send(&bytes, endpoint),
+            Output::SendCookieReply { dst, bytes } => {
+                self.counters
+                    .cookie_replies_sent
+                    .fetch_add(1, Ordering::Relaxed);
+                self.send(&bytes, dst);
+            }
+            Output::SendKeepalive {
+                peer,
+                endpoint,
+                bytes,
+            } => {
+                self.send(&bytes, endpoint);
+                if let Some(s) = st.stats.get(&peer) {
+                    s.tx_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                }
+            }
+            Output::KeypairInstalled {
+                peer,
+                keypair,
+                slot,
+            } => {
+                st.master
+                    .receivers
+                    .insert(keypair.local_index(), keypair.clone());
+                if slot == KeySlot::Current {
+                    if let Some(route) = st.master.peers.get_mut(&peer) {
+                        route.sending = Some(keypair);
+                    }
+                }
+                st.dirty = true;
+            }
+            Output::KeypairRetired { peer, index } => {
+                st.master.receivers.remove(&index);
+                if let Some(route) = st.master.peers.get_mut(&peer) {
+                    if route
+                        .sending
+                        .as_ref()
+                        .is_some_and(|k| k.local_index() == index)
+                    {
+                        route.sending = None;
+                    }
+                }
+                st.dirty = true;
+            }
+            Output::AllowedIpsChanged => {
+                st.master.allowed_ips = st.device.allowed_ips().clone();
+                self.sync_routes(st);
+                self.sync_peers(st);
+                st.dirty = true;
+            }
+            Output::PeerEvent { peer, event } => match event {
+                PeerEvent::EndpointChanged(addr) => {
+                    info!(%peer, endpoint = %addr, "peer endpoint changed");
+                    if let Some(route) = st.master.peers.get_mut(&peer) {
+                        route.endpoint = Some(addr);
+                        st.dirty = true;
+                    }
+                }
+                PeerEvent::Removed => {
+                    st.master.peers.remove(&peer);
+                    st.master.receivers.retain(|_, k| k.peer() != peer);
+                    st.stats.remove(&peer);
+                    st.seen.remove(&peer);
+                    st.dirty = true;
+                }
+                PeerEvent::HandshakeCompleted => info!(%peer, "handshake completed"),
+                PeerEvent::HandshakeGaveUp => {
+                    warn!(%peer, "handshake did not complete within 90 s, giving up")
+                }
+                PeerEvent::KeysZeroed => debug!(%peer, "session keys zeroed"),
+            },
+        }
+    }
+
+    /// Makes the published peer list match the device's peers (new peers, endpoints set by
+    /// configuration).
+    fn sync_peers(&self, st: &mut State) {
+        let mut seen = HashSet::new();
+        let device_peers: Vec<(PeerId, Option<SocketAddr>)> =
+            st.device.peers().map(|p| (p.id(), p.endpoint())).collect();
+        for (id, endpoint) in device_peers {
+            seen.insert(id);
+            let stats = st.stats.entry(id).or_default().clone();
+            let route = st.master.peers.entry(id).or_insert_with(|| PeerRoute {
+                sending: None,
+                endpoint,
+                stats,
+            });
+            if route.endpoint != endpoint {
+                route.endpoint = endpoint;
+            }
+        }
+        st.master.peers.retain(|id, _| seen.contains(id));
+        st.master.allowed_ips = st.device.allowed_ips().clone();
+        self.sync_routes(st);
+        st.dirty = true;
+    }
+
+    /// Keeps one wg0 route per allowed-IPs prefix, as wg-quick installs them. A default route
+    /// is not installed: on a gateway it would capture the underlay the tunnel runs over.
+    fn sync_routes(&self, st: &mut State) {
+        let Some(tun) = &self.tun else { return };
+        let wanted: HashSet<IpPrefix> = st
+            .device
+            .allowed_ips()
+            .iter()
+            .map(|(p, _)| p)
+            .filter(|p| p.len() > 0)
+            .collect();
+        for gone in st.routes.difference(&wanted).copied().collect::<Vec<_>>() {
+            if let Err(e) = tun.remove_route(to_ipnet(gone)) {
+                warn!(prefix = %gone, error = %e, "removing wg0 route failed");
+            }
+            st.routes.remove(&gone);
+        }
+        for new in wanted.difference(&st.routes).copied().collect::<Vec<_>>() {
+            if let Err(e) = tun.add_route(to_ipnet(new)) {
+                warn!(prefix = %new, error = %e, "adding wg0 route failed");
+            }
+            st.routes.insert(new);
+        }
+    }
+
+    /// Encrypts what the kernel routes into wg0 and sends it to the owning peer.
+    fn read_tun(&self) {
+        let Some(tun) = &self.tun else { return };
+        const HEADROOM: usize = wgproto::constants::TRANSPORT_HEADER_LEN;
+        let mut buf = vec![0u8; HEADROOM + 65536 + 64];
+        while !self.stop.load(Ordering::Relaxed) {
+            let mut fds = [nix::poll::PollFd::new(
+                tun.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            match nix::poll::poll(&mut fds, 100u16) {
+                Ok(0) | Err(_) => continue,
+                Ok(_) => {}
+            }
+            loop {
+                let n = match tun.recv(&mut buf[HEADROOM..]) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        debug!(error = %e, "reading wg0 failed");
+                        break;
+                    }
+                };
+                self.send_host_packet(&mut buf, n);
+            }
+        }
+    }
+
+    fn send_host_packet(&self, buf: &mut [u8], len: usize) {
+        const HEADROOM: usize = wgproto::constants::TRANSPORT_HEADER_LEN;
+        let Some(dst) = inner_destination(&buf[HEADROOM..HEADROOM + len]) else {
+            self.counters
+                .host_packets_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let tables = self.tables.load();
+        let Some(peer) = tables.allowed_ips.lookup(dst).copied() else {
+            self.counters
+                .host_packets_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let Some(route) = tables.peers.get(&peer) else {
+            return;
+        };
+        let (Some(keypair), Some(endpoint)) = (&route.sending, route.endpoint) else {
+            self.counters
+                .host_packets_dropped
+                .fetch_add(1, Ordering::Relaxed);
+            let mut st = self.lock();
+            st.device
+                .request_handshake(self.clock.now(), self.clock.wall(), peer, &mut OsRng);
+            self.flush(&mut st);
+            return;
+        };
+        match keypair.seal_in_place(self.clock.now(), buf, len, self.mtu) {
+            Ok(sealed) => {
+                self.send(&buf[..sealed.len], endpoint);
+                route.stats.note_tx(sealed.len);
+                self.counters
+                    .host_packets_out
+                    .fetch_add(1, Ordering::Relaxed);
+                if sealed.rekey {
+                    let mut st = self.lock();
+                    st.device.request_handshake(
+                        self.clock.now(),
+                        self.clock.wall(),
+                        peer,
+                        &mut OsRng,
+                    );
+                    self.flush(&mut st);
+                }
+            }
+            Err(e) => {
+                self.counters
+                    .host_packets_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                debug!(error = %e, "sealing a wg0 packet failed");
+            }
+        }
+    }
+
+    fn snapshot(&self) -> DeviceSnapshot {
+        let st = self.lock();
+        let peers = st
+            .device
+            .peers()
+            .map(|p| {
+                let stats = st.stats.get(&p.id());
+                let mut s = PeerSnapshot::new(*p.public_key());
+                s.endpoint = p.endpoint();
+                s.last_handshake = p.last_handshake().map(|d| UNIX_EPOCH + d);
+                s.rx_bytes = stats.map_or(0, |s| s.rx_bytes.load(Ordering::Relaxed));
+                s.tx_bytes = stats.map_or(0, |s| s.tx_bytes.load(Ordering::Relaxed));
+                s.persistent_keepalive_interval = p
+                    .persistent_keepalive()
+                    .map_or(0, |d| u16::try_from(d.as_secs()).unwrap_or(u16::MAX));
+                s.allowed_ips = p.allowed_ips().iter().map(|a| to_ipnet(*a)).collect();
+                s
+            })
+            .collect();
+        DeviceSnapshot {
+            private_key: Some(st.device.private_key().clone()),
+            listen_port: st.device.listen_port(),
+            fwmark: 0,
+            peers,
+        }
+    }
+
+    fn set(&self, req: SetRequest) -> Result<(), Errno> {
+        let mut st = self.lock();
+        if let Some(port) = req.listen_port {
+            if port != st.device.listen_port() {
+                // The XDP program and the AF_XDP sockets are bound to the configured port.
+                warn!(
+                    port,
+                    "UAPI: changing the listen port at runtime is not supported"
+                );
+                return Err(Errno::INVALID);
+            }
+        }
+        if let Some(key) = req.private_key {
+            st.device.set_private_key(key);
+        }
+        let now = self.clock.now();
+        if req.replace_peers {
+            let all: Vec<_> = st.device.peers().map(|p| *p.public_key()).collect();
+            for k in all {
+                st.device.remove_peer(&k);
+            }
+        }
+        for update in req.peers {
+            if update.remove {
+                st.device.remove_peer(&update.public_key);
+                continue;
+            }
+            let existing = st
+                .device
+                .peer_id(&update.public_key)
+                .and_then(|id| st.device.peer(id));
+            if existing.is_none() && update.update_only {
+                continue;
+            }
+            let mut cfg = PeerConfig::new(update.public_key);
+            if let Some(p) = existing {
+                if !update.replace_allowed_ips {
+                    cfg.allowed_ips = p.allowed_ips().to_vec();
+                }
+                cfg.persistent_keepalive = p
+                    .persistent_keepalive()
+                    .map(|d| u16::try_from(d.as_secs()).unwrap_or(u16::MAX));
+            }
+            for net in &update.allowed_ips {
+                let prefix = IpPrefix::new_masked(net.addr(), net.prefix_len());
+                if !cfg.allowed_ips.contains(&prefix) {
+                    cfg.allowed_ips.push(prefix);
+                }
+            }
+            cfg.preshared_key = update.preshared_key;
+            cfg.endpoint = update.endpoint;
+            if let Some(k) = update.persistent_keepalive_interval {
+                cfg.persistent_keepalive = Some(k);
+            }
+            if st.device.set_peer(now, cfg).is_err() {
+                return Err(Errno::INVALID);
+            }
+        }
+        self.sync_peers(&mut st);
+        self.flush(&mut st);
+        Ok(())
+    }
+}
+
+struct Backend(Arc<Shared>);
+
+impl UapiBackend for Backend {
+    fn get(&self) -> DeviceSnapshot {
+        self.0.snapshot()
+    }
+
+    fn set(&self, request: SetRequest) -> Result<(), Errno> {
+        self.0.set(request)
+    }
+}
+
+fn to_ipnet(p: IpPrefix) -> IpNet {
+    IpNet::new(p.addr(), p.len()).expect("an IpPrefix length is valid for its family")
+}
+
+/// The destination address of an IPv4 or IPv6 packet.
+fn inner_destination(packet: &[u8]) -> Option<std::net::IpAddr> {
+    match packet.first()? >> 4 {
+        4 => {
+            let d: [u8; 4] = packet.get(16..20)?.try_into().ok()?;
+            Some(d.into())
+        }
+        6 => {
+            let d: [u8; 16] = packet.get(24..40)?.try_into().ok()?;
+            Some(d.into())
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inner_destination_reads_both_families_and_rejects_garbage() {
+        let mut v4 = [0u8; 20];
+        v4[0] = 0x45;
+        v4[16..20].copy_from_slice(&[172, 23, 0, 2]);
+        assert_eq!(inner_destination(&v4), Some("172.23.0.2".parse().unwrap()));
+        let mut v6 = [0u8; 40];
+        v6[0] = 0x60;
+        v6[39] = 1;
+        assert_eq!(inner_destination(&v6), Some("::1".parse().unwrap()));
+        assert_eq!(inner_destination(&v4[..10]), None);
+        assert_eq!(inner_destination(&[0x10; 40]), None);
+        assert_eq!(inner_destination(&[]), None);
+    }
+}

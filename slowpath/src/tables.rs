@@ -1,0 +1,73 @@
+//! The read-mostly tables the slow path publishes to the fast-path workers.
+//!
+//! Workers never take a lock to find a key: they load the current [`Tables`] snapshot from an
+//! [`ArcSwap`] once per batch and read it. The slow path owns a master copy, edits it when the
+//! protocol core installs or retires a keypair, when an endpoint roams or when AllowedIPs
+//! change, and swaps in a new snapshot. Per-peer traffic statistics live outside the snapshot
+//! (in [`PeerStats`], shared by `Arc`) so that a swap never loses a count.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use wgproto::allowedips::AllowedIps;
+use wgproto::keypair::Keypair;
+use wgproto::peer::PeerId;
+
+/// Traffic counters of one peer, written by the workers (relaxed atomics: statistics and timer
+/// hints, not synchronisation) and read by the slow path for timers, `wg show` and metrics.
+#[derive(Debug, Default)]
+pub struct PeerStats {
+    /// Bytes of transport messages received and sent (whole UDP payloads, as `wg show` counts).
+    pub rx_bytes: AtomicU64,
+    pub tx_bytes: AtomicU64,
+    /// Transport messages carrying data (not keepalives); the slow path turns changes of these
+    /// into the protocol core's data-received/data-sent timer events.
+    pub rx_data: AtomicU64,
+    pub tx_data: AtomicU64,
+}
+
+impl PeerStats {
+    pub fn note_rx(&self, bytes: usize, keepalive: bool) {
+        self.rx_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        if !keepalive {
+            self.rx_data.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn note_tx(&self, bytes: usize) {
+        self.tx_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.tx_data.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What a worker needs to send to one peer.
+#[derive(Clone, Debug)]
+pub struct PeerRoute {
+    /// The keypair to seal with; `None` until a session is confirmed.
+    pub sending: Option<Arc<Keypair>>,
+    /// Where to send; `None` until configured or learned from an authenticated packet.
+    pub endpoint: Option<SocketAddr>,
+    pub stats: Arc<PeerStats>,
+}
+
+/// One snapshot of everything the fast path looks up.
+#[derive(Clone, Debug, Default)]
+pub struct Tables {
+    /// Receiver index (our local index) -> keypair, for every keypair in any slot.
+    pub receivers: HashMap<u32, Arc<Keypair>>,
+    pub peers: HashMap<PeerId, PeerRoute>,
+    /// Which peer owns an inner address: the source check on receive and the peer lookup on
+    /// send.
+    pub allowed_ips: AllowedIps<PeerId>,
+}
+
+/// The published tables: many readers, one writer.
+pub type SharedTables = Arc<ArcSwap<Tables>>;
+
+/// Makes an empty published table set.
+pub fn shared_tables() -> SharedTables {
+    Arc::new(ArcSwap::from_pointee(Tables::default()))
+}
