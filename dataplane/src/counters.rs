@@ -44,6 +44,8 @@ reasons! {
     TooBig => "too_big": "Packet does not fit the MTU or the frame.",
     SlowPathFull => "slowpath_full": "The slow path's queue was full.",
     TxFull => "tx_full": "No TX descriptor or frame free.",
+    Handoff => "handoff": "Belongs to another worker's NAT port slice; cross-worker handoff is not built yet.",
+    Unsupported => "unsupported": "Outer IPv6 or VLAN-tagged frame: not handled by the fast path yet.",
 }
 
 /// Counters of one worker. Written by that worker only.

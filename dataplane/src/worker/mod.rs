@@ -2,3 +2,4 @@
 //! pipeline (decrypt, source check, NAT, route, rewrite, transmit, and the reverse).
 
 pub mod headers;
+pub mod pipeline;

@@ -1,0 +1,516 @@
+//! What a worker does to one frame, without any I/O: the arrows of the article's diagram.
+//!
+//! ```text
+//! wire-in ─ WireGuard UDP :listen_port ─ type 1-3 ──────────────────────────────> slow path
+//!        │                               └ type 4: open + replay (keypair by receiver index)
+//!        │                                  -> inner source must belong to that peer
+//!        │                                  -> for the host / fragment / options -> wg0
+//!        │                                  -> route (kernel's table) -> TTL -> source NAT
+//!        │                                  -> Ethernet header in front -> wire-out
+//!        └ NAT return traffic -> NAT reverse -> TTL -> peer by AllowedIPs
+//!                                -> seal in place, outer Ethernet/IPv4/UDP in the headroom
+//!                                -> wire-out towards the peer's endpoint
+//! ```
+//!
+//! [`Pipeline::process`] takes the whole UMEM frame and where the packet is in it, and returns
+//! a [`Verdict`]: transmit (with the packet's new place in the frame), consumed (copied to the
+//! slow path) or dropped with a [`DropReason`]. Frames are rewritten in place; the headroom in
+//! front of a received packet (`afxdp::frame::RX_OFFSET`) is where encapsulation writes its
+//! outer headers. Nothing here allocates or panics on any input.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::ops::Range;
+use std::sync::Arc;
+
+use nat::{Conntrack, Inbound, NatError, Outbound};
+use slowpath::queue::{HandshakeDatagram, HostPacket, SlowPathSender, ToSlowPath};
+use slowpath::tables::Tables;
+use wgproto::constants::{
+    MSG_COOKIE_REPLY, MSG_INITIATION, MSG_RESPONSE, MSG_TRANSPORT, TRANSPORT_HEADER_LEN,
+};
+use wgproto::keypair::sealed_len;
+use wgproto::time::Timestamp;
+
+use super::headers::{
+    icmp_time_exceeded, ipv4_decrement_ttl, write_ethernet, write_ipv4_udp, Ttl, ETHERTYPE_IPV4,
+    ETH_HEADER_LEN, IPPROTO_UDP, IPV4_HEADER_LEN, UDP_HEADER_LEN,
+};
+use crate::counters::{DropReason, WorkerCounters};
+use crate::route::{NextHopReader, Resolution, RouteSnapshot};
+
+/// Outer headers of an encapsulated IPv4 packet in front of the transport header.
+const OUTER_V4: usize = ETH_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN;
+
+/// The facts a worker needs besides the published tables.
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    pub listen_port: u16,
+    /// Tunnel MTU: the padding cap, and the largest inner packet sent into the tunnel.
+    pub mtu: usize,
+    /// Addresses of the gateway itself (wg0's and the NICs'): decrypted packets to them go to
+    /// the kernel through wg0.
+    pub host_addrs: Vec<Ipv4Addr>,
+    /// The source of ICMP errors the gateway originates towards tunnel clients (wg0's address).
+    pub tunnel_addr: Ipv4Addr,
+    /// Source-NAT forwarded traffic (`[nat] masquerade`).
+    pub masquerade: bool,
+}
+
+/// What to do with a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Transmit `len` bytes from offset `start` of the frame on interface `ifindex`.
+    Tx {
+        ifindex: u32,
+        start: usize,
+        len: usize,
+    },
+    /// Done with: a keepalive, or copied to the slow path. The frame can be reused.
+    Consumed,
+    Drop(DropReason),
+}
+
+/// Per-batch inputs: one load of each published snapshot, one clock reading.
+pub struct Batch<'a> {
+    pub tables: &'a Tables,
+    pub routes: &'a RouteSnapshot,
+    pub now: Timestamp,
+}
+
+/// One worker's packet processing state.
+pub struct Pipeline {
+    cfg: PipelineConfig,
+    nat: Option<Conntrack>,
+    slow: SlowPathSender,
+    routes: NextHopReader,
+    counters: Arc<WorkerCounters>,
+}
+
+/// The IPv4 header fields the pipeline reads.
+struct Ipv4View {
+    header_len: usize,
+    total_len: usize,
+    protocol: u8,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    /// More-fragments set or a non-zero offset.
+    fragment: bool,
+}
+
+fn parse_ipv4(p: &[u8]) -> Option<Ipv4View> {
+    let h = p.get(..IPV4_HEADER_LEN)?;
+    if h[0] >> 4 != 4 {
+        return None;
+    }
+    let header_len = usize::from(h[0] & 0x0f) * 4;
+    let total_len = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    if header_len < IPV4_HEADER_LEN || total_len < header_len || total_len > p.len() {
+        return None;
+    }
+    let frag = u16::from_be_bytes([h[6], h[7]]);
+    Some(Ipv4View {
+        header_len,
+        total_len,
+        protocol: h[9],
+        src: Ipv4Addr::new(h[12], h[13], h[14], h[15]),
+        dst: Ipv4Addr::new(h[16], h[17], h[18], h[19]),
+        fragment: frag & 0x3fff != 0,
+    })
+}
+
+fn nat_drop(e: NatError) -> DropReason {
+    match e {
+        NatError::NoMapping | NatError::IcmpErrorNoMapping => DropReason::NatNoMapping,
+        NatError::TableFull | NatError::NoFreePort => DropReason::NatRefused,
+        _ => DropReason::NatOther,
+    }
+}
+
+impl Pipeline {
+    pub fn new(
+        cfg: PipelineConfig,
+        nat: Option<Conntrack>,
+        slow: SlowPathSender,
+        routes: NextHopReader,
+        counters: Arc<WorkerCounters>,
+    ) -> Self {
+        Pipeline {
+            cfg,
+            nat,
+            slow,
+            routes,
+            counters,
+        }
+    }
+
+    pub fn counters(&self) -> &Arc<WorkerCounters> {
+        &self.counters
+    }
+
+    pub fn nat(&self) -> Option<&Conntrack> {
+        self.nat.as_ref()
+    }
+
+    /// Expires NAT mappings, at most `budget` of them (once per batch).
+    pub fn expire(&mut self, now: Timestamp, budget: usize) -> usize {
+        self.nat
+            .as_mut()
+            .map_or(0, |n| n.expire(now.as_nanos(), budget))
+    }
+
+    /// Runs one frame through the pipeline. `buf` is the whole frame; the packet is
+    /// `buf[start..start + len]`.
+    pub fn process(&mut self, b: &Batch<'_>, buf: &mut [u8], start: usize, len: usize) -> Verdict {
+        let Some(end) = start.checked_add(len).filter(|&e| e <= buf.len()) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        let frame = &buf[start..end];
+        if frame.len() < ETH_HEADER_LEN {
+            return Verdict::Drop(DropReason::Malformed);
+        }
+        if u16::from_be_bytes([frame[12], frame[13]]) != ETHERTYPE_IPV4 {
+            return Verdict::Drop(DropReason::Unsupported);
+        }
+        let ip_start = start + ETH_HEADER_LEN;
+        let Some(ip) = parse_ipv4(&buf[ip_start..end]) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        let l4 = ip_start + ip.header_len;
+        let ip_end = ip_start + ip.total_len;
+        if ip.protocol == IPPROTO_UDP && !ip.fragment && ip_end >= l4 + UDP_HEADER_LEN {
+            let dst_port = u16::from_be_bytes([buf[l4 + 2], buf[l4 + 3]]);
+            if dst_port == self.cfg.listen_port {
+                let src_port = u16::from_be_bytes([buf[l4], buf[l4 + 1]]);
+                let src = SocketAddr::V4(SocketAddrV4::new(ip.src, src_port));
+                let udp_len = usize::from(u16::from_be_bytes([buf[l4 + 4], buf[l4 + 5]]));
+                if udp_len < UDP_HEADER_LEN || l4 + udp_len > ip_end {
+                    return Verdict::Drop(DropReason::Malformed);
+                }
+                return self.wireguard(b, buf, l4 + UDP_HEADER_LEN..l4 + udp_len, src);
+            }
+        }
+        self.return_traffic(b, buf, ip_start..ip_end)
+    }
+
+    /// A datagram to the listen port.
+    fn wireguard(
+        &mut self,
+        b: &Batch<'_>,
+        buf: &mut [u8],
+        msg: Range<usize>,
+        src: SocketAddr,
+    ) -> Verdict {
+        let Some(&kind) = buf.get(msg.start) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        match kind {
+            MSG_INITIATION | MSG_RESPONSE | MSG_COOKIE_REPLY => {
+                return match HandshakeDatagram::new(src, &buf[msg]) {
+                    Some(d) => self.to_slow_path(ToSlowPath::Handshake(d)),
+                    None => Verdict::Drop(DropReason::Malformed),
+                };
+            }
+            MSG_TRANSPORT => {}
+            _ => return Verdict::Drop(DropReason::Malformed),
+        }
+        let Some(receiver) = buf.get(msg.start + 4..msg.start + 8) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        let receiver = u32::from_le_bytes([receiver[0], receiver[1], receiver[2], receiver[3]]);
+        let Some(keypair) = b.tables.receivers.get(&receiver) else {
+            return Verdict::Drop(DropReason::UnknownReceiver);
+        };
+        let msg_len = msg.len();
+        let opened = match keypair.open_in_place(b.now, &mut buf[msg.clone()]) {
+            Ok(o) => o,
+            Err(_) => return Verdict::Drop(DropReason::DecryptFailed),
+        };
+        let peer = keypair.peer();
+        let keepalive = opened.plaintext.is_empty();
+        let route = b.tables.peers.get(&peer);
+        if let Some(r) = route {
+            r.stats.note_rx(msg_len, keepalive);
+        }
+        if opened.first_on_keypair || opened.rekey || route.and_then(|r| r.endpoint) != Some(src) {
+            // Key confirmation, roaming and rekeying are the slow path's; a full queue only
+            // delays them to the next packet.
+            self.slow.try_send(ToSlowPath::Authenticated {
+                peer,
+                index: receiver,
+                src,
+                keepalive,
+                rekey: opened.rekey,
+            });
+        }
+        if keepalive {
+            WorkerCounters::add(&self.counters.keepalives, 1);
+            return Verdict::Consumed;
+        }
+        WorkerCounters::add(&self.counters.decrypted, 1);
+        let inner_start = msg.start + opened.plaintext.start;
+        let plain = &buf[inner_start..msg.start + opened.plaintext.end];
+        match plain[0] >> 4 {
+            4 => {}
+            6 => {
+                // IPv6 inside the tunnel: source-checked, then the kernel's (through wg0).
+                let Some(s) = plain.get(8..24) else {
+                    return Verdict::Drop(DropReason::InnerMalformed);
+                };
+                let src: [u8; 16] = s.try_into().unwrap_or([0; 16]);
+                if !b
+                    .tables
+                    .allowed_ips
+                    .source_allowed(IpAddr::from(src), &peer)
+                {
+                    return Verdict::Drop(DropReason::SourceNotAllowed);
+                }
+                let total = 40 + usize::from(u16::from_be_bytes([plain[4], plain[5]]));
+                return match plain.get(..total) {
+                    Some(p) => self.to_host(p),
+                    None => Verdict::Drop(DropReason::InnerMalformed),
+                };
+            }
+            _ => return Verdict::Drop(DropReason::InnerMalformed),
+        }
+        let Some(inner) = parse_ipv4(plain) else {
+            return Verdict::Drop(DropReason::InnerMalformed);
+        };
+        // The check upstream boringtun gets wrong: the inner source must map to the very peer
+        // whose key authenticated the packet, not merely to some peer.
+        if !b
+            .tables
+            .allowed_ips
+            .source_allowed(IpAddr::V4(inner.src), &peer)
+        {
+            return Verdict::Drop(DropReason::SourceNotAllowed);
+        }
+        self.forward_inner(b, buf, inner_start, inner)
+    }
+
+    /// A decrypted, source-checked IPv4 packet at `buf[start..]`: to the host, or routed out.
+    fn forward_inner(
+        &mut self,
+        b: &Batch<'_>,
+        buf: &mut [u8],
+        start: usize,
+        ip: Ipv4View,
+    ) -> Verdict {
+        let end = start + ip.total_len;
+        if ip.fragment
+            || ip.header_len != IPV4_HEADER_LEN
+            || self.cfg.host_addrs.contains(&ip.dst)
+            || ip.dst.is_broadcast()
+            || ip.dst.is_multicast()
+        {
+            // Exceptions the kernel handles better: reassembly, options, its own services.
+            return self.to_host(&buf[start..end]);
+        }
+        let hop = match b.routes.resolution(IpAddr::V4(ip.dst)) {
+            Some(Resolution::Ready(hop)) => *hop,
+            Some(Resolution::Local) | Some(Resolution::NotEthernet { .. }) => {
+                return self.to_host(&buf[start..end])
+            }
+            Some(Resolution::Unreachable { .. }) => return Verdict::Drop(DropReason::NoRoute),
+            Some(Resolution::Resolving { .. }) => return Verdict::Drop(DropReason::NoNeighbour),
+            None => {
+                self.routes.request(IpAddr::V4(ip.dst));
+                return Verdict::Drop(DropReason::NoNeighbour);
+            }
+        };
+        if ip.total_len > hop.mtu as usize {
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        if ipv4_decrement_ttl(&mut buf[start..end]) != Some(Ttl::Forward) {
+            return self.time_exceeded(b, buf, start, end);
+        }
+        if self.cfg.masquerade {
+            let Some(nat) = self.nat.as_mut() else {
+                return Verdict::Drop(DropReason::NatOther);
+            };
+            match nat.translate_outbound(b.now.as_nanos(), &mut buf[start..end]) {
+                Ok(Outbound::Forward) => {}
+                Ok(Outbound::Hairpin { owner }) if owner == nat.worker() => {
+                    // An inside host reaching another through the egress address (RFC 4787
+                    // REQ-9): back through the reverse translation and into the tunnel.
+                    return match nat.translate_inbound(b.now.as_nanos(), &mut buf[start..end]) {
+                        Ok(Inbound::Deliver { inside }) => {
+                            self.encrypt_to_peer(b, buf, start, ip.total_len, inside)
+                        }
+                        Ok(_) => Verdict::Drop(DropReason::Handoff),
+                        Err(e) => Verdict::Drop(nat_drop(e)),
+                    };
+                }
+                Ok(Outbound::Hairpin { .. }) | Ok(Outbound::Handoff { .. }) => {
+                    return Verdict::Drop(DropReason::Handoff)
+                }
+                Ok(Outbound::Local) => return self.to_host(&buf[start..end]),
+                Err(NatError::Fragment) | Err(NatError::UnsupportedProtocol) => {
+                    return self.to_host(&buf[start..end])
+                }
+                Err(e) => return Verdict::Drop(nat_drop(e)),
+            }
+        }
+        let eth = start - ETH_HEADER_LEN;
+        if write_ethernet(
+            &mut buf[eth..],
+            hop.dst_mac.0,
+            hop.src_mac.0,
+            ETHERTYPE_IPV4,
+        )
+        .is_none()
+        {
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        Verdict::Tx {
+            ifindex: hop.ifindex,
+            start: eth,
+            len: ETH_HEADER_LEN + ip.total_len,
+        }
+    }
+
+    /// The TTL ran out while forwarding a packet from the tunnel: answer its sender with ICMP
+    /// time exceeded (RFC 1812 §5.3.1), written over the expired packet in the same frame.
+    fn time_exceeded(
+        &mut self,
+        b: &Batch<'_>,
+        buf: &mut [u8],
+        start: usize,
+        end: usize,
+    ) -> Verdict {
+        let mut quoted = [0u8; IPV4_HEADER_LEN + 8];
+        let q = (end - start).min(quoted.len());
+        quoted[..q].copy_from_slice(&buf[start..start + q]);
+        let Some(n) = icmp_time_exceeded(&mut buf[start..], self.cfg.tunnel_addr, &quoted[..q])
+        else {
+            return Verdict::Drop(DropReason::TtlExceeded);
+        };
+        let dst = Ipv4Addr::new(quoted[12], quoted[13], quoted[14], quoted[15]);
+        match self.encrypt_to_peer(b, buf, start, n, dst) {
+            Verdict::Drop(_) => Verdict::Drop(DropReason::TtlExceeded),
+            v => v,
+        }
+    }
+
+    /// Traffic that is not for the listen port: NAT return traffic, reversed and sent into the
+    /// tunnel; anything else the XDP program redirected goes to the kernel through wg0.
+    fn return_traffic(&mut self, b: &Batch<'_>, buf: &mut [u8], ip: Range<usize>) -> Verdict {
+        let Some(nat) = self.nat.as_mut() else {
+            return Verdict::Drop(DropReason::NotForUs);
+        };
+        match nat.translate_inbound(b.now.as_nanos(), &mut buf[ip.clone()]) {
+            Ok(Inbound::Deliver { inside }) => {
+                // Routed from the LAN into the tunnel: a hop like any other.
+                if ipv4_decrement_ttl(&mut buf[ip.clone()]) != Some(Ttl::Forward) {
+                    return Verdict::Drop(DropReason::TtlExceeded);
+                }
+                self.encrypt_to_peer(b, buf, ip.start, ip.len(), inside)
+            }
+            Ok(Inbound::Handoff { .. }) => Verdict::Drop(DropReason::Handoff),
+            Ok(Inbound::NotNat) => self.to_host(&buf[ip]),
+            Err(e) => Verdict::Drop(nat_drop(e)),
+        }
+    }
+
+    /// Seals the IPv4 packet at `buf[start..start + len]` for the peer owning `inside` and
+    /// writes the outer Ethernet, IPv4 and UDP headers in the headroom in front of it.
+    fn encrypt_to_peer(
+        &mut self,
+        b: &Batch<'_>,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        inside: Ipv4Addr,
+    ) -> Verdict {
+        let Some(&peer) = b.tables.allowed_ips.lookup(IpAddr::V4(inside)) else {
+            return Verdict::Drop(DropReason::NoPeer);
+        };
+        let Some(route) = b.tables.peers.get(&peer) else {
+            return Verdict::Drop(DropReason::NoPeer);
+        };
+        let Some(keypair) = route.sending.as_ref() else {
+            self.slow.try_send(ToSlowPath::HandshakeNeeded { peer });
+            return Verdict::Drop(DropReason::NoKeypair);
+        };
+        let Some(SocketAddr::V4(endpoint)) = route.endpoint else {
+            return Verdict::Drop(DropReason::NoEndpoint);
+        };
+        if len > self.cfg.mtu {
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        let hop = match b.routes.resolution(IpAddr::V4(*endpoint.ip())) {
+            Some(Resolution::Ready(hop)) => *hop,
+            Some(Resolution::Resolving { .. }) => return Verdict::Drop(DropReason::NoNeighbour),
+            None => {
+                self.routes.request(IpAddr::V4(*endpoint.ip()));
+                return Verdict::Drop(DropReason::NoNeighbour);
+            }
+            Some(_) => return Verdict::Drop(DropReason::NoRoute),
+        };
+        let Some(IpAddr::V4(src)) = hop.src_addr else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        let Some(msg_start) = start.checked_sub(TRANSPORT_HEADER_LEN) else {
+            return Verdict::Drop(DropReason::TooBig);
+        };
+        let Some(frame_start) = msg_start.checked_sub(OUTER_V4) else {
+            return Verdict::Drop(DropReason::TooBig);
+        };
+        if msg_start + sealed_len(len, self.cfg.mtu) > buf.len() {
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        let sealed = match keypair.seal_in_place(b.now, &mut buf[msg_start..], len, self.cfg.mtu) {
+            Ok(s) => s,
+            Err(_) => {
+                self.slow.try_send(ToSlowPath::HandshakeNeeded { peer });
+                return Verdict::Drop(DropReason::EncryptFailed);
+            }
+        };
+        if sealed.rekey {
+            self.slow.try_send(ToSlowPath::HandshakeNeeded { peer });
+        }
+        let ip_start = frame_start + ETH_HEADER_LEN;
+        let written = write_ipv4_udp(
+            &mut buf[ip_start..],
+            src,
+            *endpoint.ip(),
+            self.cfg.listen_port,
+            endpoint.port(),
+            sealed.len,
+        )
+        .and_then(|()| {
+            write_ethernet(
+                &mut buf[frame_start..],
+                hop.dst_mac.0,
+                hop.src_mac.0,
+                ETHERTYPE_IPV4,
+            )
+        });
+        if written.is_none() {
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        route.stats.note_tx(sealed.len);
+        WorkerCounters::add(&self.counters.encrypted, 1);
+        Verdict::Tx {
+            ifindex: hop.ifindex,
+            start: frame_start,
+            len: OUTER_V4 + sealed.len,
+        }
+    }
+
+    /// Copies a packet for the host to the slow path, which writes it into wg0.
+    fn to_host(&mut self, packet: &[u8]) -> Verdict {
+        match HostPacket::new(packet) {
+            Some(p) => self.to_slow_path(ToSlowPath::ForHost(p)),
+            None => Verdict::Drop(DropReason::TooBig),
+        }
+    }
+
+    fn to_slow_path(&mut self, msg: ToSlowPath) -> Verdict {
+        if self.slow.try_send(msg) {
+            WorkerCounters::add(&self.counters.to_slowpath, 1);
+            Verdict::Consumed
+        } else {
+            Verdict::Drop(DropReason::SlowPathFull)
+        }
+    }
+}
