@@ -716,3 +716,164 @@ fn afxdp_foreign_program_is_left_alone_and_refused_with_removal_advice() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Sends raw Ethernet frames out of `ifname` (in the calling thread's namespace).
+fn send_raw_frames(ifname: &str, frames: &[Vec<u8>]) {
+    let c = std::ffi::CString::new(ifname).unwrap();
+    // SAFETY: `c` is a valid C string for the duration of the call.
+    let ifindex = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    assert_ne!(ifindex, 0, "no interface {ifname}");
+    // SAFETY: plain socket creation; the fd is closed below.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+    assert!(
+        fd >= 0,
+        "AF_PACKET socket: {}",
+        std::io::Error::last_os_error()
+    );
+    for frame in frames {
+        // SAFETY: sockaddr_ll is plain data; all-zero is a valid starting value.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = ifindex as i32;
+        addr.sll_halen = 6;
+        addr.sll_addr[..6].copy_from_slice(&frame[..6]);
+        // SAFETY: buffer and address pointers are valid for the lengths given.
+        let rc = unsafe {
+            libc::sendto(
+                fd,
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&addr as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        assert_eq!(
+            rc,
+            frame.len() as isize,
+            "{}",
+            std::io::Error::last_os_error()
+        );
+    }
+    // SAFETY: closing the fd we opened.
+    unsafe { libc::close(fd) };
+}
+
+fn frame_with(
+    build: impl FnOnce(etherparse::PacketBuilderStep<etherparse::IpHeaders>) -> Vec<u8>,
+) -> Vec<u8> {
+    build(
+        etherparse::PacketBuilder::ethernet2(peer_mac(0), gw_mac(0)).ipv4(
+            [10, 77, 0, 2],
+            [10, 77, 0, 1],
+            64,
+        ),
+    )
+}
+
+fn udp_frame(sport: u16, dport: u16) -> Vec<u8> {
+    frame_with(|b| {
+        let b = b.udp(sport, dport);
+        let mut v = Vec::new();
+        b.write(&mut v, b"nat").unwrap();
+        v
+    })
+}
+
+/// An ICMP error from 10.77.0.2 about a UDP datagram 10.77.0.1:`embedded_sport` -> 10.77.0.2:53.
+fn icmp_error_frame(embedded_sport: u16) -> Vec<u8> {
+    let mut embedded = Vec::new();
+    etherparse::PacketBuilder::ipv4([10, 77, 0, 1], [10, 77, 0, 2], 64)
+        .udp(embedded_sport, 53)
+        .write(&mut embedded, b"q")
+        .unwrap();
+    frame_with(|b| {
+        let b = b.icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::Port,
+        ));
+        let mut v = Vec::new();
+        b.write(&mut v, &embedded).unwrap();
+        v
+    })
+}
+
+#[test]
+fn afxdp_nat_return_traffic_is_redirected_by_port_echo_id_and_embedded_port() {
+    require_root!();
+    let lab = Lab::new(1);
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let ifname = lab.gw_if(0);
+    let gw = spawn_in(lab.gw_ns(), move || {
+        let config = RedirectConfig {
+            listen_port: Some(LISTEN_PORT),
+            nat_v4: Some(Ipv4Addr::new(10, 77, 0, 1)),
+            nat_ports: Some(40000..=40999),
+            ..RedirectConfig::default()
+        };
+        let program = attach_program(&ifname, Mode::Copy, &config).unwrap();
+        let mut group = XskGroup::new(0, &[&program], Mode::Copy, &small_xsk()).unwrap();
+        ready_tx.send(()).unwrap();
+        let mut batch = Vec::with_capacity(64);
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while stop_rx.try_recv().is_err() && Instant::now() < deadline {
+            group.rx(0, &mut batch, 64);
+            for f in batch.drain(..) {
+                seen.push(group.packet(&f).to_vec());
+                group.release(f);
+            }
+            group.service().unwrap();
+            group.wait_readable(20).unwrap();
+        }
+        (seen, program.counters().unwrap())
+    });
+    ready_rx.recv_timeout(Duration::from_secs(20)).unwrap();
+
+    let ours = vec![
+        udp_frame(53, 40500),
+        frame_with(|b| {
+            let b = b.tcp(80, 40001, 1, 1024);
+            let mut v = Vec::new();
+            b.write(&mut v, &[]).unwrap();
+            v
+        }),
+        frame_with(|b| {
+            let b = b.icmpv4_echo_reply(40002, 1);
+            let mut v = Vec::new();
+            b.write(&mut v, b"ping").unwrap();
+            v
+        }),
+        icmp_error_frame(40003),
+    ];
+    let not_ours = vec![
+        udp_frame(53, 41000),
+        frame_with(|b| {
+            let b = b.icmpv4_echo_reply(5, 1);
+            let mut v = Vec::new();
+            b.write(&mut v, b"ping").unwrap();
+            v
+        }),
+        icmp_error_frame(5),
+    ];
+    let peer_if = lab.peer_if(0);
+    let (o, n) = (ours.clone(), not_ours.clone());
+    spawn_in(lab.peer_ns(0), move || {
+        send_raw_frames(&peer_if, &o);
+        send_raw_frames(&peer_if, &n);
+    })
+    .join()
+    .unwrap();
+    thread::sleep(Duration::from_millis(500));
+    stop_tx.send(()).unwrap();
+    let (seen, counters) = gw.join().unwrap();
+
+    assert_eq!(seen, ours, "exactly the NAT return frames reach the socket");
+    assert_eq!(
+        counters.get(XdpCounter::RedirectNatReturn),
+        4,
+        "{counters:?}"
+    );
+    assert_eq!(counters.get(XdpCounter::RedirectWireguard), 0);
+    assert!(counters.get(XdpCounter::PassNotOurs) >= 3, "{counters:?}");
+}
