@@ -244,3 +244,26 @@ fn dataplane_hook_writes_gw_toml_and_reports_an_early_exit_with_its_log() {
     assert_eq!(t["dataplane"]["mode"].as_str(), Some("copy"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn lab_gw_toml_passes_dataplane_check_inside_the_gateway_namespace() {
+    if skip_unless_root("lab_gw_toml_passes_dataplane_check_inside_the_gateway_namespace") {
+        return;
+    }
+    // `dataplane check` reads the host facts of the namespace it runs in (interfaces, local
+    // port range), so this checks the lab's config against the lab's gateway host.
+    let bin = env!("CARGO_BIN_EXE_dataplane");
+    for topology in [Topology::OneArmed, Topology::TwoArmed] {
+        let lab = Lab::builder(topology).build().unwrap();
+        let path = lab
+            .write_gateway_toml(&dataplane::lab::GwTomlOptions::default())
+            .unwrap();
+        let path = path.to_str().unwrap();
+        let out = lab.exec_in(Node::Gateway, &[bin, "check", "--config", path]);
+        assert!(
+            out.is_ok(),
+            "{topology:?}: {out:?}\n{}",
+            lab.gateway_toml(&Default::default())
+        );
+    }
+}

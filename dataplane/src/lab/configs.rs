@@ -36,7 +36,7 @@ pub fn gw_toml(topology: Topology, keys: &LabKeys, opts: &GwTomlOptions) -> Stri
     let _ = writeln!(s, "mtu = {TUNNEL_MTU}");
     let _ = writeln!(s);
     let _ = writeln!(s, "[[peer]]");
-    let _ = writeln!(s, "# peer1, the lab's client");
+    let _ = writeln!(s, "name = \"peer1\"");
     let _ = writeln!(s, "public_key = \"{}\"", keys.client.public);
     if let Some(psk) = &keys.preshared {
         let _ = writeln!(s, "preshared_key = \"{psk}\"");
@@ -138,17 +138,18 @@ mod tests {
     use crate::lab::keys::KeyPair;
 
     fn keys(psk: bool) -> LabKeys {
+        // Canonical base64 of 32 bytes: the last character before '=' has its low 2 bits clear.
         let k = |c: char| format!("{}=", c.to_string().repeat(43));
         LabKeys {
             client: KeyPair {
-                private: k('a'),
-                public: k('b'),
+                private: k('E'),
+                public: k('I'),
             },
             gateway: KeyPair {
-                private: k('c'),
-                public: k('d'),
+                private: k('M'),
+                public: k('Q'),
             },
-            preshared: psk.then(|| k('e')),
+            preshared: psk.then(|| k('U')),
         }
     }
 
@@ -201,6 +202,31 @@ mod tests {
         assert_eq!(t["dataplane"]["interfaces"][0].as_str(), Some("eth0"));
         assert!(t["dataplane"].get("mode").is_none());
         assert!(t["peer"][0].get("preshared_key").is_none());
+    }
+
+    /// The lab's files must pass the gateway's own loader and validator (the one `dataplane
+    /// check` runs), so a lab failure is never a config-schema mismatch.
+    #[test]
+    fn lab_configs_pass_the_gateway_loader() {
+        use crate::config::{load_str, Format, HostFacts, LoadOptions};
+        let opts = LoadOptions {
+            host: HostFacts::unknown(),
+            interfaces: None,
+        };
+        for topology in [Topology::OneArmed, Topology::TwoArmed] {
+            for psk in [true, false] {
+                let text = gw_toml(topology, &keys(psk), &GwTomlOptions::default());
+                let dir = std::path::Path::new("/tmp");
+                if let Err(e) = load_str(&text, "gw.toml", dir, Format::GwToml, "wg0", &opts) {
+                    panic!("{topology:?} psk={psk}: {e}\n{text}");
+                }
+            }
+            let text = article_wg0_conf(topology, &keys(true));
+            let dir = std::path::Path::new("/tmp");
+            if let Err(e) = load_str(&text, "wg0.conf", dir, Format::WgQuick, "wg0", &opts) {
+                panic!("{topology:?} wg0.conf: {e}\n{text}");
+            }
+        }
     }
 
     #[test]

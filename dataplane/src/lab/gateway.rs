@@ -55,7 +55,8 @@ impl DataplaneGateway {
         DataplaneGateway {
             binary: binary.into(),
             args: Vec::new(),
-            env: Vec::new(),
+            // The log is a file that gets printed; no colour escapes in it.
+            env: vec![("NO_COLOR".into(), "1".into())],
             toml: GwTomlOptions::default(),
             ready_timeout: Duration::from_secs(3),
         }
@@ -143,8 +144,7 @@ impl Lab {
     fn start_dataplane(&mut self, dp: DataplaneGateway, kind: GatewayKind) -> Result<()> {
         let binary = std::fs::canonicalize(&dp.binary)
             .with_context(|| format!("dataplane binary {} not found", dp.binary.display()))?;
-        let toml = configs::gw_toml(self.topology, &self.keys, &dp.toml);
-        let config = self.write_file("gw.toml", &toml, true)?;
+        let config = self.write_gateway_toml(&dp.toml)?;
         let binary_s = binary.to_string_lossy().into_owned();
         let config_s = config.to_string_lossy().into_owned();
         let mut argv: Vec<&str> = vec![
@@ -251,6 +251,12 @@ impl Lab {
     /// The gw.toml the lab writes for `dataplane` (same keys, same topology).
     pub fn gateway_toml(&self, opts: &GwTomlOptions) -> String {
         configs::gw_toml(self.topology, &self.keys, opts)
+    }
+
+    /// Writes [`Lab::gateway_toml`] to `<lab dir>/gw.toml` (mode 0600) and returns its path; the
+    /// dataplane gateway is started on this file.
+    pub fn write_gateway_toml(&self, opts: &GwTomlOptions) -> Result<PathBuf> {
+        self.write_file("gw.toml", &self.gateway_toml(opts), true)
     }
 
     /// The article's wg-quick `wg0.conf` for this lab's keys and layout.
