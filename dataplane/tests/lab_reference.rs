@@ -95,6 +95,22 @@ fn exercise(topology: Topology) {
     let client = lab.wg_transfer(Node::Client).unwrap();
     assert!(client[0].rx_bytes > blob.len() as u64, "{client:?}");
 
+    if topology == Topology::TwoArmed {
+        // The benchmark reference of issue 7, briefly: TCP both ways through the tunnel.
+        let up = lab
+            .iperf3_from_client(Duration::from_secs(1), false)
+            .unwrap();
+        let down = lab
+            .iperf3_from_client(Duration::from_secs(1), true)
+            .unwrap();
+        eprintln!(
+            "reference gateway, two-armed: iperf3 up {:.0} Mbit/s, down {:.0} Mbit/s",
+            up / 1e6,
+            down / 1e6
+        );
+        assert!(up > 1e6 && down > 1e6, "up {up} down {down}");
+    }
+
     // Without the gateway nothing gets through: the lab does not leak a direct path.
     lab.stop_gateway().unwrap();
     assert!(lab

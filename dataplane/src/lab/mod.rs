@@ -684,6 +684,42 @@ impl Lab {
         Ok(Duration::from_secs_f64(ms / 1000.0))
     }
 
+    /// Runs an iperf3 TCP test from the client to the server's `iperf3 -s` (started on demand)
+    /// through the tunnel for `duration`; `reverse` makes the server send. Returns the received
+    /// throughput in bits per second.
+    pub fn iperf3_from_client(&mut self, duration: Duration, reverse: bool) -> Result<f64> {
+        self.start_iperf3_server()?;
+        let secs = duration.as_secs().max(1).to_string();
+        let server = SERVER_ADDR.to_string();
+        let mut argv = vec![
+            "iperf3",
+            "-c",
+            &server,
+            "-t",
+            &secs,
+            "-J",
+            "--connect-timeout",
+            "3000",
+        ];
+        if reverse {
+            argv.push("-R");
+        }
+        self.record("client", argv.join(" "));
+        let out = in_ns(&self.ns_name(Node::Client), &argv).output()?;
+        let json = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            bail!(
+                "iperf3 from the client failed ({}): {}",
+                out.status,
+                json.lines()
+                    .find(|l| l.contains("\"error\""))
+                    .unwrap_or("")
+                    .trim()
+            );
+        }
+        probes::parse_iperf3_received_bps(&json)
+    }
+
     /// The counters of `ifname` in `node` (what `ip -s link` shows).
     pub fn interface_counters(&self, node: Node, ifname: &str) -> Result<IfCounters> {
         if ifname.contains('/') || ifname.contains("..") {

@@ -172,6 +172,26 @@ impl IfCounters {
     }
 }
 
+/// The received throughput of an `iperf3 -J` run: `end.sum_received.bits_per_second`. A small
+/// scan instead of a JSON parser: the key names are fixed and the number follows directly.
+pub(crate) fn parse_iperf3_received_bps(json: &str) -> Result<f64> {
+    let at = json
+        .find("\"sum_received\"")
+        .context("iperf3 JSON has no end.sum_received (did the test run?)")?;
+    let rest = &json[at..];
+    let key = "\"bits_per_second\":";
+    let at = rest
+        .find(key)
+        .context("iperf3 JSON: sum_received without bits_per_second")?;
+    let num: String = rest[at + key.len()..]
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'))
+        .collect();
+    num.parse()
+        .with_context(|| format!("iperf3 JSON: bits_per_second {num:?} is not a number"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +228,15 @@ mod tests {
             parse_http_log_sources(log),
             vec![Ipv4Addr::new(172, 23, 0, 3), Ipv4Addr::new(10, 13, 13, 2)]
         );
+    }
+
+    #[test]
+    fn iperf3_json() {
+        let j = r#"{"end": {"sum_sent": {"bits_per_second": 1.0},
+            "sum_received": {"seconds": 1.0, "bytes": 5, "bits_per_second": 4.25e8}}}"#;
+        assert_eq!(parse_iperf3_received_bps(j).unwrap(), 4.25e8);
+        assert!(parse_iperf3_received_bps("{}").is_err());
+        assert!(parse_iperf3_received_bps(r#"{"sum_received": {"bits_per_second": x}}"#).is_err());
     }
 
     #[test]
