@@ -1,0 +1,191 @@
+//! The `dataplane` binary's check / import / run commands, asserted on process output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn dataplane(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dataplane"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run dataplane")
+}
+
+fn configs(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../configs")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn check_accepts_the_examples() {
+    for name in ["gw.toml", "gw-two-armed.toml", "wg0.conf"] {
+        let out = dataplane(&["check", "--offline", "--config", &configs(name)]);
+        assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains(": OK: "),
+            "{}",
+            text(&out.stdout)
+        );
+    }
+}
+
+#[test]
+fn check_reports_errors_with_line_and_field_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let path: PathBuf = dir.path().join("gw.toml");
+    let good = std::fs::read_to_string(configs("gw.toml")).unwrap();
+    let line_of = |needle: &str| good.lines().position(|l| l.starts_with(needle)).unwrap() + 1;
+    let (port_line, ips_line) = (line_of("listen_port = "), line_of("allowed_ips = "));
+    let bad = good
+        .replace(
+            "allowed_ips = [\"10.13.13.2/32\"]",
+            "allowed_ips = [\"10.0.0.300/32\"]",
+        )
+        .replace("listen_port = 51820", "listen_port = 0");
+    std::fs::write(&path, bad).unwrap();
+    let out = dataplane(&[
+        "check",
+        "--offline",
+        "--config",
+        &path.display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    let p = path.display();
+    assert!(
+        err.contains(&format!(
+            "{p}:{port_line}: interface.listen_port: 0 is out of range"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{p}:{ips_line}: peer[0].allowed_ips[0]: \"10.0.0.300/32\" is not an IP prefix; expected e.g. 10.13.13.2/32"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("2 errors"), "{err}");
+}
+
+#[test]
+fn check_against_this_host_finds_a_missing_interface() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.toml");
+    let cfg = std::fs::read_to_string(configs("gw.toml"))
+        .unwrap()
+        .replace("interfaces = [\"eth0\"]", "interfaces = [\"nosuchnic9\"]");
+    std::fs::write(&path, cfg).unwrap();
+    let out = dataplane(&["check", "--config", &path.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("dataplane.interfaces: interface \"nosuchnic9\" does not exist"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_of_a_missing_file() {
+    let out = dataplane(&["check", "--config", "/nonexistent/gw.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("/nonexistent/gw.toml: cannot read the file"));
+}
+
+#[test]
+fn import_prints_an_equivalent_gw_toml() {
+    let out = dataplane(&["import", &configs("wg0.conf")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let toml = text(&out.stdout);
+    assert!(toml.contains("masquerade = true"), "{toml}");
+    assert!(toml.contains("interfaces = [\"eth0\"]"), "{toml}");
+    assert!(toml.contains("allowed_ips = [\"10.13.13.2/32\"]"), "{toml}");
+    assert!(text(&out.stderr).contains("note: PostUp/PostDown forwarding and MASQUERADE"));
+    // The printed file passes check.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.toml");
+    std::fs::write(&path, toml).unwrap();
+    let out = dataplane(&[
+        "check",
+        "--offline",
+        "--config",
+        &path.display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn import_with_two_interfaces_is_two_armed() {
+    let out = dataplane(&[
+        "import",
+        &configs("wg0.conf"),
+        "--interface",
+        "wan0",
+        "--interface",
+        "lan0",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("interfaces = [\"wan0\", \"lan0\"]"));
+}
+
+#[test]
+fn import_refuses_unknown_hooks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wg0.conf");
+    let conf = std::fs::read_to_string(configs("wg0.conf"))
+        .unwrap()
+        .replace(
+            "PostUp = iptables",
+            "PostUp = curl http://example.org; iptables",
+        );
+    std::fs::write(&path, conf).unwrap();
+    let out = dataplane(&["import", &path.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(":5: Interface.PostUp: `curl http://example.org` runs curl"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn run_validates_then_says_the_runtime_is_not_wired() {
+    let out = dataplane(&["--config", &configs("gw.toml"), "--log-format", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("the data plane runtime is not wired yet"),
+        "{err}"
+    );
+    // JSON logs: every line is an object.
+    for line in err.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            line.starts_with('{') && line.ends_with('}'),
+            "not JSON: {line}"
+        );
+    }
+}
+
+#[test]
+fn help_has_examples() {
+    for args in [
+        vec!["--help"],
+        vec!["check", "--help"],
+        vec!["import", "--help"],
+    ] {
+        let out = dataplane(&args);
+        assert!(out.status.success());
+        assert!(
+            text(&out.stdout).contains("Example"),
+            "{args:?}: {}",
+            text(&out.stdout)
+        );
+    }
+}

@@ -1,0 +1,151 @@
+//! wg-quick import: the hooks the linuxserver container writes are replaced by the built-in NAT,
+//! anything else is refused with the line and a reason.
+
+use dataplane::config::{load_str, Format, HostFacts, Interfaces, LoadOptions};
+use std::path::Path;
+
+const KEY: &str = "8OgPsIng+GXes28kZwO70fAYsPu/ahQjw5wNt4ieOGM=";
+const PEER: &str = "UOGhCA+WM943C5gcBYcP8J8EhC1hDfeP9uaSf60tZSk=";
+
+fn conf(post_up: &str, post_down: &str) -> String {
+    format!(
+        "[Interface]\nAddress = 10.13.13.1\nListenPort = 51820\nPrivateKey = {KEY}\nPostUp = {post_up}\nPostDown = {post_down}\n\n[Peer]\n# peer1\nPublicKey = {PEER}\nAllowedIPs = 10.13.13.2/32\n"
+    )
+}
+
+fn parse(text: &str) -> Result<dataplane::config::Loaded, Vec<String>> {
+    let opts = LoadOptions {
+        host: HostFacts::unknown(),
+        interfaces: None,
+    };
+    load_str(
+        text,
+        "wg0.conf",
+        Path::new("."),
+        Format::WgQuick,
+        "wg0",
+        &opts,
+    )
+    .map_err(|e| e.0.iter().map(|e| e.to_string()).collect())
+}
+
+const UP: &str = "iptables -A FORWARD -i %i -j ACCEPT; iptables -A FORWARD -o %i -j ACCEPT; iptables -t nat -A POSTROUTING -o eth+ -j MASQUERADE";
+const DOWN: &str = "iptables -D FORWARD -i %i -j ACCEPT; iptables -D FORWARD -o %i -j ACCEPT; iptables -t nat -D POSTROUTING -o eth+ -j MASQUERADE";
+
+#[test]
+fn linuxserver_file_becomes_built_in_nat() {
+    let l = parse(&conf(UP, DOWN)).unwrap();
+    assert!(l.config.nat.masquerade);
+    assert_eq!(l.config.peers[0].name.as_deref(), Some("peer1"));
+    assert_eq!(
+        l.config.dataplane.interfaces,
+        Interfaces::OneArmed {
+            interface: "eth0".into()
+        }
+    );
+    assert!(l
+        .notes
+        .iter()
+        .any(|n| n.contains("replaced by the built-in")));
+}
+
+#[test]
+fn named_masquerade_interface_is_used() {
+    let up = "iptables -t nat -A POSTROUTING -s 10.13.13.0/24 -o ens3 -j MASQUERADE";
+    let down = "iptables -t nat -D POSTROUTING -s 10.13.13.0/24 -o ens3 -j MASQUERADE";
+    let l = parse(&conf(up, down)).unwrap();
+    assert_eq!(l.config.dataplane.interfaces.names(), vec!["ens3"]);
+}
+
+#[test]
+fn no_masquerade_means_routed_without_nat() {
+    let l = parse(&conf(
+        "iptables -A FORWARD -i %i -j ACCEPT",
+        "iptables -D FORWARD -i %i -j ACCEPT",
+    ))
+    .unwrap();
+    assert!(!l.config.nat.masquerade);
+}
+
+#[test]
+fn other_hooks_are_refused_with_line_and_reason() {
+    let errs = parse(&conf("iptables -A INPUT -p udp --dport 53 -j DROP", DOWN)).unwrap_err();
+    assert!(
+        errs[0].starts_with(
+            "wg0.conf:5: Interface.PostUp: `iptables -A INPUT -p udp --dport 53 -j DROP`"
+        ),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[0].contains("only forwarding and MASQUERADE hooks"),
+        "{errs:#?}"
+    );
+
+    let errs = parse(&conf(UP, "systemctl restart foo")).unwrap_err();
+    assert!(
+        errs[0].starts_with("wg0.conf:6: Interface.PostDown: `systemctl restart foo`"),
+        "{errs:#?}"
+    );
+
+    let text = conf(UP, DOWN).replace(
+        "ListenPort = 51820\n",
+        "ListenPort = 51820\nPreUp = echo hi\n",
+    );
+    let errs = parse(&text).unwrap_err();
+    assert!(
+        errs[0].starts_with("wg0.conf:4: Interface.PreUp: "),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn field_errors_name_the_line() {
+    let text = conf(UP, DOWN).replace(
+        "AllowedIPs = 10.13.13.2/32",
+        "AllowedIPs = 10.13.13.2/32, 10.0.0.300/8",
+    );
+    let errs = parse(&text).unwrap_err();
+    assert!(
+        errs[0].starts_with(
+            "wg0.conf:11: Peer[0].AllowedIPs[1]: \"10.0.0.300/8\" is not an IP prefix"
+        ),
+        "{errs:#?}"
+    );
+    let text = conf(UP, DOWN).replace("ListenPort = 51820\n", "");
+    let errs = parse(&text).unwrap_err();
+    assert!(
+        errs[0].starts_with("wg0.conf:1: Interface.ListenPort: missing"),
+        "{errs:#?}"
+    );
+    let text = conf(UP, DOWN) + "Colour = blue\n";
+    let errs = parse(&text).unwrap_err();
+    assert!(
+        errs[0].starts_with("wg0.conf:12: Peer[0].Colour: unknown key"),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn keys_are_case_insensitive_and_dns_is_a_note() {
+    let text = conf(UP, DOWN).replace("ListenPort", "listenport") + "PersistentKeepalive = off\n";
+    let text = text.replace("[Interface]\n", "[Interface]\nDNS = 1.1.1.1\n");
+    let l = parse(&text).unwrap();
+    assert_eq!(l.config.interface.listen_port, 51820);
+    assert_eq!(l.config.peers[0].persistent_keepalive, None);
+    assert!(l
+        .notes
+        .iter()
+        .any(|n| n.contains("DNS = 1.1.1.1 is ignored")));
+}
+
+#[test]
+fn overlapping_peers_are_refused_like_in_gw_toml() {
+    let text = conf(UP, DOWN) + "\n[Peer]\nPublicKey = q0qeMJC7Atn9bwoIHl82K3Ih6hOaGHOvfQxFfXcqFSs=\nAllowedIPs = 10.13.13.0/24\n";
+    let errs = parse(&text).unwrap_err();
+    assert!(errs.iter().any(|e| e.contains("overlaps")), "{errs:#?}");
+    // That key is also the gateway's own public key.
+    assert!(
+        errs.iter().any(|e| e.contains("gateway's own public key")),
+        "{errs:#?}"
+    );
+}
