@@ -156,21 +156,22 @@ fn import_refuses_unknown_hooks() {
 }
 
 #[test]
-fn run_validates_then_says_the_runtime_is_not_wired() {
-    let out = dataplane(&["--config", &configs("gw.toml"), "--log-format", "json"]);
+fn run_refuses_an_invalid_config_before_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.toml");
+    let cfg = std::fs::read_to_string(configs("gw.toml"))
+        .unwrap()
+        .replace("mode = \"auto\"", "mode = \"turbo\"");
+    std::fs::write(&path, cfg).unwrap();
+    let p = path.display().to_string();
+    let out = dataplane(&["--config", &p, "--log-format", "json"]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(
-        err.contains("the data plane runtime is not wired yet"),
+        err.contains("dataplane.mode: \"turbo\" is not a mode"),
         "{err}"
     );
-    // JSON logs: every line is an object.
-    for line in err.lines().filter(|l| !l.trim().is_empty()) {
-        assert!(
-            line.starts_with('{') && line.ends_with('}'),
-            "not JSON: {line}"
-        );
-    }
+    assert!(err.contains(&format!("{p}: not started")), "{err}");
 }
 
 #[test]
