@@ -52,6 +52,15 @@ pub use topology::*;
 use netns::{command_line, in_ns, run};
 use process::Spawned;
 
+/// `eprintln!` that never panics: the lab prints from `Drop`, possibly while unwinding with
+/// stderr closed (`lab | head`), and a panic there would abort before the namespaces are gone.
+macro_rules! to_stderr {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// True when the process can build namespaces (root). Root tests skip with a message otherwise.
 pub fn is_root() -> bool {
     // Without libc: the effective uid is in /proc/self/status ("Uid: real effective ...").
@@ -238,7 +247,7 @@ impl Lab {
             what,
         };
         if self.echo {
-            eprintln!(
+            to_stderr!(
                 "[lab +{:>6.3}s] [{}] {}",
                 step.at.as_secs_f64(),
                 step.node,
@@ -811,7 +820,7 @@ impl Lab {
             let text = p.log_text();
             let lines: Vec<&str> = text.lines().collect();
             let tail = &lines[lines.len().saturating_sub(40)..];
-            eprintln!(
+            to_stderr!(
                 "---- lab {}: {} (`{}`), last {} log lines ----",
                 self.prefix,
                 p.name,
@@ -819,10 +828,10 @@ impl Lab {
                 tail.len()
             );
             for l in tail {
-                eprintln!("{l}");
+                to_stderr!("{l}");
             }
         }
-        eprintln!(
+        to_stderr!(
             "---- lab {}: trace ----\n{}",
             self.prefix,
             self.trace_text()
@@ -851,11 +860,11 @@ impl Drop for Lab {
         }
         for (_, ns) in self.namespaces.drain(..).rev() {
             if let Err(e) = netns::delete_namespace(&ns) {
-                eprintln!("lab: cannot delete namespace {ns}: {e:#}");
+                to_stderr!("lab: cannot delete namespace {ns}: {e:#}");
             }
         }
         if failing || self.keep_dir {
-            eprintln!("lab: files kept in {}", self.dir.display());
+            to_stderr!("lab: files kept in {}", self.dir.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
