@@ -21,6 +21,7 @@
 //! the underlay, so the WireGuard UDP itself never loops into the tunnel.
 
 mod capture;
+mod cli;
 mod configs;
 mod demo;
 mod gateway;
@@ -41,6 +42,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 pub use capture::{classify, ArticleStep, CaptureId, CapturedPacket};
+pub use cli::{LabArgs, LabLayout};
 pub use configs::{article_wg0_conf, gw_toml, GwTomlOptions};
 pub use demo::{run_demo, DemoOptions};
 pub use gateway::{DataplaneGateway, GatewayKind};
