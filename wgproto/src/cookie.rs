@@ -101,6 +101,14 @@ impl Drop for CookieChecker {
     }
 }
 
+impl std::fmt::Debug for CookieChecker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CookieChecker")
+            .field("secret_birth", &self.secret_birth)
+            .finish_non_exhaustive()
+    }
+}
+
 impl CookieChecker {
     pub fn new(own_public: &PublicKey) -> Self {
         CookieChecker {
@@ -210,6 +218,18 @@ impl Drop for CookieState {
         if let Some((c, _)) = self.cookie.as_mut() {
             c.zeroize();
         }
+    }
+}
+
+impl std::fmt::Debug for CookieState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CookieState")
+            .field("awaiting_reply", &self.last_mac1.is_some())
+            .field(
+                "cookie_received_at",
+                &self.cookie.as_ref().map(|(_, at)| *at),
+            )
+            .finish_non_exhaustive()
     }
 }
 

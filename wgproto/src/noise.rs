@@ -123,6 +123,14 @@ impl Drop for StaticIdentity {
     }
 }
 
+impl std::fmt::Debug for StaticIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticIdentity")
+            .field("public", &self.public)
+            .finish_non_exhaustive()
+    }
+}
+
 impl StaticIdentity {
     pub fn new(private: PrivateKey) -> Self {
         let public = private.public_key();
@@ -193,6 +201,15 @@ impl Drop for PendingInitiation {
         self.chaining_key.zeroize();
         self.hash.zeroize();
         self.remote_ephemeral.zeroize();
+    }
+}
+
+impl std::fmt::Debug for PendingInitiation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingInitiation")
+            .field("remote_static", &self.remote_static)
+            .field("sender_index", &self.sender_index)
+            .finish_non_exhaustive()
     }
 }
 
@@ -273,6 +290,22 @@ impl Drop for PeerHandshake {
         if let Some(ss) = self.static_static.as_mut() {
             ss.zeroize();
         }
+    }
+}
+
+impl std::fmt::Debug for PeerHandshake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.state {
+            State::Idle => "idle",
+            State::InitiationSent { .. } => "initiation sent",
+            State::InitiationAccepted { .. } => "initiation accepted",
+        };
+        f.debug_struct("PeerHandshake")
+            .field("remote_static", &self.remote_static)
+            .field("state", &state)
+            .field("pending_local_index", &self.pending_local_index())
+            .field("latest_timestamp", &self.latest_timestamp)
+            .finish_non_exhaustive()
     }
 }
 

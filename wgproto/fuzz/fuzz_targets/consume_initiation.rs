@@ -1,22 +1,26 @@
-//! Arbitrary bytes as a handshake initiation to Bob: mac1 check, static-key decryption, then
-//! the timestamp/flood checks and a response. The mac1 check's verdict is ignored so the fuzzer
-//! reaches the Noise code; it must never panic, and a forged initiation must never be accepted
-//! (that would need Alice's key), so any accepted input must be a real one from Alice.
+//! Mutations of a valid initiation from Alice to Bob, through mac1, static-key decryption, the
+//! timestamp/flood checks and the response. Must never panic, and must never accept a message
+//! whose authenticated Noise part (ephemeral, static, timestamp) was changed.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use wgproto::cookie::CookieChecker;
-use wgproto::messages::Initiation;
+use wgproto::messages::{field, Initiation};
 use wgproto::time::Timestamp;
-use wgproto_fuzz::{bob_side, FuzzRng};
+use wgproto_fuzz::{alice_initiation, bob_side, mutate, unchanged, FuzzRng};
 
 fuzz_target!(|data: &[u8]| {
+    let valid = alice_initiation();
+    let msg = mutate(&valid, data);
     let (id, mut peer) = bob_side();
-    let _ = CookieChecker::new(id.public_key()).check_mac1(data);
-    let Ok(msg) = Initiation::new_checked(data) else {
+    let mac1_ok = CookieChecker::new(id.public_key()).check_mac1(&msg).is_ok();
+    if mac1_ok {
+        assert!(unchanged(&valid, &msg, 0..field::initiation::MAC1.end));
+    }
+    let Ok(view) = Initiation::new_checked(&msg[..]) else {
         return;
     };
-    let Ok(pending) = id.consume_initiation(&msg) else {
+    let Ok(pending) = id.consume_initiation(&view) else {
         return;
     };
     if pending.remote_static() != peer.remote_static() {
@@ -26,7 +30,10 @@ fuzz_target!(|data: &[u8]| {
         .accept_initiation(pending, Timestamp::from_nanos(1))
         .is_ok()
     {
+        let noise = field::initiation::EPHEMERAL.start..field::initiation::MAC1.start;
+        assert!(unchanged(&valid, &msg, noise), "forged initiation accepted");
         let mut rng = FuzzRng::new(7);
-        let _ = peer.create_response(1, &mut rng);
+        peer.create_response(1, &mut rng)
+            .expect("accepted initiation answers");
     }
 });

@@ -67,3 +67,49 @@ pub fn bob_side() -> (StaticIdentity, PeerHandshake) {
     let peer = PeerHandshake::new(&id, alice().public_key(), psk());
     (id, peer)
 }
+
+/// The fuzz input as a mutation of a valid message: XORed onto `valid` byte by byte, with any
+/// bytes past its end appended (so wrong lengths are covered too). An empty input yields the
+/// valid message itself, and a zero byte leaves that position unchanged, so the fuzzer starts
+/// on the accept path and explores around it instead of guessing AEAD tags.
+pub fn mutate(valid: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut out = valid.to_vec();
+    for (o, d) in out.iter_mut().zip(data) {
+        *o ^= d;
+    }
+    if data.len() > valid.len() {
+        out.extend_from_slice(&data[valid.len()..]);
+    }
+    out
+}
+
+/// True when `mutated` equals `valid` on `range` (the authenticated part of a message).
+pub fn unchanged(valid: &[u8], mutated: &[u8], range: std::ops::Range<usize>) -> bool {
+    mutated.len() == valid.len() && valid[range.clone()] == mutated[range]
+}
+
+/// Alice's initiation to Bob, fixed keys and RNG, with macs.
+pub fn alice_initiation() -> [u8; wgproto::constants::INITIATION_LEN] {
+    let (id, mut peer) = alice_side();
+    alice_initiation_from(&id, &mut peer)
+}
+
+/// Alice's initiation built on the given state (so a later response can be consumed by it).
+pub fn alice_initiation_from(
+    id: &StaticIdentity,
+    peer: &mut PeerHandshake,
+) -> [u8; wgproto::constants::INITIATION_LEN] {
+    let mut rng = FuzzRng::new(1);
+    let mut m = peer
+        .create_initiation(
+            id,
+            0x0102_0304,
+            std::time::Duration::from_secs(1_700_000_000),
+            &mut rng,
+        )
+        .expect("fixed keys are valid");
+    wgproto::cookie::CookieState::new(&bob().public_key())
+        .add_macs(&mut m, wgproto::time::Timestamp::ZERO)
+        .expect("initiation length");
+    m
+}
