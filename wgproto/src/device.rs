@@ -694,9 +694,13 @@ impl Device {
                             event: PeerEvent::HandshakeGaveUp,
                         });
                     }
-                    TimerEvent::SendKeepalive | TimerEvent::PersistentKeepalive => {
-                        self.send_keepalive(now, wall, id, rng)
+                    TimerEvent::SendKeepalive => {
+                        self.send_keepalive(now, wall, id, rng);
+                        if let Some(p) = self.peers.get_mut(&id) {
+                            p.timers.passive_keepalive_sent(now);
+                        }
                     }
+                    TimerEvent::PersistentKeepalive => self.send_keepalive(now, wall, id, rng),
                     TimerEvent::ZeroKeyMaterial => {
                         self.clear_pending_handshake(id);
                         self.zero_keypairs(id);

@@ -568,6 +568,25 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Arbitrary datagrams (biased to look like transport messages for this keypair) are
+        /// errors, never panics, and never mark the replay window.
+        #[test]
+        fn open_rejects_arbitrary_bytes(mut bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+                                        header in proptest::prelude::any::<bool>()) {
+            let t0 = Timestamp::from_nanos(1);
+            let (a, b) = pair(t0);
+            if header && bytes.len() >= 16 {
+                bytes[..8].copy_from_slice(&[4, 0, 0, 0, 2, 0, 0, 0]);
+                bytes[8..16].copy_from_slice(&0u64.to_le_bytes());
+            }
+            proptest::prop_assert!(b.open_in_place(t0, &mut bytes).is_err());
+            // Counter 0 is still fresh afterwards.
+            let msg = seal(&a, t0, b"ok", 1420).unwrap();
+            proptest::prop_assert!(b.open_in_place(t0, &mut msg.clone()).is_ok());
+        }
+    }
+
     #[test]
     fn keypair_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync>() {}

@@ -134,6 +134,16 @@ impl PeerTimers {
         }
     }
 
+    /// Call right after sending the keepalive of a [`TimerEvent::SendKeepalive`] (the send
+    /// itself cancels the keepalive deadline): if more data arrived while it was pending, one
+    /// more keepalive is owed KEEPALIVE_TIMEOUT later.
+    pub fn passive_keepalive_sent(&mut self, now: Timestamp) {
+        if self.need_another_keepalive {
+            self.need_another_keepalive = false;
+            self.send_keepalive = Some(now + KEEPALIVE_TIMEOUT);
+        }
+    }
+
     /// Cancels everything (peer removed, or its keys zeroed).
     pub fn stop_all(&mut self) {
         let interval = self.persistent_keepalive_interval;
@@ -174,10 +184,6 @@ impl PeerTimers {
         }
         if due(self.send_keepalive) {
             self.send_keepalive = None;
-            if self.need_another_keepalive {
-                self.need_another_keepalive = false;
-                self.send_keepalive = Some(now + KEEPALIVE_TIMEOUT);
-            }
             return Some(TimerEvent::SendKeepalive);
         }
         if due(self.new_handshake) {
@@ -266,14 +272,17 @@ mod tests {
         assert_eq!(drain(&mut t, secs(9.9)), vec![]);
         assert_eq!(drain(&mut t, secs(10.0)), vec![TimerEvent::SendKeepalive]);
         t.any_authenticated_packet_sent();
-        // Sending cancelled the re-armed one: nothing more owed.
-        assert_eq!(drain(&mut t, secs(30.0)), vec![]);
+        t.passive_keepalive_sent(secs(10.0));
+        assert_eq!(drain(&mut t, secs(19.9)), vec![]);
+        assert_eq!(drain(&mut t, secs(20.0)), vec![TimerEvent::SendKeepalive]);
+        t.any_authenticated_packet_sent();
+        t.passive_keepalive_sent(secs(20.0));
+        assert_eq!(drain(&mut t, secs(40.0)), vec![]);
 
+        // Data sent while the keepalive is pending cancels it.
         t.data_received(secs(40.0));
-        t.data_received(secs(41.0));
-        assert_eq!(drain(&mut t, secs(50.0)), vec![TimerEvent::SendKeepalive]);
-        assert_eq!(drain(&mut t, secs(60.0)), vec![TimerEvent::SendKeepalive]);
-        assert_eq!(drain(&mut t, secs(90.0)), vec![]);
+        t.any_authenticated_packet_sent();
+        assert_eq!(drain(&mut t, secs(60.0)), vec![]);
 
         // A reply sent in time means no keepalive at all.
         t.data_received(secs(100.0));
@@ -314,5 +323,109 @@ mod tests {
         t.set_persistent_keepalive(Some(Duration::ZERO), None);
         t.any_authenticated_packet_traversal(secs(40.0));
         assert_eq!(t.next_deadline(), None);
+    }
+}
+
+/// The keepalive and unanswered-data rules checked against their plain-language statements
+/// (§6.5) over random traffic, on a virtual clock stepped in 100 ms ticks.
+#[cfg(test)]
+mod model_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Copy, Debug)]
+    enum Ev {
+        DataSent,
+        DataReceived,
+        KeepaliveReceived,
+        Idle,
+    }
+
+    fn ev() -> impl Strategy<Value = Ev> {
+        prop_oneof![
+            2 => Just(Ev::DataSent),
+            2 => Just(Ev::DataReceived),
+            1 => Just(Ev::KeepaliveReceived),
+            6 => Just(Ev::Idle),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn keepalive_and_new_handshake_rules(trace in prop::collection::vec((ev(), 1u64..400), 1..80)) {
+            const TICK: Duration = Duration::from_millis(100);
+            let mut t = PeerTimers::new();
+            let mut now = Timestamp::from_nanos(1);
+            // (time, what) of everything sent or received, as the device would report it.
+            let mut sent: Vec<(Timestamp, bool)> = Vec::new(); // (time, is_data)
+            let mut received: Vec<(Timestamp, bool)> = Vec::new();
+            let mut fired: Vec<(Timestamp, TimerEvent)> = Vec::new();
+            for (e, ticks) in trace {
+                match e {
+                    Ev::DataSent => {
+                        t.any_authenticated_packet_sent();
+                        t.data_sent(now, Duration::ZERO);
+                        sent.push((now, true));
+                    }
+                    Ev::DataReceived | Ev::KeepaliveReceived => {
+                        t.any_authenticated_packet_received();
+                        if matches!(e, Ev::DataReceived) {
+                            t.data_received(now);
+                        }
+                        received.push((now, matches!(e, Ev::DataReceived)));
+                    }
+                    Ev::Idle => {}
+                }
+                for _ in 0..ticks {
+                    now = now + TICK;
+                    while let Some(f) = t.poll_expired(now) {
+                        fired.push((now, f));
+                        if f == TimerEvent::SendKeepalive {
+                            t.any_authenticated_packet_sent();
+                            t.passive_keepalive_sent(now);
+                            sent.push((now, false));
+                        }
+                    }
+                }
+            }
+            let end = now;
+            // A passive keepalive is sent only when data was received, no data was sent since,
+            // and KEEPALIVE_TIMEOUT passed (at most two keepalives per received data: the one
+            // owed, and one more for data that arrived while it was pending).
+            for &(at, f) in &fired {
+                if f != TimerEvent::SendKeepalive { continue; }
+                let owed = received.iter().any(|&(r, data)| {
+                    data && at.since(r) >= KEEPALIVE_TIMEOUT
+                        && at.since(r) <= 2 * KEEPALIVE_TIMEOUT
+                        && !sent.iter().any(|&(s, d)| d && s >= r && s < at)
+                });
+                prop_assert!(owed, "keepalive at {:?} not owed", at);
+            }
+            // Data received and left unanswered for KEEPALIVE_TIMEOUT gets a keepalive by then.
+            for &(r, data) in &received {
+                if !data || end.since(r) < KEEPALIVE_TIMEOUT + TICK { continue; }
+                let answered = sent.iter().any(|&(s, _)| s >= r && s <= r + KEEPALIVE_TIMEOUT + TICK);
+                prop_assert!(answered, "data received at {:?} never answered", r);
+            }
+            // A new handshake starts only for data sent KEEPALIVE+REKEY_TIMEOUT ago with nothing
+            // received since; and such data always leads to one.
+            let silence = KEEPALIVE_TIMEOUT + REKEY_TIMEOUT;
+            for &(at, f) in &fired {
+                if f != TimerEvent::NewHandshake { continue; }
+                let justified = sent.iter().any(|&(s, data)| {
+                    data && at.since(s) >= silence
+                        && !received.iter().any(|&(r, _)| r >= s && r < at)
+                });
+                prop_assert!(justified, "new handshake at {:?} without unanswered data", at);
+            }
+            for &(s, data) in &sent {
+                if !data || end.since(s) < silence + TICK { continue; }
+                let replied = received.iter().any(|&(r, _)| r >= s && r <= s + silence);
+                let rehandshake = fired.iter().any(|&(at, f)| {
+                    f == TimerEvent::NewHandshake && at >= s && at <= s + silence + TICK
+                });
+                prop_assert!(replied || rehandshake, "data sent at {:?} unanswered, no handshake", s);
+            }
+        }
     }
 }

@@ -847,3 +847,33 @@ fn reconfiguring_one_peer_keeps_sessions() {
     assert!(kb.is_retired());
     assert!(net.nodes[B].by_index.is_empty());
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// Arbitrary handshake-shaped datagrams (right type and length, random content) from
+    /// anywhere are refused without a panic, without replies and without touching the session.
+    #[test]
+    fn arbitrary_handshake_datagrams_are_refused(
+        msgs in proptest::collection::vec((1u8..=4, proptest::collection::vec(proptest::prelude::any::<u8>(), 0..160)), 1..20),
+        under_load in proptest::prelude::any::<bool>(),
+    ) {
+        let mut net = Net::new(None);
+        net.send_data(A, b"start");
+        net.settle();
+        let b_addr = net.nodes[B].addr;
+        let attacker: SocketAddr = "203.0.113.7:9".parse().unwrap();
+        net.nodes[B].under_load = under_load;
+        let before = net.log.len();
+        let n = msgs.len();
+        for (t, mut body) in msgs {
+            let len = match t { 1 => 148, 2 => 92, 3 => 64, _ => body.len().max(32) };
+            body.resize(len, 0);
+            body[..4].copy_from_slice(&[t, 0, 0, 0]);
+            net.transmit(attacker, b_addr, body);
+        }
+        net.settle();
+        proptest::prop_assert_eq!(net.nodes[B].drops.len(), n - net.log[before..].iter().filter(|(_, d)| d.bytes[0] == MSG_TRANSPORT).count());
+        proptest::prop_assert!(net.log[before + n..].is_empty(), "no reply: mac1 never verifies");
+        proptest::prop_assert_eq!(net.nodes[B].dev.peer(net.peer_of[B]).unwrap().endpoint(), Some(net.nodes[A].addr));
+    }
+}
