@@ -68,7 +68,7 @@ impl WorkerCounters {
     }
 
     #[inline]
-    pub fn drop(&self, reason: DropReason) {
+    pub fn count_drop(&self, reason: DropReason) {
         self.dropped[reason as usize].fetch_add(1, Ordering::Relaxed);
     }
 
@@ -90,7 +90,7 @@ mod tests {
         let c = WorkerCounters::default();
         for (i, r) in DropReason::ALL.iter().enumerate() {
             assert_eq!(*r as usize, i);
-            c.drop(*r);
+            c.count_drop(*r);
         }
         assert_eq!(c.total_dropped(), DropReason::ALL.len() as u64);
         let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();

@@ -9,3 +9,4 @@ pub mod lab;
 pub mod route;
 pub mod xdp;
 pub mod worker;
+pub mod runtime;

@@ -172,18 +172,11 @@ fn run(path: &Path) -> ExitCode {
         tracing::info!("{note}");
     }
     tracing::info!(config = %path.display(), "{}", summary(&loaded.config));
-    match run_gateway(loaded.config) {
+    match dataplane::runtime::run(loaded.config, Some(path.to_path_buf())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
     }
-}
-
-/// PLACEHOLDER for the runtime (`dataplane::run`, written by the lead): XDP attach, AF_XDP
-/// sockets, workers, slow path. Until it exists the run path stops here with an error, after
-/// the config has been fully validated.
-fn run_gateway(_config: GatewayConfig) -> anyhow::Result<()> {
-    anyhow::bail!("the data plane runtime is not wired yet")
 }

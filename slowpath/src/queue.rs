@@ -103,12 +103,15 @@ pub struct SlowPathSender {
 impl SlowPathSender {
     /// Queues `msg` without blocking; `false` if the queue is full (the caller counts a drop).
     pub fn try_send(&self, msg: ToSlowPath) -> bool {
+        // Counted before the send: the receiver may take the message before this thread runs
+        // again, and its decrement must never find the counter at zero.
+        self.depth.fetch_add(1, Ordering::Relaxed);
         match self.tx.try_send(msg) {
-            Ok(()) => {
-                self.depth.fetch_add(1, Ordering::Relaxed);
-                true
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.depth.fetch_sub(1, Ordering::Relaxed);
+                false
             }
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
         }
     }
 }
@@ -140,7 +143,7 @@ impl SlowPathReceiver {
     /// Under load when the queue is more than an eighth full: the point at which the reference
     /// implementations switch handshakes to cookie mode.
     pub fn under_load(&self) -> bool {
-        self.depth() * 8 >= self.capacity
+        self.depth().saturating_mul(8) >= self.capacity
     }
 }
 

@@ -3,3 +3,4 @@
 
 pub mod headers;
 pub mod pipeline;
+pub mod io;

@@ -206,7 +206,7 @@ impl Pipeline {
         match kind {
             MSG_INITIATION | MSG_RESPONSE | MSG_COOKIE_REPLY => {
                 return match HandshakeDatagram::new(src, &buf[msg]) {
-                    Some(d) => self.to_slow_path(ToSlowPath::Handshake(d)),
+                    Some(d) => self.queue_for_slow_path(ToSlowPath::Handshake(d)),
                     None => Verdict::Drop(DropReason::Malformed),
                 };
             }
@@ -266,7 +266,7 @@ impl Pipeline {
                 }
                 let total = 40 + usize::from(u16::from_be_bytes([plain[4], plain[5]]));
                 return match plain.get(..total) {
-                    Some(p) => self.to_host(p),
+                    Some(p) => self.punt_to_host(p),
                     None => Verdict::Drop(DropReason::InnerMalformed),
                 };
             }
@@ -303,12 +303,12 @@ impl Pipeline {
             || ip.dst.is_multicast()
         {
             // Exceptions the kernel handles better: reassembly, options, its own services.
-            return self.to_host(&buf[start..end]);
+            return self.punt_to_host(&buf[start..end]);
         }
         let hop = match b.routes.resolution(IpAddr::V4(ip.dst)) {
             Some(Resolution::Ready(hop)) => *hop,
             Some(Resolution::Local) | Some(Resolution::NotEthernet { .. }) => {
-                return self.to_host(&buf[start..end])
+                return self.punt_to_host(&buf[start..end])
             }
             Some(Resolution::Unreachable { .. }) => return Verdict::Drop(DropReason::NoRoute),
             Some(Resolution::Resolving { .. }) => return Verdict::Drop(DropReason::NoNeighbour),
@@ -343,9 +343,9 @@ impl Pipeline {
                 Ok(Outbound::Hairpin { .. }) | Ok(Outbound::Handoff { .. }) => {
                     return Verdict::Drop(DropReason::Handoff)
                 }
-                Ok(Outbound::Local) => return self.to_host(&buf[start..end]),
+                Ok(Outbound::Local) => return self.punt_to_host(&buf[start..end]),
                 Err(NatError::Fragment) | Err(NatError::UnsupportedProtocol) => {
-                    return self.to_host(&buf[start..end])
+                    return self.punt_to_host(&buf[start..end])
                 }
                 Err(e) => return Verdict::Drop(nat_drop(e)),
             }
@@ -406,7 +406,7 @@ impl Pipeline {
                 self.encrypt_to_peer(b, buf, ip.start, ip.len(), inside)
             }
             Ok(Inbound::Handoff { .. }) => Verdict::Drop(DropReason::Handoff),
-            Ok(Inbound::NotNat) => self.to_host(&buf[ip]),
+            Ok(Inbound::NotNat) => self.punt_to_host(&buf[ip]),
             Err(e) => Verdict::Drop(nat_drop(e)),
         }
     }
@@ -498,14 +498,14 @@ impl Pipeline {
     }
 
     /// Copies a packet for the host to the slow path, which writes it into wg0.
-    fn to_host(&mut self, packet: &[u8]) -> Verdict {
+    fn punt_to_host(&mut self, packet: &[u8]) -> Verdict {
         match HostPacket::new(packet) {
-            Some(p) => self.to_slow_path(ToSlowPath::ForHost(p)),
+            Some(p) => self.queue_for_slow_path(ToSlowPath::ForHost(p)),
             None => Verdict::Drop(DropReason::TooBig),
         }
     }
 
-    fn to_slow_path(&mut self, msg: ToSlowPath) -> Verdict {
+    fn queue_for_slow_path(&mut self, msg: ToSlowPath) -> Verdict {
         if self.slow.try_send(msg) {
             WorkerCounters::add(&self.counters.to_slowpath, 1);
             Verdict::Consumed

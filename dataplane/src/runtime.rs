@@ -1,0 +1,326 @@
+//! `dataplane --config FILE`: brings the gateway up, runs it until SIGINT/SIGTERM, reloads
+//! peers on SIGHUP, and tears everything down in order.
+//!
+//! Start order: route cache (the workers' next hops), XDP program on each interface (which
+//! takes the instance lock and replaces a stale program of ours), the slow path (wg0, UAPI,
+//! handshakes), then one worker per queue with its AF_XDP sockets. Stop is the reverse, so no
+//! socket outlives its program and no program outlives the process: dropping an `XdpProgram`
+//! detaches it.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use slowpath::engine::{SlowPath, SlowPathConfig};
+use slowpath::queue::{slow_path_queue, Clock};
+use slowpath::tables::shared_tables;
+use slowpath::tun::TunConfig;
+use tracing::{info, warn};
+
+use crate::afxdp::{attach_program, Mode, XskConfig, XskGroup};
+use crate::config::{self, GatewayConfig, HostFacts, Interfaces, LoadOptions, XdpMode};
+use crate::counters::{DropReason, WorkerCounters};
+use crate::route::{CacheOptions, NextHopCache, Rtnl};
+use crate::worker::io::Worker;
+use crate::worker::pipeline::{Pipeline, PipelineConfig};
+use crate::xdp::{RedirectConfig, XdpProgram};
+
+/// Name of the kernel device the slow path keeps, as kernel WireGuard's.
+pub const TUN_NAME: &str = "wg0";
+/// Depth of the worker -> slow path queue.
+const SLOW_PATH_QUEUE: usize = 1024;
+
+fn xsk_mode(mode: XdpMode) -> Mode {
+    match mode {
+        XdpMode::Auto => Mode::Auto,
+        XdpMode::ZeroCopy => Mode::ZeroCopy,
+        XdpMode::Copy => Mode::Copy,
+        XdpMode::Skb => Mode::Skb,
+    }
+}
+
+/// Runs the gateway described by `cfg` until SIGINT or SIGTERM. With `reload_from`, SIGHUP
+/// re-reads that file and applies its peers without a restart.
+pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())?;
+
+    let mut rtnl = Rtnl::open().context("opening rtnetlink")?;
+    let names = cfg.dataplane.interfaces.names();
+    let mut links = Vec::new();
+    for name in &names {
+        let link = rtnl.link_by_name(name)?.with_context(|| {
+            format!("[dataplane] interfaces: no interface named {name:?} in this network namespace")
+        })?;
+        links.push(link);
+    }
+    let lan_index = match &cfg.dataplane.interfaces {
+        Interfaces::OneArmed { .. } => links[0].index,
+        Interfaces::TwoArmed { .. } => links[1].index,
+    };
+    let wan_index = links[0].index;
+    // MASQUERADE's rule: the primary address of the interface the packet leaves by.
+    let egress = match cfg.nat.address {
+        Some(a) => a,
+        None => rtnl.primary_ipv4(lan_index)?.with_context(|| {
+            format!(
+                "[nat] address: not set and {} has no IPv4 address to masquerade to",
+                names[names.len() - 1]
+            )
+        })?,
+    };
+    let addresses = rtnl.addresses()?;
+    let wan_addrs: Vec<IpAddr> = addresses
+        .iter()
+        .filter(|a| a.ifindex == wan_index && a.addr.is_ipv4())
+        .map(|a| a.addr)
+        .collect();
+    let mut host_addrs: Vec<Ipv4Addr> = addresses
+        .iter()
+        .filter(|a| links.iter().any(|l| l.index == a.ifindex))
+        .filter_map(|a| match a.addr {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    let tunnel_addr = cfg
+        .interface
+        .tunnel_ipv4()
+        .context("[interface] address: at least one IPv4 address is needed for wg0")?;
+    host_addrs.extend(cfg.interface.address.iter().filter_map(|n| match n.addr() {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(_) => None,
+    }));
+
+    let routes =
+        NextHopCache::start(CacheOptions::default()).context("starting the route cache")?;
+
+    let redirect = RedirectConfig {
+        listen_port: Some(cfg.interface.listen_port),
+        listen_addrs: wan_addrs,
+        nat_v4: cfg.nat.masquerade.then_some(egress),
+        nat_v6: None,
+        nat_ports: cfg
+            .nat
+            .masquerade
+            .then_some(cfg.nat.port_range.lo..=cfg.nat.port_range.hi),
+    };
+    let mode = xsk_mode(cfg.dataplane.mode);
+    let mut programs: Vec<XdpProgram> = Vec::new();
+    for name in &names {
+        let p = attach_program(name, mode, &redirect)?;
+        if let Some(old) = p.replaced_stale_program() {
+            warn!(interface = %name, old_prog_id = old, "replaced an XDP program left by a previous run");
+        }
+        programs.push(p);
+    }
+
+    let clock = Clock::default();
+    let tables = shared_tables();
+    let (to_slow, from_workers) = slow_path_queue(SLOW_PATH_QUEUE);
+    let peers = cfg
+        .peers
+        .iter()
+        .map(|p| p.to_wgproto())
+        .collect::<std::io::Result<Vec<_>>>()
+        .context("resolving a peer endpoint")?;
+    let slow = SlowPath::start(
+        SlowPathConfig {
+            interface: cfg.interface.to_wgproto(),
+            peers,
+            tun: Some(TunConfig {
+                name: TUN_NAME.to_string(),
+                addresses: cfg.interface.address.clone(),
+                mtu: u32::from(cfg.interface.mtu),
+            }),
+            uapi_name: Some(TUN_NAME.to_string()),
+        },
+        tables.clone(),
+        from_workers,
+        clock,
+    )?;
+
+    let queues = cfg.dataplane.queues.clone().unwrap_or_else(|| vec![0]);
+    if queues.len() > 1 && cfg.nat.masquerade {
+        bail!(
+            "[dataplane] queues: {} queues configured, but this version runs one worker when \
+             [nat] masquerade is on (the NAT's cross-worker handoff is not built yet); set \
+             queues = [0] and, on a multi-queue NIC, `ethtool -L <nic> combined 1`",
+            queues.len()
+        );
+    }
+    let nat_cfg = nat::NatConfig {
+        egress: vec![egress],
+        ports: cfg.nat.port_range.lo..=cfg.nat.port_range.hi,
+        exclude_ports: vec![cfg.interface.listen_port],
+        capacity_per_worker: cfg.nat.capacity,
+        workers: queues.len() as u16,
+        timeouts: nat::Timeouts {
+            udp: cfg.nat.timeouts.udp,
+            tcp_established: cfg.nat.timeouts.tcp_established,
+            tcp_transitory: cfg.nat.timeouts.tcp_transitory,
+            icmp_query: cfg.nat.timeouts.icmp,
+            ..nat::Timeouts::default()
+        },
+        hash_seed: rand_seed(),
+        ..nat::NatConfig::default()
+    };
+    let pipeline_cfg = PipelineConfig {
+        listen_port: cfg.interface.listen_port,
+        mtu: usize::from(cfg.interface.mtu),
+        host_addrs,
+        tunnel_addr,
+        masquerade: cfg.nat.masquerade,
+    };
+    let worker_stop = Arc::new(AtomicBool::new(false));
+    let program_refs: Vec<&XdpProgram> = programs.iter().collect();
+    let core_ids = core_affinity::get_core_ids().unwrap_or_default();
+    let mut handles = Vec::new();
+    let mut all_counters = Vec::new();
+    for (i, &queue) in queues.iter().enumerate() {
+        let xsk = XskConfig {
+            batch_size: usize::from(cfg.dataplane.batch_size),
+            ..XskConfig::default()
+        };
+        let group = XskGroup::new(queue, &program_refs, mode, &xsk)?;
+        for s in 0..group.socket_count() {
+            let info = group.socket_info(s);
+            info!(interface = %info.ifname, queue = info.queue_id, mode = %info.mode, "AF_XDP socket bound");
+        }
+        let nat = if cfg.nat.masquerade {
+            Some(
+                nat::Conntrack::new(&nat_cfg, i as u16)
+                    .map_err(|e| anyhow::anyhow!("[nat]: {e:?}"))?,
+            )
+        } else {
+            None
+        };
+        let counters = Arc::new(WorkerCounters::default());
+        all_counters.push(counters.clone());
+        let worker = Worker {
+            group,
+            pipeline: Pipeline::new(
+                pipeline_cfg.clone(),
+                nat,
+                to_slow.clone(),
+                routes.reader(),
+                counters,
+            ),
+            tables: tables.clone(),
+            routes: routes.reader(),
+            clock,
+            stop: worker_stop.clone(),
+            batch_size: usize::from(cfg.dataplane.batch_size),
+        };
+        let core = match &cfg.dataplane.cpus {
+            Some(cpus) if !cpus.is_empty() => Some(cpus[i % cpus.len()]),
+            _ => core_ids.get(i % core_ids.len().max(1)).map(|c| c.id),
+        };
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("worker{i}"))
+                .spawn(move || {
+                    if let Some(id) = core {
+                        if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
+                            warn!(core = id, "could not pin worker to its core");
+                        }
+                    }
+                    worker.run()
+                })?,
+        );
+    }
+    info!(
+        interfaces = ?names,
+        listen_port = cfg.interface.listen_port,
+        egress = %egress,
+        workers = handles.len(),
+        "gateway running; stop with Ctrl-C (SIGINT) or SIGTERM, reload peers with SIGHUP"
+    );
+
+    let mut last_report = std::time::Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        if reload.swap(false, Ordering::Relaxed) {
+            match &reload_from {
+                Some(path) => match reload_peers(path, &slow) {
+                    Ok(n) => info!(file = %path.display(), peers = n, "configuration reloaded"),
+                    Err(e) => {
+                        warn!(file = %path.display(), "reload refused, keeping the running configuration: {e:#}")
+                    }
+                },
+                None => warn!("SIGHUP ignored: no configuration file to reload"),
+            }
+        }
+        if last_report.elapsed() >= Duration::from_secs(10) {
+            last_report = std::time::Instant::now();
+            log_counters(&all_counters);
+        }
+    }
+    info!("stopping");
+    worker_stop.store(true, Ordering::Relaxed);
+    let groups: Vec<XskGroup> = handles.into_iter().filter_map(|h| h.join().ok()).collect();
+    log_counters(&all_counters);
+    drop(groups);
+    drop(program_refs);
+    for p in programs {
+        if let Err(e) = p.detach() {
+            warn!("detaching the XDP program: {e}");
+        }
+    }
+    slow.stop();
+    drop(routes);
+    info!("stopped: XDP programs detached, wg0 removed");
+    Ok(())
+}
+
+fn reload_peers(path: &Path, slow: &SlowPath) -> anyhow::Result<usize> {
+    let opts = LoadOptions {
+        host: HostFacts::read(),
+        interfaces: None,
+    };
+    let loaded = config::load(path, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let peers = loaded
+        .config
+        .peers
+        .iter()
+        .map(|p| p.to_wgproto())
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let n = peers.len();
+    slow.reload_peers(peers)?;
+    Ok(n)
+}
+
+fn log_counters(all: &[Arc<WorkerCounters>]) {
+    for (i, c) in all.iter().enumerate() {
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let drops: Vec<String> = DropReason::ALL
+            .iter()
+            .filter(|r| c.dropped(**r) > 0)
+            .map(|r| format!("{}={}", r.name(), c.dropped(*r)))
+            .collect();
+        info!(
+            worker = i,
+            rx = load(&c.rx),
+            tx = load(&c.tx),
+            decrypted = load(&c.decrypted),
+            encrypted = load(&c.encrypted),
+            to_slowpath = load(&c.to_slowpath),
+            dropped = %drops.join(" "),
+            "counters"
+        );
+    }
+}
+
+/// A seed for the NAT's keyed hash, so port choice is not predictable across runs.
+fn rand_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id() as u64);
+    h.finish()
+}
