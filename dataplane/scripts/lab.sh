@@ -22,13 +22,15 @@ if ! command -v ethtool >/dev/null; then
 fi
 
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
-echo "lab.sh: cargo build --release -p dataplane (binary and the lab example)"
-cargo build --release -p dataplane --bins --example lab
+echo "lab.sh: cargo build --release -p dataplane"
+cargo build --release -p dataplane --bins
 bin="$target_dir/release/dataplane"
 
-# `dataplane lab` runs the same demo with the binary itself as the gateway, once main.rs has it.
-if "$bin" lab --help 2>&1 | grep -qi "usage"; then
+# `dataplane lab` runs the demo with the binary itself as the gateway, once main.rs has it.
+if help="$("$bin" lab --help 2>&1)" && grep -q "dataplane lab" <<<"$help"; then
     exec "$bin" lab "$@"
 fi
+# Until then the example does the same (it pulls in dev-dependencies, hence the separate build).
 echo "lab.sh: \`dataplane lab\` is not available yet; running the lab example with $bin as the gateway"
+cargo build --release -p dataplane --example lab
 exec "$target_dir/release/examples/lab" --dataplane "$bin" "$@"
