@@ -4,14 +4,17 @@
 //! Snapshots (keys and peers, routes) and the clock are read once per batch, not per packet.
 //! The loop sleeps in `poll` only when a whole pass found nothing to do.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use slowpath::queue::Clock;
 use slowpath::tables::SharedTables;
 use tracing::warn;
+use wgproto::time::Timestamp;
 
-use super::pipeline::{Batch, Pipeline, Verdict};
+use super::pipeline::{Batch, Pipeline, Resume, Verdict};
 use crate::afxdp::{Frame, TxError, XskGroup};
 use crate::counters::{DropReason, WorkerCounters};
 use crate::route::NextHopReader;
@@ -20,6 +23,19 @@ use crate::route::NextHopReader;
 const EXPIRE_BUDGET: usize = 64;
 /// How long an idle worker sleeps in `poll` before checking the stop flag again.
 const IDLE_POLL_MS: i32 = 10;
+
+/// Most frames held while their next hop resolves (the kernel's `unres_qlen` is 101 per
+/// neighbour; this is per worker, across all neighbours).
+const PARK_MAX: usize = 256;
+/// A parked frame whose next hop is still unresolved after this long is dropped.
+const PARK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A frame waiting for its next hop's MAC.
+struct Parked {
+    frame: Frame,
+    resume: Resume,
+    since: Timestamp,
+}
 
 /// One worker: its sockets, its pipeline and what it reads.
 pub struct Worker {
@@ -32,13 +48,68 @@ pub struct Worker {
     pub batch_size: usize,
 }
 
+/// What the loop needs to act on a verdict.
+struct Dispatch<'a> {
+    group: &'a mut XskGroup,
+    counters: &'a WorkerCounters,
+    /// ifindex of each socket of the group, by socket index.
+    sockets: &'a [u32],
+    parked: &'a mut VecDeque<Parked>,
+}
+
+impl Dispatch<'_> {
+    fn apply(&mut self, verdict: Verdict, mut frame: Frame, since: Timestamp) {
+        match verdict {
+            Verdict::Tx {
+                ifindex,
+                start,
+                len,
+            } => {
+                let Some(out) = self.sockets.iter().position(|&i| i == ifindex) else {
+                    // Routed out of an interface this gateway is not attached to.
+                    self.counters.count_drop(DropReason::NoRoute);
+                    self.group.release(frame);
+                    return;
+                };
+                if frame.set_packet(start, len).is_err() {
+                    self.counters.count_drop(DropReason::TooBig);
+                    self.group.release(frame);
+                    return;
+                }
+                match self.group.tx(out, frame) {
+                    Ok(()) => WorkerCounters::add(&self.counters.tx, 1),
+                    Err(TxError::Full) => self.counters.count_drop(DropReason::TxFull),
+                    Err(TxError::TooBig { .. }) => self.counters.count_drop(DropReason::TooBig),
+                }
+            }
+            Verdict::Park { resume, start, len } => {
+                if self.parked.len() >= PARK_MAX || frame.set_packet(start, len).is_err() {
+                    self.counters.count_drop(DropReason::NoNeighbour);
+                    self.group.release(frame);
+                } else {
+                    self.parked.push_back(Parked {
+                        frame,
+                        resume,
+                        since,
+                    });
+                }
+            }
+            Verdict::Consumed => self.group.release(frame),
+            Verdict::Drop(reason) => {
+                self.counters.count_drop(reason);
+                self.group.release(frame);
+            }
+        }
+    }
+}
+
 impl Worker {
     /// Runs until the stop flag is set. Returns the group so that the caller can tear the
     /// sockets down in order.
     pub fn run(mut self) -> XskGroup {
         let counters = self.pipeline.counters().clone();
         let mut rx: Vec<Frame> = Vec::with_capacity(self.batch_size);
-        // ifindex -> socket of this group, looked up per transmitted frame.
+        let mut parked: VecDeque<Parked> = VecDeque::with_capacity(PARK_MAX);
         let sockets: Vec<u32> = (0..self.group.socket_count())
             .map(|s| self.group.socket_info(s).ifindex)
             .collect();
@@ -50,45 +121,42 @@ impl Worker {
                 routes: &routes,
                 now: self.clock.now(),
             };
+            let mut d = Dispatch {
+                group: &mut self.group,
+                counters: &counters,
+                sockets: &sockets,
+                parked: &mut parked,
+            };
+            // Parked frames first: they are the oldest. Each is retried once per batch.
+            for _ in 0..d.parked.len() {
+                let Some(Parked {
+                    mut frame,
+                    resume,
+                    since,
+                }) = d.parked.pop_front()
+                else {
+                    break;
+                };
+                if batch.now.since(since) > PARK_TIMEOUT {
+                    counters.count_drop(DropReason::NoNeighbour);
+                    d.group.release(frame);
+                    continue;
+                }
+                let (start, len) = (frame.start(), frame.len());
+                let buf = d.group.buf_mut(&mut frame);
+                let verdict = self.pipeline.resume(&batch, buf, resume, start, len);
+                d.apply(verdict, frame, since);
+            }
             let mut received = 0;
             for sock in 0..sockets.len() {
-                let n = self.group.rx(sock, &mut rx, self.batch_size);
+                let n = d.group.rx(sock, &mut rx, self.batch_size);
                 received += n;
                 WorkerCounters::add(&counters.rx, n as u64);
                 for mut frame in rx.drain(..) {
                     let (start, len) = (frame.start(), frame.len());
-                    let buf = self.group.buf_mut(&mut frame);
-                    match self.pipeline.process(&batch, buf, start, len) {
-                        Verdict::Tx {
-                            ifindex,
-                            start,
-                            len,
-                        } => {
-                            let Some(out) = sockets.iter().position(|&i| i == ifindex) else {
-                                // Routed out of an interface this gateway is not attached to.
-                                counters.count_drop(DropReason::NoRoute);
-                                self.group.release(frame);
-                                continue;
-                            };
-                            if frame.set_packet(start, len).is_err() {
-                                counters.count_drop(DropReason::TooBig);
-                                self.group.release(frame);
-                                continue;
-                            }
-                            match self.group.tx(out, frame) {
-                                Ok(()) => WorkerCounters::add(&counters.tx, 1),
-                                Err(TxError::Full) => counters.count_drop(DropReason::TxFull),
-                                Err(TxError::TooBig { .. }) => {
-                                    counters.count_drop(DropReason::TooBig)
-                                }
-                            }
-                        }
-                        Verdict::Consumed => self.group.release(frame),
-                        Verdict::Drop(reason) => {
-                            counters.count_drop(reason);
-                            self.group.release(frame);
-                        }
-                    }
+                    let buf = d.group.buf_mut(&mut frame);
+                    let verdict = self.pipeline.process(&batch, buf, start, len);
+                    d.apply(verdict, frame, batch.now);
                 }
             }
             if let Err(e) = self.group.service() {
@@ -98,8 +166,13 @@ impl Worker {
             drop(routes);
             drop(tables);
             if received == 0 {
-                let _ = self.group.wait_readable(IDLE_POLL_MS);
+                // With frames parked, wake up soon to retry them; otherwise sleep until input.
+                let timeout = if parked.is_empty() { IDLE_POLL_MS } else { 1 };
+                let _ = self.group.wait_readable(timeout);
             }
+        }
+        for p in parked.drain(..) {
+            self.group.release(p.frame);
         }
         self.group
     }

@@ -2,5 +2,5 @@
 //! pipeline (decrypt, source check, NAT, route, rewrite, transmit, and the reverse).
 
 pub mod headers;
-pub mod pipeline;
 pub mod io;
+pub mod pipeline;

@@ -67,7 +67,26 @@ pub enum Verdict {
     },
     /// Done with: a keepalive, or copied to the slow path. The frame can be reused.
     Consumed,
+    /// The next hop's MAC is being resolved by the kernel: keep the frame (packet now at
+    /// `start..start + len`) and call [`Pipeline::resume`] later, as the kernel queues packets
+    /// on an unresolved neighbour instead of dropping them.
+    Park {
+        resume: Resume,
+        start: usize,
+        len: usize,
+    },
     Drop(DropReason),
+}
+
+/// Where a parked packet re-enters the pipeline. Everything before that point (decryption,
+/// source check, NAT reverse, TTL) was done already and is not repeated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// A decrypted inner packet waiting for the route towards its destination.
+    Forward,
+    /// A packet for the inside host `inside`, waiting for the route towards its peer's
+    /// endpoint before it is sealed.
+    Encrypt { inside: Ipv4Addr },
 }
 
 /// Per-batch inputs: one load of each published snapshot, one clock reading.
@@ -158,6 +177,27 @@ impl Pipeline {
             .map_or(0, |n| n.expire(now.as_nanos(), budget))
     }
 
+    /// Retries a parked packet (see [`Verdict::Park`]) at its resume point.
+    pub fn resume(
+        &mut self,
+        b: &Batch<'_>,
+        buf: &mut [u8],
+        resume: Resume,
+        start: usize,
+        len: usize,
+    ) -> Verdict {
+        if start.checked_add(len).is_none_or(|end| end > buf.len()) {
+            return Verdict::Drop(DropReason::Malformed);
+        }
+        match resume {
+            Resume::Forward => match parse_ipv4(&buf[start..start + len]) {
+                Some(ip) => self.forward_inner(b, buf, start, ip),
+                None => Verdict::Drop(DropReason::InnerMalformed),
+            },
+            Resume::Encrypt { inside } => self.encrypt_to_peer(b, buf, start, len, inside),
+        }
+    }
+
     /// Runs one frame through the pipeline. `buf` is the whole frame; the packet is
     /// `buf[start..start + len]`.
     pub fn process(&mut self, b: &Batch<'_>, buf: &mut [u8], start: usize, len: usize) -> Verdict {
@@ -242,6 +282,10 @@ impl Pipeline {
                 rekey: opened.rekey,
             });
         }
+        if b.routes.resolution(src.ip()).is_none() {
+            // Replies will go back to this endpoint: have its next hop ready before they do.
+            self.routes.request(src.ip());
+        }
         if keepalive {
             WorkerCounters::add(&self.counters.keepalives, 1);
             return Verdict::Consumed;
@@ -311,10 +355,15 @@ impl Pipeline {
                 return self.punt_to_host(&buf[start..end])
             }
             Some(Resolution::Unreachable { .. }) => return Verdict::Drop(DropReason::NoRoute),
-            Some(Resolution::Resolving { .. }) => return Verdict::Drop(DropReason::NoNeighbour),
-            None => {
-                self.routes.request(IpAddr::V4(ip.dst));
-                return Verdict::Drop(DropReason::NoNeighbour);
+            resolving => {
+                if resolving.is_none() {
+                    self.routes.request(IpAddr::V4(ip.dst));
+                }
+                return Verdict::Park {
+                    resume: Resume::Forward,
+                    start,
+                    len: ip.total_len,
+                };
             }
         };
         if ip.total_len > hop.mtu as usize {
@@ -439,10 +488,15 @@ impl Pipeline {
         }
         let hop = match b.routes.resolution(IpAddr::V4(*endpoint.ip())) {
             Some(Resolution::Ready(hop)) => *hop,
-            Some(Resolution::Resolving { .. }) => return Verdict::Drop(DropReason::NoNeighbour),
-            None => {
-                self.routes.request(IpAddr::V4(*endpoint.ip()));
-                return Verdict::Drop(DropReason::NoNeighbour);
+            resolving @ (Some(Resolution::Resolving { .. }) | None) => {
+                if resolving.is_none() {
+                    self.routes.request(IpAddr::V4(*endpoint.ip()));
+                }
+                return Verdict::Park {
+                    resume: Resume::Encrypt { inside },
+                    start,
+                    len,
+                };
             }
             Some(_) => return Verdict::Drop(DropReason::NoRoute),
         };
