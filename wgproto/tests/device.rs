@@ -877,3 +877,29 @@ proptest::proptest! {
         proptest::prop_assert_eq!(net.nodes[B].dev.peer(net.peer_of[B]).unwrap().endpoint(), Some(net.nodes[A].addr));
     }
 }
+
+#[test]
+fn own_key_is_not_a_peer_and_key_change_ends_sessions() {
+    let mut net = Net::new(None);
+    let own = net.nodes[B].dev.public_key().to_owned();
+    assert_eq!(
+        net.nodes[B].dev.set_peer(net.now, PeerConfig::new(own)),
+        Err(wgproto::device::ConfigError::PeerIsSelf)
+    );
+    net.send_data(A, b"start");
+    net.settle();
+    let kb = net.nodes[B].sending[&net.peer_of[B]].clone();
+    // B gets a new private key: its sessions end, and A (still configured with B's old public
+    // key) can no longer handshake: its mac1 is keyed to the old key.
+    net.nodes[B].dev.set_private_key(key(9));
+    net.settle();
+    assert!(kb.is_retired());
+    assert!(net.nodes[B].by_index.is_empty() && net.nodes[B].sending.is_empty());
+    // A's keypair is still fresh on its side: it sends data B cannot read, and the
+    // unanswered-data timer starts a handshake, which B drops.
+    net.send_data(A, b"unread").unwrap();
+    net.advance(Duration::from_secs(16));
+    assert!(net.nodes[B].drops.contains(&HandshakeDrop::Cookie(
+        wgproto::cookie::CookieError::InvalidMac1
+    )));
+}
