@@ -58,19 +58,35 @@ struct Prepared {
 }
 
 fn prepare(n: u32) -> Prepared {
-    let before = LIVE_BYTES.load(Ordering::Relaxed);
     let cfg = config(n, 1);
+    // Fixed part (per port of the slice, per egress address): the same config with room for
+    // one entry. The difference to the full table is the honest per-entry cost.
+    let before = LIVE_BYTES.load(Ordering::Relaxed);
+    let tiny = Conntrack::new(
+        &nat::NatConfig {
+            capacity_per_worker: 1,
+            ..cfg.clone()
+        },
+        0,
+    )
+    .unwrap();
+    let fixed = LIVE_BYTES.load(Ordering::Relaxed) - before;
+    drop(tiny);
+    let before = LIVE_BYTES.load(Ordering::Relaxed);
     let mut ct = Conntrack::new(&cfg, 0).unwrap();
     let after_new = LIVE_BYTES.load(Ordering::Relaxed);
     let flows = fill(&mut ct, n);
     let after_fill = LIVE_BYTES.load(Ordering::Relaxed);
     let table_bytes = after_new - before;
     println!(
-        "memory n={n}: {} live entries, heap {} B at new() = {:.1} B/entry of capacity \
+        "memory n={n}: {} live entries, heap {} B at new() = {:.1} B/entry all-in, \
+         {:.1} B/entry marginal over the {} B fixed per-port part \
          (heap_bytes() says {}); filling allocated {} B more; {} egress addresses",
         ct.len(),
         table_bytes,
         table_bytes as f64 / f64::from(n),
+        (table_bytes - fixed) as f64 / f64::from(n - 1),
+        fixed,
         ct.heap_bytes(),
         after_fill
             .saturating_sub(after_new)

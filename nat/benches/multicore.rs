@@ -66,7 +66,31 @@ fn run(w: &mut Worker) {
     }
 }
 
+/// Control: pure arithmetic, no memory traffic, the same thread pattern. If this does not
+/// scale either, the machine (shared cores, other jobs) is the limit, not the NAT.
+fn spin() -> u64 {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..2_000_000 {
+        x = black_box(x.rotate_left(7) ^ x.wrapping_mul(0xff51_afd7_ed55_8ccd));
+    }
+    x
+}
+
 fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("control_spin");
+    for threads in [1u64, 2] {
+        g.throughput(Throughput::Elements(threads * 2_000_000));
+        g.bench_function(BenchmarkId::new("threads", threads), |b| {
+            b.iter(|| {
+                std::thread::scope(|s| {
+                    for _ in 0..threads {
+                        s.spawn(spin);
+                    }
+                })
+            })
+        });
+    }
+    g.finish();
     let mut g = c.benchmark_group("multicore");
     for workers in [1u16, 2] {
         let mut ws: Vec<Worker> = (0..workers).map(|i| worker(i, workers)).collect();

@@ -22,12 +22,26 @@ fn seeded() -> Conntrack {
 
 fuzz_target!(|data: &[u8]| {
     let mut ct = seeded();
-    // Split the input into packets: [dir+len byte][len bytes]...
+    // Split the input into packets: [flags+len byte][len bytes]... Bit 7: direction; bit 6:
+    // fix the IPv4 header checksum first, so mutations get past that gate.
     let mut rest = data;
     let mut now = 0u64;
     while let Some((&hdr, tail)) = rest.split_first() {
-        let len = usize::from(hdr & 0x7f).min(tail.len());
+        let len = usize::from(hdr & 0x3f).min(tail.len()) * 2;
+        let len = len.min(tail.len());
         let mut pkt = tail[..len].to_vec();
+        if hdr & 0x40 != 0 && pkt.len() >= 20 {
+            let hl = (usize::from(pkt[0] & 15) * 4).clamp(20, pkt.len());
+            pkt[10..12].fill(0);
+            let mut s: u32 = pkt[..hl]
+                .chunks(2)
+                .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+                .sum();
+            while s > 0xffff {
+                s = (s & 0xffff) + (s >> 16);
+            }
+            pkt[10..12].copy_from_slice(&(!(s as u16)).to_be_bytes());
+        }
         rest = &tail[len..];
         let before = pkt.clone();
         let rejected = if hdr & 0x80 == 0 {
