@@ -903,3 +903,35 @@ fn own_key_is_not_a_peer_and_key_change_ends_sessions() {
         wgproto::cookie::CookieError::InvalidMac1
     )));
 }
+
+#[test]
+fn simultaneous_initiations_converge() {
+    let mut net = Net::new(None);
+    // B learns A's endpoint from configuration too, and both start at the same instant; the
+    // initiations cross on the wire.
+    let mut b_cfg = PeerConfig::new(key(1).public_key());
+    b_cfg.allowed_ips = vec!["10.0.0.2/32".parse().unwrap()];
+    b_cfg.endpoint = Some(net.nodes[A].addr);
+    net.nodes[B].dev.set_peer(net.now, b_cfg).unwrap();
+    let now = net.now;
+    let (pa, pb) = (net.peer_of[A], net.peer_of[B]);
+    net.nodes[A]
+        .dev
+        .request_handshake(now, wall(now), pa, &mut net.rng);
+    net.nodes[B]
+        .dev
+        .request_handshake(now, wall(now), pb, &mut net.rng);
+    net.advance(REKEY_TIMEOUT + REKEY_TIMEOUT_JITTER_MAX + Duration::from_millis(100));
+    assert!(net.send_data(A, b"a->b").is_some());
+    assert!(net.send_data(B, b"b->a").is_some());
+    net.settle();
+    assert_eq!(&net.nodes[B].delivered.last().unwrap().0[..4], b"a->b");
+    assert_eq!(&net.nodes[A].delivered.last().unwrap().0[..4], b"b->a");
+    // And it stays quiet afterwards: no handshake storm.
+    let before = net.initiations_from(A).len() + net.initiations_from(B).len();
+    net.advance(Duration::from_secs(60));
+    assert_eq!(
+        net.initiations_from(A).len() + net.initiations_from(B).len(),
+        before
+    );
+}
