@@ -133,6 +133,12 @@ fn nonce(counter: u64) -> Nonce {
     n.into()
 }
 
+/// Keeps a hot shared field on its own cache line: the send counter is written by every
+/// worker that encrypts for this peer and the replay window by every worker that decrypts, so
+/// they must not share a line with each other or with the read-only fields.
+#[repr(align(64))]
+struct CacheLine<T>(T);
+
 /// The transport keys of one session, shared by the slow path and the workers.
 pub struct Keypair {
     peer: PeerId,
@@ -142,8 +148,8 @@ pub struct Keypair {
     created: Timestamp,
     sending: ChaCha20Poly1305,
     receiving: ChaCha20Poly1305,
-    next_send_counter: AtomicU64,
-    replay: Mutex<ReplayWindow>,
+    next_send_counter: CacheLine<AtomicU64>,
+    replay: CacheLine<Mutex<ReplayWindow>>,
     received_any: AtomicBool,
     retired: AtomicBool,
 }
@@ -171,8 +177,8 @@ impl Keypair {
             created: now,
             sending: ChaCha20Poly1305::new(Key::from_slice(&keys.sending_key)),
             receiving: ChaCha20Poly1305::new(Key::from_slice(&keys.receiving_key)),
-            next_send_counter: AtomicU64::new(0),
-            replay: Mutex::new(ReplayWindow::new()),
+            next_send_counter: CacheLine(AtomicU64::new(0)),
+            replay: CacheLine(Mutex::new(ReplayWindow::new())),
             received_any: AtomicBool::new(false),
             retired: AtomicBool::new(false),
         }
@@ -202,7 +208,7 @@ impl Keypair {
 
     /// Messages sealed so far (the next sending counter).
     pub fn messages_sent(&self) -> u64 {
-        self.next_send_counter.load(Ordering::Relaxed)
+        self.next_send_counter.0.load(Ordering::Relaxed)
     }
 
     /// Whether any message was accepted on this keypair (key confirmation happened).
@@ -246,10 +252,11 @@ impl Keypair {
                 available: buf.len(),
             });
         }
-        let counter = self.next_send_counter.fetch_add(1, Ordering::Relaxed);
+        let counter = self.next_send_counter.0.fetch_add(1, Ordering::Relaxed);
         if counter >= REJECT_AFTER_MESSAGES {
             // Keep the counter pinned so it can never wrap back to a used nonce.
             self.next_send_counter
+                .0
                 .store(REJECT_AFTER_MESSAGES, Ordering::Relaxed);
             return Err(SealError::CounterExhausted);
         }
@@ -307,6 +314,7 @@ impl Keypair {
             .decrypt_in_place_detached(&nonce(counter), &[], body, &tag)
             .map_err(|_| OpenError::AuthFailed)?;
         self.replay
+            .0
             .lock()
             // A poisoned lock only means another worker panicked mid-update of a bitmap that is
             // consistent after every statement; keep using it.
@@ -525,11 +533,13 @@ mod tests {
         let (a, b) = pair(t0);
         let mut buf = [0u8; 64];
         a.next_send_counter
+            .0
             .store(REKEY_AFTER_MESSAGES, Ordering::Relaxed);
         let s = b.seal_in_place(t0, &mut buf, 0, 1420).unwrap();
         assert!(!s.rekey);
         assert!(a.seal_in_place(t0, &mut buf, 0, 1420).unwrap().rekey);
         a.next_send_counter
+            .0
             .store(REJECT_AFTER_MESSAGES - 1, Ordering::Relaxed);
         let last = a.seal_in_place(t0, &mut buf, 0, 1420).unwrap();
         assert_eq!(last.counter, REJECT_AFTER_MESSAGES - 1);
