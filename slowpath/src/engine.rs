@@ -544,6 +544,7 @@ impl Shared {
             self.counters
                 .host_packets_dropped
                 .fetch_add(1, Ordering::Relaxed);
+            self.host_unreachable(&buf[HEADROOM..HEADROOM + len]);
             return;
         };
         let Some(route) = tables.peers.get(&peer) else {
@@ -583,6 +584,27 @@ impl Shared {
                     .fetch_add(1, Ordering::Relaxed);
                 debug!(error = %e, "sealing a wg0 packet failed");
             }
+        }
+    }
+
+    /// No peer owns the destination of a packet the kernel routed into wg0: tell the sender,
+    /// as kernel WireGuard does (ICMP host unreachable, written back into wg0).
+    fn host_unreachable(&self, packet: &[u8]) {
+        let Some(tun) = &self.tun else { return };
+        let Some(router) = tun.addresses().iter().find_map(|n| match n.addr() {
+            std::net::IpAddr::V4(a) => Some(a),
+            std::net::IpAddr::V6(_) => None,
+        }) else {
+            return;
+        };
+        let mut out = [0u8; 128];
+        if let Some(n) = crate::icmp::icmp_error(
+            &mut out,
+            router,
+            packet,
+            crate::icmp::IcmpError::HostUnreachable,
+        ) {
+            let _ = tun.send(&out[..n]);
         }
     }
 

@@ -4,5 +4,6 @@
 pub mod tun;
 pub mod uapi;
 pub mod engine;
+pub mod icmp;
 pub mod queue;
 pub mod tables;

@@ -1,13 +1,16 @@
 //! Header arithmetic the worker applies to frames in place: Ethernet and outer IPv4/UDP headers
-//! written in front of a payload, TTL decrement with an incremental checksum (RFC 1624), and the
-//! ICMP time-exceeded message a router owes the sender when the TTL runs out (RFC 792, RFC 1812
-//! §4.3.2.3).
+//! written in front of a payload, and TTL decrement with an incremental checksum (RFC 1624).
+//! The ICMP errors a router owes senders are built by `slowpath::icmp`, shared with the slow
+//! path.
 //!
 //! Everything here works on byte slices the caller has already bounds-checked for the header it
 //! touches; the functions return `None` instead of panicking when a slice is too short. Nothing
 //! allocates.
 
 use std::net::Ipv4Addr;
+
+use slowpath::icmp::fold;
+pub use slowpath::icmp::internet_checksum;
 
 pub const ETH_HEADER_LEN: usize = 14;
 pub const IPV4_HEADER_LEN: usize = 20;
@@ -22,31 +25,6 @@ pub const DEFAULT_TTL: u8 = 64;
 
 /// A MAC address.
 pub type Mac = [u8; 6];
-
-/// The one's complement sum of `data` as 16-bit big-endian words, not yet folded.
-fn sum_words(data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    let mut sum: u32 = 0;
-    for c in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        sum += u32::from(*last) << 8;
-    }
-    sum
-}
-
-fn fold(mut sum: u32) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
-}
-
-/// The Internet checksum (RFC 1071) of `data`, ready to store.
-pub fn internet_checksum(data: &[u8]) -> u16 {
-    !fold(sum_words(data))
-}
 
 /// Writes an Ethernet header at the start of `buf`.
 pub fn write_ethernet(buf: &mut [u8], dst: Mac, src: Mac, ethertype: u16) -> Option<()> {
@@ -118,44 +96,10 @@ pub fn ipv4_decrement_ttl(ip: &mut [u8]) -> Option<Ttl> {
     Some(Ttl::Forward)
 }
 
-/// Builds, at the start of `out`, an ICMP time-exceeded (type 11, code 0) IPv4 packet from
-/// `router` to the source of `original` (an IPv4 packet), quoting its header and the first 8
-/// bytes of its payload as RFC 792 requires. Returns the length written.
-pub fn icmp_time_exceeded(out: &mut [u8], router: Ipv4Addr, original: &[u8]) -> Option<usize> {
-    let ihl = usize::from(original.first()? & 0x0f) * 4;
-    if ihl < IPV4_HEADER_LEN || original.len() < ihl {
-        return None;
-    }
-    let quoted = original.len().min(ihl + 8);
-    let icmp_len = 8 + quoted;
-    let total = IPV4_HEADER_LEN + icmp_len;
-    let dst = Ipv4Addr::new(original[12], original[13], original[14], original[15]);
-    let pkt = out.get_mut(..total)?;
-    pkt[0] = 0x45;
-    pkt[1] = 0xc0; // precedence "internetwork control", as routers send ICMP
-    pkt[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-    pkt[4..8].copy_from_slice(&[0, 0, 0, 0]);
-    pkt[8] = DEFAULT_TTL;
-    pkt[9] = IPPROTO_ICMP;
-    pkt[10..12].copy_from_slice(&[0, 0]);
-    pkt[12..16].copy_from_slice(&router.octets());
-    pkt[16..20].copy_from_slice(&dst.octets());
-    let csum = internet_checksum(&pkt[..IPV4_HEADER_LEN]);
-    pkt[10..12].copy_from_slice(&csum.to_be_bytes());
-    let icmp = &mut pkt[IPV4_HEADER_LEN..];
-    icmp[0] = 11;
-    icmp[1] = 0;
-    icmp[2..8].copy_from_slice(&[0; 6]);
-    icmp[8..].copy_from_slice(&original[..quoted]);
-    let csum = internet_checksum(icmp);
-    icmp[2..4].copy_from_slice(&csum.to_be_bytes());
-    Some(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use etherparse::{Icmpv4Type, IpNumber, Ipv4Header, PacketHeaders, SlicedPacket};
+    use etherparse::{IpNumber, Ipv4Header, PacketHeaders};
 
     fn sample_ipv4(ttl: u8) -> Vec<u8> {
         let mut ip =
@@ -232,28 +176,5 @@ mod tests {
             (51820, 40000, 48)
         );
         assert_eq!(h.payload.slice(), &payload);
-    }
-
-    #[test]
-    fn time_exceeded_quotes_header_and_eight_bytes() {
-        let original = sample_ipv4(1);
-        let mut out = [0u8; 128];
-        let n = icmp_time_exceeded(&mut out, Ipv4Addr::new(172, 23, 0, 3), &original).unwrap();
-        assert_eq!(n, 20 + 8 + 28);
-        let s = SlicedPacket::from_ip(&out[..n]).unwrap();
-        let Some(etherparse::InternetSlice::Ipv4(ip)) = &s.net else {
-            panic!()
-        };
-        assert_eq!(ip.header().destination(), [10, 13, 13, 2]);
-        let Some(etherparse::TransportSlice::Icmpv4(icmp)) = s.transport else {
-            panic!()
-        };
-        assert!(matches!(icmp.icmp_type(), Icmpv4Type::TimeExceeded(_)));
-        assert_eq!(internet_checksum(&out[20..n]), 0, "ICMP checksum verifies");
-        assert_eq!(&out[28..n], &original[..28]);
-        assert_eq!(
-            icmp_time_exceeded(&mut out, Ipv4Addr::LOCALHOST, &[0x45, 0]),
-            None
-        );
     }
 }

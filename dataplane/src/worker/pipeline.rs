@@ -31,12 +31,18 @@ use wgproto::constants::{
 use wgproto::keypair::sealed_len;
 use wgproto::time::Timestamp;
 
+use slowpath::icmp::{icmp_error, IcmpError};
+
 use super::headers::{
-    icmp_time_exceeded, ipv4_decrement_ttl, write_ethernet, write_ipv4_udp, Ttl, ETHERTYPE_IPV4,
-    ETH_HEADER_LEN, IPPROTO_UDP, IPV4_HEADER_LEN, UDP_HEADER_LEN,
+    ipv4_decrement_ttl, write_ethernet, write_ipv4_udp, Ttl, ETHERTYPE_IPV4, ETH_HEADER_LEN,
+    IPPROTO_UDP, IPV4_HEADER_LEN, UDP_HEADER_LEN,
 };
 use crate::counters::{DropReason, WorkerCounters};
 use crate::route::{NextHopReader, Resolution, RouteSnapshot};
+
+/// What an ICMP error quotes of the offending packet: the IPv4 header (options included, at
+/// most 60 bytes) and 8 bytes of payload (RFC 792).
+const QUOTE_LEN: usize = 60 + 8;
 
 /// Outer headers of an encapsulated IPv4 packet in front of the transport header.
 const OUTER_V4: usize = ETH_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN;
@@ -114,6 +120,8 @@ struct Ipv4View {
     dst: Ipv4Addr,
     /// More-fragments set or a non-zero offset.
     fragment: bool,
+    /// DF: the sender does path MTU discovery and wants "fragmentation needed" back.
+    dont_fragment: bool,
 }
 
 fn parse_ipv4(p: &[u8]) -> Option<Ipv4View> {
@@ -134,6 +142,7 @@ fn parse_ipv4(p: &[u8]) -> Option<Ipv4View> {
         src: Ipv4Addr::new(h[12], h[13], h[14], h[15]),
         dst: Ipv4Addr::new(h[16], h[17], h[18], h[19]),
         fragment: frag & 0x3fff != 0,
+        dont_fragment: frag & 0x4000 != 0,
     })
 }
 
@@ -367,10 +376,22 @@ impl Pipeline {
             }
         };
         if ip.total_len > hop.mtu as usize {
-            return Verdict::Drop(DropReason::TooBig);
+            if !ip.dont_fragment {
+                // The kernel would fragment; the fast path does not, and the kernel cannot
+                // take a packet back from AF_XDP. Counted; DF senders get PMTU feedback.
+                return Verdict::Drop(DropReason::TooBig);
+            }
+            let mtu = u16::try_from(hop.mtu).unwrap_or(u16::MAX);
+            return self.icmp_into_tunnel(
+                b,
+                buf,
+                start,
+                end,
+                IcmpError::FragmentationNeeded { mtu },
+            );
         }
         if ipv4_decrement_ttl(&mut buf[start..end]) != Some(Ttl::Forward) {
-            return self.time_exceeded(b, buf, start, end);
+            return self.icmp_into_tunnel(b, buf, start, end, IcmpError::TimeExceeded);
         }
         if self.cfg.masquerade {
             let Some(nat) = self.nat.as_mut() else {
@@ -417,32 +438,89 @@ impl Pipeline {
         }
     }
 
-    /// The TTL ran out while forwarding a packet from the tunnel: answer its sender with ICMP
-    /// time exceeded (RFC 1812 §5.3.1), written over the expired packet in the same frame.
-    fn time_exceeded(
+    /// Answers a packet from the tunnel that cannot be forwarded with the ICMP error `kind`,
+    /// written over it in the same frame and sealed back to its sender (RFC 1812 §4.3.2).
+    fn icmp_into_tunnel(
         &mut self,
         b: &Batch<'_>,
         buf: &mut [u8],
         start: usize,
         end: usize,
+        kind: IcmpError,
     ) -> Verdict {
-        let mut quoted = [0u8; IPV4_HEADER_LEN + 8];
-        let q = (end - start).min(quoted.len());
+        let reason = match kind {
+            IcmpError::TimeExceeded => DropReason::TtlExceeded,
+            _ => DropReason::TooBig,
+        };
+        let mut quoted = [0u8; QUOTE_LEN];
+        let q = (end - start).min(QUOTE_LEN);
         quoted[..q].copy_from_slice(&buf[start..start + q]);
-        let Some(n) = icmp_time_exceeded(&mut buf[start..], self.cfg.tunnel_addr, &quoted[..q])
+        let Some(n) = icmp_error(&mut buf[start..], self.cfg.tunnel_addr, &quoted[..q], kind)
         else {
-            return Verdict::Drop(DropReason::TtlExceeded);
+            return Verdict::Drop(reason);
         };
         let dst = Ipv4Addr::new(quoted[12], quoted[13], quoted[14], quoted[15]);
         match self.encrypt_to_peer(b, buf, start, n, dst) {
-            Verdict::Drop(_) => Verdict::Drop(DropReason::TtlExceeded),
+            Verdict::Drop(_) => Verdict::Drop(reason),
             v => v,
+        }
+    }
+
+    /// Answers a packet from the LAN side that cannot go into the tunnel with the ICMP error
+    /// `kind`, written over it in the same frame and routed back to its sender.
+    fn icmp_to_lan(
+        &mut self,
+        b: &Batch<'_>,
+        buf: &mut [u8],
+        ip: Range<usize>,
+        kind: IcmpError,
+        reason: DropReason,
+    ) -> Verdict {
+        let mut quoted = [0u8; QUOTE_LEN];
+        let q = ip.len().min(QUOTE_LEN);
+        quoted[..q].copy_from_slice(&buf[ip.start..ip.start + q]);
+        let dst = Ipv4Addr::new(quoted[12], quoted[13], quoted[14], quoted[15]);
+        let Some(Resolution::Ready(hop)) = b.routes.resolution(IpAddr::V4(dst)).copied() else {
+            self.routes.request(IpAddr::V4(dst));
+            return Verdict::Drop(reason);
+        };
+        let Some(IpAddr::V4(router)) = hop.src_addr else {
+            return Verdict::Drop(reason);
+        };
+        let Some(n) = icmp_error(&mut buf[ip.start..], router, &quoted[..q], kind) else {
+            return Verdict::Drop(reason);
+        };
+        let eth = ip.start - ETH_HEADER_LEN;
+        if write_ethernet(
+            &mut buf[eth..],
+            hop.dst_mac.0,
+            hop.src_mac.0,
+            ETHERTYPE_IPV4,
+        )
+        .is_none()
+        {
+            return Verdict::Drop(reason);
+        }
+        Verdict::Tx {
+            ifindex: hop.ifindex,
+            start: eth,
+            len: ETH_HEADER_LEN + n,
         }
     }
 
     /// Traffic that is not for the listen port: NAT return traffic, reversed and sent into the
     /// tunnel; anything else the XDP program redirected goes to the kernel through wg0.
     fn return_traffic(&mut self, b: &Batch<'_>, buf: &mut [u8], ip: Range<usize>) -> Verdict {
+        if self.nat.is_none() {
+            return Verdict::Drop(DropReason::NotForUs);
+        }
+        if ip.len() > self.cfg.mtu && buf[ip.start + 6] & 0x40 != 0 {
+            // Larger than the tunnel carries, DF set: path MTU discovery for the LAN sender,
+            // quoting the packet as it sent it (before the NAT reverse).
+            let mtu = u16::try_from(self.cfg.mtu).unwrap_or(u16::MAX);
+            let kind = IcmpError::FragmentationNeeded { mtu };
+            return self.icmp_to_lan(b, buf, ip, kind, DropReason::TooBig);
+        }
         let Some(nat) = self.nat.as_mut() else {
             return Verdict::Drop(DropReason::NotForUs);
         };
