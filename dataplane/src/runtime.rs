@@ -30,6 +30,9 @@ use crate::xdp::{RedirectConfig, XdpProgram};
 
 /// Name of the kernel device the slow path keeps, as kernel WireGuard's.
 pub const TUN_NAME: &str = "wg0";
+/// Test knob: protocol time runs this many times faster than real time, so that integration
+/// tests see rekeys and expiry in seconds against unmodified peers.
+pub const CLOCK_SPEEDUP_ENV: &str = "DATAPLANE_CLOCK_SPEEDUP";
 /// Depth of the worker -> slow path queue.
 const SLOW_PATH_QUEUE: usize = 1024;
 
@@ -121,7 +124,20 @@ pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<(
         programs.push(p);
     }
 
-    let clock = Clock::default();
+    let clock = match std::env::var(CLOCK_SPEEDUP_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(n) if n > 1 => {
+            warn!(
+                speedup = n,
+                "{CLOCK_SPEEDUP_ENV} is set: protocol time (key lifetimes, timers, NAT timeouts) \
+                 runs {n} times faster than real time; this is a test knob, never for production"
+            );
+            Clock::accelerated(n)
+        }
+        _ => Clock::default(),
+    };
     let tables = shared_tables();
     let (to_slow, from_workers) = slow_path_queue(SLOW_PATH_QUEUE);
     let peers = cfg

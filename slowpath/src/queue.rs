@@ -165,25 +165,46 @@ pub fn slow_path_queue(capacity: usize) -> (SlowPathSender, SlowPathReceiver) {
 }
 
 /// The process's monotonic clock as the protocol core wants it.
+///
+/// `speedup` makes protocol time run that many times faster than real time (timers, key
+/// lifetimes, NAT timeouts): a test knob that lets an integration test see many rekeys in a
+/// few seconds against unmodified peers. It is 1 in production.
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
     origin: Instant,
+    speedup: u32,
 }
 
 impl Default for Clock {
     fn default() -> Self {
         Clock {
             origin: Instant::now(),
+            speedup: 1,
         }
     }
 }
 
 impl Clock {
-    pub fn now(&self) -> Timestamp {
-        Timestamp::from_nanos(u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    /// A clock whose protocol time runs `speedup` times faster than real time (at least 1).
+    pub fn accelerated(speedup: u32) -> Self {
+        Clock {
+            origin: Instant::now(),
+            speedup: speedup.max(1),
+        }
     }
 
-    /// Wall-clock time since the UNIX epoch (TAI64N timestamps, `wg show`).
+    pub fn speedup(&self) -> u32 {
+        self.speedup
+    }
+
+    pub fn now(&self) -> Timestamp {
+        let real = self.origin.elapsed().as_nanos();
+        let scaled = real.saturating_mul(u128::from(self.speedup));
+        Timestamp::from_nanos(u64::try_from(scaled).unwrap_or(u64::MAX))
+    }
+
+    /// Wall-clock time since the UNIX epoch (TAI64N timestamps, `wg show`). Never scaled: a
+    /// peer compares our TAI64N timestamps with each other only, and they still increase.
     pub fn wall(&self) -> Duration {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -213,6 +234,17 @@ mod tests {
         };
         assert_eq!(h.bytes().len(), 148);
         assert_eq!(rx.depth(), 7);
+    }
+
+    #[test]
+    fn accelerated_clock_runs_faster_and_never_slower_than_one() {
+        let normal = Clock::default();
+        let fast = Clock::accelerated(50);
+        assert_eq!(Clock::accelerated(0).speedup(), 1);
+        std::thread::sleep(Duration::from_millis(20));
+        let (n, f) = (normal.now().as_nanos(), fast.now().as_nanos());
+        assert!(f >= 50 * 20_000_000, "fast clock advanced only {f} ns");
+        assert!(n < f / 10, "normal {n} ns vs fast {f} ns");
     }
 
     #[test]
