@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Check { config, offline }) => check(&config, offline),
         Some(Command::Import { file, interface }) => import(&file, &interface),
+        Some(Command::Lab(args)) => lab(&args),
         None => {
             match cli.config {
                 Some(path) => run(&path),
@@ -176,6 +177,18 @@ fn run(path: &Path) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `dataplane lab`: the namespace demo with this very binary as the gateway.
+fn lab(args: &dataplane::lab::LabArgs) -> ExitCode {
+    let me = std::env::current_exe().ok();
+    match dataplane::lab::run_demo(&args.to_options(me)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dataplane lab: {e:#}");
             ExitCode::FAILURE
         }
     }

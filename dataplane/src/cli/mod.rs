@@ -65,4 +65,8 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         interface: Vec<String>,
     },
+    /// Run the gateway for real in a lab of network namespaces reproducing the article (a
+    /// wireguard-go client, this gateway, an HTTP server), send traffic through it and explain
+    /// each packet; cleans up afterwards. Needs root.
+    Lab(dataplane::lab::LabArgs),
 }
