@@ -76,7 +76,42 @@ fn spin() -> u64 {
     x
 }
 
+/// Nanoseconds this thread has spent on a CPU (Linux schedstat), so a crowded machine does
+/// not hide whether workers slow each other down.
+fn on_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Translations per on-CPU second of each worker, 1 worker vs 2 running at once. With
+/// nothing shared this stays flat; locks or false sharing would make it drop.
+fn per_cpu_second_rates() {
+    for workers in [1u16, 2] {
+        let mut ws: Vec<Worker> = (0..workers).map(|i| worker(i, workers)).collect();
+        let rates: Vec<f64> = std::thread::scope(|s| {
+            let hs: Vec<_> = ws
+                .iter_mut()
+                .map(|w| {
+                    s.spawn(move || {
+                        let t0 = on_cpu_ns();
+                        for _ in 0..20 {
+                            run(w);
+                        }
+                        let cpu = (on_cpu_ns() - t0) as f64 / 1e9;
+                        (20 * ROUNDS * BATCH * 2) as f64 / cpu / 1e6
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        println!("per on-CPU second, {workers} worker(s): {rates:.2?} M translations/s each");
+    }
+}
+
 fn bench(c: &mut Criterion) {
+    per_cpu_second_rates();
     let mut g = c.benchmark_group("control_spin");
     for threads in [1u64, 2] {
         g.throughput(Throughput::Elements(threads * 2_000_000));
