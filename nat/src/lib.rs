@@ -69,8 +69,10 @@
 //!   can install ntuple/flow-steering rules sending NAT port slices to their owner's queue on
 //!   NICs that support them; then inbound handoff only happens on NICs without such rules.
 //!
-//! `benches/multicore.rs` shows the per-worker tables scale: two threads translating in
-//! parallel reach close to twice one thread's rate (figures in `nat/README.md`).
+//! `benches/multicore.rs` runs one worker, then two on two threads, and reports both the
+//! wall-clock aggregate and each worker's translations per on-CPU second: with nothing
+//! shared, the per-worker rate does not drop when a second worker runs (figures in
+//! `nat/README.md`).
 //!
 //! # Memory
 //!

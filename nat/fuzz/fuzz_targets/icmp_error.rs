@@ -22,7 +22,11 @@ fn csum(b: &[u8]) -> u16 {
 
 fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, payload: &[u8]) -> Vec<u8> {
     let total = 20 + payload.len();
-    let mut p = vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0, 0, 64, proto, 0, 0];
+    let mut p = vec![0u8; 12];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    p[8] = 64;
+    p[9] = proto;
     p.extend_from_slice(&src);
     p.extend_from_slice(&dst);
     let c = csum(&p);
