@@ -123,6 +123,19 @@ impl RouteSnapshot {
     pub fn is_empty(&self) -> bool {
         self.destinations.is_empty()
     }
+
+    /// A fixed snapshot built from known answers instead of the kernel's, for tests and
+    /// benchmarks that run the pipeline without netlink.
+    pub fn from_entries(
+        destinations: impl IntoIterator<Item = (IpAddr, Resolution)>,
+        links: impl IntoIterator<Item = Link>,
+    ) -> Self {
+        RouteSnapshot {
+            generation: 1,
+            destinations: destinations.into_iter().collect(),
+            links: links.into_iter().map(|l| (l.index, l)).collect(),
+        }
+    }
 }
 
 /// Tuning of the cache.
@@ -184,6 +197,19 @@ impl NextHopReader {
         match self.shared.tx.try_send(Msg::Lookup(dst)) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    /// A reader of one fixed snapshot with no refresher behind it: requests are refused
+    /// (`request` returns `false`). For tests and benchmarks of the pipeline without netlink.
+    pub fn detached(snapshot: RouteSnapshot) -> Self {
+        // The receiver is dropped at once: a request finds the channel disconnected.
+        let (tx, _rx) = sync_channel(1);
+        NextHopReader {
+            shared: Arc::new(Shared {
+                snapshot: ArcSwap::from_pointee(snapshot),
+                tx,
+            }),
         }
     }
 

@@ -1,0 +1,218 @@
+//! An in-memory gateway the pipeline benchmarks and tests drive: the article's one-armed
+//! addresses, peers whose sessions come from real handshakes ([`crate::session`]), the
+//! published [`Tables`] the slow path would build from them, a fixed [`RouteSnapshot`] with the
+//! answers the kernel would give, and one [`Pipeline`] per worker with its NAT partition.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use dataplane::counters::WorkerCounters;
+use dataplane::route::{Link, Mac, NextHop, NextHopReader, Resolution, RouteSnapshot};
+use dataplane::worker::pipeline::{Batch, Pipeline, PipelineConfig};
+use nat::{Conntrack, NatConfig};
+use slowpath::queue::{slow_path_queue, SlowPathReceiver, SlowPathSender};
+use slowpath::tables::{PeerRoute, PeerStats, Tables};
+use wgproto::config::IpPrefix;
+use wgproto::keypair::Keypair;
+use wgproto::peer::PeerId;
+use wgproto::time::Timestamp;
+
+use crate::packets::{Macs, Wire};
+use crate::session::GatewayDevice;
+
+/// The gateway's LAN address (the article's `eth0`), the NAT source.
+pub const GATEWAY_ADDR: Ipv4Addr = Ipv4Addr::new(172, 23, 0, 3);
+/// The gateway's tunnel address (`wg0`).
+pub const GATEWAY_TUNNEL_ADDR: Ipv4Addr = Ipv4Addr::new(10, 13, 13, 1);
+/// The server behind the gateway (the article's nginx).
+pub const SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(172, 23, 0, 2);
+/// The server's port the benchmark flows go to.
+pub const SERVER_PORT: u16 = 5201;
+pub const LISTEN_PORT: u16 = 51820;
+pub const MTU: usize = 1420;
+/// The interface index of `eth0` in the fixed route snapshot.
+pub const IFINDEX: u32 = 2;
+pub const GATEWAY_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x03];
+pub const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x10];
+
+/// One client of the gateway, as the benchmark's load generator holds it.
+pub struct Client {
+    /// Its tunnel address (the only source its AllowedIPs allow).
+    pub tunnel_addr: Ipv4Addr,
+    /// Its underlay endpoint.
+    pub endpoint: SocketAddrV4,
+    /// The client's own keypair: seals what it sends, opens what the gateway sends it.
+    pub keypair: Arc<Keypair>,
+    /// The client as the gateway knows it.
+    pub peer: PeerId,
+    /// The NAT worker that owns this client's flows (`Partition::owner_of_inside`).
+    pub worker: u16,
+}
+
+impl Client {
+    /// The Ethernet addresses of a frame from this client to the gateway.
+    pub fn macs_to_gateway(&self) -> Macs {
+        Macs {
+            src: CLIENT_MAC,
+            dst: GATEWAY_MAC,
+        }
+    }
+
+    /// The addressing of its WireGuard frames to the gateway.
+    pub fn wire_to_gateway(&self) -> Wire {
+        Wire {
+            macs: self.macs_to_gateway(),
+            src: self.endpoint,
+            dst: self.gateway_endpoint(),
+        }
+    }
+
+    /// The WireGuard destination of its frames.
+    pub fn gateway_endpoint(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(GATEWAY_ADDR, LISTEN_PORT)
+    }
+}
+
+/// The Ethernet addresses of a frame from the server to the gateway.
+pub fn server_macs() -> Macs {
+    Macs {
+        src: SERVER_MAC,
+        dst: GATEWAY_MAC,
+    }
+}
+
+/// The gateway state shared by its workers, and the clients talking to it.
+pub struct Fixture {
+    pub tables: Arc<Tables>,
+    pub routes: Arc<RouteSnapshot>,
+    pub clients: Vec<Client>,
+    pub now: Timestamp,
+    pub nat: NatConfig,
+    pub workers: u16,
+    pipeline_cfg: PipelineConfig,
+    slow_tx: SlowPathSender,
+    /// Kept so the queue stays connected; what the workers report is not needed here.
+    _slow_rx: std::sync::Mutex<SlowPathReceiver>,
+}
+
+impl Fixture {
+    /// A gateway with `workers` NAT partitions and, for every worker, one client whose tunnel
+    /// address that worker owns, each with a session from a real handshake.
+    pub fn new(workers: u16) -> Result<Fixture> {
+        let now = Timestamp::from_nanos(1_000_000_000);
+        let nat = NatConfig {
+            egress: vec![GATEWAY_ADDR],
+            exclude_ports: vec![LISTEN_PORT],
+            workers,
+            ..NatConfig::default()
+        };
+        let partition = nat::Partition::new(&nat);
+        let mut gw = GatewayDevice::new(LISTEN_PORT);
+        let mut tables = Tables::default();
+        let mut clients = Vec::new();
+        let mut hosts = 2u8..=254;
+        for worker in 0..workers {
+            let tunnel_addr = hosts
+                .by_ref()
+                .map(|h| Ipv4Addr::new(10, 13, 13, h))
+                .find(|a| partition.owner_of_inside(*a) == worker)
+                .context("no tunnel address for this worker")?;
+            let endpoint =
+                SocketAddrV4::new(Ipv4Addr::new(172, 23, 0, 10 + worker as u8), LISTEN_PORT);
+            let allowed = IpPrefix::new_masked(IpAddr::V4(tunnel_addr), 32);
+            let s = gw.handshake(
+                now,
+                SocketAddr::V4(endpoint),
+                SocketAddr::V4(SocketAddrV4::new(GATEWAY_ADDR, LISTEN_PORT)),
+                allowed,
+            )?;
+            tables
+                .receivers
+                .insert(s.gateway.local_index(), s.gateway.clone());
+            // The slow path makes the responder's keypair the sending one after key
+            // confirmation (the client's first data packet); the benchmark starts there.
+            tables.peers.insert(
+                s.peer,
+                PeerRoute {
+                    sending: Some(s.gateway.clone()),
+                    endpoint: Some(SocketAddr::V4(endpoint)),
+                    stats: Arc::new(PeerStats::default()),
+                },
+            );
+            tables.allowed_ips.insert(allowed, s.peer);
+            clients.push(Client {
+                tunnel_addr,
+                endpoint,
+                keypair: s.client,
+                peer: s.peer,
+                worker,
+            });
+        }
+        let hop = |dst: Ipv4Addr, mac: [u8; 6]| {
+            (
+                IpAddr::V4(dst),
+                Resolution::Ready(NextHop {
+                    ifindex: IFINDEX,
+                    src_mac: Mac(GATEWAY_MAC),
+                    dst_mac: Mac(mac),
+                    gateway: None,
+                    src_addr: Some(IpAddr::V4(GATEWAY_ADDR)),
+                    mtu: 1500,
+                }),
+            )
+        };
+        let mut destinations = vec![hop(SERVER_ADDR, SERVER_MAC)];
+        destinations.extend(clients.iter().map(|c| hop(*c.endpoint.ip(), CLIENT_MAC)));
+        let routes = RouteSnapshot::from_entries(
+            destinations,
+            [Link {
+                index: IFINDEX,
+                name: "eth0".into(),
+                mac: Some(Mac(GATEWAY_MAC)),
+                mtu: 1500,
+                up: true,
+            }],
+        );
+        let (slow_tx, slow_rx) = slow_path_queue(1024);
+        Ok(Fixture {
+            tables: Arc::new(tables),
+            routes: Arc::new(routes),
+            clients,
+            now,
+            nat,
+            workers,
+            pipeline_cfg: PipelineConfig {
+                listen_port: LISTEN_PORT,
+                mtu: MTU,
+                host_addrs: vec![GATEWAY_ADDR, GATEWAY_TUNNEL_ADDR],
+                tunnel_addr: GATEWAY_TUNNEL_ADDR,
+                masquerade: true,
+            },
+            slow_tx,
+            _slow_rx: std::sync::Mutex::new(slow_rx),
+        })
+    }
+
+    /// Worker `worker`'s pipeline with its own NAT partition.
+    pub fn pipeline(&self, worker: u16) -> Result<Pipeline> {
+        let ct = Conntrack::new(&self.nat, worker).map_err(|e| anyhow::anyhow!("nat: {e:?}"))?;
+        Ok(Pipeline::new(
+            self.pipeline_cfg.clone(),
+            Some(ct),
+            self.slow_tx.clone(),
+            NextHopReader::detached(RouteSnapshot::default()),
+            Arc::new(WorkerCounters::default()),
+        ))
+    }
+
+    /// The inputs of one batch.
+    pub fn batch(&self) -> Batch<'_> {
+        Batch {
+            tables: &self.tables,
+            routes: &self.routes,
+            now: self.now,
+        }
+    }
+}

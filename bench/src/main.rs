@@ -1,0 +1,125 @@
+//! `bench [--quick] [--out results/]`: the pipeline benchmark, then (as root) the end-to-end
+//! benchmark of this gateway and the reference gateway in the namespace lab, in one run; writes
+//! `results.md` and `results.svg` into the output folder.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use bench::e2e::{self, E2eOptions, Gateway};
+use bench::pipeline::{self, PipelineOptions};
+use bench::report::{Machine, Report};
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(about = "Line-rate benchmarks: pipeline without I/O and end to end against wireguard-go")]
+struct Args {
+    /// Short run (under two minutes on two cores).
+    #[arg(long)]
+    quick: bool,
+    /// Results folder.
+    #[arg(long, default_value = "results")]
+    out: PathBuf,
+    /// The `dataplane` binary (default: next to this executable; build it with
+    /// `cargo build --release -p dataplane`).
+    #[arg(long)]
+    dataplane: Option<PathBuf>,
+    /// AF_XDP mode of the dataplane gateway (`copy` on veth).
+    #[arg(long, default_value = "copy")]
+    mode: String,
+    /// Only the pipeline benchmark.
+    #[arg(long)]
+    no_e2e: bool,
+    /// Only the end-to-end benchmark.
+    #[arg(long)]
+    no_pipeline: bool,
+}
+
+/// One progress line on stderr, overwritten in place on a terminal.
+struct Progress {
+    started: Instant,
+}
+
+impl Progress {
+    fn line(&mut self, what: &str) {
+        let mut e = std::io::stderr();
+        let _ = writeln!(e, "[{:6.1}s] {what}", self.started.elapsed().as_secs_f64());
+    }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let mut progress = Progress {
+        started: Instant::now(),
+    };
+    let mut report = Report {
+        machine: Machine::detect(),
+        quick: args.quick,
+        ..Report::default()
+    };
+    progress.line(&format!(
+        "machine: {} ({} cores), kernel {}",
+        report.machine.cpu, report.machine.cores, report.machine.kernel
+    ));
+    if !args.no_pipeline {
+        let opts = if args.quick {
+            PipelineOptions::quick()
+        } else {
+            PipelineOptions::full()
+        };
+        report.pipeline = pipeline::run(&opts, &mut |s| progress.line(s))?;
+    }
+    if args.no_e2e {
+        report
+            .skipped
+            .push("end-to-end benchmark (--no-e2e)".into());
+    } else if !dataplane::lab::is_root() {
+        report
+            .skipped
+            .push("end-to-end benchmark: needs root for network namespaces".into());
+    } else {
+        let opts = if args.quick {
+            E2eOptions::quick()
+        } else {
+            E2eOptions::full()
+        };
+        let binary = args.dataplane.clone().or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|p| Some(p.parent()?.join("dataplane")))
+        });
+        let mut gateways = Vec::new();
+        match binary.filter(|p| p.exists()) {
+            Some(binary) => gateways.push(Gateway::Dataplane {
+                binary,
+                mode: args.mode.clone(),
+            }),
+            None => report.skipped.push(
+                "dataplane end to end: no `dataplane` binary next to `bench` (run `cargo build \
+                 --release -p dataplane` or pass --dataplane)"
+                    .into(),
+            ),
+        }
+        gateways.push(Gateway::Reference);
+        for gw in &gateways {
+            match e2e::run_gateway(gw, &opts, &mut |s| progress.line(s)) {
+                Ok(r) => report.gateways.push(r),
+                Err(e) => {
+                    progress.line(&format!("{} failed: {e:#}", gw.short()));
+                    report
+                        .skipped
+                        .push(format!("{} end to end failed: {e:#}", gw.name()));
+                }
+            }
+        }
+    }
+    report.write(&args.out)?;
+    progress.line(&format!(
+        "wrote {} and {}",
+        args.out.join("results.md").display(),
+        args.out.join("results.svg").display()
+    ));
+    println!("{}", report.markdown());
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! The packets the benchmarks feed the gateway, built the way they would arrive in a UMEM frame:
+//! inner IPv4/UDP packets of a chosen size, sealed by a client keypair into
+//! Ethernet + IPv4 + UDP + WireGuard frames, and plain return traffic from the LAN.
+//!
+//! Frames are [`FRAME_SIZE`] bytes with the packet at [`HEADROOM`], as the AF_XDP workers see
+//! them (the headroom is where the gateway writes outer headers when it encapsulates).
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use anyhow::{bail, Result};
+use etherparse::PacketBuilder;
+use wgproto::constants::TRANSPORT_HEADER_LEN;
+use wgproto::keypair::{sealed_len, Keypair};
+use wgproto::time::Timestamp;
+
+/// Size of one UMEM frame.
+pub const FRAME_SIZE: usize = 4096;
+/// Where a received packet starts in its frame.
+pub const HEADROOM: usize = 256;
+/// Ethernet + IPv4 (no options) + UDP.
+pub const OUTER_HEADERS: usize = 14 + 20 + 8;
+/// IPv4 + UDP headers of an inner packet.
+pub const INNER_HEADERS: usize = 20 + 8;
+/// The smallest inner packet [`inner_udp`] builds (headers plus an 8-byte sequence number).
+pub const MIN_INNER: usize = INNER_HEADERS + 8;
+
+/// Ethernet addresses of one hop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Macs {
+    pub src: [u8; 6],
+    pub dst: [u8; 6],
+}
+
+/// The outer addressing of a frame: Ethernet addresses and UDP endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wire {
+    pub macs: Macs,
+    pub src: SocketAddrV4,
+    pub dst: SocketAddrV4,
+}
+
+/// The payload byte at offset `i` of a packet with sequence number `seq`: a pattern a
+/// truncated, shifted or corrupted payload does not reproduce.
+pub fn pattern_byte(seq: u64, i: usize) -> u8 {
+    (seq as u8).wrapping_mul(31) ^ (i as u8).wrapping_mul(7) ^ ((i >> 8) as u8)
+}
+
+/// An IPv4/UDP packet of exactly `total_len` bytes (at least [`MIN_INNER`]) from `src` to
+/// `dst`; the payload starts with `seq` (big endian) followed by [`pattern_byte`]s. TTL 64,
+/// checksums valid.
+pub fn inner_udp(
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    total_len: usize,
+    seq: u64,
+) -> Result<Vec<u8>> {
+    if !(MIN_INNER..=65535).contains(&total_len) {
+        bail!("inner packet of {total_len} bytes: must be {MIN_INNER}..=65535");
+    }
+    let mut payload = vec![0u8; total_len - INNER_HEADERS];
+    payload[..8].copy_from_slice(&seq.to_be_bytes());
+    for (i, b) in payload.iter_mut().enumerate().skip(8) {
+        *b = pattern_byte(seq, i);
+    }
+    let builder =
+        PacketBuilder::ipv4(src.ip().octets(), dst.ip().octets(), 64).udp(src.port(), dst.port());
+    let mut out = Vec::with_capacity(total_len);
+    builder.write(&mut out, &payload)?;
+    Ok(out)
+}
+
+/// Checks a payload written by [`inner_udp`]: returns its sequence number, or `None` if any
+/// byte differs from the pattern.
+pub fn check_payload(payload: &[u8]) -> Option<u64> {
+    let seq = u64::from_be_bytes(payload.get(..8)?.try_into().ok()?);
+    payload
+        .iter()
+        .enumerate()
+        .skip(8)
+        .all(|(i, &b)| b == pattern_byte(seq, i))
+        .then_some(seq)
+}
+
+/// Writes Ethernet + IPv4 + UDP headers for a UDP payload of `payload_len` bytes at
+/// `frame[..OUTER_HEADERS]`.
+pub fn write_outer(
+    frame: &mut [u8],
+    macs: Macs,
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    payload_len: usize,
+) -> Result<()> {
+    let builder = PacketBuilder::ethernet2(macs.src, macs.dst)
+        .ipv4(src.ip().octets(), dst.ip().octets(), 64)
+        .udp(src.port(), dst.port());
+    let mut header = Vec::with_capacity(OUTER_HEADERS);
+    // The UDP checksum stays 0 (optional for IPv4, RFC 768; WireGuard implementations do not
+    // require it): the headers are written without the payload.
+    builder.write(&mut header, &vec![0u8; payload_len])?;
+    header.truncate(OUTER_HEADERS);
+    let udp = &mut header[34..42];
+    udp[6..8].copy_from_slice(&[0, 0]);
+    let Some(dst_hdr) = frame.get_mut(..OUTER_HEADERS) else {
+        bail!("frame too short for the outer headers");
+    };
+    dst_hdr.copy_from_slice(&header);
+    Ok(())
+}
+
+/// Seals `inner` with the client's `keypair` into a complete WireGuard frame at
+/// `frame[HEADROOM..]` addressed as `wire`; returns the frame length. Uses the
+/// keypair's next counter, so every call makes a packet the gateway's replay window accepts
+/// once.
+pub fn seal_frame(
+    frame: &mut [u8],
+    keypair: &Keypair,
+    now: Timestamp,
+    mtu: usize,
+    wire: Wire,
+    inner: &[u8],
+) -> Result<usize> {
+    let msg = HEADROOM + OUTER_HEADERS;
+    let need = msg + sealed_len(inner.len(), mtu);
+    if frame.len() < need {
+        bail!("frame of {} bytes, {need} needed", frame.len());
+    }
+    let body = msg + TRANSPORT_HEADER_LEN;
+    frame[body..body + inner.len()].copy_from_slice(inner);
+    let sealed = keypair
+        .seal_in_place(now, &mut frame[msg..need], inner.len(), mtu)
+        .map_err(|e| anyhow::anyhow!("seal: {e}"))?;
+    write_outer(
+        &mut frame[HEADROOM..],
+        wire.macs,
+        wire.src,
+        wire.dst,
+        sealed.len,
+    )?;
+    Ok(OUTER_HEADERS + sealed.len)
+}
+
+/// Puts the IPv4 packet `ip` behind an Ethernet header at `frame[HEADROOM..]`: return traffic
+/// as it arrives from the LAN. Returns the frame length.
+pub fn plain_frame(frame: &mut [u8], macs: Macs, ip: &[u8]) -> Result<usize> {
+    let len = 14 + ip.len();
+    let Some(f) = frame.get_mut(HEADROOM..HEADROOM + len) else {
+        bail!("frame too short for a {len}-byte packet");
+    };
+    f[..6].copy_from_slice(&macs.dst);
+    f[6..12].copy_from_slice(&macs.src);
+    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    f[14..].copy_from_slice(ip);
+    Ok(len)
+}
+
+/// The inner sizes of the simple IMIX (7 : 4 : 1 of 64, 576 and 1500-byte IP packets; the
+/// large one capped at the 1420-byte tunnel MTU), in a fixed interleaved order.
+pub const IMIX_PATTERN: [usize; 12] = [64, 576, 64, 64, 576, 1420, 64, 576, 64, 64, 576, 64];
+
+/// A packet size, or the IMIX.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SizeMix {
+    Fixed(usize),
+    Imix,
+}
+
+impl SizeMix {
+    /// The inner packet size of the `i`-th packet.
+    pub fn size(self, i: usize) -> usize {
+        match self {
+            SizeMix::Fixed(n) => n,
+            SizeMix::Imix => IMIX_PATTERN[i % IMIX_PATTERN.len()],
+        }
+    }
+
+    /// Mean inner packet size.
+    pub fn mean(self) -> f64 {
+        match self {
+            SizeMix::Fixed(n) => n as f64,
+            SizeMix::Imix => IMIX_PATTERN.iter().sum::<usize>() as f64 / IMIX_PATTERN.len() as f64,
+        }
+    }
+
+    pub fn label(self) -> String {
+        match self {
+            SizeMix::Fixed(n) => format!("{n} B"),
+            SizeMix::Imix => "IMIX".to_owned(),
+        }
+    }
+}
+
+/// A convenience for tests: the four sizes of issue 7.
+pub const STANDARD_MIXES: [SizeMix; 4] = [
+    SizeMix::Fixed(64),
+    SizeMix::Fixed(512),
+    SizeMix::Fixed(1420),
+    SizeMix::Imix,
+];
+
+/// The IPv4 address of a packet's destination field (no validation beyond length).
+pub fn ipv4_dst(ip: &[u8]) -> Option<Ipv4Addr> {
+    let d: [u8; 4] = ip.get(16..20)?.try_into().ok()?;
+    Some(Ipv4Addr::from(d))
+}

@@ -1,0 +1,475 @@
+//! The pipeline benchmark without I/O: real WireGuard frames in UMEM-like frame buffers run
+//! through [`Pipeline::process`] on one core (decrypt, replay check, AllowedIPs, NAT, header
+//! rewrite; and return traffic through NAT reverse, AllowedIPs and encrypt), next to the raw
+//! ChaCha20-Poly1305 cost of the same bytes measured in the same run: the limit.
+//!
+//! Honest timing with a replay window: every transport message is accepted once, so a [`Lane`]
+//! holds a pool of frames, seals them all with fresh counters *outside* the timed region, then
+//! times one pass of the pipeline over the pool, and repeats. No copy is inside the timed
+//! region: each frame is processed in place exactly once per preparation, as a worker
+//! processes a frame the NIC wrote. The reverse direction is prepared the same way (the return
+//! packet written into the frame untimed, NAT reverse + seal timed).
+
+use std::hint::black_box;
+use std::net::SocketAddrV4;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
+use dataplane::worker::pipeline::{Pipeline, Verdict};
+use wgproto::keypair::padding_len;
+
+use crate::fixture::{server_macs, Fixture, MTU, SERVER_ADDR, SERVER_PORT};
+use crate::packets::{inner_udp, plain_frame, seal_frame, SizeMix, FRAME_SIZE, HEADROOM};
+
+/// Distinct UDP flows per lane (each a NAT mapping).
+pub const FLOWS: usize = 64;
+/// First inside source port of a lane's flows.
+pub const FIRST_FLOW_PORT: u16 = 40000;
+
+/// A number of packets processed in a time.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Rate {
+    pub packets: u64,
+    pub elapsed: Duration,
+}
+
+impl Rate {
+    pub fn ns_per_packet(&self) -> f64 {
+        self.elapsed.as_nanos() as f64 / self.packets.max(1) as f64
+    }
+
+    pub fn pps(&self) -> f64 {
+        self.packets as f64 / self.elapsed.as_secs_f64().max(1e-12)
+    }
+
+    /// Bit rate of packets of `mean_bytes`.
+    pub fn gbps(&self, mean_bytes: f64) -> f64 {
+        self.pps() * mean_bytes * 8.0 / 1e9
+    }
+}
+
+/// Which way a lane's frames go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Client -> gateway (WireGuard in) -> server: decrypt, source check, NAT, rewrite.
+    Forward,
+    /// Server -> gateway (NAT return traffic) -> client: NAT reverse, encrypt.
+    Reverse,
+}
+
+/// One worker's frames for one client and one size mix.
+pub struct Lane {
+    fixture: Arc<Fixture>,
+    client: usize,
+    pipeline: Pipeline,
+    mix: SizeMix,
+    pool: Vec<u8>,
+    lens: Vec<usize>,
+    /// Where each transmitted packet is in its frame after the last run.
+    out: Vec<(usize, usize)>,
+    /// Inner packets of the forward direction, one per pool slot.
+    forward: Vec<Vec<u8>>,
+    /// Return packets (server -> NAT external endpoint), one per pool slot.
+    reverse: Vec<Vec<u8>>,
+    /// Frames that did not come out as `Verdict::Tx`, and the first such verdict.
+    pub not_sent: u64,
+    pub first_failure: Option<Verdict>,
+}
+
+impl Lane {
+    /// A lane of `pool` frames for `fixture.clients[client]` on that client's worker. Runs one
+    /// untimed forward pass so the NAT mappings exist, then builds the return packets to them.
+    pub fn new(fixture: Arc<Fixture>, client: usize, mix: SizeMix, pool: usize) -> Result<Lane> {
+        let c = fixture.clients.get(client).context("no such client")?;
+        let pipeline = fixture.pipeline(c.worker)?;
+        let pool = pool.max(1);
+        let forward = (0..pool)
+            .map(|i| {
+                inner_udp(
+                    flow_src(c.tunnel_addr, i),
+                    SocketAddrV4::new(SERVER_ADDR, SERVER_PORT),
+                    mix.size(i),
+                    i as u64,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut lane = Lane {
+            client,
+            pipeline,
+            mix,
+            pool: vec![0u8; pool * FRAME_SIZE],
+            lens: vec![0; pool],
+            out: vec![(0, 0); pool],
+            forward,
+            reverse: Vec::new(),
+            not_sent: 0,
+            first_failure: None,
+            fixture,
+        };
+        lane.prepare(Direction::Forward)?;
+        lane.run(Direction::Forward, pool);
+        lane.check()?;
+        let c = &lane.fixture.clients[client];
+        let nat = lane.pipeline.nat().context("the pipeline has no NAT")?;
+        let mut reverse = Vec::with_capacity(pool);
+        for i in 0..pool {
+            let inside = flow_src(c.tunnel_addr, i);
+            let m = nat
+                .lookup_inside(nat::Protocol::Udp, inside)
+                .with_context(|| format!("no NAT mapping for {inside}"))?;
+            reverse.push(inner_udp(
+                SocketAddrV4::new(SERVER_ADDR, SERVER_PORT),
+                m.external,
+                mix.size(i),
+                i as u64,
+            )?);
+        }
+        lane.reverse = reverse;
+        Ok(lane)
+    }
+
+    pub fn mix(&self) -> SizeMix {
+        self.mix
+    }
+
+    pub fn pool_len(&self) -> usize {
+        self.lens.len()
+    }
+
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// The packet frame `i` was transmitted as in the last run.
+    pub fn transmitted(&self, i: usize) -> &[u8] {
+        let (start, len) = self.out[i];
+        &self.pool[i * FRAME_SIZE..(i + 1) * FRAME_SIZE][start..start + len]
+    }
+
+    /// The inner packet slot `i` carries forward, and the return packet it gets back.
+    pub fn packets(&self, i: usize) -> (&[u8], Option<&[u8]>) {
+        (&self.forward[i], self.reverse.get(i).map(Vec::as_slice))
+    }
+
+    /// The client this lane sends as.
+    pub fn client(&self) -> &crate::fixture::Client {
+        &self.fixture.clients[self.client]
+    }
+
+    /// Writes every frame for `dir` (untimed): fresh seals for the forward direction, the
+    /// return packets for the reverse one.
+    pub fn prepare(&mut self, dir: Direction) -> Result<()> {
+        let c = &self.fixture.clients[self.client];
+        for (i, frame) in self.pool.chunks_exact_mut(FRAME_SIZE).enumerate() {
+            self.lens[i] = match dir {
+                Direction::Forward => seal_frame(
+                    frame,
+                    &c.keypair,
+                    self.fixture.now,
+                    MTU,
+                    c.wire_to_gateway(),
+                    &self.forward[i],
+                )?,
+                Direction::Reverse => plain_frame(frame, server_macs(), &self.reverse[i])?,
+            };
+        }
+        Ok(())
+    }
+
+    /// Runs the first `n` prepared frames through the pipeline (the timed part). Returns the
+    /// verdict of the last one.
+    pub fn run(&mut self, _dir: Direction, n: usize) -> Option<Verdict> {
+        let batch = self.fixture.batch();
+        let mut last = None;
+        for (i, frame) in self.pool.chunks_exact_mut(FRAME_SIZE).take(n).enumerate() {
+            let v = self.pipeline.process(&batch, frame, HEADROOM, self.lens[i]);
+            if let Verdict::Tx { start, len, .. } = v {
+                // Where the packet now is: tests read the frame back.
+                self.out[i] = (start, len);
+            } else {
+                self.not_sent += 1;
+                self.first_failure.get_or_insert(v);
+            }
+            last = Some(black_box(v));
+        }
+        last
+    }
+
+    /// Fails if any frame so far was not transmitted.
+    pub fn check(&self) -> Result<()> {
+        if self.not_sent > 0 {
+            bail!(
+                "{} packets were not transmitted by the pipeline; first verdict {:?}",
+                self.not_sent,
+                self.first_failure
+            );
+        }
+        Ok(())
+    }
+
+    /// Time spent processing `packets` packets in `dir`, preparing untimed between passes.
+    pub fn time(&mut self, dir: Direction, packets: u64) -> Result<Duration> {
+        let mut left = packets;
+        let mut spent = Duration::ZERO;
+        while left > 0 {
+            let n = left.min(self.pool_len() as u64) as usize;
+            self.prepare(dir)?;
+            let t = Instant::now();
+            self.run(dir, n);
+            spent += t.elapsed();
+            left -= n as u64;
+        }
+        Ok(spent)
+    }
+}
+
+/// The inside source endpoint of pool slot `i`.
+fn flow_src(addr: std::net::Ipv4Addr, i: usize) -> SocketAddrV4 {
+    SocketAddrV4::new(addr, FIRST_FLOW_PORT + (i % FLOWS) as u16)
+}
+
+/// Raw ChaCha20-Poly1305 over exactly the bytes the pipeline encrypts or decrypts for the
+/// same packets (inner packet plus WireGuard padding; the 16-byte tag computed or checked).
+pub struct RawAead {
+    cipher: ChaCha20Poly1305,
+    bodies: Vec<Vec<u8>>,
+    tags: Vec<Tag>,
+    counter: u64,
+}
+
+impl RawAead {
+    pub fn new(mix: SizeMix, pool: usize) -> RawAead {
+        let bodies = (0..pool.max(1))
+            .map(|i| {
+                let n = mix.size(i);
+                vec![0x5a; n + padding_len(n, MTU)]
+            })
+            .collect::<Vec<_>>();
+        RawAead {
+            cipher: ChaCha20Poly1305::new(Key::from_slice(&[0x42; 32])),
+            tags: vec![Tag::default(); bodies.len()],
+            bodies,
+            counter: 0,
+        }
+    }
+
+    fn nonce(counter: u64) -> Nonce {
+        let mut n = [0u8; 12];
+        n[4..].copy_from_slice(&counter.to_le_bytes());
+        n.into()
+    }
+
+    fn seal_range(&mut self, n: usize) -> Result<()> {
+        let first = self.counter;
+        for (i, body) in self.bodies.iter_mut().take(n).enumerate() {
+            self.tags[i] = self
+                .cipher
+                .encrypt_in_place_detached(&Self::nonce(first + i as u64), &[], body)
+                .map_err(|_| anyhow::anyhow!("raw seal failed"))?;
+        }
+        Ok(())
+    }
+
+    /// Time to seal `packets` packets.
+    pub fn time_seal(&mut self, packets: u64) -> Result<Duration> {
+        let mut left = packets;
+        let mut spent = Duration::ZERO;
+        while left > 0 {
+            let n = left.min(self.bodies.len() as u64) as usize;
+            let t = Instant::now();
+            self.seal_range(n)?;
+            spent += t.elapsed();
+            self.counter += n as u64;
+            left -= n as u64;
+        }
+        Ok(spent)
+    }
+
+    /// Time to authenticate and decrypt `packets` packets (sealed untimed before each pass).
+    pub fn time_open(&mut self, packets: u64) -> Result<Duration> {
+        let mut left = packets;
+        let mut spent = Duration::ZERO;
+        while left > 0 {
+            let n = left.min(self.bodies.len() as u64) as usize;
+            self.seal_range(n)?;
+            let first = self.counter;
+            let t = Instant::now();
+            for (i, body) in self.bodies.iter_mut().take(n).enumerate() {
+                self.cipher
+                    .decrypt_in_place_detached(
+                        &Self::nonce(first + i as u64),
+                        &[],
+                        body,
+                        &self.tags[i],
+                    )
+                    .map_err(|_| anyhow::anyhow!("raw open failed"))?;
+            }
+            spent += t.elapsed();
+            self.counter += n as u64;
+            left -= n as u64;
+        }
+        Ok(spent)
+    }
+}
+
+/// Runs `f(packets) -> time` in chunks of `chunk` packets until `budget` of timed work is done.
+fn measure(
+    chunk: u64,
+    budget: Duration,
+    mut f: impl FnMut(u64) -> Result<Duration>,
+) -> Result<Rate> {
+    f(chunk)?; // warm-up: caches, branch predictors, NAT and replay state
+    let mut rate = Rate::default();
+    while rate.elapsed < budget {
+        rate.elapsed += f(chunk)?;
+        rate.packets += chunk;
+    }
+    Ok(rate)
+}
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct PipelineOptions {
+    pub mixes: Vec<SizeMix>,
+    /// Frames per lane (a small UMEM).
+    pub pool: usize,
+    /// Timed work per measurement.
+    pub budget: Duration,
+    /// Also run two workers on two threads.
+    pub two_workers: bool,
+}
+
+impl PipelineOptions {
+    pub fn quick() -> Self {
+        PipelineOptions {
+            mixes: crate::packets::STANDARD_MIXES.to_vec(),
+            pool: 512,
+            budget: Duration::from_millis(400),
+            two_workers: true,
+        }
+    }
+
+    pub fn full() -> Self {
+        PipelineOptions {
+            budget: Duration::from_secs(3),
+            ..Self::quick()
+        }
+    }
+}
+
+/// The figures of one size mix.
+#[derive(Clone, Debug)]
+pub struct PipelinePoint {
+    pub mix: SizeMix,
+    pub forward: Rate,
+    pub reverse: Rate,
+    /// Raw AEAD open of the forward direction's bytes, seal of the reverse direction's.
+    pub raw_open: Rate,
+    pub raw_seal: Rate,
+    /// Aggregates of two workers on two threads (sum of both workers' packet rates).
+    pub forward_2w: Option<f64>,
+    pub reverse_2w: Option<f64>,
+}
+
+impl PipelinePoint {
+    /// Pipeline time per packet over raw AEAD time per packet (>= 1; 1 is the limit).
+    pub fn forward_ratio(&self) -> f64 {
+        self.forward.ns_per_packet() / self.raw_open.ns_per_packet()
+    }
+
+    pub fn reverse_ratio(&self) -> f64 {
+        self.reverse.ns_per_packet() / self.raw_seal.ns_per_packet()
+    }
+}
+
+/// One worker, one direction: the rate over `budget`.
+pub fn measure_lane(
+    fixture: &Arc<Fixture>,
+    client: usize,
+    mix: SizeMix,
+    dir: Direction,
+    opts: &PipelineOptions,
+) -> Result<Rate> {
+    let mut lane = Lane::new(fixture.clone(), client, mix, opts.pool)?;
+    let chunk = opts.pool as u64;
+    let rate = measure(chunk, opts.budget, |n| lane.time(dir, n))?;
+    lane.check()?;
+    Ok(rate)
+}
+
+/// Two workers on two threads over the same tables (each with its own client, as RSS spreads
+/// peers over queues, and its own NAT partition), started together; the sum of their rates.
+pub fn measure_two_workers(
+    fixture: &Arc<Fixture>,
+    mix: SizeMix,
+    dir: Direction,
+    opts: &PipelineOptions,
+) -> Result<f64> {
+    if fixture.clients.len() < 2 {
+        bail!("two workers need a fixture with two clients");
+    }
+    let barrier = Arc::new(Barrier::new(2));
+    let handles: Vec<_> = (0..2)
+        .map(|client| {
+            let fixture = fixture.clone();
+            let barrier = barrier.clone();
+            let opts = opts.clone();
+            std::thread::spawn(move || -> Result<Rate> {
+                let lane = Lane::new(fixture, client, mix, opts.pool);
+                barrier.wait();
+                let mut lane = lane?;
+                let rate = measure(opts.pool as u64, opts.budget, |n| lane.time(dir, n))?;
+                lane.check()?;
+                Ok(rate)
+            })
+        })
+        .collect();
+    let mut total = 0.0;
+    for h in handles {
+        let rate = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("a worker thread panicked"))??;
+        total += rate.pps();
+    }
+    Ok(total)
+}
+
+/// The whole pipeline benchmark; `progress` gets one line per measurement.
+pub fn run(opts: &PipelineOptions, progress: &mut dyn FnMut(&str)) -> Result<Vec<PipelinePoint>> {
+    let one = Arc::new(Fixture::new(1)?);
+    let two = if opts.two_workers {
+        Some(Arc::new(Fixture::new(2)?))
+    } else {
+        None
+    };
+    let mut points = Vec::new();
+    for &mix in &opts.mixes {
+        progress(&format!("pipeline {}: forward", mix.label()));
+        let forward = measure_lane(&one, 0, mix, Direction::Forward, opts)?;
+        progress(&format!("pipeline {}: reverse", mix.label()));
+        let reverse = measure_lane(&one, 0, mix, Direction::Reverse, opts)?;
+        progress(&format!("pipeline {}: raw ChaCha20-Poly1305", mix.label()));
+        let mut raw = RawAead::new(mix, opts.pool);
+        let raw_open = measure(opts.pool as u64, opts.budget, |n| raw.time_open(n))?;
+        let raw_seal = measure(opts.pool as u64, opts.budget, |n| raw.time_seal(n))?;
+        let (mut forward_2w, mut reverse_2w) = (None, None);
+        if let Some(two) = &two {
+            progress(&format!("pipeline {}: two workers", mix.label()));
+            forward_2w = Some(measure_two_workers(two, mix, Direction::Forward, opts)?);
+            reverse_2w = Some(measure_two_workers(two, mix, Direction::Reverse, opts)?);
+        }
+        points.push(PipelinePoint {
+            mix,
+            forward,
+            reverse,
+            raw_open,
+            raw_seal,
+            forward_2w,
+            reverse_2w,
+        });
+    }
+    Ok(points)
+}
