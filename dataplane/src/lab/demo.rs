@@ -214,7 +214,8 @@ fn run_one(opts: &DemoOptions, topology: Topology, capture: bool) -> Result<()> 
     }
     packets.sort_by(|a, b| a.time.total_cmp(&b.time));
     if capture {
-        explain_packets(&packets, topology, opts.max_packets);
+        let reference = matches!(lab.gateway_kind(), Some(GatewayKind::Reference));
+        explain_packets(&packets, topology, opts.max_packets, reference);
     }
 
     println!("4. what the gateway did (interface counters, traffic only):");
@@ -285,10 +286,12 @@ fn run_one(opts: &DemoOptions, topology: Topology, capture: bool) -> Result<()> 
     Ok(())
 }
 
-fn explain_packets(packets: &[CapturedPacket], topology: Topology, max: usize) {
-    println!(
-        "   packets of the exchange, captured on the gateway's wires (and wg0), in time order:"
-    );
+fn explain_packets(packets: &[CapturedPacket], topology: Topology, max: usize, reference: bool) {
+    if reference {
+        println!("   packets of the exchange, on the gateway's wires and on wg0, in time order:");
+    } else {
+        println!("   packets of the exchange, on the gateway's wires, in time order:");
+    }
     let t0 = packets.first().map(|p| p.time).unwrap_or(0.0);
     let mut shown = 0;
     let mut counts = [0usize; 6];
@@ -323,5 +326,11 @@ fn explain_packets(packets: &[CapturedPacket], topology: Topology, max: usize) {
     println!("   packets per step of the article's diagram:");
     for (i, step) in ArticleStep::ALL.iter().enumerate() {
         println!("     {step} {:>4}  {}", counts[i], step.explain(topology));
+    }
+    if !reference {
+        println!(
+            "   (steps 2 and 5 happen inside the dataplane's workers: the decrypted packet never \
+             passes a kernel wg0, so there is nothing to capture there; the wire shows their effect)"
+        );
     }
 }
