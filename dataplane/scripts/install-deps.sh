@@ -5,7 +5,7 @@
 set -euo pipefail
 
 PACKAGES=(clang llvm libelf-dev zlib1g-dev libpcap-dev pkg-config m4 make
-          wireguard-go wireguard-tools iperf3 iproute2 iptables tshark python3 procps)
+          wireguard-go wireguard-tools iperf3 iproute2 iptables tshark python3 procps ethtool)
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "install-deps: not root, skipping package installation and bpffs mount" >&2

@@ -25,7 +25,7 @@ use ipnet::IpNet;
 use rand_core::OsRng;
 use tracing::{debug, info, warn};
 use wgproto::config::{InterfaceConfig, IpPrefix, PeerConfig};
-use wgproto::device::{Device, KeySlot, Output, PeerEvent};
+use wgproto::device::{Device, Handled, KeySlot, Output, PeerEvent};
 use wgproto::peer::PeerId;
 
 use crate::queue::{Clock, SlowPathReceiver, ToSlowPath};
@@ -278,7 +278,20 @@ impl Shared {
                     under_load,
                     &mut OsRng,
                 ) {
-                    Ok(h) => debug!(src = %d.src, ?h, "handshake message handled"),
+                    Ok(h) => {
+                        debug!(src = %d.src, ?h, "handshake message handled");
+                        // `wg show` counts handshake bytes too, as the kernel does.
+                        let peer = match h {
+                            Handled::InitiationAnswered(p)
+                            | Handled::ResponseAccepted(p)
+                            | Handled::CookieStored(p) => Some(p),
+                            Handled::CookieReplySent => None,
+                        };
+                        if let Some(s) = peer.and_then(|p| st.stats.get(&p)) {
+                            s.rx_bytes
+                                .fetch_add(d.bytes().len() as u64, Ordering::Relaxed);
+                        }
+                    }
                     Err(e) => {
                         self.counters
                             .handshakes_dropped
@@ -378,8 +391,15 @@ impl Shared {
     fn apply(&self, st: &mut State, out: Output) {
         match out {
             Output::SendHandshake {
-                endpoint, bytes, ..
-            } => self.send(&bytes, endpoint),
+                peer,
+                endpoint,
+                bytes,
+            } => {
+                self.send(&bytes, endpoint);
+                if let Some(s) = st.stats.get(&peer) {
+                    s.tx_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                }
+            }
             Output::SendCookieReply { dst, bytes } => {
                 self.counters
                     .cookie_replies_sent
