@@ -7,6 +7,6 @@ pub mod counters;
 pub mod instance_lock;
 pub mod lab;
 pub mod route;
-pub mod xdp;
-pub mod worker;
 pub mod runtime;
+pub mod worker;
+pub mod xdp;

@@ -5,19 +5,19 @@
 //! the data plane and the slow path do that at the edge. Layout follows the kernel's
 //! `drivers/net/wireguard/`: one module per concern, every protocol number in [`constants`].
 
+pub mod allowedips;
+pub mod config;
 pub mod constants;
-pub mod time;
 pub mod cookie;
 pub mod crypto;
+pub mod device;
+pub mod keypair;
 pub mod keys;
 pub mod messages;
 pub mod noise;
-pub mod ratelimiter;
-pub mod tai64n;
-pub mod allowedips;
-pub mod config;
-pub mod keypair;
 pub mod peer;
+pub mod ratelimiter;
 pub mod replay;
+pub mod tai64n;
+pub mod time;
 pub mod timers;
-pub mod device;
