@@ -24,6 +24,7 @@ mod capture;
 mod cli;
 mod configs;
 mod demo;
+pub mod e2e;
 mod gateway;
 mod keys;
 mod netns;
