@@ -58,6 +58,23 @@ pub struct WorkerCounters {
     pub keepalives: AtomicU64,
     pub to_slowpath: AtomicU64,
     pub dropped: [AtomicU64; DropReason::ALL.len()],
+    /// Live NAT mappings of this worker's conntrack: a gauge the worker stores now and then
+    /// (`Conntrack::len`); stays 0 without NAT.
+    pub nat_entries: AtomicU64,
+    /// AF_XDP XDP_STATISTICS of this worker's sockets, summed: gauges the worker stores now
+    /// and then (`crate::control::publish_xsk_stats`).
+    pub xsk: XskGauges,
+}
+
+/// The kernel's AF_XDP socket statistics (`struct xdp_statistics`), as last read by the worker.
+#[derive(Default, Debug)]
+pub struct XskGauges {
+    pub rx_dropped: AtomicU64,
+    pub rx_invalid_descs: AtomicU64,
+    pub tx_invalid_descs: AtomicU64,
+    pub rx_ring_full: AtomicU64,
+    pub rx_fill_ring_empty_descs: AtomicU64,
+    pub tx_ring_empty_descs: AtomicU64,
 }
 
 impl WorkerCounters {

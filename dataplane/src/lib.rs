@@ -3,9 +3,12 @@
 
 pub mod afxdp;
 pub mod config;
+pub mod control;
 pub mod counters;
 pub mod instance_lock;
 pub mod lab;
+pub mod metrics;
+pub mod peers;
 pub mod route;
 pub mod runtime;
 pub mod worker;

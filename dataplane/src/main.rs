@@ -16,6 +16,20 @@ fn main() -> ExitCode {
         Some(Command::Check { config, offline }) => check(&config, offline),
         Some(Command::Import { file, interface }) => import(&file, &interface),
         Some(Command::Lab(args)) => lab(&args),
+        Some(Command::Init {
+            config,
+            interface,
+            subnet,
+            port,
+            force,
+        }) => cli::ops::init(config, interface, subnet, port, force),
+        Some(Command::Peer(cmd)) => cli::ops::peer(cmd),
+        Some(Command::Stats {
+            config,
+            socket,
+            watch,
+            json,
+        }) => cli::ops::stats(config, socket, watch, json),
         None => {
             match cli.config {
                 Some(path) => run(&path),

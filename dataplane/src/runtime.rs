@@ -259,6 +259,18 @@ pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<(
         "gateway running; stop with Ctrl-C (SIGINT) or SIGTERM, reload peers with SIGHUP"
     );
 
+    // ---- ops: control socket and metrics endpoint (crate::control, crate::metrics) ----
+    // They read counters only. The slow path is shared with them until they are stopped.
+    let slow = Arc::new(slow);
+    let ops = crate::control::start_for_gateway(
+        &cfg,
+        reload_from.as_deref(),
+        &all_counters,
+        &slow,
+        &programs,
+    );
+    // ---- end ops ----
+
     let mut last_report = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
@@ -279,6 +291,13 @@ pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<(
         }
     }
     info!("stopping");
+    // ---- ops: stopped before teardown; their threads are joined, so the slow path is ours again ----
+    if let Some(ops) = ops {
+        ops.stop();
+    }
+    let slow = Arc::into_inner(slow)
+        .expect("ops servers stopped and joined: nothing else holds the slow path");
+    // ---- end ops ----
     worker_stop.store(true, Ordering::Relaxed);
     let groups: Vec<XskGroup> = handles.into_iter().filter_map(|h| h.join().ok()).collect();
     log_counters(&all_counters);

@@ -1,7 +1,10 @@
 //! Command-line arguments of the `dataplane` binary (clap derive). Each command's `--help`
 //! carries an example.
 
-use clap::{Parser, Subcommand, ValueEnum};
+pub mod ops;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnet::{IpNet, Ipv4Net};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -9,7 +12,7 @@ use std::path::PathBuf;
     name = "dataplane",
     version,
     about = "WireGuard gateway on AF_XDP: decrypts, source-NATs and forwards without the kernel in the hot path",
-    after_help = "Examples:\n  dataplane --config /etc/dataplane/gw.toml        run the gateway\n  dataplane --config /etc/wireguard/wg0.conf       run from a wg-quick file\n  dataplane check --config gw.toml                 validate a config\n  dataplane import wg0.conf > gw.toml              convert a wg-quick file"
+    after_help = "Examples:\n  dataplane init --interface eth0                  write gw.toml with a new gateway key\n  dataplane peer add phone --server-url vpn.example.org   add a peer, print its QR code\n  dataplane stats --watch                          live counters of the running gateway\n  dataplane --config /etc/dataplane/gw.toml        run the gateway\n  dataplane --config /etc/wireguard/wg0.conf       run from a wg-quick file\n  dataplane check --config gw.toml                 validate a config\n  dataplane import wg0.conf > gw.toml              convert a wg-quick file"
 )]
 pub struct Cli {
     /// Config file to run: gw.toml, or a wg-quick wg0.conf.
@@ -69,4 +72,114 @@ pub enum Command {
     /// wireguard-go client, this gateway, an HTTP server), send traffic through it and explain
     /// each packet; cleans up afterwards. Needs root.
     Lab(dataplane::lab::LabArgs),
+    /// Write a new gw.toml, commented, with a freshly generated gateway key.
+    #[command(
+        after_help = "Example:\n  dataplane init --config /etc/dataplane/gw.toml --interface eth0 --subnet 10.13.13.0/24 --port 51820\n\nThe gateway takes the subnet's first address (10.13.13.1/24); `dataplane peer add` hands out the next ones."
+    )]
+    Init {
+        /// The file to write (refused if it exists, unless --force).
+        #[arg(long, short = 'c', value_name = "FILE", default_value = "gw.toml")]
+        config: PathBuf,
+        /// The NIC WireGuard arrives on and NATed traffic leaves by (one-armed, as eth0 in the
+        /// article).
+        #[arg(long, value_name = "NAME", default_value = "eth0")]
+        interface: String,
+        /// The tunnel subnet (the linuxserver container's INTERNAL_SUBNET).
+        #[arg(long, value_name = "CIDR", default_value = "10.13.13.0/24")]
+        subnet: Ipv4Net,
+        /// The UDP port peers send to.
+        #[arg(long, value_name = "PORT", default_value_t = 51820, value_parser = clap::value_parser!(u16).range(1..))]
+        port: u16,
+        /// Replace an existing file (its gateway key is lost: every peer needs the new public key).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Add, remove or list peers (gw.toml and the running gateway).
+    #[command(subcommand)]
+    Peer(PeerCommand),
+    /// Counters of the running gateway, through its control socket.
+    #[command(
+        after_help = "Examples:\n  dataplane stats                            once, from /run/dataplane.sock\n  dataplane stats --config gw.toml --watch   every second with rates; the socket is [control] socket of gw.toml\n  dataplane stats --json                     the raw snapshot, for scripts"
+    )]
+    Stats {
+        /// Config of the running gateway, to find its [control] socket.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The control socket (overrides --config).
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        /// Refresh every second, with per-second rates; Ctrl-C to stop.
+        #[arg(long, short = 'w')]
+        watch: bool,
+        /// Print the snapshot as JSON.
+        #[arg(long, conflicts_with = "watch")]
+        json: bool,
+    },
+}
+
+/// Where peer commands find the config and the running gateway.
+#[derive(Debug, Args)]
+pub struct PeerTarget {
+    /// The gateway's gw.toml.
+    #[arg(long, short = 'c', value_name = "FILE", default_value = "gw.toml")]
+    pub config: PathBuf,
+    /// UAPI socket of the running gateway (as `wg` uses it).
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/var/run/wireguard/wg0.sock"
+    )]
+    pub uapi_socket: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PeerCommand {
+    /// Generate a peer's keys, give it the next free tunnel address, append it to gw.toml
+    /// (comments kept), write NAME.conf and NAME.png (QR code), print the QR code, and apply
+    /// it to the running gateway without a restart.
+    #[command(
+        after_help = "Example:\n  dataplane peer add phone --config /etc/dataplane/gw.toml --server-url vpn.example.org --dns 10.13.13.1\n\nThe linuxserver/wireguard settings map as: PEERS -> one `peer add` per peer, SERVERURL -> --server-url,\nSERVERPORT -> the port in --server-url (default: listen_port), PEERDNS -> --dns, ALLOWEDIPS -> --allowed-ips.\nScan the QR code with the WireGuard app, or copy NAME.conf to the client (`wg-quick up ./NAME.conf`).\nThe terminal QR code is drawn for a dark background."
+    )]
+    Add {
+        /// The peer's name: 1-15 of A-Z a-z 0-9 _ = + . - (it names NAME.conf).
+        name: String,
+        #[command(flatten)]
+        target: PeerTarget,
+        /// host[:port] clients connect to; default: the WAN interface's IPv4 address and the
+        /// listen port.
+        #[arg(long, value_name = "HOST[:PORT]")]
+        server_url: Option<String>,
+        /// DNS server(s) for the client's [Interface] DNS (none by default: the gateway runs no
+        /// resolver).
+        #[arg(long, value_name = "ADDR", value_delimiter = ',')]
+        dns: Vec<String>,
+        /// What the client sends into the tunnel (default 0.0.0.0/0: everything).
+        #[arg(long, value_name = "CIDR", value_delimiter = ',')]
+        allowed_ips: Vec<IpNet>,
+        /// PersistentKeepalive for clients behind NAT, in seconds.
+        #[arg(long, value_name = "SECONDS")]
+        keepalive: Option<u16>,
+        /// Where NAME.conf and NAME.png are written.
+        #[arg(long, value_name = "DIR", default_value = "peers")]
+        out_dir: PathBuf,
+        /// Do not print the QR code.
+        #[arg(long)]
+        no_qr: bool,
+    },
+    /// Remove a peer from gw.toml and from the running gateway.
+    #[command(
+        after_help = "Example:\n  dataplane peer remove phone --config /etc/dataplane/gw.toml"
+    )]
+    Remove {
+        name: String,
+        #[command(flatten)]
+        target: PeerTarget,
+    },
+    /// List peers: names, keys and addresses from gw.toml; endpoint, latest handshake and
+    /// transfer from the running gateway.
+    #[command(after_help = "Example:\n  dataplane peer list --config /etc/dataplane/gw.toml")]
+    List {
+        #[command(flatten)]
+        target: PeerTarget,
+    },
 }

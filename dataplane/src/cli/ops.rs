@@ -1,0 +1,197 @@
+//! The operator commands of the binary: `init`, `peer add|remove|list`, `stats`. Each turns
+//! the library's result into what the operator reads, and an exit code.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use dataplane::config::{self, schema::defaults, HostFacts, LoadOptions};
+use dataplane::control::{client, text};
+use dataplane::peers::{self, init::InitOptions, AddRequest, InitRequest};
+
+use super::{PeerCommand, PeerTarget};
+
+fn fail(cmd: &str, e: anyhow::Error) -> ExitCode {
+    eprintln!("dataplane {cmd}: {e:#}");
+    ExitCode::FAILURE
+}
+
+/// `dataplane init`.
+pub fn init(
+    config: PathBuf,
+    interface: String,
+    subnet: ipnet::Ipv4Net,
+    port: u16,
+    force: bool,
+) -> ExitCode {
+    if let Err(e) = config::values::interface_name(&interface) {
+        eprintln!("dataplane init: --interface {e}");
+        return ExitCode::from(2);
+    }
+    let req = InitRequest {
+        config: config.clone(),
+        force,
+        options: InitOptions {
+            interface,
+            subnet,
+            listen_port: port,
+        },
+    };
+    match peers::init(&req) {
+        Ok(public) => {
+            println!("wrote {} (mode 0600)", config.display());
+            println!("gateway public key: {public}");
+            println!(
+                "next: dataplane peer add NAME --config {} --server-url <address clients reach>",
+                config.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail("init", e),
+    }
+}
+
+/// `dataplane peer ...`.
+pub fn peer(cmd: PeerCommand) -> ExitCode {
+    match cmd {
+        PeerCommand::Add {
+            name,
+            target: PeerTarget {
+                config,
+                uapi_socket,
+            },
+            server_url,
+            dns,
+            allowed_ips,
+            keepalive,
+            out_dir,
+            no_qr,
+        } => {
+            let req = AddRequest {
+                config,
+                name,
+                server_url,
+                dns,
+                allowed_ips,
+                persistent_keepalive: keepalive,
+                out_dir,
+                uapi_socket,
+            };
+            match peers::add(&req) {
+                Ok(out) => {
+                    if !no_qr {
+                        println!("{}", out.qr_text);
+                    }
+                    println!(
+                        "peer {} added: address {}, public key {}",
+                        req.name, out.address, out.public_key
+                    );
+                    println!("client config: {}", out.conf_path.display());
+                    println!("QR code:       {}", out.png_path.display());
+                    println!("{}", out.live.describe("the peer"));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail("peer add", e),
+            }
+        }
+        PeerCommand::Remove {
+            name,
+            target: PeerTarget {
+                config,
+                uapi_socket,
+            },
+        } => match peers::remove(&config, &name, &uapi_socket) {
+            Ok(out) => {
+                println!(
+                    "peer {name} ({}) removed from {}",
+                    out.public_key,
+                    config.display()
+                );
+                println!("{}", out.live.describe("the removal"));
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail("peer remove", e),
+        },
+        PeerCommand::List {
+            target: PeerTarget {
+                config,
+                uapi_socket,
+            },
+        } => match peers::list(&config, &uapi_socket) {
+            Ok((rows, why)) => {
+                if rows.is_empty() {
+                    println!(
+                        "no peers in {}; add one with `dataplane peer add NAME`",
+                        config.display()
+                    );
+                }
+                print!("{}", peers::render_list(&rows, SystemTime::now()));
+                if let Some(why) = why {
+                    println!("(no live data: {why})");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail("peer list", e),
+        },
+    }
+}
+
+/// The control socket: `--socket`, else `[control] socket` of `--config`, else the default.
+fn control_socket(config: Option<&Path>, socket: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(s) = socket {
+        return Ok(s);
+    }
+    match config {
+        Some(path) => {
+            let opts = LoadOptions {
+                host: HostFacts::unknown(),
+                interfaces: None,
+            };
+            config::load(path, &opts)
+                .map(|l| l.config.control.socket)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        }
+        None => Ok(PathBuf::from(defaults::CONTROL_SOCKET)),
+    }
+}
+
+/// `dataplane stats`.
+pub fn stats(
+    config: Option<PathBuf>,
+    socket: Option<PathBuf>,
+    watch: bool,
+    json: bool,
+) -> ExitCode {
+    let socket = match control_socket(config.as_deref(), socket) {
+        Ok(s) => s,
+        Err(e) => return fail("stats", e),
+    };
+    if !watch {
+        return match client::request_stats(&socket) {
+            Ok(snap) => {
+                if json {
+                    match serde_json::to_string_pretty(&snap) {
+                        Ok(j) => println!("{j}"),
+                        Err(e) => return fail("stats", e.into()),
+                    }
+                } else {
+                    print!("{}", text::render(&snap, None));
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail("stats", e),
+        };
+    }
+    let mut prev = None;
+    loop {
+        match client::request_stats(&socket) {
+            Ok(snap) => {
+                // Clear the screen and home the cursor (ANSI), as `watch` does.
+                print!("\x1b[2J\x1b[H{}", text::render(&snap, prev.as_ref()));
+                prev = Some(snap);
+            }
+            Err(e) => return fail("stats", e),
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,334 @@
+//! [`StatsSnapshot`]: one picture of the running gateway, the single thing both
+//! `dataplane stats` (over the control socket, as JSON) and the Prometheus endpoint render.
+//!
+//! The picture is taken from what the gateway already keeps: the workers' counters
+//! ([`WorkerCounters`], drop reasons by their stable names), the slow path's counters and its
+//! `wg show` view (per-peer transfer and latest handshake), and the XDP program's per-CPU
+//! counters. Taking it locks nothing the workers use.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use slowpath::engine::{SlowPath, SlowPathCounters};
+
+use super::xdp_reader::XdpCountersReader;
+use crate::afxdp::SocketStats;
+use crate::config::{self, HostFacts, LoadOptions};
+use crate::counters::{DropReason, WorkerCounters};
+
+/// Everything `stats` and the metrics show, at one instant.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatsSnapshot {
+    /// The tunnel interface the peers belong to (`wg0`).
+    pub interface: String,
+    /// Seconds since the gateway started.
+    pub uptime_seconds: f64,
+    pub workers: Vec<WorkerStats>,
+    /// Slow-path counters by name (handshakes, cookie replies, wg0 traffic, send errors).
+    pub slow_path: BTreeMap<String, u64>,
+    /// Messages waiting in the worker -> slow path queue; `None` when not exported.
+    pub handshake_queue_depth: Option<u64>,
+    pub xdp: Vec<XdpStats>,
+    pub peers: Vec<PeerStats>,
+}
+
+/// One worker's counters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerStats {
+    pub worker: usize,
+    pub rx: u64,
+    pub tx: u64,
+    pub decrypted: u64,
+    pub encrypted: u64,
+    pub keepalives: u64,
+    pub to_slowpath: u64,
+    /// Live NAT mappings (a gauge).
+    pub nat_entries: u64,
+    /// Every drop reason, zeros included, so series never appear out of nowhere.
+    pub drops: BTreeMap<String, u64>,
+    /// AF_XDP XDP_STATISTICS of the worker's sockets, summed.
+    pub xsk: BTreeMap<String, u64>,
+}
+
+/// The XDP program's counters on one interface.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct XdpStats {
+    pub interface: String,
+    /// By [`crate::xdp::XdpCounter`] name.
+    pub counters: BTreeMap<String, u64>,
+    /// Set when the counters could not be read.
+    pub error: Option<String>,
+}
+
+/// One peer, as `wg show` reports it plus its name from the config.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PeerStats {
+    pub name: Option<String>,
+    /// Base64.
+    pub public_key: String,
+    pub endpoint: Option<String>,
+    pub allowed_ips: Vec<String>,
+    /// Unix seconds of the latest handshake; `None` = never.
+    pub latest_handshake: Option<u64>,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+}
+
+/// Something that can take a [`StatsSnapshot`]: the running gateway, or a test's fake.
+pub trait StatsSource: Send + Sync {
+    fn snapshot(&self) -> StatsSnapshot;
+}
+
+/// The names of [`WorkerStats::xsk`], as the kernel's `struct xdp_statistics` calls them.
+pub const XSK_STATS: [&str; 6] = [
+    "rx_dropped",
+    "rx_invalid_descs",
+    "tx_invalid_descs",
+    "rx_ring_full",
+    "rx_fill_ring_empty_descs",
+    "tx_ring_empty_descs",
+];
+
+/// Stores AF_XDP socket statistics (summed over `stats`) into a worker's gauges, for the
+/// worker loop to call now and then with `XskGroup::stats` of each of its sockets.
+pub fn publish_xsk_stats(counters: &WorkerCounters, stats: &[SocketStats]) {
+    let sum = |f: fn(&SocketStats) -> u64| stats.iter().map(f).sum::<u64>();
+    let x = &counters.xsk;
+    x.rx_dropped.store(sum(|s| s.rx_dropped), Ordering::Relaxed);
+    x.rx_invalid_descs
+        .store(sum(|s| s.rx_invalid_descs), Ordering::Relaxed);
+    x.tx_invalid_descs
+        .store(sum(|s| s.tx_invalid_descs), Ordering::Relaxed);
+    x.rx_ring_full
+        .store(sum(|s| s.rx_ring_full), Ordering::Relaxed);
+    x.rx_fill_ring_empty_descs
+        .store(sum(|s| s.rx_fill_ring_empty_descs), Ordering::Relaxed);
+    x.tx_ring_empty_descs
+        .store(sum(|s| s.tx_ring_empty_descs), Ordering::Relaxed);
+}
+
+/// A worker's counters as [`WorkerStats`].
+pub fn worker_stats(worker: usize, c: &WorkerCounters) -> WorkerStats {
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let x = &c.xsk;
+    let xsk = [
+        &x.rx_dropped,
+        &x.rx_invalid_descs,
+        &x.tx_invalid_descs,
+        &x.rx_ring_full,
+        &x.rx_fill_ring_empty_descs,
+        &x.tx_ring_empty_descs,
+    ];
+    WorkerStats {
+        worker,
+        rx: load(&c.rx),
+        tx: load(&c.tx),
+        decrypted: load(&c.decrypted),
+        encrypted: load(&c.encrypted),
+        keepalives: load(&c.keepalives),
+        to_slowpath: load(&c.to_slowpath),
+        nat_entries: load(&c.nat_entries),
+        drops: DropReason::ALL
+            .iter()
+            .map(|r| (r.name().to_string(), c.dropped(*r)))
+            .collect(),
+        xsk: XSK_STATS
+            .iter()
+            .zip(xsk)
+            .map(|(n, a)| (n.to_string(), load(a)))
+            .collect(),
+    }
+}
+
+/// The slow path's counters by name.
+pub fn slow_path_stats(c: &SlowPathCounters) -> BTreeMap<String, u64> {
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    [
+        ("handshakes_received", load(&c.handshakes_received)),
+        ("handshakes_dropped", load(&c.handshakes_dropped)),
+        ("cookie_replies_sent", load(&c.cookie_replies_sent)),
+        ("host_packets_in", load(&c.host_packets_in)),
+        ("host_packets_out", load(&c.host_packets_out)),
+        ("host_packets_dropped", load(&c.host_packets_dropped)),
+        ("send_errors", load(&c.send_errors)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// Peer names by base64 public key: from the config at start, refreshed from the config file
+/// when it changes (so a `peer add` shows up by name without a restart).
+pub struct PeerNames {
+    file: Option<PathBuf>,
+    cached: Mutex<(Option<SystemTime>, HashMap<String, String>)>,
+}
+
+impl PeerNames {
+    pub fn new(cfg: &config::GatewayConfig, file: Option<PathBuf>) -> Self {
+        PeerNames {
+            file,
+            cached: Mutex::new((None, names_of(cfg))),
+        }
+    }
+
+    /// The current map (re-read when the file's mtime moved and it still loads).
+    pub fn get(&self) -> HashMap<String, String> {
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(path) = &self.file {
+            let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+            if mtime.is_some() && mtime != cached.0 {
+                let opts = LoadOptions {
+                    host: HostFacts::unknown(),
+                    interfaces: None,
+                };
+                if let Ok(loaded) = config::load(path, &opts) {
+                    *cached = (mtime, names_of(&loaded.config));
+                }
+            }
+        }
+        cached.1.clone()
+    }
+}
+
+fn names_of(cfg: &config::GatewayConfig) -> HashMap<String, String> {
+    cfg.peers
+        .iter()
+        .filter_map(|p| p.name.clone().map(|n| (p.public_key.to_base64(), n)))
+        .collect()
+}
+
+/// The running gateway as a [`StatsSource`].
+pub struct GatewayStats {
+    pub interface: String,
+    pub started: Instant,
+    pub workers: Vec<Arc<WorkerCounters>>,
+    pub slow: Arc<SlowPath>,
+    pub xdp: Vec<Result<XdpCountersReader, (String, String)>>,
+    pub names: PeerNames,
+}
+
+impl StatsSource for GatewayStats {
+    fn snapshot(&self) -> StatsSnapshot {
+        let names = self.names.get();
+        let dev = self.slow.snapshot();
+        let peers = dev
+            .peers
+            .iter()
+            .map(|p| {
+                let key = p.public_key.to_base64();
+                PeerStats {
+                    name: names.get(&key).cloned(),
+                    endpoint: p.endpoint.map(|e| e.to_string()),
+                    allowed_ips: p.allowed_ips.iter().map(|n| n.to_string()).collect(),
+                    latest_handshake: p
+                        .last_handshake
+                        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                        .map(|d| d.as_secs()),
+                    rx_bytes: p.rx_bytes,
+                    tx_bytes: p.tx_bytes,
+                    public_key: key,
+                }
+            })
+            .collect();
+        let xdp = self
+            .xdp
+            .iter()
+            .map(|r| match r {
+                Ok(reader) => match reader.read() {
+                    Ok(c) => XdpStats {
+                        interface: reader.ifname().to_string(),
+                        counters: c.iter().map(|(k, v)| (k.name().to_string(), v)).collect(),
+                        error: None,
+                    },
+                    Err(e) => XdpStats {
+                        interface: reader.ifname().to_string(),
+                        counters: BTreeMap::new(),
+                        error: Some(e),
+                    },
+                },
+                Err((ifname, e)) => XdpStats {
+                    interface: ifname.clone(),
+                    counters: BTreeMap::new(),
+                    error: Some(e.clone()),
+                },
+            })
+            .collect();
+        StatsSnapshot {
+            interface: self.interface.clone(),
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+            workers: self
+                .workers
+                .iter()
+                .enumerate()
+                .map(|(i, c)| worker_stats(i, c))
+                .collect(),
+            slow_path: slow_path_stats(&self.slow.counters()),
+            // The queue's depth is not exported by slowpath yet (needs SlowPathSender::depth).
+            handshake_queue_depth: None,
+            xdp,
+            peers,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_stats_names_every_reason_and_xsk_stat() {
+        let c = WorkerCounters::default();
+        WorkerCounters::add(&c.rx, 5);
+        c.count_drop(DropReason::NoRoute);
+        c.count_drop(DropReason::NoRoute);
+        c.nat_entries.store(7, Ordering::Relaxed);
+        publish_xsk_stats(
+            &c,
+            &[
+                SocketStats {
+                    rx_dropped: 1,
+                    rx_ring_full: 2,
+                    ..Default::default()
+                },
+                SocketStats {
+                    rx_dropped: 10,
+                    ..Default::default()
+                },
+            ],
+        );
+        let w = worker_stats(3, &c);
+        assert_eq!((w.worker, w.rx, w.nat_entries), (3, 5, 7));
+        assert_eq!(w.drops.len(), DropReason::ALL.len());
+        assert_eq!(w.drops["no_route"], 2);
+        assert_eq!(w.drops["malformed"], 0);
+        assert_eq!(w.xsk["rx_dropped"], 11);
+        assert_eq!(w.xsk["rx_ring_full"], 2);
+        assert_eq!(w.xsk.len(), XSK_STATS.len());
+    }
+
+    #[test]
+    fn snapshot_round_trips_through_json() {
+        let mut s = StatsSnapshot {
+            interface: "wg0".into(),
+            uptime_seconds: 1.5,
+            handshake_queue_depth: Some(3),
+            ..Default::default()
+        };
+        s.workers.push(worker_stats(0, &WorkerCounters::default()));
+        s.peers.push(PeerStats {
+            name: Some("peer1".into()),
+            public_key: "k".into(),
+            latest_handshake: Some(1_700_000_000),
+            rx_bytes: 9,
+            ..Default::default()
+        });
+        let json = serde_json::to_string(&s).unwrap();
+        let back: StatsSnapshot = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, s);
+    }
+}

@@ -1,0 +1,546 @@
+//! Peers for operators: `dataplane init`, `dataplane peer add | remove | list`.
+//!
+//! What the linuxserver/wireguard container does with its PEERS, SERVERURL, PEERDNS and
+//! ALLOWEDIPS settings, done on gw.toml: generate keys, pick the next free tunnel address,
+//! append the `[[peer]]` without touching the rest of the operator's file ([`gw_edit`]), write
+//! the client's wg-quick file ([`client_conf`]) and its QR code ([`qr`]), and apply the change
+//! to a running gateway through its UAPI socket ([`uapi_client`]) without a restart.
+//!
+//! Every edit is validated by the config loader before the file is replaced, and the file is
+//! replaced atomically (write, fsync, rename), so a failed command leaves gw.toml as it was.
+
+pub mod client_conf;
+pub mod gw_edit;
+pub mod init;
+pub mod qr;
+pub mod uapi_client;
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context};
+use ipnet::IpNet;
+use rand_core::OsRng;
+use wgproto::keys::{PresharedKey, PrivateKey, PublicKey};
+
+use crate::config::{self, Format, GatewayConfig, HostFacts, LoadOptions};
+use client_conf::ClientConf;
+use gw_edit::{GwTomlDoc, NewPeer};
+use uapi_client::{LivePeer, PeerSet, UapiClient, UapiClientError};
+
+/// Longest peer name: the client file is `NAME.conf`, and wg-quick takes the interface name
+/// from the file name (Linux IFNAMSIZ - 1).
+pub const MAX_NAME_LEN: usize = 15;
+
+/// A peer name must be usable as a wg-quick interface name, so `wg-quick up ./NAME.conf`
+/// works on the client: 1-15 of `A-Z a-z 0-9 _ = + . -` (wg-quick's own rule).
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_=+.-".contains(c))
+        && name != "."
+        && name != "..";
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "peer name {name:?}: expected 1-{MAX_NAME_LEN} characters of A-Z a-z 0-9 _ = + . - (it names the client's wg-quick file), e.g. peer1 or alice-phone"
+        ))
+    }
+}
+
+/// Options of [`init`].
+#[derive(Debug, Clone)]
+pub struct InitRequest {
+    pub config: PathBuf,
+    pub force: bool,
+    pub options: init::InitOptions,
+}
+
+/// Writes a new gw.toml with a fresh gateway key; returns the gateway's public key (base64).
+pub fn init(req: &InitRequest) -> anyhow::Result<String> {
+    if req.config.exists() && !req.force {
+        bail!(
+            "{} exists; not overwriting it (it may hold the gateway's key). Use --force to replace it, or --config to write elsewhere",
+            req.config.display()
+        );
+    }
+    let private = PrivateKey::generate(&mut OsRng);
+    let public = private.public_key().to_base64();
+    let text = init::template(&req.options, &private.to_base64(), &public)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    // The template must load: a broken starting point would only fail later, at run.
+    parse_gw_toml(&text, &req.config)?;
+    write_atomically(&req.config, text.as_bytes(), 0o600)?;
+    Ok(public)
+}
+
+/// Options of [`add`].
+#[derive(Debug, Clone)]
+pub struct AddRequest {
+    pub config: PathBuf,
+    pub name: String,
+    /// `host[:port]` clients connect to; `None` = the WAN interface's IPv4 address.
+    pub server_url: Option<String>,
+    pub dns: Vec<String>,
+    /// What the client routes into the tunnel (ALLOWEDIPS), default 0.0.0.0/0.
+    pub allowed_ips: Vec<IpNet>,
+    pub persistent_keepalive: Option<u16>,
+    /// Where NAME.conf and NAME.png go.
+    pub out_dir: PathBuf,
+    /// The running gateway's UAPI socket.
+    pub uapi_socket: PathBuf,
+}
+
+/// What [`add`] did.
+#[derive(Debug)]
+pub struct AddOutcome {
+    pub address: IpNet,
+    pub public_key: String,
+    pub conf_path: PathBuf,
+    pub png_path: PathBuf,
+    pub conf_text: String,
+    /// The QR code for a terminal.
+    pub qr_text: String,
+    pub live: Live,
+}
+
+/// Whether a change reached a running gateway.
+#[derive(Debug)]
+pub enum Live {
+    /// Applied through the UAPI.
+    Applied,
+    /// No gateway runs; the change takes effect at the next start.
+    NotRunning,
+    /// A gateway seems to run but refused or did not answer.
+    Failed(String),
+}
+
+impl Live {
+    fn from_result(r: Result<(), UapiClientError>) -> Live {
+        match r {
+            Ok(()) => Live::Applied,
+            Err(UapiClientError::NotRunning(_)) => Live::NotRunning,
+            Err(UapiClientError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::ConnectionRefused =>
+            {
+                // A socket file nobody listens on: left by a killed run.
+                Live::NotRunning
+            }
+            Err(e) => Live::Failed(e.to_string()),
+        }
+    }
+
+    /// One line for the operator.
+    pub fn describe(&self, what: &str) -> String {
+        match self {
+            Live::Applied => format!("{what} applied to the running gateway (no restart)"),
+            Live::NotRunning => {
+                format!("no gateway is running; {what} takes effect when it starts")
+            }
+            Live::Failed(e) => format!(
+                "{what} is in the config file but NOT in the running gateway: {e}; reload it with `kill -HUP $(pidof dataplane)`"
+            ),
+        }
+    }
+}
+
+/// `peer add`: keys, address, gw.toml entry, client file, QR code, live apply.
+pub fn add(req: &AddRequest) -> anyhow::Result<AddOutcome> {
+    check_name(&req.name).map_err(|e| anyhow::anyhow!(e))?;
+    let text = read_gw_toml(&req.config)?;
+    let cfg = parse_gw_toml(&text, &req.config)?;
+    if cfg
+        .peers
+        .iter()
+        .any(|p| p.name.as_deref() == Some(&req.name))
+    {
+        bail!(
+            "{}: a peer named {:?} exists already; remove it first (dataplane peer remove {}) or pick another name",
+            req.config.display(),
+            req.name,
+            req.name
+        );
+    }
+    let subnet = cfg
+        .interface
+        .address
+        .iter()
+        .copied()
+        .find(|n| n.addr().is_ipv4())
+        .with_context(|| {
+            format!(
+                "{}: [interface] address has no IPv4 subnet to take peer addresses from, e.g. address = [\"10.13.13.1/24\"]",
+                req.config.display()
+            )
+        })?;
+    let mut used: Vec<IpNet> = cfg
+        .interface
+        .address
+        .iter()
+        .map(|a| IpNet::from(a.addr()))
+        .collect();
+    used.extend(cfg.peers.iter().flat_map(|p| p.allowed_ips.iter().copied()));
+    let addr = gw_edit::next_free_address(subnet, &used).with_context(|| {
+        format!(
+            "{}: no free address left in {} (every one is the gateway's or in a peer's allowed_ips); widen [interface] address",
+            req.config.display(),
+            subnet.trunc()
+        )
+    })?;
+    let address = IpNet::from(addr);
+
+    let endpoint = match &req.server_url {
+        Some(url) => client_conf::endpoint(url, cfg.interface.listen_port),
+        None => wan_address(&cfg)
+            .map(|a| std::net::SocketAddr::new(a.into(), cfg.interface.listen_port).to_string()),
+    }
+    .map_err(|e| anyhow::anyhow!(e))?;
+
+    let private = PrivateKey::generate(&mut OsRng);
+    let public = private.public_key();
+    let psk = PresharedKey::generate(&mut OsRng);
+
+    let mut doc = GwTomlDoc::parse(&text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    doc.add_peer(&NewPeer {
+        name: req.name.clone(),
+        public_key: public.to_base64(),
+        preshared_key: Some(psk.to_base64()),
+        allowed_ips: vec![address],
+        comment: Some(format!("{}: added by `dataplane peer add`", req.name)),
+    })
+    .map_err(|e| anyhow::anyhow!("{}: {e}", req.config.display()))?;
+    let edited = doc.to_text();
+    parse_gw_toml(&edited, &req.config)
+        .context("the edited file would not load; nothing written")?;
+
+    let conf = ClientConf {
+        private_key: private.to_base64(),
+        address,
+        dns: req.dns.clone(),
+        gateway_public_key: cfg.interface.public_key().to_base64(),
+        preshared_key: Some(psk.to_base64()),
+        endpoint,
+        allowed_ips: if req.allowed_ips.is_empty() {
+            vec!["0.0.0.0/0".parse().expect("literal prefix")]
+        } else {
+            req.allowed_ips.clone()
+        },
+        persistent_keepalive: req.persistent_keepalive,
+    };
+    let conf_text = conf.render();
+    let code = qr::encode(&conf_text).map_err(|e| anyhow::anyhow!(e))?;
+    fs::create_dir_all(&req.out_dir)
+        .with_context(|| format!("cannot create {}", req.out_dir.display()))?;
+    let conf_path = req.out_dir.join(format!("{}.conf", req.name));
+    let png_path = req.out_dir.join(format!("{}.png", req.name));
+    // Both files hold the client's private key.
+    write_atomically(&conf_path, conf_text.as_bytes(), 0o600)?;
+    let mut png = Vec::new();
+    qr::write_png(&code, &mut png).map_err(|e| anyhow::anyhow!(e))?;
+    write_atomically(&png_path, &png, 0o600)?;
+    write_atomically(&req.config, edited.as_bytes(), mode_of(&req.config))?;
+    tracing::info!(peer = %req.name, address = %address, public_key = %public.to_base64(), config = %req.config.display(), "peer added to the config");
+
+    let uapi = UapiClient::new(&req.uapi_socket);
+    let live = Live::from_result(uapi.set_peer(&PeerSet {
+        public_key: &public,
+        preshared_key: Some(&psk),
+        allowed_ips: &[address],
+    }));
+    Ok(AddOutcome {
+        address,
+        public_key: public.to_base64(),
+        conf_path,
+        png_path,
+        conf_text,
+        qr_text: qr::to_terminal(&code),
+        live,
+    })
+}
+
+/// What [`remove`] did.
+#[derive(Debug)]
+pub struct RemoveOutcome {
+    pub public_key: String,
+    pub live: Live,
+}
+
+/// `peer remove`: from gw.toml and from the running gateway.
+pub fn remove(config: &Path, name: &str, uapi_socket: &Path) -> anyhow::Result<RemoveOutcome> {
+    let text = read_gw_toml(config)?;
+    let cfg = parse_gw_toml(&text, config)?;
+    let peer = cfg
+        .peers
+        .iter()
+        .find(|p| p.name.as_deref() == Some(name))
+        .with_context(|| {
+            let names: Vec<&str> = cfg.peers.iter().filter_map(|p| p.name.as_deref()).collect();
+            format!(
+                "{}: no peer named {name:?}; named peers: {}",
+                config.display(),
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            )
+        })?;
+    let key = PublicKey::from_bytes(*peer.public_key.bytes());
+    let mut doc = GwTomlDoc::parse(&text).map_err(|e| anyhow::anyhow!("{e}"))?;
+    doc.remove_peer(name);
+    let edited = doc.to_text();
+    parse_gw_toml(&edited, config).context("the edited file would not load; nothing written")?;
+    write_atomically(config, edited.as_bytes(), mode_of(config))?;
+    tracing::info!(peer = %name, config = %config.display(), "peer removed from the config");
+    let live = Live::from_result(UapiClient::new(uapi_socket).remove_peer(&key));
+    Ok(RemoveOutcome {
+        public_key: key.to_base64(),
+        live,
+    })
+}
+
+/// One row of `peer list`.
+#[derive(Debug, Clone)]
+pub struct PeerRow {
+    pub name: Option<String>,
+    pub public_key: String,
+    pub allowed_ips: Vec<IpNet>,
+    /// From the running gateway, when one answers.
+    pub live: Option<LivePeer>,
+}
+
+/// `peer list`: the config's peers, joined with the running gateway's view. The second value
+/// says why live data is missing (no gateway, or an error).
+pub fn list(config: &Path, uapi_socket: &Path) -> anyhow::Result<(Vec<PeerRow>, Option<String>)> {
+    let text = read_gw_toml(config)?;
+    let cfg = parse_gw_toml(&text, config)?;
+    let (live, why) = match UapiClient::new(uapi_socket).peers() {
+        Ok(p) => (p, None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
+    let mut rows: Vec<PeerRow> = cfg
+        .peers
+        .iter()
+        .map(|p| {
+            let key = p.public_key.to_base64();
+            PeerRow {
+                name: p.name.clone(),
+                live: live.iter().find(|l| l.public_key == key).cloned(),
+                public_key: key,
+                allowed_ips: p.allowed_ips.clone(),
+            }
+        })
+        .collect();
+    // Peers the gateway has but the file does not (set by `wg set`, or a file edited since).
+    for l in &live {
+        if !rows.iter().any(|r| r.public_key == l.public_key) {
+            rows.push(PeerRow {
+                name: None,
+                public_key: l.public_key.clone(),
+                allowed_ips: l.allowed_ips.clone(),
+                live: Some(l.clone()),
+            });
+        }
+    }
+    Ok((rows, why))
+}
+
+/// `peer list` as text, in `wg show`'s words.
+pub fn render_list(rows: &[PeerRow], now: SystemTime) -> String {
+    let mut s = String::new();
+    for r in rows {
+        let ips: Vec<String> = r.allowed_ips.iter().map(|n| n.to_string()).collect();
+        s.push_str(&format!(
+            "peer {}\n  public key: {}\n  allowed ips: {}\n",
+            r.name.as_deref().unwrap_or("(unnamed)"),
+            r.public_key,
+            if ips.is_empty() {
+                "(none)".into()
+            } else {
+                ips.join(", ")
+            }
+        ));
+        if let Some(l) = &r.live {
+            if let Some(e) = l.endpoint {
+                s.push_str(&format!("  endpoint: {e}\n"));
+            }
+            match l.last_handshake {
+                Some(t) => s.push_str(&format!(
+                    "  latest handshake: {}\n",
+                    ago(now.duration_since(t).unwrap_or_default())
+                )),
+                None => s.push_str("  latest handshake: never\n"),
+            }
+            s.push_str(&format!(
+                "  transfer: {} received, {} sent\n",
+                bytes(l.rx_bytes),
+                bytes(l.tx_bytes)
+            ));
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// "1 hour, 2 minutes, 3 seconds ago", as `wg show` prints ages.
+pub fn ago(d: Duration) -> String {
+    let mut left = d.as_secs();
+    if left == 0 {
+        return "Now".into();
+    }
+    let mut parts = Vec::new();
+    for (unit, secs) in [
+        ("day", 86_400),
+        ("hour", 3_600),
+        ("minute", 60),
+        ("second", 1),
+    ] {
+        let n = left / secs;
+        left %= secs;
+        if n > 0 {
+            parts.push(format!("{n} {unit}{}", if n == 1 { "" } else { "s" }));
+        }
+    }
+    format!("{} ago", parts.join(", "))
+}
+
+/// "1.50 KiB", as `wg show` prints transfer.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < UNITS.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{v:.2} {}", UNITS[i])
+}
+
+fn read_gw_toml(path: &Path) -> anyhow::Result<String> {
+    let text = fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read {} (create one with `dataplane init --config {}`)",
+            path.display(),
+            path.display()
+        )
+    })?;
+    if Format::detect(path, &text) == Format::WgQuick {
+        bail!(
+            "{} is a wg-quick file; peers are managed in gw.toml. Convert it first: dataplane import {} > gw.toml",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(text)
+}
+
+/// Loads gw.toml text with the gateway's own loader (file checks only, not this host's).
+fn parse_gw_toml(text: &str, path: &Path) -> anyhow::Result<GatewayConfig> {
+    let opts = LoadOptions {
+        host: HostFacts::unknown(),
+        interfaces: None,
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    config::load_str(
+        text,
+        &path.display().to_string(),
+        base,
+        Format::GwToml,
+        "wg0",
+        &opts,
+    )
+    .map(|l| l.config)
+    .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The WAN interface's first IPv4 address, the default client endpoint (SERVERURL=auto).
+fn wan_address(cfg: &GatewayConfig) -> Result<std::net::Ipv4Addr, String> {
+    let wan = cfg.dataplane.interfaces.wan();
+    let hint = "pass --server-url with the address or name clients reach the gateway at";
+    let mut rtnl = crate::route::Rtnl::open().map_err(|e| format!("rtnetlink: {e}; {hint}"))?;
+    let link = rtnl
+        .link_by_name(wan)
+        .map_err(|e| format!("rtnetlink: {e}; {hint}"))?
+        .ok_or_else(|| format!("no interface {wan:?} on this host; {hint}"))?;
+    rtnl.primary_ipv4(link.index)
+        .map_err(|e| format!("rtnetlink: {e}; {hint}"))?
+        .ok_or_else(|| format!("{wan} has no IPv4 address; {hint}"))
+}
+
+/// The permission bits of `path`, 0600 when it does not exist.
+fn mode_of(path: &Path) -> u32 {
+    fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(0o600)
+}
+
+/// Replaces `path` with `data`: a temporary file beside it, fsync, rename. Readers see the old
+/// or the new file, never half of one.
+fn write_atomically(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} is not a file path", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.dataplane-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(check_name("peer1").is_ok());
+        assert!(check_name("alice-phone.2").is_ok());
+        assert!(check_name("").is_err());
+        assert!(check_name("a/b").is_err());
+        assert!(check_name("..").is_err());
+        assert!(check_name("sixteen-chars-xx").is_err());
+        assert!(check_name("with space").is_err());
+    }
+
+    #[test]
+    fn wg_style_ages_and_sizes() {
+        assert_eq!(ago(Duration::from_secs(0)), "Now");
+        assert_eq!(ago(Duration::from_secs(61)), "1 minute, 1 second ago");
+        assert_eq!(
+            ago(Duration::from_secs(7322)),
+            "2 hours, 2 minutes, 2 seconds ago"
+        );
+        assert_eq!(bytes(12), "12 B");
+        assert_eq!(bytes(1536), "1.50 KiB");
+        assert_eq!(bytes(3 << 20), "3.00 MiB");
+    }
+}

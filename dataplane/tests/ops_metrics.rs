@@ -1,0 +1,269 @@
+//! The Prometheus endpoint and the control socket, served from a fake stats source: the scrape
+//! is parsed by a strict reader of the text format (`ops_support`) and must carry the
+//! prometheus_wireguard_exporter names and labels and the data plane's own families; the
+//! control socket answers `dataplane stats` (text and JSON) and refuses unknown requests.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use dataplane::control::server::ControlServer;
+use dataplane::control::{client, PeerStats, StatsSnapshot, StatsSource, WorkerStats, XdpStats};
+use dataplane::metrics::MetricsServer;
+
+mod ops_support;
+use ops_support::Scrape;
+
+/// A source whose worker rx grows by 100 per snapshot, so a test sees fresh data each time.
+struct Fake {
+    calls: AtomicU64,
+}
+
+impl StatsSource for Fake {
+    fn snapshot(&self) -> StatsSnapshot {
+        let n = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut w = WorkerStats {
+            worker: 0,
+            rx: 100 * n,
+            tx: 90,
+            decrypted: 80,
+            encrypted: 70,
+            nat_entries: 5,
+            ..Default::default()
+        };
+        w.drops.insert("no_route".into(), 3);
+        w.drops.insert("malformed".into(), 0);
+        w.xsk.insert("rx_ring_full".into(), 2);
+        StatsSnapshot {
+            interface: "wg0".into(),
+            uptime_seconds: 12.5,
+            workers: vec![w],
+            slow_path: [("handshakes_received".to_string(), 4u64)]
+                .into_iter()
+                .collect(),
+            handshake_queue_depth: Some(1),
+            xdp: vec![XdpStats {
+                interface: "eth0".into(),
+                counters: [("redirect_wireguard".to_string(), 42u64)]
+                    .into_iter()
+                    .collect(),
+                error: None,
+            }],
+            peers: vec![
+                PeerStats {
+                    name: Some("peer1".into()),
+                    public_key: "2S7mA0vEMethCNQrJpJKE81/JmhgtB+tHHLYQhgM6kk=".into(),
+                    endpoint: Some("192.0.2.7:51820".into()),
+                    allowed_ips: vec!["10.13.13.2/32".into(), "10.13.13.66/32".into()],
+                    latest_handshake: Some(1_700_000_000),
+                    rx_bytes: 71_420_072,
+                    tx_bytes: 3_208_804,
+                },
+                PeerStats {
+                    name: None,
+                    public_key: "qnoxQoQI8KKMupLnSSureORV0wMmH7JryZNsmGVISzU=".into(),
+                    allowed_ips: vec!["10.13.13.3/32".into()],
+                    ..Default::default()
+                },
+            ],
+        }
+    }
+}
+
+fn fake() -> Arc<dyn StatsSource> {
+    Arc::new(Fake {
+        calls: AtomicU64::new(0),
+    })
+}
+
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    (head.to_string(), body.to_string())
+}
+
+#[test]
+fn scrape_parses_with_exporter_names_and_data_plane_families() {
+    let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), fake()).unwrap();
+    let (head, body) = http_get(server.local_addr(), "/metrics");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    assert!(
+        head.contains(&format!("Content-Length: {}", body.len())),
+        "{head}"
+    );
+    let scrape: Scrape = ops_support::parse(&body).expect("valid exposition text");
+
+    // prometheus_wireguard_exporter's series, labels and types.
+    let sent = scrape.value(
+        "wireguard_sent_bytes_total",
+        &[
+            ("interface", "wg0"),
+            ("public_key", "2S7mA0vEMethCNQrJpJKE81/JmhgtB+tHHLYQhgM6kk="),
+            ("allowed_ips", "10.13.13.2/32,10.13.13.66/32"),
+            ("friendly_name", "peer1"),
+        ],
+    );
+    assert_eq!(sent, 3_208_804.0);
+    assert_eq!(scrape.types["wireguard_sent_bytes_total"], "counter");
+    assert_eq!(scrape.types["wireguard_received_bytes_total"], "counter");
+    assert_eq!(scrape.types["wireguard_latest_handshake_seconds"], "gauge");
+    assert_eq!(
+        scrape.value(
+            "wireguard_received_bytes_total",
+            &[("friendly_name", "peer1")]
+        ),
+        71_420_072.0
+    );
+    assert_eq!(
+        scrape.value(
+            "wireguard_latest_handshake_seconds",
+            &[("friendly_name", "peer1")]
+        ),
+        1_700_000_000.0
+    );
+    // The unnamed peer has no friendly_name label and a 0 handshake (never).
+    let other = scrape
+        .find(
+            "wireguard_latest_handshake_seconds",
+            &[("public_key", "qnoxQoQI8KKMupLnSSureORV0wMmH7JryZNsmGVISzU=")],
+        )
+        .unwrap();
+    assert_eq!(other.labels.get("friendly_name"), None);
+    assert_eq!(other.labels["allowed_ips"], "10.13.13.3/32");
+    assert_eq!(other.value, 0.0);
+
+    // The data plane's own families.
+    assert_eq!(
+        scrape.value(
+            "dataplane_worker_packets_total",
+            &[("worker", "0"), ("stage", "rx")]
+        ),
+        100.0
+    );
+    assert_eq!(
+        scrape.value("dataplane_worker_drops_total", &[("reason", "no_route")]),
+        3.0
+    );
+    assert_eq!(
+        scrape.value("dataplane_worker_drops_total", &[("reason", "malformed")]),
+        0.0
+    );
+    assert_eq!(
+        scrape.value("dataplane_nat_entries", &[("worker", "0")]),
+        5.0
+    );
+    assert_eq!(scrape.value("dataplane_handshake_queue_depth", &[]), 1.0);
+    assert_eq!(
+        scrape.value(
+            "dataplane_xdp_packets_total",
+            &[("interface", "eth0"), ("action", "redirect_wireguard")]
+        ),
+        42.0
+    );
+    assert_eq!(
+        scrape.value(
+            "dataplane_afxdp_socket_events_total",
+            &[("event", "rx_ring_full")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        scrape.value(
+            "dataplane_slowpath_events_total",
+            &[("event", "handshakes_received")]
+        ),
+        4.0
+    );
+    // Every family has HELP text.
+    for name in [
+        "wireguard_sent_bytes_total",
+        "dataplane_worker_packets_total",
+        "dataplane_xdp_packets_total",
+    ] {
+        assert!(scrape.help.contains_key(name), "no HELP for {name}");
+    }
+
+    // Each scrape takes a fresh snapshot.
+    let (_, body2) = http_get(server.local_addr(), "/metrics");
+    let scrape2 = ops_support::parse(&body2).unwrap();
+    assert_eq!(
+        scrape2.value("dataplane_worker_packets_total", &[("stage", "rx")]),
+        200.0
+    );
+
+    let (head, _) = http_get(server.local_addr(), "/nope");
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    server.stop();
+}
+
+#[test]
+fn label_values_are_escaped() {
+    let mut snap = fake().snapshot();
+    snap.peers[0].name = Some("a \"quoted\" \\ name\nx".into());
+    let text = dataplane::metrics::render(&snap);
+    assert!(
+        text.contains(r#"friendly_name="a \"quoted\" \\ name\nx""#),
+        "{text}"
+    );
+    // Every non-comment line is `name{labels} value` or `name value`.
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let v = line.rsplit(' ').next().unwrap();
+        assert!(v.parse::<f64>().is_ok(), "bad sample line {line:?}");
+    }
+}
+
+#[test]
+fn control_socket_serves_stats_to_the_client_and_the_binary() {
+    let dir = std::env::temp_dir().join(format!("ops-control-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("control.sock");
+    let server = ControlServer::start(&sock, fake()).unwrap();
+
+    let snap = client::request_stats(&sock).unwrap();
+    assert_eq!(snap.workers[0].rx, 100);
+    assert_eq!(snap.peers.len(), 2);
+    let raw = client::request(&sock, "reboot").unwrap();
+    assert!(raw.contains("\"error\""), "{raw}");
+    // A second server on the same live socket is refused.
+    assert!(ControlServer::start(&sock, fake()).is_err());
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dataplane"))
+        .args(["stats", "--socket", sock.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("worker 0:"), "{text}");
+    assert!(text.contains("dropped      3: no_route=3"), "{text}");
+    assert!(text.contains("xdp eth0: redirect_wireguard=42"), "{text}");
+    assert!(
+        text.contains("peer peer1 (2S7mA0vEMethCNQrJpJKE81/JmhgtB+tHHLYQhgM6kk=)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("transfer: 68.11 MiB received, 3.06 MiB sent"),
+        "{text}"
+    );
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dataplane"))
+        .args(["stats", "--json", "--socket", sock.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let back: StatsSnapshot = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(back.peers[0].name.as_deref(), Some("peer1"));
+
+    server.stop();
+    assert!(!sock.exists(), "the socket file is removed on stop");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dataplane"))
+        .args(["stats", "--socket", sock.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is `dataplane --config ...` running?"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
