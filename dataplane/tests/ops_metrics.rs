@@ -15,7 +15,8 @@ use dataplane::metrics::MetricsServer;
 mod ops_support;
 use ops_support::Scrape;
 
-/// A source whose worker rx grows by 100 per snapshot, so a test sees fresh data each time.
+/// A source whose worker rx grows by 100 and uptime by 1 s per snapshot, so a test sees fresh
+/// data (and a rate of 100/s) each time.
 struct Fake {
     calls: AtomicU64,
 }
@@ -37,7 +38,7 @@ impl StatsSource for Fake {
         w.xsk.insert("rx_ring_full".into(), 2);
         StatsSnapshot {
             interface: "wg0".into(),
-            uptime_seconds: 12.5,
+            uptime_seconds: n as f64,
             workers: vec![w],
             slow_path: [("handshakes_received".to_string(), 4u64)]
                 .into_iter()
@@ -265,5 +266,36 @@ fn control_socket_serves_stats_to_the_client_and_the_binary() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is `dataplane --config ...` running?"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn stats_watch_refreshes_with_rates() {
+    let dir = std::env::temp_dir().join(format!("ops-watch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("control.sock");
+    let server = ControlServer::start(&sock, fake()).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_dataplane"))
+        .args(["stats", "--watch", "--socket", sock.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Each refresh clears the screen; from the second one on, counters carry their rate.
+    let screens: Vec<&str> = text
+        .split("\x1b[2J\x1b[H")
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert!(screens.len() >= 2, "{text}");
+    assert!(screens[0].contains("rx           100\n"), "{}", screens[0]);
+    assert!(
+        screens[1].contains("rx           200 (100/s)"),
+        "{}",
+        screens[1]
+    );
+    server.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
