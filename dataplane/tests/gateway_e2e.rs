@@ -788,6 +788,100 @@ fn spoofed_inner_source_dropped_two_armed() {
     spoofed_inner_source_dropped("spoofed_inner_source_dropped_two_armed", Topology::TwoArmed);
 }
 
+// ---- 6b. a spoofed outer source does not move the endpoint -----------------------------------
+
+/// `python3 -c REPLAY_PY IFACE GW_IP SPOOF_IP`: captures one WireGuard data message (type 4) the
+/// client's wireguard-go sends on IFACE (it makes one by sending a UDP datagram into the
+/// tunnel), then sends it again, as is (a replay) and with its last byte flipped (a forgery),
+/// from SPOOF_IP:40000. Prints the captured message's length.
+const REPLAY_PY: &str = r#"
+import socket, struct, sys, time
+iface, gw, spoof = sys.argv[1], sys.argv[2], sys.argv[3]
+sniff = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+sniff.bind((iface, 0)); sniff.settimeout(0.2)
+trigger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+deadline = time.monotonic() + 5; msg = None
+while msg is None and time.monotonic() < deadline:
+    trigger.sendto(b"make wireguard-go send a data message", ("172.23.0.2", 9))
+    end = time.monotonic() + 0.3
+    while time.monotonic() < end:
+        try: f = sniff.recv(65535)
+        except socket.timeout: break
+        if len(f) < 14 + 20 + 8 or f[12:14] != b"\x08\x00" or f[23] != 17: continue
+        ihl = (f[14] & 15) * 4
+        dport = struct.unpack("!H", f[14 + ihl + 2:14 + ihl + 4])[0]
+        if socket.inet_ntoa(f[30:34]) != gw or dport != 51820: continue
+        payload = f[14 + ihl + 8:]
+        if len(payload) >= 32 and payload[0] == 4:
+            msg = payload; break
+if msg is None: sys.exit("no WireGuard data message seen on %s" % iface)
+out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+out.bind((spoof, 40000))
+out.sendto(msg, (gw, 51820))
+forged = msg[:-1] + bytes([msg[-1] ^ 1])
+out.sendto(forged, (gw, 51820))
+print(len(msg))
+"#;
+
+fn spoofed_outer_source_keeps_endpoint(name: &'static str, topology: Topology) {
+    let _serial = serial();
+    let mut t = E2e::build(name, topology, false, "");
+    assert_pings(&t, None, SERVER_ADDR, 3);
+    let endpoint = format!("{}:51820", topology.client_underlay_addr());
+    assert_eq!(wg_dump(&mut t, Node::Gateway)[0].endpoint, endpoint);
+    let (spoof, cidr) = match topology {
+        Topology::OneArmed => (Ipv4Addr::new(172, 23, 0, 77), "172.23.0.77/32"),
+        Topology::TwoArmed => (Ipv4Addr::new(198, 18, 0, 77), "198.18.0.77/24"),
+    };
+    t.exec_in(Node::Client, &["ip", "address", "add", cidr, "dev", "eth0"])
+        .unwrap();
+    let gw = topology.endpoint().ip().to_string();
+    let (ok, out) = t
+        .try_exec_in(
+            Node::Client,
+            &["python3", "-c", REPLAY_PY, "eth0", &gw, &spoof.to_string()],
+        )
+        .unwrap();
+    assert!(ok, "capturing and replaying a data message failed: {out}");
+    std::thread::sleep(Duration::from_millis(300));
+    let now = t.wg(Node::Gateway, &["show", "wg0", "endpoints"]).unwrap();
+    assert!(
+        now.contains(&endpoint) && !now.contains(&spoof.to_string()),
+        "a replayed or forged data message from {spoof} moved the endpoint: {now:?}"
+    );
+    // The real peer still gets its replies at its real address.
+    assert_eq!(ping(&t, Node::Client, None, SERVER_ADDR, 3), 3);
+    t.signal_gateway("TERM").unwrap();
+    assert!(t.wait_gateway_exit(Duration::from_secs(10)).is_some());
+    let counters = parse_logged_counters(&t.gateway_log());
+    let rejected: u64 = counters.iter().map(|c| c.dropped("decrypt_failed")).sum();
+    eprintln!("{name}: decrypt_failed={rejected} after one replay and one forgery");
+    assert!(rejected >= 2, "counters: {counters:?}");
+    t.take_gateway();
+}
+
+#[test]
+fn spoofed_outer_source_keeps_endpoint_one_armed() {
+    if skip_unless_root("spoofed_outer_source_keeps_endpoint_one_armed") {
+        return;
+    }
+    spoofed_outer_source_keeps_endpoint(
+        "spoofed_outer_source_keeps_endpoint_one_armed",
+        Topology::OneArmed,
+    );
+}
+
+#[test]
+fn spoofed_outer_source_keeps_endpoint_two_armed() {
+    if skip_unless_root("spoofed_outer_source_keeps_endpoint_two_armed") {
+        return;
+    }
+    spoofed_outer_source_keeps_endpoint(
+        "spoofed_outer_source_keeps_endpoint_two_armed",
+        Topology::TwoArmed,
+    );
+}
+
 // ---- 7. roaming -------------------------------------------------------------------------------
 
 fn roaming(name: &'static str, topology: Topology) {
@@ -952,16 +1046,39 @@ fn stop_and_restart(name: &'static str, topology: Topology) {
 
     // Again with the UAPI directory visible from here: the socket exists while running and is
     // removed on SIGTERM.
+    // The control socket (`dataplane stats`) goes into the lab directory too, not the host's
+    // /run/dataplane.sock.
     let uapi = t.dir().join("run-wireguard");
     let sock = uapi.join("wg0.sock");
+    let control = t.dir().join("dataplane.sock");
+    t.write_gateway_toml(&GwTomlOptions {
+        mode: None,
+        extra_toml: format!("[control]\nsocket = \"{}\"\n", control.display()),
+    })
+    .unwrap();
     t.start_dataplane_with_uapi_dir(dataplane(""), &uapi)
         .unwrap();
     assert!(sock.exists(), "no UAPI socket at {}", sock.display());
+    // The control socket comes up after the workers, a moment after the UAPI socket.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !control.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        control.exists(),
+        "no control socket at {}",
+        control.display()
+    );
     t.signal_gateway("TERM").unwrap();
     let status = t.wait_gateway_exit(Duration::from_secs(10));
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{status:?}");
     t.take_gateway();
     assert!(!sock.exists(), "{} left after SIGTERM", sock.display());
+    assert!(
+        !control.exists(),
+        "{} left after SIGTERM",
+        control.display()
+    );
     for i in ifaces {
         assert!(!xdp_attached(&t, i), "XDP program left on {i}");
     }
@@ -998,11 +1115,48 @@ fn stop_and_restart(name: &'static str, topology: Topology) {
     t.wait_for_handshake(Duration::from_secs(10))
         .expect("handshake with the restarted gateway");
     assert_pings(&t, None, SERVER_ADDR, 3);
+
+    // A second instance on the same interfaces is refused, and the running one is untouched.
+    let config = t.dir().join("gw.toml");
+    let mut second = t
+        .spawn_background(
+            Node::Gateway,
+            "second-dataplane",
+            &[
+                "sh",
+                "-c",
+                "mkdir -p /run/wireguard && mount -t tmpfs wglab2 /run/wireguard && exec \"$@\"",
+                "sh",
+                env!("CARGO_BIN_EXE_dataplane"),
+                "--config",
+                &config.to_string_lossy(),
+            ],
+        )
+        .unwrap();
+    let status = second.wait(Duration::from_secs(10));
+    let log = second.log_text();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "a second instance was not refused ({status:?}):\n{log}"
+    );
+    assert!(
+        log.contains("already driven by another dataplane instance"),
+        "the refusal does not say why:\n{log}"
+    );
+    for i in ifaces {
+        assert!(
+            xdp_attached(&t, i),
+            "the refused instance removed the program on {i}"
+        );
+    }
+    assert_eq!(ping(&t, Node::Client, None, SERVER_ADDR, 3), 3);
+
     t.signal_gateway("TERM").unwrap();
     let status = t.wait_gateway_exit(Duration::from_secs(10));
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{status:?}");
     t.take_gateway();
     assert!(!sock.exists());
+    assert!(!control.exists());
     for i in ifaces {
         assert!(!xdp_attached(&t, i), "XDP program left on {i}");
     }
