@@ -17,6 +17,8 @@ pub struct Machine {
     pub cpu: String,
     pub cores: usize,
     pub kernel: String,
+    /// /proc/loadavg when the run started (the machine may be shared).
+    pub load: String,
 }
 
 impl Machine {
@@ -35,7 +37,11 @@ impl Machine {
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .map(|s| s.trim().to_owned())
             .unwrap_or_else(|_| "unknown".into());
+        let load = std::fs::read_to_string("/proc/loadavg")
+            .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default();
         Machine {
+            load,
             cpu,
             cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
             kernel,
@@ -66,10 +72,11 @@ impl Report {
         let _ = writeln!(s, "# Benchmark results\n");
         let _ = writeln!(
             s,
-            "- machine: {} ({} cores), kernel {}\n- run: `bench{}`",
+            "- machine: {} ({} cores), kernel {}, load average at start {}\n- run: `bench{}`",
             m.cpu,
             m.cores,
             m.kernel,
+            m.load,
             if self.quick { " --quick" } else { "" }
         );
         for g in &self.gateways {
@@ -95,7 +102,9 @@ impl Report {
                  rewrite. Reverse: return traffic -> NAT reverse, AllowedIPs, encrypt, outer \
                  headers. Frames are re-sealed outside the timed region (no copy timed). \
                  Ratio = pipeline ns/packet over raw ChaCha20-Poly1305 ns/packet of the same \
-                 bytes (1.0 is the limit). Gbit/s counts inner packet bytes.\n"
+                 bytes (1.0 is the limit). Gbit/s counts inner packet bytes. Rates are per \
+                 on-CPU second of the worker thread (preemption by other load excluded); the \
+                 two-worker figure is the sum of both workers' rates, each on its own thread.\n"
             );
             let _ = writeln!(
                 s,
