@@ -10,7 +10,8 @@
 //! run as root. The tests take a lock and run one at a time: the machine has two cores, and
 //! throughput or timing checks next to another test's 32 MiB download would measure the other
 //! test. Run them with
-//! `sudo -E cargo test -p dataplane --test gateway_e2e -- --nocapture` (the Mbit/s are printed).
+//! `sudo -E cargo test -p dataplane --test gateway_e2e -- --nocapture` (the Mbit/s are printed);
+//! `DATAPLANE_E2E_BIN=target/release/dataplane` runs the same suite against another build.
 
 use std::net::Ipv4Addr;
 use std::ops::{Deref, DerefMut};
@@ -42,9 +43,15 @@ fn skip_unless_root(test: &str) -> bool {
     true
 }
 
-/// The gateway under test: this build's `dataplane`, XDP mode left to `auto` as deployed.
+/// The `dataplane` binary under test: this build's, or `$DATAPLANE_E2E_BIN` (e.g. a release
+/// build, to see the throughput the unoptimised test build hides).
+fn binary() -> String {
+    std::env::var("DATAPLANE_E2E_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_dataplane").into())
+}
+
+/// The gateway under test, XDP mode left to `auto` as deployed.
 fn dataplane(extra_toml: &str) -> DataplaneGateway {
-    let mut dp = DataplaneGateway::new(env!("CARGO_BIN_EXE_dataplane"));
+    let mut dp = DataplaneGateway::new(binary());
     dp.toml = GwTomlOptions {
         mode: None,
         extra_toml: extra_toml.to_owned(),
@@ -1118,6 +1125,7 @@ fn stop_and_restart(name: &'static str, topology: Topology) {
 
     // A second instance on the same interfaces is refused, and the running one is untouched.
     let config = t.dir().join("gw.toml");
+    let bin = binary();
     let mut second = t
         .spawn_background(
             Node::Gateway,
@@ -1127,7 +1135,7 @@ fn stop_and_restart(name: &'static str, topology: Topology) {
                 "-c",
                 "mkdir -p /run/wireguard && mount -t tmpfs wglab2 /run/wireguard && exec \"$@\"",
                 "sh",
-                env!("CARGO_BIN_EXE_dataplane"),
+                &bin,
                 "--config",
                 &config.to_string_lossy(),
             ],
