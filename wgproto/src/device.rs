@@ -19,7 +19,7 @@ use std::time::Duration;
 use rand_core::{CryptoRng, RngCore};
 
 use crate::allowedips::AllowedIps;
-use crate::config::{InterfaceConfig, PeerConfig};
+use crate::config::{InterfaceConfig, IpPrefix, PeerConfig};
 use crate::constants::{
     COOKIE_REPLY_LEN, REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME, REKEY_TIMEOUT,
     REKEY_TIMEOUT_JITTER_MAX, TRANSPORT_HEADER_LEN, TRANSPORT_MIN_LEN,
@@ -340,7 +340,8 @@ impl Device {
             peer.timers.set_persistent_keepalive(keepalive, Some(now));
         }
         if peer.allowed_ips != config.allowed_ips {
-            self.allowed_ips.remove_all(&id);
+            let old = std::mem::take(&mut peer.allowed_ips);
+            self.remove_prefixes_of(id, &old);
             for prefix in &config.allowed_ips {
                 if let Some(previous_owner) = self.allowed_ips.insert(*prefix, id) {
                     if previous_owner != id {
@@ -364,8 +365,9 @@ impl Device {
         self.clear_pending_handshake(id);
         self.zero_keypairs(id);
         self.by_key.remove(public_key);
-        self.peers.remove(&id);
-        self.allowed_ips.remove_all(&id);
+        if let Some(peer) = self.peers.remove(&id) {
+            self.remove_prefixes_of(id, &peer.allowed_ips);
+        }
         self.indices.retain(|_, (p, _)| *p != id);
         self.outputs.push_back(Output::AllowedIpsChanged);
         self.outputs.push_back(Output::PeerEvent {
@@ -373,6 +375,20 @@ impl Device {
             event: PeerEvent::Removed,
         });
         Some(id)
+    }
+
+    /// Takes `prefixes` (the peer's own list, which always names exactly what it owns in the
+    /// table) away from peer `id`. Removing by the peer's list instead of scanning the whole
+    /// table keeps loading or replacing many peers linear, not quadratic.
+    fn remove_prefixes_of(&mut self, id: PeerId, prefixes: &[IpPrefix]) {
+        for prefix in prefixes {
+            if let Some(owner) = self.allowed_ips.remove(*prefix) {
+                if owner != id {
+                    // Not ours (cannot happen while the lists are kept in sync): put it back.
+                    self.allowed_ips.insert(*prefix, owner);
+                }
+            }
+        }
     }
 
     pub fn peer_id(&self, public_key: &PublicKey) -> Option<PeerId> {
