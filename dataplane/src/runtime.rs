@@ -267,6 +267,7 @@ pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<(
         reload_from.as_deref(),
         &all_counters,
         &slow,
+        &to_slow,
         &programs,
     );
     // ---- end ops ----

@@ -101,6 +101,11 @@ pub struct SlowPathSender {
 }
 
 impl SlowPathSender {
+    /// Messages waiting in the queue now (handshakes, host packets, events).
+    pub fn depth(&self) -> usize {
+        self.depth.load(Ordering::Relaxed)
+    }
+
     /// Queues `msg` without blocking; `false` if the queue is full (the caller counts a drop).
     pub fn try_send(&self, msg: ToSlowPath) -> bool {
         // Counted before the send: the receiver may take the message before this thread runs

@@ -73,6 +73,7 @@ pub fn start_for_gateway(
     config_file: Option<&Path>,
     workers: &[Arc<crate::counters::WorkerCounters>],
     slow: &Arc<slowpath::engine::SlowPath>,
+    queue: &slowpath::queue::SlowPathSender,
     programs: &[crate::xdp::XdpProgram],
 ) -> Option<OpsServers> {
     let xdp = programs
@@ -91,6 +92,7 @@ pub fn start_for_gateway(
         slow: slow.clone(),
         xdp,
         names: PeerNames::new(cfg, config_file.map(Path::to_path_buf)),
+        queue: queue.clone(),
     });
     match OpsServers::start(&cfg.control.socket, cfg.metrics.listen, source) {
         Ok(s) => Some(s),

@@ -210,6 +210,8 @@ pub struct GatewayStats {
     pub slow: Arc<SlowPath>,
     pub xdp: Vec<Result<XdpCountersReader, (String, String)>>,
     pub names: PeerNames,
+    /// The workers' end of the slow-path queue, read for its depth.
+    pub queue: slowpath::queue::SlowPathSender,
 }
 
 impl StatsSource for GatewayStats {
@@ -268,8 +270,7 @@ impl StatsSource for GatewayStats {
                 .map(|(i, c)| worker_stats(i, c))
                 .collect(),
             slow_path: slow_path_stats(&self.slow.counters()),
-            // The queue's depth is not exported by slowpath yet (needs SlowPathSender::depth).
-            handshake_queue_depth: None,
+            handshake_queue_depth: Some(self.queue.depth() as u64),
             xdp,
             peers,
         }

@@ -15,15 +15,20 @@ use tracing::warn;
 use wgproto::time::Timestamp;
 
 use super::pipeline::{Batch, Pipeline, Resume, Verdict};
-use crate::afxdp::{Frame, TxError, XskGroup};
+use crate::afxdp::{Frame, SocketStats, TxError, XskGroup};
+use crate::control::publish_xsk_stats;
 use crate::counters::{DropReason, WorkerCounters};
 use crate::route::NextHopReader;
 
 /// NAT mappings expired per batch at most: bounded work, so expiry never stalls the path.
 const EXPIRE_BUDGET: usize = 64;
+/// How often the worker publishes its gauges (NAT entries, the kernel's socket statistics).
+const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 /// How long an idle worker sleeps in `poll` before checking the stop flag again.
 const IDLE_POLL_MS: i32 = 10;
 
+/// Sockets per worker: one per attached interface (two-armed is two).
+const MAX_SOCKETS: usize = 8;
 /// Most frames held while their next hop resolves (the kernel's `unres_qlen` is 101 per
 /// neighbour; this is per worker, across all neighbours).
 const PARK_MAX: usize = 256;
@@ -113,6 +118,7 @@ impl Worker {
         let sockets: Vec<u32> = (0..self.group.socket_count())
             .map(|s| self.group.socket_info(s).ifindex)
             .collect();
+        let mut next_gauges = Timestamp::ZERO;
         while !self.stop.load(Ordering::Relaxed) {
             let tables = self.tables.load();
             let routes = self.routes.snapshot();
@@ -163,6 +169,10 @@ impl Worker {
                 warn!(error = %e, "AF_XDP ring service failed");
             }
             self.pipeline.expire(batch.now, EXPIRE_BUDGET);
+            if batch.now >= next_gauges {
+                next_gauges = batch.now + GAUGE_INTERVAL;
+                self.publish_gauges(&counters);
+            }
             drop(routes);
             drop(tables);
             if received == 0 {
@@ -171,9 +181,23 @@ impl Worker {
                 let _ = self.group.wait_readable(timeout);
             }
         }
+        self.publish_gauges(&counters);
         for p in parked.drain(..) {
             self.group.release(p.frame);
         }
         self.group
+    }
+
+    /// Publishes what is not a per-packet counter: NAT table size and the kernel's AF_XDP
+    /// statistics (read with a syscall, hence not per batch).
+    fn publish_gauges(&self, counters: &WorkerCounters) {
+        let entries = self.pipeline.nat().map_or(0, |n| n.len() as u64);
+        counters.nat_entries.store(entries, Ordering::Relaxed);
+        let mut stats = [SocketStats::default(); MAX_SOCKETS];
+        let n = self.group.socket_count().min(MAX_SOCKETS);
+        for (i, slot) in stats.iter_mut().enumerate().take(n) {
+            *slot = self.group.stats(i).unwrap_or_default();
+        }
+        publish_xsk_stats(counters, &stats[..n]);
     }
 }
