@@ -372,8 +372,22 @@ impl Shared {
     fn flush(&self, st: &mut State) {
         let now = self.clock.now();
         let wall = self.clock.wall();
+        // A `set=1` of many peers yields one AllowedIpsChanged per peer; republishing the whole
+        // table for each would be quadratic. Consecutive ones are applied once, still before
+        // any other output that follows them.
+        let mut allowed_ips_changed = false;
         while let Some(out) = st.device.poll(now, wall, &mut OsRng) {
+            if matches!(out, Output::AllowedIpsChanged) {
+                allowed_ips_changed = true;
+                continue;
+            }
+            if std::mem::take(&mut allowed_ips_changed) {
+                self.apply(st, Output::AllowedIpsChanged);
+            }
             self.apply(st, out);
+        }
+        if allowed_ips_changed {
+            self.apply(st, Output::AllowedIpsChanged);
         }
         if st.dirty {
             self.tables.store(Arc::new(st.master.clone()));
