@@ -34,3 +34,18 @@ if ! command -v cargo >/dev/null; then
     echo "install-deps: cargo not found. Install the Rust toolchain (rustup, stable >= 1.82) and rerun." >&2
     exit 1
 fi
+
+# boringtun, the second independent WireGuard peer of the tests (issue 4) and a benchmark
+# reference (issue 7). Not packaged by Debian: built from crates.io into a fixed root, which the
+# lab looks in (dataplane/src/lab/boringtun.rs). Pinned to the version the lab was tested with;
+# --locked uses the crate's own Cargo.lock. Takes about a minute on 2 cores; skipped when present.
+BORINGTUN_VERSION=0.7.1
+BORINGTUN_ROOT=/opt/boringtun
+if [ "$("$BORINGTUN_ROOT/bin/boringtun-cli" --version 2>/dev/null)" = "boringtun $BORINGTUN_VERSION" ]; then
+    :
+else
+    echo "install-deps: building boringtun-cli $BORINGTUN_VERSION into $BORINGTUN_ROOT (cargo install, about a minute)"
+    start=$SECONDS
+    cargo install --locked --quiet --force --version "=$BORINGTUN_VERSION" --root "$BORINGTUN_ROOT" boringtun-cli
+    echo "install-deps: boringtun-cli $BORINGTUN_VERSION installed in $((SECONDS - start)) s"
+fi
