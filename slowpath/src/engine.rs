@@ -25,13 +25,15 @@ use ipnet::IpNet;
 use rand_core::OsRng;
 use tracing::{debug, info, warn};
 use wgproto::config::{InterfaceConfig, IpPrefix, PeerConfig};
-use wgproto::device::{Device, Handled, KeySlot, Output, PeerEvent};
+use wgproto::cookie::CookieError;
+use wgproto::device::{Device, Handled, HandshakeDrop, KeySlot, Output, PeerEvent};
 use wgproto::peer::PeerId;
 
 use crate::queue::{Clock, SlowPathReceiver, ToSlowPath};
 use crate::tables::{PeerRoute, PeerStats, SharedTables, Tables};
 use crate::tun::{Tun, TunConfig};
 use crate::uapi::{DeviceSnapshot, Errno, PeerSnapshot, SetRequest, UapiBackend, UapiServer};
+use crate::watchdog::{Health, HealthReport, StallKnob, TestStall, STALL_THRESHOLD};
 
 /// How often statistics become timer events and timers are checked when nothing arrives.
 const TICK: Duration = Duration::from_millis(20);
@@ -41,6 +43,11 @@ const TICK: Duration = Duration::from_millis(20);
 pub struct SlowPathCounters {
     pub handshakes_received: AtomicU64,
     pub handshakes_dropped: AtomicU64,
+    /// Of `handshakes_dropped`: mac1 did not verify (not addressed to us, or forged), dropped
+    /// before any other work (whitepaper §5.4.4).
+    pub handshakes_bad_mac1: AtomicU64,
+    /// Of `handshakes_dropped`: refused by the per-source rate limiter under load.
+    pub handshakes_rate_limited: AtomicU64,
     pub cookie_replies_sent: AtomicU64,
     pub host_packets_in: AtomicU64,
     pub host_packets_out: AtomicU64,
@@ -79,7 +86,11 @@ struct Shared {
     /// Tunnel MTU: the cap of transport padding.
     mtu: usize,
     counters: Arc<SlowPathCounters>,
-    stop: AtomicBool,
+    stop: Arc<AtomicBool>,
+    /// Heartbeat, stall flag and cookie mode ([`crate::watchdog`]); read without the lock.
+    health: Arc<Health>,
+    /// The last [`SlowPath::snapshot`] taken, served while the lock is held too long.
+    last_snapshot: Mutex<Option<DeviceSnapshot>>,
 }
 
 /// The running slow path. Dropping it stops its threads and removes wg0 and the UAPI socket.
@@ -131,8 +142,11 @@ impl SlowPath {
             clock,
             mtu,
             counters: Arc::new(SlowPathCounters::default()),
-            stop: AtomicBool::new(false),
+            stop: Arc::new(AtomicBool::new(false)),
+            health: Arc::new(Health::default()),
+            last_snapshot: Mutex::new(None),
         });
+        shared.health.heartbeat.beat();
         {
             let mut st = shared.lock();
             shared.sync_peers(&mut st);
@@ -152,11 +166,17 @@ impl SlowPath {
         }
         let mut threads = Vec::new();
         let s = shared.clone();
+        let stall = StallKnob::new(TestStall::from_env());
         threads.push(
             std::thread::Builder::new()
                 .name("slowpath".into())
-                .spawn(move || s.run(queue))?,
+                .spawn(move || s.run(queue, stall))?,
         );
+        threads.push(crate::watchdog::spawn_watchdog(
+            shared.health.clone(),
+            shared.stop.clone(),
+            STALL_THRESHOLD,
+        )?);
         if shared.tun.is_some() {
             let s = shared.clone();
             threads.push(
@@ -180,9 +200,16 @@ impl SlowPath {
         self.shared.counters.clone()
     }
 
-    /// What `wg show` would report now.
+    /// What `wg show` would report now, without the private key. For statistics: when the
+    /// slow path holds its lock for longer than 200 ms (a stall), the last snapshot taken is
+    /// returned instead of waiting, so `dataplane stats` can still report the stall.
     pub fn snapshot(&self) -> DeviceSnapshot {
-        self.shared.snapshot()
+        self.shared.snapshot_for_report()
+    }
+
+    /// Heartbeat age, stall state and cookie mode, read without the slow path's lock.
+    pub fn health(&self) -> HealthReport {
+        self.shared.health.report()
     }
 
     /// Applies a new peer list (config reload): peers not in it are removed, the others are
@@ -237,20 +264,30 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn run(&self, queue: SlowPathReceiver) {
+    fn run(&self, queue: SlowPathReceiver, mut stall: StallKnob) {
         let mut next_tick = self.clock.now();
         while !self.stop.load(Ordering::Relaxed) {
+            self.health.heartbeat.beat();
+            if let Some(d) = stall.due() {
+                self.stall_on_purpose(d);
+            }
             let wait = next_tick.since(self.clock.now()).min(TICK);
             if let Some(msg) = queue.recv_timeout(wait) {
                 let under_load = queue.under_load();
+                self.health.set_cookie_mode(under_load);
                 let mut st = self.lock();
                 self.handle(&mut st, msg, under_load);
-                // Drain what else is waiting under the same lock.
+                // Drain what else is waiting under the same lock. Under a flood this loop
+                // may run for long: it beats the heartbeat so that is not taken for a stall.
                 while let Some(msg) = queue.recv_timeout(Duration::ZERO) {
+                    self.health.heartbeat.beat();
                     let under_load = queue.under_load();
+                    self.health.set_cookie_mode(under_load);
                     self.handle(&mut st, msg, under_load);
                 }
                 self.flush(&mut st);
+            } else {
+                self.health.set_cookie_mode(queue.under_load());
             }
             let now = self.clock.now();
             if now >= next_tick {
@@ -260,6 +297,21 @@ impl Shared {
                 next_tick = now + TICK;
             }
         }
+    }
+
+    /// The [`TestStall`] knob: holds the state lock and sleeps, as a slow path stuck in a long
+    /// operation would. Ends early when the slow path is stopped.
+    fn stall_on_purpose(&self, duration: Duration) {
+        warn!(
+            duration_s = duration.as_secs_f64(),
+            "test knob: stalling the slow path now, holding its lock"
+        );
+        let _st = self.lock();
+        let until = std::time::Instant::now() + duration;
+        while std::time::Instant::now() < until && !self.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        warn!("test knob: slow path stall over");
     }
 
     fn handle(&self, st: &mut State, msg: ToSlowPath, under_load: bool) {
@@ -296,6 +348,19 @@ impl Shared {
                         self.counters
                             .handshakes_dropped
                             .fetch_add(1, Ordering::Relaxed);
+                        match &e {
+                            HandshakeDrop::Cookie(CookieError::InvalidMac1) => {
+                                self.counters
+                                    .handshakes_bad_mac1
+                                    .fetch_add(1, Ordering::Relaxed);
+                            }
+                            HandshakeDrop::RateLimited(_) => {
+                                self.counters
+                                    .handshakes_rate_limited
+                                    .fetch_add(1, Ordering::Relaxed);
+                            }
+                            _ => {}
+                        }
                         debug!(src = %d.src, error = %e, "handshake message dropped");
                     }
                 }
@@ -642,8 +707,41 @@ impl Shared {
         }
     }
 
+    /// [`Shared::snapshot`] for statistics: waits at most 200 ms for the lock, then serves the
+    /// last snapshot taken (a stalled slow path must not hang `dataplane stats`). The private
+    /// key is left out: statistics never need it.
+    fn snapshot_for_report(&self) -> DeviceSnapshot {
+        let deadline = std::time::Instant::now() + Duration::from_millis(200);
+        loop {
+            let st = match self.state.try_lock() {
+                Ok(st) => Some(st),
+                Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            };
+            if let Some(st) = st {
+                let mut snap = Self::snapshot_of(&st);
+                drop(st);
+                snap.private_key = None;
+                *self.last_snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Some(snap.clone());
+                return snap;
+            }
+            if std::time::Instant::now() >= deadline {
+                return self
+                    .last_snapshot
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+                    .unwrap_or_default();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     fn snapshot(&self) -> DeviceSnapshot {
-        let st = self.lock();
+        Self::snapshot_of(&self.lock())
+    }
+
+    fn snapshot_of(st: &State) -> DeviceSnapshot {
         let peers = st
             .device
             .peers()

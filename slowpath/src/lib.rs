@@ -7,3 +7,4 @@ pub mod queue;
 pub mod tables;
 pub mod tun;
 pub mod uapi;
+pub mod watchdog;
