@@ -280,6 +280,45 @@ fn unreadable_private_key_file() {
 }
 
 #[test]
+fn oversized_private_key_file_is_refused_without_reading_it_all() {
+    // /dev/zero never ends: an uncapped read would fill memory instead of failing.
+    let errs = errors(&with_line(2, "private_key_file = \"/dev/zero\""));
+    assert_one(
+        &errs,
+        "gw.toml:2: interface.private_key_file: ",
+        &[
+            "cannot read /dev/zero",
+            "more than 256 bytes",
+            "44 characters",
+        ],
+    );
+}
+
+#[test]
+fn error_lines_are_right_deep_in_a_large_file() {
+    // Line numbers come from an index of line starts (a binary search per field); check them
+    // far from the start of a file of many peers, where an off-by-one would show.
+    let mut text = valid();
+    for i in 0..2000u32 {
+        let mut bytes = [7u8; 32];
+        bytes[..4].copy_from_slice(&i.to_le_bytes());
+        let key = dataplane::config::keys::encode_key(&bytes);
+        let ip = std::net::Ipv4Addr::from(0x0a14_0000 + i);
+        text.push_str(&format!(
+            "\n[[peer]]\npublic_key = \"{key}\"\nallowed_ips = [\"{ip}/32\"]\n"
+        ));
+    }
+    let lines_before = text.lines().count();
+    text.push_str("\n[[peer]]\npublic_key = \"not a key\"\nallowed_ips = [\"10.99.0.1/32\"]\n");
+    let errs = errors(&text);
+    assert_one(
+        &errs,
+        &format!("gw.toml:{}: peer[2002].public_key: ", lines_before + 3),
+        &[],
+    );
+}
+
+#[test]
 fn private_key_file_is_read_relative_to_the_config() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("private.key"), format!("{SERVER_KEY}\n")).unwrap();

@@ -23,7 +23,7 @@ pub fn parse(
     base_dir: &Path,
 ) -> Result<(Loaded, Locations), super::ConfigErrors> {
     let mut r = Reader {
-        src: text,
+        lines: LineIndex::new(text),
         sink: ErrorSink::new(file),
         loc: Locations::default(),
         notes: Vec::new(),
@@ -141,30 +141,67 @@ pub(crate) fn default_nat() -> NatConfig {
     }
 }
 
+/// The most a private key file may hold: one base64 key is 44 characters; the slack allows
+/// a trailing newline or CRLF. Reading is capped so that a wrong path (a log, `/dev/zero`)
+/// fails fast with a clear error instead of filling memory.
+const KEY_FILE_MAX: u64 = 256;
+
+fn read_key_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(KEY_FILE_MAX + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > KEY_FILE_MAX {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "more than {KEY_FILE_MAX} bytes; a private key file holds one base64 key \
+                 (44 characters, as `wg genkey` writes it)"
+            ),
+        ));
+    }
+    Ok(text)
+}
+
 pub(crate) fn default_control() -> ControlConfig {
     ControlConfig {
         socket: PathBuf::from(defaults::CONTROL_SOCKET),
     }
 }
 
-struct Reader<'a> {
-    src: &'a str,
+/// Byte offsets where each line starts, so a span's line is a binary search: counting
+/// newlines from the start of the file for every field made `check` quadratic (a 10k-peer
+/// file has ~50k fields).
+struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    fn new(text: &str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        LineIndex { starts }
+    }
+
+    /// 1-based line of byte offset `at`.
+    fn line_of(&self, at: usize) -> usize {
+        self.starts.partition_point(|&s| s <= at)
+    }
+}
+
+struct Reader {
+    lines: LineIndex,
     sink: ErrorSink,
     loc: Locations,
     notes: Vec<String>,
     base_dir: PathBuf,
 }
 
-impl Reader<'_> {
+impl Reader {
     fn line(&self, span: Option<Range<usize>>) -> Option<usize> {
-        let start = span?.start.min(self.src.len());
-        Some(
-            self.src.as_bytes()[..start]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count()
-                + 1,
-        )
+        Some(self.lines.line_of(span?.start))
     }
 
     fn key_line(&self, t: &dyn TableLike, key: &str) -> Option<usize> {
@@ -451,7 +488,7 @@ impl Reader<'_> {
                 } else {
                     self.base_dir.join(&path)
                 };
-                match std::fs::read_to_string(&full) {
+                match read_key_file(&full) {
                     Ok(text) => match PrivateKey::from_base64(&text) {
                         Ok(k) => {
                             out.private_key = k;
