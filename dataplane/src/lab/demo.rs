@@ -176,7 +176,7 @@ fn run_one(opts: &DemoOptions, topology: Topology, capture: bool) -> Result<()> 
         for &(node, ifname, label) in topology.wire_capture_points() {
             captures.push(lab.start_capture(node, ifname, label)?);
         }
-        if matches!(lab.gateway_kind(), Some(GatewayKind::Reference)) {
+        if lab.gateway_kind().is_some_and(GatewayKind::is_reference) {
             // The article's second capture point: the decrypted side.
             captures.push(lab.start_capture(Node::Gateway, "wg0", "gw wg0")?);
         }
@@ -214,7 +214,7 @@ fn run_one(opts: &DemoOptions, topology: Topology, capture: bool) -> Result<()> 
     }
     packets.sort_by(|a, b| a.time.total_cmp(&b.time));
     if capture {
-        let reference = matches!(lab.gateway_kind(), Some(GatewayKind::Reference));
+        let reference = lab.gateway_kind().is_some_and(GatewayKind::is_reference);
         explain_packets(&packets, topology, opts.max_packets, reference);
     }
 

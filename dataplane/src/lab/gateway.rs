@@ -1,6 +1,6 @@
 //! The gateway under test in the `gw` namespace, pluggable: the article's design rebuilt in user
-//! space (wireguard-go + iptables MASQUERADE, also the benchmarks' reference), or this project's
-//! `dataplane` binary started on a gw.toml the lab writes.
+//! space (wireguard-go or boringtun `wg0` + iptables MASQUERADE, the benchmarks' references), or
+//! this project's `dataplane` binary started on a gw.toml the lab writes.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -12,6 +12,7 @@ use super::process::Spawned;
 use super::topology::{
     Node, CLIENT_TUNNEL_ADDR, GATEWAY_TUNNEL_ADDR, TUNNEL_MTU, TUNNEL_PREFIX_LEN,
 };
+use super::userspace_wg::ClientKind;
 use super::Lab;
 
 /// Which gateway runs in the `gw` namespace.
@@ -21,6 +22,10 @@ pub enum GatewayKind {
     /// `iptables -A FORWARD -i/-o wg0 -j ACCEPT`, `iptables -t nat -A POSTROUTING -o eth+ -j
     /// MASQUERADE` (`-o lan0` when two-armed), `net.ipv4.ip_forward=1`.
     Reference,
+    /// The same article gateway with boringtun (`boringtun-cli`) as `wg0` instead of
+    /// wireguard-go: same addresses, iptables rules and forwarding. A second, independent
+    /// reference for the benchmarks.
+    ReferenceBoringtun,
     /// `dataplane --config <lab dir>/gw.toml [args]`.
     Dataplane(DataplaneGateway),
 }
@@ -29,8 +34,18 @@ impl GatewayKind {
     pub fn name(&self) -> &'static str {
         match self {
             GatewayKind::Reference => "reference (wireguard-go + iptables MASQUERADE)",
+            GatewayKind::ReferenceBoringtun => "reference (boringtun + iptables MASQUERADE)",
             GatewayKind::Dataplane(_) => "dataplane",
         }
+    }
+
+    /// True for the article's design in user space (a `wg0` TUN device, kernel forwarding and
+    /// iptables MASQUERADE), whichever WireGuard implementation runs `wg0`.
+    pub fn is_reference(&self) -> bool {
+        matches!(
+            self,
+            GatewayKind::Reference | GatewayKind::ReferenceBoringtun
+        )
     }
 }
 
@@ -84,14 +99,17 @@ impl Lab {
         }
         self.note(format!("starting the gateway: {}", kind.name()));
         match &kind {
-            GatewayKind::Reference => self.start_reference(kind.clone()),
+            GatewayKind::Reference => self.start_reference(ClientKind::WireguardGo, kind.clone()),
+            GatewayKind::ReferenceBoringtun => {
+                self.start_reference(ClientKind::Boringtun, kind.clone())
+            }
             GatewayKind::Dataplane(dp) => self.start_dataplane(dp.clone(), kind.clone()),
         }
     }
 
-    fn start_reference(&mut self, kind: GatewayKind) -> Result<()> {
+    fn start_reference(&mut self, wg: ClientKind, kind: GatewayKind) -> Result<()> {
         // Userspace stand-in for `ip link add dev wg0 type wireguard` (no kernel module here).
-        let p = self.spawn_wireguard_go(Node::Gateway, "gateway-wireguard-go")?;
+        let p = self.spawn_wg_device(Node::Gateway, wg, &format!("gateway-{}", wg.name()))?;
         let pid = p.pid();
         self.gateway = Some(RunningGateway { kind, process: p });
         let path = self.write_file("gw-wg.conf", &configs::gateway_setconf(&self.keys), true)?;
@@ -210,7 +228,7 @@ impl Lab {
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| "unknown".into())
         ));
-        if matches!(g.kind, GatewayKind::Reference) {
+        if g.kind.is_reference() {
             self.exec_in(Node::Gateway, &["iptables", "-F", "FORWARD"])?;
             self.exec_in(
                 Node::Gateway,
@@ -230,7 +248,7 @@ impl Lab {
         self.gateway_kind().map(GatewayKind::name).unwrap_or("no")
     }
 
-    /// The gateway process's pid (wireguard-go or dataplane).
+    /// The gateway process's pid (wireguard-go, boringtun or dataplane).
     pub fn gateway_pid(&self) -> Option<u32> {
         self.gateway.as_ref().map(|g| g.process.pid())
     }

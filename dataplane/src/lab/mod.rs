@@ -3,17 +3,20 @@
 //! root integration tests and the end-to-end benchmarks.
 //!
 //! The lab owns: creating uniquely named namespaces, wiring them one-armed or two-armed
-//! ([`Topology`]), the client's wireguard-go, the server's HTTP/iperf3 processes, starting the
-//! gateway under test ([`GatewayKind`]), probes (HTTP GET, ICMP echo, handshake, counters),
-//! captures, a readable trace of what it did, and tearing all of it down in `Drop` (also on
-//! panic). It drives the system only through commands (`ip`, `wg`, `wireguard-go`, `iptables`,
-//! `tshark`, `python3`); it never enters a namespace itself and has no unsafe code.
+//! ([`Topology`]), the client's WireGuard (wireguard-go or boringtun, [`ClientKind`]), the
+//! server's HTTP/iperf3 processes, starting the gateway under test ([`GatewayKind`]), probes
+//! (HTTP GET, ICMP echo, handshake, counters), captures, a readable trace of what it did, and
+//! tearing all of it down in `Drop` (also on panic). It drives the system only through commands
+//! (`ip`, `wg`, `wireguard-go`, `boringtun-cli`, `iptables`, `tshark`, `python3`); it never
+//! enters a namespace itself and has no unsafe code.
 //! It must never touch a namespace or process it did not create.
 //!
-//! wireguard-go keeps its UAPI socket in `/run/wireguard/<ifname>.sock`, a path shared by every
-//! namespace. To let concurrent labs all call their device `wg0`, each wireguard-go (and the
-//! `dataplane` gateway) runs with a private tmpfs on `/run/wireguard` inside the mount namespace
-//! `ip netns exec` gives it, and `wg` reaches it with `nsenter --target <pid> --mount --net`.
+//! The client is wireguard-go or boringtun ([`ClientKind`]). Both keep their UAPI socket in
+//! `/var/run/wireguard/<ifname>.sock` (`/run` on Debian), a path shared by every namespace. To
+//! let the client, a reference gateway and concurrent labs all call their device `wg0`, each
+//! such process (and the `dataplane` gateway) runs with a private tmpfs on `/run/wireguard`
+//! inside the mount namespace `ip netns exec` gives it, and `wg` reaches it with
+//! `nsenter --target <pid> --mount --net`.
 //!
 //! Client routing: the article's client has `AllowedIPs = 0.0.0.0/0` and wg-quick's policy
 //! routing. The lab keeps that AllowedIPs (cryptokey routing) but installs kernel routes only for
@@ -31,6 +34,7 @@ mod netns;
 mod probes;
 mod process;
 mod topology;
+mod userspace_wg;
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -51,6 +55,9 @@ pub use keys::{KeyPair, LabKeys};
 pub use netns::{cleanup_orphans, cleanup_stale, list_namespaces, NAME_TAG};
 pub use probes::{IfCounters, PeerTransfer};
 pub use topology::*;
+pub use userspace_wg::{
+    boringtun_binary, ClientKind, BORINGTUN_ENV, BORINGTUN_INSTALLED, BORINGTUN_VERSION,
+};
 
 use netns::{command_line, in_ns, run};
 use process::Spawned;
@@ -93,6 +100,7 @@ pub struct TraceStep {
 pub struct LabBuilder {
     topology: Topology,
     gateway: GatewayKind,
+    client: ClientKind,
     preshared_key: bool,
     iperf3: bool,
     echo: bool,
@@ -103,6 +111,12 @@ impl LabBuilder {
     /// The gateway to start in the `gw` namespace (default: [`GatewayKind::Reference`]).
     pub fn gateway(mut self, kind: GatewayKind) -> Self {
         self.gateway = kind;
+        self
+    }
+
+    /// The WireGuard implementation of the client's `wg0` (default: [`ClientKind::WireguardGo`]).
+    pub fn client(mut self, kind: ClientKind) -> Self {
+        self.client = kind;
         self
     }
 
@@ -152,6 +166,7 @@ impl LabBuilder {
             dir,
             keys,
             namespaces: Vec::new(),
+            client_kind: self.client,
             client_wg: None,
             gateway: None,
             http: None,
@@ -187,6 +202,7 @@ pub struct Lab {
     dir: PathBuf,
     keys: LabKeys,
     namespaces: Vec<(Node, String)>,
+    client_kind: ClientKind,
     client_wg: Option<Spawned>,
     gateway: Option<gateway::RunningGateway>,
     http: Option<Spawned>,
@@ -198,7 +214,7 @@ pub struct Lab {
     keep_dir: bool,
 }
 
-/// The wireguard-go/dataplane wrapper: a private `/run/wireguard` (see the module docs), then exec.
+/// The wireguard-go/boringtun wrapper: a private `/run/wireguard` (see the module docs), then exec.
 const PRIVATE_UAPI_DIR: &str =
     "mkdir -p /run/wireguard && mount -t tmpfs -o size=1m,mode=0700 wglab /run/wireguard && exec \"$@\"";
 
@@ -208,6 +224,7 @@ impl Lab {
         LabBuilder {
             topology,
             gateway: GatewayKind::Reference,
+            client: ClientKind::WireguardGo,
             preshared_key: true,
             iperf3: false,
             echo: false,
@@ -231,6 +248,11 @@ impl Lab {
 
     pub fn keys(&self) -> &LabKeys {
         &self.keys
+    }
+
+    /// The WireGuard implementation the client runs.
+    pub fn client_kind(&self) -> ClientKind {
+        self.client_kind
     }
 
     /// The namespace name of `node`, e.g. `wlab4242-0-gw`.
@@ -290,7 +312,7 @@ impl Lab {
         run(&mut cmd)
     }
 
-    /// The pid owning `node`'s `wg0` UAPI socket: the client's wireguard-go, or the gateway.
+    /// The pid owning `node`'s `wg0` UAPI socket: the client's WireGuard, or the gateway.
     fn uapi_pid(&mut self, node: Node) -> Result<u32> {
         match node {
             Node::Client => self.client_wg.as_ref().map(Spawned::pid),
@@ -325,21 +347,13 @@ impl Lab {
         Spawned::start(name, cmd, &self.dir.join(format!("{name}.log")))
     }
 
-    /// Starts wireguard-go `wg0` in `node` with a private UAPI directory and waits for its socket.
-    fn spawn_wireguard_go(&self, node: Node, name: &str) -> Result<Spawned> {
-        let mut p = self.spawn_in(
-            node,
-            name,
-            &[
-                "sh",
-                "-c",
-                PRIVATE_UAPI_DIR,
-                "sh",
-                "wireguard-go",
-                "-f",
-                "wg0",
-            ],
-        )?;
+    /// Starts `kind`'s `wg0` in `node` with a private UAPI directory and waits for its socket.
+    fn spawn_wg_device(&self, node: Node, kind: ClientKind, name: &str) -> Result<Spawned> {
+        let program = kind.argv("wg0")?;
+        let mut argv = vec!["sh", "-c", PRIVATE_UAPI_DIR, "sh"];
+        argv.extend(program.iter().map(String::as_str));
+        let mut p = self.spawn_in(node, name, &argv)?;
+        let what = kind.name();
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             if self
@@ -350,14 +364,14 @@ impl Lab {
             }
             if let Some(status) = p.exit_status() {
                 bail!(
-                    "wireguard-go in {} exited ({status}) while starting:\n{}",
+                    "{what} in {} exited ({status}) while starting:\n{}",
                     node.role(),
                     p.log_text()
                 );
             }
             if Instant::now() > deadline {
                 bail!(
-                    "wireguard-go in {} did not open its UAPI socket within 5 s:\n{}",
+                    "{what} in {} did not open its UAPI socket within 5 s:\n{}",
                     node.role(),
                     p.log_text()
                 );
@@ -552,7 +566,8 @@ impl Lab {
     }
 
     fn start_client(&mut self) -> Result<()> {
-        let p = self.spawn_wireguard_go(Node::Client, "client-wireguard-go")?;
+        let kind = self.client_kind;
+        let p = self.spawn_wg_device(Node::Client, kind, &format!("client-{}", kind.name()))?;
         let pid = p.pid();
         self.client_wg = Some(p);
         let conf = configs::client_setconf(self.topology, &self.keys);
@@ -582,7 +597,7 @@ impl Lab {
     }
 
     /// Polls the client's `wg show wg0 latest-handshakes` until the gateway peer has one; sends
-    /// one ICMP echo to the gateway's tunnel address first so that wireguard-go starts the
+    /// one ICMP echo to the gateway's tunnel address first so that the client starts the
     /// handshake. Returns how long it took.
     pub fn wait_for_handshake(&mut self, timeout: Duration) -> Result<Duration> {
         let t0 = Instant::now();
