@@ -11,7 +11,11 @@
 
 pub mod e2e;
 pub mod fixture;
+pub mod loadgen;
 pub mod packets;
 pub mod pipeline;
+pub mod probe;
 pub mod report;
 pub mod session;
+pub mod sink;
+pub mod udp_batch;

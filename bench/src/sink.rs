@@ -1,0 +1,167 @@
+//! The sink behind the gateway, in the lab's server namespace: a UDP socket that receives the
+//! generator's packets after the gateway decrypted and source-NATed them, checks every probe
+//! ([`crate::probe::Arrivals`]: checksum, sequence, duplicates, reorder) and timestamps it
+//! against the generator's [`SendTimes`] for one-way latency.
+//!
+//! It remembers the NAT-mapped source it last saw (the gateway's LAN address and the port the
+//! gateway picked); [`Sink::blast`] sends probes back to exactly that address from the same
+//! socket, so the gateway's connection tracking matches them, un-NATs them and encrypts them
+//! for the generator: the reverse direction.
+
+use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::packets::SizeMix;
+use crate::probe::{write_probe, Arrivals, SendTimes, INNER_IP_UDP, MIN_PROBE_PACKET};
+use crate::udp_batch::{monotonic_ns, recv_batch, send_batch, socket_in, RecvBatch};
+
+/// What the receiving thread shares with the caller.
+struct Shared {
+    arrivals: Mutex<Arrivals>,
+    /// The last source seen: the gateway's NAT mapping of the generator's flow.
+    last_source: Mutex<Option<SocketAddr>>,
+    times: Mutex<Option<Arc<SendTimes>>>,
+    stop: AtomicBool,
+}
+
+/// A running sink. Dropping it stops and joins its thread.
+pub struct Sink {
+    socket: UdpSocket,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<Result<()>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Sink {
+    /// Binds `bind` in namespace `netns` and starts receiving.
+    pub fn start(netns: &str, bind: SocketAddrV4) -> Result<Sink> {
+        let socket = socket_in(netns, bind)?;
+        let shared = Arc::new(Shared {
+            arrivals: Mutex::new(Arrivals::new(0, 0)),
+            last_source: Mutex::new(None),
+            times: Mutex::new(None),
+            stop: AtomicBool::new(false),
+        });
+        let rx = socket.try_clone()?;
+        let sh = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("bench-sink".into())
+            .spawn(move || receive_loop(&rx, &sh))
+            .context("spawn the sink thread")?;
+        Ok(Sink {
+            socket,
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Starts a new tally for sequence numbers `first..first + capacity`, with send times from
+    /// `times`; returns the previous tally.
+    pub fn expect(&self, first: u64, capacity: u64, times: Option<Arc<SendTimes>>) -> Arrivals {
+        *lock(&self.shared.times) = times;
+        std::mem::replace(
+            &mut *lock(&self.shared.arrivals),
+            Arrivals::new(first, capacity),
+        )
+    }
+
+    /// The current tally so far (a copy of the counts).
+    pub fn tally(&self) -> crate::probe::Tally {
+        lock(&self.shared.arrivals).tally()
+    }
+
+    /// The NAT-mapped source of the generator's flow as the sink saw it.
+    pub fn last_source(&self) -> Option<SocketAddr> {
+        *lock(&self.shared.last_source)
+    }
+
+    /// Sends probes `first_seq..` of sizes `mix` (inner IPv4 size; the UDP payload is that minus
+    /// 28) to `dst` at `rate_pps` (or as fast as possible) for `duration`, stamping each with
+    /// its send time. Returns (packets, inner bytes, elapsed).
+    pub fn blast(
+        &self,
+        dst: SocketAddrV4,
+        mix: SizeMix,
+        rate_pps: Option<f64>,
+        duration: Duration,
+        first_seq: u64,
+    ) -> (u64, u64, Duration) {
+        const BATCH: usize = 32;
+        let mut bufs = vec![vec![0u8; 1500]; BATCH];
+        let start = monotonic_ns();
+        let end = start + duration.as_nanos() as u64;
+        let (mut sent, mut bytes, mut seq) = (0u64, 0u64, first_seq);
+        loop {
+            let t = monotonic_ns();
+            if t >= end {
+                break;
+            }
+            let due = match rate_pps {
+                Some(r) => (((t - start) as f64 * 1e-9 * r) as u64).saturating_sub(sent),
+                None => BATCH as u64,
+            } as usize;
+            if due == 0 {
+                std::thread::sleep(Duration::from_micros(50));
+                continue;
+            }
+            let n = due.min(BATCH);
+            let mut lens = [0usize; BATCH];
+            for (k, len) in lens.iter_mut().enumerate().take(n) {
+                let size = mix.size((seq + k as u64) as usize).max(MIN_PROBE_PACKET);
+                *len = size - INNER_IP_UDP;
+                write_probe(&mut bufs[k][..*len], seq + k as u64, monotonic_ns());
+            }
+            let slices: Vec<&[u8]> = (0..n).map(|k| &bufs[k][..lens[k]]).collect();
+            let took = send_batch(&self.socket, Some(dst), &slices);
+            let took = if took == 0 { n } else { took };
+            bytes += lens[..took]
+                .iter()
+                .map(|l| (l + INNER_IP_UDP) as u64)
+                .sum::<u64>();
+            sent += took as u64;
+            seq += took as u64;
+        }
+        (sent, bytes, Duration::from_nanos(monotonic_ns() - start))
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn receive_loop(socket: &UdpSocket, shared: &Shared) -> Result<()> {
+    let mut batch = RecvBatch::new(64, 2048);
+    while !shared.stop.load(Ordering::Relaxed) {
+        let n = recv_batch(socket, &mut batch)?;
+        if n == 0 {
+            continue;
+        }
+        let t = monotonic_ns();
+        let times = lock(&shared.times).clone();
+        let mut arrivals = lock(&shared.arrivals);
+        for i in 0..n {
+            let payload = batch.get_mut(i);
+            let on_wire = payload.len() + INNER_IP_UDP;
+            arrivals.record(payload, on_wire, t, |p| match &times {
+                Some(tt) => tt.get(p.seq),
+                None => Some(p.stamp_ns),
+            });
+        }
+        drop(arrivals);
+        *lock(&shared.last_source) = Some(batch.source(n - 1));
+    }
+    Ok(())
+}
