@@ -1,10 +1,15 @@
 //! Per-worker counters: one home for every outcome a frame can have.
 //!
 //! Each worker owns its `WorkerCounters` and only it writes them (plain relaxed atomics, so the
-//! stats reader on another thread sees them without a lock). Drop reasons are an enum so that
+//! stats reader on another thread sees them without a lock). The same struct carries the two
+//! other things a worker shares with the control socket: its capture switch and its published
+//! latency histograms. Drop reasons are an enum so that
 //! stats, metrics and logs all use the same names.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::capture::CaptureTap;
+use crate::metrics::latency::SharedLatency;
 
 macro_rules! reasons {
     ($($variant:ident => $name:literal: $doc:literal,)*) => {
@@ -64,6 +69,14 @@ pub struct WorkerCounters {
     /// AF_XDP XDP_STATISTICS of this worker's sockets, summed: gauges the worker stores now
     /// and then (`crate::control::publish_xsk_stats`).
     pub xsk: XskGauges,
+    /// Packets a capture could not keep because its ring was full (the capture client reads
+    /// too slowly); the packets themselves were forwarded as usual.
+    pub capture_skipped: AtomicU64,
+    /// The worker's capture switch (`dataplane capture`): shared here because this is what
+    /// the worker and the control socket already share.
+    pub capture: CaptureTap,
+    /// Per-stage latency histograms the worker publishes about once a second.
+    pub latency: SharedLatency,
 }
 
 /// The kernel's AF_XDP socket statistics (`struct xdp_statistics`), as last read by the worker.

@@ -2,6 +2,7 @@
 //! routing and neighbour tables) and the per-core workers that join the protocol core and the NAT.
 
 pub mod afxdp;
+pub mod capture;
 pub mod config;
 pub mod control;
 pub mod counters;

@@ -2,9 +2,11 @@
 //! `dataplane stats` asks the running gateway for a [`StatsSnapshot`].
 //!
 //! Protocol: the client writes one request line, the server answers with one JSON line and
-//! closes. Requests: `stats` -> a [`StatsSnapshot`]; anything else -> `{"error": "..."}`.
-//! One thread serves connections one after another, each bounded in size and time, so a stuck
-//! client delays others by at most [`IO_TIMEOUT`] and can never hold memory. The socket is mode
+//! closes. Requests: `stats` -> a [`StatsSnapshot`]; `capture {json}` -> a packet capture
+//! streamed as pcap until the client closes (see [`crate::capture::session`]); anything else
+//! -> `{"error": "..."}`. One thread serves connections one after another, each bounded in
+//! size and time, so a stuck client delays others by at most [`IO_TIMEOUT`] and can never hold
+//! memory; a capture streams from a thread of its own (one at a time), joined on stop. The socket is mode
 //! 0600, a stale one from a killed run is replaced, and it is removed on stop.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -17,9 +19,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::stats::StatsSource;
+use crate::capture::{CaptureRequest, CaptureSession};
 
 /// Longest request line accepted.
 pub const MAX_REQUEST: u64 = 256;
@@ -106,10 +109,16 @@ fn remove_stale(path: &Path) -> anyhow::Result<()> {
 }
 
 fn accept_loop(listener: UnixListener, source: Arc<dyn StatsSource>, stop: Arc<AtomicBool>) {
+    // At most one capture streams at a time, on its own thread so that stats keep being
+    // answered; it is joined before this loop returns, so it never outlives the server.
+    let mut capture: Option<JoinHandle<()>> = None;
     while !stop.load(Ordering::Relaxed) {
+        if capture.as_ref().is_some_and(|t| t.is_finished()) {
+            let _ = capture.take().map(JoinHandle::join);
+        }
         match listener.accept() {
             Ok((conn, _)) => {
-                if let Err(e) = serve(conn, source.as_ref()) {
+                if let Err(e) = serve(conn, &source, &stop, &mut capture) {
                     debug!("control connection: {e}");
                 }
             }
@@ -120,18 +129,61 @@ fn accept_loop(listener: UnixListener, source: Arc<dyn StatsSource>, stop: Arc<A
             }
         }
     }
+    if let Some(t) = capture.take() {
+        let _ = t.join();
+    }
 }
 
-fn serve(conn: UnixStream, source: &dyn StatsSource) -> std::io::Result<()> {
+fn serve(
+    conn: UnixStream,
+    source: &Arc<dyn StatsSource>,
+    stop: &Arc<AtomicBool>,
+    capture: &mut Option<JoinHandle<()>>,
+) -> std::io::Result<()> {
     conn.set_nonblocking(false)?;
     conn.set_read_timeout(Some(IO_TIMEOUT))?;
     conn.set_write_timeout(Some(IO_TIMEOUT))?;
     let mut line = String::new();
-    BufReader::new((&conn).take(MAX_REQUEST)).read_line(&mut line)?;
-    let answer = answer(line.trim(), source);
-    let mut w = &conn;
+    // Byte by byte up to the newline: a capture's connection must not lose what follows.
+    BufReader::with_capacity(1, (&conn).take(MAX_REQUEST)).read_line(&mut line)?;
+    let request = line.trim();
+    if let Some(args) = request.strip_prefix("capture") {
+        return match start_capture(args, source.as_ref()) {
+            Ok(session) => {
+                let stop = stop.clone();
+                let t = std::thread::Builder::new()
+                    .name("capture".into())
+                    .spawn(move || stream_capture(session, conn, &stop))?;
+                *capture = Some(t);
+                Ok(())
+            }
+            Err(e) => reply(&conn, &error_json(&e)),
+        };
+    }
+    reply(&conn, &answer(request, source.as_ref()))
+}
+
+fn reply(conn: &UnixStream, answer: &str) -> std::io::Result<()> {
+    let mut w = conn;
     w.write_all(answer.as_bytes())?;
     w.write_all(b"\n")
+}
+
+/// Parses `capture {json}` and attaches the rings (in the accept thread, so two captures
+/// cannot start at once).
+fn start_capture(args: &str, source: &dyn StatsSource) -> Result<CaptureSession, String> {
+    let request: CaptureRequest = serde_json::from_str(args.trim())
+        .map_err(|e| format!("bad capture request: {e}; expected capture {{\"point\": \"wire-in\", \"snaplen\": 2048}}"))?;
+    CaptureSession::start(&source.capture_workers(), &request)
+}
+
+fn stream_capture(session: CaptureSession, conn: UnixStream, stop: &AtomicBool) {
+    let point = session.accepted().point;
+    info!(%point, "capture started");
+    match session.stream(&conn, stop) {
+        Ok(s) => info!(%point, packets = s.packets, skipped = s.skipped, "capture ended"),
+        Err(e) => info!(%point, "capture ended: {e}"),
+    }
 }
 
 /// The JSON answer to one request line.
@@ -140,7 +192,7 @@ pub fn answer(request: &str, source: &dyn StatsSource) -> String {
         "stats" => serde_json::to_string(&source.snapshot())
             .unwrap_or_else(|e| error_json(&format!("cannot serialise the stats: {e}"))),
         other => error_json(&format!(
-            "unknown request {:?}; this gateway answers: stats",
+            "unknown request {:?}; this gateway answers: stats, capture",
             other.chars().take(40).collect::<String>()
         )),
     }

@@ -19,6 +19,7 @@ use super::xdp_reader::XdpCountersReader;
 use crate::afxdp::SocketStats;
 use crate::config::{self, HostFacts, LoadOptions};
 use crate::counters::{DropReason, WorkerCounters};
+use crate::metrics::latency::LatencySummary;
 
 /// Everything `stats` and the metrics show, at one instant.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -28,7 +29,8 @@ pub struct StatsSnapshot {
     /// Seconds since the gateway started.
     pub uptime_seconds: f64,
     pub workers: Vec<WorkerStats>,
-    /// Slow-path counters by name (handshakes, cookie replies, wg0 traffic, send errors).
+    /// Slow-path counters by name (handshakes, cookie replies, wg0 traffic, send errors), and
+    /// its health gauges ([`SLOW_PATH_GAUGES`]: stalled 0/1, heartbeat age, cookie mode 0/1).
     pub slow_path: BTreeMap<String, u64>,
     /// Messages waiting in the worker -> slow path queue; `None` when not exported.
     pub handshake_queue_depth: Option<u64>,
@@ -52,6 +54,12 @@ pub struct WorkerStats {
     pub drops: BTreeMap<String, u64>,
     /// AF_XDP XDP_STATISTICS of the worker's sockets, summed.
     pub xsk: BTreeMap<String, u64>,
+    /// Packets a capture skipped because its reader was too slow.
+    #[serde(default)]
+    pub capture_skipped: u64,
+    /// Per-stage latency ([`crate::metrics::latency::Stage`] names) over sampled frames.
+    #[serde(default)]
+    pub latency: BTreeMap<String, LatencySummary>,
 }
 
 /// The XDP program's counters on one interface.
@@ -81,6 +89,12 @@ pub struct PeerStats {
 /// Something that can take a [`StatsSnapshot`]: the running gateway, or a test's fake.
 pub trait StatsSource: Send + Sync {
     fn snapshot(&self) -> StatsSnapshot;
+
+    /// The workers `dataplane capture` can tap (their [`WorkerCounters::capture`]); none by
+    /// default, and the control socket then refuses captures.
+    fn capture_workers(&self) -> Vec<Arc<WorkerCounters>> {
+        Vec::new()
+    }
 }
 
 /// The names of [`WorkerStats::xsk`], as the kernel's `struct xdp_statistics` calls them.
@@ -141,7 +155,30 @@ pub fn worker_stats(worker: usize, c: &WorkerCounters) -> WorkerStats {
             .zip(xsk)
             .map(|(n, a)| (n.to_string(), load(a)))
             .collect(),
+        capture_skipped: load(&c.capture_skipped),
+        latency: c.latency.summaries(),
     }
+}
+
+/// The keys of [`StatsSnapshot::slow_path`] that are gauges, not counters (the metrics
+/// render them as such): from [`slowpath::watchdog::HealthReport`].
+pub const SLOW_PATH_GAUGES: [&str; 3] = [
+    "slowpath_stalled",
+    "slowpath_heartbeat_age_ms",
+    "cookie_mode",
+];
+
+/// The slow path's health (watchdog) as entries of [`StatsSnapshot::slow_path`].
+pub fn slow_path_health(h: &slowpath::watchdog::HealthReport) -> [(String, u64); 4] {
+    [
+        ("slowpath_stalled".into(), u64::from(h.stalled)),
+        (
+            "slowpath_heartbeat_age_ms".into(),
+            h.heartbeat_age.as_millis() as u64,
+        ),
+        ("slowpath_stalls".into(), h.stalls),
+        ("cookie_mode".into(), u64::from(h.cookie_mode)),
+    ]
 }
 
 /// The slow path's counters by name.
@@ -150,6 +187,8 @@ pub fn slow_path_stats(c: &SlowPathCounters) -> BTreeMap<String, u64> {
     [
         ("handshakes_received", load(&c.handshakes_received)),
         ("handshakes_dropped", load(&c.handshakes_dropped)),
+        ("handshakes_bad_mac1", load(&c.handshakes_bad_mac1)),
+        ("handshakes_rate_limited", load(&c.handshakes_rate_limited)),
         ("cookie_replies_sent", load(&c.cookie_replies_sent)),
         ("host_packets_in", load(&c.host_packets_in)),
         ("host_packets_out", load(&c.host_packets_out)),
@@ -215,6 +254,10 @@ pub struct GatewayStats {
 }
 
 impl StatsSource for GatewayStats {
+    fn capture_workers(&self) -> Vec<Arc<WorkerCounters>> {
+        self.workers.clone()
+    }
+
     fn snapshot(&self) -> StatsSnapshot {
         let names = self.names.get();
         let dev = self.slow.snapshot();
@@ -260,6 +303,8 @@ impl StatsSource for GatewayStats {
                 },
             })
             .collect();
+        let mut slow_path = slow_path_stats(&self.slow.counters());
+        slow_path.extend(slow_path_health(&self.slow.health()));
         StatsSnapshot {
             interface: self.interface.clone(),
             uptime_seconds: self.started.elapsed().as_secs_f64(),
@@ -269,7 +314,7 @@ impl StatsSource for GatewayStats {
                 .enumerate()
                 .map(|(i, c)| worker_stats(i, c))
                 .collect(),
-            slow_path: slow_path_stats(&self.slow.counters()),
+            slow_path,
             handshake_queue_depth: Some(self.queue.depth() as u64),
             xdp,
             peers,

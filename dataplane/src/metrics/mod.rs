@@ -7,6 +7,7 @@
 //! and, when the peer has a name in the config, `friendly_name`), so dashboards built for it
 //! work unchanged. The data plane's own series are prefixed `dataplane_`.
 
+pub mod latency;
 mod server;
 
 pub use server::MetricsServer;
@@ -150,6 +151,51 @@ pub fn render(s: &StatsSnapshot) -> String {
         }
     }
     f.header(
+        "dataplane_capture_skipped_total",
+        "counter",
+        "Packets a running capture could not keep (its reader was too slow); forwarded anyway",
+    );
+    for w in &s.workers {
+        f.sample(
+            "dataplane_capture_skipped_total",
+            &labels(&[("worker", &w.worker.to_string())]),
+            w.capture_skipped,
+        );
+    }
+    f.header(
+        "dataplane_stage_latency_seconds",
+        "histogram",
+        "Time a worker spends in a pipeline stage, over one frame in 64 (sampled)",
+    );
+    for w in &s.workers {
+        let id = w.worker.to_string();
+        for (stage, l) in &w.latency {
+            for (le, n) in &l.buckets {
+                let le = format!("{}", *le as f64 / 1e9);
+                f.sample(
+                    "dataplane_stage_latency_seconds_bucket",
+                    &labels(&[("worker", &id), ("stage", stage), ("le", &le)]),
+                    n,
+                );
+            }
+            f.sample(
+                "dataplane_stage_latency_seconds_bucket",
+                &labels(&[("worker", &id), ("stage", stage), ("le", "+Inf")]),
+                l.count,
+            );
+            f.sample(
+                "dataplane_stage_latency_seconds_sum",
+                &labels(&[("worker", &id), ("stage", stage)]),
+                l.sum_ns as f64 / 1e9,
+            );
+            f.sample(
+                "dataplane_stage_latency_seconds_count",
+                &labels(&[("worker", &id), ("stage", stage)]),
+                l.count,
+            );
+        }
+    }
+    f.header(
         "dataplane_nat_entries",
         "gauge",
         "Live NAT mappings of a worker",
@@ -181,12 +227,47 @@ pub fn render(s: &StatsSnapshot) -> String {
         "counter",
         "Slow-path events: handshakes, cookie replies, wg0 traffic, send errors",
     );
-    for (event, v) in &s.slow_path {
+    let gauges = crate::control::stats::SLOW_PATH_GAUGES;
+    for (event, v) in s
+        .slow_path
+        .iter()
+        .filter(|(k, _)| !gauges.contains(&k.as_str()))
+    {
         f.sample(
             "dataplane_slowpath_events_total",
             &labels(&[("event", event)]),
             v,
         );
+    }
+    // The slow path's watchdog (slowpath::watchdog): gauges, present when the gateway reports
+    // them.
+    if let Some(v) = s.slow_path.get("slowpath_stalled") {
+        f.header(
+            "dataplane_slowpath_stalled",
+            "gauge",
+            "1 while the slow-path thread has not beaten its heartbeat for over 2 s",
+        );
+        f.sample("dataplane_slowpath_stalled", "", v);
+    }
+    if let Some(v) = s.slow_path.get("slowpath_heartbeat_age_ms") {
+        f.header(
+            "dataplane_slowpath_heartbeat_age_seconds",
+            "gauge",
+            "Seconds since the slow-path thread's last heartbeat",
+        );
+        f.sample(
+            "dataplane_slowpath_heartbeat_age_seconds",
+            "",
+            *v as f64 / 1000.0,
+        );
+    }
+    if let Some(v) = s.slow_path.get("cookie_mode") {
+        f.header(
+            "dataplane_handshake_cookie_mode",
+            "gauge",
+            "1 while handshake initiations are answered with cookie replies (under load)",
+        );
+        f.sample("dataplane_handshake_cookie_mode", "", v);
     }
     if let Some(d) = s.handshake_queue_depth {
         f.header(

@@ -99,6 +99,10 @@ impl Dispatch<'_> {
                     });
                 }
             }
+            Verdict::Handoff { .. } => {
+                self.counters.count_drop(DropReason::Handoff);
+                self.group.release(frame);
+            }
             Verdict::Consumed => self.group.release(frame),
             Verdict::Drop(reason) => {
                 self.counters.count_drop(reason);

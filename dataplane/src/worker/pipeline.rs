@@ -38,7 +38,7 @@ use super::headers::{
     IPPROTO_UDP, IPV4_HEADER_LEN, UDP_HEADER_LEN,
 };
 use crate::counters::{DropReason, WorkerCounters};
-use crate::route::{NextHopReader, Resolution, RouteSnapshot};
+use crate::route::{NextHop, NextHopReader, Resolution, RouteSnapshot};
 
 /// What an ICMP error quotes of the offending packet: the IPv4 header (options included, at
 /// most 60 bytes) and 8 bytes of payload (RFC 792).
@@ -81,6 +81,15 @@ pub enum Verdict {
         start: usize,
         len: usize,
     },
+    /// Another worker's NAT slice owns this packet (RSS put it on our queue): copy `len`
+    /// bytes from offset `start` to worker `owner` (`worker::handoff`), which calls
+    /// [`Pipeline::resume`] with `resume` on its copy. The frame itself can be reused.
+    Handoff {
+        owner: u16,
+        resume: Resume,
+        start: usize,
+        len: usize,
+    },
     Drop(DropReason),
 }
 
@@ -93,6 +102,15 @@ pub enum Resume {
     /// A packet for the inside host `inside`, waiting for the route towards its peer's
     /// endpoint before it is sealed.
     Encrypt { inside: Ipv4Addr },
+    /// Handed over by another worker: a decrypted, source-checked inner packet whose TTL was
+    /// decremented already, from an inside host this worker's NAT owns.
+    NatOutbound,
+    /// Handed over by another worker: an IPv4 packet from the LAN to a NAT port of this
+    /// worker's slice.
+    NatInbound,
+    /// Handed over by another worker: a hairpinned packet (RFC 4787 REQ-9), source translated
+    /// already, whose destination port is in this worker's slice.
+    Hairpin,
 }
 
 /// Per-batch inputs: one load of each published snapshot, one clock reading.
@@ -204,6 +222,28 @@ impl Pipeline {
                 None => Verdict::Drop(DropReason::InnerMalformed),
             },
             Resume::Encrypt { inside } => self.encrypt_to_peer(b, buf, start, len, inside),
+            Resume::NatOutbound => {
+                let Some(ip) = parse_ipv4(&buf[start..start + len]) else {
+                    return Verdict::Drop(DropReason::InnerMalformed);
+                };
+                match b.routes.resolution(IpAddr::V4(ip.dst)) {
+                    Some(Resolution::Ready(hop)) => {
+                        let hop = *hop;
+                        self.nat_and_send(b, buf, start, ip.total_len, hop)
+                    }
+                    Some(Resolution::Resolving { .. }) | None => {
+                        self.routes.request(IpAddr::V4(ip.dst));
+                        Verdict::Park {
+                            resume: Resume::NatOutbound,
+                            start,
+                            len: ip.total_len,
+                        }
+                    }
+                    Some(_) => Verdict::Drop(DropReason::NoRoute),
+                }
+            }
+            Resume::NatInbound => self.return_traffic(b, buf, start..start + len),
+            Resume::Hairpin => self.hairpin(b, buf, start, len),
         }
     }
 
@@ -393,6 +433,20 @@ impl Pipeline {
         if ipv4_decrement_ttl(&mut buf[start..end]) != Some(Ttl::Forward) {
             return self.icmp_into_tunnel(b, buf, start, end, IcmpError::TimeExceeded);
         }
+        self.nat_and_send(b, buf, start, ip.total_len, hop)
+    }
+
+    /// Source NAT (when on) and the Ethernet header towards `hop` for the forwarded packet at
+    /// `buf[start..start + len]` (TTL already decremented).
+    fn nat_and_send(
+        &mut self,
+        b: &Batch<'_>,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        hop: NextHop,
+    ) -> Verdict {
+        let end = start + len;
         if self.cfg.masquerade {
             let Some(nat) = self.nat.as_mut() else {
                 return Verdict::Drop(DropReason::NatOther);
@@ -402,16 +456,25 @@ impl Pipeline {
                 Ok(Outbound::Hairpin { owner }) if owner == nat.worker() => {
                     // An inside host reaching another through the egress address (RFC 4787
                     // REQ-9): back through the reverse translation and into the tunnel.
-                    return match nat.translate_inbound(b.now.as_nanos(), &mut buf[start..end]) {
-                        Ok(Inbound::Deliver { inside }) => {
-                            self.encrypt_to_peer(b, buf, start, ip.total_len, inside)
-                        }
-                        Ok(_) => Verdict::Drop(DropReason::Handoff),
-                        Err(e) => Verdict::Drop(nat_drop(e)),
+                    return self.hairpin(b, buf, start, len);
+                }
+                Ok(Outbound::Hairpin { owner }) => {
+                    let resume = Resume::Hairpin;
+                    return Verdict::Handoff {
+                        owner,
+                        resume,
+                        start,
+                        len,
                     };
                 }
-                Ok(Outbound::Hairpin { .. }) | Ok(Outbound::Handoff { .. }) => {
-                    return Verdict::Drop(DropReason::Handoff)
+                Ok(Outbound::Handoff { owner }) => {
+                    let resume = Resume::NatOutbound;
+                    return Verdict::Handoff {
+                        owner,
+                        resume,
+                        start,
+                        len,
+                    };
                 }
                 Ok(Outbound::Local) => return self.punt_to_host(&buf[start..end]),
                 Err(NatError::Fragment) | Err(NatError::UnsupportedProtocol) => {
@@ -434,7 +497,20 @@ impl Pipeline {
         Verdict::Tx {
             ifindex: hop.ifindex,
             start: eth,
-            len: ETH_HEADER_LEN + ip.total_len,
+            len: ETH_HEADER_LEN + len,
+        }
+    }
+
+    /// A hairpinned packet whose destination port this worker owns: reverse translation, then
+    /// into the tunnel.
+    fn hairpin(&mut self, b: &Batch<'_>, buf: &mut [u8], start: usize, len: usize) -> Verdict {
+        let Some(nat) = self.nat.as_mut() else {
+            return Verdict::Drop(DropReason::NatOther);
+        };
+        match nat.translate_inbound(b.now.as_nanos(), &mut buf[start..start + len]) {
+            Ok(Inbound::Deliver { inside }) => self.encrypt_to_peer(b, buf, start, len, inside),
+            Ok(_) => Verdict::Drop(DropReason::Handoff),
+            Err(e) => Verdict::Drop(nat_drop(e)),
         }
     }
 
@@ -532,7 +608,12 @@ impl Pipeline {
                 }
                 self.encrypt_to_peer(b, buf, ip.start, ip.len(), inside)
             }
-            Ok(Inbound::Handoff { .. }) => Verdict::Drop(DropReason::Handoff),
+            Ok(Inbound::Handoff { owner }) => Verdict::Handoff {
+                owner,
+                resume: Resume::NatInbound,
+                start: ip.start,
+                len: ip.len(),
+            },
             Ok(Inbound::NotNat) => self.punt_to_host(&buf[ip]),
             Err(e) => Verdict::Drop(nat_drop(e)),
         }

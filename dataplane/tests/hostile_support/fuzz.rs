@@ -20,6 +20,12 @@ fn check_verdict(v: Verdict) {
         Verdict::Park { start, len, .. } => {
             assert!(start + len <= FRAME_SIZE, "parked outside the frame: {v:?}")
         }
+        Verdict::Handoff { start, len, .. } => {
+            assert!(
+                start + len <= FRAME_SIZE,
+                "handoff outside the frame: {v:?}"
+            )
+        }
         Verdict::Consumed | Verdict::Drop(_) => {}
     }
 }
