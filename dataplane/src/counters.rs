@@ -49,7 +49,7 @@ reasons! {
     TooBig => "too_big": "Packet does not fit the MTU or the frame.",
     SlowPathFull => "slowpath_full": "The slow path's queue was full.",
     TxFull => "tx_full": "No TX descriptor or frame free.",
-    Handoff => "handoff": "Belongs to another worker's NAT port slice; cross-worker handoff is not built yet.",
+    Handoff => "handoff": "Belongs to another worker's NAT and its handoff lane was full (or no frame was free to take it).",
     Unsupported => "unsupported": "Outer IPv6 or VLAN-tagged frame: not handled by the fast path yet.",
 }
 
@@ -62,6 +62,11 @@ pub struct WorkerCounters {
     pub encrypted: AtomicU64,
     pub keepalives: AtomicU64,
     pub to_slowpath: AtomicU64,
+    /// Packets this worker received but another worker's NAT owns, copied to that worker
+    /// (`worker::handoff`).
+    pub handed_off: AtomicU64,
+    /// Packets other workers handed to this one.
+    pub handed_in: AtomicU64,
     pub dropped: [AtomicU64; DropReason::ALL.len()],
     /// Live NAT mappings of this worker's conntrack: a gauge the worker stores now and then
     /// (`Conntrack::len`); stays 0 without NAT.

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use slowpath::engine::{SlowPath, SlowPathConfig};
 use slowpath::queue::{slow_path_queue, Clock};
 use slowpath::tables::shared_tables;
@@ -24,6 +24,7 @@ use crate::afxdp::{attach_program, Mode, XskConfig, XskGroup};
 use crate::config::{self, GatewayConfig, HostFacts, Interfaces, LoadOptions, XdpMode};
 use crate::counters::{DropReason, WorkerCounters};
 use crate::route::{CacheOptions, NextHopCache, Rtnl};
+use crate::worker::handoff::Handoff;
 use crate::worker::io::Worker;
 use crate::worker::pipeline::{Pipeline, PipelineConfig};
 use crate::xdp::{RedirectConfig, XdpProgram};
@@ -163,14 +164,11 @@ pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<(
     )?;
 
     let queues = cfg.dataplane.queues.clone().unwrap_or_else(|| vec![0]);
-    if queues.len() > 1 && cfg.nat.masquerade {
-        bail!(
-            "[dataplane] queues: {} queues configured, but this version runs one worker when \
-             [nat] masquerade is on (the NAT's cross-worker handoff is not built yet); set \
-             queues = [0] and, on a multi-queue NIC, `ethtool -L <nic> combined 1`",
-            queues.len()
-        );
-    }
+    // Packets that land on one worker's queue but belong to another's NAT slice cross over
+    // through these lanes (worker::handoff).
+    let mut handoffs = Handoff::mesh(queues.len())
+        .context("creating the workers' handoff lanes")?
+        .into_iter();
     let nat_cfg = nat::NatConfig {
         egress: vec![egress],
         ports: cfg.nat.port_range.lo..=cfg.nat.port_range.hi,
@@ -233,6 +231,7 @@ pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<(
             clock,
             stop: worker_stop.clone(),
             batch_size: usize::from(cfg.dataplane.batch_size),
+            handoff: handoffs.next().expect("the mesh has one end per queue"),
         };
         let core = match &cfg.dataplane.cpus {
             Some(cpus) if !cpus.is_empty() => Some(cpus[i % cpus.len()]),

@@ -55,6 +55,7 @@ fn dataplane(extra_toml: &str) -> DataplaneGateway {
     dp.toml = GwTomlOptions {
         mode: None,
         extra_toml: extra_toml.to_owned(),
+        ..Default::default()
     };
     dp.ready_timeout = Duration::from_secs(5);
     dp
@@ -981,6 +982,7 @@ fn sighup_reload_adds_a_peer() {
     t.write_gateway_toml(&GwTomlOptions {
         mode: None,
         extra_toml: peer_toml(&second.keys.public, SECOND_PEER_ADDR),
+        ..Default::default()
     })
     .unwrap();
     t.signal_gateway("HUP").unwrap();
@@ -1061,6 +1063,7 @@ fn stop_and_restart(name: &'static str, topology: Topology) {
     t.write_gateway_toml(&GwTomlOptions {
         mode: None,
         extra_toml: format!("[control]\nsocket = \"{}\"\n", control.display()),
+        ..Default::default()
     })
     .unwrap();
     t.start_dataplane_with_uapi_dir(dataplane(""), &uapi)

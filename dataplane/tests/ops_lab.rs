@@ -91,6 +91,7 @@ fn stats_metrics_and_live_peer_add_on_the_real_gateway() {
             "[metrics]\nlisten = \"127.0.0.1:9586\"\n\n[control]\nsocket = \"{}\"\n",
             control.display()
         ),
+        ..Default::default()
     };
     dp.ready_timeout = Duration::from_secs(5);
     let mut lab = Guarded(

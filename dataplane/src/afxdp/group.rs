@@ -461,6 +461,17 @@ impl XskGroup {
         Ok(())
     }
 
+    /// Adds `fd` to the set [`wait_readable`](Self::wait_readable) sleeps on, so that another
+    /// thread can wake the worker (the handoff doorbell). `fd` must stay open while the group
+    /// lives.
+    pub fn watch_fd(&mut self, fd: std::os::fd::RawFd) {
+        self.pollfds.push(libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        });
+    }
+
     /// Sleeps until some socket has received frames or `timeout_ms` passes (-1: forever).
     /// Returns whether something is readable.
     pub fn wait_readable(&mut self, timeout_ms: i32) -> io::Result<bool> {

@@ -48,6 +48,11 @@ pub struct WorkerStats {
     pub encrypted: u64,
     pub keepalives: u64,
     pub to_slowpath: u64,
+    /// Packets handed to another worker whose NAT owns them, and received from others.
+    #[serde(default)]
+    pub handed_off: u64,
+    #[serde(default)]
+    pub handed_in: u64,
     /// Live NAT mappings (a gauge).
     pub nat_entries: u64,
     /// Every drop reason, zeros included, so series never appear out of nowhere.
@@ -145,6 +150,8 @@ pub fn worker_stats(worker: usize, c: &WorkerCounters) -> WorkerStats {
         encrypted: load(&c.encrypted),
         keepalives: load(&c.keepalives),
         to_slowpath: load(&c.to_slowpath),
+        handed_off: load(&c.handed_off),
+        handed_in: load(&c.handed_in),
         nat_entries: load(&c.nat_entries),
         drops: DropReason::ALL
             .iter()

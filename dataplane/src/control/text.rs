@@ -35,6 +35,8 @@ pub fn render(now: &StatsSnapshot, prev: Option<&StatsSnapshot>) -> String {
             ("encrypted", w.encrypted, old.map(|o| o.encrypted)),
             ("keepalives", w.keepalives, old.map(|o| o.keepalives)),
             ("to_slowpath", w.to_slowpath, old.map(|o| o.to_slowpath)),
+            ("handed_off", w.handed_off, old.map(|o| o.handed_off)),
+            ("handed_in", w.handed_in, old.map(|o| o.handed_in)),
         ] {
             let _ = writeln!(s, "  {name:<12} {cur}{}", rate(cur, o));
         }

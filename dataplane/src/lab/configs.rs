@@ -14,6 +14,8 @@ use super::topology::{
 pub struct GwTomlOptions {
     /// `[dataplane] mode` (`auto`, `zerocopy`, `copy`, `skb`); omitted when `None`.
     pub mode: Option<String>,
+    /// `[dataplane] queues` (one worker each); omitted when `None` (queue 0).
+    pub queues: Option<Vec<u32>>,
     /// Appended verbatim at the end (may open further tables).
     pub extra_toml: String,
 }
@@ -52,6 +54,10 @@ pub fn gw_toml(topology: Topology, keys: &LabKeys, opts: &GwTomlOptions) -> Stri
     let _ = writeln!(s, "interfaces = [{}]", ifaces.join(", "));
     if let Some(mode) = &opts.mode {
         let _ = writeln!(s, "mode = \"{mode}\"");
+    }
+    if let Some(queues) = &opts.queues {
+        let list: Vec<String> = queues.iter().map(u32::to_string).collect();
+        let _ = writeln!(s, "queues = [{}]", list.join(", "));
     }
     let _ = writeln!(s);
     let _ = writeln!(s, "[nat]");
@@ -158,6 +164,7 @@ mod tests {
         let opts = GwTomlOptions {
             mode: Some("copy".into()),
             extra_toml: "[metrics]\nlisten = \"127.0.0.1:9586\"".into(),
+            queues: Some(vec![0, 1]),
         };
         let text = gw_toml(Topology::TwoArmed, &keys(true), &opts);
         let t: toml::Table = text.parse().expect("gw.toml must be valid TOML");
@@ -190,6 +197,13 @@ mod tests {
             .collect();
         assert_eq!(ifaces, ["wan0", "lan0"]);
         assert_eq!(dp["mode"].as_str(), Some("copy"));
+        let queues: Vec<_> = dp["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_integer().unwrap())
+            .collect();
+        assert_eq!(queues, [0, 1]);
         assert_eq!(t["nat"]["masquerade"].as_bool(), Some(true));
         assert!(t.contains_key("metrics"));
     }

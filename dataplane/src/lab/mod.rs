@@ -105,6 +105,7 @@ pub struct LabBuilder {
     iperf3: bool,
     echo: bool,
     keep_dir: bool,
+    gateway_queues: u32,
 }
 
 impl LabBuilder {
@@ -144,6 +145,14 @@ impl LabBuilder {
         self
     }
 
+    /// RX/TX queues of the veths that reach the gateway (default 1). With more, the sending
+    /// side spreads flows over the gateway's queues by hash, as RSS does on a NIC, so each of
+    /// the gateway's workers gets its share.
+    pub fn gateway_queues(mut self, n: u32) -> Self {
+        self.gateway_queues = n.max(1);
+        self
+    }
+
     /// Creates namespaces and wires, starts the server, the gateway and the client. Does not wait
     /// for a handshake ([`Lab::wait_for_handshake`]). On error everything made so far is removed.
     pub fn build(self) -> Result<Lab> {
@@ -172,6 +181,7 @@ impl LabBuilder {
             http: None,
             iperf3: None,
             captures: Vec::new(),
+            gateway_queues: self.gateway_queues,
             trace: Mutex::new(Vec::new()),
             started: Instant::now(),
             echo: self.echo,
@@ -208,6 +218,8 @@ pub struct Lab {
     http: Option<Spawned>,
     iperf3: Option<Spawned>,
     captures: Vec<Option<(String, Spawned, PathBuf)>>,
+    /// Queues of each veth end that touches the gateway ([`LabBuilder::gateway_queues`]).
+    gateway_queues: u32,
     trace: Mutex<Vec<TraceStep>>,
     started: Instant,
     echo: bool,
@@ -229,6 +241,7 @@ impl Lab {
             iperf3: false,
             echo: false,
             keep_dir: false,
+            gateway_queues: 1,
         }
     }
 
@@ -417,10 +430,26 @@ impl Lab {
             "lab",
             format!("veth {}:{a_if} <-> {}:{b_if}", a.role(), b.role()),
         );
-        run(Command::new("ip").args([
-            "link", "add", "name", a_if, "netns", &na, "type", "veth", "peer", "name", b_if,
-            "netns", &nb,
-        ]))?;
+        // Both ends get the queues when the pair touches the gateway: the sender's tx queue
+        // (picked by flow hash) is the receiver's rx queue on veth.
+        let queues = if self.gateway_queues > 1 && (a == Node::Gateway || b == Node::Gateway) {
+            let q = self.gateway_queues.to_string();
+            vec![
+                "numtxqueues".to_string(),
+                q.clone(),
+                "numrxqueues".into(),
+                q,
+            ]
+        } else {
+            Vec::new()
+        };
+        let mut cmd = Command::new("ip");
+        cmd.args(["link", "add", "name", a_if])
+            .args(&queues)
+            .args(["netns", &na, "type", "veth", "peer", "name", b_if])
+            .args(&queues)
+            .args(["netns", &nb]);
+        run(&mut cmd)?;
         Ok(())
     }
 

@@ -127,6 +127,8 @@ pub fn render(s: &StatsSnapshot) -> String {
             ("encrypted", w.encrypted),
             ("keepalive", w.keepalives),
             ("to_slowpath", w.to_slowpath),
+            ("handed_off", w.handed_off),
+            ("handed_in", w.handed_in),
         ] {
             f.sample(
                 "dataplane_worker_packets_total",

@@ -14,6 +14,7 @@ use slowpath::tables::SharedTables;
 use tracing::warn;
 use wgproto::time::Timestamp;
 
+use super::handoff::Handoff;
 use super::pipeline::{Batch, Pipeline, Resume, Verdict};
 use crate::afxdp::{Frame, SocketStats, TxError, XskGroup};
 use crate::control::publish_xsk_stats;
@@ -51,6 +52,8 @@ pub struct Worker {
     pub clock: Clock,
     pub stop: Arc<AtomicBool>,
     pub batch_size: usize,
+    /// Lanes to and from the other workers (none when this is the only one).
+    pub handoff: Handoff,
 }
 
 /// What the loop needs to act on a verdict.
@@ -60,6 +63,7 @@ struct Dispatch<'a> {
     /// ifindex of each socket of the group, by socket index.
     sockets: &'a [u32],
     parked: &'a mut VecDeque<Parked>,
+    handoff: &'a Handoff,
 }
 
 impl Dispatch<'_> {
@@ -99,8 +103,21 @@ impl Dispatch<'_> {
                     });
                 }
             }
-            Verdict::Handoff { .. } => {
-                self.counters.count_drop(DropReason::Handoff);
+            Verdict::Handoff {
+                owner,
+                resume,
+                start,
+                len,
+            } => {
+                let bytes = self
+                    .group
+                    .buf(&frame)
+                    .get(start..start + len)
+                    .unwrap_or(&[]);
+                match self.handoff.send(usize::from(owner), resume, start, bytes) {
+                    Ok(()) => WorkerCounters::add(&self.counters.handed_off, 1),
+                    Err(_) => self.counters.count_drop(DropReason::Handoff),
+                }
                 self.group.release(frame);
             }
             Verdict::Consumed => self.group.release(frame),
@@ -123,6 +140,9 @@ impl Worker {
             .map(|s| self.group.socket_info(s).ifindex)
             .collect();
         let mut next_gauges = Timestamp::ZERO;
+        if self.handoff.has_lanes() {
+            self.group.watch_fd(self.handoff.doorbell().fd());
+        }
         while !self.stop.load(Ordering::Relaxed) {
             let tables = self.tables.load();
             let routes = self.routes.snapshot();
@@ -136,6 +156,7 @@ impl Worker {
                 counters: &counters,
                 sockets: &sockets,
                 parked: &mut parked,
+                handoff: &self.handoff,
             };
             // Parked frames first: they are the oldest. Each is retried once per batch.
             for _ in 0..d.parked.len() {
@@ -157,6 +178,24 @@ impl Worker {
                 let verdict = self.pipeline.resume(&batch, buf, resume, start, len);
                 d.apply(verdict, frame, since);
             }
+            // Then what other workers handed over: older than what the rings hold now.
+            let handed_in = self.handoff.drain(self.batch_size, |p| {
+                let (start, len) = (p.start, p.bytes().len());
+                let Some(mut frame) = d.group.alloc() else {
+                    counters.count_drop(DropReason::Handoff);
+                    return;
+                };
+                if frame.set_packet(start, len).is_err() {
+                    counters.count_drop(DropReason::TooBig);
+                    d.group.release(frame);
+                    return;
+                }
+                WorkerCounters::add(&counters.handed_in, 1);
+                let buf = d.group.buf_mut(&mut frame);
+                buf[start..start + len].copy_from_slice(p.bytes());
+                let verdict = self.pipeline.resume(&batch, buf, p.resume, start, len);
+                d.apply(verdict, frame, batch.now);
+            });
             let mut received = 0;
             for sock in 0..sockets.len() {
                 let n = d.group.rx(sock, &mut rx, self.batch_size);
@@ -179,10 +218,17 @@ impl Worker {
             }
             drop(routes);
             drop(tables);
-            if received == 0 {
-                // With frames parked, wake up soon to retry them; otherwise sleep until input.
+            if received == 0 && handed_in == 0 {
+                // With frames parked, wake up soon to retry them; otherwise sleep until input
+                // (or until another worker rings: `arm` is false if it handed us something
+                // since the drain above).
                 let timeout = if parked.is_empty() { IDLE_POLL_MS } else { 1 };
-                let _ = self.group.wait_readable(timeout);
+                if !self.handoff.has_lanes() {
+                    let _ = self.group.wait_readable(timeout);
+                } else if self.handoff.arm() {
+                    let _ = self.group.wait_readable(timeout);
+                    self.handoff.doorbell().disarm();
+                }
             }
         }
         self.publish_gauges(&counters);
