@@ -67,6 +67,7 @@ fn more_flows_than_the_table_holds_are_refused_counted_and_recovered() {
         nat_ports: (61000, 61999),
         slow_queue: 1024,
         udp_timeout: UDP_TIMEOUT,
+        ..GatewayOptions::default()
     });
     // Fill the table.
     let mut mapped: HashMap<u16, u16> = HashMap::new();

@@ -59,6 +59,7 @@ pub fn pipeline(data: &[u8]) {
         nat_ports: (61000, 61031),
         slow_queue: 8,
         udp_timeout: std::time::Duration::from_secs(5),
+        ..GatewayOptions::default()
     });
     let mut sealed = 0u64;
     let mut ms = 0u64;

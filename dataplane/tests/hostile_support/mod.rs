@@ -122,6 +122,9 @@ pub struct GatewayOptions {
     pub nat_ports: (u16, u16),
     pub slow_queue: usize,
     pub udp_timeout: Duration,
+    /// Workers the NAT is partitioned for, and which one this gateway's pipeline is.
+    pub nat_workers: u16,
+    pub nat_worker: u16,
 }
 
 impl Default for GatewayOptions {
@@ -131,7 +134,26 @@ impl Default for GatewayOptions {
             nat_ports: (61000, 61999),
             slow_queue: 64,
             udp_timeout: Duration::from_secs(120),
+            nat_workers: 1,
+            nat_worker: 0,
         }
+    }
+}
+
+impl GatewayOptions {
+    /// The NAT configuration every worker of such a gateway shares.
+    pub fn nat_config(&self) -> NatConfig {
+        let mut nat_cfg = NatConfig {
+            egress: vec![GW_ADDR],
+            ports: self.nat_ports.0..=self.nat_ports.1,
+            exclude_ports: vec![LISTEN_PORT],
+            capacity_per_worker: self.nat_capacity,
+            workers: self.nat_workers,
+            ..NatConfig::default()
+        };
+        nat_cfg.timeouts.udp = self.udp_timeout;
+        nat_cfg.timeouts.udp_bidirectional = self.udp_timeout;
+        nat_cfg
     }
 }
 
@@ -153,17 +175,7 @@ impl Gateway {
         tables
             .allowed_ips
             .insert(IpPrefix::host(IpAddr::V4(CLIENT_INNER)), PEER);
-        let mut nat_cfg = NatConfig {
-            egress: vec![GW_ADDR],
-            ports: opts.nat_ports.0..=opts.nat_ports.1,
-            exclude_ports: vec![LISTEN_PORT],
-            capacity_per_worker: opts.nat_capacity,
-            workers: 1,
-            ..NatConfig::default()
-        };
-        nat_cfg.timeouts.udp = opts.udp_timeout;
-        nat_cfg.timeouts.udp_bidirectional = opts.udp_timeout;
-        let nat = Conntrack::new(&nat_cfg, 0).expect("valid NAT config");
+        let nat = Conntrack::new(&opts.nat_config(), opts.nat_worker).expect("valid NAT config");
         let (tx, rx) = slow_path_queue(opts.slow_queue);
         let cfg = PipelineConfig {
             listen_port: LISTEN_PORT,
