@@ -20,7 +20,7 @@ use slowpath::tables::shared_tables;
 use slowpath::tun::TunConfig;
 use tracing::{info, warn};
 
-use crate::afxdp::{attach_program, Mode, XskConfig, XskGroup};
+use crate::afxdp::{attach_program, queues, Mode, XskConfig, XskGroup};
 use crate::config::{self, GatewayConfig, HostFacts, Interfaces, LoadOptions, XdpMode};
 use crate::counters::{DropReason, WorkerCounters};
 use crate::route::{CacheOptions, NextHopCache, Rtnl};
@@ -163,7 +163,7 @@ pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<(
         clock,
     )?;
 
-    let queues = cfg.dataplane.queues.clone().unwrap_or_else(|| vec![0]);
+    let queues = choose_queues(&cfg, &names)?;
     // Packets that land on one worker's queue but belong to another's NAT slice cross over
     // through these lanes (worker::handoff).
     let mut handoffs = Handoff::mesh(queues.len())
@@ -312,6 +312,43 @@ pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<(
     drop(routes);
     info!("stopped: XDP programs detached, wg0 removed");
     Ok(())
+}
+
+/// `[dataplane] queues`, or the default (`afxdp::queues`); warns about queues left to the
+/// kernel.
+fn choose_queues(cfg: &GatewayConfig, names: &[&str]) -> anyhow::Result<Vec<u32>> {
+    let mut counts = Vec::with_capacity(names.len());
+    for name in names {
+        let n = queues::rx_queue_count(name)
+            .with_context(|| format!("reading the receive queues of {name} (/sys/class/net)"))?;
+        counts.push(n);
+    }
+    let chosen = match &cfg.dataplane.queues {
+        Some(q) => q.clone(),
+        None => {
+            let cpus = match &cfg.dataplane.cpus {
+                Some(c) if !c.is_empty() => c.len(),
+                _ => core_affinity::get_core_ids().map_or(1, |c| c.len()),
+            };
+            let q = queues::default_queues(&counts, cpus);
+            info!(queues = ?q, nic_queues = ?counts, cpus, "serving one worker per queue ([dataplane] queues not set)");
+            q
+        }
+    };
+    for (name, &count) in names.iter().zip(&counts) {
+        let left = queues::unserved(count, &chosen);
+        if !left.is_empty() {
+            warn!(
+                interface = %name,
+                queues = ?left,
+                "these receive queues have no worker: tunnel and NAT traffic hashed to them goes \
+                 to the kernel and is lost; serve them in [dataplane] queues or reduce the NIC's \
+                 queues (`ethtool -L {name} combined {}`)",
+                chosen.len()
+            );
+        }
+    }
+    Ok(chosen)
 }
 
 fn reload_peers(path: &Path, slow: &SlowPath) -> anyhow::Result<usize> {

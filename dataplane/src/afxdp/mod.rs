@@ -33,6 +33,7 @@
 pub mod frame;
 pub mod group;
 pub mod mode;
+pub mod queues;
 
 pub use frame::{Frame, OutOfFrame, FRAME_SIZE, MAX_TX_LEN, RX_OFFSET, TX_OFFSET};
 pub use group::{AfXdpError, SocketInfo, SocketStats, TxError, XskConfig, XskGroup};

@@ -167,7 +167,8 @@ impl XdpMode {
 pub struct DataplaneConfig {
     pub interfaces: Interfaces,
     pub mode: XdpMode,
-    /// NIC queues to serve, one worker each; `None` = every combined queue, read at start.
+    /// NIC queues to serve, one worker each; `None` = queues `0..n` read at start, `n` the
+    /// smaller of the NICs' queue counts and the CPUs (`afxdp::queues`).
     pub queues: Option<Vec<u32>>,
     /// CPUs to pin workers to, worker i on `cpus[i % len]`; `None` = worker i on core i.
     pub cpus: Option<Vec<usize>>,
