@@ -340,6 +340,16 @@ impl Lab {
         run(&mut cmd)
     }
 
+    /// The raw UAPI `get` answer of the device whose process is `pid` (see
+    /// [`probes::UAPI_GET_PY`] for why not `wg show`).
+    fn uapi_get(&self, pid: u32) -> Result<String> {
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["--target", &pid.to_string(), "--mount", "--net"])
+            .args(["python3", "-c", probes::UAPI_GET_PY])
+            .arg("/var/run/wireguard/wg0.sock");
+        run(&mut cmd)
+    }
+
     /// Starts a long-running process in `node` with its output in `<dir>/<name>.log`.
     fn spawn_in(&self, node: Node, name: &str, argv: &[&str]) -> Result<Spawned> {
         let cmd = in_ns(&self.ns_name(node), argv);
@@ -596,12 +606,14 @@ impl Lab {
         Ok(())
     }
 
-    /// Polls the client's `wg show wg0 latest-handshakes` until the gateway peer has one; sends
+    /// Polls the client's UAPI until the gateway peer has a session (a handshake); sends
     /// one ICMP echo to the gateway's tunnel address first so that the client starts the
     /// handshake. Returns how long it took.
     pub fn wait_for_handshake(&mut self, timeout: Duration) -> Result<Duration> {
         let t0 = Instant::now();
         let pid = self.uapi_pid(Node::Client)?;
+        let gateway_hex = probes::key_hex(&self.keys.gateway.public)
+            .context("the gateway's public key is not a base64 WireGuard key")?;
         self.note(format!(
             "waiting up to {:.1}s for the client's handshake with the gateway",
             timeout.as_secs_f64()
@@ -622,10 +634,10 @@ impl Lab {
         .stderr(std::process::Stdio::null())
         .spawn();
         let result = loop {
-            let out = self.wg_quiet(pid, &["show", "wg0", "latest-handshakes"])?;
-            let done = probes::parse_latest_handshakes(&out)
+            let out = self.uapi_get(pid)?;
+            let done = probes::parse_uapi_handshaken_peers(&out)
                 .iter()
-                .any(|(k, t)| *k == self.keys.gateway.public && *t != 0);
+                .any(|k| *k == gateway_hex);
             if done {
                 break Ok(t0.elapsed());
             }
