@@ -9,51 +9,17 @@
 //! A missing boringtun-cli fails the lab build with the install command; only a non-root run
 //! skips. `sudo -E cargo test -p dataplane --test gateway_boringtun -- --nocapture`.
 
-use dataplane::lab::{ClientKind, Topology};
+use dataplane::lab::ClientKind;
 
+#[macro_use]
 mod e2e_support;
-use e2e_support::{download_32_mib, iperf3_both_directions, ping_server_and_gateway, root_test};
 
-const BORINGTUN: ClientKind = ClientKind::Boringtun;
-
-#[test]
-fn boringtun_ping_server_and_gateway_one_armed() {
-    root_test("boringtun_ping_server_and_gateway_one_armed", |n| {
-        ping_server_and_gateway(n, Topology::OneArmed, BORINGTUN)
-    });
-}
-
-#[test]
-fn boringtun_ping_server_and_gateway_two_armed() {
-    root_test("boringtun_ping_server_and_gateway_two_armed", |n| {
-        ping_server_and_gateway(n, Topology::TwoArmed, BORINGTUN)
-    });
-}
-
-#[test]
-fn boringtun_download_32_mib_one_armed() {
-    root_test("boringtun_download_32_mib_one_armed", |n| {
-        download_32_mib(n, Topology::OneArmed, BORINGTUN)
-    });
-}
-
-#[test]
-fn boringtun_download_32_mib_two_armed() {
-    root_test("boringtun_download_32_mib_two_armed", |n| {
-        download_32_mib(n, Topology::TwoArmed, BORINGTUN)
-    });
-}
-
-#[test]
-fn boringtun_iperf3_both_directions_one_armed() {
-    root_test("boringtun_iperf3_both_directions_one_armed", |n| {
-        iperf3_both_directions(n, Topology::OneArmed, BORINGTUN)
-    });
-}
-
-#[test]
-fn boringtun_iperf3_both_directions_two_armed() {
-    root_test("boringtun_iperf3_both_directions_two_armed", |n| {
-        iperf3_both_directions(n, Topology::TwoArmed, BORINGTUN)
-    });
+client_scenario_tests! {
+    ClientKind::Boringtun;
+    boringtun_ping_server_and_gateway_one_armed => ping_server_and_gateway(OneArmed);
+    boringtun_ping_server_and_gateway_two_armed => ping_server_and_gateway(TwoArmed);
+    boringtun_download_32_mib_one_armed => download_32_mib(OneArmed);
+    boringtun_download_32_mib_two_armed => download_32_mib(TwoArmed);
+    boringtun_iperf3_both_directions_one_armed => iperf3_both_directions(OneArmed);
+    boringtun_iperf3_both_directions_two_armed => iperf3_both_directions(TwoArmed);
 }

@@ -22,11 +22,9 @@ use dataplane::lab::{
     SERVER_ADDR, TUNNEL_MTU,
 };
 
+#[macro_use]
 mod e2e_support;
-use e2e_support::{
-    assert_pings, binary, dataplane, download_32_mib, iperf3_both_directions, ping,
-    ping_server_and_gateway, root_test, serial, skip_unless_root, E2e,
-};
+use e2e_support::{assert_pings, binary, dataplane, ping, serial, skip_unless_root, E2e};
 
 /// The tunnel address the tests give a second peer.
 const SECOND_PEER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 13, 13, 3);
@@ -218,46 +216,14 @@ sys.exit("no reply within %ss" % limit)
 
 // ---- 1-3. issue 4's client scenarios (shared with gateway_boringtun.rs) ----------------------
 
-#[test]
-fn ping_server_and_gateway_one_armed() {
-    root_test("ping_server_and_gateway_one_armed", |n| {
-        ping_server_and_gateway(n, Topology::OneArmed, ClientKind::WireguardGo)
-    });
-}
-
-#[test]
-fn ping_server_and_gateway_two_armed() {
-    root_test("ping_server_and_gateway_two_armed", |n| {
-        ping_server_and_gateway(n, Topology::TwoArmed, ClientKind::WireguardGo)
-    });
-}
-
-#[test]
-fn download_32_mib_one_armed() {
-    root_test("download_32_mib_one_armed", |n| {
-        download_32_mib(n, Topology::OneArmed, ClientKind::WireguardGo)
-    });
-}
-
-#[test]
-fn download_32_mib_two_armed() {
-    root_test("download_32_mib_two_armed", |n| {
-        download_32_mib(n, Topology::TwoArmed, ClientKind::WireguardGo)
-    });
-}
-
-#[test]
-fn iperf3_both_directions_one_armed() {
-    root_test("iperf3_both_directions_one_armed", |n| {
-        iperf3_both_directions(n, Topology::OneArmed, ClientKind::WireguardGo)
-    });
-}
-
-#[test]
-fn iperf3_both_directions_two_armed() {
-    root_test("iperf3_both_directions_two_armed", |n| {
-        iperf3_both_directions(n, Topology::TwoArmed, ClientKind::WireguardGo)
-    });
+client_scenario_tests! {
+    ClientKind::WireguardGo;
+    ping_server_and_gateway_one_armed => ping_server_and_gateway(OneArmed);
+    ping_server_and_gateway_two_armed => ping_server_and_gateway(TwoArmed);
+    download_32_mib_one_armed => download_32_mib(OneArmed);
+    download_32_mib_two_armed => download_32_mib(TwoArmed);
+    iperf3_both_directions_one_armed => iperf3_both_directions(OneArmed);
+    iperf3_both_directions_two_armed => iperf3_both_directions(TwoArmed);
 }
 
 // ---- 4. wg show, and a second peer added live --------------------------------------------------

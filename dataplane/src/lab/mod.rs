@@ -635,9 +635,7 @@ impl Lab {
         .spawn();
         let result = loop {
             let out = self.uapi_get(pid)?;
-            let done = probes::parse_uapi_handshaken_peers(&out)
-                .iter()
-                .any(|k| *k == gateway_hex);
+            let done = probes::parse_uapi_handshaken_peers(&out).contains(&gateway_hex);
             if done {
                 break Ok(t0.elapsed());
             }

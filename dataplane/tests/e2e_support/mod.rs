@@ -269,6 +269,27 @@ pub fn download_through_tunnel(t: &Lab, name: &str, len: usize) -> f64 {
 
 // ---- issue 4's client scenarios, for either client ---------------------------------------------
 
+/// One `#[test]` per `name => scenario(Topology);` line, running the scenario with `$client`
+/// through [`root_test`] (skipped when not root, one at a time). Unused in the files that only
+/// take the harness.
+#[allow(unused_macros)]
+macro_rules! client_scenario_tests {
+    ($client:expr; $($test:ident => $scenario:ident($topology:ident);)*) => {
+        $(
+            #[test]
+            fn $test() {
+                $crate::e2e_support::root_test(stringify!($test), |name| {
+                    $crate::e2e_support::$scenario(
+                        name,
+                        dataplane::lab::Topology::$topology,
+                        $client,
+                    )
+                });
+            }
+        )*
+    };
+}
+
 /// The client pings the server (through the fast path: decrypt, source NAT, forward, and back)
 /// and the gateway's own wg0 address (the slow path hands it to the kernel through wg0).
 pub fn ping_server_and_gateway(name: &'static str, topology: Topology, client: ClientKind) {
