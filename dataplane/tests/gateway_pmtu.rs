@@ -20,7 +20,10 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use dataplane::lab::{Lab, Node, Topology, GATEWAY_LAN_ADDR, SERVER_ADDR};
+use dataplane::lab::{
+    Lab, Node, Topology, CLIENT_TUNNEL_ADDR, GATEWAY_LAN_ADDR, GATEWAY_TUNNEL_ADDR, LAN_PREFIX_LEN,
+    SERVER_ADDR,
+};
 
 mod e2e_support;
 use e2e_support::{assert_same_file, download_through_tunnel, pattern, ping, root_test, E2e};
@@ -67,6 +70,21 @@ s.shutdown(socket.SHUT_WR)
 while s.recv(4096): pass
 print("sent")
 "#;
+
+/// Replaces `node`'s route to the LAN (172.23.0.0/24) by `dev <dev_and_rest> advmss <advmss>`:
+/// the MSS its TCP offers to LAN hosts, independent of its own link's MTU.
+fn replace_lan_route(lab: &Lab, node: Node, dev_and_rest: &[&str], advmss: &str) {
+    let mask = u32::MAX << (32 - u32::from(LAN_PREFIX_LEN));
+    let lan = format!(
+        "{}/{LAN_PREFIX_LEN}",
+        Ipv4Addr::from(u32::from(SERVER_ADDR) & mask)
+    );
+    let mut argv = vec!["ip", "route", "replace", &lan, "dev"];
+    argv.extend_from_slice(dev_and_rest);
+    argv.extend(["advmss", advmss]);
+    lab.exec_in(node, &argv)
+        .expect("ip route replace ... advmss");
+}
 
 /// The MTU `ip route get dst` in `node` reports from the route cache (a learned path MTU), if
 /// any: `172.23.0.2 dev wg0 src 10.13.13.2 uid 0 \    cache expires 598sec mtu 1280`.
@@ -134,40 +152,30 @@ fn ping_until_frag_needed(t: &Lab, size: u32) -> String {
 fn lan_bottleneck(name: &'static str) {
     let t = E2e::build(name, Topology::TwoArmed, false, "");
     ping(&t, Node::Client, None, SERVER_ADDR, 2);
-    set_mtu(&t, Node::Gateway, "lan0", LAN_MTU);
+    set_mtu(
+        &t,
+        Node::Gateway,
+        t.topology().gateway_lan_interface(),
+        LAN_MTU,
+    );
     set_mtu(&t, Node::Server, "eth0", LAN_MTU);
+    // MSS = MTU - 20 (IPv4) - 20 (TCP).
     let advmss = (TUNNEL_MTU - 40).to_string();
-    t.exec_in(
-        Node::Server,
-        &[
-            "ip",
-            "route",
-            "replace",
-            "172.23.0.0/24",
-            "dev",
-            "eth0",
-            "proto",
-            "kernel",
-            "scope",
-            "link",
-            "src",
-            "172.23.0.2",
-            "advmss",
-            &advmss,
-        ],
-    )
-    .expect("server route with advmss");
+    let server = SERVER_ADDR.to_string();
+    let route = ["eth0", "proto", "kernel", "scope", "link", "src", &server];
+    replace_lan_route(&t, Node::Server, &route, &advmss);
 
     // (1) A 1420-byte echo with DF (1392 + 8 ICMP + 20 IP) fits the tunnel but not the LAN:
     // the gateway answers from its tunnel address with the LAN's MTU.
     let inner = TUNNEL_MTU - 28;
     let out = ping_until_frag_needed(&t, inner);
     eprintln!("{name}: ping -M do -s {inner}:\n{}", out.trim_end());
+    let from = format!("From {GATEWAY_TUNNEL_ADDR} ");
     let want = format!("Frag needed and DF set (mtu = {LAN_MTU})");
     assert!(
         out.lines()
-            .any(|l| l.starts_with("From 10.13.13.1 ") && l.contains(&want)),
-        "no `From 10.13.13.1 ... {want}` in ping's output:\n{out}"
+            .any(|l| l.starts_with(&from) && l.contains(&want)),
+        "no `{from}... {want}` in ping's output:\n{out}"
     );
     assert_eq!(learned_mtu(&t, Node::Client, SERVER_ADDR), Some(LAN_MTU));
     // Small packets still pass.
@@ -245,23 +253,9 @@ fn lan_bottleneck_frag_needed_into_tunnel_and_upload_adapts_two_armed() {
 fn tunnel_bottleneck(name: &'static str, topology: Topology) {
     let t = E2e::build(name, topology, false, "");
     ping(&t, Node::Client, None, SERVER_ADDR, 2);
-    // The client's SYN offers MSS 1460, so the server sends full 1500-byte frames.
-    t.exec_in(
-        Node::Client,
-        &[
-            "ip",
-            "route",
-            "replace",
-            "172.23.0.0/24",
-            "dev",
-            "wg0",
-            "src",
-            "10.13.13.2",
-            "advmss",
-            "1460",
-        ],
-    )
-    .expect("client route with advmss");
+    // The client's SYN offers MSS 1460, so the server sends full 1500-byte packets.
+    let src = CLIENT_TUNNEL_ADDR.to_string();
+    replace_lan_route(&t, Node::Client, &["wg0", "src", &src], "1460");
     forget_path_mtus(&t, Node::Server, GATEWAY_LAN_ADDR);
     let secs = download_through_tunnel(&t, "blob-8m.bin", 8 << 20);
     let learned = learned_mtu(&t, Node::Server, GATEWAY_LAN_ADDR);

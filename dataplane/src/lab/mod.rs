@@ -7,8 +7,9 @@
 //! server's HTTP/iperf3 processes, starting the gateway under test ([`GatewayKind`]), probes
 //! (HTTP GET, ICMP echo, handshake, counters), captures, a readable trace of what it did, and
 //! tearing all of it down in `Drop` (also on panic). It drives the system only through commands
-//! (`ip`, `wg`, `wireguard-go`, `boringtun-cli`, `iptables`, `tshark`, `python3`); it never
-//! enters a namespace itself and has no unsafe code.
+//! (`ip`, `wg`, `wireguard-go`, `boringtun-cli`, `iptables`, `tshark`, `python3`), and reads
+//! its own devices' UAPI sockets through `/proc/<pid>/root`; it never enters a namespace itself
+//! and has no unsafe code.
 //! It must never touch a namespace or process it did not create.
 //!
 //! The client is wireguard-go or boringtun ([`ClientKind`]). Both keep their UAPI socket in
@@ -340,14 +341,29 @@ impl Lab {
         run(&mut cmd)
     }
 
-    /// The raw UAPI `get` answer of the device whose process is `pid` (see
-    /// [`probes::UAPI_GET_PY`] for why not `wg show`).
+    /// The raw UAPI `get` answer (up to the blank line that ends it) of the `wg0` whose process
+    /// is `pid`. Its socket is in the process's private `/run/wireguard`, which
+    /// `/proc/<pid>/root` reaches from here without entering a namespace or running a command
+    /// (this is polled; `wg show` would drop what [`probes::parse_uapi_handshaken_peers`] needs).
     fn uapi_get(&self, pid: u32) -> Result<String> {
-        let mut cmd = Command::new("nsenter");
-        cmd.args(["--target", &pid.to_string(), "--mount", "--net"])
-            .args(["python3", "-c", probes::UAPI_GET_PY])
-            .arg("/var/run/wireguard/wg0.sock");
-        run(&mut cmd)
+        use std::io::{Read as _, Write as _};
+        let path = format!("/proc/{pid}/root/run/wireguard/wg0.sock");
+        let mut sock = std::os::unix::net::UnixStream::connect(&path)
+            .with_context(|| format!("cannot connect to the UAPI socket {path}"))?;
+        sock.set_read_timeout(Some(Duration::from_secs(2)))?;
+        sock.write_all(b"get=1\n\n")?;
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !answer.ends_with(b"\n\n") {
+            let n = sock
+                .read(&mut chunk)
+                .with_context(|| format!("reading the UAPI answer from {path}"))?;
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&chunk[..n]);
+        }
+        Ok(String::from_utf8_lossy(&answer).into_owned())
     }
 
     /// Starts a long-running process in `node` with its output in `<dir>/<name>.log`.

@@ -77,28 +77,12 @@ while not stop:
 f.close()
 "#;
 
-/// `python3 -c UAPI_GET_PY SOCKET`: the raw answer of a WireGuard UAPI socket to `get=1`
-/// (cross-platform userspace interface), up to the blank line that ends it. The lab reads it
-/// instead of `wg show latest-handshakes` because boringtun (0.7.1) puts the time *since* the
-/// last handshake into `last_handshake_time_sec`, not a Unix time (cloudflare/boringtun issue
-/// 447): `wg` then shows 0, "never", for the whole first second of a session.
-pub(crate) const UAPI_GET_PY: &str = r#"
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.settimeout(2)
-s.connect(sys.argv[1])
-s.sendall(b"get=1\n\n")
-buf = b""
-while not buf.endswith(b"\n\n"):
-    chunk = s.recv(65536)
-    if not chunk: break
-    buf += chunk
-sys.stdout.write(buf.decode())
-"#;
-
 /// The peers (hex public keys, as the UAPI writes them) that a UAPI `get` answer shows with a
 /// session: a `last_handshake_time` other than zero. That holds for wireguard-go (a Unix time)
 /// and for boringtun (a duration since the handshake, only written while a session exists).
+/// `wg show latest-handshakes` does not do for boringtun (0.7.1): it puts the time *since* the
+/// last handshake into `last_handshake_time_sec`, not a Unix time (cloudflare/boringtun issue
+/// 447), and `wg` drops the nanoseconds, so a session's whole first second reads as "never".
 pub(crate) fn parse_uapi_handshaken_peers(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut peer: Option<String> = None;
