@@ -770,7 +770,15 @@ impl Lab {
                     .trim()
             );
         }
-        probes::parse_iperf3_received_bps(&json)
+        probes::parse_iperf3_received_bps(&json).with_context(|| {
+            // Exit status 0 without a result: say what iperf3 did print.
+            let tail: Vec<&str> = json.lines().rev().take(12).collect();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            format!(
+                "iperf3 printed (last lines, reversed): {tail:?}; stderr: {:?}",
+                stderr.trim()
+            )
+        })
     }
 
     /// The counters of `ifname` in `node` (what `ip -s link` shows).
