@@ -5,7 +5,8 @@
 set -euo pipefail
 
 PACKAGES=(clang llvm libelf-dev zlib1g-dev libpcap-dev pkg-config m4 make
-          wireguard-go wireguard-tools iperf3 iproute2 iptables tshark python3 procps ethtool)
+          wireguard-go wireguard-tools iperf3 iproute2 iptables tshark python3 procps ethtool
+          iputils-ping curl)
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "install-deps: not root, skipping package installation and bpffs mount" >&2
@@ -37,7 +38,7 @@ fi
 
 # boringtun, the second independent WireGuard peer of the tests (issue 4) and a benchmark
 # reference (issue 7). Not packaged by Debian: built from crates.io into a fixed root, which the
-# lab looks in (dataplane/src/lab/boringtun.rs). Pinned to the version the lab was tested with;
+# lab looks in (dataplane/src/lab/userspace_wg.rs). Pinned to the version the lab was tested with;
 # --locked uses the crate's own Cargo.lock. Takes about a minute on 2 cores; skipped when present.
 BORINGTUN_VERSION=0.7.1
 BORINGTUN_ROOT=/opt/boringtun

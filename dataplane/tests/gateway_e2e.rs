@@ -7,157 +7,27 @@
 //!
 //! Every test builds its own lab (uniquely named namespaces, removed in `Drop` also on
 //! failure), prints the gateway's whole log when it fails, and skips with a message when not
-//! run as root. The tests take a lock and run one at a time: the machine has two cores, and
-//! throughput or timing checks next to another test's 32 MiB download would measure the other
-//! test. Run them with
+//! run as root. The tests take a lock and run one at a time (`e2e_support::serial`). The
+//! harness and the scenarios of issue 4 live in `e2e_support/`, shared with
+//! `gateway_boringtun.rs` (the same scenarios with boringtun as the client). Run them with
 //! `sudo -E cargo test -p dataplane --test gateway_e2e -- --nocapture` (the Mbit/s are printed);
 //! `DATAPLANE_E2E_BIN=target/release/dataplane` runs the same suite against another build.
 
 use std::net::Ipv4Addr;
-use std::ops::{Deref, DerefMut};
-use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use dataplane::lab::e2e::{generate_pair, parse_logged_counters, ExtraWireGuard};
 use dataplane::lab::{
-    is_root, DataplaneGateway, GatewayKind, GwTomlOptions, Lab, Node, Topology, CLIENT_TUNNEL_ADDR,
-    GATEWAY_LAN_ADDR, GATEWAY_TUNNEL_ADDR, SERVER_ADDR, TUNNEL_MTU,
+    ClientKind, GwTomlOptions, Lab, Node, Topology, CLIENT_TUNNEL_ADDR, GATEWAY_TUNNEL_ADDR,
+    SERVER_ADDR, TUNNEL_MTU,
 };
+
+#[macro_use]
+mod e2e_support;
+use e2e_support::{assert_pings, binary, dataplane, ping, serial, skip_unless_root, E2e};
 
 /// The tunnel address the tests give a second peer.
 const SECOND_PEER_ADDR: Ipv4Addr = Ipv4Addr::new(10, 13, 13, 3);
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// One test at a time (see the module docs); a failed test does not poison the others.
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn skip_unless_root(test: &str) -> bool {
-    if is_root() {
-        return false;
-    }
-    eprintln!("SKIPPED {test}: needs root (network namespaces, veth, XDP, TUN); run as root");
-    true
-}
-
-/// The `dataplane` binary under test: this build's, or `$DATAPLANE_E2E_BIN` (e.g. a release
-/// build, to see the throughput the unoptimised test build hides).
-fn binary() -> String {
-    std::env::var("DATAPLANE_E2E_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_dataplane").into())
-}
-
-/// The gateway under test, XDP mode left to `auto` as deployed.
-fn dataplane(extra_toml: &str) -> DataplaneGateway {
-    let mut dp = DataplaneGateway::new(binary());
-    dp.toml = GwTomlOptions {
-        mode: None,
-        extra_toml: extra_toml.to_owned(),
-        ..Default::default()
-    };
-    dp.ready_timeout = Duration::from_secs(5);
-    dp
-}
-
-/// A lab running the real gateway. On a failing test it prints the gateway's whole log first
-/// (the lab itself then prints the tail of every process's log and its trace, and keeps its
-/// directory).
-struct E2e {
-    lab: Lab,
-    started: Instant,
-    name: &'static str,
-}
-
-impl E2e {
-    fn build(name: &'static str, topology: Topology, iperf3: bool, extra_toml: &str) -> E2e {
-        let started = Instant::now();
-        let lab = Lab::builder(topology)
-            .gateway(GatewayKind::Dataplane(dataplane(extra_toml)))
-            .iperf3_server(iperf3)
-            .build()
-            .unwrap_or_else(|e| panic!("{name}: the lab with the dataplane gateway: {e:#}"));
-        let mut t = E2e { lab, started, name };
-        let hs = t
-            .wait_for_handshake(Duration::from_secs(10))
-            .expect("wireguard-go handshakes with the dataplane gateway");
-        eprintln!(
-            "{name} ({}): handshake after {:.0} ms",
-            topology.name(),
-            hs.as_secs_f64() * 1e3
-        );
-        t
-    }
-}
-
-impl Deref for E2e {
-    type Target = Lab;
-    fn deref(&self) -> &Lab {
-        &self.lab
-    }
-}
-
-impl DerefMut for E2e {
-    fn deref_mut(&mut self) -> &mut Lab {
-        &mut self.lab
-    }
-}
-
-impl Drop for E2e {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "==== {} failed after {:.1}s; gateway log ({}) ====\n{}\n==== end of gateway log ====",
-                self.name,
-                self.started.elapsed().as_secs_f64(),
-                self.lab.gateway_log_path().display(),
-                self.lab.gateway_log()
-            );
-        } else {
-            eprintln!(
-                "{} took {:.1}s",
-                self.name,
-                self.started.elapsed().as_secs_f64()
-            );
-        }
-    }
-}
-
-/// `ping -c count` from `node` (optionally from source `from`); the number of replies.
-fn ping(lab: &Lab, node: Node, from: Option<Ipv4Addr>, dst: Ipv4Addr, count: u32) -> u32 {
-    let count_s = count.to_string();
-    let dst_s = dst.to_string();
-    let from_s = from.map(|a| a.to_string());
-    let mut argv = vec!["ping", "-n", "-c", &count_s, "-i", "0.2", "-W", "1"];
-    if let Some(f) = &from_s {
-        argv.extend(["-I", f.as_str()]);
-    }
-    argv.push(&dst_s);
-    let (_, out) = lab.try_exec_in(node, &argv).expect("ping runs");
-    // "3 packets transmitted, 2 received, 33.3333% packet loss, time 402ms"
-    out.lines()
-        .find(|l| l.contains("packets transmitted"))
-        .and_then(|l| {
-            l.split(',')
-                .find(|p| p.contains("received"))?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("unexpected ping output:\n{out}"))
-}
-
-/// Pings until replies come (the first packets to a new next hop may be lost while the
-/// gateway's neighbour resolves) and asserts most of `count` were answered.
-fn assert_pings(lab: &Lab, from: Option<Ipv4Addr>, dst: Ipv4Addr, count: u32) {
-    let got = ping(lab, Node::Client, from, dst, count);
-    assert!(
-        got >= 1 && got + 1 >= count,
-        "ping {dst} from the client: {got} of {count} replies (at most the first may be lost)"
-    );
-}
 
 /// One `peer` of `wg show wg0 dump`.
 #[derive(Debug)]
@@ -196,33 +66,6 @@ fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// Deterministic bytes a truncated, reordered or corrupted transfer cannot reproduce.
-fn pattern(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut v = Vec::with_capacity(len);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
-
-fn sha256_of(path: &Path) -> String {
-    let out = std::process::Command::new("sha256sum")
-        .arg(path)
-        .output()
-        .expect("sha256sum runs");
-    assert!(out.status.success(), "sha256sum {}", path.display());
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 /// The throughput of every interval of an `iperf3 -J` run, in bits per second (the `sum` of
@@ -371,135 +214,16 @@ while time.monotonic() - t0 < limit:
 sys.exit("no reply within %ss" % limit)
 "#;
 
-// ---- 1. ping ---------------------------------------------------------------------------------
+// ---- 1-3. issue 4's client scenarios (shared with gateway_boringtun.rs) ----------------------
 
-fn ping_server_and_gateway(name: &'static str, topology: Topology) {
-    let _serial = serial();
-    let t = E2e::build(name, topology, false, "");
-    // Through the fast path (decrypt, source NAT, forward) and back.
-    assert_pings(&t, None, SERVER_ADDR, 3);
-    // To the gateway's own wg0 address: the slow path hands it to the kernel through wg0.
-    assert_pings(&t, None, GATEWAY_TUNNEL_ADDR, 3);
-    // Both directions again, now that every neighbour is known: nothing may be lost.
-    assert_eq!(ping(&t, Node::Client, None, SERVER_ADDR, 5), 5);
-    assert_eq!(ping(&t, Node::Client, None, GATEWAY_TUNNEL_ADDR, 5), 5);
-}
-
-#[test]
-fn ping_server_and_gateway_one_armed() {
-    if skip_unless_root("ping_server_and_gateway_one_armed") {
-        return;
-    }
-    ping_server_and_gateway("ping_server_and_gateway_one_armed", Topology::OneArmed);
-}
-
-#[test]
-fn ping_server_and_gateway_two_armed() {
-    if skip_unless_root("ping_server_and_gateway_two_armed") {
-        return;
-    }
-    ping_server_and_gateway("ping_server_and_gateway_two_armed", Topology::TwoArmed);
-}
-
-// ---- 2. 32 MiB download, byte-identical, NATed ------------------------------------------------
-
-fn download_32_mib(name: &'static str, topology: Topology) {
-    let _serial = serial();
-    let t = E2e::build(name, topology, false, "");
-    // Resolve the gateway's next hops first (the first packets to a new neighbour may drop).
-    ping(&t, Node::Client, None, SERVER_ADDR, 2);
-    let blob = pattern(32 << 20);
-    let url = t.write_server_file("blob-32m.bin", &blob).unwrap();
-    let served = t.dir().join("www").join("blob-32m.bin");
-    let got = t.dir().join("downloaded-32m.bin");
-    let got_s = got.to_string_lossy().into_owned();
-    let t0 = Instant::now();
-    let (ok, out) = t
-        .try_exec_in(
-            Node::Client,
-            &[
-                "curl",
-                "-sS",
-                "--fail",
-                "--max-time",
-                "25",
-                "-o",
-                &got_s,
-                &url,
-            ],
-        )
-        .unwrap();
-    let secs = t0.elapsed().as_secs_f64();
-    assert!(ok, "curl {url} through the tunnel failed: {out}");
-    let len = std::fs::metadata(&got).map(|m| m.len()).unwrap_or(0);
-    assert_eq!(len, blob.len() as u64, "downloaded length");
-    let (want, have) = (sha256_of(&served), sha256_of(&got));
-    assert_eq!(have, want, "sha256 of the downloaded file");
-    eprintln!(
-        "{name}: 32 MiB in {secs:.2}s = {:.0} Mbit/s, sha256 {have}",
-        blob.len() as f64 * 8.0 / secs / 1e6
-    );
-    // Source NAT: the server saw only the gateway's LAN address, never 10.13.13.2.
-    let sources = t.server_request_sources().unwrap();
-    assert!(!sources.is_empty(), "the server logged no request");
-    assert!(
-        sources.iter().all(|s| *s == GATEWAY_LAN_ADDR),
-        "sources seen by the server: {sources:?}"
-    );
-    let _ = std::fs::remove_file(&got);
-}
-
-#[test]
-fn download_32_mib_one_armed() {
-    if skip_unless_root("download_32_mib_one_armed") {
-        return;
-    }
-    download_32_mib("download_32_mib_one_armed", Topology::OneArmed);
-}
-
-#[test]
-fn download_32_mib_two_armed() {
-    if skip_unless_root("download_32_mib_two_armed") {
-        return;
-    }
-    download_32_mib("download_32_mib_two_armed", Topology::TwoArmed);
-}
-
-// ---- 3. iperf3 both directions ----------------------------------------------------------------
-
-fn iperf3_both_directions(name: &'static str, topology: Topology) {
-    let _serial = serial();
-    let mut t = E2e::build(name, topology, true, "");
-    ping(&t, Node::Client, None, SERVER_ADDR, 2);
-    let up = t
-        .iperf3_from_client(Duration::from_secs(3), false)
-        .expect("iperf3 client -> server through the gateway");
-    let down = t
-        .iperf3_from_client(Duration::from_secs(3), true)
-        .expect("iperf3 -R server -> client through the gateway");
-    eprintln!(
-        "{name}: iperf3 TCP client->server {:.0} Mbit/s, server->client (-R) {:.0} Mbit/s",
-        up / 1e6,
-        down / 1e6
-    );
-    assert!(up > 1e6, "client->server only {up} bit/s");
-    assert!(down > 1e6, "server->client only {down} bit/s");
-}
-
-#[test]
-fn iperf3_both_directions_one_armed() {
-    if skip_unless_root("iperf3_both_directions_one_armed") {
-        return;
-    }
-    iperf3_both_directions("iperf3_both_directions_one_armed", Topology::OneArmed);
-}
-
-#[test]
-fn iperf3_both_directions_two_armed() {
-    if skip_unless_root("iperf3_both_directions_two_armed") {
-        return;
-    }
-    iperf3_both_directions("iperf3_both_directions_two_armed", Topology::TwoArmed);
+client_scenario_tests! {
+    ClientKind::WireguardGo;
+    ping_server_and_gateway_one_armed => ping_server_and_gateway(OneArmed);
+    ping_server_and_gateway_two_armed => ping_server_and_gateway(TwoArmed);
+    download_32_mib_one_armed => download_32_mib(OneArmed);
+    download_32_mib_two_armed => download_32_mib(TwoArmed);
+    iperf3_both_directions_one_armed => iperf3_both_directions(OneArmed);
+    iperf3_both_directions_two_armed => iperf3_both_directions(TwoArmed);
 }
 
 // ---- 4. wg show, and a second peer added live --------------------------------------------------

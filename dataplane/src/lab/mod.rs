@@ -7,8 +7,9 @@
 //! server's HTTP/iperf3 processes, starting the gateway under test ([`GatewayKind`]), probes
 //! (HTTP GET, ICMP echo, handshake, counters), captures, a readable trace of what it did, and
 //! tearing all of it down in `Drop` (also on panic). It drives the system only through commands
-//! (`ip`, `wg`, `wireguard-go`, `boringtun-cli`, `iptables`, `tshark`, `python3`); it never
-//! enters a namespace itself and has no unsafe code.
+//! (`ip`, `wg`, `wireguard-go`, `boringtun-cli`, `iptables`, `tshark`, `python3`), and reads
+//! its own devices' UAPI sockets through `/proc/<pid>/root`; it never enters a namespace itself
+//! and has no unsafe code.
 //! It must never touch a namespace or process it did not create.
 //!
 //! The client is wireguard-go or boringtun ([`ClientKind`]). Both keep their UAPI socket in
@@ -353,6 +354,31 @@ impl Lab {
         run(&mut cmd)
     }
 
+    /// The raw UAPI `get` answer (up to the blank line that ends it) of the `wg0` whose process
+    /// is `pid`. Its socket is in the process's private `/run/wireguard`, which
+    /// `/proc/<pid>/root` reaches from here without entering a namespace or running a command
+    /// (this is polled; `wg show` would drop what [`probes::parse_uapi_handshaken_peers`] needs).
+    fn uapi_get(&self, pid: u32) -> Result<String> {
+        use std::io::{Read as _, Write as _};
+        let path = format!("/proc/{pid}/root/run/wireguard/wg0.sock");
+        let mut sock = std::os::unix::net::UnixStream::connect(&path)
+            .with_context(|| format!("cannot connect to the UAPI socket {path}"))?;
+        sock.set_read_timeout(Some(Duration::from_secs(2)))?;
+        sock.write_all(b"get=1\n\n")?;
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !answer.ends_with(b"\n\n") {
+            let n = sock
+                .read(&mut chunk)
+                .with_context(|| format!("reading the UAPI answer from {path}"))?;
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&chunk[..n]);
+        }
+        Ok(String::from_utf8_lossy(&answer).into_owned())
+    }
+
     /// Starts a long-running process in `node` with its output in `<dir>/<name>.log`.
     fn spawn_in(&self, node: Node, name: &str, argv: &[&str]) -> Result<Spawned> {
         let cmd = in_ns(&self.ns_name(node), argv);
@@ -625,12 +651,14 @@ impl Lab {
         Ok(())
     }
 
-    /// Polls the client's `wg show wg0 latest-handshakes` until the gateway peer has one; sends
+    /// Polls the client's UAPI until the gateway peer has a session (a handshake); sends
     /// one ICMP echo to the gateway's tunnel address first so that the client starts the
     /// handshake. Returns how long it took.
     pub fn wait_for_handshake(&mut self, timeout: Duration) -> Result<Duration> {
         let t0 = Instant::now();
         let pid = self.uapi_pid(Node::Client)?;
+        let gateway_hex = probes::key_hex(&self.keys.gateway.public)
+            .context("the gateway's public key is not a base64 WireGuard key")?;
         self.note(format!(
             "waiting up to {:.1}s for the client's handshake with the gateway",
             timeout.as_secs_f64()
@@ -651,10 +679,8 @@ impl Lab {
         .stderr(std::process::Stdio::null())
         .spawn();
         let result = loop {
-            let out = self.wg_quiet(pid, &["show", "wg0", "latest-handshakes"])?;
-            let done = probes::parse_latest_handshakes(&out)
-                .iter()
-                .any(|(k, t)| *k == self.keys.gateway.public && *t != 0);
+            let out = self.uapi_get(pid)?;
+            let done = probes::parse_uapi_handshaken_peers(&out).contains(&gateway_hex);
             if done {
                 break Ok(t0.elapsed());
             }
@@ -773,7 +799,15 @@ impl Lab {
                     .trim()
             );
         }
-        probes::parse_iperf3_received_bps(&json)
+        probes::parse_iperf3_received_bps(&json).with_context(|| {
+            // Exit status 0 without a result: say what iperf3 did print.
+            let tail: Vec<&str> = json.lines().rev().take(12).collect();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            format!(
+                "iperf3 printed (last lines, reversed): {tail:?}; stderr: {:?}",
+                stderr.trim()
+            )
+        })
     }
 
     /// The counters of `ifname` in `node` (what `ip -s link` shows).

@@ -77,16 +77,50 @@ while not stop:
 f.close()
 "#;
 
-/// One peer's line of `wg show wg0 latest-handshakes`: public key and unix seconds (0 = never).
-pub(crate) fn parse_latest_handshakes(text: &str) -> Vec<(String, u64)> {
-    text.lines()
-        .filter_map(|l| {
-            let mut it = l.split_whitespace();
-            let key = it.next()?.to_owned();
-            let secs = it.next()?.parse().ok()?;
-            Some((key, secs))
-        })
-        .collect()
+/// The peers (hex public keys, as the UAPI writes them) that a UAPI `get` answer shows with a
+/// session: a `last_handshake_time` other than zero. That holds for wireguard-go (a Unix time)
+/// and for boringtun (a duration since the handshake, only written while a session exists).
+/// `wg show latest-handshakes` does not do for boringtun (0.7.1): it puts the time *since* the
+/// last handshake into `last_handshake_time_sec`, not a Unix time (cloudflare/boringtun issue
+/// 447), and `wg` drops the nanoseconds, so a session's whole first second reads as "never".
+pub(crate) fn parse_uapi_handshaken_peers(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut peer: Option<String> = None;
+    let mut handshaken = false;
+    let mut flush = |peer: &mut Option<String>, handshaken: &mut bool| {
+        if let Some(p) = peer.take() {
+            if *handshaken {
+                out.push(p);
+            }
+        }
+        *handshaken = false;
+    };
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        match k {
+            "public_key" => {
+                flush(&mut peer, &mut handshaken);
+                peer = Some(v.to_owned());
+            }
+            "last_handshake_time_sec" | "last_handshake_time_nsec" if peer.is_some() => {
+                handshaken |= v.parse::<u64>().is_ok_and(|n| n != 0);
+            }
+            _ => {}
+        }
+    }
+    flush(&mut peer, &mut handshaken);
+    out
+}
+
+/// A base64 WireGuard key (as `wg` prints it) in the UAPI's lowercase hex.
+pub(crate) fn key_hex(base64_key: &str) -> Option<String> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(base64_key.trim())
+        .ok()?;
+    (bytes.len() == 32).then(|| bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Bytes through one peer, from `wg show wg0 transfer`.
@@ -197,13 +231,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn handshake_lines() {
-        let t = "abc=\t1795580819\nxyz=\t0\n";
+    fn uapi_sessions_from_either_implementation() {
+        // wireguard-go: a Unix time, 0 for never. boringtun: a duration, present only with a
+        // session, and 0 s in its first second (nsec tells).
+        let t = "private_key=aa\nlisten_port=51820\n\
+                 public_key=01\nendpoint=1.2.3.4:5\nlast_handshake_time_sec=0\n\
+                 last_handshake_time_nsec=0\nrx_bytes=0\n\
+                 public_key=02\nlast_handshake_time_sec=0\nlast_handshake_time_nsec=41000\n\
+                 public_key=03\nrx_bytes=9\n\
+                 public_key=04\nlast_handshake_time_sec=1795580819\n\
+                 last_handshake_time_nsec=0\nerrno=0\n\n";
+        assert_eq!(parse_uapi_handshaken_peers(t), ["02", "04"]);
+        assert!(parse_uapi_handshaken_peers("errno=0\n\n").is_empty());
+        assert!(parse_uapi_handshaken_peers("garbage").is_empty());
+    }
+
+    #[test]
+    fn keys_in_hex() {
+        let hex = key_hex("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").unwrap();
         assert_eq!(
-            parse_latest_handshakes(t),
-            vec![("abc=".into(), 1795580819), ("xyz=".into(), 0)]
+            hex,
+            (0u8..32).map(|b| format!("{b:02x}")).collect::<String>()
         );
-        assert!(parse_latest_handshakes("garbage").is_empty());
+        assert_eq!(key_hex("AAEC"), None, "not 32 bytes");
+        assert_eq!(key_hex("not base64!"), None);
     }
 
     #[test]
