@@ -16,7 +16,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -136,14 +136,7 @@ impl Generator {
         if self.handshake_at.elapsed() < FRESH_FOR {
             return Ok(());
         }
-        let peer = self
-            .device
-            .peers()
-            .next()
-            .map(|p| p.id())
-            .context("no peer")?;
-        self.device
-            .request_handshake(now(), wall_clock(), peer, &mut OsRng);
+        // `handshake` asks the device for the initiation itself.
         self.keypair = handshake(&mut self.device, &self.socket, Duration::from_secs(15))?;
         self.handshake_at = Instant::now();
         Ok(())
@@ -199,6 +192,7 @@ impl Generator {
         let mut pool = SealedPool::new(
             load.pool.clamp(SEND_BATCH, planned.max(SEND_BATCH)),
             load.first_seq,
+            largest(load.mix),
         );
         pool.refill(self, load.mix, usize::MAX)?;
         let mut sent = Sent::default();
@@ -224,11 +218,16 @@ impl Generator {
                 for k in 0..n as u64 {
                     times.set(seq + k, t);
                 }
-                let took = send_batch(&self.socket, None, &slots);
+                let took = send_batch(&self.socket, None, &slots).min(n);
                 // A refused batch (ENOBUFS, ICMP error reported back) is skipped: its counters
                 // are spent, the gateway sees a gap, and the sink counts the packets as lost.
-                sent.refused += (n - took.min(n)) as u64;
-                let took = if took == 0 { n } else { took };
+                // A partly taken batch keeps its rest in the pool for the next call.
+                let took = if took == 0 {
+                    sent.refused += n as u64;
+                    n
+                } else {
+                    took
+                };
                 sent.inner_bytes += pool.consume(took);
                 sent.packets += took as u64;
                 seq += took as u64;
@@ -255,11 +254,11 @@ impl Generator {
 
     /// Receives transport messages from the gateway until `stop`, opens them with the session
     /// keypair and tallies the probes inside into `arrivals` (latency from the stamp the
-    /// sender wrote, or `times` when given). Returns (datagrams that failed to open, other
-    /// datagrams).
+    /// sender wrote, or `times` when given); the tally is locked once per batch, so the caller
+    /// can watch it fill. Returns (datagrams that failed to open, other datagrams).
     pub fn receive(
         &self,
-        arrivals: &mut Arrivals,
+        arrivals: &Mutex<Arrivals>,
         times: Option<&SendTimes>,
         stop: &AtomicBool,
     ) -> Result<(u64, u64)> {
@@ -268,8 +267,12 @@ impl Generator {
         let expect_dst = SocketAddrV4::new(self.cfg.tunnel_addr, self.cfg.tunnel_port);
         while !stop.load(Ordering::Relaxed) {
             let n = recv_batch(&self.socket, &mut batch)?;
+            if n == 0 {
+                continue;
+            }
             let t = monotonic_ns();
             let ts = now();
+            let mut arrivals = arrivals.lock().unwrap_or_else(|e| e.into_inner());
             for i in 0..n {
                 let dgram = batch.get_mut(i);
                 if dgram.first() != Some(&4) {
@@ -352,6 +355,19 @@ pub fn inner_udp_payload(ip: &[u8], dst: SocketAddrV4) -> Option<(&[u8], usize)>
     }
 }
 
+/// The largest inner packet of `mix` (what a pool slot must hold).
+fn largest(mix: SizeMix) -> usize {
+    let most = match mix {
+        SizeMix::Fixed(n) => n,
+        SizeMix::Imix => crate::packets::IMIX_PATTERN
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(MTU),
+    };
+    most.clamp(MIN_PROBE_PACKET, MTU)
+}
+
 /// A ring of transport messages sealed ahead: `head` is the next to send, `filled` how many
 /// are ready, `next_seq` the sequence number the next sealed packet gets.
 struct SealedPool {
@@ -365,8 +381,9 @@ struct SealedPool {
 }
 
 impl SealedPool {
-    fn new(slots: usize, first_seq: u64) -> Self {
-        let stride = sealed_len(MTU, MTU).next_multiple_of(64);
+    /// `slots` packets of at most `largest` inner bytes each.
+    fn new(slots: usize, first_seq: u64, largest: usize) -> Self {
+        let stride = sealed_len(largest, MTU).next_multiple_of(64);
         SealedPool {
             buf: vec![0; slots * stride],
             stride,

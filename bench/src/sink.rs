@@ -43,7 +43,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Sink {
     /// Binds `bind` in namespace `netns` and starts receiving.
     pub fn start(netns: &str, bind: SocketAddrV4) -> Result<Sink> {
-        let socket = socket_in(netns, bind)?;
+        Self::on_socket(socket_in(netns, bind)?)
+    }
+
+    /// Starts receiving on a socket the caller opened (in whatever namespace it belongs to).
+    pub fn on_socket(socket: UdpSocket) -> Result<Sink> {
+        // The receive loop checks its stop flag between timeouts.
+        socket.set_read_timeout(Some(Duration::from_millis(50)))?;
         let shared = Arc::new(Shared {
             arrivals: Mutex::new(Arrivals::new(0, 0)),
             last_source: Mutex::new(None),
@@ -76,6 +82,11 @@ impl Sink {
     /// The current tally so far (a copy of the counts).
     pub fn tally(&self) -> crate::probe::Tally {
         lock(&self.shared.arrivals).tally()
+    }
+
+    /// The address the sink receives on.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.socket.local_addr()?)
     }
 
     /// The NAT-mapped source of the generator's flow as the sink saw it.
