@@ -16,6 +16,7 @@ pub mod e2e;
 pub mod fixture;
 pub mod load_sweep;
 pub mod loadgen;
+pub mod pacing;
 pub mod packets;
 pub mod pipeline;
 pub mod probe;

@@ -101,6 +101,25 @@ pub struct LoadPoint {
 }
 
 impl LoadPoint {
+    fn new(
+        direction: Direction,
+        mix: SizeMix,
+        rate_pps: Option<f64>,
+        sent: &Sent,
+        tally: Tally,
+    ) -> Self {
+        LoadPoint {
+            direction,
+            mix,
+            rate_pps,
+            sent: sent.packets,
+            elapsed: sent.elapsed,
+            sent_bytes: sent.inner_bytes,
+            sender_limited: sent.sender_limited,
+            tally,
+        }
+    }
+
     pub fn offered_pps(&self) -> f64 {
         self.sent as f64 / self.secs()
     }
@@ -224,19 +243,10 @@ impl LoadRig {
             first_seq: first,
             pool: POOL,
         };
-        let sent: Sent = self.generator.send(&load, &self.times)?;
+        let sent = self.generator.send(&load, &self.times)?;
         drain(|| self.sink.tally().received);
         let tally = self.sink.expect(0, 0, None).tally();
-        Ok(LoadPoint {
-            direction: Direction::Forward,
-            mix,
-            rate_pps: rate,
-            sent: sent.packets,
-            elapsed: sent.elapsed,
-            sent_bytes: sent.inner_bytes,
-            sender_limited: sent.generator_limited,
-            tally,
-        })
+        Ok(LoadPoint::new(Direction::Forward, mix, rate, &sent, tally))
     }
 
     /// Sink -> gateway -> generator at `rate` for `duration`, to the NAT mapping of the
@@ -256,15 +266,14 @@ impl LoadRig {
         let stop = AtomicBool::new(false);
         let generator = &self.generator;
         let sink = &self.sink;
-        let (sent, elapsed, bytes, received) = std::thread::scope(|s| {
+        let (sent, received) = std::thread::scope(|s| {
             let rx = s.spawn(|| generator.receive(&arrivals, None, &stop));
             // The receiver is up before the first packet is due.
             std::thread::sleep(Duration::from_millis(20));
-            let (sent, bytes, elapsed) = sink.blast(mapped, mix, rate, duration, first);
+            let sent = sink.blast(mapped, mix, rate, duration, first);
             drain(|| lock(&arrivals).tally().received);
             stop.store(true, Ordering::Relaxed);
-            let received = rx.join();
-            (sent, elapsed, bytes, received)
+            (sent, rx.join())
         });
         match received {
             Ok(r) => {
@@ -273,16 +282,7 @@ impl LoadRig {
             Err(_) => bail!("the generator's receive thread panicked"),
         }
         let tally = lock(&arrivals).tally();
-        Ok(LoadPoint {
-            direction: Direction::Reverse,
-            mix,
-            rate_pps: rate,
-            sent,
-            elapsed,
-            sent_bytes: bytes,
-            sender_limited: rate.is_some_and(|r| (sent as f64) < 0.95 * r * elapsed.as_secs_f64()),
-            tally,
-        })
+        Ok(LoadPoint::new(Direction::Reverse, mix, rate, &sent, tally))
     }
 
     /// Every point of `plan`, forward then reverse per point; `progress` gets one line each.

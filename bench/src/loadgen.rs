@@ -29,6 +29,7 @@ use wgproto::keypair::{sealed_len, Keypair};
 use wgproto::keys::{PresharedKey, PrivateKey, PublicKey};
 use wgproto::time::Timestamp;
 
+use crate::pacing::Pacer;
 use crate::packets::SizeMix;
 use crate::probe::{write_probe, Arrivals, SendTimes, INNER_IP_UDP, MIN_PROBE_PACKET};
 use crate::session::wall_clock;
@@ -73,7 +74,7 @@ pub struct Load {
     pub pool: usize,
 }
 
-/// What a timed send did.
+/// What a timed send did (the generator's, or the sink's in the reverse direction).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Sent {
     pub packets: u64,
@@ -82,8 +83,9 @@ pub struct Sent {
     pub elapsed: Duration,
     /// Datagrams the kernel refused (counted as sent by nobody).
     pub refused: u64,
-    /// The pool ran dry while packets were due: the generator, not the gateway, set the rate.
-    pub generator_limited: bool,
+    /// The sender fell behind the asked rate (for the generator also: its pool of sealed
+    /// packets ran dry while packets were due): it, not the gateway, set the pace.
+    pub sender_limited: bool,
 }
 
 impl Sent {
@@ -199,19 +201,17 @@ impl Generator {
         let start = monotonic_ns();
         let end = start + load.duration.as_nanos() as u64;
         let mut seq = load.first_seq;
+        let pacer = Pacer::new(start, load.rate_pps, SEND_BATCH);
         loop {
             let t = monotonic_ns();
             if t >= end {
                 break;
             }
-            let due = match load.rate_pps {
-                Some(r) => (((t - start) as f64 * 1e-9 * r) as u64).saturating_sub(sent.packets),
-                None => SEND_BATCH as u64,
-            };
+            let due = pacer.due(t, sent.packets);
             if due > 0 && pool.filled == 0 {
-                sent.generator_limited = true;
+                sent.sender_limited = true;
             }
-            let slots = pool.next(due as usize);
+            let slots = pool.next(due);
             if !slots.is_empty() {
                 let n = slots.len();
                 let t = monotonic_ns();
@@ -238,17 +238,14 @@ impl Generator {
                 pool.refill(self, load.mix, SEND_BATCH)?;
                 continue;
             }
-            if let Some(r) = load.rate_pps {
-                let next_due = start + ((sent.packets + 1) as f64 / r * 1e9) as u64;
-                let wait = next_due.saturating_sub(monotonic_ns());
-                if wait > 200_000 {
-                    std::thread::sleep(Duration::from_nanos(wait - 100_000));
-                } else {
-                    std::hint::spin_loop();
-                }
+            if let Some(at) = pacer.next_batch_at(sent.packets) {
+                let wait = at.min(end).saturating_sub(monotonic_ns());
+                std::thread::sleep(Duration::from_nanos(wait));
             }
         }
-        sent.elapsed = Duration::from_nanos(monotonic_ns() - start);
+        let elapsed = monotonic_ns() - start;
+        sent.elapsed = Duration::from_nanos(elapsed);
+        sent.sender_limited |= pacer.fell_behind(sent.packets, elapsed);
         Ok(sent)
     }
 
