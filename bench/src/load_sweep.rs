@@ -43,10 +43,24 @@ const SEND_TIME_SLOTS: usize = 1 << 20;
 const POOL: usize = 1 << 17;
 /// A point at full speed expects at most this many packets per second (the tally's bitmap).
 const MAX_PPS: f64 = 4e6;
-/// After the last packet, how long arrivals may stop before the point is closed, and the
-/// longest wait in all.
-const QUIET: Duration = Duration::from_millis(150);
-const DRAIN_LIMIT: Duration = Duration::from_secs(1);
+/// How a point ends after its last packet was sent: once arrivals have stopped for `quiet`
+/// (packets still queued in the gateway or the sockets arrive meanwhile), or after `limit` in
+/// all. What has not arrived by then counts as lost.
+#[derive(Clone, Copy, Debug)]
+pub struct Drain {
+    pub quiet: Duration,
+    pub limit: Duration,
+}
+
+impl Default for Drain {
+    /// For the benchmark: a release-built gateway empties its rings in milliseconds.
+    fn default() -> Self {
+        Drain {
+            quiet: Duration::from_millis(150),
+            limit: Duration::from_secs(1),
+        }
+    }
+}
 
 /// Which offered loads to run.
 #[derive(Clone, Debug)]
@@ -146,9 +160,10 @@ impl LoadPoint {
         self.elapsed.as_secs_f64().max(1e-9)
     }
 
-    /// `10 kpps`, or `max` for full speed.
+    /// `10 kpps`, `200 pps`, or `max` for full speed.
     pub fn rate_label(&self) -> String {
         match self.rate_pps {
+            Some(r) if r < 1e3 => format!("{r:.0} pps"),
             Some(r) => format!("{:.0} kpps", r / 1e3),
             None => "max".into(),
         }
@@ -161,6 +176,8 @@ pub struct LoadRig {
     sink: Sink,
     times: Arc<SendTimes>,
     next_seq: u64,
+    /// When a point ends (tests of a debug-built gateway wait longer).
+    pub drain: Drain,
 }
 
 impl LoadRig {
@@ -201,6 +218,7 @@ impl LoadRig {
             sink,
             times: Arc::new(SendTimes::new(SEND_TIME_SLOTS)),
             next_seq: 1,
+            drain: Drain::default(),
         })
     }
 
@@ -244,7 +262,7 @@ impl LoadRig {
             pool: POOL,
         };
         let sent = self.generator.send(&load, &self.times)?;
-        drain(|| self.sink.tally().received);
+        self.drain.wait(|| self.sink.tally().received);
         let tally = self.sink.expect(0, 0, None).tally();
         Ok(LoadPoint::new(Direction::Forward, mix, rate, &sent, tally))
     }
@@ -266,12 +284,13 @@ impl LoadRig {
         let stop = AtomicBool::new(false);
         let generator = &self.generator;
         let sink = &self.sink;
+        let drain = self.drain;
         let (sent, received) = std::thread::scope(|s| {
             let rx = s.spawn(|| generator.receive(&arrivals, None, &stop));
             // The receiver is up before the first packet is due.
             std::thread::sleep(Duration::from_millis(20));
             let sent = sink.blast(mapped, mix, rate, duration, first);
-            drain(|| lock(&arrivals).tally().received);
+            drain.wait(|| lock(&arrivals).tally().received);
             stop.store(true, Ordering::Relaxed);
             (sent, rx.join())
         });
@@ -310,20 +329,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Waits until `count` stops growing for [`QUIET`] (packets still queued in the gateway or
-/// the sockets arrive meanwhile), at most [`DRAIN_LIMIT`].
-fn drain(count: impl Fn() -> u64) {
-    let start = Instant::now();
-    let mut last = count();
-    let mut since = Instant::now();
-    while start.elapsed() < DRAIN_LIMIT {
-        std::thread::sleep(Duration::from_millis(25));
-        let now = count();
-        if now != last {
-            last = now;
-            since = Instant::now();
-        } else if since.elapsed() >= QUIET {
-            break;
+impl Drain {
+    /// Waits until `count` has not grown for `quiet`, at most `limit`.
+    fn wait(&self, count: impl Fn() -> u64) {
+        let start = Instant::now();
+        let mut last = count();
+        let mut since = Instant::now();
+        while start.elapsed() < self.limit {
+            std::thread::sleep(Duration::from_millis(25));
+            let now = count();
+            if now != last {
+                last = now;
+                since = Instant::now();
+            } else if since.elapsed() >= self.quiet {
+                break;
+            }
         }
     }
 }

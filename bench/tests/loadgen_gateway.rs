@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bench::load_sweep::{point_line, LoadRig, GENERATOR_TUNNEL_ADDR};
+use bench::load_sweep::{point_line, Drain, LoadRig, GENERATOR_TUNNEL_ADDR};
 use bench::packets::SizeMix;
 use dataplane::lab::e2e::parse_logged_counters;
 use dataplane::lab::{is_root, DataplaneGateway, GatewayKind, Lab, Node, Topology};
@@ -56,6 +56,39 @@ fn dataplane_binary() -> PathBuf {
     bin
 }
 
+/// Where packets may have gone missing: both ends of the LAN wire and the server's UDP
+/// counters (checksum and buffer errors), for failure messages.
+fn where_lost(lab: &Lab, binary: &std::path::Path, control: &std::path::Path) -> String {
+    let udp = lab
+        .exec_in(Node::Server, &["cat", "/proc/net/snmp"])
+        .map(|s| {
+            s.lines()
+                .filter(|l| l.starts_with("Udp:"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default();
+    let stats = Command::new(binary)
+        .args(["stats", "--socket"])
+        .arg(control)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let veth = lab
+        .exec_in(Node::Gateway, &["ethtool", "-S", "wan0"])
+        .unwrap_or_default();
+    format!(
+        "client eth0: {:?}\ngateway wan0: {:?}\ngateway lan0: {:?}\nserver eth0: {:?}\n\
+         server UDP:\n{udp}\nethtool -S wan0:\n{veth}\ndataplane stats:\n{stats}\n\
+         gateway log:\n{}",
+        lab.interface_counters(Node::Client, "eth0"),
+        lab.interface_counters(Node::Gateway, "wan0"),
+        lab.interface_counters(Node::Gateway, "lan0"),
+        lab.interface_counters(Node::Server, "eth0"),
+        lab.gateway_log()
+    )
+}
+
 #[test]
 fn generator_packets_are_decrypted_by_the_gateway_and_counted_by_the_sink() {
     if !is_root() {
@@ -66,14 +99,24 @@ fn generator_packets_are_decrypted_by_the_gateway_and_counted_by_the_sink() {
         return;
     }
     let t0 = Instant::now();
-    let mut dp = DataplaneGateway::new(dataplane_binary());
+    let binary = dataplane_binary();
+    let mut dp = DataplaneGateway::new(&binary);
     dp.toml.mode = Some("copy".into());
+    // Our own control socket: other gateways may run on this machine at the same time.
+    let control = std::env::temp_dir().join(format!("bench-loadgen-{}.sock", std::process::id()));
+    dp.toml.extra_toml = format!("[control]\nsocket = \"{}\"\n", control.display());
     dp.ready_timeout = Duration::from_secs(5);
     let mut lab = Lab::builder(Topology::TwoArmed)
         .gateway(GatewayKind::Dataplane(dp))
         .build()
         .expect("the lab builds");
     let mut rig = LoadRig::attach(&mut lab).expect("the generator completes a handshake");
+    // A debug-built gateway on a shared machine can be seconds behind; a packet counts as lost
+    // only if it has not arrived 10 s after the last one was sent.
+    rig.drain = Drain {
+        quiet: Duration::from_secs(1),
+        limit: Duration::from_secs(10),
+    };
     let generator_key = {
         let dump = lab
             .wg(Node::Gateway, &["show", "wg0", "allowed-ips"])
@@ -92,15 +135,15 @@ fn generator_packets_are_decrypted_by_the_gateway_and_counted_by_the_sink() {
     assert!(
         warm.tally.unique > 0,
         "nothing reached the sink: {warm:?}\n{}",
-        lab.gateway_log()
+        where_lost(&lab, &binary, &control)
     );
 
     // At a low rate every packet arrives, intact, once; at every size.
     let mut forwarded = warm.sent;
     for (mix, rate) in [
-        (SizeMix::Fixed(64), 2_000.0),
-        (SizeMix::Fixed(1420), 1_000.0),
-        (SizeMix::Imix, 1_000.0),
+        (SizeMix::Fixed(64), 1_000.0),
+        (SizeMix::Fixed(1420), 400.0),
+        (SizeMix::Imix, 500.0),
     ] {
         let p = rig
             .forward(mix, Some(rate), Duration::from_millis(700))
@@ -109,32 +152,31 @@ fn generator_packets_are_decrypted_by_the_gateway_and_counted_by_the_sink() {
         forwarded += p.sent;
         let t = p.tally;
         assert!(p.sent as f64 >= 0.9 * rate * 0.7, "sent only {}", p.sent);
-        assert_eq!(t.unique, p.sent, "{} at {rate} pps: {t:?}", mix.label());
+        assert_eq!(
+            t.unique,
+            p.sent,
+            "{} at {rate} pps: {t:?}\n{}",
+            mix.label(),
+            where_lost(&lab, &binary, &control)
+        );
         assert_eq!((t.corrupted, t.duplicates, t.foreign), (0, 0, 0), "{t:?}");
         assert_eq!(t.latency_samples, t.unique, "every probe timed");
         assert!(t.p50_us > 0.0 && t.p50_us <= t.p99_us, "{t:?}");
-        let mean = mix.mean().max(bench::probe::MIN_PROBE_PACKET as f64);
-        let bytes = t.unique_bytes as f64 / t.unique as f64;
-        assert!(
-            (bytes - mean).abs() < 1.0,
-            "delivered {bytes} B/packet, sent {mean}"
-        );
+        // Every packet arrived at the size it was sent (the sink measures its own bytes).
+        assert_eq!(t.unique_bytes, p.sent_bytes, "{}", mix.label());
     }
 
     // Reverse: the sink answers through the NAT mapping; the gateway encrypts for the
     // generator, which opens every packet.
     let back = rig
-        .reverse(
-            SizeMix::Fixed(512),
-            Some(1_000.0),
-            Duration::from_millis(700),
-        )
+        .reverse(SizeMix::Fixed(512), Some(500.0), Duration::from_millis(700))
         .unwrap();
     eprintln!("{}", point_line(&back));
     let t = back.tally;
-    assert!(back.sent >= 600, "the sink sent only {}", back.sent);
+    assert!(back.sent >= 300, "the sink sent only {}", back.sent);
     assert_eq!(t.unique, back.sent, "{t:?}");
     assert_eq!((t.corrupted, t.duplicates), (0, 0), "{t:?}");
+    assert_eq!(t.unique_bytes, back.sent_bytes);
 
     // The gateway's view: the generator's peer received what it sent (wg show transfer), and
     // the workers decrypted and encrypted at least as many packets.
