@@ -6,10 +6,10 @@
 //! own timers), and then sends transport messages sealed with its keypair: inner IPv4/UDP
 //! packets from its tunnel address to the sink behind the gateway, each carrying a probe
 //! ([`crate::probe`]). Packets are sealed ahead of time into a pool, off the timed path; the
-//! send loop hands them to the kernel with `sendmmsg(2)` at a set rate or as fast as it can,
-//! and records each packet's send time in a [`SendTimes`] table the sink reads. When the
-//! rate outruns the pool, the loop seals the next batch itself and the point is marked
-//! generator-limited.
+//! send loop hands them to the kernel with `sendmmsg(2)`, in batches paced by
+//! [`crate::pacing::Pacer`] at a set rate or as fast as it can, and records each packet's send
+//! time in a [`SendTimes`] table the sink reads. When the rate outruns the pool, the loop seals
+//! the next batch itself and the point is marked sender-limited.
 //!
 //! The reverse direction: [`Generator::receive`] opens what the gateway sends back (the sink's
 //! replies, encrypted by the gateway) with the same keypair and tallies the probes inside.
