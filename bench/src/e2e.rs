@@ -1,13 +1,15 @@
 //! The end-to-end benchmark in the namespace lab (`dataplane::lab`, two-armed: client on the
-//! WAN wire, server on the LAN wire, veth pairs): for each gateway under test, a fresh lab,
-//! a handshake with the client's wireguard-go, then iperf3 TCP both ways, iperf3 UDP floods
-//! at fixed inner packet sizes, and ICMP echo latency percentiles at the same sizes.
+//! WAN wire, server on the LAN wire, veth pairs): for each gateway under test, a fresh lab, a
+//! handshake with the client's wireguard-go, iperf3 TCP both ways and ICMP echo latency from
+//! that client, then fixed offered loads from the WireGuard load generator to the sink and
+//! back ([`crate::load_sweep`]).
 //!
-//! The reference gateway (wireguard-go + iptables MASQUERADE, the article's design in user
-//! space) and this project's `dataplane` run in the same invocation on the same machine, so
-//! their ratio is meaningful even where absolute figures are not. Both face the same client:
-//! a wireguard-go process in the client namespace, which bounds what either gateway can be
-//! offered (see the README).
+//! The gateways run in the same invocation on the same machine, so their ratios are
+//! meaningful even where absolute figures are not: this project's `dataplane`, and the
+//! article's design in user space twice, wireguard-go + iptables MASQUERADE and boringtun +
+//! iptables MASQUERADE. iperf3 and ping go through the lab's wireguard-go client, which bounds
+//! what they can offer; the load generator seals ahead of time and sends with `sendmmsg(2)`,
+//! so its offered load does not depend on a WireGuard implementation in the client.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -19,28 +21,32 @@ use dataplane::lab::{DataplaneGateway, GatewayKind, Lab, Node, Topology, SERVER_
 use hdrhistogram::Histogram;
 use serde_json::Value;
 
+use crate::load_sweep::{LoadPoint, LoadRig, SweepPlan};
+
 /// Which gateway to measure.
 #[derive(Clone, Debug)]
 pub enum Gateway {
+    /// wireguard-go + iptables MASQUERADE.
     Reference,
+    /// boringtun + iptables MASQUERADE.
+    ReferenceBoringtun,
     /// The `dataplane` binary in the given AF_XDP mode (`copy` on veth).
-    Dataplane {
-        binary: PathBuf,
-        mode: String,
-    },
+    Dataplane { binary: PathBuf, mode: String },
 }
 
 impl Gateway {
     pub fn name(&self) -> &'static str {
         match self {
             Gateway::Reference => "wireguard-go + iptables MASQUERADE",
+            Gateway::ReferenceBoringtun => "boringtun + iptables MASQUERADE",
             Gateway::Dataplane { .. } => "dataplane (AF_XDP)",
         }
     }
 
     pub fn short(&self) -> &'static str {
         match self {
-            Gateway::Reference => "reference",
+            Gateway::Reference => "wireguard-go",
+            Gateway::ReferenceBoringtun => "boringtun",
             Gateway::Dataplane { .. } => "dataplane",
         }
     }
@@ -50,30 +56,32 @@ impl Gateway {
 #[derive(Clone, Debug)]
 pub struct E2eOptions {
     pub tcp_time: Duration,
-    /// Inner IPv4 packet sizes of the UDP floods and pings.
-    pub sizes: Vec<usize>,
-    pub udp_time: Duration,
+    /// Inner IPv4 packet sizes of the pings.
+    pub ping_sizes: Vec<usize>,
     pub pings: u32,
     pub ping_interval: Duration,
+    /// The load generator's offered loads.
+    pub sweep: SweepPlan,
 }
 
 impl E2eOptions {
     pub fn quick() -> Self {
         E2eOptions {
-            tcp_time: Duration::from_secs(3),
-            sizes: vec![64, 512, 1420],
-            udp_time: Duration::from_secs(2),
-            pings: 100,
+            tcp_time: Duration::from_secs(2),
+            ping_sizes: vec![64, 1420],
+            pings: 50,
             ping_interval: Duration::from_millis(10),
+            sweep: SweepPlan::quick(),
         }
     }
 
     pub fn full() -> Self {
         E2eOptions {
             tcp_time: Duration::from_secs(10),
-            udp_time: Duration::from_secs(5),
+            ping_sizes: vec![64, 512, 1420],
             pings: 1000,
-            ..Self::quick()
+            ping_interval: Duration::from_millis(10),
+            sweep: SweepPlan::full(),
         }
     }
 }
@@ -107,9 +115,12 @@ pub struct GatewayResult {
     /// iperf3 TCP, client -> server and server -> client, received bits/s.
     pub tcp_up_bps: f64,
     pub tcp_down_bps: f64,
-    pub udp: Vec<UdpResult>,
-    /// Per inner packet size.
+    /// Ping round trips per inner packet size.
     pub latency: Vec<(usize, Latency)>,
+    /// The load generator's points, both directions.
+    pub load: Vec<LoadPoint>,
+    /// Why the load generator's points are missing, if they are.
+    pub load_error: Option<String>,
     /// The AF_XDP mode the gateway reported, if it is the dataplane.
     pub afxdp_mode: Option<String>,
     /// The gateway interfaces' driver (`veth`).
@@ -125,9 +136,14 @@ pub fn run_gateway(
     let topology = Topology::TwoArmed;
     let kind = match gw {
         Gateway::Reference => GatewayKind::Reference,
+        Gateway::ReferenceBoringtun => GatewayKind::ReferenceBoringtun,
         Gateway::Dataplane { binary, mode } => {
             let mut dp = DataplaneGateway::new(binary);
             dp.toml.mode = Some(mode.clone());
+            // Not the host's /run/dataplane.sock: other gateways may run at the same time.
+            let control =
+                std::env::temp_dir().join(format!("bench-e2e-{}.sock", std::process::id()));
+            dp.toml.extra_toml = format!("[control]\nsocket = \"{}\"\n", control.display());
             GatewayKind::Dataplane(dp)
         }
     };
@@ -153,16 +169,7 @@ pub fn run_gateway(
     r.tcp_up_bps = iperf3(&lab, opts.tcp_time, false, None)?.received_bps;
     progress(&format!("{}: iperf3 TCP server -> client", gw.short()));
     r.tcp_down_bps = iperf3(&lab, opts.tcp_time, true, None)?.received_bps;
-    for &size in &opts.sizes {
-        progress(&format!(
-            "{}: iperf3 UDP flood, {size}-byte packets",
-            gw.short()
-        ));
-        let mut u = iperf3(&lab, opts.udp_time, false, Some(size))?;
-        u.size = size;
-        r.udp.push(u);
-    }
-    for &size in &opts.sizes {
+    for &size in &opts.ping_sizes {
         progress(&format!(
             "{}: {} pings of {size} bytes",
             gw.short(),
@@ -172,6 +179,18 @@ pub fn run_gateway(
             size,
             ping(&lab, SERVER_ADDR, size, opts.pings, opts.ping_interval)?,
         ));
+    }
+    progress(&format!(
+        "{}: load generator handshake and offered loads",
+        gw.short()
+    ));
+    // A failed sweep keeps the TCP and ping figures and says why in the report.
+    match LoadRig::attach(&mut lab).and_then(|mut rig| rig.sweep(&opts.sweep, progress)) {
+        Ok(points) => r.load = points,
+        Err(e) => {
+            progress(&format!("{}: load generator failed: {e:#}", gw.short()));
+            r.load_error = Some(format!("{e:#}"));
+        }
     }
     if matches!(gw, Gateway::Dataplane { .. }) {
         r.afxdp_mode = afxdp_mode_from_log(&lab.gateway_log());

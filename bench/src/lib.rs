@@ -2,8 +2,11 @@
 //!
 //! - [`pipeline`]: the per-frame path without I/O, one and two workers, against raw
 //!   ChaCha20-Poly1305 over the same bytes (the limit).
-//! - [`e2e`]: iperf3 and ping through the namespace lab, this gateway against the reference
-//!   (wireguard-go + iptables MASQUERADE) in the same run.
+//! - [`e2e`]: through the namespace lab, this gateway against the references (wireguard-go and
+//!   boringtun, each with iptables MASQUERADE) in the same run: iperf3 and ping from the lab's
+//!   client, and fixed offered loads from the WireGuard load generator ([`loadgen`]) to the sink
+//!   ([`sink`]) and back ([`load_sweep`]; probes and their tally in [`probe`], batched socket
+//!   I/O in [`udp_batch`]).
 //! - [`report`]: the machine description, the Markdown table and the SVG plot.
 //!
 //! [`session`], [`packets`] and [`fixture`] build what the benchmarks feed the gateway: real
@@ -11,7 +14,9 @@
 
 pub mod e2e;
 pub mod fixture;
+pub mod load_sweep;
 pub mod loadgen;
+pub mod pacing;
 pub mod packets;
 pub mod pipeline;
 pub mod probe;

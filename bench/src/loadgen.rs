@@ -6,17 +6,17 @@
 //! own timers), and then sends transport messages sealed with its keypair: inner IPv4/UDP
 //! packets from its tunnel address to the sink behind the gateway, each carrying a probe
 //! ([`crate::probe`]). Packets are sealed ahead of time into a pool, off the timed path; the
-//! send loop hands them to the kernel with `sendmmsg(2)` at a set rate or as fast as it can,
-//! and records each packet's send time in a [`SendTimes`] table the sink reads. When the
-//! rate outruns the pool, the loop seals the next batch itself and the point is marked
-//! generator-limited.
+//! send loop hands them to the kernel with `sendmmsg(2)`, in batches paced by
+//! [`crate::pacing::Pacer`] at a set rate or as fast as it can, and records each packet's send
+//! time in a [`SendTimes`] table the sink reads. When the rate outruns the pool, the loop seals
+//! the next batch itself and the point is marked sender-limited.
 //!
 //! The reverse direction: [`Generator::receive`] opens what the gateway sends back (the sink's
 //! replies, encrypted by the gateway) with the same keypair and tallies the probes inside.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -29,6 +29,7 @@ use wgproto::keypair::{sealed_len, Keypair};
 use wgproto::keys::{PresharedKey, PrivateKey, PublicKey};
 use wgproto::time::Timestamp;
 
+use crate::pacing::Pacer;
 use crate::packets::SizeMix;
 use crate::probe::{write_probe, Arrivals, SendTimes, INNER_IP_UDP, MIN_PROBE_PACKET};
 use crate::session::wall_clock;
@@ -73,7 +74,7 @@ pub struct Load {
     pub pool: usize,
 }
 
-/// What a timed send did.
+/// What a timed send did (the generator's, or the sink's in the reverse direction).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Sent {
     pub packets: u64,
@@ -82,8 +83,9 @@ pub struct Sent {
     pub elapsed: Duration,
     /// Datagrams the kernel refused (counted as sent by nobody).
     pub refused: u64,
-    /// The pool ran dry while packets were due: the generator, not the gateway, set the rate.
-    pub generator_limited: bool,
+    /// The sender fell behind the asked rate (for the generator also: its pool of sealed
+    /// packets ran dry while packets were due): it, not the gateway, set the pace.
+    pub sender_limited: bool,
 }
 
 impl Sent {
@@ -136,14 +138,7 @@ impl Generator {
         if self.handshake_at.elapsed() < FRESH_FOR {
             return Ok(());
         }
-        let peer = self
-            .device
-            .peers()
-            .next()
-            .map(|p| p.id())
-            .context("no peer")?;
-        self.device
-            .request_handshake(now(), wall_clock(), peer, &mut OsRng);
+        // `handshake` asks the device for the initiation itself.
         self.keypair = handshake(&mut self.device, &self.socket, Duration::from_secs(15))?;
         self.handshake_at = Instant::now();
         Ok(())
@@ -199,36 +194,40 @@ impl Generator {
         let mut pool = SealedPool::new(
             load.pool.clamp(SEND_BATCH, planned.max(SEND_BATCH)),
             load.first_seq,
+            largest(load.mix),
         );
         pool.refill(self, load.mix, usize::MAX)?;
         let mut sent = Sent::default();
         let start = monotonic_ns();
         let end = start + load.duration.as_nanos() as u64;
         let mut seq = load.first_seq;
+        let pacer = Pacer::new(start, load.rate_pps, SEND_BATCH);
         loop {
             let t = monotonic_ns();
             if t >= end {
                 break;
             }
-            let due = match load.rate_pps {
-                Some(r) => (((t - start) as f64 * 1e-9 * r) as u64).saturating_sub(sent.packets),
-                None => SEND_BATCH as u64,
-            };
+            let due = pacer.due(t, sent.packets);
             if due > 0 && pool.filled == 0 {
-                sent.generator_limited = true;
+                sent.sender_limited = true;
             }
-            let slots = pool.next(due as usize);
+            let slots = pool.next(due);
             if !slots.is_empty() {
                 let n = slots.len();
                 let t = monotonic_ns();
                 for k in 0..n as u64 {
                     times.set(seq + k, t);
                 }
-                let took = send_batch(&self.socket, None, &slots);
+                let took = send_batch(&self.socket, None, &slots).min(n);
                 // A refused batch (ENOBUFS, ICMP error reported back) is skipped: its counters
                 // are spent, the gateway sees a gap, and the sink counts the packets as lost.
-                sent.refused += (n - took.min(n)) as u64;
-                let took = if took == 0 { n } else { took };
+                // A partly taken batch keeps its rest in the pool for the next call.
+                let took = if took == 0 {
+                    sent.refused += n as u64;
+                    n
+                } else {
+                    took
+                };
                 sent.inner_bytes += pool.consume(took);
                 sent.packets += took as u64;
                 seq += took as u64;
@@ -239,27 +238,24 @@ impl Generator {
                 pool.refill(self, load.mix, SEND_BATCH)?;
                 continue;
             }
-            if let Some(r) = load.rate_pps {
-                let next_due = start + ((sent.packets + 1) as f64 / r * 1e9) as u64;
-                let wait = next_due.saturating_sub(monotonic_ns());
-                if wait > 200_000 {
-                    std::thread::sleep(Duration::from_nanos(wait - 100_000));
-                } else {
-                    std::hint::spin_loop();
-                }
+            if let Some(at) = pacer.next_batch_at(sent.packets) {
+                let wait = at.min(end).saturating_sub(monotonic_ns());
+                std::thread::sleep(Duration::from_nanos(wait));
             }
         }
-        sent.elapsed = Duration::from_nanos(monotonic_ns() - start);
+        let elapsed = monotonic_ns() - start;
+        sent.elapsed = Duration::from_nanos(elapsed);
+        sent.sender_limited |= pacer.fell_behind(sent.packets, elapsed);
         Ok(sent)
     }
 
     /// Receives transport messages from the gateway until `stop`, opens them with the session
     /// keypair and tallies the probes inside into `arrivals` (latency from the stamp the
-    /// sender wrote, or `times` when given). Returns (datagrams that failed to open, other
-    /// datagrams).
+    /// sender wrote, or `times` when given); the tally is locked once per batch, so the caller
+    /// can watch it fill. Returns (datagrams that failed to open, other datagrams).
     pub fn receive(
         &self,
-        arrivals: &mut Arrivals,
+        arrivals: &Mutex<Arrivals>,
         times: Option<&SendTimes>,
         stop: &AtomicBool,
     ) -> Result<(u64, u64)> {
@@ -268,8 +264,12 @@ impl Generator {
         let expect_dst = SocketAddrV4::new(self.cfg.tunnel_addr, self.cfg.tunnel_port);
         while !stop.load(Ordering::Relaxed) {
             let n = recv_batch(&self.socket, &mut batch)?;
+            if n == 0 {
+                continue;
+            }
             let t = monotonic_ns();
             let ts = now();
+            let mut arrivals = arrivals.lock().unwrap_or_else(|e| e.into_inner());
             for i in 0..n {
                 let dgram = batch.get_mut(i);
                 if dgram.first() != Some(&4) {
@@ -352,6 +352,19 @@ pub fn inner_udp_payload(ip: &[u8], dst: SocketAddrV4) -> Option<(&[u8], usize)>
     }
 }
 
+/// The largest inner packet of `mix` (what a pool slot must hold).
+fn largest(mix: SizeMix) -> usize {
+    let most = match mix {
+        SizeMix::Fixed(n) => n,
+        SizeMix::Imix => crate::packets::IMIX_PATTERN
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(MTU),
+    };
+    most.clamp(MIN_PROBE_PACKET, MTU)
+}
+
 /// A ring of transport messages sealed ahead: `head` is the next to send, `filled` how many
 /// are ready, `next_seq` the sequence number the next sealed packet gets.
 struct SealedPool {
@@ -365,8 +378,9 @@ struct SealedPool {
 }
 
 impl SealedPool {
-    fn new(slots: usize, first_seq: u64) -> Self {
-        let stride = sealed_len(MTU, MTU).next_multiple_of(64);
+    /// `slots` packets of at most `largest` inner bytes each.
+    fn new(slots: usize, first_seq: u64, largest: usize) -> Self {
+        let stride = sealed_len(largest, MTU).next_multiple_of(64);
         SealedPool {
             buf: vec![0; slots * stride],
             stride,

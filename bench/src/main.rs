@@ -1,5 +1,5 @@
 //! `bench [--quick] [--out results/]`: the pipeline benchmark, then (as root) the end-to-end
-//! benchmark of this gateway and the reference gateway in the namespace lab, in one run; writes
+//! benchmark of this gateway and the two reference gateways in the namespace lab, in one run; writes
 //! `results.md` and `results.svg` into the output folder.
 
 use std::io::Write as _;
@@ -13,7 +13,10 @@ use bench::report::{Machine, Report};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(about = "Line-rate benchmarks: pipeline without I/O and end to end against wireguard-go")]
+#[command(
+    about = "Line-rate benchmarks: pipeline without I/O, and end to end (load generator, iperf3, \
+             ping) against wireguard-go and boringtun with iptables MASQUERADE"
+)]
 struct Args {
     /// Short run (under two minutes on two cores).
     #[arg(long)]
@@ -102,6 +105,14 @@ fn main() -> Result<()> {
             ),
         }
         gateways.push(Gateway::Reference);
+        match dataplane::lab::boringtun_binary() {
+            Some(_) => gateways.push(Gateway::ReferenceBoringtun),
+            None => report.skipped.push(
+                "boringtun + iptables MASQUERADE: no boringtun-cli (run \
+                 dataplane/scripts/install-deps.sh as root, or set $BORINGTUN_CLI)"
+                    .into(),
+            ),
+        }
         for gw in &gateways {
             match e2e::run_gateway(gw, &opts, &mut |s| progress.line(s)) {
                 Ok(r) => report.gateways.push(r),

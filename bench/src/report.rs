@@ -8,8 +8,9 @@ use anyhow::{Context, Result};
 use plotters::prelude::*;
 
 use crate::e2e::GatewayResult;
+use crate::load_sweep::LoadPoint;
 use crate::packets::SizeMix;
-use crate::pipeline::PipelinePoint;
+use crate::pipeline::{Direction, PipelinePoint};
 
 /// Where the figures come from.
 #[derive(Clone, Debug, Default)]
@@ -64,6 +65,59 @@ fn mpps(pps: f64) -> String {
     format!("{:.2}", pps / 1e6)
 }
 
+/// One headline row: this gateway's figure and each reference's (`None` where it has none).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Headline {
+    pub what: String,
+    pub unit: &'static str,
+    pub ours: f64,
+    pub references: Vec<(String, Option<f64>)>,
+}
+
+fn ratio(ours: f64, reference: f64) -> String {
+    if reference > 0.0 {
+        format!("{:.2}", ours / reference)
+    } else {
+        "-".into()
+    }
+}
+
+pub fn direction_name(d: Direction) -> &'static str {
+    match d {
+        Direction::Forward => "client -> server",
+        Direction::Reverse => "server -> client",
+    }
+}
+
+/// The size mixes of `points`, in first-seen order.
+fn mixes_of(points: &[LoadPoint]) -> Vec<SizeMix> {
+    let mut v: Vec<SizeMix> = Vec::new();
+    for p in points {
+        if !v.contains(&p.mix) {
+            v.push(p.mix);
+        }
+    }
+    v
+}
+
+/// The point of `dir` and `mix` with the highest asked rate (full speed above any rate).
+pub fn top_point(points: &[LoadPoint], dir: Direction, mix: SizeMix) -> Option<&LoadPoint> {
+    let key = |p: &&LoadPoint| p.rate_pps.unwrap_or(f64::INFINITY);
+    points
+        .iter()
+        .filter(|p| p.direction == dir && p.mix == mix)
+        .max_by(|a, b| key(a).total_cmp(&key(b)))
+}
+
+/// The point of `dir` and `mix` with the lowest asked rate.
+pub fn low_point(points: &[LoadPoint], dir: Direction, mix: SizeMix) -> Option<&LoadPoint> {
+    let key = |p: &&LoadPoint| p.rate_pps.unwrap_or(f64::INFINITY);
+    points
+        .iter()
+        .filter(|p| p.direction == dir && p.mix == mix)
+        .min_by(|a, b| key(a).total_cmp(&key(b)))
+}
+
 impl Report {
     /// The Markdown text of the report.
     pub fn markdown(&self) -> String {
@@ -87,7 +141,7 @@ impl Report {
                 g.driver,
                 g.afxdp_mode
                     .as_ref()
-                    .map(|m| format!(", AF_XDP mode {m} (copy mode is not zero-copy)"))
+                    .map(|m| format!(", AF_XDP mode {m}{}", zero_copy_note(m)))
                     .unwrap_or_default()
             );
         }
@@ -134,66 +188,191 @@ impl Report {
             }
         }
         if !self.gateways.is_empty() {
-            let _ = writeln!(
-                s,
-                "\n## End to end in the namespace lab (veth, two-armed)\n\n\
-                 The client is wireguard-go in its own namespace for both gateways; iperf3 and \
-                 ping run from it to the server behind the gateway.\n"
-            );
-            let _ = writeln!(s, "| gateway | TCP up Mbit/s | TCP down Mbit/s |");
-            let _ = writeln!(s, "|---|---|---|");
-            for g in &self.gateways {
-                let _ = writeln!(
-                    s,
-                    "| {} | {:.0} | {:.0} |",
-                    g.gateway,
-                    g.tcp_up_bps / 1e6,
-                    g.tcp_down_bps / 1e6
-                );
-            }
-            if let [a, b, ..] = self.gateways.as_slice() {
-                let _ = writeln!(
-                    s,
-                    "\nRatio {} / {}: TCP up {:.2}, down {:.2}.",
-                    a.short,
-                    b.short,
-                    a.tcp_up_bps / b.tcp_up_bps.max(1.0),
-                    a.tcp_down_bps / b.tcp_down_bps.max(1.0)
-                );
-            }
-            let _ = writeln!(
-                s,
-                "\n| gateway | size | UDP offered kpps | UDP delivered kpps | delivered Mbit/s | \
-                 loss % | ping p50 us | p99 us | p99.9 us | replies |"
-            );
-            let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
-            for g in &self.gateways {
-                for u in &g.udp {
-                    let lat = g
-                        .latency
-                        .iter()
-                        .find(|(size, _)| *size == u.size)
-                        .map(|(_, l)| *l)
-                        .unwrap_or_default();
-                    let _ = writeln!(
-                        s,
-                        "| {} | {} B | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {}/{} |",
-                        g.short,
-                        u.size,
-                        u.sent_pps / 1e3,
-                        u.received_pps / 1e3,
-                        u.received_bps / 1e6,
-                        u.lost_percent,
-                        lat.p50_us,
-                        lat.p99_us,
-                        lat.p999_us,
-                        lat.received,
-                        lat.sent
-                    );
-                }
-            }
+            self.end_to_end_markdown(&mut s);
         }
         s
+    }
+
+    /// The gateway whose figures the ratios are taken of (`dataplane`), and the references.
+    fn split_gateways(&self) -> (Option<&GatewayResult>, Vec<&GatewayResult>) {
+        let ours = self.gateways.iter().find(|g| g.short == "dataplane");
+        let refs = self
+            .gateways
+            .iter()
+            .filter(|g| g.short != "dataplane")
+            .collect();
+        (ours, refs)
+    }
+
+    /// The headline: this gateway against each reference, measured in the same run.
+    pub fn headline(&self) -> Vec<Headline> {
+        let (Some(ours), refs) = self.split_gateways() else {
+            return Vec::new();
+        };
+        let mut rows = Vec::new();
+        let mut row =
+            |what: String, unit: &'static str, pick: &dyn Fn(&GatewayResult) -> Option<f64>| {
+                if let Some(v) = pick(ours) {
+                    rows.push(Headline {
+                        what,
+                        unit,
+                        ours: v,
+                        references: refs.iter().map(|r| (r.short.clone(), pick(r))).collect(),
+                    });
+                }
+            };
+        row(
+            "TCP client -> server (iperf3 via the wireguard-go client)".into(),
+            "Mbit/s",
+            &|g| Some(g.tcp_up_bps / 1e6).filter(|v| *v > 0.0),
+        );
+        row("TCP server -> client".into(), "Mbit/s", &|g| {
+            Some(g.tcp_down_bps / 1e6).filter(|v| *v > 0.0)
+        });
+        for dir in [Direction::Forward, Direction::Reverse] {
+            for mix in mixes_of(&ours.load) {
+                row(
+                    format!(
+                        "load generator {}, {}, highest offered load: delivered",
+                        direction_name(dir),
+                        mix.label()
+                    ),
+                    "kpps",
+                    &|g| top_point(&g.load, dir, mix).map(|p| p.delivered_pps() / 1e3),
+                );
+            }
+        }
+        if let Some(mix) = mixes_of(&ours.load).first().copied() {
+            row(
+                format!(
+                    "one-way latency p50, {}, {}, lowest offered load (lower is better)",
+                    direction_name(Direction::Forward),
+                    mix.label()
+                ),
+                "us",
+                &|g| low_point(&g.load, Direction::Forward, mix).map(|p| p.tally.p50_us),
+            );
+        }
+        rows
+    }
+
+    fn end_to_end_markdown(&self, s: &mut String) {
+        let _ = writeln!(
+            s,
+            "\n## End to end in the namespace lab (veth, two-armed)\n\n\
+             Every gateway gets a fresh lab in the same run. iperf3 and ping go through the lab's \
+             wireguard-go client. The load generator is a WireGuard peer of its own (handshake \
+             through `wgproto`, then transport messages sealed ahead and sent with sendmmsg at a \
+             fixed rate, or as fast as it can: `max`); the sink behind the gateway checks every \
+             probe (CRC-32, sequence) and times it against the send time (one-way, one clock). \
+             Reverse: the sink sends probes back through the gateway's NAT mapping and the \
+             generator opens them. Generator, sink and gateway share the same 2 cores.\n"
+        );
+        let headline = self.headline();
+        if !headline.is_empty() {
+            let (_, refs) = self.split_gateways();
+            let _ = write!(
+                s,
+                "### Headline: dataplane against each reference\n\n| what | dataplane |"
+            );
+            for r in &refs {
+                let _ = write!(s, " {} | ratio |", r.short);
+            }
+            let _ = write!(s, "\n|---|---|");
+            for _ in &refs {
+                let _ = write!(s, "---|---|");
+            }
+            let _ = writeln!(s);
+            for h in &headline {
+                let _ = write!(s, "| {} | {:.1} {} |", h.what, h.ours, h.unit);
+                for (_, v) in &h.references {
+                    match v {
+                        Some(v) => {
+                            let _ = write!(s, " {:.1} {} | {} |", v, h.unit, ratio(h.ours, *v));
+                        }
+                        None => {
+                            let _ = write!(s, " - | - |");
+                        }
+                    }
+                }
+                let _ = writeln!(s);
+            }
+            let _ = writeln!(s, "\nRatio = dataplane / reference.");
+        }
+        let _ = writeln!(
+            s,
+            "\n### TCP (iperf3)\n\n| gateway | TCP up Mbit/s | TCP down Mbit/s |"
+        );
+        let _ = writeln!(s, "|---|---|---|");
+        for g in &self.gateways {
+            let _ = writeln!(
+                s,
+                "| {} | {:.0} | {:.0} |",
+                g.gateway,
+                g.tcp_up_bps / 1e6,
+                g.tcp_down_bps / 1e6
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\n### Load generator, fixed offered loads\n\n\
+             Sizes are inner IPv4 packets; Mbit/s counts inner bytes. Loss = sent - distinct \
+             intact probes received. `*`: the sender could not reach the asked rate.\n\n\
+             | gateway | direction | size | asked | offered kpps | offered Mbit/s | delivered kpps | \
+             delivered Mbit/s | loss % | p50 us | p99 us | p99.9 us | corrupt | dup | reordered |"
+        );
+        let _ = writeln!(
+            s,
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        );
+        for g in &self.gateways {
+            for p in &g.load {
+                let t = &p.tally;
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {}{} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {} | {} | {} |",
+                    g.short,
+                    direction_name(p.direction),
+                    p.mix.label(),
+                    p.rate_label(),
+                    if p.sender_limited { "*" } else { "" },
+                    p.offered_pps() / 1e3,
+                    p.offered_bps() / 1e6,
+                    p.delivered_pps() / 1e3,
+                    p.delivered_bps() / 1e6,
+                    p.loss_percent(),
+                    t.p50_us,
+                    t.p99_us,
+                    t.p999_us,
+                    t.corrupted,
+                    t.duplicates,
+                    t.reordered
+                );
+            }
+            if let Some(e) = &g.load_error {
+                let _ = writeln!(
+                    s,
+                    "| {} | load generator failed: {} |",
+                    g.short,
+                    e.replace('|', "/")
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
+            "\n### Ping through the wireguard-go client\n\n\
+             | gateway | size | p50 us | p99 us | p99.9 us | replies |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|");
+        for g in &self.gateways {
+            for (size, l) in &g.latency {
+                let _ = writeln!(
+                    s,
+                    "| {} | {size} B | {:.0} | {:.0} | {:.0} | {}/{} |",
+                    g.short, l.p50_us, l.p99_us, l.p999_us, l.received, l.sent
+                );
+            }
+        }
     }
 
     /// Writes `results.md` and `results.svg` into `dir`.
@@ -203,140 +382,227 @@ impl Report {
         self.plot(&dir.join("results.svg"))
     }
 
-    /// Throughput (packets/s, log scale) and latency (µs) against inner packet size.
+    /// One line naming where the figures come from (the plot's title).
+    fn machine_line(&self) -> String {
+        let m = &self.machine;
+        let mut line = format!(
+            "{} ({} cores), kernel {}, load {}",
+            m.cpu, m.cores, m.kernel, m.load
+        );
+        if let Some(g) = self.gateways.first() {
+            let _ = write!(line, "; NIC driver {}", g.driver);
+        }
+        if let Some(mode) = self.gateways.iter().find_map(|g| g.afxdp_mode.as_ref()) {
+            let _ = write!(line, "; AF_XDP {mode} mode{}", zero_copy_note(mode));
+        }
+        line
+    }
+
+    /// Three panels: the pipeline's throughput against packet size; each gateway's delivered
+    /// against offered load (load generator, smallest size, both directions); and its one-way
+    /// latency against offered load (p50 and p99, client -> server).
     pub fn plot(&self, path: &Path) -> Result<()> {
-        let root = SVGBackend::new(path, (1200, 500)).into_drawing_area();
+        let root = SVGBackend::new(path, (1560, 540)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;
-        let (left, right) = root.split_horizontally(640);
+        let root = root
+            .titled(&self.machine_line(), ("sans-serif", 16))
+            .map_err(plot_err)?;
+        let panels = root.split_evenly((1, 3));
         let fixed = |m: SizeMix| match m {
             SizeMix::Fixed(n) => Some(n as f64),
             SizeMix::Imix => None,
         };
-        let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
         let pipe = |f: &dyn Fn(&PipelinePoint) -> Option<f64>| -> Vec<(f64, f64)> {
             self.pipeline
                 .iter()
                 .filter_map(|p| Some((fixed(p.mix)?, f(p)?)))
                 .collect()
         };
-        series.push((
-            "pipeline forward, 1 core".into(),
-            pipe(&|p| Some(p.forward.pps())),
-        ));
-        series.push((
-            "pipeline reverse, 1 core".into(),
-            pipe(&|p| Some(p.reverse.pps())),
-        ));
-        series.push((
-            "raw ChaCha20-Poly1305 open".into(),
-            pipe(&|p| Some(p.raw_open.pps())),
-        ));
-        series.push((
-            "pipeline forward, 2 workers".into(),
-            pipe(&|p| p.forward_2w),
-        ));
-        for g in &self.gateways {
-            series.push((
-                format!("e2e UDP delivered, {}", g.short),
-                g.udp
-                    .iter()
-                    .map(|u| (u.size as f64, u.received_pps))
-                    .collect(),
-            ));
-        }
-        series.retain(|(_, pts)| pts.iter().any(|&(_, y)| y > 0.0));
-        let ymax = series
-            .iter()
-            .flat_map(|(_, p)| p.iter().map(|&(_, y)| y))
-            .fold(1e3, f64::max)
-            * 2.0;
-        let mut chart = ChartBuilder::on(&left)
-            .caption("Throughput vs packet size", ("sans-serif", 20))
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0f64..1500f64, (1e3f64..ymax).log_scale())
-            .map_err(plot_err)?;
-        chart
-            .configure_mesh()
-            .x_desc("inner IPv4 packet size (bytes)")
-            .y_desc("packets/s")
-            .draw()
-            .map_err(plot_err)?;
-        for (i, (name, pts)) in series.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
-            let pts: Vec<_> = pts.iter().copied().filter(|&(_, y)| y > 0.0).collect();
-            chart
-                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
-                .map_err(plot_err)?
-                .label(name.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-            chart
-                .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
-                .map_err(plot_err)?;
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerLeft)
-            .draw()
-            .map_err(plot_err)?;
+        let pipeline_series = vec![
+            (
+                "forward, 1 core".to_owned(),
+                pipe(&|p| Some(p.forward.pps())),
+            ),
+            (
+                "reverse, 1 core".to_owned(),
+                pipe(&|p| Some(p.reverse.pps())),
+            ),
+            (
+                "raw ChaCha20-Poly1305 open".to_owned(),
+                pipe(&|p| Some(p.raw_open.pps())),
+            ),
+            ("forward, 2 workers".to_owned(), pipe(&|p| p.forward_2w)),
+        ];
+        draw_panel(
+            &panels[0],
+            "Pipeline without I/O",
+            ("inner IPv4 packet size (bytes)", "packets/s"),
+            (0.0, 1500.0),
+            true,
+            pipeline_series,
+        )?;
 
-        let lat_max = self
+        let (mix, load_series, latency_series) = self.load_series();
+        let label = mix.map(|m| m.label()).unwrap_or_default();
+        let xmax = load_series
+            .iter()
+            .flat_map(|(_, p)| p.iter().map(|&(x, _)| x))
+            .fold(10.0, f64::max)
+            * 1.05;
+        draw_panel(
+            &panels[1],
+            &format!("Load generator: delivered vs offered, {label}"),
+            ("offered kpps", "delivered kpps"),
+            (0.0, xmax),
+            false,
+            load_series,
+        )?;
+        draw_panel(
+            &panels[2],
+            &format!("One-way latency client -> server, {label}"),
+            ("offered kpps", "microseconds"),
+            (0.0, xmax),
+            true,
+            latency_series,
+        )?;
+        root.present().map_err(plot_err)?;
+        Ok(())
+    }
+
+    /// The load generator's series of the first size every gateway ran: delivered against
+    /// offered kpps per gateway and direction, and p50/p99 latency against offered kpps.
+    #[allow(clippy::type_complexity)]
+    fn load_series(
+        &self,
+    ) -> (
+        Option<SizeMix>,
+        Vec<(String, Vec<(f64, f64)>)>,
+        Vec<(String, Vec<(f64, f64)>)>,
+    ) {
+        let Some(mix) = self
             .gateways
             .iter()
-            .flat_map(|g| g.latency.iter().map(|(_, l)| l.p99_us))
-            .fold(100.0, f64::max)
-            * 1.2;
-        let mut chart = ChartBuilder::on(&right)
-            .caption("Ping round trip through the gateway", ("sans-serif", 20))
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..1500f64, 0f64..lat_max)
-            .map_err(plot_err)?;
-        chart
-            .configure_mesh()
-            .x_desc("IPv4 packet size (bytes)")
-            .y_desc("microseconds")
-            .draw()
-            .map_err(plot_err)?;
-        let mut i = 0;
+            .find_map(|g| g.load.first().map(|p| p.mix))
+        else {
+            return (None, Vec::new(), Vec::new());
+        };
+        let (mut load, mut latency) = (Vec::new(), Vec::new());
         for g in &self.gateways {
-            for (what, pick) in [
-                ("p50", (|l: &crate::e2e::Latency| l.p50_us) as fn(&_) -> f64),
-                ("p99", |l: &crate::e2e::Latency| l.p99_us),
-            ] {
-                let color = Palette99::pick(i + 4).to_rgba();
-                i += 1;
-                let pts: Vec<(f64, f64)> = g
-                    .latency
+            let points = |dir: Direction| {
+                let mut v: Vec<&LoadPoint> = g
+                    .load
                     .iter()
-                    .map(|(size, l)| (*size as f64, pick(l)))
+                    .filter(|p| p.direction == dir && p.mix == mix)
                     .collect();
+                v.sort_by(|a, b| a.offered_pps().total_cmp(&b.offered_pps()));
+                v
+            };
+            for dir in [Direction::Forward, Direction::Reverse] {
+                let arrow = match dir {
+                    Direction::Forward => "c->s",
+                    Direction::Reverse => "s->c",
+                };
+                load.push((
+                    format!("{} {arrow}", g.short),
+                    points(dir)
+                        .iter()
+                        .map(|p| (p.offered_pps() / 1e3, p.delivered_pps() / 1e3))
+                        .collect(),
+                ));
+            }
+            for (what, pick) in [
+                (
+                    "p50",
+                    (|p: &LoadPoint| p.tally.p50_us) as fn(&LoadPoint) -> f64,
+                ),
+                ("p99", |p: &LoadPoint| p.tally.p99_us),
+            ] {
+                latency.push((
+                    format!("{} {what}", g.short),
+                    points(Direction::Forward)
+                        .iter()
+                        .filter(|p| p.tally.latency_samples > 0)
+                        .map(|p| (p.offered_pps() / 1e3, pick(p)))
+                        .collect(),
+                ));
+            }
+        }
+        (Some(mix), load, latency)
+    }
+}
+
+/// `, not zero-copy` unless the mode is zero-copy.
+fn zero_copy_note(mode: &str) -> &'static str {
+    if mode.contains("zero") {
+        ""
+    } else {
+        ", not zero-copy"
+    }
+}
+
+/// One chart of line series with markers and a legend; `log_y` for a logarithmic y axis.
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    caption: &str,
+    (x_desc, y_desc): (&str, &str),
+    (xmin, xmax): (f64, f64),
+    log_y: bool,
+    mut series: Vec<(String, Vec<(f64, f64)>)>,
+) -> Result<()> {
+    series.retain(|(_, pts)| pts.iter().any(|&(_, y)| y > 0.0));
+    let ys = || series.iter().flat_map(|(_, p)| p.iter().map(|&(_, y)| y));
+    let ymax = ys().fold(1.0, f64::max) * if log_y { 2.0 } else { 1.1 };
+    let ymin = ys().filter(|y| *y > 0.0).fold(ymax, f64::min) / 2.0;
+    let mut builder = ChartBuilder::on(area);
+    builder
+        .caption(caption, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(70);
+    let colors: Vec<RGBAColor> = (0..series.len())
+        .map(|i| Palette99::pick(i).to_rgba())
+        .collect();
+    macro_rules! draw {
+        ($chart:expr) => {{
+            let mut chart = $chart;
+            chart
+                .configure_mesh()
+                .x_desc(x_desc)
+                .y_desc(y_desc)
+                .draw()
+                .map_err(plot_err)?;
+            for ((name, pts), &color) in series.iter().zip(&colors) {
+                let pts: Vec<(f64, f64)> = pts.iter().copied().filter(|&(_, y)| y > 0.0).collect();
                 chart
                     .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
                     .map_err(plot_err)?
-                    .label(format!("{} {what}", g.short))
+                    .label(name.clone())
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
                 chart
                     .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
                     .map_err(plot_err)?;
             }
-        }
-        if !self.gateways.is_empty() {
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .position(SeriesLabelPosition::UpperLeft)
-                .draw()
-                .map_err(plot_err)?;
-        }
-        root.present().map_err(plot_err)?;
-        Ok(())
+            if !series.is_empty() {
+                chart
+                    .configure_series_labels()
+                    .background_style(WHITE.mix(0.8))
+                    .border_style(BLACK)
+                    .position(SeriesLabelPosition::UpperLeft)
+                    .draw()
+                    .map_err(plot_err)?;
+            }
+        }};
     }
+    if log_y {
+        draw!(builder
+            .build_cartesian_2d(xmin..xmax, (ymin..ymax).log_scale())
+            .map_err(plot_err)?);
+    } else {
+        draw!(builder
+            .build_cartesian_2d(xmin..xmax, 0f64..ymax)
+            .map_err(plot_err)?);
+    }
+    Ok(())
 }
 
 fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {

@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use crate::loadgen::Sent;
+use crate::pacing::Pacer;
 use crate::packets::SizeMix;
 use crate::probe::{write_probe, Arrivals, SendTimes, INNER_IP_UDP, MIN_PROBE_PACKET};
 use crate::udp_batch::{monotonic_ns, recv_batch, send_batch, socket_in, RecvBatch};
@@ -43,7 +45,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Sink {
     /// Binds `bind` in namespace `netns` and starts receiving.
     pub fn start(netns: &str, bind: SocketAddrV4) -> Result<Sink> {
-        let socket = socket_in(netns, bind)?;
+        Self::on_socket(socket_in(netns, bind)?)
+    }
+
+    /// Starts receiving on a socket the caller opened (in whatever namespace it belongs to).
+    pub fn on_socket(socket: UdpSocket) -> Result<Sink> {
+        // The receive loop checks its stop flag between timeouts.
+        socket.set_read_timeout(Some(Duration::from_millis(50)))?;
         let shared = Arc::new(Shared {
             arrivals: Mutex::new(Arrivals::new(0, 0)),
             last_source: Mutex::new(None),
@@ -78,6 +86,11 @@ impl Sink {
         lock(&self.shared.arrivals).tally()
     }
 
+    /// The address the sink receives on.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.socket.local_addr()?)
+    }
+
     /// The NAT-mapped source of the generator's flow as the sink saw it.
     pub fn last_source(&self) -> Option<SocketAddr> {
         *lock(&self.shared.last_source)
@@ -85,7 +98,7 @@ impl Sink {
 
     /// Sends probes `first_seq..` of sizes `mix` (inner IPv4 size; the UDP payload is that minus
     /// 28) to `dst` at `rate_pps` (or as fast as possible) for `duration`, stamping each with
-    /// its send time. Returns (packets, inner bytes, elapsed).
+    /// its send time.
     pub fn blast(
         &self,
         dst: SocketAddrV4,
@@ -93,26 +106,27 @@ impl Sink {
         rate_pps: Option<f64>,
         duration: Duration,
         first_seq: u64,
-    ) -> (u64, u64, Duration) {
+    ) -> Sent {
         const BATCH: usize = 32;
         let mut bufs = vec![vec![0u8; 1500]; BATCH];
         let start = monotonic_ns();
         let end = start + duration.as_nanos() as u64;
-        let (mut sent, mut bytes, mut seq) = (0u64, 0u64, first_seq);
+        let pacer = Pacer::new(start, rate_pps, BATCH);
+        let (mut sent, mut seq) = (0u64, first_seq);
+        let mut out = Sent::default();
         loop {
             let t = monotonic_ns();
             if t >= end {
                 break;
             }
-            let due = match rate_pps {
-                Some(r) => (((t - start) as f64 * 1e-9 * r) as u64).saturating_sub(sent),
-                None => BATCH as u64,
-            } as usize;
-            if due == 0 {
-                std::thread::sleep(Duration::from_micros(50));
+            let n = pacer.due(t, sent);
+            if n == 0 {
+                if let Some(at) = pacer.next_batch_at(sent) {
+                    let wait = at.min(end).saturating_sub(monotonic_ns());
+                    std::thread::sleep(Duration::from_nanos(wait));
+                }
                 continue;
             }
-            let n = due.min(BATCH);
             let mut lens = [0usize; BATCH];
             for (k, len) in lens.iter_mut().enumerate().take(n) {
                 let size = mix.size((seq + k as u64) as usize).max(MIN_PROBE_PACKET);
@@ -121,15 +135,25 @@ impl Sink {
             }
             let slices: Vec<&[u8]> = (0..n).map(|k| &bufs[k][..lens[k]]).collect();
             let took = send_batch(&self.socket, Some(dst), &slices);
-            let took = if took == 0 { n } else { took };
-            bytes += lens[..took]
+            // A refused batch is skipped (counted sent, so the receiver counts it lost).
+            let took = if took == 0 {
+                out.refused += n as u64;
+                n
+            } else {
+                took
+            };
+            out.inner_bytes += lens[..took]
                 .iter()
                 .map(|l| (l + INNER_IP_UDP) as u64)
                 .sum::<u64>();
             sent += took as u64;
             seq += took as u64;
         }
-        (sent, bytes, Duration::from_nanos(monotonic_ns() - start))
+        let elapsed = monotonic_ns() - start;
+        out.packets = sent;
+        out.elapsed = Duration::from_nanos(elapsed);
+        out.sender_limited = pacer.fell_behind(sent, elapsed);
+        out
     }
 }
 

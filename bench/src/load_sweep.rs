@@ -1,0 +1,374 @@
+//! Fixed offered loads through one gateway in a lab: the [`Generator`] (a real WireGuard peer in
+//! the client namespace) against the [`Sink`] (behind the gateway, in the server namespace), in
+//! both directions, at each size and rate of a [`SweepPlan`].
+//!
+//! The generator joins the gateway as a peer of its own: a fresh key pair, added to the running
+//! gateway with `wg set wg0 peer ... allowed-ips` (the same UAPI for `dataplane`, wireguard-go
+//! and boringtun), with the tunnel address [`GENERATOR_TUNNEL_ADDR`]. The lab's wireguard-go
+//! client keeps its own session and stays idle while the generator runs.
+//!
+//! Forward: the generator sends sealed probes to the sink; the gateway decrypts and source-NATs
+//! them; the sink checks each and takes its one-way latency from the generator's send-time
+//! table. Reverse: the sink sends probes back to the NAT mapping it saw; the gateway un-NATs and
+//! encrypts them; the generator opens and checks them, latency from the sink's stamp. Every
+//! point uses its own range of sequence numbers, so late packets of an earlier point are told
+//! apart (counted foreign), not counted twice.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use dataplane::lab::{Lab, Node, SERVER_ADDR};
+use rand_core::OsRng;
+use wgproto::keys::{PrivateKey, PublicKey};
+
+use crate::loadgen::{Generator, GeneratorConfig, Load, Sent};
+use crate::packets::SizeMix;
+use crate::pipeline::Direction;
+use crate::probe::{Arrivals, SendTimes, Tally};
+use crate::sink::Sink;
+
+/// The generator's tunnel address: outside the lab's client (10.13.13.2) and the tests' second
+/// peer (10.13.13.3), inside the gateway's 10.13.13.0/24.
+pub const GENERATOR_TUNNEL_ADDR: Ipv4Addr = Ipv4Addr::new(10, 13, 13, 4);
+/// The inner source port of the generator's flow.
+pub const GENERATOR_TUNNEL_PORT: u16 = 40_000;
+/// Where the sink listens on the server.
+pub const SINK_PORT: u16 = 9_000;
+/// Send-time slots: more than the packets in flight at any rate the lab reaches.
+const SEND_TIME_SLOTS: usize = 1 << 20;
+/// Sealed-ahead packets at most per point (the rest is sealed while sending).
+const POOL: usize = 1 << 17;
+/// A point at full speed expects at most this many packets per second (the tally's bitmap).
+const MAX_PPS: f64 = 4e6;
+/// How a point ends after its last packet was sent: once arrivals have stopped for `quiet`
+/// (packets still queued in the gateway or the sockets arrive meanwhile), or after `limit` in
+/// all. What has not arrived by then counts as lost.
+#[derive(Clone, Copy, Debug)]
+pub struct Drain {
+    pub quiet: Duration,
+    pub limit: Duration,
+}
+
+impl Default for Drain {
+    /// For the benchmark: a release-built gateway empties its rings in milliseconds.
+    fn default() -> Self {
+        Drain {
+            quiet: Duration::from_millis(150),
+            limit: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Which offered loads to run.
+#[derive(Clone, Debug)]
+pub struct SweepPlan {
+    pub mixes: Vec<SizeMix>,
+    /// Packets per second; `None` is as fast as the sender can.
+    pub rates: Vec<Option<f64>>,
+    /// How long each point sends, per direction.
+    pub duration: Duration,
+}
+
+impl SweepPlan {
+    pub fn quick() -> Self {
+        SweepPlan {
+            mixes: vec![SizeMix::Fixed(64), SizeMix::Fixed(1420)],
+            rates: vec![Some(10_000.0), Some(40_000.0), None],
+            duration: Duration::from_millis(1000),
+        }
+    }
+
+    pub fn full() -> Self {
+        SweepPlan {
+            mixes: crate::packets::STANDARD_MIXES.to_vec(),
+            rates: vec![
+                Some(5_000.0),
+                Some(20_000.0),
+                Some(50_000.0),
+                Some(100_000.0),
+                None,
+            ],
+            duration: Duration::from_secs(3),
+        }
+    }
+}
+
+/// One offered load in one direction, as the receiver saw it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LoadPoint {
+    pub direction: Direction,
+    pub mix: SizeMix,
+    /// The rate asked for; `None` is full speed.
+    pub rate_pps: Option<f64>,
+    /// Packets the sender handed to the kernel (refused ones included: the receiver misses
+    /// them too).
+    pub sent: u64,
+    pub elapsed: Duration,
+    /// Inner IPv4 bytes sent.
+    pub sent_bytes: u64,
+    /// The sender could not keep up with the asked rate (offered is then what it managed).
+    pub sender_limited: bool,
+    pub tally: Tally,
+}
+
+impl LoadPoint {
+    fn new(
+        direction: Direction,
+        mix: SizeMix,
+        rate_pps: Option<f64>,
+        sent: &Sent,
+        tally: Tally,
+    ) -> Self {
+        LoadPoint {
+            direction,
+            mix,
+            rate_pps,
+            sent: sent.packets,
+            elapsed: sent.elapsed,
+            sent_bytes: sent.inner_bytes,
+            sender_limited: sent.sender_limited,
+            tally,
+        }
+    }
+
+    pub fn offered_pps(&self) -> f64 {
+        self.sent as f64 / self.secs()
+    }
+
+    /// Inner IPv4 bits per second offered.
+    pub fn offered_bps(&self) -> f64 {
+        self.sent_bytes as f64 * 8.0 / self.secs()
+    }
+
+    /// Distinct intact packets per second of sending time.
+    pub fn delivered_pps(&self) -> f64 {
+        self.tally.unique as f64 / self.secs()
+    }
+
+    pub fn delivered_bps(&self) -> f64 {
+        self.tally.unique_bytes as f64 * 8.0 / self.secs()
+    }
+
+    pub fn loss_percent(&self) -> f64 {
+        self.tally.loss_percent(self.sent)
+    }
+
+    fn secs(&self) -> f64 {
+        self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// `10 kpps`, `200 pps`, or `max` for full speed.
+    pub fn rate_label(&self) -> String {
+        match self.rate_pps {
+            Some(r) if r < 1e3 => format!("{r:.0} pps"),
+            Some(r) => format!("{:.0} kpps", r / 1e3),
+            None => "max".into(),
+        }
+    }
+}
+
+/// The generator and the sink attached to a lab's running gateway.
+pub struct LoadRig {
+    generator: Generator,
+    sink: Sink,
+    times: Arc<SendTimes>,
+    next_seq: u64,
+    /// When a point ends (tests of a debug-built gateway wait longer).
+    pub drain: Drain,
+}
+
+impl LoadRig {
+    /// Adds a fresh peer to the lab's gateway, starts the sink on the server and completes the
+    /// generator's handshake with the gateway.
+    pub fn attach(lab: &mut Lab) -> Result<LoadRig> {
+        let private = PrivateKey::generate(&mut OsRng);
+        let public = private.public_key().to_base64();
+        let allowed = format!("{GENERATOR_TUNNEL_ADDR}/32");
+        lab.wg(
+            Node::Gateway,
+            &["set", "wg0", "peer", &public, "allowed-ips", &allowed],
+        )
+        .context("adding the load generator as a peer of the gateway")?;
+        let gateway_public = PublicKey::from_base64(&lab.keys().gateway.public)
+            .map_err(|e| anyhow::anyhow!("the lab's gateway key: {e}"))?;
+        let topology = lab.topology();
+        let sink_addr = SocketAddrV4::new(SERVER_ADDR, SINK_PORT);
+        let sink = Sink::start(&lab.ns_name(Node::Server), sink_addr)?;
+        let cfg = GeneratorConfig {
+            netns: lab.ns_name(Node::Client),
+            bind: SocketAddrV4::new(topology.client_underlay_addr(), 0),
+            gateway: topology.endpoint(),
+            gateway_public,
+            preshared: None,
+            tunnel_addr: GENERATOR_TUNNEL_ADDR,
+            tunnel_port: GENERATOR_TUNNEL_PORT,
+            sink: sink_addr,
+        };
+        lab.note(format!(
+            "load generator: peer {public} ({allowed}) from {} to the sink at {sink_addr}",
+            cfg.bind.ip()
+        ));
+        let generator = Generator::connect(cfg, private)?;
+        lab.note("load generator: handshake with the gateway done");
+        Ok(LoadRig {
+            generator,
+            sink,
+            times: Arc::new(SendTimes::new(SEND_TIME_SLOTS)),
+            next_seq: 1,
+            drain: Drain::default(),
+        })
+    }
+
+    pub fn generator(&self) -> &Generator {
+        &self.generator
+    }
+
+    pub fn sink(&self) -> &Sink {
+        &self.sink
+    }
+
+    /// A fresh range of sequence numbers for `capacity` packets.
+    fn range(&mut self, capacity: u64) -> u64 {
+        let first = self.next_seq;
+        // A gap between ranges: a late packet of this point is foreign to the next.
+        self.next_seq += capacity + (1 << 20);
+        first
+    }
+
+    fn capacity(rate: Option<f64>, duration: Duration) -> u64 {
+        let pps = rate.unwrap_or(MAX_PPS).min(MAX_PPS);
+        (pps * duration.as_secs_f64()).ceil() as u64 + 1024
+    }
+
+    /// Generator -> gateway -> sink at `rate` for `duration`.
+    pub fn forward(
+        &mut self,
+        mix: SizeMix,
+        rate: Option<f64>,
+        duration: Duration,
+    ) -> Result<LoadPoint> {
+        self.generator.ensure_fresh()?;
+        let capacity = Self::capacity(rate, duration);
+        let first = self.range(capacity);
+        self.sink.expect(first, capacity, Some(self.times.clone()));
+        let load = Load {
+            mix,
+            rate_pps: rate,
+            duration,
+            first_seq: first,
+            pool: POOL,
+        };
+        let sent = self.generator.send(&load, &self.times)?;
+        self.drain.wait(|| self.sink.tally().received);
+        let tally = self.sink.expect(0, 0, None).tally();
+        Ok(LoadPoint::new(Direction::Forward, mix, rate, &sent, tally))
+    }
+
+    /// Sink -> gateway -> generator at `rate` for `duration`, to the NAT mapping of the
+    /// generator's flow (run [`LoadRig::forward`] first: it makes the mapping).
+    pub fn reverse(
+        &mut self,
+        mix: SizeMix,
+        rate: Option<f64>,
+        duration: Duration,
+    ) -> Result<LoadPoint> {
+        let Some(SocketAddr::V4(mapped)) = self.sink.last_source() else {
+            bail!("the sink has seen no packet of the generator: no NAT mapping to answer");
+        };
+        let capacity = Self::capacity(rate, duration);
+        let first = self.range(capacity);
+        let arrivals = Mutex::new(Arrivals::new(first, capacity));
+        let stop = AtomicBool::new(false);
+        let generator = &self.generator;
+        let sink = &self.sink;
+        let drain = self.drain;
+        let (sent, received) = std::thread::scope(|s| {
+            let rx = s.spawn(|| generator.receive(&arrivals, None, &stop));
+            // The receiver is up before the first packet is due.
+            std::thread::sleep(Duration::from_millis(20));
+            let sent = sink.blast(mapped, mix, rate, duration, first);
+            drain.wait(|| lock(&arrivals).tally().received);
+            stop.store(true, Ordering::Relaxed);
+            (sent, rx.join())
+        });
+        match received {
+            Ok(r) => {
+                r?;
+            }
+            Err(_) => bail!("the generator's receive thread panicked"),
+        }
+        let tally = lock(&arrivals).tally();
+        Ok(LoadPoint::new(Direction::Reverse, mix, rate, &sent, tally))
+    }
+
+    /// Every point of `plan`, forward then reverse per point; `progress` gets one line each.
+    pub fn sweep(
+        &mut self,
+        plan: &SweepPlan,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Vec<LoadPoint>> {
+        let mut points = Vec::new();
+        for &mix in &plan.mixes {
+            for &rate in &plan.rates {
+                let f = self.forward(mix, rate, plan.duration)?;
+                progress(&point_line(&f));
+                points.push(f);
+                let r = self.reverse(mix, rate, plan.duration)?;
+                progress(&point_line(&r));
+                points.push(r);
+            }
+        }
+        Ok(points)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Drain {
+    /// Waits until `count` has not grown for `quiet`, at most `limit`.
+    fn wait(&self, count: impl Fn() -> u64) {
+        let start = Instant::now();
+        let mut last = count();
+        let mut since = Instant::now();
+        while start.elapsed() < self.limit {
+            std::thread::sleep(Duration::from_millis(25));
+            let now = count();
+            if now != last {
+                last = now;
+                since = Instant::now();
+            } else if since.elapsed() >= self.quiet {
+                break;
+            }
+        }
+    }
+}
+
+/// One progress line for a point.
+pub fn point_line(p: &LoadPoint) -> String {
+    let dir = match p.direction {
+        Direction::Forward => "generator -> sink",
+        Direction::Reverse => "sink -> generator",
+    };
+    format!(
+        "  {dir} {} at {}: offered {:.1} kpps, delivered {:.1} kpps ({:.1} Mbit/s), loss {:.1} %, \
+         p50 {:.0} us, p99 {:.0} us{}",
+        p.mix.label(),
+        p.rate_label(),
+        p.offered_pps() / 1e3,
+        p.delivered_pps() / 1e3,
+        p.delivered_bps() / 1e6,
+        p.loss_percent(),
+        p.tally.p50_us,
+        p.tally.p99_us,
+        if p.tally.corrupted > 0 {
+            format!(", {} corrupted", p.tally.corrupted)
+        } else {
+            String::new()
+        }
+    )
+}
