@@ -1,10 +1,13 @@
-//! A strict reader of the Prometheus text exposition format (version 0.0.4) for the ops tests:
+//! Support for the ops tests: the real gateway in a lab with its control socket ([`lab`]), and
+//! a strict reader of the Prometheus text exposition format (version 0.0.4):
 //! it rejects what a Prometheus server would reject (bad names, unquoted or badly escaped label
 //! values, samples of an undeclared family, non-numeric values) instead of guessing.
 //! (prometheus-parse splits labels on ',' and '=', which breaks on base64 keys and on
 //! `allowed_ips="a,b"`, so it cannot check this output.)
 
 #![allow(dead_code)]
+
+pub mod lab;
 
 use std::collections::{BTreeMap, HashMap};
 
