@@ -7,21 +7,31 @@
 //! tshark reads to the end and the taps detached; unknown points, bad snap lengths and a second
 //! concurrent capture are refused with the reason.
 //!
-//! Skipped with a message when not root. Needs tshark (`dataplane/scripts/install-deps.sh`).
+//! Without root, the same command line runs against a control socket served from fake
+//! workers whose taps the test feeds: framing, truncation, `--count`, Ctrl-C and detaching.
+//!
+//! The lab test is skipped with a message when not root. It needs tshark
+//! (`dataplane/scripts/install-deps.sh`).
 //! Run with `sudo -E cargo test -p dataplane --test ops_capture -- --nocapture`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use dataplane::capture::splitter::PcapSplitter;
 use dataplane::capture::CapturePoint;
-use dataplane::control::client;
+use dataplane::control::server::ControlServer;
+use dataplane::control::stats::worker_stats;
+use dataplane::control::{client, StatsSnapshot, StatsSource};
+use dataplane::counters::WorkerCounters;
 use dataplane::lab::{
     is_root, CLIENT_TUNNEL_ADDR, GATEWAY_LAN_ADDR, ONE_ARMED_CLIENT_ADDR, SERVER_ADDR,
 };
 
 mod ops_support;
-use ops_support::lab::{OpsLab, BIN};
+use ops_support::lab::{OpsLab, TempDir, BIN};
 
 /// A `dataplane capture` this test started; killed on drop if still running.
 struct CaptureCli {
@@ -387,4 +397,114 @@ fn refusals(lab: &OpsLab) {
     );
     // Nothing was attached by any of it.
     assert!(running(control).iter().all(Option::is_none));
+}
+
+/// Workers without a data plane: the test plays the worker and calls their taps itself.
+struct FakeWorkers(Vec<Arc<WorkerCounters>>);
+
+impl StatsSource for FakeWorkers {
+    fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            workers: self
+                .0
+                .iter()
+                .enumerate()
+                .map(|(i, c)| worker_stats(i, c))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn capture_workers(&self) -> Vec<Arc<WorkerCounters>> {
+        self.0.clone()
+    }
+}
+
+/// (captured length, original length, first byte) of every record of a pcap file, and its
+/// link type and snap length; read with the client's own splitter, which checks the framing.
+fn records(file: &Path) -> (u32, u32, Vec<(u32, u32, u8)>) {
+    let bytes = std::fs::read(file).unwrap();
+    let mut split = PcapSplitter::new();
+    split.extend(&bytes);
+    let mut out = Vec::new();
+    let mut first = true;
+    while let Some(piece) = split.next_piece().unwrap() {
+        if std::mem::take(&mut first) {
+            continue;
+        }
+        let le = |at: usize| u32::from_le_bytes(piece[at..at + 4].try_into().unwrap());
+        out.push((le(8), le(12), piece.get(16).copied().unwrap_or(0)));
+    }
+    assert_eq!(split.pending(), 0, "a partial record in {}", file.display());
+    let h = split.header().expect("a pcap header");
+    (u32::from(h.datalink), h.snaplen, out)
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_cli_writes_what_the_taps_record_and_detaches_them() {
+    let tmp = TempDir::new("ops-capture-fake");
+    let sock = tmp.path().join("control.sock");
+    let workers: Vec<Arc<WorkerCounters>> = (0..2).map(|_| Arc::default()).collect();
+    let server = ControlServer::start(&sock, Arc::new(FakeWorkers(workers.clone()))).unwrap();
+    let attached = || workers.iter().all(|w| w.capture.points() != 0);
+    let detached = || workers.iter().all(|w| w.capture.points() == 0);
+
+    // --count 4 at wire-out, snap length 64, from both workers.
+    let mut cap = CaptureCli::start(
+        &sock,
+        tmp.path(),
+        "wire-out",
+        &["--count", "4", "--snaplen", "64"],
+    );
+    wait_until("the capture to attach", attached);
+    workers[0].tap(CapturePoint::WireIn, &[0xee; 60]); // another point: not captured
+    workers[0].tap(CapturePoint::WireOut, &[1; 60]);
+    workers[1].tap(CapturePoint::WireOut, &[2; 1514]); // cut to 64 bytes
+    workers[0].tap(CapturePoint::WireOut, &[3; 64]);
+    workers[1].tap(CapturePoint::WireOut, &[4; 14]);
+    let log = cap.wait(Duration::from_secs(10));
+    assert!(log.contains("done: 4 packets at wire-out"), "{log}");
+    assert!(log.contains("0 skipped"), "{log}");
+    let (linktype, snaplen, mut got) = records(&cap.file);
+    assert_eq!((linktype, snaplen), (1, 64));
+    // The rings are drained worker by worker: order within a worker is kept.
+    got.sort_by_key(|r| r.2);
+    assert_eq!(
+        got,
+        vec![(60, 60, 1), (64, 1514, 2), (64, 64, 3), (14, 14, 4)]
+    );
+    wait_until("the taps to detach after --count", detached);
+    workers[0].tap(CapturePoint::WireOut, &[5; 60]);
+    assert_eq!(
+        workers[0]
+            .capture_skipped
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+
+    // Until Ctrl-C: the packets so far are in the file, whole, and the taps are detached.
+    let mut cap = CaptureCli::start(&sock, tmp.path(), "decrypted", &[]);
+    wait_until("the capture to attach", attached);
+    for i in 0..3u8 {
+        workers[usize::from(i % 2)].tap(CapturePoint::Decrypted, &[0x45 + i; 40]);
+    }
+    wait_until("three records in the file", || {
+        std::fs::metadata(&cap.file).is_ok_and(|m| m.len() == 24 + 3 * (16 + 40))
+    });
+    cap.interrupt();
+    let log = cap.wait(Duration::from_secs(5));
+    assert!(log.contains("stopped: 3 packets at decrypted"), "{log}");
+    let (linktype, _, got) = records(&cap.file);
+    assert_eq!(linktype, 101, "raw IP");
+    assert_eq!(got.len(), 3);
+    wait_until("the taps to detach after Ctrl-C", detached);
+    server.stop();
 }
