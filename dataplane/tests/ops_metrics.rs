@@ -447,6 +447,7 @@ fn stage_latency_histograms_after_traffic_on_the_real_gateway() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}");
     assert!(text.contains("latency (1 frame in 64)"), "{text}");
     for stage in STAGES {
         assert!(

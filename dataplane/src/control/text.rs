@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::stats::StatsSnapshot;
-use crate::metrics::latency::{human_ns, SAMPLE_EVERY};
+use crate::metrics::latency::{human_ns, Stage, SAMPLE_EVERY};
 use crate::peers::{ago, bytes};
 
 /// Renders `now`; with `prev` (taken `prev.uptime_seconds` earlier), rates are added.
@@ -81,7 +81,17 @@ pub fn render(now: &StatsSnapshot, prev: Option<&StatsSnapshot>) -> String {
                 s,
                 "  latency (1 frame in {SAMPLE_EVERY}):       p50       p99   frames"
             );
-            for (stage, l) in w.latency.iter().filter(|(_, l)| l.count > 0) {
+            // In the order a frame passes the stages, then any the gateway adds later.
+            let known = Stage::ALL.map(Stage::name);
+            let ordered = known
+                .iter()
+                .filter_map(|k| w.latency.get_key_value(*k))
+                .chain(
+                    w.latency
+                        .iter()
+                        .filter(|(k, _)| !known.contains(&k.as_str())),
+                );
+            for (stage, l) in ordered.filter(|(_, l)| l.count > 0) {
                 let _ = writeln!(
                     s,
                     "    {stage:<22} {:>9} {:>9} {:>8}",
@@ -246,6 +256,11 @@ mod tests {
             Some(vec!["decrypt", "2.1µs", "8.0µs", "40"])
         );
         assert_eq!(line("frame"), Some(vec!["frame", "950ns", "1.2ms", "64"]));
+        let decrypt = text.find("    decrypt").unwrap();
+        assert!(
+            decrypt < text.find("    frame").unwrap(),
+            "pipeline order: {text}"
+        );
         // A stage without samples is left out rather than shown as zero.
         assert_eq!(line("encrypt"), None);
     }
