@@ -238,6 +238,8 @@ mod tests {
         };
         w.latency.insert("decrypt".into(), stage(40, 2_100, 8_000));
         w.latency.insert("encrypt".into(), stage(0, 0, 0));
+        w.latency
+            .insert("nat_route_rewrite".into(), stage(40, 3_000, 9_000));
         w.latency.insert("frame".into(), stage(64, 950, 1_200_000));
         snap.workers.push(w);
         let text = render(&snap, None);
@@ -256,9 +258,10 @@ mod tests {
             Some(vec!["decrypt", "2.1µs", "8.0µs", "40"])
         );
         assert_eq!(line("frame"), Some(vec!["frame", "950ns", "1.2ms", "64"]));
-        let decrypt = text.find("    decrypt").unwrap();
+        // Pipeline order, not alphabetical: the forwarding stage before the whole frame.
+        let nat = text.find("    nat_route_rewrite").unwrap();
         assert!(
-            decrypt < text.find("    frame").unwrap(),
+            nat < text.find("    frame").unwrap(),
             "pipeline order: {text}"
         );
         // A stage without samples is left out rather than shown as zero.
