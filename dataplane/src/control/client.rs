@@ -106,7 +106,7 @@ impl CaptureStream {
     /// Writes the stream to `out` as a pcap file, whole records only, flushed as they arrive,
     /// until the gateway ends it (count or duration reached, gateway stopping) or `stop` is
     /// set (closing the connection, which ends the capture on the gateway). `progress` is
-    /// called with the packets written so far, at least every [`CAPTURE_POLL`].
+    /// called with the packets written so far, at least every 200 ms (`CAPTURE_POLL`).
     pub fn run(
         self,
         out: impl Write,
