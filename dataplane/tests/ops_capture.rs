@@ -5,7 +5,8 @@
 //! client's ICMP and TCP in cleartext at decrypted, the gateway's LAN address as the source at
 //! nat, Ethernet frames both ways at wire-out. Also: a capture ended by Ctrl-C leaves a file
 //! tshark reads to the end and the taps detached; unknown points, bad snap lengths and a second
-//! concurrent capture are refused with the reason.
+//! concurrent capture are refused with the reason; a capture running when the gateway gets
+//! SIGTERM ends with a readable file and does not hold up the clean exit.
 //!
 //! Without root, the same command line runs against a control socket served from fake
 //! workers whose taps the test feeds: framing, truncation, `--count`, Ctrl-C and detaching.
@@ -183,7 +184,7 @@ fn captures_at_every_point_read_back_by_tshark() {
         "tshark is missing: run dataplane/scripts/install-deps.sh"
     );
     let started = Instant::now();
-    let lab = OpsLab::start("ops-capture", "");
+    let mut lab = OpsLab::start("ops-capture", "");
     let control = lab.control.clone();
     let dir = lab.tmp.path().to_path_buf();
     wait_running(&control, None);
@@ -351,6 +352,23 @@ fn captures_at_every_point_read_back_by_tshark() {
     let snap = client::request_stats(&control).unwrap();
     let skipped: u64 = snap.workers.iter().map(|w| w.capture_skipped).sum();
     assert_eq!(skipped, 0, "a slow capture reader at this rate?");
+
+    // A capture does not hold up the gateway's stop: SIGTERM ends the stream (the file keeps
+    // every whole packet) and the gateway exits cleanly.
+    let mut cap = CaptureCli::start(&control, &dir, "wire-in", &["-s", "128"]);
+    wait_running(&control, Some(CapturePoint::WireIn));
+    traffic(&lab);
+    lab.signal_gateway("TERM").unwrap();
+    let status = lab.wait_gateway_exit(Duration::from_secs(10));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "gateway exit: {status:?}"
+    );
+    let log = cap.wait(Duration::from_secs(5));
+    assert!(log.contains("done:"), "{log}");
+    let rows = tshark(&cap.file, &["wg.type"]);
+    assert!(rows.iter().any(|r| r[0] == "4"), "{rows:?}");
     eprintln!("captures: {:?}", started.elapsed());
 }
 
