@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::capture::CaptureTap;
+use crate::capture::{CapturePoint, CaptureTap};
 use crate::metrics::latency::SharedLatency;
 
 macro_rules! reasons {
@@ -114,6 +114,16 @@ impl WorkerCounters {
     pub fn total_dropped(&self) -> u64 {
         self.dropped.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
+
+    /// The worker's capture tap at `point`: one relaxed load when no capture runs there; else
+    /// `packet` is copied into the capture's ring, or counted in `capture_skipped` when the
+    /// ring is full.
+    #[inline]
+    pub fn tap(&self, point: CapturePoint, packet: &[u8]) {
+        if self.capture.points() & point.bit() != 0 && !self.capture.record(point, packet) {
+            Self::add(&self.capture_skipped, 1);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -132,5 +142,25 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), DropReason::ALL.len());
+    }
+
+    #[test]
+    fn tap_copies_only_at_the_captured_point_and_counts_a_full_ring() {
+        use crate::capture::CaptureRing;
+        use std::sync::Arc;
+        let c = WorkerCounters::default();
+        c.tap(CapturePoint::WireIn, b"no capture running");
+        let ring = Arc::new(CaptureRing::new(CapturePoint::WireIn, 2, 64));
+        c.capture.attach(ring.clone());
+        c.tap(CapturePoint::Decrypted, b"another point");
+        for _ in 0..5 {
+            c.tap(CapturePoint::WireIn, b"frame");
+        }
+        assert_eq!(ring.len(), 2);
+        assert_eq!(c.capture_skipped.load(Ordering::Relaxed), 3);
+        c.capture.detach();
+        c.tap(CapturePoint::WireIn, b"after the capture");
+        assert_eq!(ring.len(), 2);
+        assert_eq!(c.capture_skipped.load(Ordering::Relaxed), 3);
     }
 }

@@ -30,6 +30,23 @@ fn main() -> ExitCode {
             watch,
             json,
         }) => cli::ops::stats(config, socket, watch, json),
+        Some(Command::Capture {
+            point,
+            write,
+            count,
+            duration,
+            snaplen,
+            config,
+            socket,
+        }) => cli::capture::capture(cli::capture::CaptureArgs {
+            point,
+            write,
+            count,
+            duration,
+            snaplen,
+            config,
+            socket,
+        }),
         None => {
             match cli.config {
                 Some(path) => run(&path),

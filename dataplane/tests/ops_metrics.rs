@@ -2,6 +2,8 @@
 //! is parsed by a strict reader of the text format (`ops_support`) and must carry the
 //! prometheus_wireguard_exporter names and labels and the data plane's own families; the
 //! control socket answers `dataplane stats` (text and JSON) and refuses unknown requests.
+//! Then the real gateway in the lab (root): after traffic, its scrape carries the per-stage
+//! latency histograms with samples in every stage.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -10,9 +12,11 @@ use std::sync::Arc;
 
 use dataplane::control::server::ControlServer;
 use dataplane::control::{client, PeerStats, StatsSnapshot, StatsSource, WorkerStats, XdpStats};
+use dataplane::metrics::latency::{LatencySummary, BUCKETS_NS};
 use dataplane::metrics::MetricsServer;
 
 mod ops_support;
+use ops_support::lab::{OpsLab, BIN};
 use ops_support::Scrape;
 
 /// A source whose worker rx grows by 100 and uptime by 1 s per snapshot, so a test sees fresh
@@ -36,6 +40,32 @@ impl StatsSource for Fake {
         w.drops.insert("no_route".into(), 3);
         w.drops.insert("malformed".into(), 0);
         w.xsk.insert("rx_ring_full".into(), 2);
+        // Ten decrypts: four at or under 1 µs, all ten at or under 2 µs.
+        w.latency.insert(
+            "decrypt".into(),
+            LatencySummary {
+                count: 10,
+                sum_ns: 16_000,
+                p50_ns: 1_900,
+                p99_ns: 2_000,
+                max_ns: 2_000,
+                buckets: BUCKETS_NS
+                    .iter()
+                    .map(|&le| {
+                        (
+                            le,
+                            if le >= 2_000 {
+                                10
+                            } else if le >= 1_000 {
+                                4
+                            } else {
+                                0
+                            },
+                        )
+                    })
+                    .collect(),
+            },
+        );
         StatsSnapshot {
             interface: "wg0".into(),
             uptime_seconds: n as f64,
@@ -180,11 +210,34 @@ fn scrape_parses_with_exporter_names_and_data_plane_families() {
         ),
         4.0
     );
+    // The latency histogram: buckets in seconds, cumulative, +Inf = count, sum in seconds.
+    let h = scrape
+        .histogram(
+            "dataplane_stage_latency_seconds",
+            &[("worker", "0"), ("stage", "decrypt")],
+        )
+        .unwrap();
+    assert_eq!(h.count, 10.0);
+    assert!((h.sum - 16e-6).abs() < 1e-12, "{h:?}");
+    assert_eq!(h.buckets.len(), BUCKETS_NS.len() + 1);
+    let at = |le: f64| {
+        h.buckets
+            .iter()
+            .find(|b| b.0 == le || (b.0 - le).abs() < 1e-15)
+            .unwrap()
+            .1
+    };
+    assert_eq!(
+        (at(5e-7), at(1e-6), at(2e-6), at(f64::INFINITY)),
+        (0.0, 4.0, 10.0, 10.0)
+    );
+
     // Every family has HELP text.
     for name in [
         "wireguard_sent_bytes_total",
         "dataplane_worker_packets_total",
         "dataplane_xdp_packets_total",
+        "dataplane_stage_latency_seconds",
     ] {
         assert!(scrape.help.contains_key(name), "no HELP for {name}");
     }
@@ -298,4 +351,110 @@ fn stats_watch_refreshes_with_rates() {
     );
     server.stop();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The stages the worker times, as the `stage` label names them.
+const STAGES: [&str; 4] = ["decrypt", "nat_route_rewrite", "encrypt", "frame"];
+
+#[test]
+fn stage_latency_histograms_after_traffic_on_the_real_gateway() {
+    use dataplane::lab::{is_root, Node, SERVER_ADDR};
+    use std::time::{Duration, Instant};
+    if !is_root() {
+        eprintln!("SKIPPED stage_latency_histograms_after_traffic_on_the_real_gateway: needs root (namespaces, XDP); run as root");
+        return;
+    }
+    let mut lab = OpsLab::start("ops-metrics", "[metrics]\nlisten = \"127.0.0.1:9586\"\n");
+    // Before any traffic no stage has a sample, so no latency series are exported yet.
+    let scrape = |lab: &OpsLab| {
+        let text = lab
+            .exec_in(
+                Node::Gateway,
+                &["curl", "-sf", "http://127.0.0.1:9586/metrics"],
+            )
+            .expect("the metrics endpoint answers");
+        ops_support::parse(&text).expect("valid exposition text")
+    };
+    assert!(scrape(&lab)
+        .find(
+            "dataplane_stage_latency_seconds_count",
+            &[("stage", "decrypt")]
+        )
+        .is_none_or(|s| s.value == 0.0));
+
+    // Hundreds of frames each way (one in 64 is timed): a 1 MiB download, a second of upload.
+    let data: Vec<u8> = (0..1u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
+    let url = lab.write_server_file("big.bin", &data).unwrap();
+    let body = lab.http_get_from_client(&url).expect("the download");
+    assert!(body == data, "the download arrived intact");
+    let bps = lab
+        .iperf3_from_client(Duration::from_secs(1), false)
+        .expect("iperf3 through the tunnel");
+    assert!(bps > 0.0);
+
+    // The worker publishes its histograms about once a second.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (scraped, histograms) = loop {
+        let s = scrape(&lab);
+        let h: Result<Vec<_>, String> = STAGES
+            .iter()
+            .map(|st| {
+                s.histogram(
+                    "dataplane_stage_latency_seconds",
+                    &[("worker", "0"), ("stage", st)],
+                )
+            })
+            .collect();
+        match h {
+            Ok(h) if h.iter().all(|h| h.count > 0.0) => break (s, h),
+            other => assert!(
+                Instant::now() < deadline,
+                "latency histograms without samples after traffic: {other:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    for (stage, h) in STAGES.iter().zip(&histograms) {
+        eprintln!(
+            "{stage}: {} samples, mean {:.1} µs",
+            h.count,
+            h.sum / h.count * 1e6
+        );
+        assert!(h.sum > 0.0, "{stage}: {h:?}");
+        // At least one bucket below +Inf holds samples: they are measured, not saturated.
+        assert!(
+            h.buckets.iter().any(|&(le, n)| le.is_finite() && n > 0.0),
+            "{stage}: {h:?}"
+        );
+    }
+    // One frame in 64 of what the worker received is timed, and a frame is at least as long
+    // as a stage inside it.
+    let rx = scraped.value(
+        "dataplane_worker_packets_total",
+        &[("worker", "0"), ("stage", "rx")],
+    );
+    let frame = &histograms[3];
+    assert!(
+        frame.count <= (rx / 64.0).floor(),
+        "{} timed of {rx} received",
+        frame.count
+    );
+    assert!(frame.sum >= histograms[0].sum.max(histograms[2].sum));
+
+    // `dataplane stats` shows the percentiles per worker.
+    let out = std::process::Command::new(BIN)
+        .args(["stats", "--socket", lab.control.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}");
+    assert!(text.contains("latency (1 frame in 64)"), "{text}");
+    for stage in STAGES {
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().next() == Some(stage)),
+            "no {stage} line: {text}"
+        );
+    }
+    lab.ping_from_client(SERVER_ADDR).expect("ping at the end");
 }

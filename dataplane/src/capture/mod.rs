@@ -3,7 +3,8 @@
 //!
 //! Four points of the pipeline ([`CapturePoint`]) can be tapped; a tap copies the packet
 //! (truncated to a snap length) into a fixed ring of preallocated slots ([`CaptureRing`], one
-//! per worker) that the control socket drains into a pcap stream (`dataplane capture`).
+//! per worker) that the control socket drains into a pcap stream (`dataplane capture`); on
+//! the client side, [`splitter::PcapSplitter`] cuts that stream into whole records.
 //!
 //! What this module must never do to the worker: cost more than one relaxed atomic load per
 //! packet while no capture runs ([`CaptureTap::points`]), allocate per packet, or block. A
@@ -11,6 +12,7 @@
 
 pub mod ring;
 pub mod session;
+pub mod splitter;
 pub mod tap;
 
 use std::fmt;

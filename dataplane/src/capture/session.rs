@@ -250,7 +250,7 @@ fn pcap_io(e: pcap_file::PcapError) -> io::Error {
 
 /// A pcap writer's sink that its owner can still flush: the pcap writer offers no way to reach
 /// its writer, and a buffered stream must be flushed when the packets pause.
-pub struct Shared<'a, W: Write>(pub &'a RefCell<W>);
+struct Shared<'a, W: Write>(&'a RefCell<W>);
 
 impl<W: Write> Write for Shared<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {

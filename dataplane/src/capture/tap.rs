@@ -66,6 +66,11 @@ impl CaptureTap {
     pub fn is_attached(&self) -> bool {
         self.ring.load().is_some()
     }
+
+    /// The point being captured, if a capture runs (for stats).
+    pub fn point(&self) -> Option<CapturePoint> {
+        self.ring.load().as_deref().map(|r| r.point())
+    }
 }
 
 /// Time of capture for the pcap record: the wall clock, as tcpdump stamps packets (read only
@@ -88,6 +93,7 @@ mod tests {
         let ring = Arc::new(CaptureRing::new(CapturePoint::Nat, 2, 16));
         tap.attach(ring.clone());
         assert_eq!(tap.points(), CapturePoint::Nat.bit());
+        assert_eq!(tap.point(), Some(CapturePoint::Nat));
         assert!(tap.record(CapturePoint::WireIn, b"other point"));
         assert!(tap.record(CapturePoint::Nat, b"one"));
         assert!(tap.record(CapturePoint::Nat, b"two"));
@@ -96,6 +102,7 @@ mod tests {
         tap.detach();
         assert_eq!(tap.points(), 0);
         assert!(!tap.is_attached());
+        assert_eq!(tap.point(), None);
         assert!(tap.record(CapturePoint::Nat, b"after detach"));
         assert_eq!(ring.len(), 2);
         let t = ring.pop_with(|f| f.timestamp).unwrap();

@@ -1,9 +1,12 @@
 //! Command-line arguments of the `dataplane` binary (clap derive). Each command's `--help`
 //! carries an example.
 
+pub mod capture;
 pub mod ops;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use dataplane::capture::session::{SNAPLEN_MAX, SNAPLEN_MIN};
+use dataplane::capture::CapturePoint;
 use ipnet::{IpNet, Ipv4Net};
 use std::path::PathBuf;
 
@@ -12,7 +15,7 @@ use std::path::PathBuf;
     name = "dataplane",
     version,
     about = "WireGuard gateway on AF_XDP: decrypts, source-NATs and forwards without the kernel in the hot path",
-    after_help = "Examples:\n  dataplane init --interface eth0                  write gw.toml with a new gateway key\n  dataplane peer add phone --server-url vpn.example.org   add a peer, print its QR code\n  dataplane stats --watch                          live counters of the running gateway\n  dataplane --config /etc/dataplane/gw.toml        run the gateway\n  dataplane --config /etc/wireguard/wg0.conf       run from a wg-quick file\n  dataplane check --config gw.toml                 validate a config\n  dataplane import wg0.conf > gw.toml              convert a wg-quick file"
+    after_help = "Examples:\n  dataplane init --interface eth0                  write gw.toml with a new gateway key\n  dataplane peer add phone --server-url vpn.example.org   add a peer, print its QR code\n  dataplane stats --watch                          live counters of the running gateway\n  dataplane capture --point decrypted -w wg0.pcap  what the article's `tcpdump -i wg0` showed\n  dataplane --config /etc/dataplane/gw.toml        run the gateway\n  dataplane --config /etc/wireguard/wg0.conf       run from a wg-quick file\n  dataplane check --config gw.toml                 validate a config\n  dataplane import wg0.conf > gw.toml              convert a wg-quick file"
 )]
 pub struct Cli {
     /// Config file to run: gw.toml, or a wg-quick wg0.conf.
@@ -115,6 +118,50 @@ pub enum Command {
         #[arg(long, conflicts_with = "watch")]
         json: bool,
     },
+    /// Capture packets inside the running gateway into a pcap file (Wireshark, tshark,
+    /// tcpdump -r), at one point of the pipeline. Packets taken by AF_XDP never reach the
+    /// kernel, so `tcpdump -i eth0` on the gateway does not see them; this does.
+    #[command(
+        after_help = "Points:\n  wire-in    every frame the workers receive (Ethernet): WireGuard from peers, NAT return traffic\n  decrypted  the tunnel's cleartext (raw IP), as on wg0: packets just decrypted, replies just before sealing\n  nat        the LAN side of the source NAT (raw IP): after the source rewrite, and replies before the reverse\n  wire-out   every frame the workers transmit (Ethernet)\n\nExamples:\n  dataplane capture --point decrypted -w wg0.pcap --config gw.toml       until Ctrl-C\n  dataplane capture --point wire-in -w eth0.pcap --count 100\n  dataplane capture --point nat -w - --duration 10 | tshark -r -\n  tshark -r eth0.pcap -d udp.port==51820,wg                              decode WireGuard\n\nA summary (packets written, packets skipped because this reader was too slow) goes to stderr.\nThe file is readable at any time, also after Ctrl-C. One capture at a time per gateway."
+    )]
+    Capture {
+        /// Where to capture: wire-in, decrypted, nat or wire-out.
+        #[arg(long, short = 'p', value_name = "POINT", value_parser = parse_point)]
+        point: CapturePoint,
+        /// The pcap file to write (replaced if it exists); `-` for stdout.
+        #[arg(long = "write", short = 'w', value_name = "FILE")]
+        write: PathBuf,
+        /// Stop after this many packets.
+        #[arg(long, short = 'n', value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
+        /// Stop after this many seconds (fractions allowed).
+        #[arg(long, short = 'd', value_name = "SECS", value_parser = parse_seconds)]
+        duration: Option<std::time::Duration>,
+        /// Bytes kept of each packet (the rest is cut, its original length recorded); the
+        /// default keeps every frame whole (a UMEM frame is 4096 bytes).
+        #[arg(long, short = 's', value_name = "N", default_value_t = 4096,
+              value_parser = clap::value_parser!(u32).range(i64::from(SNAPLEN_MIN)..=i64::from(SNAPLEN_MAX)))]
+        snaplen: u32,
+        /// Config of the running gateway, to find its [control] socket.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The control socket (overrides --config).
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
+}
+
+fn parse_point(s: &str) -> Result<CapturePoint, String> {
+    s.parse()
+}
+
+fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 1e9 => Ok(std::time::Duration::from_secs_f64(v)),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds above 0, e.g. 10 or 0.5"
+        )),
+    }
 }
 
 /// Where peer commands find the config and the running gateway.

@@ -137,7 +137,10 @@ pub fn peer(cmd: PeerCommand) -> ExitCode {
 }
 
 /// The control socket: `--socket`, else `[control] socket` of `--config`, else the default.
-fn control_socket(config: Option<&Path>, socket: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+pub(super) fn control_socket(
+    config: Option<&Path>,
+    socket: Option<PathBuf>,
+) -> anyhow::Result<PathBuf> {
     if let Some(s) = socket {
         return Ok(s);
     }

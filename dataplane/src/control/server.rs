@@ -1,13 +1,15 @@
 //! The control socket server: a Unix stream socket (path from `[control] socket`) where
-//! `dataplane stats` asks the running gateway for a [`StatsSnapshot`].
+//! `dataplane stats` asks the running gateway for a [`StatsSnapshot`](super::StatsSnapshot)
+//! and `dataplane capture` for a packet capture.
 //!
 //! Protocol: the client writes one request line, the server answers with one JSON line and
-//! closes. Requests: `stats` -> a [`StatsSnapshot`]; `capture {json}` -> a packet capture
-//! streamed as pcap until the client closes (see [`crate::capture::session`]); anything else
-//! -> `{"error": "..."}`. One thread serves connections one after another, each bounded in
-//! size and time, so a stuck client delays others by at most [`IO_TIMEOUT`] and can never hold
-//! memory; a capture streams from a thread of its own (one at a time), joined on stop. The socket is mode
-//! 0600, a stale one from a killed run is replaced, and it is removed on stop.
+//! closes. Requests: `stats` -> a [`StatsSnapshot`](super::StatsSnapshot); `capture {json}` ->
+//! a packet capture streamed as pcap until the client closes (see [`crate::capture::session`]);
+//! anything else -> `{"error": "..."}`. One thread serves connections one after another, each
+//! bounded in size and time, so a stuck client delays others by at most [`IO_TIMEOUT`] and can
+//! never hold memory; a capture streams from a thread of its own (one at a time), joined on
+//! stop. The socket is mode 0600, a stale one from a killed run is replaced, and it is removed
+//! on stop.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};

@@ -17,6 +17,7 @@ use slowpath::engine::{SlowPath, SlowPathCounters};
 
 use super::xdp_reader::XdpCountersReader;
 use crate::afxdp::SocketStats;
+use crate::capture::CapturePoint;
 use crate::config::{self, HostFacts, LoadOptions};
 use crate::counters::{DropReason, WorkerCounters};
 use crate::metrics::latency::LatencySummary;
@@ -62,6 +63,9 @@ pub struct WorkerStats {
     /// Packets a capture skipped because its reader was too slow.
     #[serde(default)]
     pub capture_skipped: u64,
+    /// The point a running `dataplane capture` taps on this worker; `None` when none runs.
+    #[serde(default)]
+    pub capture: Option<CapturePoint>,
     /// Per-stage latency ([`crate::metrics::latency::Stage`] names) over sampled frames.
     #[serde(default)]
     pub latency: BTreeMap<String, LatencySummary>,
@@ -163,6 +167,7 @@ pub fn worker_stats(worker: usize, c: &WorkerCounters) -> WorkerStats {
             .map(|(n, a)| (n.to_string(), load(a)))
             .collect(),
         capture_skipped: load(&c.capture_skipped),
+        capture: c.capture.point(),
         latency: c.latency.summaries(),
     }
 }

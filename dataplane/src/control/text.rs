@@ -1,10 +1,12 @@
 //! `dataplane stats` as text: one block per source, counters with per-second rates when a
-//! previous snapshot is given (`--watch`).
+//! previous snapshot is given (`--watch`), and each worker's per-stage latency (p50/p99 over
+//! the sampled frames).
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::stats::StatsSnapshot;
+use crate::metrics::latency::{human_ns, Stage, SAMPLE_EVERY};
 use crate::peers::{ago, bytes};
 
 /// Renders `now`; with `prev` (taken `prev.uptime_seconds` earlier), rates are added.
@@ -69,6 +71,37 @@ pub fn render(now: &StatsSnapshot, prev: Option<&StatsSnapshot>) -> String {
             .collect();
         if !xsk.is_empty() {
             let _ = writeln!(s, "  {:<12} {}", "af_xdp", xsk.join(" "));
+        }
+        if let Some(point) = w.capture {
+            let _ = writeln!(s, "  {:<12} running at {point}", "capture");
+        }
+        if w.capture_skipped > 0 {
+            let _ = writeln!(s, "  {:<12} {}", "capture_skipped", w.capture_skipped);
+        }
+        if w.latency.values().any(|l| l.count > 0) {
+            let _ = writeln!(
+                s,
+                "  latency (1 frame in {SAMPLE_EVERY}):       p50       p99   frames"
+            );
+            // In the order a frame passes the stages, then any the gateway adds later.
+            let known = Stage::ALL.map(Stage::name);
+            let ordered = known
+                .iter()
+                .filter_map(|k| w.latency.get_key_value(*k))
+                .chain(
+                    w.latency
+                        .iter()
+                        .filter(|(k, _)| !known.contains(&k.as_str())),
+                );
+            for (stage, l) in ordered.filter(|(_, l)| l.count > 0) {
+                let _ = writeln!(
+                    s,
+                    "    {stage:<22} {:>9} {:>9} {:>8}",
+                    human_ns(l.p50_ns),
+                    human_ns(l.p99_ns),
+                    l.count
+                );
+            }
         }
     }
     let slow: Vec<String> = now
@@ -182,5 +215,58 @@ mod tests {
             "{watched}"
         );
         assert!(watched.contains("handshake queue depth: n/a"), "{watched}");
+        assert!(
+            !once.contains("latency"),
+            "no latency before any sample: {once}"
+        );
+        assert!(!once.contains("capture"), "no capture running: {once}");
+    }
+
+    #[test]
+    fn latency_percentiles_and_a_running_capture_are_shown_per_worker() {
+        use crate::capture::CapturePoint;
+        use crate::metrics::latency::LatencySummary;
+        let mut snap = StatsSnapshot::default();
+        let mut w = WorkerStats {
+            worker: 1,
+            capture: Some(CapturePoint::Decrypted),
+            ..Default::default()
+        };
+        let stage = |count, p50_ns, p99_ns| LatencySummary {
+            count,
+            p50_ns,
+            p99_ns,
+            ..Default::default()
+        };
+        w.latency.insert("decrypt".into(), stage(40, 2_100, 8_000));
+        w.latency.insert("encrypt".into(), stage(0, 0, 0));
+        w.latency
+            .insert("nat_route_rewrite".into(), stage(40, 3_000, 9_000));
+        w.latency.insert("frame".into(), stage(64, 950, 1_200_000));
+        snap.workers.push(w);
+        let text = render(&snap, None);
+        assert!(text.contains("worker 1:\n"), "{text}");
+        assert!(
+            text.contains("capture      running at decrypted\n"),
+            "{text}"
+        );
+        let line = |stage: &str| {
+            text.lines()
+                .map(|l| l.split_whitespace().collect::<Vec<_>>())
+                .find(|w| w.first() == Some(&stage))
+        };
+        assert_eq!(
+            line("decrypt"),
+            Some(vec!["decrypt", "2.1µs", "8.0µs", "40"])
+        );
+        assert_eq!(line("frame"), Some(vec!["frame", "950ns", "1.2ms", "64"]));
+        // Pipeline order, not alphabetical: the forwarding stage before the whole frame.
+        let nat = text.find("    nat_route_rewrite").unwrap();
+        assert!(
+            nat < text.find("    frame").unwrap(),
+            "pipeline order: {text}"
+        );
+        // A stage without samples is left out rather than shown as zero.
+        assert_eq!(line("encrypt"), None);
     }
 }

@@ -3,6 +3,9 @@
 //!
 //! Snapshots (keys and peers, routes) and the clock are read once per batch, not per packet.
 //! The loop sleeps in `poll` only when a whole pass found nothing to do.
+//!
+//! The wire capture points are here, at the edge: [`CapturePoint::WireIn`] sees every frame
+//! as received, [`CapturePoint::WireOut`] every frame handed to TX.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,13 +20,15 @@ use wgproto::time::Timestamp;
 use super::handoff::Handoff;
 use super::pipeline::{Batch, Pipeline, Resume, Verdict};
 use crate::afxdp::{Frame, SocketStats, TxError, XskGroup};
+use crate::capture::CapturePoint;
 use crate::control::publish_xsk_stats;
 use crate::counters::{DropReason, WorkerCounters};
 use crate::route::NextHopReader;
 
 /// NAT mappings expired per batch at most: bounded work, so expiry never stalls the path.
 const EXPIRE_BUDGET: usize = 64;
-/// How often the worker publishes its gauges (NAT entries, the kernel's socket statistics).
+/// How often the worker publishes its gauges (NAT entries, the kernel's socket statistics)
+/// and its latency histograms.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 /// How long an idle worker sleeps in `poll` before checking the stop flag again.
 const IDLE_POLL_MS: i32 = 10;
@@ -85,6 +90,8 @@ impl Dispatch<'_> {
                     self.group.release(frame);
                     return;
                 }
+                self.counters
+                    .tap(CapturePoint::WireOut, self.group.packet(&frame));
                 match self.group.tx(out, frame) {
                     Ok(()) => WorkerCounters::add(&self.counters.tx, 1),
                     Err(TxError::Full) => self.counters.count_drop(DropReason::TxFull),
@@ -204,6 +211,9 @@ impl Worker {
                 for mut frame in rx.drain(..) {
                     let (start, len) = (frame.start(), frame.len());
                     let buf = d.group.buf_mut(&mut frame);
+                    if let Some(p) = buf.get(start..start.saturating_add(len)) {
+                        counters.tap(CapturePoint::WireIn, p);
+                    }
                     let verdict = self.pipeline.process(&batch, buf, start, len);
                     d.apply(verdict, frame, batch.now);
                 }
@@ -238,9 +248,10 @@ impl Worker {
         self.group
     }
 
-    /// Publishes what is not a per-packet counter: NAT table size and the kernel's AF_XDP
-    /// statistics (read with a syscall, hence not per batch).
-    fn publish_gauges(&self, counters: &WorkerCounters) {
+    /// Publishes what is not a per-packet counter: NAT table size, the kernel's AF_XDP
+    /// statistics (read with a syscall, hence not per batch) and the latency samples.
+    fn publish_gauges(&mut self, counters: &WorkerCounters) {
+        self.pipeline.publish_latency(&counters.latency);
         let entries = self.pipeline.nat().map_or(0, |n| n.len() as u64);
         counters.nat_entries.store(entries, Ordering::Relaxed);
         let mut stats = [SocketStats::default(); MAX_SOCKETS];

@@ -17,10 +17,16 @@
 //! slow path) or dropped with a [`DropReason`]. Frames are rewritten in place; the headroom in
 //! front of a received packet (`afxdp::frame::RX_OFFSET`) is where encapsulation writes its
 //! outer headers. Nothing here allocates or panics on any input.
+//!
+//! Observability on the way (both cost one branch per packet while off): the capture taps
+//! ([`CapturePoint::Decrypted`] and [`CapturePoint::Nat`]; the wire points are in
+//! `worker/io.rs`, where frames are received and handed to TX), and the per-stage latency of
+//! one frame in [`crate::metrics::latency::SAMPLE_EVERY`].
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Instant;
 
 use nat::{Conntrack, Inbound, NatError, Outbound};
 use slowpath::queue::{HandshakeDatagram, HostPacket, SlowPathSender, ToSlowPath};
@@ -37,7 +43,9 @@ use super::headers::{
     ipv4_decrement_ttl, write_ethernet, write_ipv4_udp, Ttl, ETHERTYPE_IPV4, ETH_HEADER_LEN,
     IPPROTO_UDP, IPV4_HEADER_LEN, UDP_HEADER_LEN,
 };
+use crate::capture::CapturePoint;
 use crate::counters::{DropReason, WorkerCounters};
+use crate::metrics::latency::{LatencyRecorder, SharedLatency, Stage};
 use crate::route::{NextHop, NextHopReader, Resolution, RouteSnapshot};
 
 /// What an ICMP error quotes of the offending packet: the IPv4 header (options included, at
@@ -127,6 +135,11 @@ pub struct Pipeline {
     slow: SlowPathSender,
     routes: NextHopReader,
     counters: Arc<WorkerCounters>,
+    latency: LatencyRecorder,
+    /// Whether the frame being processed is one of the sampled ones.
+    timed: bool,
+    /// When the forwarding stage (NAT, route, rewrite) of the timed frame began.
+    forwarding_since: Option<Instant>,
 }
 
 /// The IPv4 header fields the pipeline reads.
@@ -164,6 +177,22 @@ fn parse_ipv4(p: &[u8]) -> Option<Ipv4View> {
     })
 }
 
+/// Length of the IP packet at the start of a decrypted plaintext, without WireGuard's padding
+/// (from its header's length field; the whole plaintext when that is unreadable or too large).
+fn inner_len(plain: &[u8]) -> usize {
+    let field = |at: usize| {
+        plain
+            .get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    let len = match plain.first().map(|v| v >> 4) {
+        Some(4) => field(2).map(usize::from),
+        Some(6) => field(4).map(|payload| 40 + usize::from(payload)),
+        _ => None,
+    };
+    len.filter(|&l| l <= plain.len()).unwrap_or(plain.len())
+}
+
 fn nat_drop(e: NatError) -> DropReason {
     match e {
         NatError::NoMapping | NatError::IcmpErrorNoMapping => DropReason::NatNoMapping,
@@ -186,7 +215,41 @@ impl Pipeline {
             slow,
             routes,
             counters,
+            latency: LatencyRecorder::new(),
+            timed: false,
+            forwarding_since: None,
         }
+    }
+
+    /// Adds the latency samples taken since the last call into `to` (the worker calls this
+    /// about once a second).
+    pub fn publish_latency(&mut self, to: &SharedLatency) {
+        self.latency.publish(to);
+    }
+
+    /// Now, if the current frame is timed.
+    #[inline]
+    fn clock(&self) -> Option<Instant> {
+        if self.timed {
+            Some(Instant::now())
+        } else {
+            None
+        }
+    }
+
+    /// Records `stage` as having taken the time since `since` (nothing for untimed frames).
+    #[inline]
+    fn lap(&mut self, stage: Stage, since: Option<Instant>) {
+        if let Some(t) = since {
+            self.latency.record(stage, t);
+        }
+    }
+
+    /// Ends the forwarding stage of a timed frame, started by whichever path it took.
+    #[inline]
+    fn forwarding_done(&mut self) {
+        let since = self.forwarding_since.take();
+        self.lap(Stage::NatRouteRewrite, since);
     }
 
     pub fn counters(&self) -> &Arc<WorkerCounters> {
@@ -248,8 +311,27 @@ impl Pipeline {
     }
 
     /// Runs one frame through the pipeline. `buf` is the whole frame; the packet is
-    /// `buf[start..start + len]`.
+    /// `buf[start..start + len]`. One frame in [`crate::metrics::latency::SAMPLE_EVERY`] is
+    /// timed, stage by stage.
     pub fn process(&mut self, b: &Batch<'_>, buf: &mut [u8], start: usize, len: usize) -> Verdict {
+        self.timed = self.latency.sample();
+        let since = self.clock();
+        let verdict = self.process_frame(b, buf, start, len);
+        self.lap(Stage::Frame, since);
+        // Nothing of this frame's timing may leak into the next call (a parked frame's resume
+        // is never timed).
+        self.timed = false;
+        self.forwarding_since = None;
+        verdict
+    }
+
+    fn process_frame(
+        &mut self,
+        b: &Batch<'_>,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+    ) -> Verdict {
         let Some(end) = start.checked_add(len).filter(|&e| e <= buf.len()) else {
             return Verdict::Drop(DropReason::Malformed);
         };
@@ -278,6 +360,12 @@ impl Pipeline {
                 return self.wireguard(b, buf, l4 + UDP_HEADER_LEN..l4 + udp_len, src);
             }
         }
+        if self.nat.is_some() {
+            // The LAN side of the NAT, before its reverse (here, not in `return_traffic`, so that
+            // a packet handed over by another worker is not captured twice).
+            self.counters.tap(CapturePoint::Nat, &buf[ip_start..ip_end]);
+        }
+        self.forwarding_since = self.clock();
         self.return_traffic(b, buf, ip_start..ip_end)
     }
 
@@ -310,7 +398,10 @@ impl Pipeline {
             return Verdict::Drop(DropReason::UnknownReceiver);
         };
         let msg_len = msg.len();
-        let opened = match keypair.open_in_place(b.now, &mut buf[msg.clone()]) {
+        let since = self.clock();
+        let opened = keypair.open_in_place(b.now, &mut buf[msg.clone()]);
+        self.lap(Stage::Decrypt, since);
+        let opened = match opened {
             Ok(o) => o,
             Err(_) => return Verdict::Drop(DropReason::DecryptFailed),
         };
@@ -342,6 +433,8 @@ impl Pipeline {
         WorkerCounters::add(&self.counters.decrypted, 1);
         let inner_start = msg.start + opened.plaintext.start;
         let plain = &buf[inner_start..msg.start + opened.plaintext.end];
+        self.counters
+            .tap(CapturePoint::Decrypted, &plain[..inner_len(plain)]);
         match plain[0] >> 4 {
             4 => {}
             6 => {
@@ -377,6 +470,7 @@ impl Pipeline {
         {
             return Verdict::Drop(DropReason::SourceNotAllowed);
         }
+        self.forwarding_since = self.clock();
         self.forward_inner(b, buf, inner_start, inner)
     }
 
@@ -483,6 +577,8 @@ impl Pipeline {
                 Err(e) => return Verdict::Drop(nat_drop(e)),
             }
         }
+        // The LAN side: what leaves towards the server (source translated when NAT is on).
+        self.counters.tap(CapturePoint::Nat, &buf[start..end]);
         let eth = start - ETH_HEADER_LEN;
         if write_ethernet(
             &mut buf[eth..],
@@ -494,6 +590,7 @@ impl Pipeline {
         {
             return Verdict::Drop(DropReason::TooBig);
         }
+        self.forwarding_done();
         Verdict::Tx {
             ifindex: hop.ifindex,
             start: eth,
@@ -671,6 +768,11 @@ impl Pipeline {
         if msg_start + sealed_len(len, self.cfg.mtu) > buf.len() {
             return Verdict::Drop(DropReason::TooBig);
         }
+        self.forwarding_done();
+        // The reply as wg0 would show it, just before it is sealed.
+        self.counters
+            .tap(CapturePoint::Decrypted, &buf[start..start + len]);
+        let since = self.clock();
         let sealed = match keypair.seal_in_place(b.now, &mut buf[msg_start..], len, self.cfg.mtu) {
             Ok(s) => s,
             Err(_) => {
@@ -701,6 +803,7 @@ impl Pipeline {
         if written.is_none() {
             return Verdict::Drop(DropReason::TooBig);
         }
+        self.lap(Stage::Encrypt, since);
         route.stats.note_tx(sealed.len);
         WorkerCounters::add(&self.counters.encrypted, 1);
         Verdict::Tx {

@@ -1,10 +1,13 @@
-//! A strict reader of the Prometheus text exposition format (version 0.0.4) for the ops tests:
+//! Support for the ops tests: the real gateway in a lab with its control socket ([`lab`]), and
+//! a strict reader of the Prometheus text exposition format (version 0.0.4):
 //! it rejects what a Prometheus server would reject (bad names, unquoted or badly escaped label
 //! values, samples of an undeclared family, non-numeric values) instead of guessing.
 //! (prometheus-parse splits labels on ',' and '=', which breaks on base64 keys and on
 //! `allowed_ips="a,b"`, so it cannot check this output.)
 
 #![allow(dead_code)]
+
+pub mod lab;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -44,10 +47,100 @@ impl Scrape {
     }
 }
 
+/// One series of a histogram: `(le, cumulative count)` ascending with `+Inf` last, sum, count.
+#[derive(Debug, Clone)]
+pub struct HistogramSeries {
+    pub buckets: Vec<(f64, f64)>,
+    pub sum: f64,
+    pub count: f64,
+}
+
+impl Scrape {
+    /// The series of histogram `name` whose labels include `labels`, checked for the shape
+    /// Prometheus relies on: declared a histogram, buckets cumulative (never decreasing as `le`
+    /// grows), a `+Inf` bucket equal to `_count`, and a `_sum`.
+    pub fn histogram(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> Result<HistogramSeries, String> {
+        if self.types.get(name).map(String::as_str) != Some("histogram") {
+            return Err(format!("{name} is not declared a histogram"));
+        }
+        let bucket = format!("{name}_bucket");
+        let mut buckets: Vec<(f64, f64)> = Vec::new();
+        for s in self.samples.iter().filter(|s| {
+            s.metric == bucket
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        }) {
+            let le = s.labels["le"].as_str();
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse()
+                    .map_err(|_| format!("{bucket}: le={le:?} is not a number"))?
+            };
+            buckets.push((le, s.value));
+        }
+        if buckets.is_empty() {
+            return Err(format!("no {bucket} with {labels:?}"));
+        }
+        if !buckets.windows(2).all(|w| w[0].0 < w[1].0) {
+            return Err(format!(
+                "{bucket} {labels:?}: le not ascending: {buckets:?}"
+            ));
+        }
+        if !buckets.windows(2).all(|w| w[0].1 <= w[1].1) {
+            return Err(format!("{bucket} {labels:?}: counts decrease: {buckets:?}"));
+        }
+        let one = |suffix: &str| {
+            self.find(&format!("{name}{suffix}"), labels)
+                .map(|s| s.value)
+                .ok_or_else(|| format!("no {name}{suffix} with {labels:?}"))
+        };
+        let (sum, count) = (one("_sum")?, one("_count")?);
+        match buckets.last() {
+            Some(&(le, n)) if le.is_infinite() && n == count => {}
+            _ => {
+                return Err(format!(
+                    "{bucket} {labels:?}: +Inf bucket is not _count {count}: {buckets:?}"
+                ))
+            }
+        }
+        Ok(HistogramSeries {
+            buckets,
+            sum,
+            count,
+        })
+    }
+}
+
 fn is_name(s: &str, colon: bool) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || (colon && c == ':'))
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || (colon && c == ':'))
+}
+
+/// The family a sample belongs to: its own name, or for `_bucket`, `_sum` and `_count` the
+/// histogram (or, without `_bucket`, summary) it is part of.
+fn family_of<'a>(types: &HashMap<String, String>, metric: &'a str) -> Option<&'a str> {
+    if types.contains_key(metric) {
+        return Some(metric);
+    }
+    for (suffix, kinds) in [
+        ("_bucket", &["histogram"][..]),
+        ("_sum", &["histogram", "summary"][..]),
+        ("_count", &["histogram", "summary"][..]),
+    ] {
+        if let Some(base) = metric.strip_suffix(suffix) {
+            if types.get(base).is_some_and(|t| kinds.contains(&t.as_str())) {
+                return Some(base);
+            }
+        }
+    }
+    None
 }
 
 /// Parses `text`; the error names the line.
@@ -82,9 +175,8 @@ pub fn parse(text: &str) -> Result<Scrape, String> {
         if !is_name(metric, true) {
             return Err(err("bad metric name"));
         }
-        if !out.types.contains_key(metric) {
-            return Err(err("sample before its # TYPE"));
-        }
+        let family =
+            family_of(&out.types, metric).ok_or_else(|| err("sample before its # TYPE"))?;
         let mut rest = &line[name_end..];
         let mut labels = BTreeMap::new();
         if let Some(r) = rest.strip_prefix('{') {
@@ -150,6 +242,9 @@ pub fn parse(text: &str) -> Result<Scrape, String> {
         if fields.next().is_some() || !rest.starts_with(' ') {
             return Err(err("trailing garbage"));
         }
+        if metric.ends_with("_bucket") && family != metric && !labels.contains_key("le") {
+            return Err(err("histogram bucket without le"));
+        }
         out.samples.push(Sample {
             metric: metric.to_string(),
             labels,
@@ -165,6 +260,8 @@ fn the_reader_rejects_what_prometheus_rejects() {
     let s = parse(ok).unwrap();
     assert_eq!(s.samples[0].labels["k"], "v,=\"q\"");
     assert_eq!(s.samples[0].value, 3.0);
+    let h = "# TYPE h histogram\nh_bucket{le=\"0.5\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 0.7\nh_count 2\n";
+    assert_eq!(parse(h).unwrap().samples.len(), 4);
     for bad in [
         "a 1\n",
         "# TYPE a counter\na{k=v} 1\n",
@@ -173,6 +270,9 @@ fn the_reader_rejects_what_prometheus_rejects() {
         "# TYPE a counter\na one\n",
         "# TYPE a counter\n1a 1\n",
         "# TYPE a wrong\n",
+        "# TYPE a counter\na_bucket{le=\"1\"} 1\n",
+        "# TYPE h histogram\nh_bucket 1\n",
+        "# TYPE s summary\ns_bucket{le=\"1\"} 1\n",
     ] {
         assert!(parse(bad).is_err(), "accepted {bad:?}");
     }
