@@ -44,7 +44,7 @@ const MESSAGES: usize = 4096;
 /// An initiation's size (whitepaper §5.4.2).
 const INITIATION_LEN: usize = 148;
 /// How much the gateway's resident memory may grow over the flood.
-const RSS_GROWTH_MAX: u64 = 16 << 20;
+const RSS_GROWTH_MAX: u64 = 8 << 20;
 /// Pings of the established peer: every 50 ms, 1 s timeout each.
 const PING_INTERVAL: &str = "0.05";
 
@@ -400,6 +400,10 @@ fn run_flood(lab: &mut Lab, control: &Path, t_start: Instant) {
     // Cookie mode engaged: mac1-valid initiations were answered with cookies, not handled.
     assert!(sent >= 10_000, "the flood sent only {sent} datagrams");
     assert!(cookies > 0, "no cookie replies under the flood");
+    assert!(
+        cookie_mode_seen > 0,
+        "cookie_mode never 1 in {polls} polls during the flood"
+    );
     assert!(
         replies_seen > 0,
         "the flooder's sockets received no cookie reply"
