@@ -1,12 +1,11 @@
 //! Reads the XDP program's per-CPU counters from another thread than the one that owns the
-//! [`XdpProgram`]: the counters map is opened again by its kernel id (found through the
-//! program's id), so the reader holds its own file descriptor and can live in the control and
-//! metrics threads for as long as they run.
+//! [`XdpProgram`]: the reader holds its own file descriptor on the counters map (duplicated
+//! from the loaded program's), so it can live in the control and metrics threads for as long
+//! as they run.
 //!
 //! Only a reader: it never writes the map. The sum over CPUs is the same as
 //! [`XdpProgram::counters`].
 
-use libbpf_rs::query::{ProgInfoIter, ProgInfoQueryOptions};
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
 
 use crate::xdp::{XdpCounter, XdpCounters, XdpProgram};
@@ -22,25 +21,15 @@ pub struct XdpCountersReader {
 }
 
 impl XdpCountersReader {
-    /// Finds the counters map of `program` by the program's kernel id.
+    /// A reader of `program`'s counters map.
     pub fn for_program(program: &XdpProgram) -> Result<Self, String> {
-        let id = program.program_id();
-        let info =
-            ProgInfoIter::with_query_opts(ProgInfoQueryOptions::default().include_map_ids(true))
-                .find(|p| p.id == id)
-                .ok_or_else(|| format!("XDP program id {id} not found among loaded programs"))?;
-        for map_id in info.map_ids {
-            let Ok(map) = MapHandle::from_map_id(map_id) else {
-                continue;
-            };
-            if map.name() == COUNTERS_MAP {
-                return Ok(XdpCountersReader {
-                    ifname: program.ifname().to_string(),
-                    map,
-                });
-            }
-        }
-        Err(format!("XDP program id {id} has no {COUNTERS_MAP}"))
+        let map = program
+            .counters_map_handle()
+            .map_err(|e| format!("XDP program id {}: {e}", program.program_id()))?;
+        Ok(XdpCountersReader {
+            ifname: program.ifname().to_string(),
+            map,
+        })
     }
 
     /// The interface the program is attached to.

@@ -227,16 +227,9 @@ impl Lab {
         let binary_s = binary.to_string_lossy().into_owned();
         let config_s = config.to_string_lossy().into_owned();
         let dir_s = uapi_dir.to_string_lossy().into_owned();
-        let mut argv: Vec<&str> = vec![
-            "sh",
-            "-c",
-            VISIBLE_UAPI_WRAPPER,
-            "sh",
-            &dir_s,
-            &binary_s,
-            "--config",
-            &config_s,
-        ];
+        let mut argv: Vec<&str> = vec!["sh", "-c", VISIBLE_UAPI_WRAPPER, "sh", &dir_s];
+        argv.extend(dp.wrapper.iter().map(String::as_str));
+        argv.extend([binary_s.as_str(), "--config", &config_s]);
         argv.extend(dp.args.iter().map(String::as_str));
         let mut cmd = in_ns(&self.ns_name(Node::Gateway), &argv);
         for (k, v) in &dp.env {

@@ -56,6 +56,10 @@ pub struct DataplaneGateway {
     pub binary: PathBuf,
     /// Arguments after `--config <file>`.
     pub args: Vec<String>,
+    /// A command the binary is started through, inside the namespace and after the lab's own
+    /// setup (private `/run/wireguard`, bpffs): `wrapper... <binary> --config <file> args...`,
+    /// e.g. `setpriv` with fewer privileges. Empty: the binary itself.
+    pub wrapper: Vec<String>,
     /// Extra environment, e.g. `RUST_LOG`.
     pub env: Vec<(String, String)>,
     /// What goes into gw.toml beyond the contract's minimum (mode, extra tables).
@@ -70,6 +74,7 @@ impl DataplaneGateway {
         DataplaneGateway {
             binary: binary.into(),
             args: Vec::new(),
+            wrapper: Vec::new(),
             // The log is a file that gets printed; no colour escapes in it.
             env: vec![("NO_COLOR".into(), "1".into())],
             toml: GwTomlOptions::default(),
@@ -165,15 +170,9 @@ impl Lab {
         let config = self.write_gateway_toml(&dp.toml)?;
         let binary_s = binary.to_string_lossy().into_owned();
         let config_s = config.to_string_lossy().into_owned();
-        let mut argv: Vec<&str> = vec![
-            "sh",
-            "-c",
-            DATAPLANE_WRAPPER,
-            "sh",
-            &binary_s,
-            "--config",
-            &config_s,
-        ];
+        let mut argv: Vec<&str> = vec!["sh", "-c", DATAPLANE_WRAPPER, "sh"];
+        argv.extend(dp.wrapper.iter().map(String::as_str));
+        argv.extend([binary_s.as_str(), "--config", &config_s]);
         argv.extend(dp.args.iter().map(String::as_str));
         let mut cmd = super::netns::in_ns(&self.ns_name(Node::Gateway), &argv);
         for (k, v) in &dp.env {

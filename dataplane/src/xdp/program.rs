@@ -224,6 +224,15 @@ impl XdpProgram {
         Ok(out)
     }
 
+    /// A handle of its own on the counters map (a duplicated file descriptor), for a reader in
+    /// another thread ([`crate::control::XdpCountersReader`]). Taken from the loaded object, not
+    /// looked up by kernel id: enumerating programs needs CAP_SYS_ADMIN, which the gateway
+    /// does not have when it runs with only its four capabilities (SECURITY.md).
+    pub fn counters_map_handle(&self) -> Result<libbpf_rs::MapHandle, XdpError> {
+        let map = self.map(COUNTERS_MAP)?;
+        libbpf_rs::MapHandle::try_from(&map).map_err(map_err(COUNTERS_MAP))
+    }
+
     /// Rewrites the redirect rules while attached (e.g. after a configuration reload).
     pub fn write_config(&self, config: &RedirectConfig) -> Result<(), XdpError> {
         if config.listen_addrs.len() > MAX_LISTEN_ADDRS {

@@ -25,6 +25,8 @@
 // BPF helper calls by number (include/uapi/linux/bpf.h, enum bpf_func_id).
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)BPF_FUNC_map_lookup_elem;
 static long (*bpf_redirect_map)(void *map, __u64 key, __u64 flags) = (void *)BPF_FUNC_redirect_map;
+static long (*bpf_xdp_load_bytes)(struct xdp_md *ctx, __u32 offset, void *buf, __u32 len) =
+    (void *)BPF_FUNC_xdp_load_bytes;
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
@@ -173,30 +175,41 @@ struct ipv6_head {
     __u8 daddr[16];
 };
 
-// ICMP error about a packet the NAT sent: RFC 5508 section 7 says the embedded packet is ours
-// (its source is the egress address and its source port / echo id one of the NAT's).
-INLINE int icmp4_error_is_ours(const struct dp_config *cfg, void *inner, void *end)
+// Headers behind an IPv4 header sit at a variable offset (IHL: options). They are copied out
+// with bpf_xdp_load_bytes at a scalar offset instead of read through `l3 + ihl`: adding a
+// variable to a packet pointer is rejected by the verifier without CAP_PERFMON (Spectre v1
+// sanitation), and the gateway is meant to run with CAP_BPF and CAP_NET_ADMIN only
+// (SECURITY.md). Fails (non-zero) when the frame is shorter than `off + len`.
+INLINE int load_at(struct xdp_md *ctx, __u32 off, void *to, __u32 len)
 {
-    struct ipv4_head *ip = inner;
-    if ((void *)(ip + 1) > end)
+    return bpf_xdp_load_bytes(ctx, off, to, len) != 0;
+}
+
+// ICMP error about a packet the NAT sent: RFC 5508 section 7 says the embedded packet is ours
+// (its source is the egress address and its source port / echo id one of the NAT's). `off` is
+// the embedded IPv4 header's offset in the frame.
+INLINE int icmp4_error_is_ours(struct xdp_md *ctx, const struct dp_config *cfg, __u32 off)
+{
+    struct ipv4_head ip;
+    if (load_at(ctx, off, &ip, sizeof(ip)))
         return 0;
-    if (ip->saddr != cfg->nat_v4_addr)
+    if (ip.saddr != cfg->nat_v4_addr)
         return 0;
-    __u32 ihl = (ip->ver_ihl & 0x0f) * 4;
-    if (ihl < sizeof(*ip))
+    __u32 ihl = (ip.ver_ihl & 0x0f) * 4;
+    if (ihl < sizeof(ip))
         return 0;
-    void *l4 = inner + ihl;
-    if (ip->protocol == PROTO_TCP || ip->protocol == PROTO_UDP) {
-        struct udp_ports *p = l4;
-        if ((void *)(p + 1) > end)
+    off += ihl;
+    if (ip.protocol == PROTO_TCP || ip.protocol == PROTO_UDP) {
+        struct udp_ports p;
+        if (load_at(ctx, off, &p, sizeof(p)))
             return 0;
-        return in_nat_range(cfg, p->source);
+        return in_nat_range(cfg, p.source);
     }
-    if (ip->protocol == PROTO_ICMP) {
-        struct icmp_head *ic = l4;
-        if ((void *)(ic + 1) > end)
+    if (ip.protocol == PROTO_ICMP) {
+        struct icmp_head ic;
+        if (load_at(ctx, off, &ic, sizeof(ic)))
             return 0;
-        return ic->type == 8 /* echo request */ && in_nat_range(cfg, ic->id);
+        return ic.type == 8 /* echo request */ && in_nat_range(cfg, ic.id);
     }
     return 0;
 }
@@ -230,23 +243,26 @@ INLINE int icmp6_error_is_ours(const struct dp_config *cfg, void *inner, void *e
     return 0;
 }
 
-INLINE int handle_ipv4(struct xdp_md *ctx, const struct dp_config *cfg, void *l3, void *end)
+// `l3` points at the IPv4 header, `l3_off` is its offset in the frame.
+INLINE int handle_ipv4(struct xdp_md *ctx, const struct dp_config *cfg, void *l3, __u32 l3_off,
+                       void *end)
 {
     struct ipv4_head *ip = l3;
     if ((void *)(ip + 1) > end)
         return pass(DP_PASS_TRUNCATED);
     __u32 ihl = (ip->ver_ihl & 0x0f) * 4;
-    if ((ip->ver_ihl >> 4) != 4 || ihl < sizeof(*ip) || l3 + ihl > end)
+    if ((ip->ver_ihl >> 4) != 4 || ihl < sizeof(*ip))
         return pass(DP_PASS_TRUNCATED);
     if (ip->frag_off & IP_MF_OFFSET_BE)
         return pass(DP_PASS_FRAGMENT);
-    void *l4 = l3 + ihl;
+    // The L4 header's offset (see load_at); a frame shorter than its IHL claims fails there.
+    __u32 l4 = l3_off + ihl;
 
     if (ip->protocol == PROTO_UDP && cfg->listen_port) {
-        struct udp_ports *p = l4;
-        if ((void *)(p + 1) > end)
+        struct udp_ports p;
+        if (load_at(ctx, l4, &p, sizeof(p)))
             return pass(DP_PASS_TRUNCATED);
-        if (BSWAP16(p->dest) == cfg->listen_port) {
+        if (BSWAP16(p.dest) == cfg->listen_port) {
             struct addr_key key = {};
             key.addr[10] = 0xff;
             key.addr[11] = 0xff;
@@ -260,19 +276,19 @@ INLINE int handle_ipv4(struct xdp_md *ctx, const struct dp_config *cfg, void *l3
         return pass(DP_PASS_NOT_OURS);
 
     if (ip->protocol == PROTO_TCP || ip->protocol == PROTO_UDP) {
-        struct udp_ports *p = l4;
-        if ((void *)(p + 1) > end)
+        struct udp_ports p;
+        if (load_at(ctx, l4, &p, sizeof(p)))
             return pass(DP_PASS_TRUNCATED);
-        if (in_nat_range(cfg, p->dest))
+        if (in_nat_range(cfg, p.dest))
             return to_socket(ctx, DP_REDIRECT_NAT_RETURN);
     } else if (ip->protocol == PROTO_ICMP) {
-        struct icmp_head *ic = l4;
-        if ((void *)(ic + 1) > end)
+        struct icmp_head ic;
+        if (load_at(ctx, l4, &ic, sizeof(ic)))
             return pass(DP_PASS_TRUNCATED);
-        if (ic->type == 0 /* echo reply */ && in_nat_range(cfg, ic->id))
+        if (ic.type == 0 /* echo reply */ && in_nat_range(cfg, ic.id))
             return to_socket(ctx, DP_REDIRECT_NAT_RETURN);
-        if ((ic->type == 3 /* dest unreachable */ || ic->type == 11 /* time exceeded */) &&
-            icmp4_error_is_ours(cfg, (void *)(ic + 1), end))
+        if ((ic.type == 3 /* dest unreachable */ || ic.type == 11 /* time exceeded */) &&
+            icmp4_error_is_ours(ctx, cfg, l4 + sizeof(ic)))
             return to_socket(ctx, DP_REDIRECT_NAT_RETURN);
     }
     return pass(DP_PASS_NOT_OURS);
@@ -340,16 +356,18 @@ int dp_xsk_redirect(struct xdp_md *ctx)
         return pass(DP_PASS_TRUNCATED);
     __u16 proto = *(__u16 *)(data + 12);
     void *l3 = data + ETH_HLEN;
+    __u32 l3_off = ETH_HLEN;
     if (proto == ETH_P_8021Q_BE || proto == ETH_P_8021AD_BE) {
         // One 802.1Q tag: TCI then the inner EtherType.
         if (l3 + 4 > end)
             return pass(DP_PASS_TRUNCATED);
         proto = *(__u16 *)(l3 + 2);
         l3 += 4;
+        l3_off += 4;
     }
 
     if (proto == ETH_P_IP_BE)
-        return handle_ipv4(ctx, cfg, l3, end);
+        return handle_ipv4(ctx, cfg, l3, l3_off, end);
     if (proto == ETH_P_IPV6_BE)
         return handle_ipv6(ctx, cfg, l3, end);
     return pass(DP_PASS_NOT_IP);
