@@ -140,7 +140,7 @@ pub fn run_gateway(
         Gateway::Dataplane { binary, mode } => {
             let mut dp = DataplaneGateway::new(binary);
             dp.toml.mode = Some(mode.clone());
-            // Not the host's /run/dataplane.sock: other gateways may run at the same time.
+            // Not the host's default control socket: other gateways may run at the same time.
             let control =
                 std::env::temp_dir().join(format!("bench-e2e-{}.sock", std::process::id()));
             dp.toml.extra_toml = format!("[control]\nsocket = \"{}\"\n", control.display());

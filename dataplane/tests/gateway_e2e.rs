@@ -780,7 +780,7 @@ fn stop_and_restart(name: &'static str, topology: Topology) {
     // Again with the UAPI directory visible from here: the socket exists while running and is
     // removed on SIGTERM.
     // The control socket (`dataplane stats`) goes into the lab directory too, not the host's
-    // /run/dataplane.sock.
+    // /run/dataplane/control.sock.
     let uapi = t.dir().join("run-wireguard");
     let sock = uapi.join("wg0.sock");
     let control = t.dir().join("dataplane.sock");

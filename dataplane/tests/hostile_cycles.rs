@@ -50,17 +50,7 @@ fn pings(lab: &Lab, count: u32) -> u32 {
             &["ping", "-n", "-c", &c, "-i", "0.2", "-W", "1", &dst],
         )
         .expect("ping runs");
-    out.lines()
-        .find(|l| l.contains("packets transmitted"))
-        .and_then(|l| {
-            l.split(',')
-                .find(|p| p.contains("received"))?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0)
+    dataplane::lab::parse_ping_received(&out).unwrap_or(0)
 }
 
 /// (open fds, threads) of a running process.

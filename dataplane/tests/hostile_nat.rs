@@ -36,13 +36,7 @@ fn outbound(gw: &mut Gateway, now: Timestamp, sport: u16) -> Result<u16, DropRea
 /// The server's reply to external port `port`; the inner destination port if it was sealed
 /// into the tunnel (decrypted here with the client's key to check).
 fn reply(gw: &mut Gateway, now: Timestamp, port: u16) -> Result<u16, DropReason> {
-    let ip = ipv4_udp(SERVER, GW_ADDR, 8080, port, b"resp", 64);
-    let mut p = Vec::new();
-    p.extend_from_slice(&GW_MAC);
-    p.extend_from_slice(&LAN_MAC);
-    p.extend_from_slice(&0x0800u16.to_be_bytes());
-    p.extend_from_slice(&ip);
-    let mut f = Frame::raw(&p);
+    let mut f = lan_frame(&ipv4_udp(SERVER, GW_ADDR, 8080, port, b"resp", 64));
     let v = gw.process(now, &mut f.buf, f.len);
     match v {
         Verdict::Tx { start, len, .. } => {

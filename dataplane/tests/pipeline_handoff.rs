@@ -43,6 +43,19 @@ fn resume_on(
     (v, frame)
 }
 
+/// The parts of a `Verdict::Handoff`, or a panic saying what was `expected`.
+fn handoff(v: Verdict, expected: &str) -> (u16, Resume, usize, usize) {
+    match v {
+        Verdict::Handoff {
+            owner,
+            resume,
+            start,
+            len,
+        } => (owner, resume, start, len),
+        other => panic!("{expected}, got {other:?}"),
+    }
+}
+
 #[test]
 fn outbound_and_return_traffic_cross_to_the_owner_and_back_out() {
     let partition = Partition::new(&opts(0).nat_config());
@@ -54,15 +67,7 @@ fn outbound_and_return_traffic_cross_to_the_owner_and_back_out() {
     // Outbound: the client's packet lands on the worker that does not own it.
     let mut f = other.seal_from_client(NOW, &client_udp(5555, b"request"), CLIENT_EP);
     let v = other.process(NOW, &mut f.buf, f.len);
-    let Verdict::Handoff {
-        owner: to,
-        resume,
-        start,
-        len,
-    } = v
-    else {
-        panic!("the non-owner must hand the packet over, got {v:?}");
-    };
+    let (to, resume, start, len) = handoff(v, "the non-owner must hand the packet over");
     assert_eq!((to, resume), (owner_idx, Resume::NatOutbound));
     assert_eq!(
         other.pipeline.nat().unwrap().len(),
@@ -95,23 +100,10 @@ fn outbound_and_return_traffic_cross_to_the_owner_and_back_out() {
     assert_eq!(owner.pipeline.nat().unwrap().len(), 1);
 
     // Return traffic to that port arrives at the other worker's queue.
-    let ip = ipv4_udp(SERVER, GW_ADDR, 8080, ext, b"response", 64);
-    let mut p = Vec::new();
-    p.extend_from_slice(&GW_MAC);
-    p.extend_from_slice(&LAN_MAC);
-    p.extend_from_slice(&0x0800u16.to_be_bytes());
-    p.extend_from_slice(&ip);
-    let mut f = Frame::raw(&p);
+    let mut f = lan_frame(&ipv4_udp(SERVER, GW_ADDR, 8080, ext, b"response", 64));
     let v = other.process(NOW, &mut f.buf, f.len);
-    let Verdict::Handoff {
-        owner: to,
-        resume,
-        start,
-        len,
-    } = v
-    else {
-        panic!("return traffic for the owner's port must be handed over, got {v:?}");
-    };
+    let (to, resume, start, len) =
+        handoff(v, "return traffic for the owner's port must be handed over");
     assert_eq!((to, resume), (owner_idx, Resume::NatInbound));
     let (v, out) = resume_on(&mut owner, &f, resume, start, len);
     let Verdict::Tx { start, len, .. } = v else {

@@ -102,7 +102,7 @@ pub enum Command {
     Peer(PeerCommand),
     /// Counters of the running gateway, through its control socket.
     #[command(
-        after_help = "Examples:\n  dataplane stats                            once, from /run/dataplane.sock\n  dataplane stats --config gw.toml --watch   every second with rates; the socket is [control] socket of gw.toml\n  dataplane stats --json                     the raw snapshot, for scripts"
+        after_help = "Examples:\n  dataplane stats                            once, from /run/dataplane/control.sock\n  dataplane stats --config gw.toml --watch   every second with rates; the socket is [control] socket of gw.toml\n  dataplane stats --json                     the raw snapshot, for scripts"
     )]
     Stats {
         /// Config of the running gateway, to find its [control] socket.

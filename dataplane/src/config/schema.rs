@@ -190,7 +190,7 @@ pub const CONTROL: Section = Section {
     required: false,
     fields: &[field(
         "socket",
-        "expected a path for the control socket, e.g. \"/run/dataplane.sock\"",
+        "expected a path for the control socket, e.g. \"/run/dataplane/control.sock\"",
     )],
 };
 
@@ -228,7 +228,7 @@ pub mod defaults {
     pub const TCP_ESTABLISHED_TIMEOUT_S: u64 = 7440;
     pub const TCP_TRANSITORY_TIMEOUT_S: u64 = 240;
     pub const ICMP_TIMEOUT_S: u64 = 60;
-    pub const CONTROL_SOCKET: &str = "/run/dataplane.sock";
+    pub const CONTROL_SOCKET: &str = "/run/dataplane/control.sock";
     /// Interface assumed when a wg-quick file's MASQUERADE rule names `eth+`.
     pub const WG_QUICK_INTERFACE: &str = "eth0";
 }

@@ -246,7 +246,7 @@ pub struct MetricsConfig {
 /// `[control]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControlConfig {
-    /// Unix socket path; default `/run/dataplane.sock`.
+    /// Unix socket path; default `/run/dataplane/control.sock` (beside the instance locks).
     pub socket: PathBuf,
 }
 

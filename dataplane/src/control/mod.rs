@@ -1,5 +1,5 @@
 //! The control plane of the running gateway for its operator: the control socket
-//! (`[control] socket`, default /run/dataplane.sock) that `dataplane stats` talks to, and the
+//! (`[control] socket`, default /run/dataplane/control.sock) that `dataplane stats` talks to, and the
 //! one picture of the gateway ([`StatsSnapshot`]) that stats and the Prometheus endpoint
 //! ([`crate::metrics`]) both render.
 //!

@@ -54,7 +54,7 @@ pub use demo::{run_demo, DemoOptions};
 pub use gateway::{DataplaneGateway, GatewayKind};
 pub use keys::{KeyPair, LabKeys};
 pub use netns::{cleanup_orphans, cleanup_stale, list_namespaces, NAME_TAG};
-pub use probes::{IfCounters, PeerTransfer};
+pub use probes::{parse_ping_received, IfCounters, PeerTransfer};
 pub use topology::*;
 pub use userspace_wg::{
     boringtun_binary, ClientKind, BORINGTUN_ENV, BORINGTUN_INSTALLED, BORINGTUN_VERSION,

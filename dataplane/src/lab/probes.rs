@@ -208,6 +208,21 @@ impl IfCounters {
 
 /// The received throughput of an `iperf3 -J` run: `end.sum_received.bits_per_second`. A small
 /// scan instead of a JSON parser: the key names are fixed and the number follows directly.
+/// The replies counted in `ping`'s summary line ("3 packets transmitted, 2 received, ..."),
+/// `None` if the output has no summary.
+pub fn parse_ping_received(out: &str) -> Option<u32> {
+    out.lines()
+        .find(|l| l.contains("packets transmitted"))
+        .and_then(|l| {
+            l.split(',')
+                .find(|p| p.contains("received"))?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+}
+
 pub(crate) fn parse_iperf3_received_bps(json: &str) -> Result<f64> {
     let at = json
         .find("\"sum_received\"")
@@ -278,6 +293,16 @@ mod tests {
         assert_eq!(
             parse_http_log_sources(log),
             vec![Ipv4Addr::new(172, 23, 0, 3), Ipv4Addr::new(10, 13, 13, 2)]
+        );
+    }
+
+    #[test]
+    fn ping_summary() {
+        let out = "PING 172.23.0.2 (172.23.0.2) 56(84) bytes of data.\n\n--- 172.23.0.2 ping statistics ---\n3 packets transmitted, 2 received, 33.3333% packet loss, time 402ms\n";
+        assert_eq!(parse_ping_received(out), Some(2));
+        assert_eq!(
+            parse_ping_received("ping: connect: Network is unreachable"),
+            None
         );
     }
 

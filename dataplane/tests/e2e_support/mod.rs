@@ -164,17 +164,7 @@ pub fn ping(lab: &Lab, node: Node, from: Option<Ipv4Addr>, dst: Ipv4Addr, count:
     }
     argv.push(&dst_s);
     let (_, out) = lab.try_exec_in(node, &argv).expect("ping runs");
-    // "3 packets transmitted, 2 received, 33.3333% packet loss, time 402ms"
-    out.lines()
-        .find(|l| l.contains("packets transmitted"))
-        .and_then(|l| {
-            l.split(',')
-                .find(|p| p.contains("received"))?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
+    dataplane::lab::parse_ping_received(&out)
         .unwrap_or_else(|| panic!("unexpected ping output:\n{out}"))
 }
 

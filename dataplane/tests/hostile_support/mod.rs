@@ -290,6 +290,16 @@ pub fn udp_frame(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Frame 
     Frame::raw(&p)
 }
 
+/// A frame from the LAN (the server's MAC to the gateway's) carrying the IPv4 packet `ip`.
+pub fn lan_frame(ip: &[u8]) -> Frame {
+    let mut p = Vec::with_capacity(14 + ip.len());
+    p.extend_from_slice(&GW_MAC);
+    p.extend_from_slice(&LAN_MAC);
+    p.extend_from_slice(&0x0800u16.to_be_bytes());
+    p.extend_from_slice(ip);
+    Frame::raw(&p)
+}
+
 /// Writes a fresh IPv4 header checksum over the header at the start of `ip`.
 pub fn fix_ipv4_checksum(ip: &mut [u8]) {
     if ip.len() < 20 {
