@@ -21,7 +21,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand_core::{CryptoRng, RngCore};
+mod support;
+
+use rand_core::RngCore;
+use support::TestRng;
 use wgproto::config::{InterfaceConfig, PeerConfig};
 use wgproto::constants::{MSG_TRANSPORT, REKEY_AFTER_TIME};
 use wgproto::device::{Device, KeySlot, Output};
@@ -53,31 +56,6 @@ const DUP_PPM: u64 = 5_000;
 const MTU: usize = 1420;
 /// Segment payload: seq, ack, transmission id, first-send time (u64 each).
 const SEGMENT_LEN: usize = 32;
-
-/// Deterministic randomness (splitmix64), marked CryptoRng for the test only.
-struct TestRng(u64);
-impl RngCore for TestRng {
-    fn next_u32(&mut self) -> u32 {
-        self.next_u64() as u32
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn fill_bytes(&mut self, d: &mut [u8]) {
-        for c in d.chunks_mut(8) {
-            c.copy_from_slice(&self.next_u64().to_le_bytes()[..c.len()]);
-        }
-    }
-    fn try_fill_bytes(&mut self, d: &mut [u8]) -> Result<(), rand_core::Error> {
-        self.fill_bytes(d);
-        Ok(())
-    }
-}
-impl CryptoRng for TestRng {}
 
 fn wall(now: Timestamp) -> Duration {
     Duration::from_secs(1_700_000_000) + Duration::from_nanos(now.as_nanos())
