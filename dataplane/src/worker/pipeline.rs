@@ -289,20 +289,17 @@ impl Pipeline {
                 let Some(ip) = parse_ipv4(&buf[start..start + len]) else {
                     return Verdict::Drop(DropReason::InnerMalformed);
                 };
-                match b.routes.resolution(IpAddr::V4(ip.dst)) {
-                    Some(Resolution::Ready(hop)) => {
-                        let hop = *hop;
+                let park = Verdict::Park {
+                    resume: Resume::NatOutbound,
+                    start,
+                    len: ip.total_len,
+                };
+                match self.route_or_park(b, ip.dst, park) {
+                    Ok(Resolution::Ready(hop)) => {
                         self.nat_and_send(b, buf, start, ip.total_len, hop)
                     }
-                    Some(Resolution::Resolving { .. }) | None => {
-                        self.routes.request(IpAddr::V4(ip.dst));
-                        Verdict::Park {
-                            resume: Resume::NatOutbound,
-                            start,
-                            len: ip.total_len,
-                        }
-                    }
-                    Some(_) => Verdict::Drop(DropReason::NoRoute),
+                    Ok(_) => Verdict::Drop(DropReason::NoRoute),
+                    Err(parked) => parked,
                 }
             }
             Resume::NatInbound => self.return_traffic(b, buf, start..start + len),
@@ -492,22 +489,18 @@ impl Pipeline {
             // Exceptions the kernel handles better: reassembly, options, its own services.
             return self.punt_to_host(&buf[start..end]);
         }
-        let hop = match b.routes.resolution(IpAddr::V4(ip.dst)) {
-            Some(Resolution::Ready(hop)) => *hop,
-            Some(Resolution::Local) | Some(Resolution::NotEthernet { .. }) => {
+        let park = Verdict::Park {
+            resume: Resume::Forward,
+            start,
+            len: ip.total_len,
+        };
+        let hop = match self.route_or_park(b, ip.dst, park) {
+            Ok(Resolution::Ready(hop)) => hop,
+            Ok(Resolution::Local) | Ok(Resolution::NotEthernet { .. }) => {
                 return self.punt_to_host(&buf[start..end])
             }
-            Some(Resolution::Unreachable { .. }) => return Verdict::Drop(DropReason::NoRoute),
-            resolving => {
-                if resolving.is_none() {
-                    self.routes.request(IpAddr::V4(ip.dst));
-                }
-                return Verdict::Park {
-                    resume: Resume::Forward,
-                    start,
-                    len: ip.total_len,
-                };
-            }
+            Ok(_) => return Verdict::Drop(DropReason::NoRoute),
+            Err(parked) => return parked,
         };
         if ip.total_len > hop.mtu as usize {
             if !ip.dont_fragment {
@@ -742,19 +735,15 @@ impl Pipeline {
         if len > self.cfg.mtu {
             return Verdict::Drop(DropReason::TooBig);
         }
-        let hop = match b.routes.resolution(IpAddr::V4(*endpoint.ip())) {
-            Some(Resolution::Ready(hop)) => *hop,
-            resolving @ (Some(Resolution::Resolving { .. }) | None) => {
-                if resolving.is_none() {
-                    self.routes.request(IpAddr::V4(*endpoint.ip()));
-                }
-                return Verdict::Park {
-                    resume: Resume::Encrypt { inside },
-                    start,
-                    len,
-                };
-            }
-            Some(_) => return Verdict::Drop(DropReason::NoRoute),
+        let park = Verdict::Park {
+            resume: Resume::Encrypt { inside },
+            start,
+            len,
+        };
+        let hop = match self.route_or_park(b, *endpoint.ip(), park) {
+            Ok(Resolution::Ready(hop)) => hop,
+            Ok(_) => return Verdict::Drop(DropReason::NoRoute),
+            Err(parked) => return parked,
         };
         let Some(IpAddr::V4(src)) = hop.src_addr else {
             return Verdict::Drop(DropReason::NoRoute);
@@ -810,6 +799,26 @@ impl Pipeline {
             ifindex: hop.ifindex,
             start: frame_start,
             len: OUTER_V4 + sealed.len,
+        }
+    }
+
+    /// What the route cache knows of `dst` for a packet that can wait: `Ok` with the
+    /// resolution once it is known (`Ready`, or why it is not forwardable), `Err(park)` while
+    /// the kernel resolves it. The kernel is asked on the first miss; a destination already
+    /// `Resolving` has been asked.
+    fn route_or_park(
+        &self,
+        b: &Batch<'_>,
+        dst: Ipv4Addr,
+        park: Verdict,
+    ) -> Result<Resolution, Verdict> {
+        match b.routes.resolution(IpAddr::V4(dst)) {
+            Some(Resolution::Resolving { .. }) => Err(park),
+            Some(known) => Ok(*known),
+            None => {
+                self.routes.request(IpAddr::V4(dst));
+                Err(park)
+            }
         }
     }
 
