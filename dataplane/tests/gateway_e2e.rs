@@ -99,17 +99,6 @@ fn iperf3_interval_bps(json: &str) -> Vec<f64> {
     v
 }
 
-/// Whether `ifname` in the gateway namespace has an XDP program attached (`ip -d link`).
-fn xdp_attached(lab: &Lab, ifname: &str) -> bool {
-    let out = lab
-        .exec_in(Node::Gateway, &["ip", "-d", "link", "show", "dev", ifname])
-        .expect("ip link show");
-    out.contains("prog/xdp")
-        || out
-            .split_whitespace()
-            .any(|w| matches!(w, "xdp" | "xdpgeneric" | "xdpdrv" | "xdpoffload"))
-}
-
 fn gw_has_wg0(lab: &Lab) -> bool {
     lab.try_exec_in(Node::Gateway, &["ip", "link", "show", "dev", "wg0"])
         .expect("ip link show")
@@ -756,7 +745,10 @@ fn stop_and_restart(name: &'static str, topology: Topology) {
     assert_pings(&t, None, SERVER_ADDR, 3);
     let ifaces = topology.gateway_interfaces();
     for i in ifaces {
-        assert!(xdp_attached(&t, i), "no XDP program on {i} while running");
+        assert!(
+            t.xdp_attached(i).unwrap(),
+            "no XDP program on {i} while running"
+        );
     }
     assert!(gw_has_wg0(&t));
 
@@ -771,7 +763,7 @@ fn stop_and_restart(name: &'static str, topology: Topology) {
     t.take_gateway();
     for i in ifaces {
         assert!(
-            !xdp_attached(&t, i),
+            !t.xdp_attached(i).unwrap(),
             "XDP program left on {i} after SIGTERM"
         );
     }
@@ -814,7 +806,7 @@ fn stop_and_restart(name: &'static str, topology: Topology) {
         control.display()
     );
     for i in ifaces {
-        assert!(!xdp_attached(&t, i), "XDP program left on {i}");
+        assert!(!t.xdp_attached(i).unwrap(), "XDP program left on {i}");
     }
 
     // kill -9 leaves the program (and the socket file) behind; the next start replaces them.
@@ -823,7 +815,7 @@ fn stop_and_restart(name: &'static str, topology: Topology) {
     t.signal_gateway("KILL").unwrap();
     assert!(t.wait_gateway_exit(Duration::from_secs(5)).is_some());
     t.take_gateway();
-    let stale = ifaces.iter().any(|i| xdp_attached(&t, i));
+    let stale = ifaces.iter().any(|i| t.xdp_attached(i).unwrap());
     eprintln!(
         "{name}: after kill -9: XDP program still attached: {stale}, socket file left: {}",
         sock.exists()
@@ -880,7 +872,7 @@ fn stop_and_restart(name: &'static str, topology: Topology) {
     );
     for i in ifaces {
         assert!(
-            xdp_attached(&t, i),
+            t.xdp_attached(i).unwrap(),
             "the refused instance removed the program on {i}"
         );
     }
@@ -893,7 +885,7 @@ fn stop_and_restart(name: &'static str, topology: Topology) {
     assert!(!sock.exists());
     assert!(!control.exists());
     for i in ifaces {
-        assert!(!xdp_attached(&t, i), "XDP program left on {i}");
+        assert!(!t.xdp_attached(i).unwrap(), "XDP program left on {i}");
     }
 }
 

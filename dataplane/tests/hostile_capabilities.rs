@@ -80,16 +80,6 @@ fn cap_set(pid: u32, name: &str) -> u64 {
     u64::from_str_radix(&status_field(pid, name), 16).expect("a hex capability set")
 }
 
-fn xdp_attached(lab: &Lab, ifname: &str) -> bool {
-    let out = lab
-        .exec_in(Node::Gateway, &["ip", "-d", "link", "show", "dev", ifname])
-        .expect("ip link show");
-    out.contains("prog/xdp")
-        || out
-            .split_whitespace()
-            .any(|w| matches!(w, "xdp" | "xdpgeneric" | "xdpdrv" | "xdpoffload"))
-}
-
 /// Deterministic, incompressible-looking bytes for the download.
 fn blob(len: usize) -> Vec<u8> {
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
@@ -232,7 +222,7 @@ fn runs_as_nobody_with_only_the_four_capabilities() {
         );
         lab.take_gateway();
         for i in topology.gateway_interfaces() {
-            assert!(!xdp_attached(&lab, i), "XDP program left on {i}");
+            assert!(!lab.xdp_attached(i).unwrap(), "XDP program left on {i}");
         }
         let (has_wg0, _) = lab
             .try_exec_in(Node::Gateway, &["ip", "link", "show", "dev", "wg0"])

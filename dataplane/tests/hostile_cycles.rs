@@ -24,33 +24,10 @@ fn dataplane() -> DataplaneGateway {
     dp
 }
 
-fn xdp_attached(lab: &Lab, ifname: &str) -> bool {
-    let out = lab
-        .exec_in(Node::Gateway, &["ip", "-d", "link", "show", "dev", ifname])
-        .expect("ip link show");
-    out.contains("prog/xdp")
-        || out
-            .split_whitespace()
-            .any(|w| matches!(w, "xdp" | "xdpgeneric" | "xdpdrv" | "xdpoffload"))
-}
-
 fn has_wg0(lab: &Lab) -> bool {
     lab.try_exec_in(Node::Gateway, &["ip", "link", "show", "dev", "wg0"])
         .expect("ip link show")
         .0
-}
-
-/// Replies to `count` pings from the client to the server.
-fn pings(lab: &Lab, count: u32) -> u32 {
-    let c = count.to_string();
-    let dst = SERVER_ADDR.to_string();
-    let (_, out) = lab
-        .try_exec_in(
-            Node::Client,
-            &["ping", "-n", "-c", &c, "-i", "0.2", "-W", "1", &dst],
-        )
-        .expect("ping runs");
-    dataplane::lab::parse_ping_received(&out).unwrap_or(0)
 }
 
 /// (open fds, threads) of a running process.
@@ -101,7 +78,10 @@ fn start_stop_cycles_with_traffic_leave_nothing_behind() {
                 .unwrap_or_else(|e| panic!("cycle {c}: start: {e:#}"));
             assert!(sock.exists(), "cycle {c}: no UAPI socket");
             for i in ifaces {
-                assert!(xdp_attached(&lab, i), "cycle {c}: no XDP program on {i}");
+                assert!(
+                    lab.xdp_attached(i).unwrap(),
+                    "cycle {c}: no XDP program on {i}"
+                );
             }
             // A fresh session with this instance, as a client does after its rekey timeout.
             lab.wg(
@@ -111,7 +91,7 @@ fn start_stop_cycles_with_traffic_leave_nothing_behind() {
             .unwrap();
             lab.wait_for_handshake(Duration::from_secs(10))
                 .unwrap_or_else(|e| panic!("cycle {c}: handshake: {e:#}"));
-            let got = pings(&lab, 5);
+            let got = lab.ping_replies(Node::Client, SERVER_ADDR, 5).unwrap();
             assert!(got >= 4, "cycle {c}: {got}/5 pings through the tunnel");
             let pid = lab.gateway_pid().unwrap();
             let r = resources(pid);
@@ -131,7 +111,10 @@ fn start_stop_cycles_with_traffic_leave_nothing_behind() {
             if !kill {
                 assert_eq!(status.and_then(|s| s.code()), Some(0), "cycle {c}");
                 for i in ifaces {
-                    assert!(!xdp_attached(&lab, i), "cycle {c}: XDP program left on {i}");
+                    assert!(
+                        !lab.xdp_attached(i).unwrap(),
+                        "cycle {c}: XDP program left on {i}"
+                    );
                 }
                 assert!(!has_wg0(&lab), "cycle {c}: wg0 left behind");
                 assert!(!sock.exists(), "cycle {c}: UAPI socket left behind");

@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 use dataplane::control::client::request_stats;
 use dataplane::control::stats::StatsSnapshot;
 use dataplane::lab::{
-    is_root, parse_ping_received, DataplaneGateway, GatewayKind, GwTomlOptions, Lab, Node,
-    Topology, SERVER_ADDR,
+    is_root, DataplaneGateway, GatewayKind, GwTomlOptions, Lab, Node, Topology, SERVER_ADDR,
 };
 use slowpath::watchdog::{STALL_AFTER_ENV, STALL_FOR_ENV};
 
@@ -43,18 +42,6 @@ fn wait_stats(
     }
 }
 
-fn pings(lab: &Lab, count: u32) -> u32 {
-    let c = count.to_string();
-    let dst = SERVER_ADDR.to_string();
-    let (_, out) = lab
-        .try_exec_in(
-            Node::Client,
-            &["ping", "-n", "-c", &c, "-i", "0.2", "-W", "1", &dst],
-        )
-        .expect("ping runs");
-    parse_ping_received(&out).unwrap_or(0)
-}
-
 #[test]
 fn fast_path_forwards_through_a_slow_path_stall_and_the_stall_is_reported() {
     if !is_root() {
@@ -81,7 +68,11 @@ fn fast_path_forwards_through_a_slow_path_stall_and_the_stall_is_reported() {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         lab.wait_for_handshake(Duration::from_secs(10))
             .expect("handshake before the stall");
-        assert_eq!(pings(&lab, 3), 3, "forwarding before the stall");
+        assert_eq!(
+            lab.ping_replies(Node::Client, SERVER_ADDR, 3).unwrap(),
+            3,
+            "forwarding before the stall"
+        );
         let before = request_stats(&control).unwrap();
         assert_eq!(gauge(&before, "slowpath_stalled"), 0, "no stall yet");
 
@@ -95,7 +86,7 @@ fn fast_path_forwards_through_a_slow_path_stall_and_the_stall_is_reported() {
             during.slow_path
         );
         let t0 = Instant::now();
-        let got = pings(&lab, 10);
+        let got = lab.ping_replies(Node::Client, SERVER_ADDR, 10).unwrap();
         let still = request_stats(&control).unwrap();
         eprintln!(
             "during the stall: {got}/10 pings through the fast path in {:.1}s, heartbeat age {} ms",
@@ -114,7 +105,11 @@ fn fast_path_forwards_through_a_slow_path_stall_and_the_stall_is_reported() {
         });
         assert_eq!(gauge(&after, "slowpath_stalled"), 0, "the report clears");
         assert_eq!(gauge(&after, "slowpath_stalls"), 1, "one stall counted");
-        assert_eq!(pings(&lab, 3), 3, "forwarding after the stall");
+        assert_eq!(
+            lab.ping_replies(Node::Client, SERVER_ADDR, 3).unwrap(),
+            3,
+            "forwarding after the stall"
+        );
         let log = lab.gateway_log();
         assert!(
             log.contains("stall"),

@@ -4,6 +4,7 @@
 //! socket is removed), extra wireguard-go devices (a second peer), and background processes in
 //! a namespace. Like the rest of the lab it only acts on namespaces and processes it created.
 
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -164,6 +165,24 @@ pub fn parse_logged_counters(log: &str) -> Vec<LoggedCounters> {
 }
 
 impl Lab {
+    /// Whether `ifname` in the gateway namespace has an XDP program attached (`ip -d link`).
+    pub fn xdp_attached(&self, ifname: &str) -> Result<bool> {
+        let out = self.exec_in(Node::Gateway, &["ip", "-d", "link", "show", "dev", ifname])?;
+        Ok(out.contains("prog/xdp")
+            || out
+                .split_whitespace()
+                .any(|w| matches!(w, "xdp" | "xdpgeneric" | "xdpdrv" | "xdpoffload")))
+    }
+
+    /// Replies to `count` pings (0.2 s apart, 1 s wait each) from `node` to `dst`; 0 when ping
+    /// printed no summary.
+    pub fn ping_replies(&self, node: Node, dst: Ipv4Addr, count: u32) -> Result<u32> {
+        let (c, d) = (count.to_string(), dst.to_string());
+        let (_, out) =
+            self.try_exec_in(node, &["ping", "-n", "-c", &c, "-i", "0.2", "-W", "1", &d])?;
+        Ok(super::parse_ping_received(&out).unwrap_or(0))
+    }
+
     /// Sends `signal` (`HUP`, `TERM`, `KILL`, ...) to the gateway process.
     pub fn signal_gateway(&self, signal: &str) -> Result<()> {
         let pid = self.gateway_pid().context("no gateway is running")?;
