@@ -1,4 +1,4 @@
-//! The end-to-end benchmark in the namespace lab (`dataplane::lab`, two-armed: client on the
+//! The end-to-end benchmark in the namespace lab (`lab`, two-armed: client on the
 //! WAN wire, server on the LAN wire, veth pairs): for each gateway under test, a fresh lab, a
 //! handshake with the client's wireguard-go, iperf3 TCP both ways and ICMP echo latency from
 //! that client, then fixed offered loads from the WireGuard load generator to the sink and
@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use dataplane::lab::{DataplaneGateway, GatewayKind, Lab, Node, Topology, SERVER_ADDR};
+use lab::{DataplaneGateway, GatewayKind, Lab, Node, Topology, SERVER_ADDR};
 use hdrhistogram::Histogram;
 use serde_json::Value;
 

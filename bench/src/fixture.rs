@@ -7,12 +7,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use dataplane::counters::WorkerCounters;
+use fastpath::counters::WorkerCounters;
 use dataplane::route::{Link, Mac, NextHop, NextHopReader, Resolution, RouteSnapshot};
-use dataplane::worker::pipeline::{Batch, Pipeline, PipelineConfig};
+use fastpath::pipeline::{Batch, Pipeline, PipelineConfig};
 use nat::{Conntrack, NatConfig};
-use slowpath::queue::{slow_path_queue, SlowPathReceiver, SlowPathSender};
-use slowpath::tables::{PeerRoute, PeerStats, Tables};
+use fastpath::queue::{slow_path_queue, SlowPathReceiver, SlowPathSender};
+use fastpath::tables::{PeerRoute, PeerStats, Tables};
 use wgproto::config::IpPrefix;
 use wgproto::keypair::Keypair;
 use wgproto::peer::PeerId;

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use dataplane::lab::{Lab, Node, SERVER_ADDR};
+use lab::{Lab, Node, SERVER_ADDR};
 use rand_core::OsRng;
 use wgproto::keys::{PrivateKey, PublicKey};
 

@@ -77,7 +77,7 @@ fn main() -> Result<()> {
         report
             .skipped
             .push("end-to-end benchmark (--no-e2e)".into());
-    } else if !dataplane::lab::is_root() {
+    } else if !lab::is_root() {
         report
             .skipped
             .push("end-to-end benchmark: needs root for network namespaces".into());
@@ -105,7 +105,7 @@ fn main() -> Result<()> {
             ),
         }
         gateways.push(Gateway::Reference);
-        match dataplane::lab::boringtun_binary() {
+        match lab::boringtun_binary() {
             Some(_) => gateways.push(Gateway::ReferenceBoringtun),
             None => report.skipped.push(
                 "boringtun + iptables MASQUERADE: no boringtun-cli (run \

@@ -22,7 +22,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
-use dataplane::worker::pipeline::{Pipeline, Verdict};
+use fastpath::pipeline::{Pipeline, Verdict};
 use wgproto::keypair::padding_len;
 
 use crate::fixture::{server_macs, Fixture, MTU, SERVER_ADDR, SERVER_PORT};

@@ -11,8 +11,8 @@ use bench::fixture::{
 };
 use bench::packets::{check_payload, seal_frame, SizeMix, FRAME_SIZE, HEADROOM, STANDARD_MIXES};
 use bench::pipeline::{Direction, Lane, FIRST_FLOW_PORT, FLOWS};
-use dataplane::counters::DropReason;
-use dataplane::worker::pipeline::Verdict;
+use fastpath::counters::DropReason;
+use fastpath::pipeline::Verdict;
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 
 struct Parsed {

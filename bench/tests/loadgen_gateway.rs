@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use bench::load_sweep::{point_line, Drain, LoadRig, GENERATOR_TUNNEL_ADDR};
 use bench::packets::SizeMix;
-use dataplane::lab::e2e::parse_logged_counters;
-use dataplane::lab::{is_root, DataplaneGateway, GatewayKind, Lab, Node, Topology};
+use lab::e2e::parse_logged_counters;
+use lab::{is_root, DataplaneGateway, GatewayKind, Lab, Node, Topology};
 
 /// The `dataplane` executable: `$DATAPLANE_E2E_BIN`, else built (or found fresh) by cargo in
 /// this test's own target directory. A bench test has no `CARGO_BIN_EXE_dataplane`, and the

@@ -1,14 +1,13 @@
-//! The AF_XDP WireGuard gateway: configuration, kernel-facing I/O (XDP program, AF_XDP sockets,
-//! routing and neighbour tables) and the per-core workers that join the protocol core and the NAT.
+//! The `dataplane` binary's edge: everything that touches the kernel. The XDP program
+//! ([`xdp`]), the AF_XDP sockets and their UMEM ([`afxdp`]), the kernel's routes and neighbours
+//! through rtnetlink ([`route`]), the worker threads that run `fastpath`'s pipeline over the
+//! rings ([`worker`]), and the [`runtime`] that starts and stops all of it beside the slow path
+//! and the operator servers (`ops`). The protocol, the NAT, the per-frame pipeline and the
+//! configuration live in the crates below; this one adds only the I/O.
 
 pub mod afxdp;
-pub mod capture;
-pub mod config;
-pub mod control;
-pub mod counters;
+pub mod host;
 pub mod instance_lock;
-pub mod lab;
-pub mod metrics;
 pub mod peers;
 pub mod route;
 pub mod runtime;

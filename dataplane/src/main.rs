@@ -1,11 +1,11 @@
 //! The `dataplane` binary: parses the command line, sets up logging, loads and validates the
-//! config through `dataplane::config`, and runs the requested command.
+//! config through `gwconf`, and runs the requested command.
 
 mod cli;
 
 use clap::Parser;
 use cli::{Cli, Command, LogFormat};
-use dataplane::config::{self, Format, GatewayConfig, HostFacts, Interfaces, LoadOptions};
+use gwconf::{self, Format, GatewayConfig, HostFacts, Interfaces, LoadOptions};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -15,7 +15,6 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Check { config, offline }) => check(&config, offline),
         Some(Command::Import { file, interface }) => import(&file, &interface),
-        Some(Command::Lab(args)) => lab(&args),
         Some(Command::Init {
             config,
             interface,
@@ -78,11 +77,11 @@ fn check(path: &Path, offline: bool) -> ExitCode {
         host: if offline {
             HostFacts::unknown()
         } else {
-            HostFacts::read()
+            dataplane::host::facts()
         },
         interfaces: None,
     };
-    match config::load(path, &opts) {
+    match gwconf::load(path, &opts) {
         Ok(loaded) => {
             for note in &loaded.notes {
                 println!("note: {note}");
@@ -141,7 +140,7 @@ fn import(path: &Path, interface: &[String]) -> ExitCode {
         }
     };
     for name in interface {
-        if let Err(e) = config::values::interface_name(name) {
+        if let Err(e) = gwconf::values::interface_name(name) {
             eprintln!("dataplane import: --interface {e}");
             return ExitCode::from(2);
         }
@@ -167,7 +166,7 @@ fn import(path: &Path, interface: &[String]) -> ExitCode {
     let ifname = path.file_stem().and_then(|s| s.to_str()).unwrap_or("wg0");
     let file = path.display().to_string();
     let base = path.parent().unwrap_or(Path::new("."));
-    match config::load_str(&text, &file, base, Format::WgQuick, ifname, &opts) {
+    match gwconf::load_str(&text, &file, base, Format::WgQuick, ifname, &opts) {
         Ok(loaded) => {
             for note in &loaded.notes {
                 eprintln!("note: {note}");
@@ -176,7 +175,7 @@ fn import(path: &Path, interface: &[String]) -> ExitCode {
                 "gw.toml imported from {file} by `dataplane import`"
             )];
             header.extend(loaded.notes.iter().cloned());
-            print!("{}", config::to_gw_toml(&loaded.config, &header));
+            print!("{}", gwconf::to_gw_toml(&loaded.config, &header));
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -189,10 +188,10 @@ fn import(path: &Path, interface: &[String]) -> ExitCode {
 /// Run path: validate fully, then hand the config to the runtime.
 fn run(path: &Path) -> ExitCode {
     let opts = LoadOptions {
-        host: HostFacts::read(),
+        host: dataplane::host::facts(),
         interfaces: None,
     };
-    let loaded = match config::load(path, &opts) {
+    let loaded = match gwconf::load(path, &opts) {
         Ok(l) => l,
         Err(errors) => {
             eprintln!("{errors}");
@@ -208,18 +207,6 @@ fn run(path: &Path) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// `dataplane lab`: the namespace demo with this very binary as the gateway.
-fn lab(args: &dataplane::lab::LabArgs) -> ExitCode {
-    let me = std::env::current_exe().ok();
-    match dataplane::lab::run_demo(&args.to_options(me)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("dataplane lab: {e:#}");
             ExitCode::FAILURE
         }
     }

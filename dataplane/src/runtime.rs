@@ -15,22 +15,21 @@ use std::time::Duration;
 
 use anyhow::Context;
 use slowpath::engine::{SlowPath, SlowPathConfig};
-use slowpath::queue::{slow_path_queue, Clock};
-use slowpath::tables::shared_tables;
+use fastpath::queue::{slow_path_queue, Clock};
+use fastpath::tables::shared_tables;
 use slowpath::tun::TunConfig;
 use tracing::{info, warn};
 
 use crate::afxdp::{attach_program, queues, Mode, XskConfig, XskGroup};
-use crate::config::{self, GatewayConfig, HostFacts, Interfaces, LoadOptions, XdpMode};
-use crate::counters::{DropReason, WorkerCounters};
+use gwconf::{self, GatewayConfig, Interfaces, LoadOptions, XdpMode};
+use fastpath::counters::{DropReason, WorkerCounters};
 use crate::route::{CacheOptions, NextHopCache, Rtnl};
 use crate::worker::handoff::Handoff;
 use crate::worker::io::Worker;
-use crate::worker::pipeline::{Pipeline, PipelineConfig};
-use crate::xdp::{RedirectConfig, XdpProgram};
+use fastpath::pipeline::{Pipeline, PipelineConfig};
+use gwconf::TUN_NAME;
+use crate::xdp::{RedirectConfig, XdpCountersReader, XdpProgram};
 
-/// Name of the kernel device the slow path keeps, as kernel WireGuard's.
-pub const TUN_NAME: &str = "wg0";
 /// Test knob: protocol time runs this many times faster than real time, so that integration
 /// tests see rekeys and expiry in seconds against unmodified peers.
 pub const CLOCK_SPEEDUP_ENV: &str = "DATAPLANE_CLOCK_SPEEDUP";
@@ -258,16 +257,16 @@ pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<(
         "gateway running; stop with Ctrl-C (SIGINT) or SIGTERM, reload peers with SIGHUP"
     );
 
-    // ---- ops: control socket and metrics endpoint (crate::control, crate::metrics) ----
+    // ---- ops: control socket and metrics endpoint (ops, ops::metrics) ----
     // They read counters only. The slow path is shared with them until they are stopped.
     let slow = Arc::new(slow);
-    let ops = crate::control::start_for_gateway(
+    let ops = ops::start_for_gateway(
         &cfg,
         reload_from.as_deref(),
         &all_counters,
         &slow,
         &to_slow,
-        &programs,
+        xdp_counter_readers(&programs),
     );
     // ---- end ops ----
 
@@ -353,10 +352,10 @@ fn choose_queues(cfg: &GatewayConfig, names: &[&str]) -> anyhow::Result<Vec<u32>
 
 fn reload_peers(path: &Path, slow: &SlowPath) -> anyhow::Result<usize> {
     let opts = LoadOptions {
-        host: HostFacts::read(),
+        host: crate::host::facts(),
         interfaces: None,
     };
-    let loaded = config::load(path, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let loaded = gwconf::load(path, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;
     let peers = loaded
         .config
         .peers
@@ -395,4 +394,20 @@ fn rand_seed() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(std::process::id() as u64);
     h.finish()
+}
+
+/// A reader of each program's counters for the stats, or why there is none (logged once).
+fn xdp_counter_readers(
+    programs: &[XdpProgram],
+) -> Vec<Result<Box<dyn ops::XdpCountersSource>, (String, String)>> {
+    programs
+        .iter()
+        .map(|p| match XdpCountersReader::for_program(p) {
+            Ok(r) => Ok(Box::new(r) as Box<dyn ops::XdpCountersSource>),
+            Err(e) => {
+                tracing::warn!(interface = %p.ifname(), "XDP counters will be missing from stats: {e}");
+                Err((p.ifname().to_string(), e))
+            }
+        })
+        .collect()
 }

@@ -1,7 +1,7 @@
 //! Every gw.toml validation error path: the message names the file, the line and the field and
 //! says what is allowed.
 
-use dataplane::config::{load_str, ConfigErrors, Format, HostFacts, LoadOptions, PortRange};
+use gwconf::{load_str, ConfigErrors, Format, HostFacts, LoadOptions, PortRange};
 use std::path::Path;
 
 const SERVER_KEY: &str = "8OgPsIng+GXes28kZwO70fAYsPu/ahQjw5wNt4ieOGM=";
@@ -22,7 +22,7 @@ fn valid() -> String {
     )
 }
 
-fn load_with(text: &str, host: HostFacts) -> Result<dataplane::config::Loaded, ConfigErrors> {
+fn load_with(text: &str, host: HostFacts) -> Result<gwconf::Loaded, ConfigErrors> {
     let opts = LoadOptions {
         host,
         interfaces: None,
@@ -302,7 +302,7 @@ fn error_lines_are_right_deep_in_a_large_file() {
     for i in 0..2000u32 {
         let mut bytes = [7u8; 32];
         bytes[..4].copy_from_slice(&i.to_le_bytes());
-        let key = dataplane::config::keys::encode_key(&bytes);
+        let key = gwconf::keys::encode_key(&bytes);
         let ip = std::net::Ipv4Addr::from(0x0a14_0000 + i);
         text.push_str(&format!(
             "\n[[peer]]\npublic_key = \"{key}\"\nallowed_ips = [\"{ip}/32\"]\n"

@@ -1,7 +1,7 @@
 //! A valid config survives render -> parse unchanged, the example files load, and a wg-quick
 //! file imports to the same config as its gw.toml equivalent.
 
-use dataplane::config::{
+use gwconf::{
     load, load_str, to_gw_toml, Endpoint, Format, HostFacts, Interfaces, LoadOptions, XdpMode,
 };
 use std::path::{Path, PathBuf};
@@ -18,7 +18,7 @@ fn offline() -> LoadOptions {
     }
 }
 
-fn reparse(text: &str) -> dataplane::config::GatewayConfig {
+fn reparse(text: &str) -> gwconf::GatewayConfig {
     load_str(
         text,
         "rendered.toml",

@@ -1,7 +1,7 @@
 //! wg-quick import: the hooks the linuxserver container writes are replaced by the built-in NAT,
 //! anything else is refused with the line and a reason.
 
-use dataplane::config::{load_str, Format, HostFacts, Interfaces, LoadOptions};
+use gwconf::{load_str, Format, HostFacts, Interfaces, LoadOptions};
 use std::path::Path;
 
 const KEY: &str = "8OgPsIng+GXes28kZwO70fAYsPu/ahQjw5wNt4ieOGM=";
@@ -13,7 +13,7 @@ fn conf(post_up: &str, post_down: &str) -> String {
     )
 }
 
-fn parse(text: &str) -> Result<dataplane::config::Loaded, Vec<String>> {
+fn parse(text: &str) -> Result<gwconf::Loaded, Vec<String>> {
     let opts = LoadOptions {
         host: HostFacts::unknown(),
         interfaces: None,

@@ -9,7 +9,7 @@
 //! A missing boringtun-cli fails the lab build with the install command; only a non-root run
 //! skips. `sudo -E cargo test -p dataplane --test gateway_boringtun -- --nocapture`.
 
-use dataplane::lab::ClientKind;
+use lab::ClientKind;
 
 #[macro_use]
 mod e2e_support;

@@ -16,8 +16,8 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use dataplane::lab::e2e::{generate_pair, parse_logged_counters, ExtraWireGuard};
-use dataplane::lab::{
+use lab::e2e::{generate_pair, parse_logged_counters, ExtraWireGuard};
+use lab::{
     ClientKind, GwTomlOptions, Lab, Node, Topology, CLIENT_TUNNEL_ADDR, GATEWAY_TUNNEL_ADDR,
     SERVER_ADDR, TUNNEL_MTU,
 };

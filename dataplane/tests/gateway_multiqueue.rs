@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use dataplane::control::client::request_stats;
-use dataplane::lab::{
+use ops::client::request_stats;
+use lab::{
     is_root, DataplaneGateway, GatewayKind, GwTomlOptions, Lab, Node, Topology, SERVER_ADDR,
 };
 

@@ -20,7 +20,7 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use dataplane::lab::{
+use lab::{
     Lab, Node, Topology, CLIENT_TUNNEL_ADDR, GATEWAY_LAN_ADDR, GATEWAY_TUNNEL_ADDR, LAN_PREFIX_LEN,
     SERVER_ADDR,
 };
@@ -31,7 +31,7 @@ use e2e_support::{assert_same_file, download_through_tunnel, pattern, ping, root
 /// The LAN bottleneck's MTU: IPv6's minimum, a common real-world tunnel-in-tunnel MTU.
 const LAN_MTU: u32 = 1280;
 /// The tunnel's MTU (gw.toml's `mtu`, the client's `wg0`).
-const TUNNEL_MTU: u32 = dataplane::lab::TUNNEL_MTU;
+const TUNNEL_MTU: u32 = lab::TUNNEL_MTU;
 /// Where the upload sink listens on the server.
 const SINK_PORT: u16 = 9000;
 

@@ -15,8 +15,8 @@
 
 use std::time::{Duration, Instant};
 
-use dataplane::control::StatsSnapshot;
-use dataplane::lab::{
+use ops::StatsSnapshot;
+use lab::{
     is_root, DataplaneGateway, GatewayKind, GwTomlOptions, Lab, Node, Topology, SERVER_ADDR,
 };
 

@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use dataplane::lab::{
+use lab::{
     is_root, DataplaneGateway, GatewayKind, GwTomlOptions, Lab, Node, Topology, SERVER_ADDR,
 };
 

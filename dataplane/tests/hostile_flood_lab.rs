@@ -22,9 +22,9 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use dataplane::control::client::request_stats;
-use dataplane::control::StatsSnapshot;
-use dataplane::lab::{
+use ops::client::request_stats;
+use ops::StatsSnapshot;
+use lab::{
     is_root, DataplaneGateway, GatewayKind, GwTomlOptions, Lab, Node, Topology, GATEWAY_LAN_ADDR,
     LISTEN_PORT, SERVER_ADDR,
 };

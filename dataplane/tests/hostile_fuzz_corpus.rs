@@ -6,7 +6,7 @@ mod hostile_support;
 
 use std::path::PathBuf;
 
-use dataplane::config::Format;
+use gwconf::Format;
 
 fn seeds(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

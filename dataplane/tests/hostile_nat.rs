@@ -7,8 +7,8 @@ mod hostile_support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use dataplane::counters::DropReason;
-use dataplane::worker::pipeline::Verdict;
+use fastpath::counters::DropReason;
+use fastpath::pipeline::Verdict;
 use hostile_support::*;
 use wgproto::time::Timestamp;
 

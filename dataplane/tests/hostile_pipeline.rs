@@ -10,10 +10,10 @@ mod hostile_support;
 use std::collections::HashSet;
 use std::net::{SocketAddr, SocketAddrV4};
 
-use dataplane::counters::DropReason;
-use dataplane::worker::pipeline::Verdict;
+use fastpath::counters::DropReason;
+use fastpath::pipeline::Verdict;
 use hostile_support::*;
-use slowpath::queue::ToSlowPath;
+use fastpath::queue::ToSlowPath;
 use wgproto::constants::REPLAY_WINDOW_USABLE;
 use wgproto::time::Timestamp;
 

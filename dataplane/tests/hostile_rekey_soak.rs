@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use dataplane::lab::{is_root, DataplaneGateway, GatewayKind, Lab, Topology};
+use lab::{is_root, DataplaneGateway, GatewayKind, Lab, Topology};
 use dataplane::runtime::CLOCK_SPEEDUP_ENV;
 
 const DEFAULT_SPEEDUP: u64 = 60;
@@ -67,7 +67,7 @@ fn tcp_survives_hours_of_protocol_time_of_rekeys() {
         bps / 1e6,
         protocol.as_secs_f64() / 3600.0,
         protocol.as_secs_f64() / handshakes.max(1) as f64,
-        lab.wg_transfer(dataplane::lab::Node::Client).ok()
+        lab.wg_transfer(lab::Node::Client).ok()
     );
     assert!(bps > 0.0, "no data went through");
     let want = (protocol.as_secs() / REKEYS_EVERY.as_secs()) as usize;

@@ -10,9 +10,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use dataplane::control::client::request_stats;
-use dataplane::control::stats::StatsSnapshot;
-use dataplane::lab::{
+use ops::client::request_stats;
+use ops::stats::StatsSnapshot;
+use lab::{
     is_root, DataplaneGateway, GatewayKind, GwTomlOptions, Lab, Node, Topology, SERVER_ADDR,
 };
 use slowpath::watchdog::{STALL_AFTER_ENV, STALL_FOR_ENV};

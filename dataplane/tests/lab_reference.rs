@@ -11,7 +11,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use dataplane::lab::{
+use lab::{
     cleanup_orphans, cleanup_stale, is_root, list_namespaces, DataplaneGateway, GatewayKind, Lab,
     Node, Topology, CLIENT_TUNNEL_ADDR, GATEWAY_LAN_ADDR, SERVER_ADDR,
 };
@@ -151,7 +151,7 @@ fn captures_show_the_articles_steps() {
     if skip_unless_root("captures_show_the_articles_steps") {
         return;
     }
-    use dataplane::lab::{classify, ArticleStep};
+    use lab::{classify, ArticleStep};
     let mut lab = Lab::builder(Topology::OneArmed).build().unwrap();
     lab.wait_for_handshake(Duration::from_secs(10)).unwrap();
     let (node, ifname, label) = Topology::OneArmed.wire_capture_points()[0];
@@ -272,7 +272,7 @@ fn lab_gw_toml_passes_dataplane_check_inside_the_gateway_namespace() {
     for topology in [Topology::OneArmed, Topology::TwoArmed] {
         let lab = Lab::builder(topology).build().unwrap();
         let path = lab
-            .write_gateway_toml(&dataplane::lab::GwTomlOptions::default())
+            .write_gateway_toml(&lab::GwTomlOptions::default())
             .unwrap();
         let path = path.to_str().unwrap();
         let out = lab.exec_in(Node::Gateway, &[bin, "check", "--config", path]);

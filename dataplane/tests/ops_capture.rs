@@ -21,13 +21,13 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use dataplane::capture::splitter::PcapSplitter;
-use dataplane::capture::CapturePoint;
-use dataplane::control::server::ControlServer;
-use dataplane::control::stats::worker_stats;
-use dataplane::control::{client, StatsSnapshot, StatsSource};
-use dataplane::counters::WorkerCounters;
-use dataplane::lab::{
+use ops::capture::splitter::PcapSplitter;
+use fastpath::capture::CapturePoint;
+use ops::server::ControlServer;
+use ops::stats::worker_stats;
+use ops::{client, StatsSnapshot, StatsSource};
+use fastpath::counters::WorkerCounters;
+use lab::{
     is_root, CLIENT_TUNNEL_ADDR, GATEWAY_LAN_ADDR, ONE_ARMED_CLIENT_ADDR, SERVER_ADDR,
 };
 

@@ -10,10 +10,10 @@ use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use dataplane::control::server::ControlServer;
-use dataplane::control::{client, PeerStats, StatsSnapshot, StatsSource, WorkerStats, XdpStats};
-use dataplane::metrics::latency::{LatencySummary, BUCKETS_NS};
-use dataplane::metrics::MetricsServer;
+use ops::server::ControlServer;
+use ops::{client, PeerStats, StatsSnapshot, StatsSource, WorkerStats, XdpStats};
+use fastpath::latency::{LatencySummary, BUCKETS_NS};
+use ops::metrics::MetricsServer;
 
 mod ops_support;
 use ops_support::lab::{OpsLab, BIN};
@@ -259,7 +259,7 @@ fn scrape_parses_with_exporter_names_and_data_plane_families() {
 fn label_values_are_escaped() {
     let mut snap = fake().snapshot();
     snap.peers[0].name = Some("a \"quoted\" \\ name\nx".into());
-    let text = dataplane::metrics::render(&snap);
+    let text = ops::metrics::render(&snap);
     assert!(
         text.contains(r#"friendly_name="a \"quoted\" \\ name\nx""#),
         "{text}"
@@ -358,7 +358,7 @@ const STAGES: [&str; 4] = ["decrypt", "nat_route_rewrite", "encrypt", "frame"];
 
 #[test]
 fn stage_latency_histograms_after_traffic_on_the_real_gateway() {
-    use dataplane::lab::{is_root, Node, SERVER_ADDR};
+    use lab::{is_root, Node, SERVER_ADDR};
     use std::time::{Duration, Instant};
     if !is_root() {
         eprintln!("SKIPPED stage_latency_histograms_after_traffic_on_the_real_gateway: needs root (namespaces, XDP); run as root");

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
-use dataplane::config::{self, HostFacts, LoadOptions};
+use gwconf::{self, HostFacts, LoadOptions};
 use slowpath::uapi::{DeviceSnapshot, Errno, SetRequest, UapiBackend, UapiServer};
 use wgproto::keys::{PresharedKey, PrivateKey, PublicKey};
 

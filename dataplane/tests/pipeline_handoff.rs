@@ -6,7 +6,7 @@
 
 mod hostile_support;
 
-use dataplane::worker::pipeline::{Batch, Resume, Verdict};
+use fastpath::pipeline::{Batch, Resume, Verdict};
 use hostile_support::*;
 use nat::Partition;
 use wgproto::time::Timestamp;

@@ -9,9 +9,9 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use dataplane::capture::{CapturePoint, CaptureRing};
-use dataplane::metrics::latency::SAMPLE_EVERY;
-use dataplane::worker::pipeline::Verdict;
+use fastpath::capture::{CapturePoint, CaptureRing};
+use fastpath::latency::SAMPLE_EVERY;
+use fastpath::pipeline::Verdict;
 use hostile_support::*;
 use wgproto::time::Timestamp;
 

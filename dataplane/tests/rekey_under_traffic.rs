@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use dataplane::lab::{is_root, DataplaneGateway, GatewayKind, Lab, Topology};
+use lab::{is_root, DataplaneGateway, GatewayKind, Lab, Topology};
 use dataplane::runtime::CLOCK_SPEEDUP_ENV;
 
 #[test]

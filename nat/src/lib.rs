@@ -82,7 +82,6 @@
 //! egress address) for the external index and 1 bit for the allocator. All allocated in
 //! [`Conntrack::new`]; see [`Conntrack::heap_bytes`].
 
-mod checksum;
 mod config;
 mod conntrack;
 mod counters;

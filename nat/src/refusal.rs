@@ -7,7 +7,7 @@
 
 use std::net::Ipv4Addr;
 
-use crate::checksum;
+use ::wire::checksum;
 use crate::error::NatError;
 use crate::wire;
 

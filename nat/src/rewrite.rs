@@ -3,7 +3,7 @@
 //!
 //! Pure functions over bytes whose lengths the caller has checked through [`crate::wire`].
 
-use crate::checksum::Delta;
+use ::wire::checksum::Delta;
 use crate::error::NatError;
 use crate::wire::{self, Ipv4, Protocol};
 
@@ -99,7 +99,7 @@ impl IcmpError {
 pub(crate) fn parse_icmp_error(pkt: &[u8], ip: &Ipv4) -> Result<IcmpError, NatError> {
     let icmp = ip.hlen;
     // RFC 5508 REQ-3: a bad ICMP checksum is dropped before anything else is looked at.
-    if !crate::checksum::verifies(&pkt[icmp..ip.end]) {
+    if !::wire::checksum::verifies(&pkt[icmp..ip.end]) {
         return Err(NatError::IcmpBadChecksum);
     }
     let quoted = icmp + 8;

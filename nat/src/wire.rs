@@ -4,7 +4,7 @@
 //!
 //! Owns no state and never allocates; malformed input is a [`NatError`], never a panic.
 
-use crate::checksum;
+use ::wire::checksum;
 use crate::error::NatError;
 
 pub(crate) const PROTO_ICMP: u8 = 1;

@@ -1,7 +1,7 @@
 //! The slow-path thread: runs the protocol core ([`wgproto::device::Device`]) on handshake
 //! messages and events from the workers, drives its timers, sends what it asks to send through
 //! a kernel UDP socket bound to the listen port, and publishes keypairs, endpoints and
-//! AllowedIPs to the workers ([`crate::tables`]).
+//! AllowedIPs to the workers ([`fastpath::tables`]).
 //!
 //! Two more threads belong to it: the wg0 reader, which encrypts what the kernel routes into
 //! wg0 (replies of services on the gateway host, pings) and sends it to the peer, and the UAPI
@@ -29,8 +29,8 @@ use wgproto::cookie::CookieError;
 use wgproto::device::{Device, Handled, HandshakeDrop, KeySlot, Output, PeerEvent};
 use wgproto::peer::PeerId;
 
-use crate::queue::{Clock, SlowPathReceiver, ToSlowPath};
-use crate::tables::{PeerRoute, PeerStats, SharedTables, Tables};
+use fastpath::queue::{Clock, SlowPathReceiver, ToSlowPath};
+use fastpath::tables::{PeerRoute, PeerStats, SharedTables, Tables};
 use crate::tun::{Tun, TunConfig};
 use crate::uapi::{DeviceSnapshot, Errno, PeerSnapshot, SetRequest, UapiBackend, UapiServer};
 use crate::watchdog::{Health, HealthReport, StallKnob, TestStall, STALL_THRESHOLD};
@@ -708,11 +708,11 @@ impl Shared {
             return;
         };
         let mut out = [0u8; 128];
-        if let Some(n) = crate::icmp::icmp_error(
+        if let Some(n) = fastpath::icmp::icmp_error(
             &mut out,
             router,
             packet,
-            crate::icmp::IcmpError::HostUnreachable,
+            fastpath::icmp::IcmpError::HostUnreachable,
         ) {
             let _ = tun.send(&out[..n]);
         }

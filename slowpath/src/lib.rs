@@ -1,10 +1,8 @@
-//! The slow path: handshakes, timers, the kernel `wg0` device, the UAPI, and the tables it
-//! publishes to the fast-path workers. Everything here runs off the hot path.
+//! The slow path: handshakes, timers, the kernel `wg0` device and the UAPI. It fills the
+//! tables the fast-path workers read (`fastpath::tables`) and drains the queue they hand
+//! exceptions to (`fastpath::queue`). Everything here runs off the hot path.
 
 pub mod engine;
-pub mod icmp;
-pub mod queue;
-pub mod tables;
 pub mod tun;
 pub mod uapi;
 pub mod watchdog;

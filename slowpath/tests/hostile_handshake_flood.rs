@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand_core::{CryptoRng, RngCore};
-use slowpath::queue::{slow_path_queue, HandshakeDatagram, ToSlowPath};
+use fastpath::queue::{slow_path_queue, HandshakeDatagram, ToSlowPath};
 use wgproto::config::{InterfaceConfig, IpPrefix, PeerConfig};
 use wgproto::constants::{RATELIMIT_BURST, REKEY_TIMEOUT};
 use wgproto::cookie::{CookieError, CookieState};
@@ -146,7 +146,7 @@ impl Client {
         &mut self,
         now: Timestamp,
         rng: &mut TestRng,
-        queue: &slowpath::queue::SlowPathSender,
+        queue: &fastpath::queue::SlowPathSender,
         transport: &mut Vec<(SocketAddr, Vec<u8>)>,
     ) {
         while let Some(out) = self.dev.poll(now, WALL, rng) {

@@ -16,8 +16,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use slowpath::engine::{SlowPath, SlowPathConfig};
-use slowpath::queue::{slow_path_queue, Clock};
-use slowpath::tables::shared_tables;
+use fastpath::queue::{slow_path_queue, Clock};
+use fastpath::tables::shared_tables;
 use slowpath::uapi::{parse_set_request, PrivateKey};
 use wgproto::config::{InterfaceConfig, IpPrefix, PeerConfig};
 use wgproto::device::Device;

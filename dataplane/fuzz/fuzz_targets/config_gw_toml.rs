@@ -1,7 +1,7 @@
 //! Any text through the gw.toml loader; what loads must render and load back the same.
 #![no_main]
 
-use dataplane::config::Format;
+use gwconf::Format;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| dataplane_fuzz::support::fuzz::config(data, Format::GwToml));

@@ -2,7 +2,7 @@
 //! load back the same.
 #![no_main]
 
-use dataplane::config::Format;
+use gwconf::Format;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| dataplane_fuzz::support::fuzz::config(data, Format::WgQuick));

@@ -1,34 +1,12 @@
 //! A UMEM frame as the worker holds it: an owned handle (not `Clone`) plus where the packet
 //! currently starts in the frame and how long it is.
 //!
-//! Frame layout (one `FRAME_SIZE` chunk of the UMEM):
-//!
-//! ```text
-//! 0                RX_OFFSET                                   FRAME_SIZE
-//! |--- headroom ---|--- packet as received ---|--- tailroom ---|
-//! ```
-//!
-//! The kernel writes received packets at `RX_OFFSET` (its `XDP_PACKET_HEADROOM`), so the 256
-//! bytes before it are free for prepending an outer Ethernet + IPv6 + UDP + WireGuard header
-//! (14 + 40 + 8 + 16 = 78 bytes, 82 with a VLAN tag) and the tailroom holds the 16-byte
-//! Poly1305 tag and padding. The worker moves the packet's start and length with
+//! The frame layout is `fastpath::frame`'s. The worker moves the packet's start and length with
 //! [`Frame::set_packet`] while it strips or prepends headers.
 
 use xsk_rs::FrameDesc;
 
-/// Bytes per UMEM frame (a power of two, as aligned UMEM chunks must be).
-pub const FRAME_SIZE: usize = 4096;
-
-/// Where received packets start in their frame: the kernel's `XDP_PACKET_HEADROOM`.
-pub const RX_OFFSET: usize = 256;
-
-/// Where transmitted packets must start in their frame. xsk-rs 0.11 fixes a descriptor's
-/// address (`FrameDesc::addr` cannot be set), so a packet whose start moved is copied back
-/// here before it is queued: one `memmove` of the packet, inside the same frame.
-pub const TX_OFFSET: usize = RX_OFFSET;
-
-/// Largest packet that can be transmitted.
-pub const MAX_TX_LEN: usize = FRAME_SIZE - TX_OFFSET;
+pub use fastpath::frame::{FRAME_SIZE, MAX_TX_LEN, RX_OFFSET, TX_OFFSET};
 
 /// A packet placement that does not fit in a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

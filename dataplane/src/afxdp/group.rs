@@ -23,6 +23,7 @@ use xsk_rs::config::{
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 use super::frame::{Frame, FRAME_SIZE, RX_OFFSET};
+use fastpath::counters::XskStats;
 use super::mode::{BoundMode, Mode};
 use crate::xdp::{AttachMode, XdpError, XdpProgram};
 
@@ -74,20 +75,6 @@ pub enum AfXdpError {
     DuplicateInterface(String),
     #[error(transparent)]
     Xdp(#[from] XdpError),
-}
-
-/// The kernel's per-socket counters (`getsockopt(SOL_XDP, XDP_STATISTICS)`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SocketStats {
-    /// Dropped for reasons other than invalid descriptors (e.g. frame too big).
-    pub rx_dropped: u64,
-    pub rx_invalid_descs: u64,
-    pub tx_invalid_descs: u64,
-    /// Rx ring was full: the worker did not keep up.
-    pub rx_ring_full: u64,
-    /// Fill ring was empty: the worker did not refill in time.
-    pub rx_fill_ring_empty_descs: u64,
-    pub tx_ring_empty_descs: u64,
 }
 
 /// Which interface and queue a socket of the group serves.
@@ -498,9 +485,9 @@ impl XskGroup {
     }
 
     /// The kernel's counters for socket `sock`.
-    pub fn stats(&self, sock: usize) -> io::Result<SocketStats> {
+    pub fn stats(&self, sock: usize) -> io::Result<XskStats> {
         let k = self.sockets[sock].rx.fd().xdp_statistics()?;
-        Ok(SocketStats {
+        Ok(XskStats {
             rx_dropped: k.rx_dropped(),
             rx_invalid_descs: k.rx_invalid_descs(),
             tx_invalid_descs: k.tx_invalid_descs(),

@@ -36,5 +36,5 @@ pub mod mode;
 pub mod queues;
 
 pub use frame::{Frame, OutOfFrame, FRAME_SIZE, MAX_TX_LEN, RX_OFFSET, TX_OFFSET};
-pub use group::{AfXdpError, SocketInfo, SocketStats, TxError, XskConfig, XskGroup};
+pub use group::{AfXdpError, SocketInfo, TxError, XskConfig, XskGroup};
 pub use mode::{attach_program, BoundMode, Mode, ModeParseError};

@@ -11,8 +11,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dataplane::capture::{CapturePoint, CaptureRequest};
-use dataplane::control::client::{self, CaptureOutcome, CaptureStream};
+use fastpath::capture::CapturePoint;
+use ::ops::capture::CaptureRequest;
+use ::ops::client::{self, CaptureOutcome, CaptureStream};
 
 use super::ops::control_socket;
 

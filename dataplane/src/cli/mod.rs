@@ -5,8 +5,8 @@ pub mod capture;
 pub mod ops;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use dataplane::capture::session::{SNAPLEN_MAX, SNAPLEN_MIN};
-use dataplane::capture::CapturePoint;
+use ::ops::capture::session::{SNAPLEN_MAX, SNAPLEN_MIN};
+use fastpath::capture::CapturePoint;
 use ipnet::{IpNet, Ipv4Net};
 use std::path::PathBuf;
 
@@ -71,10 +71,6 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         interface: Vec<String>,
     },
-    /// Run the gateway for real in a lab of network namespaces reproducing the article (a
-    /// wireguard-go client, this gateway, an HTTP server), send traffic through it and explain
-    /// each packet; cleans up afterwards. Needs root.
-    Lab(dataplane::lab::LabArgs),
     /// Write a new gw.toml, commented, with a freshly generated gateway key.
     #[command(
         after_help = "Example:\n  dataplane init --config /etc/dataplane/gw.toml --interface eth0 --subnet 10.13.13.0/24 --port 51820\n\nThe gateway takes the subnet's first address (10.13.13.1/24); `dataplane peer add` hands out the next ones."

@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use dataplane::config::{self, schema::defaults, HostFacts, LoadOptions};
-use dataplane::control::{client, text};
-use dataplane::peers::{self, init::InitOptions, AddRequest, InitRequest};
+use gwconf::{self, schema::defaults, HostFacts, LoadOptions};
+use ops::{client, text};
+use dataplane::peers::{self, AddRequest, InitRequest};
+use gwconf::init::InitOptions;
 
 use super::{PeerCommand, PeerTarget};
 
@@ -24,7 +25,7 @@ pub fn init(
     port: u16,
     force: bool,
 ) -> ExitCode {
-    if let Err(e) = config::values::interface_name(&interface) {
+    if let Err(e) = gwconf::values::interface_name(&interface) {
         eprintln!("dataplane init: --interface {e}");
         return ExitCode::from(2);
     }
@@ -150,7 +151,7 @@ pub(super) fn control_socket(
                 host: HostFacts::unknown(),
                 interfaces: None,
             };
-            config::load(path, &opts)
+            gwconf::load(path, &opts)
                 .map(|l| l.config.control.socket)
                 .map_err(|e| anyhow::anyhow!("{e}"))
         }

@@ -2,16 +2,13 @@
 //!
 //! What the linuxserver/wireguard container does with its PEERS, SERVERURL, PEERDNS and
 //! ALLOWEDIPS settings, done on gw.toml: generate keys, pick the next free tunnel address,
-//! append the `[[peer]]` without touching the rest of the operator's file ([`gw_edit`]), write
-//! the client's wg-quick file ([`client_conf`]) and its QR code ([`qr`]), and apply the change
+//! append the `[[peer]]` without touching the rest of the operator's file ([`gwconf::edit`]), write
+//! the client's wg-quick file ([`gwconf::client_conf`]) and its QR code ([`qr`]), and apply the change
 //! to a running gateway through its UAPI socket ([`uapi_client`]) without a restart.
 //!
 //! Every edit is validated by the config loader before the file is replaced, and the file is
 //! replaced atomically (write, fsync, rename), so a failed command leaves gw.toml as it was.
 
-pub mod client_conf;
-pub mod gw_edit;
-pub mod init;
 pub mod qr;
 pub mod uapi_client;
 
@@ -19,16 +16,17 @@ use std::fs;
 use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use anyhow::{bail, Context};
 use ipnet::IpNet;
 use rand_core::OsRng;
 use wgproto::keys::{PresharedKey, PrivateKey, PublicKey};
 
-use crate::config::{self, Format, GatewayConfig, HostFacts, LoadOptions};
-use client_conf::ClientConf;
-use gw_edit::{GwTomlDoc, NewPeer};
+use gwconf::client_conf::{self, ClientConf};
+use gwconf::edit::{self as gw_edit, GwTomlDoc, NewPeer};
+use gwconf::{self, init, Format, GatewayConfig, HostFacts, LoadOptions};
+use ops::text::{ago, bytes};
 use uapi_client::{LivePeer, PeerSet, UapiClient, UapiClientError};
 
 /// Longest peer name: the client file is `NAME.conf`, and wg-quick takes the interface name
@@ -388,42 +386,6 @@ pub fn render_list(rows: &[PeerRow], now: SystemTime) -> String {
     s
 }
 
-/// "1 hour, 2 minutes, 3 seconds ago", as `wg show` prints ages.
-pub fn ago(d: Duration) -> String {
-    let mut left = d.as_secs();
-    if left == 0 {
-        return "Now".into();
-    }
-    let mut parts = Vec::new();
-    for (unit, secs) in [
-        ("day", 86_400),
-        ("hour", 3_600),
-        ("minute", 60),
-        ("second", 1),
-    ] {
-        let n = left / secs;
-        left %= secs;
-        if n > 0 {
-            parts.push(format!("{n} {unit}{}", if n == 1 { "" } else { "s" }));
-        }
-    }
-    format!("{} ago", parts.join(", "))
-}
-
-/// "1.50 KiB", as `wg show` prints transfer.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64 / 1024.0;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < UNITS.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    format!("{v:.2} {}", UNITS[i])
-}
 
 fn read_gw_toml(path: &Path) -> anyhow::Result<String> {
     let text = fs::read_to_string(path).with_context(|| {
@@ -450,7 +412,7 @@ fn parse_gw_toml(text: &str, path: &Path) -> anyhow::Result<GatewayConfig> {
         interfaces: None,
     };
     let base = path.parent().unwrap_or(Path::new("."));
-    config::load_str(
+    gwconf::load_str(
         text,
         &path.display().to_string(),
         base,

@@ -16,7 +16,7 @@ use wgproto::keys::{PresharedKey, PublicKey};
 
 /// The socket of the running gateway's `wg0` (same name the slow path serves).
 pub fn default_socket() -> PathBuf {
-    Path::new(slowpath::uapi::SOCKET_DIR).join(format!("{}.sock", crate::runtime::TUN_NAME))
+    Path::new(slowpath::uapi::SOCKET_DIR).join(format!("{}.sock", gwconf::TUN_NAME))
 }
 
 /// How long to wait for the gateway's answer.

@@ -23,8 +23,8 @@
 //! ```
 
 use super::rtnl::{parse_neighbour, Rtnl};
-use super::types::*;
-use arc_swap::{ArcSwap, Guard};
+use arc_swap::ArcSwap;
+use fastpath::route::*;
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket};
@@ -46,97 +46,6 @@ const RTNLGRP_IPV4_ROUTE: u32 = 7;
 const RTNLGRP_IPV6_IFADDR: u32 = 9;
 const RTNLGRP_IPV6_ROUTE: u32 = 11;
 
-/// Where to send a packet for one destination, ready to write into the frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NextHop {
-    /// Output interface.
-    pub ifindex: u32,
-    /// Our MAC on `ifindex` (Ethernet source).
-    pub src_mac: Mac,
-    /// The next hop's MAC (Ethernet destination).
-    pub dst_mac: Mac,
-    /// The router the packet goes through; `None` if the destination is on the link.
-    pub gateway: Option<IpAddr>,
-    /// The source address the kernel would choose.
-    pub src_addr: Option<IpAddr>,
-    /// MTU of `ifindex`.
-    pub mtu: u32,
-}
-
-/// The state of one destination in a snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resolution {
-    /// Forward with these headers.
-    Ready(NextHop),
-    /// The destination is an address of this host: give it to the kernel.
-    Local,
-    /// Routed, but the next hop's MAC is not known yet; the kernel has been asked.
-    Resolving { ifindex: u32, next_hop: IpAddr },
-    /// The route leaves by a link without Ethernet addresses (tun `wg0`, loopback): the kernel
-    /// handles it.
-    NotEthernet { ifindex: u32 },
-    /// No usable route; `errno` as the kernel reported it (ENETUNREACH, EHOSTUNREACH, ...),
-    /// or 0 for broadcast/reject routes.
-    Unreachable { errno: i32 },
-}
-
-/// An immutable view of the cache. Cheap to read from any thread.
-#[derive(Debug, Default)]
-pub struct RouteSnapshot {
-    /// Incremented on every publication.
-    pub generation: u64,
-    destinations: FxHashMap<IpAddr, Resolution>,
-    links: FxHashMap<u32, Link>,
-}
-
-impl RouteSnapshot {
-    /// The state of `dst`, `None` if nobody asked for it yet (call [`NextHopReader::request`]).
-    #[inline]
-    pub fn resolution(&self, dst: IpAddr) -> Option<&Resolution> {
-        self.destinations.get(&dst)
-    }
-
-    /// The next hop of `dst` when it is ready to forward.
-    #[inline]
-    pub fn next_hop(&self, dst: IpAddr) -> Option<&NextHop> {
-        match self.destinations.get(&dst) {
-            Some(Resolution::Ready(hop)) => Some(hop),
-            _ => None,
-        }
-    }
-
-    /// An interface by index.
-    pub fn link(&self, ifindex: u32) -> Option<&Link> {
-        self.links.get(&ifindex)
-    }
-
-    /// An interface by name.
-    pub fn link_by_name(&self, name: &str) -> Option<&Link> {
-        self.links.values().find(|l| l.name == name)
-    }
-
-    /// Number of cached destinations.
-    pub fn len(&self) -> usize {
-        self.destinations.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.destinations.is_empty()
-    }
-
-    /// A fixed snapshot built from known answers instead of the kernel's, for tests and
-    /// benchmarks that run the pipeline without netlink.
-    pub fn from_entries(
-        destinations: impl IntoIterator<Item = (IpAddr, Resolution)>,
-        links: impl IntoIterator<Item = Link>,
-    ) -> Self {
-        RouteSnapshot {
-            generation: 1,
-            destinations: destinations.into_iter().collect(),
-            links: links.into_iter().map(|l| (l.index, l)).collect(),
-        }
-    }
-}
 
 /// Tuning of the cache.
 #[derive(Debug, Clone, Copy)]
@@ -163,6 +72,8 @@ impl Default for CacheOptions {
     }
 }
 
+
+
 enum Msg {
     Lookup(IpAddr),
     Neighbour(Neighbour),
@@ -172,67 +83,15 @@ enum Msg {
     Stop,
 }
 
-struct Shared {
-    snapshot: ArcSwap<RouteSnapshot>,
-    tx: SyncSender<Msg>,
-}
 
-/// A worker's handle: read snapshots, request lookups. `Clone + Send + Sync`.
-#[derive(Clone)]
-pub struct NextHopReader {
-    shared: Arc<Shared>,
-}
+/// The refresher's queue, as the workers see it.
+struct LookupQueue(SyncSender<Msg>);
 
-impl NextHopReader {
-    /// The current snapshot (an atomic load; hold it for one batch, not forever).
-    #[inline]
-    pub fn snapshot(&self) -> Guard<Arc<RouteSnapshot>> {
-        self.shared.snapshot.load()
-    }
-
-    /// Asks the refresher to look `dst` up. Never blocks: when the queue is full the request is
-    /// dropped (the next packet to `dst` asks again). Returns whether it was queued.
-    #[inline]
-    pub fn request(&self, dst: IpAddr) -> bool {
-        match self.shared.tx.try_send(Msg::Lookup(dst)) {
+impl RouteRequests for LookupQueue {
+    fn request(&self, dst: IpAddr) -> bool {
+        match self.0.try_send(Msg::Lookup(dst)) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
-        }
-    }
-
-    /// A reader of one fixed snapshot with no refresher behind it: requests are refused
-    /// (`request` returns `false`). For tests and benchmarks of the pipeline without netlink.
-    pub fn detached(snapshot: RouteSnapshot) -> Self {
-        // The receiver is dropped at once: a request finds the channel disconnected.
-        let (tx, _rx) = sync_channel(1);
-        NextHopReader {
-            shared: Arc::new(Shared {
-                snapshot: ArcSwap::from_pointee(snapshot),
-                tx,
-            }),
-        }
-    }
-
-    /// Requests `dst` and waits until its state is final (anything but `Resolving`) or `timeout`
-    /// passes; returns the last state seen. For start-up and the slow path, never for workers.
-    pub fn resolve_blocking(&self, dst: IpAddr, timeout: Duration) -> Option<Resolution> {
-        let deadline = Instant::now() + timeout;
-        let mut last_request = Instant::now();
-        let _ = self.shared.tx.send(Msg::Lookup(dst));
-        loop {
-            let state = self.snapshot().resolution(dst).copied();
-            match state {
-                Some(Resolution::Resolving { .. }) | None => {}
-                Some(done) => return Some(done),
-            }
-            if Instant::now() >= deadline {
-                return state;
-            }
-            if last_request.elapsed() >= Duration::from_millis(500) {
-                last_request = Instant::now();
-                self.request(dst);
-            }
-            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }
@@ -240,6 +99,7 @@ impl NextHopReader {
 /// The cache and its two threads; dropping it stops them.
 pub struct NextHopCache {
     reader: NextHopReader,
+    tx: SyncSender<Msg>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -256,19 +116,16 @@ impl NextHopCache {
             .into_iter()
             .map(|l| (l.index, l))
             .collect::<FxHashMap<_, _>>();
-        let shared = Arc::new(Shared {
-            snapshot: ArcSwap::from_pointee(RouteSnapshot {
-                generation: 0,
-                destinations: FxHashMap::default(),
-                links: links.clone(),
-            }),
-            tx: tx.clone(),
-        });
+        let snapshot = Arc::new(ArcSwap::from_pointee(RouteSnapshot::new(
+            0,
+            FxHashMap::default(),
+            links.clone(),
+        )));
         let stop = Arc::new(AtomicBool::new(false));
         let refresher = Refresher {
             rtnl,
             opts,
-            shared: shared.clone(),
+            snapshot: snapshot.clone(),
             links,
             routes: FxHashMap::default(),
             neighbours: FxHashMap::default(),
@@ -282,9 +139,13 @@ impl NextHopCache {
         let stop2 = stop.clone();
         let t2 = std::thread::Builder::new()
             .name("nexthop-listen".into())
-            .spawn(move || listen(events, tx, stop2))?;
+            .spawn({
+                let tx = tx.clone();
+                move || listen(events, tx, stop2)
+            })?;
         Ok(Self {
-            reader: NextHopReader { shared },
+            reader: NextHopReader::new(snapshot, Arc::new(LookupQueue(tx.clone()))),
+            tx,
             stop,
             threads: vec![t1, t2],
         })
@@ -299,7 +160,7 @@ impl NextHopCache {
 impl Drop for NextHopCache {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        let _ = self.reader.shared.tx.send(Msg::Stop);
+        let _ = self.tx.send(Msg::Stop);
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -419,7 +280,7 @@ struct RouteEntry {
 struct Refresher {
     rtnl: Rtnl,
     opts: CacheOptions,
-    shared: Arc<Shared>,
+    snapshot: Arc<ArcSwap<RouteSnapshot>>,
     links: FxHashMap<u32, Link>,
     routes: FxHashMap<IpAddr, RouteEntry>,
     /// Neighbour entries of next hops in use, keyed by (ifindex, address).
@@ -626,11 +487,11 @@ impl Refresher {
         for (dst, entry) in &self.routes {
             destinations.insert(*dst, self.resolution(entry));
         }
-        self.shared.snapshot.store(Arc::new(RouteSnapshot {
-            generation: self.generation,
+        self.snapshot.store(Arc::new(RouteSnapshot::new(
+            self.generation,
             destinations,
-            links: self.links.clone(),
-        }));
+            self.links.clone(),
+        )));
     }
 
     fn resolution(&self, entry: &RouteEntry) -> Resolution {

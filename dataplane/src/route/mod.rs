@@ -8,7 +8,7 @@
 //!
 //! - [`Rtnl`]: synchronous requests (links, addresses, route lookup, neighbours, resolution).
 //!   For start-up and tools.
-//! - [`NextHopCache`] / [`NextHopReader`] / [`RouteSnapshot`]: what workers read on the hot
+//! - [`NextHopCache`]: keeps the `fastpath::route` snapshots the workers read on the hot
 //!   path, kept current by a refresher thread that follows kernel notifications.
 //!
 //! This module never changes routes or addresses; the only write is the resolution request,
@@ -16,8 +16,6 @@
 
 mod cache;
 mod rtnl;
-mod types;
 
-pub use cache::{CacheOptions, NextHop, NextHopCache, NextHopReader, Resolution, RouteSnapshot};
+pub use cache::{CacheOptions, NextHopCache};
 pub use rtnl::Rtnl;
-pub use types::{InterfaceAddress, Link, Mac, Neighbour, NeighbourState, Route, RouteKind};

@@ -2,7 +2,7 @@
 //! replies parsed with `netlink-packet-route`. Sockets belong to the network namespace of the
 //! thread that opens them.
 
-use super::types::*;
+use fastpath::route::*;
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
     NLM_F_REQUEST,

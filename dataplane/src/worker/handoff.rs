@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::sync::Arc;
 
-use super::pipeline::Resume;
+use fastpath::pipeline::Resume;
 use crate::afxdp::MAX_TX_LEN;
 
 /// Slots per lane: enough for a few batches in flight while the owner is busy.

@@ -12,18 +12,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use slowpath::queue::Clock;
-use slowpath::tables::SharedTables;
+use fastpath::queue::Clock;
+use fastpath::tables::SharedTables;
 use tracing::warn;
 use wgproto::time::Timestamp;
 
 use super::handoff::Handoff;
-use super::pipeline::{Batch, Pipeline, Resume, Verdict};
-use crate::afxdp::{Frame, SocketStats, TxError, XskGroup};
-use crate::capture::CapturePoint;
-use crate::control::publish_xsk_stats;
-use crate::counters::{DropReason, WorkerCounters};
-use crate::route::NextHopReader;
+use fastpath::pipeline::{Batch, Pipeline, Resume, Verdict};
+use crate::afxdp::{Frame, TxError, XskGroup};
+use fastpath::capture::CapturePoint;
+use fastpath::counters::{DropReason, WorkerCounters, XskStats};
+use fastpath::route::NextHopReader;
 
 /// NAT mappings expired per batch at most: bounded work, so expiry never stalls the path.
 const EXPIRE_BUDGET: usize = 64;
@@ -254,11 +253,11 @@ impl Worker {
         self.pipeline.publish_latency(&counters.latency);
         let entries = self.pipeline.nat().map_or(0, |n| n.len() as u64);
         counters.nat_entries.store(entries, Ordering::Relaxed);
-        let mut stats = [SocketStats::default(); MAX_SOCKETS];
+        let mut stats = [XskStats::default(); MAX_SOCKETS];
         let n = self.group.socket_count().min(MAX_SOCKETS);
         for (i, slot) in stats.iter_mut().enumerate().take(n) {
             *slot = self.group.stats(i).unwrap_or_default();
         }
-        publish_xsk_stats(counters, &stats[..n]);
+        counters.xsk.publish(&stats[..n]);
     }
 }

@@ -4,8 +4,10 @@
 //! What the program redirects to AF_XDP sockets: UDP to the WireGuard listen port and NAT
 //! return traffic; everything else is passed to the kernel. This module never touches frames.
 
+mod counters_reader;
 pub mod maps;
 pub mod program;
 
+pub use counters_reader::XdpCountersReader;
 pub use maps::{RedirectConfig, XdpCounter, XdpCounters};
 pub use program::{AttachMode, XdpError, XdpProgram, PROGRAM_NAME};

@@ -225,7 +225,7 @@ impl XdpProgram {
     }
 
     /// A handle of its own on the counters map (a duplicated file descriptor), for a reader in
-    /// another thread ([`crate::control::XdpCountersReader`]). Taken from the loaded object, not
+    /// another thread ([`ops::XdpCountersReader`]). Taken from the loaded object, not
     /// looked up by kernel id: enumerating programs needs CAP_SYS_ADMIN, which the gateway
     /// does not have when it runs with only its four capabilities (SECURITY.md).
     pub fn counters_map_handle(&self) -> Result<libbpf_rs::MapHandle, XdpError> {

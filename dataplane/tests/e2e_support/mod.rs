@@ -4,7 +4,7 @@
 //! transfer probes, and issue 4's client scenarios (ping, 32 MiB download, iperf3 both ways)
 //! written once and run with either client ([`ClientKind`]).
 //!
-//! Every lab is built by `dataplane::lab` (uniquely named namespaces, removed in `Drop` also on
+//! Every lab is built by `lab` (uniquely named namespaces, removed in `Drop` also on
 //! failure); a failing test prints the gateway's whole log. Tests skip with a message only when
 //! not run as root.
 
@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use dataplane::lab::{
+use lab::{
     is_root, ClientKind, DataplaneGateway, GatewayKind, GwTomlOptions, Lab, Node, Topology,
     GATEWAY_LAN_ADDR, GATEWAY_TUNNEL_ADDR, SERVER_ADDR,
 };
@@ -164,7 +164,7 @@ pub fn ping(lab: &Lab, node: Node, from: Option<Ipv4Addr>, dst: Ipv4Addr, count:
     }
     argv.push(&dst_s);
     let (_, out) = lab.try_exec_in(node, &argv).expect("ping runs");
-    dataplane::lab::parse_ping_received(&out)
+    lab::parse_ping_received(&out)
         .unwrap_or_else(|| panic!("unexpected ping output:\n{out}"))
 }
 
@@ -276,7 +276,7 @@ macro_rules! client_scenario_tests {
                 $crate::e2e_support::root_test(stringify!($test), |name| {
                     $crate::e2e_support::$scenario(
                         name,
-                        dataplane::lab::Topology::$topology,
+                        lab::Topology::$topology,
                         $client,
                     )
                 });

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use dataplane::config::{load_str, to_gw_toml, Format, LoadOptions};
-use dataplane::worker::pipeline::Verdict;
+use gwconf::{load_str, to_gw_toml, Format, LoadOptions};
+use fastpath::pipeline::Verdict;
 use wgproto::time::Timestamp;
 
 use super::*;
@@ -114,7 +114,7 @@ pub fn pipeline(data: &[u8]) {
         let v = gw.process(now, &mut frame.buf, frame.len);
         check_verdict(v);
         if let Verdict::Park { resume, start, len } = v {
-            let batch = dataplane::worker::pipeline::Batch {
+            let batch = fastpath::pipeline::Batch {
                 tables: &gw.tables,
                 routes: &gw.routes,
                 now,

@@ -16,13 +16,13 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dataplane::counters::{DropReason, WorkerCounters};
+use fastpath::counters::{DropReason, WorkerCounters};
 use dataplane::route::{Link, Mac, NextHop, NextHopReader, Resolution, RouteSnapshot};
-use dataplane::worker::headers::internet_checksum;
-use dataplane::worker::pipeline::{Batch, Pipeline, PipelineConfig, Verdict};
+use fastpath::headers::internet_checksum;
+use fastpath::pipeline::{Batch, Pipeline, PipelineConfig, Verdict};
 use nat::{Conntrack, NatConfig};
-use slowpath::queue::{slow_path_queue, SlowPathReceiver, ToSlowPath};
-use slowpath::tables::{PeerRoute, PeerStats, Tables};
+use fastpath::queue::{slow_path_queue, SlowPathReceiver, ToSlowPath};
+use fastpath::tables::{PeerRoute, PeerStats, Tables};
 use wgproto::config::IpPrefix;
 use wgproto::keypair::{sealed_len, Keypair};
 use wgproto::noise::SessionKeys;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dataplane::lab::{DataplaneGateway, GatewayKind, GwTomlOptions, Lab, Topology};
+use lab::{DataplaneGateway, GatewayKind, GwTomlOptions, Lab, Topology};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_dataplane");
 

@@ -1,0 +1,26 @@
+//! The layout of one UMEM frame, the contract between the AF_XDP edge that owns the frames and
+//! the pipeline that rewrites packets inside them.
+//!
+//! ```text
+//! 0                RX_OFFSET                                   FRAME_SIZE
+//! |--- headroom ---|--- packet as received ---|--- tailroom ---|
+//! ```
+//!
+//! The kernel writes received packets at `RX_OFFSET` (its `XDP_PACKET_HEADROOM`), so the 256
+//! bytes before it are free for prepending an outer Ethernet + IPv6 + UDP + WireGuard header
+//! (14 + 40 + 8 + 16 = 78 bytes, 82 with a VLAN tag) and the tailroom holds the 16-byte
+//! Poly1305 tag and padding.
+
+/// Bytes per UMEM frame (a power of two, as aligned UMEM chunks must be).
+pub const FRAME_SIZE: usize = 4096;
+
+/// Where received packets start in their frame: the kernel's `XDP_PACKET_HEADROOM`.
+pub const RX_OFFSET: usize = 256;
+
+/// Where transmitted packets must start in their frame. xsk-rs 0.11 fixes a descriptor's
+/// address (`FrameDesc::addr` cannot be set), so a packet whose start moved is copied back
+/// here before it is queued: one `memmove` of the packet, inside the same frame.
+pub const TX_OFFSET: usize = RX_OFFSET;
+
+/// Largest packet that can be transmitted.
+pub const MAX_TX_LEN: usize = FRAME_SIZE - TX_OFFSET;

@@ -1,0 +1,21 @@
+//! What a worker does to a frame, without any I/O: the per-frame [`pipeline`] (decrypt, source
+//! check, NAT, route, rewrite, and the reverse), its verdicts and named drop reasons, the
+//! per-worker [`counters`], the [`capture`] taps and [`latency`] sampling on the way, and the
+//! contract with the slow path: the [`tables`] it publishes, the [`queue`] the workers hand
+//! exceptions to, and the ICMP errors a router owes ([`icmp`]).
+//!
+//! Rings, sockets, netlink and threads are the `dataplane` binary's; this crate builds, runs,
+//! fuzzes and benchmarks without clang, libbpf or an AF_XDP socket.
+
+#![forbid(unsafe_code)]
+
+pub mod capture;
+pub mod counters;
+pub mod frame;
+pub mod headers;
+pub mod icmp;
+pub mod latency;
+pub mod pipeline;
+pub mod queue;
+pub mod route;
+pub mod tables;

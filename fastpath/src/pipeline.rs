@@ -1,0 +1,841 @@
+//! What a worker does to one frame, without any I/O: the arrows of the article's diagram.
+//!
+//! ```text
+//! wire-in ─ WireGuard UDP :listen_port ─ type 1-3 ──────────────────────────────> slow path
+//!        │                               └ type 4: open + replay (keypair by receiver index)
+//!        │                                  -> inner source must belong to that peer
+//!        │                                  -> for the host / fragment / options -> wg0
+//!        │                                  -> route (kernel's table) -> TTL -> source NAT
+//!        │                                  -> Ethernet header in front -> wire-out
+//!        └ NAT return traffic -> NAT reverse -> TTL -> peer by AllowedIPs
+//!                                -> seal in place, outer Ethernet/IPv4/UDP in the headroom
+//!                                -> wire-out towards the peer's endpoint
+//! ```
+//!
+//! [`Pipeline::process`] takes the whole UMEM frame and where the packet is in it, and returns
+//! a [`Verdict`]: transmit (with the packet's new place in the frame), consumed (copied to the
+//! slow path) or dropped with a [`DropReason`]. Frames are rewritten in place; the headroom in
+//! front of a received packet (`afxdp::frame::RX_OFFSET`) is where encapsulation writes its
+//! outer headers. Nothing here allocates or panics on any input.
+//!
+//! Observability on the way (both cost one branch per packet while off): the capture taps
+//! ([`CapturePoint::Decrypted`] and [`CapturePoint::Nat`]; the wire points are in
+//! `worker/io.rs`, where frames are received and handed to TX), and the per-stage latency of
+//! one frame in [`crate::latency::SAMPLE_EVERY`].
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Instant;
+
+use nat::{Conntrack, Inbound, NatError, Outbound};
+use crate::queue::{HandshakeDatagram, HostPacket, SlowPathSender, ToSlowPath};
+use crate::tables::Tables;
+use wgproto::constants::{
+    MSG_COOKIE_REPLY, MSG_INITIATION, MSG_RESPONSE, MSG_TRANSPORT, TRANSPORT_HEADER_LEN,
+};
+use wgproto::keypair::sealed_len;
+use wgproto::time::Timestamp;
+
+use crate::icmp::{icmp_error, IcmpError};
+
+use crate::headers::{
+    ipv4_decrement_ttl, write_ethernet, write_ipv4_udp, Ttl, ETHERTYPE_IPV4, ETH_HEADER_LEN,
+    IPPROTO_UDP, IPV4_HEADER_LEN, UDP_HEADER_LEN,
+};
+use crate::capture::CapturePoint;
+use crate::counters::{DropReason, WorkerCounters};
+use crate::latency::{LatencyRecorder, SharedLatency, Stage};
+use crate::route::{NextHop, NextHopReader, Resolution, RouteSnapshot};
+
+/// What an ICMP error quotes of the offending packet: the IPv4 header (options included, at
+/// most 60 bytes) and 8 bytes of payload (RFC 792).
+const QUOTE_LEN: usize = 60 + 8;
+
+/// Outer headers of an encapsulated IPv4 packet in front of the transport header.
+const OUTER_V4: usize = ETH_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN;
+
+/// The facts a worker needs besides the published tables.
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    pub listen_port: u16,
+    /// Tunnel MTU: the padding cap, and the largest inner packet sent into the tunnel.
+    pub mtu: usize,
+    /// Addresses of the gateway itself (wg0's and the NICs'): decrypted packets to them go to
+    /// the kernel through wg0.
+    pub host_addrs: Vec<Ipv4Addr>,
+    /// The source of ICMP errors the gateway originates towards tunnel clients (wg0's address).
+    pub tunnel_addr: Ipv4Addr,
+    /// Source-NAT forwarded traffic (`[nat] masquerade`).
+    pub masquerade: bool,
+}
+
+/// What to do with a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Transmit `len` bytes from offset `start` of the frame on interface `ifindex`.
+    Tx {
+        ifindex: u32,
+        start: usize,
+        len: usize,
+    },
+    /// Done with: a keepalive, or copied to the slow path. The frame can be reused.
+    Consumed,
+    /// The next hop's MAC is being resolved by the kernel: keep the frame (packet now at
+    /// `start..start + len`) and call [`Pipeline::resume`] later, as the kernel queues packets
+    /// on an unresolved neighbour instead of dropping them.
+    Park {
+        resume: Resume,
+        start: usize,
+        len: usize,
+    },
+    /// Another worker's NAT slice owns this packet (RSS put it on our queue): copy `len`
+    /// bytes from offset `start` to worker `owner` (`worker::handoff`), which calls
+    /// [`Pipeline::resume`] with `resume` on its copy. The frame itself can be reused.
+    Handoff {
+        owner: u16,
+        resume: Resume,
+        start: usize,
+        len: usize,
+    },
+    Drop(DropReason),
+}
+
+/// Where a parked packet re-enters the pipeline. Everything before that point (decryption,
+/// source check, NAT reverse, TTL) was done already and is not repeated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// A decrypted inner packet waiting for the route towards its destination.
+    Forward,
+    /// A packet for the inside host `inside`, waiting for the route towards its peer's
+    /// endpoint before it is sealed.
+    Encrypt { inside: Ipv4Addr },
+    /// Handed over by another worker: a decrypted, source-checked inner packet whose TTL was
+    /// decremented already, from an inside host this worker's NAT owns.
+    NatOutbound,
+    /// Handed over by another worker: an IPv4 packet from the LAN to a NAT port of this
+    /// worker's slice.
+    NatInbound,
+    /// Handed over by another worker: a hairpinned packet (RFC 4787 REQ-9), source translated
+    /// already, whose destination port is in this worker's slice.
+    Hairpin,
+}
+
+/// Per-batch inputs: one load of each published snapshot, one clock reading.
+pub struct Batch<'a> {
+    pub tables: &'a Tables,
+    pub routes: &'a RouteSnapshot,
+    pub now: Timestamp,
+}
+
+/// One worker's packet processing state.
+pub struct Pipeline {
+    cfg: PipelineConfig,
+    nat: Option<Conntrack>,
+    slow: SlowPathSender,
+    routes: NextHopReader,
+    counters: Arc<WorkerCounters>,
+    latency: LatencyRecorder,
+    /// Whether the frame being processed is one of the sampled ones.
+    timed: bool,
+    /// When the forwarding stage (NAT, route, rewrite) of the timed frame began.
+    forwarding_since: Option<Instant>,
+}
+
+/// The IPv4 header fields the pipeline reads.
+struct Ipv4View {
+    header_len: usize,
+    total_len: usize,
+    protocol: u8,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    /// More-fragments set or a non-zero offset.
+    fragment: bool,
+    /// DF: the sender does path MTU discovery and wants "fragmentation needed" back.
+    dont_fragment: bool,
+}
+
+fn parse_ipv4(p: &[u8]) -> Option<Ipv4View> {
+    let h = p.get(..IPV4_HEADER_LEN)?;
+    if h[0] >> 4 != 4 {
+        return None;
+    }
+    let header_len = usize::from(h[0] & 0x0f) * 4;
+    let total_len = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    if header_len < IPV4_HEADER_LEN || total_len < header_len || total_len > p.len() {
+        return None;
+    }
+    let frag = u16::from_be_bytes([h[6], h[7]]);
+    Some(Ipv4View {
+        header_len,
+        total_len,
+        protocol: h[9],
+        src: Ipv4Addr::new(h[12], h[13], h[14], h[15]),
+        dst: Ipv4Addr::new(h[16], h[17], h[18], h[19]),
+        fragment: frag & 0x3fff != 0,
+        dont_fragment: frag & 0x4000 != 0,
+    })
+}
+
+/// Length of the IP packet at the start of a decrypted plaintext, without WireGuard's padding
+/// (from its header's length field; the whole plaintext when that is unreadable or too large).
+fn inner_len(plain: &[u8]) -> usize {
+    let field = |at: usize| {
+        plain
+            .get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    let len = match plain.first().map(|v| v >> 4) {
+        Some(4) => field(2).map(usize::from),
+        Some(6) => field(4).map(|payload| 40 + usize::from(payload)),
+        _ => None,
+    };
+    len.filter(|&l| l <= plain.len()).unwrap_or(plain.len())
+}
+
+fn nat_drop(e: NatError) -> DropReason {
+    match e {
+        NatError::NoMapping | NatError::IcmpErrorNoMapping => DropReason::NatNoMapping,
+        NatError::TableFull | NatError::NoFreePort => DropReason::NatRefused,
+        _ => DropReason::NatOther,
+    }
+}
+
+impl Pipeline {
+    pub fn new(
+        cfg: PipelineConfig,
+        nat: Option<Conntrack>,
+        slow: SlowPathSender,
+        routes: NextHopReader,
+        counters: Arc<WorkerCounters>,
+    ) -> Self {
+        Pipeline {
+            cfg,
+            nat,
+            slow,
+            routes,
+            counters,
+            latency: LatencyRecorder::new(),
+            timed: false,
+            forwarding_since: None,
+        }
+    }
+
+    /// Adds the latency samples taken since the last call into `to` (the worker calls this
+    /// about once a second).
+    pub fn publish_latency(&mut self, to: &SharedLatency) {
+        self.latency.publish(to);
+    }
+
+    /// Now, if the current frame is timed.
+    #[inline]
+    fn clock(&self) -> Option<Instant> {
+        if self.timed {
+            Some(Instant::now())
+        } else {
+            None
+        }
+    }
+
+    /// Records `stage` as having taken the time since `since` (nothing for untimed frames).
+    #[inline]
+    fn lap(&mut self, stage: Stage, since: Option<Instant>) {
+        if let Some(t) = since {
+            self.latency.record(stage, t);
+        }
+    }
+
+    /// Ends the forwarding stage of a timed frame, started by whichever path it took.
+    #[inline]
+    fn forwarding_done(&mut self) {
+        let since = self.forwarding_since.take();
+        self.lap(Stage::NatRouteRewrite, since);
+    }
+
+    pub fn counters(&self) -> &Arc<WorkerCounters> {
+        &self.counters
+    }
+
+    pub fn nat(&self) -> Option<&Conntrack> {
+        self.nat.as_ref()
+    }
+
+    /// Expires NAT mappings, at most `budget` of them (once per batch).
+    pub fn expire(&mut self, now: Timestamp, budget: usize) -> usize {
+        self.nat
+            .as_mut()
+            .map_or(0, |n| n.expire(now.as_nanos(), budget))
+    }
+
+    /// Retries a parked packet (see [`Verdict::Park`]) at its resume point.
+    pub fn resume(
+        &mut self,
+        b: &Batch<'_>,
+        buf: &mut [u8],
+        resume: Resume,
+        start: usize,
+        len: usize,
+    ) -> Verdict {
+        if start.checked_add(len).is_none_or(|end| end > buf.len()) {
+            return Verdict::Drop(DropReason::Malformed);
+        }
+        match resume {
+            Resume::Forward => match parse_ipv4(&buf[start..start + len]) {
+                Some(ip) => self.forward_inner(b, buf, start, ip),
+                None => Verdict::Drop(DropReason::InnerMalformed),
+            },
+            Resume::Encrypt { inside } => self.encrypt_to_peer(b, buf, start, len, inside),
+            Resume::NatOutbound => {
+                let Some(ip) = parse_ipv4(&buf[start..start + len]) else {
+                    return Verdict::Drop(DropReason::InnerMalformed);
+                };
+                let park = Verdict::Park {
+                    resume: Resume::NatOutbound,
+                    start,
+                    len: ip.total_len,
+                };
+                match self.route_or_park(b, ip.dst, park) {
+                    Ok(Resolution::Ready(hop)) => {
+                        self.nat_and_send(b, buf, start, ip.total_len, hop)
+                    }
+                    Ok(_) => Verdict::Drop(DropReason::NoRoute),
+                    Err(parked) => parked,
+                }
+            }
+            Resume::NatInbound => self.return_traffic(b, buf, start..start + len),
+            Resume::Hairpin => self.hairpin(b, buf, start, len),
+        }
+    }
+
+    /// Runs one frame through the pipeline. `buf` is the whole frame; the packet is
+    /// `buf[start..start + len]`. One frame in [`crate::latency::SAMPLE_EVERY`] is
+    /// timed, stage by stage.
+    pub fn process(&mut self, b: &Batch<'_>, buf: &mut [u8], start: usize, len: usize) -> Verdict {
+        self.timed = self.latency.sample();
+        let since = self.clock();
+        let verdict = self.process_frame(b, buf, start, len);
+        self.lap(Stage::Frame, since);
+        // Nothing of this frame's timing may leak into the next call (a parked frame's resume
+        // is never timed).
+        self.timed = false;
+        self.forwarding_since = None;
+        verdict
+    }
+
+    fn process_frame(
+        &mut self,
+        b: &Batch<'_>,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+    ) -> Verdict {
+        let Some(end) = start.checked_add(len).filter(|&e| e <= buf.len()) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        let frame = &buf[start..end];
+        if frame.len() < ETH_HEADER_LEN {
+            return Verdict::Drop(DropReason::Malformed);
+        }
+        if u16::from_be_bytes([frame[12], frame[13]]) != ETHERTYPE_IPV4 {
+            return Verdict::Drop(DropReason::Unsupported);
+        }
+        let ip_start = start + ETH_HEADER_LEN;
+        let Some(ip) = parse_ipv4(&buf[ip_start..end]) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        let l4 = ip_start + ip.header_len;
+        let ip_end = ip_start + ip.total_len;
+        if ip.protocol == IPPROTO_UDP && !ip.fragment && ip_end >= l4 + UDP_HEADER_LEN {
+            let dst_port = u16::from_be_bytes([buf[l4 + 2], buf[l4 + 3]]);
+            if dst_port == self.cfg.listen_port {
+                let src_port = u16::from_be_bytes([buf[l4], buf[l4 + 1]]);
+                let src = SocketAddr::V4(SocketAddrV4::new(ip.src, src_port));
+                let udp_len = usize::from(u16::from_be_bytes([buf[l4 + 4], buf[l4 + 5]]));
+                if udp_len < UDP_HEADER_LEN || l4 + udp_len > ip_end {
+                    return Verdict::Drop(DropReason::Malformed);
+                }
+                return self.wireguard(b, buf, l4 + UDP_HEADER_LEN..l4 + udp_len, src);
+            }
+        }
+        if self.nat.is_some() {
+            // The LAN side of the NAT, before its reverse (here, not in `return_traffic`, so that
+            // a packet handed over by another worker is not captured twice).
+            self.counters.tap(CapturePoint::Nat, &buf[ip_start..ip_end]);
+        }
+        self.forwarding_since = self.clock();
+        self.return_traffic(b, buf, ip_start..ip_end)
+    }
+
+    /// A datagram to the listen port.
+    fn wireguard(
+        &mut self,
+        b: &Batch<'_>,
+        buf: &mut [u8],
+        msg: Range<usize>,
+        src: SocketAddr,
+    ) -> Verdict {
+        let Some(&kind) = buf.get(msg.start) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        match kind {
+            MSG_INITIATION | MSG_RESPONSE | MSG_COOKIE_REPLY => {
+                return match HandshakeDatagram::new(src, &buf[msg]) {
+                    Some(d) => self.queue_for_slow_path(ToSlowPath::Handshake(d)),
+                    None => Verdict::Drop(DropReason::Malformed),
+                };
+            }
+            MSG_TRANSPORT => {}
+            _ => return Verdict::Drop(DropReason::Malformed),
+        }
+        let Some(receiver) = buf.get(msg.start + 4..msg.start + 8) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        let receiver = u32::from_le_bytes([receiver[0], receiver[1], receiver[2], receiver[3]]);
+        let Some(keypair) = b.tables.receivers.get(&receiver) else {
+            return Verdict::Drop(DropReason::UnknownReceiver);
+        };
+        let msg_len = msg.len();
+        let since = self.clock();
+        let opened = keypair.open_in_place(b.now, &mut buf[msg.clone()]);
+        self.lap(Stage::Decrypt, since);
+        let opened = match opened {
+            Ok(o) => o,
+            Err(_) => return Verdict::Drop(DropReason::DecryptFailed),
+        };
+        let peer = keypair.peer();
+        let keepalive = opened.plaintext.is_empty();
+        let route = b.tables.peers.get(&peer);
+        if let Some(r) = route {
+            r.stats.note_rx(msg_len, keepalive);
+        }
+        if opened.first_on_keypair || opened.rekey || route.and_then(|r| r.endpoint) != Some(src) {
+            // Key confirmation, roaming and rekeying are the slow path's; a full queue only
+            // delays them to the next packet.
+            self.slow.try_send(ToSlowPath::Authenticated {
+                peer,
+                index: receiver,
+                src,
+                keepalive,
+                rekey: opened.rekey,
+            });
+        }
+        if b.routes.resolution(src.ip()).is_none() {
+            // Replies will go back to this endpoint: have its next hop ready before they do.
+            self.routes.request(src.ip());
+        }
+        if keepalive {
+            WorkerCounters::add(&self.counters.keepalives, 1);
+            return Verdict::Consumed;
+        }
+        WorkerCounters::add(&self.counters.decrypted, 1);
+        let inner_start = msg.start + opened.plaintext.start;
+        let plain = &buf[inner_start..msg.start + opened.plaintext.end];
+        self.counters
+            .tap(CapturePoint::Decrypted, &plain[..inner_len(plain)]);
+        match plain[0] >> 4 {
+            4 => {}
+            6 => {
+                // IPv6 inside the tunnel: source-checked, then the kernel's (through wg0).
+                let Some(s) = plain.get(8..24) else {
+                    return Verdict::Drop(DropReason::InnerMalformed);
+                };
+                let src: [u8; 16] = s.try_into().unwrap_or([0; 16]);
+                if !b
+                    .tables
+                    .allowed_ips
+                    .source_allowed(IpAddr::from(src), &peer)
+                {
+                    return Verdict::Drop(DropReason::SourceNotAllowed);
+                }
+                let total = 40 + usize::from(u16::from_be_bytes([plain[4], plain[5]]));
+                return match plain.get(..total) {
+                    Some(p) => self.punt_to_host(p),
+                    None => Verdict::Drop(DropReason::InnerMalformed),
+                };
+            }
+            _ => return Verdict::Drop(DropReason::InnerMalformed),
+        }
+        let Some(inner) = parse_ipv4(plain) else {
+            return Verdict::Drop(DropReason::InnerMalformed);
+        };
+        // The check upstream boringtun gets wrong: the inner source must map to the very peer
+        // whose key authenticated the packet, not merely to some peer.
+        if !b
+            .tables
+            .allowed_ips
+            .source_allowed(IpAddr::V4(inner.src), &peer)
+        {
+            return Verdict::Drop(DropReason::SourceNotAllowed);
+        }
+        self.forwarding_since = self.clock();
+        self.forward_inner(b, buf, inner_start, inner)
+    }
+
+    /// A decrypted, source-checked IPv4 packet at `buf[start..]`: to the host, or routed out.
+    fn forward_inner(
+        &mut self,
+        b: &Batch<'_>,
+        buf: &mut [u8],
+        start: usize,
+        ip: Ipv4View,
+    ) -> Verdict {
+        let end = start + ip.total_len;
+        if ip.fragment
+            || ip.header_len != IPV4_HEADER_LEN
+            || self.cfg.host_addrs.contains(&ip.dst)
+            || ip.dst.is_broadcast()
+            || ip.dst.is_multicast()
+        {
+            // Exceptions the kernel handles better: reassembly, options, its own services.
+            return self.punt_to_host(&buf[start..end]);
+        }
+        let park = Verdict::Park {
+            resume: Resume::Forward,
+            start,
+            len: ip.total_len,
+        };
+        let hop = match self.route_or_park(b, ip.dst, park) {
+            Ok(Resolution::Ready(hop)) => hop,
+            Ok(Resolution::Local) | Ok(Resolution::NotEthernet { .. }) => {
+                return self.punt_to_host(&buf[start..end])
+            }
+            Ok(_) => return Verdict::Drop(DropReason::NoRoute),
+            Err(parked) => return parked,
+        };
+        if ip.total_len > hop.mtu as usize {
+            if !ip.dont_fragment {
+                // The kernel would fragment; the fast path does not, and the kernel cannot
+                // take a packet back from AF_XDP. Counted; DF senders get PMTU feedback.
+                return Verdict::Drop(DropReason::TooBig);
+            }
+            let mtu = u16::try_from(hop.mtu).unwrap_or(u16::MAX);
+            return self.icmp_into_tunnel(
+                b,
+                buf,
+                start,
+                end,
+                IcmpError::FragmentationNeeded { mtu },
+            );
+        }
+        if ipv4_decrement_ttl(&mut buf[start..end]) != Some(Ttl::Forward) {
+            return self.icmp_into_tunnel(b, buf, start, end, IcmpError::TimeExceeded);
+        }
+        self.nat_and_send(b, buf, start, ip.total_len, hop)
+    }
+
+    /// Source NAT (when on) and the Ethernet header towards `hop` for the forwarded packet at
+    /// `buf[start..start + len]` (TTL already decremented).
+    fn nat_and_send(
+        &mut self,
+        b: &Batch<'_>,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        hop: NextHop,
+    ) -> Verdict {
+        let end = start + len;
+        if self.cfg.masquerade {
+            let Some(nat) = self.nat.as_mut() else {
+                return Verdict::Drop(DropReason::NatOther);
+            };
+            match nat.translate_outbound(b.now.as_nanos(), &mut buf[start..end]) {
+                Ok(Outbound::Forward) => {}
+                Ok(Outbound::Hairpin { owner }) if owner == nat.worker() => {
+                    // An inside host reaching another through the egress address (RFC 4787
+                    // REQ-9): back through the reverse translation and into the tunnel.
+                    return self.hairpin(b, buf, start, len);
+                }
+                Ok(Outbound::Hairpin { owner }) => {
+                    let resume = Resume::Hairpin;
+                    return Verdict::Handoff {
+                        owner,
+                        resume,
+                        start,
+                        len,
+                    };
+                }
+                Ok(Outbound::Handoff { owner }) => {
+                    let resume = Resume::NatOutbound;
+                    return Verdict::Handoff {
+                        owner,
+                        resume,
+                        start,
+                        len,
+                    };
+                }
+                Ok(Outbound::Local) => return self.punt_to_host(&buf[start..end]),
+                Err(NatError::Fragment) | Err(NatError::UnsupportedProtocol) => {
+                    return self.punt_to_host(&buf[start..end])
+                }
+                Err(e) => return Verdict::Drop(nat_drop(e)),
+            }
+        }
+        // The LAN side: what leaves towards the server (source translated when NAT is on).
+        self.counters.tap(CapturePoint::Nat, &buf[start..end]);
+        let eth = start - ETH_HEADER_LEN;
+        if write_ethernet(
+            &mut buf[eth..],
+            hop.dst_mac.0,
+            hop.src_mac.0,
+            ETHERTYPE_IPV4,
+        )
+        .is_none()
+        {
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        self.forwarding_done();
+        Verdict::Tx {
+            ifindex: hop.ifindex,
+            start: eth,
+            len: ETH_HEADER_LEN + len,
+        }
+    }
+
+    /// A hairpinned packet whose destination port this worker owns: reverse translation, then
+    /// into the tunnel.
+    fn hairpin(&mut self, b: &Batch<'_>, buf: &mut [u8], start: usize, len: usize) -> Verdict {
+        let Some(nat) = self.nat.as_mut() else {
+            return Verdict::Drop(DropReason::NatOther);
+        };
+        match nat.translate_inbound(b.now.as_nanos(), &mut buf[start..start + len]) {
+            Ok(Inbound::Deliver { inside }) => self.encrypt_to_peer(b, buf, start, len, inside),
+            Ok(_) => Verdict::Drop(DropReason::Handoff),
+            Err(e) => Verdict::Drop(nat_drop(e)),
+        }
+    }
+
+    /// Answers a packet from the tunnel that cannot be forwarded with the ICMP error `kind`,
+    /// written over it in the same frame and sealed back to its sender (RFC 1812 §4.3.2).
+    fn icmp_into_tunnel(
+        &mut self,
+        b: &Batch<'_>,
+        buf: &mut [u8],
+        start: usize,
+        end: usize,
+        kind: IcmpError,
+    ) -> Verdict {
+        let reason = match kind {
+            IcmpError::TimeExceeded => DropReason::TtlExceeded,
+            _ => DropReason::TooBig,
+        };
+        let mut quoted = [0u8; QUOTE_LEN];
+        let q = (end - start).min(QUOTE_LEN);
+        quoted[..q].copy_from_slice(&buf[start..start + q]);
+        let Some(n) = icmp_error(&mut buf[start..], self.cfg.tunnel_addr, &quoted[..q], kind)
+        else {
+            return Verdict::Drop(reason);
+        };
+        let dst = Ipv4Addr::new(quoted[12], quoted[13], quoted[14], quoted[15]);
+        match self.encrypt_to_peer(b, buf, start, n, dst) {
+            Verdict::Drop(_) => Verdict::Drop(reason),
+            v => v,
+        }
+    }
+
+    /// Answers a packet from the LAN side that cannot go into the tunnel with the ICMP error
+    /// `kind`, written over it in the same frame and routed back to its sender.
+    fn icmp_to_lan(
+        &mut self,
+        b: &Batch<'_>,
+        buf: &mut [u8],
+        ip: Range<usize>,
+        kind: IcmpError,
+        reason: DropReason,
+    ) -> Verdict {
+        let mut quoted = [0u8; QUOTE_LEN];
+        let q = ip.len().min(QUOTE_LEN);
+        quoted[..q].copy_from_slice(&buf[ip.start..ip.start + q]);
+        let dst = Ipv4Addr::new(quoted[12], quoted[13], quoted[14], quoted[15]);
+        let Some(Resolution::Ready(hop)) = b.routes.resolution(IpAddr::V4(dst)).copied() else {
+            self.routes.request(IpAddr::V4(dst));
+            return Verdict::Drop(reason);
+        };
+        let Some(IpAddr::V4(router)) = hop.src_addr else {
+            return Verdict::Drop(reason);
+        };
+        let Some(n) = icmp_error(&mut buf[ip.start..], router, &quoted[..q], kind) else {
+            return Verdict::Drop(reason);
+        };
+        let eth = ip.start - ETH_HEADER_LEN;
+        if write_ethernet(
+            &mut buf[eth..],
+            hop.dst_mac.0,
+            hop.src_mac.0,
+            ETHERTYPE_IPV4,
+        )
+        .is_none()
+        {
+            return Verdict::Drop(reason);
+        }
+        Verdict::Tx {
+            ifindex: hop.ifindex,
+            start: eth,
+            len: ETH_HEADER_LEN + n,
+        }
+    }
+
+    /// Traffic that is not for the listen port: NAT return traffic, reversed and sent into the
+    /// tunnel; anything else the XDP program redirected goes to the kernel through wg0.
+    fn return_traffic(&mut self, b: &Batch<'_>, buf: &mut [u8], ip: Range<usize>) -> Verdict {
+        if self.nat.is_none() {
+            return Verdict::Drop(DropReason::NotForUs);
+        }
+        if ip.len() > self.cfg.mtu && buf[ip.start + 6] & 0x40 != 0 {
+            // Larger than the tunnel carries, DF set: path MTU discovery for the LAN sender,
+            // quoting the packet as it sent it (before the NAT reverse).
+            let mtu = u16::try_from(self.cfg.mtu).unwrap_or(u16::MAX);
+            let kind = IcmpError::FragmentationNeeded { mtu };
+            return self.icmp_to_lan(b, buf, ip, kind, DropReason::TooBig);
+        }
+        let Some(nat) = self.nat.as_mut() else {
+            return Verdict::Drop(DropReason::NotForUs);
+        };
+        match nat.translate_inbound(b.now.as_nanos(), &mut buf[ip.clone()]) {
+            Ok(Inbound::Deliver { inside }) => {
+                // Routed from the LAN into the tunnel: a hop like any other.
+                if ipv4_decrement_ttl(&mut buf[ip.clone()]) != Some(Ttl::Forward) {
+                    return Verdict::Drop(DropReason::TtlExceeded);
+                }
+                self.encrypt_to_peer(b, buf, ip.start, ip.len(), inside)
+            }
+            Ok(Inbound::Handoff { owner }) => Verdict::Handoff {
+                owner,
+                resume: Resume::NatInbound,
+                start: ip.start,
+                len: ip.len(),
+            },
+            Ok(Inbound::NotNat) => self.punt_to_host(&buf[ip]),
+            Err(e) => Verdict::Drop(nat_drop(e)),
+        }
+    }
+
+    /// Seals the IPv4 packet at `buf[start..start + len]` for the peer owning `inside` and
+    /// writes the outer Ethernet, IPv4 and UDP headers in the headroom in front of it.
+    fn encrypt_to_peer(
+        &mut self,
+        b: &Batch<'_>,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        inside: Ipv4Addr,
+    ) -> Verdict {
+        let Some(&peer) = b.tables.allowed_ips.lookup(IpAddr::V4(inside)) else {
+            return Verdict::Drop(DropReason::NoPeer);
+        };
+        let Some(route) = b.tables.peers.get(&peer) else {
+            return Verdict::Drop(DropReason::NoPeer);
+        };
+        let Some(keypair) = route.sending.as_ref() else {
+            self.slow.try_send(ToSlowPath::HandshakeNeeded { peer });
+            return Verdict::Drop(DropReason::NoKeypair);
+        };
+        let Some(SocketAddr::V4(endpoint)) = route.endpoint else {
+            return Verdict::Drop(DropReason::NoEndpoint);
+        };
+        if len > self.cfg.mtu {
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        let park = Verdict::Park {
+            resume: Resume::Encrypt { inside },
+            start,
+            len,
+        };
+        let hop = match self.route_or_park(b, *endpoint.ip(), park) {
+            Ok(Resolution::Ready(hop)) => hop,
+            Ok(_) => return Verdict::Drop(DropReason::NoRoute),
+            Err(parked) => return parked,
+        };
+        let Some(IpAddr::V4(src)) = hop.src_addr else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        let Some(msg_start) = start.checked_sub(TRANSPORT_HEADER_LEN) else {
+            return Verdict::Drop(DropReason::TooBig);
+        };
+        let Some(frame_start) = msg_start.checked_sub(OUTER_V4) else {
+            return Verdict::Drop(DropReason::TooBig);
+        };
+        if msg_start + sealed_len(len, self.cfg.mtu) > buf.len() {
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        self.forwarding_done();
+        // The reply as wg0 would show it, just before it is sealed.
+        self.counters
+            .tap(CapturePoint::Decrypted, &buf[start..start + len]);
+        let since = self.clock();
+        let sealed = match keypair.seal_in_place(b.now, &mut buf[msg_start..], len, self.cfg.mtu) {
+            Ok(s) => s,
+            Err(_) => {
+                self.slow.try_send(ToSlowPath::HandshakeNeeded { peer });
+                return Verdict::Drop(DropReason::EncryptFailed);
+            }
+        };
+        if sealed.rekey {
+            self.slow.try_send(ToSlowPath::HandshakeNeeded { peer });
+        }
+        let ip_start = frame_start + ETH_HEADER_LEN;
+        let written = write_ipv4_udp(
+            &mut buf[ip_start..],
+            src,
+            *endpoint.ip(),
+            self.cfg.listen_port,
+            endpoint.port(),
+            sealed.len,
+        )
+        .and_then(|()| {
+            write_ethernet(
+                &mut buf[frame_start..],
+                hop.dst_mac.0,
+                hop.src_mac.0,
+                ETHERTYPE_IPV4,
+            )
+        });
+        if written.is_none() {
+            return Verdict::Drop(DropReason::TooBig);
+        }
+        self.lap(Stage::Encrypt, since);
+        route.stats.note_tx(sealed.len);
+        WorkerCounters::add(&self.counters.encrypted, 1);
+        Verdict::Tx {
+            ifindex: hop.ifindex,
+            start: frame_start,
+            len: OUTER_V4 + sealed.len,
+        }
+    }
+
+    /// What the route cache knows of `dst` for a packet that can wait: `Ok` with the
+    /// resolution once it is known (`Ready`, or why it is not forwardable), `Err(park)` while
+    /// the kernel resolves it. The kernel is asked on the first miss; a destination already
+    /// `Resolving` has been asked.
+    fn route_or_park(
+        &self,
+        b: &Batch<'_>,
+        dst: Ipv4Addr,
+        park: Verdict,
+    ) -> Result<Resolution, Verdict> {
+        match b.routes.resolution(IpAddr::V4(dst)) {
+            Some(Resolution::Resolving { .. }) => Err(park),
+            Some(known) => Ok(*known),
+            None => {
+                self.routes.request(IpAddr::V4(dst));
+                Err(park)
+            }
+        }
+    }
+
+    /// Copies a packet for the host to the slow path, which writes it into wg0.
+    fn punt_to_host(&mut self, packet: &[u8]) -> Verdict {
+        match HostPacket::new(packet) {
+            Some(p) => self.queue_for_slow_path(ToSlowPath::ForHost(p)),
+            None => Verdict::Drop(DropReason::TooBig),
+        }
+    }
+
+    fn queue_for_slow_path(&mut self, msg: ToSlowPath) -> Verdict {
+        if self.slow.try_send(msg) {
+            WorkerCounters::add(&self.counters.to_slowpath, 1);
+            Verdict::Consumed
+        } else {
+            Verdict::Drop(DropReason::SlowPathFull)
+        }
+    }
+}
