@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use fastpath::counters::WorkerCounters;
-use dataplane::route::{Link, Mac, NextHop, NextHopReader, Resolution, RouteSnapshot};
+use fastpath::route::{Link, Mac, NextHop, NextHopReader, Resolution, RouteSnapshot};
 use fastpath::pipeline::{Batch, Pipeline, PipelineConfig};
 use nat::{Conntrack, NatConfig};
 use fastpath::queue::{slow_path_queue, SlowPathReceiver, SlowPathSender};

@@ -37,12 +37,12 @@ fn ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn load(path: &Path) -> config::GatewayConfig {
+fn load(path: &Path) -> gwconf::GatewayConfig {
     let opts = LoadOptions {
         host: HostFacts::unknown(),
         interfaces: None,
     };
-    config::load(path, &opts)
+    gwconf::load(path, &opts)
         .unwrap_or_else(|e| panic!("{} does not load: {e}", path.display()))
         .config
 }
@@ -210,7 +210,7 @@ fn peer_add_remove_list_keep_comments_and_allocate_addresses() {
         assert!(after.contains(line), "comment {line:?} lost:\n{after}");
     }
     let cfg = load(dir.path("gw.toml").as_path());
-    let by_name: HashMap<&str, &config::PeerConfig> = cfg
+    let by_name: HashMap<&str, &gwconf::PeerConfig> = cfg
         .peers
         .iter()
         .map(|p| (p.name.as_deref().unwrap(), p))

@@ -8,7 +8,8 @@
 //!   ns B: vb 10.201.0.2/24
 //! ```
 
-use dataplane::route::{CacheOptions, NextHopCache, Resolution, RouteKind, Rtnl};
+use dataplane::route::{CacheOptions, NextHopCache, Rtnl};
+use fastpath::route::{Resolution, RouteKind};
 use std::fs::File;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;

@@ -9,7 +9,6 @@
 pub mod capture;
 pub mod client;
 pub mod metrics;
-mod metrics_server;
 pub mod server;
 pub mod stats;
 pub mod text;
@@ -22,7 +21,7 @@ pub use stats::{
     XdpCountersSource, XdpStats,
 };
 
-use metrics_server::MetricsServer;
+use metrics::MetricsServer;
 use server::ControlServer;
 
 /// The control socket and the optional metrics endpoint, started together.

@@ -216,6 +216,21 @@ pub fn bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn wg_style_ages_and_sizes() {
+        assert_eq!(ago(Duration::from_secs(0)), "Now");
+        assert_eq!(ago(Duration::from_secs(61)), "1 minute, 1 second ago");
+        assert_eq!(
+            ago(Duration::from_secs(7322)),
+            "2 hours, 2 minutes, 2 seconds ago"
+        );
+        assert_eq!(bytes(12), "12 B");
+        assert_eq!(bytes(1536), "1.50 KiB");
+        assert_eq!(bytes(3 << 20), "3.00 MiB");
+    }
+
     use crate::stats::{PeerStats, WorkerStats};
 
     #[test]

@@ -492,17 +492,4 @@ mod tests {
         assert!(check_name("sixteen-chars-xx").is_err());
         assert!(check_name("with space").is_err());
     }
-
-    #[test]
-    fn wg_style_ages_and_sizes() {
-        assert_eq!(ago(Duration::from_secs(0)), "Now");
-        assert_eq!(ago(Duration::from_secs(61)), "1 minute, 1 second ago");
-        assert_eq!(
-            ago(Duration::from_secs(7322)),
-            "2 hours, 2 minutes, 2 seconds ago"
-        );
-        assert_eq!(bytes(12), "12 B");
-        assert_eq!(bytes(1536), "1.50 KiB");
-        assert_eq!(bytes(3 << 20), "3.00 MiB");
-    }
 }

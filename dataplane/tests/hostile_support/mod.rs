@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fastpath::counters::{DropReason, WorkerCounters};
-use dataplane::route::{Link, Mac, NextHop, NextHopReader, Resolution, RouteSnapshot};
-use fastpath::headers::internet_checksum;
+use fastpath::route::{Link, Mac, NextHop, NextHopReader, Resolution, RouteSnapshot};
+use wire::checksum::internet_checksum;
 use fastpath::pipeline::{Batch, Pipeline, PipelineConfig, Verdict};
 use nat::{Conntrack, NatConfig};
 use fastpath::queue::{slow_path_queue, SlowPathReceiver, ToSlowPath};

@@ -99,8 +99,8 @@ fn serve(conn: TcpStream, source: &dyn StatsSource) -> std::io::Result<()> {
     let (status, ctype, body) = match (method, path) {
         ("GET", "/metrics") => (
             "200 OK",
-            crate::metrics::CONTENT_TYPE,
-            crate::metrics::render(&source.snapshot()),
+            super::CONTENT_TYPE,
+            super::render(&source.snapshot()),
         ),
         ("GET", "/") => (
             "200 OK",

@@ -9,6 +9,10 @@
 
 
 
+mod server;
+
+pub use server::MetricsServer;
+
 use std::fmt::Write as _;
 
 use crate::StatsSnapshot;
