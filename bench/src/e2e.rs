@@ -17,8 +17,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use lab::{DataplaneGateway, GatewayKind, Lab, Node, Topology, SERVER_ADDR};
 use hdrhistogram::Histogram;
+use lab::{DataplaneGateway, GatewayKind, Lab, Node, Topology, SERVER_ADDR};
 use serde_json::Value;
 
 use crate::load_sweep::{LoadPoint, LoadRig, SweepPlan};

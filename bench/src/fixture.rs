@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use fastpath::counters::WorkerCounters;
-use fastpath::route::{Link, Mac, NextHop, NextHopReader, Resolution, RouteSnapshot};
 use fastpath::pipeline::{Batch, Pipeline, PipelineConfig};
-use nat::{Conntrack, NatConfig};
 use fastpath::queue::{slow_path_queue, SlowPathReceiver, SlowPathSender};
+use fastpath::route::{Link, Mac, NextHop, NextHopReader, Resolution, RouteSnapshot};
 use fastpath::tables::{PeerRoute, PeerStats, Tables};
+use nat::{Conntrack, NatConfig};
 use wgproto::config::IpPrefix;
 use wgproto::keypair::Keypair;
 use wgproto::peer::PeerId;

@@ -11,9 +11,9 @@ use bench::fixture::{
 };
 use bench::packets::{check_payload, seal_frame, SizeMix, FRAME_SIZE, HEADROOM, STANDARD_MIXES};
 use bench::pipeline::{Direction, Lane, FIRST_FLOW_PORT, FLOWS};
+use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use fastpath::counters::DropReason;
 use fastpath::pipeline::Verdict;
-use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 
 struct Parsed {
     eth_src: [u8; 6],

@@ -14,21 +14,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use slowpath::engine::{SlowPath, SlowPathConfig};
 use fastpath::queue::{slow_path_queue, Clock};
 use fastpath::tables::shared_tables;
+use slowpath::engine::{SlowPath, SlowPathConfig};
 use slowpath::tun::TunConfig;
 use tracing::{info, warn};
 
 use crate::afxdp::{attach_program, queues, Mode, XskConfig, XskGroup};
-use gwconf::{self, GatewayConfig, Interfaces, LoadOptions, XdpMode};
-use fastpath::counters::{DropReason, WorkerCounters};
 use crate::route::{CacheOptions, NextHopCache, Rtnl};
 use crate::worker::handoff::Handoff;
 use crate::worker::io::Worker;
+use crate::xdp::{RedirectConfig, XdpCountersReader, XdpProgram};
+use fastpath::counters::{DropReason, WorkerCounters};
 use fastpath::pipeline::{Pipeline, PipelineConfig};
 use gwconf::TUN_NAME;
-use crate::xdp::{RedirectConfig, XdpCountersReader, XdpProgram};
+use gwconf::{self, GatewayConfig, Interfaces, LoadOptions, XdpMode};
 
 /// Test knob: protocol time runs this many times faster than real time, so that integration
 /// tests see rekeys and expiry in seconds against unmodified peers.

@@ -16,10 +16,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use ops::client::request_stats;
 use lab::{
     is_root, DataplaneGateway, GatewayKind, GwTomlOptions, Lab, Node, Topology, SERVER_ADDR,
 };
+use ops::client::request_stats;
 
 /// Parallel downloads (one TCP connection, one NAT mapping each) and the size of each.
 const DOWNLOADS: usize = 8;

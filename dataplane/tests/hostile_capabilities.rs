@@ -15,10 +15,10 @@
 
 use std::time::{Duration, Instant};
 
-use ops::StatsSnapshot;
 use lab::{
     is_root, DataplaneGateway, GatewayKind, GwTomlOptions, Lab, Node, Topology, SERVER_ADDR,
 };
+use ops::StatsSnapshot;
 
 /// The service user (`nobody` on Debian).
 const SERVICE_UID: u32 = 65534;

@@ -22,12 +22,12 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ops::client::request_stats;
-use ops::StatsSnapshot;
 use lab::{
     is_root, DataplaneGateway, GatewayKind, GwTomlOptions, Lab, Node, Topology, GATEWAY_LAN_ADDR,
     LISTEN_PORT, SERVER_ADDR,
 };
+use ops::client::request_stats;
+use ops::StatsSnapshot;
 use wgproto::cookie::CookieState;
 use wgproto::keys::PublicKey;
 use wgproto::time::Timestamp;

@@ -12,8 +12,8 @@ use std::net::{SocketAddr, SocketAddrV4};
 
 use fastpath::counters::DropReason;
 use fastpath::pipeline::Verdict;
-use hostile_support::*;
 use fastpath::queue::ToSlowPath;
+use hostile_support::*;
 use wgproto::constants::REPLAY_WINDOW_USABLE;
 use wgproto::time::Timestamp;
 

@@ -12,8 +12,8 @@
 
 use std::time::{Duration, Instant};
 
-use lab::{is_root, DataplaneGateway, GatewayKind, Lab, Topology};
 use dataplane::runtime::CLOCK_SPEEDUP_ENV;
+use lab::{is_root, DataplaneGateway, GatewayKind, Lab, Topology};
 
 const DEFAULT_SPEEDUP: u64 = 60;
 const DEFAULT_SECS: u64 = 300;

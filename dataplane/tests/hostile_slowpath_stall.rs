@@ -10,11 +10,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ops::client::request_stats;
-use ops::stats::StatsSnapshot;
 use lab::{
     is_root, DataplaneGateway, GatewayKind, GwTomlOptions, Lab, Node, Topology, SERVER_ADDR,
 };
+use ops::client::request_stats;
+use ops::stats::StatsSnapshot;
 use slowpath::watchdog::{STALL_AFTER_ENV, STALL_FOR_ENV};
 
 /// When the stall starts (seconds after the gateway starts) and how long it lasts: long enough

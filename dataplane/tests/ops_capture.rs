@@ -21,15 +21,13 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use ops::capture::splitter::PcapSplitter;
 use fastpath::capture::CapturePoint;
+use fastpath::counters::WorkerCounters;
+use lab::{is_root, CLIENT_TUNNEL_ADDR, GATEWAY_LAN_ADDR, ONE_ARMED_CLIENT_ADDR, SERVER_ADDR};
+use ops::capture::splitter::PcapSplitter;
 use ops::server::ControlServer;
 use ops::stats::worker_stats;
 use ops::{client, StatsSnapshot, StatsSource};
-use fastpath::counters::WorkerCounters;
-use lab::{
-    is_root, CLIENT_TUNNEL_ADDR, GATEWAY_LAN_ADDR, ONE_ARMED_CLIENT_ADDR, SERVER_ADDR,
-};
 
 mod ops_support;
 use ops_support::lab::{OpsLab, TempDir, BIN};

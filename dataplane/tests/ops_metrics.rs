@@ -10,10 +10,10 @@ use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use ops::server::ControlServer;
-use ops::{client, PeerStats, StatsSnapshot, StatsSource, WorkerStats, XdpStats};
 use fastpath::latency::{LatencySummary, BUCKETS_NS};
 use ops::metrics::MetricsServer;
+use ops::server::ControlServer;
+use ops::{client, PeerStats, StatsSnapshot, StatsSource, WorkerStats, XdpStats};
 
 mod ops_support;
 use ops_support::lab::{OpsLab, BIN};

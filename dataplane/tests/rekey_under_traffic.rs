@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use lab::{is_root, DataplaneGateway, GatewayKind, Lab, Topology};
 use dataplane::runtime::CLOCK_SPEEDUP_ENV;
+use lab::{is_root, DataplaneGateway, GatewayKind, Lab, Topology};
 
 #[test]
 fn tcp_survives_repeated_rekeys_with_an_accelerated_clock() {

@@ -28,9 +28,9 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
-use nat::{Conntrack, Inbound, NatError, Outbound};
 use crate::queue::{HandshakeDatagram, HostPacket, SlowPathSender, ToSlowPath};
 use crate::tables::Tables;
+use nat::{Conntrack, Inbound, NatError, Outbound};
 use wgproto::constants::{
     MSG_COOKIE_REPLY, MSG_INITIATION, MSG_RESPONSE, MSG_TRANSPORT, TRANSPORT_HEADER_LEN,
 };
@@ -39,12 +39,12 @@ use wgproto::time::Timestamp;
 
 use crate::icmp::{icmp_error, IcmpError};
 
+use crate::capture::CapturePoint;
+use crate::counters::{DropReason, WorkerCounters};
 use crate::headers::{
     ipv4_decrement_ttl, write_ethernet, write_ipv4_udp, Ttl, ETHERTYPE_IPV4, ETH_HEADER_LEN,
     IPPROTO_UDP, IPV4_HEADER_LEN, UDP_HEADER_LEN,
 };
-use crate::capture::CapturePoint;
-use crate::counters::{DropReason, WorkerCounters};
 use crate::latency::{LatencyRecorder, SharedLatency, Stage};
 use crate::route::{NextHop, NextHopReader, Resolution, RouteSnapshot};
 

@@ -7,9 +7,9 @@
 
 use std::net::Ipv4Addr;
 
-use ::wire::checksum;
 use crate::error::NatError;
 use crate::wire;
+use ::wire::checksum;
 
 /// RFC 1812 §4.3.2.3: quote as much of the original as fits in a 576-byte datagram.
 const MAX_ICMP_DATAGRAM: usize = 576;

@@ -3,9 +3,9 @@
 //!
 //! Pure functions over bytes whose lengths the caller has checked through [`crate::wire`].
 
-use ::wire::checksum::Delta;
 use crate::error::NatError;
 use crate::wire::{self, Ipv4, Protocol};
+use ::wire::checksum::Delta;
 
 /// Which endpoint of a packet is rewritten.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

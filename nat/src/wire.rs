@@ -4,8 +4,8 @@
 //!
 //! Owns no state and never allocates; malformed input is a [`NatError`], never a panic.
 
-use ::wire::checksum;
 use crate::error::NatError;
+use ::wire::checksum;
 
 pub(crate) const PROTO_ICMP: u8 = 1;
 pub(crate) const PROTO_TCP: u8 = 6;

@@ -17,8 +17,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use stats::{
-    GatewayStats, PeerNames, PeerStats, StatsSnapshot, StatsSource, WorkerStats,
-    XdpCountersSource, XdpStats,
+    GatewayStats, PeerNames, PeerStats, StatsSnapshot, StatsSource, WorkerStats, XdpCountersSource,
+    XdpStats,
 };
 
 use metrics::MetricsServer;

@@ -16,11 +16,11 @@ use serde::{Deserialize, Serialize};
 use slowpath::engine::{SlowPath, SlowPathCounters};
 
 use fastpath::capture::CapturePoint;
-use gwconf::{HostFacts, LoadOptions};
 use fastpath::counters::{DropReason, WorkerCounters};
 #[cfg(test)]
 use fastpath::counters::{XskGauges, XskStats};
 use fastpath::latency::LatencySummary;
+use gwconf::{HostFacts, LoadOptions};
 
 /// Everything `stats` and the metrics show, at one instant.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -29,11 +29,11 @@ use wgproto::cookie::CookieError;
 use wgproto::device::{Device, Handled, HandshakeDrop, KeySlot, Output, PeerEvent};
 use wgproto::peer::PeerId;
 
-use fastpath::queue::{Clock, SlowPathReceiver, ToSlowPath};
-use fastpath::tables::{PeerRoute, PeerStats, SharedTables, Tables};
 use crate::tun::{Tun, TunConfig};
 use crate::uapi::{DeviceSnapshot, Errno, PeerSnapshot, SetRequest, UapiBackend, UapiServer};
 use crate::watchdog::{Health, HealthReport, StallKnob, TestStall, STALL_THRESHOLD};
+use fastpath::queue::{Clock, SlowPathReceiver, ToSlowPath};
+use fastpath::tables::{PeerRoute, PeerStats, SharedTables, Tables};
 
 /// How often statistics become timer events and timers are checked when nothing arrives.
 const TICK: Duration = Duration::from_millis(20);

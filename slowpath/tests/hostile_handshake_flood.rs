@@ -23,8 +23,8 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand_core::{CryptoRng, RngCore};
 use fastpath::queue::{slow_path_queue, HandshakeDatagram, ToSlowPath};
+use rand_core::{CryptoRng, RngCore};
 use wgproto::config::{InterfaceConfig, IpPrefix, PeerConfig};
 use wgproto::constants::{RATELIMIT_BURST, REKEY_TIMEOUT};
 use wgproto::cookie::{CookieError, CookieState};

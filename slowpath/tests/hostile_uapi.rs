@@ -15,9 +15,9 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use slowpath::engine::{SlowPath, SlowPathConfig};
 use fastpath::queue::{slow_path_queue, Clock};
 use fastpath::tables::shared_tables;
+use slowpath::engine::{SlowPath, SlowPathConfig};
 use slowpath::uapi::{parse_set_request, PrivateKey};
 use wgproto::config::{InterfaceConfig, IpPrefix, PeerConfig};
 use wgproto::device::Device;

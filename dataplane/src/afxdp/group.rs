@@ -23,9 +23,9 @@ use xsk_rs::config::{
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 use super::frame::{Frame, FRAME_SIZE, RX_OFFSET};
-use fastpath::counters::XskStats;
 use super::mode::{BoundMode, Mode};
 use crate::xdp::{AttachMode, XdpError, XdpProgram};
+use fastpath::counters::XskStats;
 
 /// Sizes of one worker's rings and pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

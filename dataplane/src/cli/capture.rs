@@ -11,9 +11,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fastpath::capture::CapturePoint;
 use ::ops::capture::CaptureRequest;
 use ::ops::client::{self, CaptureOutcome, CaptureStream};
+use fastpath::capture::CapturePoint;
 
 use super::ops::control_socket;
 

@@ -4,8 +4,8 @@
 pub mod capture;
 pub mod ops;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
 use ::ops::capture::session::{SNAPLEN_MAX, SNAPLEN_MIN};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use fastpath::capture::CapturePoint;
 use ipnet::{IpNet, Ipv4Net};
 use std::path::PathBuf;

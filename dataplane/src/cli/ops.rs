@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use gwconf::{self, schema::defaults, HostFacts, LoadOptions};
-use ops::{client, text};
 use dataplane::peers::{self, AddRequest, InitRequest};
 use gwconf::init::InitOptions;
+use gwconf::{self, schema::defaults, HostFacts, LoadOptions};
+use ops::{client, text};
 
 use super::{PeerCommand, PeerTarget};
 

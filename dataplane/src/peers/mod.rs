@@ -386,7 +386,6 @@ pub fn render_list(rows: &[PeerRow], now: SystemTime) -> String {
     s
 }
 
-
 fn read_gw_toml(path: &Path) -> anyhow::Result<String> {
     let text = fs::read_to_string(path).with_context(|| {
         format!(

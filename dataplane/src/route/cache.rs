@@ -46,7 +46,6 @@ const RTNLGRP_IPV4_ROUTE: u32 = 7;
 const RTNLGRP_IPV6_IFADDR: u32 = 9;
 const RTNLGRP_IPV6_ROUTE: u32 = 11;
 
-
 /// Tuning of the cache.
 #[derive(Debug, Clone, Copy)]
 pub struct CacheOptions {
@@ -72,8 +71,6 @@ impl Default for CacheOptions {
     }
 }
 
-
-
 enum Msg {
     Lookup(IpAddr),
     Neighbour(Neighbour),
@@ -82,7 +79,6 @@ enum Msg {
     Resync,
     Stop,
 }
-
 
 /// The refresher's queue, as the workers see it.
 struct LookupQueue(SyncSender<Msg>);

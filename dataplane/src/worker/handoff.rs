@@ -27,8 +27,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::sync::Arc;
 
-use fastpath::pipeline::Resume;
 use crate::afxdp::MAX_TX_LEN;
+use fastpath::pipeline::Resume;
 
 /// Slots per lane: enough for a few batches in flight while the owner is busy.
 pub const LANE_DEPTH: usize = 256;

@@ -18,10 +18,10 @@ use tracing::warn;
 use wgproto::time::Timestamp;
 
 use super::handoff::Handoff;
-use fastpath::pipeline::{Batch, Pipeline, Resume, Verdict};
 use crate::afxdp::{Frame, TxError, XskGroup};
 use fastpath::capture::CapturePoint;
 use fastpath::counters::{DropReason, WorkerCounters, XskStats};
+use fastpath::pipeline::{Batch, Pipeline, Resume, Verdict};
 use fastpath::route::NextHopReader;
 
 /// NAT mappings expired per batch at most: bounded work, so expiry never stalls the path.

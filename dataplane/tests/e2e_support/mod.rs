@@ -164,8 +164,7 @@ pub fn ping(lab: &Lab, node: Node, from: Option<Ipv4Addr>, dst: Ipv4Addr, count:
     }
     argv.push(&dst_s);
     let (_, out) = lab.try_exec_in(node, &argv).expect("ping runs");
-    lab::parse_ping_received(&out)
-        .unwrap_or_else(|| panic!("unexpected ping output:\n{out}"))
+    lab::parse_ping_received(&out).unwrap_or_else(|| panic!("unexpected ping output:\n{out}"))
 }
 
 /// Pings until replies come (the first packets to a new next hop may be lost while the

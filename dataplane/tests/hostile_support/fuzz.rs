@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use gwconf::{load_str, to_gw_toml, Format, LoadOptions};
 use fastpath::pipeline::Verdict;
+use gwconf::{load_str, to_gw_toml, Format, LoadOptions};
 use wgproto::time::Timestamp;
 
 use super::*;

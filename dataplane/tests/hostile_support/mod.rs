@@ -17,17 +17,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fastpath::counters::{DropReason, WorkerCounters};
-use fastpath::route::{Link, Mac, NextHop, NextHopReader, Resolution, RouteSnapshot};
-use wire::checksum::internet_checksum;
 use fastpath::pipeline::{Batch, Pipeline, PipelineConfig, Verdict};
-use nat::{Conntrack, NatConfig};
 use fastpath::queue::{slow_path_queue, SlowPathReceiver, ToSlowPath};
+use fastpath::route::{Link, Mac, NextHop, NextHopReader, Resolution, RouteSnapshot};
 use fastpath::tables::{PeerRoute, PeerStats, Tables};
+use nat::{Conntrack, NatConfig};
 use wgproto::config::IpPrefix;
 use wgproto::keypair::{sealed_len, Keypair};
 use wgproto::noise::SessionKeys;
 use wgproto::peer::PeerId;
 use wgproto::time::Timestamp;
+use wire::checksum::internet_checksum;
 
 pub const FRAME_SIZE: usize = 4096;
 /// Where the kernel puts a received packet in an AF_XDP frame (its XDP headroom).

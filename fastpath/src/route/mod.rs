@@ -172,7 +172,10 @@ impl NextHopReader {
     /// A reader of one fixed snapshot with no refresher behind it: requests are refused
     /// (`request` returns `false`). For tests and benchmarks of the pipeline without netlink.
     pub fn detached(snapshot: RouteSnapshot) -> Self {
-        Self::new(Arc::new(ArcSwap::from_pointee(snapshot)), Arc::new(NoRequests))
+        Self::new(
+            Arc::new(ArcSwap::from_pointee(snapshot)),
+            Arc::new(NoRequests),
+        )
     }
 
     /// A reader of the snapshots published into `snapshot`, sending misses to `requests`.

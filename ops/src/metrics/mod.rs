@@ -7,8 +7,6 @@
 //! and, when the peer has a name in the config, `friendly_name`), so dashboards built for it
 //! work unchanged. The data plane's own series are prefixed `dataplane_`.
 
-
-
 mod server;
 
 pub use server::MetricsServer;
