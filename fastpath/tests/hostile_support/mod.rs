@@ -1,5 +1,5 @@
 //! A gateway pipeline without any I/O, for the hostile-input tests and the fuzz targets
-//! (`dataplane/fuzz` includes this file by path, so both drive exactly the same fixture).
+//! (`fastpath/fuzz` includes this file by path, so both drive exactly the same fixture).
 //!
 //! One peer ("the client", inner address 10.13.13.2, endpoint 198.51.100.7:40000) holds a real
 //! session with the gateway: both ends are [`Keypair`]s built from the same fixed

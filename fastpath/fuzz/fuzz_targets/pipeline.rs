@@ -4,4 +4,4 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| dataplane_fuzz::support::fuzz::pipeline(data));
+fuzz_target!(|data: &[u8]| fastpath_fuzz::support::fuzz::pipeline(data));

@@ -5,4 +5,4 @@
 use gwconf::Format;
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| dataplane_fuzz::support::fuzz::config(data, Format::WgQuick));
+fuzz_target!(|data: &[u8]| gwconf_fuzz::config(data, Format::WgQuick));

@@ -1,0 +1,32 @@
+//! The fuzz targets' bodies over their committed seed corpus (`fastpath/fuzz/corpus/<target>`),
+//! as a plain test: the targets stay compiled and their seeds keep passing on a stable
+//! toolchain, without cargo-fuzz.
+
+mod hostile_support;
+
+use std::path::PathBuf;
+
+fn seeds(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
+    let mut out: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("directory entry").path())
+        .map(|p| {
+            let bytes = std::fs::read(&p).expect("seed readable");
+            (p, bytes)
+        })
+        .collect();
+    out.sort();
+    assert!(!out.is_empty(), "no seeds in {}", dir.display());
+    out
+}
+
+#[test]
+fn pipeline_seeds() {
+    for (path, bytes) in seeds("pipeline") {
+        eprintln!("{}", path.display());
+        hostile_support::fuzz::pipeline(&bytes);
+    }
+}
