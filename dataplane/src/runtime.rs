@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use fastpath::queue::{slow_path_queue, Clock};
-use fastpath::tables::shared_tables;
+use fastpath::queue::{slow_path_queue, Clock, SlowPathReceiver, SlowPathSender};
+use fastpath::tables::{shared_tables, SharedTables};
 use slowpath::engine::{SlowPath, SlowPathConfig};
 use slowpath::tun::TunConfig;
 use tracing::{info, warn};
@@ -48,66 +48,152 @@ fn xsk_mode(mode: XdpMode) -> Mode {
 /// Runs the gateway described by `cfg` until SIGINT or SIGTERM. With `reload_from`, SIGHUP
 /// re-reads that file and applies its peers without a restart.
 pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<()> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let reload = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())?;
-
-    let mut rtnl = Rtnl::open().context("opening rtnetlink")?;
-    let names = cfg.dataplane.interfaces.names();
-    let mut links = Vec::new();
-    for name in &names {
-        let link = rtnl.link_by_name(name)?.with_context(|| {
-            format!("[dataplane] interfaces: no interface named {name:?} in this network namespace")
-        })?;
-        links.push(link);
-    }
-    let lan_index = match &cfg.dataplane.interfaces {
-        Interfaces::OneArmed { .. } => links[0].index,
-        Interfaces::TwoArmed { .. } => links[1].index,
-    };
-    let wan_index = links[0].index;
-    // MASQUERADE's rule: the primary address of the interface the packet leaves by.
-    let egress = match cfg.nat.address {
-        Some(a) => a,
-        None => rtnl.primary_ipv4(lan_index)?.with_context(|| {
-            format!(
-                "[nat] address: not set and {} has no IPv4 address to masquerade to",
-                names[names.len() - 1]
-            )
-        })?,
-    };
-    let addresses = rtnl.addresses()?;
-    let wan_addrs: Vec<IpAddr> = addresses
-        .iter()
-        .filter(|a| a.ifindex == wan_index && a.addr.is_ipv4())
-        .map(|a| a.addr)
-        .collect();
-    let mut host_addrs: Vec<Ipv4Addr> = addresses
-        .iter()
-        .filter(|a| links.iter().any(|l| l.index == a.ifindex))
-        .filter_map(|a| match a.addr {
-            IpAddr::V4(v4) => Some(v4),
-            IpAddr::V6(_) => None,
-        })
-        .collect();
-    let tunnel_addr = cfg
-        .interface
-        .tunnel_ipv4()
-        .context("[interface] address: at least one IPv4 address is needed for wg0")?;
-    host_addrs.extend(cfg.interface.address.iter().filter_map(|n| match n.addr() {
-        IpAddr::V4(v4) => Some(v4),
-        IpAddr::V6(_) => None,
-    }));
-
+    let signals = Signals::register()?;
+    let host = HostAddresses::read(&cfg)?;
     let routes =
         NextHopCache::start(CacheOptions::default()).context("starting the route cache")?;
+    let programs = attach_programs(&cfg, &host)?;
+    let clock = protocol_clock();
+    let tables = shared_tables();
+    let (to_slow, from_workers) = slow_path_queue(SLOW_PATH_QUEUE);
+    let slow = start_slow_path(&cfg, tables.clone(), from_workers, clock)?;
+    let workers = start_workers(&cfg, &host, &programs, &routes, &tables, &to_slow, clock)?;
+    info!(
+        interfaces = ?cfg.dataplane.interfaces.names(),
+        listen_port = cfg.interface.listen_port,
+        egress = %host.egress,
+        workers = workers.handles.len(),
+        "gateway running; stop with Ctrl-C (SIGINT) or SIGTERM, reload peers with SIGHUP"
+    );
 
+    // The operator servers read counters only; they share the slow path until stopped.
+    let slow = Arc::new(slow);
+    let ops = ops::start_for_gateway(
+        &cfg,
+        reload_from.as_deref(),
+        &workers.counters,
+        &slow,
+        &to_slow,
+        xdp_counter_readers(&programs),
+    );
+    serve(&signals, reload_from.as_deref(), &slow, &workers.counters);
+
+    info!("stopping");
+    // Reverse order: the servers first (their threads are joined, so the slow path is ours
+    // again), then the workers and their sockets, then the programs, the slow path (wg0) and
+    // the route cache.
+    if let Some(ops) = ops {
+        ops.stop();
+    }
+    let slow = Arc::into_inner(slow)
+        .expect("ops servers stopped and joined: nothing else holds the slow path");
+    workers.stop();
+    for p in programs {
+        if let Err(e) = p.detach() {
+            warn!("detaching the XDP program: {e}");
+        }
+    }
+    slow.stop();
+    drop(routes);
+    info!("stopped: XDP programs detached, wg0 removed");
+    Ok(())
+}
+
+/// The flags the signal handlers set: stop (SIGINT, SIGTERM) and reload (SIGHUP).
+struct Signals {
+    stop: Arc<AtomicBool>,
+    reload: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn register() -> anyhow::Result<Signals> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let reload = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+        signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())?;
+        Ok(Signals { stop, reload })
+    }
+}
+
+/// What the gateway needs to know of the host's interfaces and addresses, read once at start.
+struct HostAddresses {
+    /// Source address of masqueraded packets: `[nat] address`, else the LAN interface's
+    /// primary IPv4 address (MASQUERADE's rule).
+    egress: Ipv4Addr,
+    /// The WAN interface's IPv4 addresses: WireGuard is accepted on these.
+    wan: Vec<IpAddr>,
+    /// Every IPv4 address of the gateway's interfaces and of wg0: packets to them are the
+    /// host's, given to the kernel.
+    host: Vec<Ipv4Addr>,
+    /// wg0's own IPv4 address.
+    tunnel: Ipv4Addr,
+}
+
+impl HostAddresses {
+    fn read(cfg: &GatewayConfig) -> anyhow::Result<HostAddresses> {
+        let mut rtnl = Rtnl::open().context("opening rtnetlink")?;
+        let names = cfg.dataplane.interfaces.names();
+        let mut links = Vec::new();
+        for name in &names {
+            let link = rtnl.link_by_name(name)?.with_context(|| {
+                format!(
+                    "[dataplane] interfaces: no interface named {name:?} in this network namespace"
+                )
+            })?;
+            links.push(link);
+        }
+        let lan_index = match &cfg.dataplane.interfaces {
+            Interfaces::OneArmed { .. } => links[0].index,
+            Interfaces::TwoArmed { .. } => links[1].index,
+        };
+        let wan_index = links[0].index;
+        let egress = match cfg.nat.address {
+            Some(a) => a,
+            None => rtnl.primary_ipv4(lan_index)?.with_context(|| {
+                format!(
+                    "[nat] address: not set and {} has no IPv4 address to masquerade to",
+                    names[names.len() - 1]
+                )
+            })?,
+        };
+        let addresses = rtnl.addresses()?;
+        let wan = addresses
+            .iter()
+            .filter(|a| a.ifindex == wan_index && a.addr.is_ipv4())
+            .map(|a| a.addr)
+            .collect();
+        let tunnel = cfg
+            .interface
+            .tunnel_ipv4()
+            .context("[interface] address: at least one IPv4 address is needed for wg0")?;
+        let ours = addresses
+            .iter()
+            .filter(|a| links.iter().any(|l| l.index == a.ifindex))
+            .map(|a| a.addr);
+        let host = ours
+            .chain(cfg.interface.address.iter().map(|n| n.addr()))
+            .filter_map(|a| match a {
+                IpAddr::V4(v4) => Some(v4),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        Ok(HostAddresses {
+            egress,
+            wan,
+            host,
+            tunnel,
+        })
+    }
+}
+
+/// Attaches the XDP program to every configured interface, redirecting the listen port and,
+/// with masquerade, the NAT's return ports to the AF_XDP sockets.
+fn attach_programs(cfg: &GatewayConfig, host: &HostAddresses) -> anyhow::Result<Vec<XdpProgram>> {
     let redirect = RedirectConfig {
         listen_port: Some(cfg.interface.listen_port),
-        listen_addrs: wan_addrs,
-        nat_v4: cfg.nat.masquerade.then_some(egress),
+        listen_addrs: host.wan.clone(),
+        nat_v4: cfg.nat.masquerade.then_some(host.egress),
         nat_v6: None,
         nat_ports: cfg
             .nat
@@ -115,16 +201,20 @@ pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<(
             .then_some(cfg.nat.port_range.lo..=cfg.nat.port_range.hi),
     };
     let mode = xsk_mode(cfg.dataplane.mode);
-    let mut programs: Vec<XdpProgram> = Vec::new();
-    for name in &names {
+    let mut programs = Vec::new();
+    for name in cfg.dataplane.interfaces.names() {
         let p = attach_program(name, mode, &redirect)?;
         if let Some(old) = p.replaced_stale_program() {
             warn!(interface = %name, old_prog_id = old, "replaced an XDP program left by a previous run");
         }
         programs.push(p);
     }
+    Ok(programs)
+}
 
-    let clock = match std::env::var(CLOCK_SPEEDUP_ENV)
+/// The protocol clock: real time, or faster under the [`CLOCK_SPEEDUP_ENV`] test knob.
+fn protocol_clock() -> Clock {
+    match std::env::var(CLOCK_SPEEDUP_ENV)
         .ok()
         .and_then(|v| v.parse().ok())
     {
@@ -137,16 +227,23 @@ pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<(
             Clock::accelerated(n)
         }
         _ => Clock::default(),
-    };
-    let tables = shared_tables();
-    let (to_slow, from_workers) = slow_path_queue(SLOW_PATH_QUEUE);
+    }
+}
+
+/// Starts the slow-path thread: wg0, the UAPI socket, handshakes and timers.
+fn start_slow_path(
+    cfg: &GatewayConfig,
+    tables: SharedTables,
+    from_workers: SlowPathReceiver,
+    clock: Clock,
+) -> anyhow::Result<SlowPath> {
     let peers = cfg
         .peers
         .iter()
         .map(|p| p.to_wgproto())
         .collect::<std::io::Result<Vec<_>>>()
         .context("resolving a peer endpoint")?;
-    let slow = SlowPath::start(
+    SlowPath::start(
         SlowPathConfig {
             interface: cfg.interface.to_wgproto(),
             peers,
@@ -157,45 +254,65 @@ pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<(
             }),
             uapi_name: Some(TUN_NAME.to_string()),
         },
-        tables.clone(),
+        tables,
         from_workers,
         clock,
-    )?;
+    )
+}
 
-    let queues = choose_queues(&cfg, &names)?;
+/// The running workers: their threads, counters and stop flag.
+struct Workers {
+    handles: Vec<std::thread::JoinHandle<XskGroup>>,
+    counters: Vec<Arc<WorkerCounters>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Workers {
+    /// Stops the workers, closes their sockets and logs their final counters.
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let groups: Vec<XskGroup> = self
+            .handles
+            .into_iter()
+            .filter_map(|h| h.join().ok())
+            .collect();
+        log_counters(&self.counters);
+        drop(groups);
+    }
+}
+
+/// Starts one pinned worker per queue, each with its AF_XDP sockets on every interface, its
+/// slice of the NAT, and its ends of the handoff lanes.
+fn start_workers(
+    cfg: &GatewayConfig,
+    host: &HostAddresses,
+    programs: &[XdpProgram],
+    routes: &NextHopCache,
+    tables: &SharedTables,
+    to_slow: &SlowPathSender,
+    clock: Clock,
+) -> anyhow::Result<Workers> {
+    let names = cfg.dataplane.interfaces.names();
+    let queues = choose_queues(cfg, &names)?;
     // Packets that land on one worker's queue but belong to another's NAT slice cross over
-    // through these lanes (worker::handoff).
+    // through these lanes.
     let mut handoffs = Handoff::mesh(queues.len())
         .context("creating the workers' handoff lanes")?
         .into_iter();
-    let nat_cfg = nat::NatConfig {
-        egress: vec![egress],
-        ports: cfg.nat.port_range.lo..=cfg.nat.port_range.hi,
-        exclude_ports: vec![cfg.interface.listen_port],
-        capacity_per_worker: cfg.nat.capacity,
-        workers: queues.len() as u16,
-        timeouts: nat::Timeouts {
-            udp: cfg.nat.timeouts.udp,
-            tcp_established: cfg.nat.timeouts.tcp_established,
-            tcp_transitory: cfg.nat.timeouts.tcp_transitory,
-            icmp_query: cfg.nat.timeouts.icmp,
-            ..nat::Timeouts::default()
-        },
-        hash_seed: rand_seed(),
-        ..nat::NatConfig::default()
-    };
+    let nat_cfg = nat_config(cfg, host.egress, queues.len());
     let pipeline_cfg = PipelineConfig {
         listen_port: cfg.interface.listen_port,
         mtu: usize::from(cfg.interface.mtu),
-        host_addrs,
-        tunnel_addr,
+        host_addrs: host.host.clone(),
+        tunnel_addr: host.tunnel,
         masquerade: cfg.nat.masquerade,
     };
-    let worker_stop = Arc::new(AtomicBool::new(false));
+    let mode = xsk_mode(cfg.dataplane.mode);
+    let stop = Arc::new(AtomicBool::new(false));
     let program_refs: Vec<&XdpProgram> = programs.iter().collect();
     let core_ids = core_affinity::get_core_ids().unwrap_or_default();
     let mut handles = Vec::new();
-    let mut all_counters = Vec::new();
+    let mut counters = Vec::new();
     for (i, &queue) in queues.iter().enumerate() {
         let xsk = XskConfig {
             batch_size: usize::from(cfg.dataplane.batch_size),
@@ -214,8 +331,8 @@ pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<(
         } else {
             None
         };
-        let counters = Arc::new(WorkerCounters::default());
-        all_counters.push(counters.clone());
+        let worker_counters = Arc::new(WorkerCounters::default());
+        counters.push(worker_counters.clone());
         let worker = Worker {
             group,
             pipeline: Pipeline::new(
@@ -223,12 +340,12 @@ pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<(
                 nat,
                 to_slow.clone(),
                 routes.reader(),
-                counters,
+                worker_counters,
             ),
             tables: tables.clone(),
             routes: routes.reader(),
             clock,
-            stop: worker_stop.clone(),
+            stop: stop.clone(),
             batch_size: usize::from(cfg.dataplane.batch_size),
             handoff: handoffs.next().expect("the mesh has one end per queue"),
         };
@@ -249,33 +366,47 @@ pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<(
                 })?,
         );
     }
-    info!(
-        interfaces = ?names,
-        listen_port = cfg.interface.listen_port,
-        egress = %egress,
-        workers = handles.len(),
-        "gateway running; stop with Ctrl-C (SIGINT) or SIGTERM, reload peers with SIGHUP"
-    );
+    Ok(Workers {
+        handles,
+        counters,
+        stop,
+    })
+}
 
-    // ---- ops: control socket and metrics endpoint (ops, ops::metrics) ----
-    // They read counters only. The slow path is shared with them until they are stopped.
-    let slow = Arc::new(slow);
-    let ops = ops::start_for_gateway(
-        &cfg,
-        reload_from.as_deref(),
-        &all_counters,
-        &slow,
-        &to_slow,
-        xdp_counter_readers(&programs),
-    );
-    // ---- end ops ----
+/// The NAT of `[nat]`, partitioned over `workers`, masquerading to `egress`.
+fn nat_config(cfg: &GatewayConfig, egress: Ipv4Addr, workers: usize) -> nat::NatConfig {
+    nat::NatConfig {
+        egress: vec![egress],
+        ports: cfg.nat.port_range.lo..=cfg.nat.port_range.hi,
+        exclude_ports: vec![cfg.interface.listen_port],
+        capacity_per_worker: cfg.nat.capacity,
+        workers: workers as u16,
+        timeouts: nat::Timeouts {
+            udp: cfg.nat.timeouts.udp,
+            tcp_established: cfg.nat.timeouts.tcp_established,
+            tcp_transitory: cfg.nat.timeouts.tcp_transitory,
+            icmp_query: cfg.nat.timeouts.icmp,
+            ..nat::Timeouts::default()
+        },
+        hash_seed: rand_seed(),
+        ..nat::NatConfig::default()
+    }
+}
 
+/// The gateway's main thread while it runs: waits for a stop signal, applies reloads, and
+/// logs the workers' counters every 10 s.
+fn serve(
+    signals: &Signals,
+    reload_from: Option<&Path>,
+    slow: &SlowPath,
+    counters: &[Arc<WorkerCounters>],
+) {
     let mut last_report = std::time::Instant::now();
-    while !stop.load(Ordering::Relaxed) {
+    while !signals.stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
-        if reload.swap(false, Ordering::Relaxed) {
-            match &reload_from {
-                Some(path) => match reload_peers(path, &slow) {
+        if signals.reload.swap(false, Ordering::Relaxed) {
+            match reload_from {
+                Some(path) => match reload_peers(path, slow) {
                     Ok(n) => info!(file = %path.display(), peers = n, "configuration reloaded"),
                     Err(e) => {
                         warn!(file = %path.display(), "reload refused, keeping the running configuration: {e:#}")
@@ -286,31 +417,9 @@ pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<(
         }
         if last_report.elapsed() >= Duration::from_secs(10) {
             last_report = std::time::Instant::now();
-            log_counters(&all_counters);
+            log_counters(counters);
         }
     }
-    info!("stopping");
-    // ---- ops: stopped before teardown; their threads are joined, so the slow path is ours again ----
-    if let Some(ops) = ops {
-        ops.stop();
-    }
-    let slow = Arc::into_inner(slow)
-        .expect("ops servers stopped and joined: nothing else holds the slow path");
-    // ---- end ops ----
-    worker_stop.store(true, Ordering::Relaxed);
-    let groups: Vec<XskGroup> = handles.into_iter().filter_map(|h| h.join().ok()).collect();
-    log_counters(&all_counters);
-    drop(groups);
-    drop(program_refs);
-    for p in programs {
-        if let Err(e) = p.detach() {
-            warn!("detaching the XDP program: {e}");
-        }
-    }
-    slow.stop();
-    drop(routes);
-    info!("stopped: XDP programs detached, wg0 removed");
-    Ok(())
 }
 
 /// `[dataplane] queues`, or the default (`afxdp::queues`); warns about queues left to the
