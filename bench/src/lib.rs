@@ -1,4 +1,4 @@
-//! Line-rate benchmarks of the gateway (issue 7).
+//! Line-rate benchmarks of the gateway.
 //!
 //! - [`pipeline`]: the per-frame path without I/O, one and two workers, against raw
 //!   ChaCha20-Poly1305 over the same bytes (the limit).

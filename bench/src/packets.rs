@@ -189,7 +189,7 @@ impl SizeMix {
     }
 }
 
-/// A convenience for tests: the four sizes of issue 7.
+/// A convenience for tests: the four sizes of the benchmark.
 pub const STANDARD_MIXES: [SizeMix; 4] = [
     SizeMix::Fixed(64),
     SizeMix::Fixed(512),

@@ -1,14 +1,14 @@
 //! Root end-to-end tests of the real gateway: the `dataplane` binary of this build, started by
 //! the namespace lab on the gw.toml it writes, with wireguard-go as the client. They prove
-//! issue 4 (the fast path: ping, a 32 MiB download byte for byte, source NAT, iperf3 both ways,
-//! one-armed and two-armed) and issue 5 (the slow path: `wg show`/`wg set` through the UAPI
+//! the fast path (ping, a 32 MiB download byte for byte, source NAT, iperf3 both ways,
+//! one-armed and two-armed) and the slow path (`wg show`/`wg set` through the UAPI
 //! socket, a second peer added live, a service on the gateway host, spoofed inner sources
 //! dropped, roaming, SIGHUP reload, clean stop and restart after SIGKILL).
 //!
 //! Every test builds its own lab (uniquely named namespaces, removed in `Drop` also on
 //! failure), prints the gateway's whole log when it fails, and skips with a message when not
 //! run as root. The tests take a lock and run one at a time (`e2e_support::serial`). The
-//! harness and the scenarios of issue 4 live in `e2e_support/`, shared with
+//! harness and the client scenarios live in `e2e_support/`, shared with
 //! `gateway_boringtun.rs` (the same scenarios with boringtun as the client). Run them with
 //! `sudo -E cargo test -p dataplane --test gateway_e2e -- --nocapture` (the Mbit/s are printed);
 //! `DATAPLANE_E2E_BIN=target/release/dataplane` runs the same suite against another build.
@@ -203,7 +203,7 @@ while time.monotonic() - t0 < limit:
 sys.exit("no reply within %ss" % limit)
 "#;
 
-// ---- 1-3. issue 4's client scenarios (shared with gateway_boringtun.rs) ----------------------
+// ---- 1-3. the client scenarios (shared with gateway_boringtun.rs) ----------------------
 
 client_scenario_tests! {
     ClientKind::WireguardGo;

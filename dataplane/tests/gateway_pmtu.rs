@@ -1,4 +1,4 @@
-//! Path MTU discovery through the gateway (issue 5): an inner packet too big for the next hop,
+//! Path MTU discovery through the gateway: an inner packet too big for the next hop,
 //! with DF set, is answered with ICMP fragmentation needed carrying the next hop's MTU, and the
 //! TCP stacks on either side adapt, so transfers complete byte-identical. Root lab tests with
 //! the real `dataplane` binary and wireguard-go as the client (`e2e_support/`).

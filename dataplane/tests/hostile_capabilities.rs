@@ -1,4 +1,4 @@
-//! The gateway without root (issue 8, SECURITY.md "What runs as root"): root only, in the lab.
+//! The gateway without root (SECURITY.md "What runs as root"): root only, in the lab.
 //!
 //! `dataplane` runs as uid/gid 65534 (`nobody`) through `setpriv`, with exactly
 //! CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_IPC_LOCK in its ambient, inheritable and

@@ -1,4 +1,4 @@
-//! Start/stop cycles of the real gateway with traffic (issue 8), root only.
+//! Start/stop cycles of the real gateway with traffic, root only.
 //!
 //! The `dataplane` binary of this build runs in the namespace lab; each cycle starts it, makes
 //! the wireguard-go client handshake afresh, pings the server through the tunnel, records the

@@ -1,5 +1,5 @@
-//! Handshake flood against the real `dataplane` binary in the namespace lab (issue 8,
-//! whitepaper §5.3), root only. The sans-IO version with a fake clock is
+//! Handshake flood against the real `dataplane` binary in the namespace lab
+//! (whitepaper §5.3), root only. The sans-IO version with a fake clock is
 //! `slowpath/tests/hostile_handshake_flood.rs`; this one sends real datagrams.
 //!
 //! From the client namespace, a bounded burst (at most [`FLOOD_COUNT`] datagrams, at most

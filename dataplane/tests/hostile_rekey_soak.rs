@@ -1,4 +1,4 @@
-//! Rekey soak (issue 8): one long TCP transfer through the real gateway in the lab while its
+//! Rekey soak: one long TCP transfer through the real gateway in the lab while its
 //! protocol clock runs [`DEFAULT_SPEEDUP`] times faster than real time
 //! (`DATAPLANE_CLOCK_SPEEDUP`), so that [`DEFAULT_SECS`] of wall time are hours of protocol
 //! time and well over a hundred key changes. Root only, and ignored by default (it is long):

@@ -1,4 +1,4 @@
-//! Slow-path failure (issue 8): while the slow-path thread is stalled, the fast path keeps
+//! Slow-path failure: while the slow-path thread is stalled, the fast path keeps
 //! forwarding on the keypairs it already has, and the stall is reported.
 //!
 //! The real gateway in the one-armed lab, with the test knob that freezes its slow-path thread

@@ -96,7 +96,7 @@ fn exercise(topology: Topology) {
     assert!(client[0].rx_bytes > blob.len() as u64, "{client:?}");
 
     if topology == Topology::TwoArmed {
-        // The benchmark reference of issue 7, briefly: TCP both ways through the tunnel.
+        // The benchmark reference, briefly: TCP both ways through the tunnel.
         let up = lab
             .iperf3_from_client(Duration::from_secs(1), false)
             .unwrap();

@@ -1,4 +1,4 @@
-//! NAT exhaustion through the pipeline, sans-IO (issue 8): a tunnel client opens more flows
+//! NAT exhaustion through the pipeline, sans-IO: a tunnel client opens more flows
 //! than the NAT table holds. New flows are refused and counted (`nat_refused`), flows already
 //! mapped keep working both ways, and the table takes new flows again once old ones expire.
 

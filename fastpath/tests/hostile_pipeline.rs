@@ -1,4 +1,4 @@
-//! Replay and forgery against the per-frame pipeline, sans-IO (issue 8): captured transport
+//! Replay and forgery against the per-frame pipeline, sans-IO: captured transport
 //! packets replayed, reordered within and beyond the 8192-bit window, with flipped bits, with
 //! unknown receiver indices, and with a peer's index from another address. None may be
 //! delivered twice, none may move the peer's endpoint (the pipeline reports a source to the slow

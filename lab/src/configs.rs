@@ -1,5 +1,5 @@
 //! Configuration text the lab writes: `wg setconf` files for the two wireguard-go ends, the
-//! gateway's `gw.toml` per issue 4's config contract, and the article's wg-quick `wg0.conf`
+//! gateway's `gw.toml` per the config contract, and the article's wg-quick `wg0.conf`
 //! (for import tests). Pure functions of the topology and keys; nothing here touches the system.
 
 use std::fmt::Write as _;
@@ -20,7 +20,7 @@ pub struct GwTomlOptions {
     pub extra_toml: String,
 }
 
-/// The gateway's gw.toml (issue 4's contract: `[interface]`, `[[peer]]`, `[dataplane]`, `[nat]`).
+/// The gateway's gw.toml (the config contract: `[interface]`, `[[peer]]`, `[dataplane]`, `[nat]`).
 pub fn gw_toml(topology: Topology, keys: &LabKeys, opts: &GwTomlOptions) -> String {
     let mut s = String::new();
     let _ = writeln!(

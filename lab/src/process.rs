@@ -66,7 +66,7 @@ impl Spawned {
             return Some(s);
         }
         // `kill` the command: std only offers SIGKILL, and the gateway deserves a chance to
-        // detach its XDP program and free its sockets (issue 4: clean stop on SIGTERM).
+        // detach its XDP program and free its sockets (clean stop on SIGTERM).
         let _ = Command::new("kill")
             .args(["-TERM", &self.pid().to_string()])
             .stderr(Stdio::null())

@@ -1,5 +1,5 @@
-//! Handshake flood against the slow path's protocol core, sans-IO with a fake clock (issue 8,
-//! whitepaper §5.3).
+//! Handshake flood against the slow path's protocol core, sans-IO with a fake clock
+//! (whitepaper §5.3).
 //!
 //! The edge is modelled as the runtime builds it: workers push every handshake datagram into
 //! the bounded [`slow_path_queue`] (1024 slots, a full queue drops), and the slow path takes

@@ -1,4 +1,4 @@
-//! The UAPI under hostile and heavy input (issue 8):
+//! The UAPI under hostile and heavy input:
 //! - the `uapi_set` fuzz target's body over its committed seed corpus (`slowpath/fuzz/corpus`);
 //! - 10 000 peers with 100 000 allowed-IPs entries as one `set=1` request: parsed and applied
 //!   with `Device::set_peer` (sans-IO), and, as root, sent over the real UAPI socket of a

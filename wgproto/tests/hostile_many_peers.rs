@@ -1,5 +1,5 @@
-//! Many peers and prefixes moving between them through `Device::set_peer` / `remove_peer`
-//! (issue 8). The device removes a peer's prefixes by the peer's own list rather than by
+//! Many peers and prefixes moving between them through `Device::set_peer` / `remove_peer`.
+//! The device removes a peer's prefixes by the peer's own list rather than by
 //! scanning the whole AllowedIPs table (which made loading 10 000 peers quadratic), so the two
 //! must stay in exact agreement: checked here against a naive model after every step of a
 //! long deterministic sequence of adds, moves, shrinks and removals.

@@ -1,4 +1,4 @@
-//! Rekeying over a long run (issue 8): two [`Device`]s exchange traffic both ways over a
+//! Rekeying over a long run: two [`Device`]s exchange traffic both ways over a
 //! simulated lossy, reordering, duplicating network, driven by a virtual clock through
 //! [`SIM_HOURS`] hours (override with `REKEY_SIM_HOURS` for a soak) with the protocol's real
 //! time constants: REKEY_AFTER_TIME is 120 s, so six hours bring about 180 rekeys.

@@ -1,7 +1,7 @@
 //! The harness of the root end-to-end tests of the real gateway (`gateway_e2e.rs` with
 //! wireguard-go as the client, `gateway_boringtun.rs` with boringtun, `gateway_pmtu.rs`): a lab
 //! running this build's `dataplane` ([`E2e`]), one-at-a-time locking, the root check, ping and
-//! transfer probes, and issue 4's client scenarios (ping, 32 MiB download, iperf3 both ways)
+//! transfer probes, and the client scenarios (ping, 32 MiB download, iperf3 both ways)
 //! written once and run with either client ([`ClientKind`]).
 //!
 //! Every lab is built by `lab` (uniquely named namespaces, removed in `Drop` also on
@@ -261,7 +261,7 @@ pub fn download_through_tunnel(t: &Lab, name: &str, len: usize) -> f64 {
     secs
 }
 
-// ---- issue 4's client scenarios, for either client ---------------------------------------------
+// ---- the client scenarios, for either client ---------------------------------------------
 
 /// One `#[test]` per `name => scenario(Topology);` line, running the scenario with `$client`
 /// through [`root_test`] (skipped when not root, one at a time). Unused in the files that only
