@@ -85,6 +85,7 @@ xdp_counters! {
     PassTruncated = 4 => "pass_truncated": "Headers shorter than they claim: passed to the kernel.",
     PassFragment = 5 => "pass_fragment": "IPv4 fragment or IPv6 extension header: passed to the kernel.",
     PassNotOurs = 6 => "pass_not_ours": "Well-formed IP the gateway does not take (host traffic): passed.",
+    PassVlan = 7 => "pass_vlan": "802.1Q/802.1ad tagged frame (the pipeline takes untagged frames only): passed.",
 }
 
 /// A snapshot of the program's counters, summed over CPUs.

@@ -67,7 +67,8 @@ enum dp_counter {
     DP_PASS_TRUNCATED = 4,   // headers shorter than they claim
     DP_PASS_FRAGMENT = 5,    // IPv4 fragments / IPv6 extension headers: the kernel reassembles
     DP_PASS_NOT_OURS = 6,    // well-formed IP that is not ours to take (host traffic)
-    DP_NR_COUNTERS = 7,
+    DP_PASS_VLAN = 7,        // 802.1Q/802.1ad tagged: the pipeline does not parse tags
+    DP_NR_COUNTERS = 8,
 };
 
 // One AF_XDP socket per rx queue, inserted by the Rust side (AF_XDP sockets are looked up by
@@ -357,14 +358,11 @@ int dp_xsk_redirect(struct xdp_md *ctx)
     __u16 proto = *(__u16 *)(data + 12);
     void *l3 = data + ETH_HLEN;
     __u32 l3_off = ETH_HLEN;
-    if (proto == ETH_P_8021Q_BE || proto == ETH_P_8021AD_BE) {
-        // One 802.1Q tag: TCI then the inner EtherType.
-        if (l3 + 4 > end)
-            return pass(DP_PASS_TRUNCATED);
-        proto = *(__u16 *)(l3 + 2);
-        l3 += 4;
-        l3_off += 4;
-    }
+    // Tagged frames go to the kernel: the pipeline parses untagged Ethernet only, so taking
+    // them would only drop them there. A VLAN sub-interface (eth0.100) hands the gateway
+    // untagged frames, and that is the supported way to serve a VLAN.
+    if (proto == ETH_P_8021Q_BE || proto == ETH_P_8021AD_BE)
+        return pass(DP_PASS_VLAN);
 
     if (proto == ETH_P_IP_BE)
         return handle_ipv4(ctx, cfg, l3, l3_off, end);
