@@ -25,7 +25,6 @@ use anyhow::{bail, Context, Result};
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
 use dataplane::worker::pipeline::{Pipeline, Verdict};
-use wgproto::crypto;
 use wgproto::keypair::padding_len;
 
 use crate::fixture::{server_macs, Fixture, MTU, SERVER_ADDR, SERVER_PORT};
@@ -333,7 +332,7 @@ impl RawAead {
     }
 
     fn nonce(counter: u64) -> Nonce {
-        crypto::counter_nonce(counter).into()
+        wgproto::crypto::counter_nonce(counter).into()
     }
 
     fn seal_range(&mut self, n: usize) -> Result<()> {
@@ -346,7 +345,7 @@ impl RawAead {
                     .encrypt_in_place_detached(&Self::nonce(counter), &[], body)
                     .map_err(|_| anyhow::anyhow!("raw seal failed"))?
                     .into(),
-                RawImpl::Ring => crypto::aead_seal_in_place(&self.key, counter, &[], body),
+                RawImpl::Ring => wgproto::crypto::aead_seal_in_place(&self.key, counter, &[], body),
             };
         }
         Ok(())
@@ -388,10 +387,14 @@ impl RawAead {
                             Tag::from_slice(&self.tags[i]),
                         )
                         .is_ok(),
-                    RawImpl::Ring => {
-                        crypto::aead_open_in_place(&self.key, counter, &[], body, &self.tags[i])
-                            .is_ok()
-                    }
+                    RawImpl::Ring => wgproto::crypto::aead_open_in_place(
+                        &self.key,
+                        counter,
+                        &[],
+                        body,
+                        &self.tags[i],
+                    )
+                    .is_ok(),
                 };
                 if !ok {
                     bail!("raw open failed");
