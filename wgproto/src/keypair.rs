@@ -6,21 +6,22 @@
 //! counter is an atomic, the receive replay window sits behind an uncontended mutex. Nothing
 //! here allocates. The keypair enforces its own limits (REJECT_AFTER_MESSAGES,
 //! REJECT_AFTER_TIME, §6.1/§6.2) and tells the caller, in every result, when the rules of §6.2
-//! ask for a new handshake; it never starts one itself. Keys are zeroed when the last `Arc` is
-//! dropped (the cipher state zeroizes on drop).
+//! ask for a new handshake; it never starts one itself. The keypair keeps the two 32-byte keys
+//! and nothing derived from them; they are zeroed when the last `Arc` is dropped. The cipher
+//! (`ring`) gets its copy of a key per call, on the stack (see `SECURITY.md`, "Keys in memory").
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
+use zeroize::Zeroizing;
 
 use crate::constants::{
-    AEAD_TAG_LEN, MSG_TRANSPORT, PADDING_MULTIPLE, REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME,
-    REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME, REKEY_ON_RECEIVE_AFTER_TIME, TRANSPORT_HEADER_LEN,
-    TRANSPORT_MIN_LEN,
+    AEAD_TAG_LEN, KEY_LEN, MSG_TRANSPORT, PADDING_MULTIPLE, REJECT_AFTER_MESSAGES,
+    REJECT_AFTER_TIME, REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME, REKEY_ON_RECEIVE_AFTER_TIME,
+    TRANSPORT_HEADER_LEN, TRANSPORT_MIN_LEN,
 };
+use crate::crypto;
 use crate::noise::SessionKeys;
 use crate::peer::PeerId;
 use crate::replay::{ReplayError, ReplayWindow};
@@ -127,12 +128,6 @@ pub fn sealed_len(plaintext_len: usize, mtu: usize) -> usize {
     TRANSPORT_HEADER_LEN + plaintext_len + padding_len(plaintext_len, mtu) + AEAD_TAG_LEN
 }
 
-fn nonce(counter: u64) -> Nonce {
-    let mut n = [0u8; 12];
-    n[4..].copy_from_slice(&counter.to_le_bytes());
-    n.into()
-}
-
 /// Keeps a hot shared field on its own cache line: the send counter is written by every
 /// worker that encrypts for this peer and the replay window by every worker that decrypts, so
 /// they must not share a line with each other or with the read-only fields.
@@ -146,8 +141,8 @@ pub struct Keypair {
     remote_index: u32,
     is_initiator: bool,
     created: Timestamp,
-    sending: ChaCha20Poly1305,
-    receiving: ChaCha20Poly1305,
+    sending_key: Zeroizing<[u8; KEY_LEN]>,
+    receiving_key: Zeroizing<[u8; KEY_LEN]>,
     next_send_counter: CacheLine<AtomicU64>,
     replay: CacheLine<Mutex<ReplayWindow>>,
     received_any: AtomicBool,
@@ -175,8 +170,8 @@ impl Keypair {
             remote_index: keys.remote_index,
             is_initiator: keys.is_initiator,
             created: now,
-            sending: ChaCha20Poly1305::new(Key::from_slice(&keys.sending_key)),
-            receiving: ChaCha20Poly1305::new(Key::from_slice(&keys.receiving_key)),
+            sending_key: Zeroizing::new(keys.sending_key),
+            receiving_key: Zeroizing::new(keys.receiving_key),
             next_send_counter: CacheLine(AtomicU64::new(0)),
             replay: CacheLine(Mutex::new(ReplayWindow::new())),
             received_any: AtomicBool::new(false),
@@ -267,14 +262,7 @@ impl Keypair {
         header[8..16].copy_from_slice(&counter.to_le_bytes());
         rest[plaintext_len..padded].fill(0);
         let (body, tail) = rest.split_at_mut(padded);
-        let tag = self
-            .sending
-            .encrypt_in_place_detached(&nonce(counter), &[], body)
-            // Only fails past ChaCha20's 256 GiB per-nonce limit, far above any datagram.
-            .map_err(|_| SealError::BufferTooSmall {
-                needed,
-                available: usize::MAX,
-            })?;
+        let tag = crypto::aead_seal_in_place(&self.sending_key, counter, &[], body);
         tail[..AEAD_TAG_LEN].copy_from_slice(&tag);
         let rekey = counter >= REKEY_AFTER_MESSAGES
             || (self.is_initiator && now.since(self.created) >= REKEY_AFTER_TIME);
@@ -286,7 +274,9 @@ impl Keypair {
     }
 
     /// Authenticates and decrypts the transport message `buf` in place, then (only if the tag
-    /// verified) checks and records its counter in the replay window (§5.4.6, RFC 6479).
+    /// verified) checks and records its counter in the replay window (§5.4.6, RFC 6479). When
+    /// the tag does not verify, the bytes between header and tag are zeroed: no unauthenticated
+    /// plaintext is left in the buffer.
     pub fn open_in_place(&self, now: Timestamp, buf: &mut [u8]) -> Result<Opened, OpenError> {
         if buf.len() < TRANSPORT_MIN_LEN {
             return Err(OpenError::TooShort);
@@ -309,9 +299,9 @@ impl Keypair {
         }
         let end = buf.len() - AEAD_TAG_LEN;
         let (body, tag) = buf[TRANSPORT_HEADER_LEN..].split_at_mut(end - TRANSPORT_HEADER_LEN);
-        let tag = Tag::clone_from_slice(tag);
-        self.receiving
-            .decrypt_in_place_detached(&nonce(counter), &[], body, &tag)
+        let mut t = [0u8; AEAD_TAG_LEN];
+        t.copy_from_slice(tag);
+        crypto::aead_open_in_place(&self.receiving_key, counter, &[], body, &t)
             .map_err(|_| OpenError::AuthFailed)?;
         self.replay
             .0
@@ -430,6 +420,28 @@ mod tests {
         forged[20] ^= 1;
         assert_eq!(b.open_in_place(t0, &mut forged), Err(OpenError::AuthFailed));
         assert!(b.open_in_place(t0, &mut m2.clone()).is_ok());
+    }
+
+    #[test]
+    fn failed_open_leaves_no_plaintext() {
+        let t0 = Timestamp::from_nanos(1);
+        let (a, b) = pair(t0);
+        let payload = [0x42u8; 48];
+        let msg = seal(&a, t0, &payload, 1420).unwrap();
+        // A flipped tag bit: the ciphertext is intact, so a decrypt-then-verify cipher would
+        // have produced the whole real plaintext before refusing.
+        let mut forged = msg.clone();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        assert_eq!(b.open_in_place(t0, &mut forged), Err(OpenError::AuthFailed));
+        let body = &forged[16..forged.len() - 16];
+        assert!(
+            body.iter().all(|&x| x == 0),
+            "body after failed open: {body:?}"
+        );
+        // Header and tag are not secret and stay; the real packet still opens.
+        assert_eq!(forged[..16], msg[..16]);
+        assert_eq!(b.open_in_place(t0, &mut msg.clone()).unwrap().counter, 0);
     }
 
     #[test]

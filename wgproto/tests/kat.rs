@@ -55,6 +55,8 @@ fn rfc8439_chacha20_poly1305_aead() {
     bad[15] ^= 0x80;
     let mut ct = expected_ct.clone();
     assert!(crypto::chacha20poly1305_open_in_place(&key, &nonce, &aad, &mut ct, &bad).is_err());
+    // ...and leave no plaintext behind.
+    assert!(ct.iter().all(|&b| b == 0));
 }
 
 #[test]
