@@ -59,15 +59,12 @@
 //!   table, so endpoint-independent mapping and paired pooling hold even when a peer roams
 //!   and its WireGuard datagrams start landing on another queue. A non-owner gets
 //!   `Outbound::Handoff { owner }`.
-//! * Handoff is the data plane's business: one bounded single-producer/single-consumer ring
-//!   per ordered pair of workers carrying UMEM frame descriptors (address, length; the UMEM is
-//!   shared by the sockets of one NIC) — or, in copy mode, a copy into a frame of the owner's
-//!   fill queue. The owner drains its handoff rings at the start of each batch and calls the
-//!   same `translate_*` function. When a ring is full the frame is dropped and counted, like
-//!   any queue overflow. No packet is ever processed under a lock.
-//! * Steering reduces handoffs: the XDP program cannot choose the queue, but the slow path
-//!   can install ntuple/flow-steering rules sending NAT port slices to their owner's queue on
-//!   NICs that support them; then inbound handoff only happens on NICs without such rules.
+//! * Handoff is the data plane's business (`dataplane::worker::handoff`): each worker has its
+//!   own UMEM, so the packet is copied into a preallocated slot of a bounded
+//!   single-producer/single-consumer lane per ordered pair of workers, and the owner copies it
+//!   into a frame of its own and calls the same `translate_*` function. A full lane drops the
+//!   packet and counts it, like any queue overflow. No packet is ever processed under a lock.
+//! * Nothing steers flows to their owner's queue: RSS decides, and handoffs are the price.
 //!
 //! `benches/multicore.rs` runs one worker, then two on two threads, and reports both the
 //! wall-clock aggregate and each worker's translations per on-CPU second: with nothing
