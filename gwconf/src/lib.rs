@@ -11,6 +11,8 @@
 //! This crate reads files and, through [`HostFacts::read`], a few facts of the host; it never
 //! changes the system.
 
+#![forbid(unsafe_code)]
+
 pub mod client_conf;
 pub mod edit;
 mod error;

@@ -24,6 +24,8 @@
 //! 172.23.0.0/24 and 10.13.13.0/24 into `wg0`, plus a host route to the gateway's endpoint over
 //! the underlay, so the WireGuard UDP itself never loops into the tunnel.
 
+#![forbid(unsafe_code)]
+
 mod capture;
 mod cli;
 mod configs;

@@ -79,6 +79,8 @@
 //! egress address) for the external index and 1 bit for the allocator. All allocated in
 //! [`Conntrack::new`]; see [`Conntrack::heap_bytes`].
 
+#![forbid(unsafe_code)]
+
 mod config;
 mod conntrack;
 mod counters;

@@ -6,6 +6,8 @@
 //! [`OpsServers`] is what the runtime starts after its workers and stops before teardown. The
 //! servers read counters only; they never change the data plane.
 
+#![forbid(unsafe_code)]
+
 pub mod capture;
 pub mod client;
 pub mod metrics;

@@ -5,6 +5,8 @@
 //! the data plane and the slow path do that at the edge. Layout follows the kernel's
 //! `drivers/net/wireguard/`: one module per concern, every protocol number in [`constants`].
 
+#![forbid(unsafe_code)]
+
 pub mod allowedips;
 pub mod config;
 pub mod constants;
