@@ -38,7 +38,7 @@ fi
 
 # boringtun, the second independent WireGuard peer of the tests and a benchmark
 # reference. Not packaged by Debian: built from crates.io into a fixed root, which the
-# lab looks in (dataplane/src/lab/userspace_wg.rs). Pinned to the version the lab was tested with;
+# lab looks in (lab/src/userspace_wg.rs). Pinned to the version the lab was tested with;
 # --locked uses the crate's own Cargo.lock. Takes about a minute on 2 cores; skipped when present.
 BORINGTUN_VERSION=0.7.1
 BORINGTUN_ROOT=/opt/boringtun

@@ -1,5 +1,4 @@
-//! The lab's command-line arguments, shared by `dataplane lab` and `examples/lab.rs` so both
-//! take the same flags.
+//! The lab's command-line arguments (`dataplane-lab`).
 
 use std::path::PathBuf;
 
