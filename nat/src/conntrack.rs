@@ -126,7 +126,7 @@ impl Conntrack {
             table: Table::new(
                 config.capacity_per_worker,
                 naddrs,
-                partition.slice_len(),
+                slice_len,
                 config.hash_seed,
             ),
             ports: PortAllocator::new(

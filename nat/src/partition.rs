@@ -17,11 +17,18 @@ use std::net::Ipv4Addr;
 use crate::config::NatConfig;
 
 /// The port-range split, identical in every worker (built from the same [`NatConfig`]).
+///
+/// With `n` ports and `w` workers every slice holds `n / w` ports and the first `n % w` slices
+/// one more, so slices differ by at most one port and every slice lies inside the range
+/// (validation refuses more workers than ports, which would leave a slice empty).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Partition {
     first: u16,
     last: u16,
-    slice_len: u32,
+    /// Ports of the smaller slices (`n / w`).
+    base: u32,
+    /// How many slices hold `base + 1` ports (`n % w`); they come first.
+    larger: u32,
     workers: u16,
 }
 
@@ -32,10 +39,12 @@ impl Partition {
         let last = *config.ports.end();
         let n = u32::from(last) - u32::from(first) + 1;
         let workers = config.workers.max(1);
+        let w = u32::from(workers);
         Partition {
             first,
             last,
-            slice_len: n.div_ceil(u32::from(workers)),
+            base: n / w,
+            larger: n % w,
             workers,
         }
     }
@@ -55,7 +64,14 @@ impl Partition {
         if !self.in_range(port) {
             return None;
         }
-        Some(((u32::from(port - self.first)) / self.slice_len) as u16)
+        let off = u32::from(port - self.first);
+        let in_larger = self.larger * (self.base + 1);
+        let owner = if off < in_larger {
+            off / (self.base + 1)
+        } else {
+            self.larger + (off - in_larger) / self.base.max(1)
+        };
+        Some(owner as u16)
     }
 
     /// The worker that keeps the mappings of inside address `addr`.
@@ -65,16 +81,13 @@ impl Partition {
         (h % u64::from(self.workers)) as u16
     }
 
-    /// The ports of `worker`'s slice (may be shorter for the last worker).
+    /// The ports of `worker`'s slice (`worker` below [`Partition::workers`]).
     pub fn slice(&self, worker: u16) -> std::ops::RangeInclusive<u16> {
-        let start = u32::from(self.first) + u32::from(worker) * self.slice_len;
-        let end = (start + self.slice_len - 1).min(u32::from(self.last));
+        let w = u32::from(worker);
+        let start = u32::from(self.first) + w * self.base + w.min(self.larger);
+        let len = self.base + u32::from(w < self.larger);
+        let end = (start + len).saturating_sub(1).min(u32::from(self.last));
         (start as u16)..=(end as u16)
-    }
-
-    /// Length every slice is sized for (the last one may use fewer).
-    pub(crate) fn slice_len(&self) -> u32 {
-        self.slice_len
     }
 }
 
@@ -101,6 +114,46 @@ mod tests {
                 assert!(p.slice(owner).contains(&port), "{port} {workers}");
             }
             assert_eq!(p.owner_of_port(60999), None);
+        }
+    }
+
+    /// Every worker count up to 256 against ranges that once broke the split (the default
+    /// range with 73 workers gave the last slice ports outside the range): slices are inside
+    /// the range, contiguous, in order, cover it, differ by at most one port, and each port's
+    /// owner is the worker whose slice holds it.
+    #[test]
+    fn slices_tile_the_range_for_every_worker_count() {
+        for range in [
+            61000..=65535u16,
+            61000..=61999,
+            1024..=65535,
+            40000..=40300,
+            7..=7,
+        ] {
+            let n = u32::from(*range.end()) - u32::from(*range.start()) + 1;
+            for workers in 1..=256u16 {
+                let c = cfg(range.clone(), workers);
+                if u32::from(workers) > n {
+                    assert!(c.validate().is_err(), "{range:?} {workers}");
+                    continue;
+                }
+                let p = Partition::new(&c);
+                let mut next = u32::from(*range.start());
+                let (mut min, mut max) = (u32::MAX, 0);
+                for w in 0..workers {
+                    let s = p.slice(w);
+                    assert_eq!(u32::from(*s.start()), next, "{range:?} {workers} {w}");
+                    assert!(s.start() <= s.end(), "empty slice {range:?} {workers} {w}");
+                    let len = u32::from(*s.end()) - u32::from(*s.start()) + 1;
+                    (min, max) = (min.min(len), max.max(len));
+                    for port in [*s.start(), *s.end()] {
+                        assert_eq!(p.owner_of_port(port), Some(w), "{range:?} {workers}");
+                    }
+                    next = u32::from(*s.end()) + 1;
+                }
+                assert_eq!(next, u32::from(*range.end()) + 1, "{range:?} {workers}");
+                assert!(max - min <= 1, "{range:?} {workers}: {min}..{max}");
+            }
         }
     }
 
