@@ -221,6 +221,11 @@ impl Gateway {
         self.pipeline.counters().dropped(r)
     }
 
+    /// Drops of every reason a transport message failed to open (`decrypt_*`).
+    pub fn decrypt_failed(&self) -> u64 {
+        DropReason::DECRYPT.iter().map(|r| self.dropped(*r)).sum()
+    }
+
     /// Successful opens so far: data packets plus keepalives.
     pub fn opened(&self) -> u64 {
         use std::sync::atomic::Ordering::Relaxed;
