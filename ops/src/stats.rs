@@ -43,32 +43,27 @@ pub struct StatsSnapshot {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkerStats {
     pub worker: usize,
-    pub rx: u64,
-    pub tx: u64,
-    pub decrypted: u64,
-    pub encrypted: u64,
-    pub keepalives: u64,
-    pub to_slowpath: u64,
-    /// Packets handed to another worker whose NAT owns them, and received from others.
-    #[serde(default)]
-    pub handed_off: u64,
-    #[serde(default)]
-    pub handed_in: u64,
-    /// Live NAT mappings (a gauge).
-    pub nat_entries: u64,
+    /// Every plain counter of [`WorkerCounters::INFO`] by name (`rx`, `decrypted`,
+    /// `nat_entries`, ...), zeros included. Flattened: in JSON each is a field of the worker.
+    #[serde(flatten)]
+    pub counters: BTreeMap<String, u64>,
     /// Every drop reason, zeros included, so series never appear out of nowhere.
     pub drops: BTreeMap<String, u64>,
     /// AF_XDP XDP_STATISTICS of the worker's sockets, summed.
     pub xsk: BTreeMap<String, u64>,
-    /// Packets a capture skipped because its reader was too slow.
-    #[serde(default)]
-    pub capture_skipped: u64,
     /// The point a running `dataplane capture` taps on this worker; `None` when none runs.
     #[serde(default)]
     pub capture: Option<CapturePoint>,
     /// Per-stage latency ([`fastpath::latency::Stage`] names) over sampled frames.
     #[serde(default)]
     pub latency: BTreeMap<String, LatencySummary>,
+}
+
+impl WorkerStats {
+    /// The counter called `name`; 0 when the snapshot lacks it (taken by another version).
+    pub fn counter(&self, name: &str) -> u64 {
+        self.counters.get(name).copied().unwrap_or(0)
+    }
 }
 
 /// The XDP program's counters on one interface.
@@ -108,29 +103,15 @@ pub trait StatsSource: Send + Sync {
 
 /// A worker's counters as [`WorkerStats`].
 pub fn worker_stats(worker: usize, c: &WorkerCounters) -> WorkerStats {
-    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let named = |(n, v): &(&str, u64)| (n.to_string(), *v);
     WorkerStats {
         worker,
-        rx: load(&c.rx),
-        tx: load(&c.tx),
-        decrypted: load(&c.decrypted),
-        encrypted: load(&c.encrypted),
-        keepalives: load(&c.keepalives),
-        to_slowpath: load(&c.to_slowpath),
-        handed_off: load(&c.handed_off),
-        handed_in: load(&c.handed_in),
-        nat_entries: load(&c.nat_entries),
+        counters: c.read().iter().map(named).collect(),
         drops: DropReason::ALL
             .iter()
             .map(|r| (r.name().to_string(), c.dropped(*r)))
             .collect(),
-        xsk: c
-            .xsk
-            .read()
-            .iter()
-            .map(|(n, v)| (n.to_string(), *v))
-            .collect(),
-        capture_skipped: load(&c.capture_skipped),
+        xsk: c.xsk.read().iter().map(named).collect(),
         capture: c.capture.point(),
         latency: c.latency.summaries(),
     }
@@ -331,7 +312,11 @@ mod tests {
             },
         ]);
         let w = worker_stats(3, &c);
-        assert_eq!((w.worker, w.rx, w.nat_entries), (3, 5, 7));
+        assert_eq!(
+            (w.worker, w.counters["rx"], w.counters["nat_entries"]),
+            (3, 5, 7)
+        );
+        assert_eq!(w.counters.len(), WorkerCounters::INFO.len());
         assert_eq!(w.drops.len(), DropReason::ALL.len());
         assert_eq!(w.drops["no_route"], 2);
         assert_eq!(w.drops["malformed"], 0);
@@ -359,5 +344,9 @@ mod tests {
         let json = serde_json::to_string(&s).unwrap();
         let back: StatsSnapshot = serde_json::from_str(&json).unwrap();
         assert_eq!(back, s);
+        // Each counter is a field of the worker, as before the table.
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["workers"][0]["decrypted"], 0);
+        assert_eq!(v["workers"][0]["handed_off"], 0);
     }
 }

@@ -33,7 +33,7 @@ use crate::tun::{Tun, TunConfig};
 use crate::uapi::{DeviceSnapshot, Errno, PeerSnapshot, SetRequest, UapiBackend, UapiServer};
 use crate::watchdog::{Health, HealthReport, StallKnob, TestStall, STALL_THRESHOLD};
 use fastpath::queue::{Clock, SlowPathReceiver, ToSlowPath};
-use fastpath::tables::{PeerRoute, PeerStats, SharedTables, Tables};
+use fastpath::tables::{PeerRoute, PeerTraffic, SharedTables, Tables};
 
 /// How often statistics become timer events and timers are checked when nothing arrives.
 const TICK: Duration = Duration::from_millis(20);
@@ -72,7 +72,7 @@ pub struct SlowPathConfig {
 struct State {
     device: Device,
     master: Tables,
-    stats: HashMap<PeerId, Arc<PeerStats>>,
+    stats: HashMap<PeerId, Arc<PeerTraffic>>,
     /// Data counters at the last tick, to turn traffic into timer events.
     seen: HashMap<PeerId, (u64, u64)>,
     routes: HashSet<IpPrefix>,
@@ -420,7 +420,7 @@ impl Shared {
     /// tick, far below the protocol's timeouts of seconds.
     fn feed_traffic(&self, st: &mut State) {
         let now = self.clock.now();
-        let peers: Vec<(PeerId, Arc<PeerStats>)> =
+        let peers: Vec<(PeerId, Arc<PeerTraffic>)> =
             st.stats.iter().map(|(id, s)| (*id, s.clone())).collect();
         for (id, stats) in peers {
             let rx = stats.rx_data.load(Ordering::Relaxed);
