@@ -8,7 +8,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(test)]
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -140,21 +141,10 @@ pub fn slow_path_health(h: &slowpath::watchdog::HealthReport) -> [(String, u64);
 
 /// The slow path's counters by name.
 pub fn slow_path_stats(c: &SlowPathCounters) -> BTreeMap<String, u64> {
-    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    [
-        ("handshakes_received", load(&c.handshakes_received)),
-        ("handshakes_dropped", load(&c.handshakes_dropped)),
-        ("handshakes_bad_mac1", load(&c.handshakes_bad_mac1)),
-        ("handshakes_rate_limited", load(&c.handshakes_rate_limited)),
-        ("cookie_replies_sent", load(&c.cookie_replies_sent)),
-        ("host_packets_in", load(&c.host_packets_in)),
-        ("host_packets_out", load(&c.host_packets_out)),
-        ("host_packets_dropped", load(&c.host_packets_dropped)),
-        ("send_errors", load(&c.send_errors)),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
+    c.read()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
 }
 
 /// Peer names by base64 public key: from the config at start, refreshed from the config file
@@ -323,6 +313,16 @@ mod tests {
         assert_eq!(w.xsk["rx_dropped"], 11);
         assert_eq!(w.xsk["rx_ring_full"], 2);
         assert_eq!(w.xsk.len(), XskGauges::NAMES.len());
+    }
+
+    #[test]
+    fn slow_path_stats_name_every_declared_counter() {
+        let c = SlowPathCounters::default();
+        c.send_errors.fetch_add(2, Ordering::Relaxed);
+        let s = slow_path_stats(&c);
+        assert_eq!(s.len(), c.read().len());
+        assert_eq!(s["send_errors"], 2);
+        assert_eq!(s["handshakes_bad_mac1"], 0);
     }
 
     #[test]

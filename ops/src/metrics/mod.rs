@@ -304,3 +304,36 @@ pub fn render(s: &StatsSnapshot) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::worker_stats;
+
+    #[test]
+    fn every_declared_counter_and_reason_is_exported_and_described() {
+        let c = WorkerCounters::default();
+        WorkerCounters::add(&c.keepalives, 2);
+        c.count_drop(DropReason::DecryptAuthFailed);
+        let mut s = StatsSnapshot::default();
+        s.workers.push(worker_stats(0, &c));
+        let text = render(&s);
+        for line in [
+            "dataplane_worker_packets_total{worker=\"0\",stage=\"keepalive\"} 2",
+            "dataplane_worker_drops_total{worker=\"0\",reason=\"decrypt_auth_failed\"} 1",
+            "# TYPE dataplane_nat_entries gauge",
+            "dataplane_nat_entries{worker=\"0\"} 0",
+            "# TYPE dataplane_capture_skipped_total counter",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+        let help = |family: &str| {
+            let head = format!("# HELP {family} ");
+            text.lines().find_map(|l| l.strip_prefix(&head)).unwrap()
+        };
+        for r in DropReason::ALL {
+            assert!(help("dataplane_worker_drops_total").contains(&format!(" {}: ", r.name())));
+        }
+        assert!(help("dataplane_worker_packets_total").contains(" keepalive: "));
+    }
+}
