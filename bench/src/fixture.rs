@@ -11,7 +11,7 @@ use fastpath::counters::WorkerCounters;
 use fastpath::pipeline::{Batch, Pipeline, PipelineConfig};
 use fastpath::queue::{slow_path_queue, SlowPathReceiver, SlowPathSender};
 use fastpath::route::{Link, Mac, NextHop, NextHopReader, Resolution, RouteSnapshot};
-use fastpath::tables::{PeerRoute, PeerStats, Tables};
+use fastpath::tables::{PeerRoute, PeerTraffic, Tables};
 use nat::{Conntrack, NatConfig};
 use wgproto::config::IpPrefix;
 use wgproto::keypair::Keypair;
@@ -138,7 +138,7 @@ impl Fixture {
                 PeerRoute {
                     sending: Some(s.gateway.clone()),
                     endpoint: Some(SocketAddr::V4(endpoint)),
-                    stats: Arc::new(PeerStats::default()),
+                    stats: Arc::new(PeerTraffic::default()),
                 },
             );
             tables.allowed_ips.insert(allowed, s.peer);

@@ -164,7 +164,7 @@ fn a_corrupted_or_replayed_frame_is_refused() {
     frame[HEADROOM + len - 20] ^= 1;
     assert_eq!(
         pipeline.process(&fixture.batch(), &mut frame, HEADROOM, len),
-        Verdict::Drop(DropReason::DecryptFailed)
+        Verdict::Drop(DropReason::DecryptAuthFailed)
     );
     let mut again = original.clone();
     assert!(matches!(
@@ -174,7 +174,7 @@ fn a_corrupted_or_replayed_frame_is_refused() {
     let mut replay = original;
     assert_eq!(
         pipeline.process(&fixture.batch(), &mut replay, HEADROOM, len),
-        Verdict::Drop(DropReason::DecryptFailed),
+        Verdict::Drop(DropReason::DecryptReplayed),
         "the same counter twice"
     );
     // A source the client's AllowedIPs do not cover.

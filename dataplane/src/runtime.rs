@@ -478,21 +478,19 @@ fn reload_peers(path: &Path, slow: &SlowPath) -> anyhow::Result<usize> {
 
 fn log_counters(all: &[Arc<WorkerCounters>]) {
     for (i, c) in all.iter().enumerate() {
-        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let counters: Vec<String> = c.read().iter().map(|(n, v)| format!("{n}={v}")).collect();
         let drops: Vec<String> = DropReason::ALL
             .iter()
             .filter(|r| c.dropped(**r) > 0)
             .map(|r| format!("{}={}", r.name(), c.dropped(*r)))
             .collect();
+        // Every declared counter as `name=value` in the message (field names cannot be made
+        // at run time); `dropped` stays last, as log readers take the rest of the line.
         info!(
             worker = i,
-            rx = load(&c.rx),
-            tx = load(&c.tx),
-            decrypted = load(&c.decrypted),
-            encrypted = load(&c.encrypted),
-            to_slowpath = load(&c.to_slowpath),
             dropped = %drops.join(" "),
-            "counters"
+            "counters {}",
+            counters.join(" ")
         );
     }
 }

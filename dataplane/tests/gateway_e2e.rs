@@ -16,7 +16,8 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use lab::e2e::{generate_pair, parse_logged_counters, ExtraWireGuard};
+use fastpath::counters::DropReason;
+use lab::e2e::{generate_pair, parse_logged_counters, ExtraWireGuard, LoggedCounters};
 use lab::{
     ClientKind, GwTomlOptions, Lab, Node, Topology, CLIENT_TUNNEL_ADDR, GATEWAY_TUNNEL_ADDR,
     SERVER_ADDR, TUNNEL_MTU,
@@ -575,9 +576,18 @@ fn spoofed_outer_source_keeps_endpoint(name: &'static str, topology: Topology) {
     t.signal_gateway("TERM").unwrap();
     assert!(t.wait_gateway_exit(Duration::from_secs(10)).is_some());
     let counters = parse_logged_counters(&t.gateway_log());
-    let rejected: u64 = counters.iter().map(|c| c.dropped("decrypt_failed")).sum();
-    eprintln!("{name}: decrypt_failed={rejected} after one replay and one forgery");
+    let dropped = |reasons: &[DropReason]| -> u64 {
+        let per_worker =
+            |c: &LoggedCounters| reasons.iter().map(|r| c.dropped(r.name())).sum::<u64>();
+        counters.iter().map(per_worker).sum()
+    };
+    let rejected = dropped(DropReason::DECRYPT);
+    let forged = dropped(&[DropReason::DecryptAuthFailed]);
+    eprintln!(
+        "{name}: decrypt_*={rejected} (auth failed {forged}) after one replay and one forgery"
+    );
     assert!(rejected >= 2, "counters: {counters:?}");
+    assert!(forged >= 1, "the forgery fails the tag: {counters:?}");
     t.take_gateway();
 }
 

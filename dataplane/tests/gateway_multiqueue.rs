@@ -144,20 +144,20 @@ fn two_workers_hand_over(name: &str, topology: Topology, explicit: bool) {
             eprintln!(
                 "{name}: worker {}: rx {} tx {} handed_off {} handed_in {} handoff drops {}",
                 w.worker,
-                w.rx,
-                w.tx,
-                w.handed_off,
-                w.handed_in,
+                w.counters["rx"],
+                w.counters["tx"],
+                w.counters["handed_off"],
+                w.counters["handed_in"],
                 w.drops.get("handoff").copied().unwrap_or(0)
             );
             assert!(
-                w.rx > 0,
+                w.counters["rx"] > 0,
                 "worker {} received nothing: flows did not spread",
                 w.worker
             );
         }
-        let off: u64 = stats.workers.iter().map(|w| w.handed_off).sum();
-        let taken: u64 = stats.workers.iter().map(|w| w.handed_in).sum();
+        let off: u64 = stats.workers.iter().map(|w| w.counters["handed_off"]).sum();
+        let taken: u64 = stats.workers.iter().map(|w| w.counters["handed_in"]).sum();
         assert!(
             off > 0,
             "no packet was handed over, yet return traffic landed on both queues"

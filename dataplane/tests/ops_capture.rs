@@ -348,7 +348,11 @@ fn captures_at_every_point_read_back_by_tshark() {
 
     wait_running(&control, None);
     let snap = client::request_stats(&control).unwrap();
-    let skipped: u64 = snap.workers.iter().map(|w| w.capture_skipped).sum();
+    let skipped: u64 = snap
+        .workers
+        .iter()
+        .map(|w| w.counters["capture_skipped"])
+        .sum();
     assert_eq!(skipped, 0, "a slow capture reader at this rate?");
 
     // A capture does not hold up the gateway's stop: SIGTERM ends the stream (the file keeps

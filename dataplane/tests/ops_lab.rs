@@ -123,8 +123,11 @@ fn stats_metrics_and_live_peer_add_on_the_real_gateway() {
     let snap: StatsSnapshot = serde_json::from_slice(&out.stdout).unwrap();
     eprintln!("stats: {snap:#?}");
     let w = &snap.workers[0];
-    assert!(w.rx > 0 && w.tx > 0, "{w:?}");
-    assert!(w.decrypted > 0 && w.encrypted > 0, "{w:?}");
+    assert!(w.counters["rx"] > 0 && w.counters["tx"] > 0, "{w:?}");
+    assert!(
+        w.counters["decrypted"] > 0 && w.counters["encrypted"] > 0,
+        "{w:?}"
+    );
     assert_eq!(snap.peers.len(), 1);
     let p = &snap.peers[0];
     assert_eq!(p.name.as_deref(), Some("peer1"));

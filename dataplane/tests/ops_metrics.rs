@@ -28,15 +28,16 @@ struct Fake {
 impl StatsSource for Fake {
     fn snapshot(&self) -> StatsSnapshot {
         let n = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut w = WorkerStats {
-            worker: 0,
-            rx: 100 * n,
-            tx: 90,
-            decrypted: 80,
-            encrypted: 70,
-            nat_entries: 5,
-            ..Default::default()
-        };
+        let mut w = WorkerStats::default();
+        for (name, v) in [
+            ("rx", 100 * n),
+            ("tx", 90),
+            ("decrypted", 80),
+            ("encrypted", 70),
+            ("nat_entries", 5),
+        ] {
+            w.counters.insert(name.into(), v);
+        }
         w.drops.insert("no_route".into(), 3);
         w.drops.insert("malformed".into(), 0);
         w.xsk.insert("rx_ring_full".into(), 2);
@@ -279,7 +280,7 @@ fn control_socket_serves_stats_to_the_client_and_the_binary() {
     let server = ControlServer::start(&sock, fake()).unwrap();
 
     let snap = client::request_stats(&sock).unwrap();
-    assert_eq!(snap.workers[0].rx, 100);
+    assert_eq!(snap.workers[0].counters["rx"], 100);
     assert_eq!(snap.peers.len(), 2);
     let raw = client::request(&sock, "reboot").unwrap();
     assert!(raw.contains("\"error\""), "{raw}");

@@ -3,85 +3,247 @@
 //! Each worker owns its `WorkerCounters` and only it writes them (plain relaxed atomics, so the
 //! stats reader on another thread sees them without a lock). The same struct carries the two
 //! other things a worker shares with the control socket: its capture switch and its published
-//! latency histograms. Drop reasons are an enum so that
-//! stats, metrics and logs all use the same names.
+//! latency histograms.
+//!
+//! Everything here is declared once, in three tables: [`DropReason`] (`reasons!`), the plain
+//! counters of [`WorkerCounters`] (`worker_counters!`, described by [`WorkerCounters::INFO`])
+//! and the AF_XDP socket statistics (`xsk_stats!`). Stats, text, JSON, metrics and the log
+//! line are generated from them, so a new entry shows up everywhere or nowhere.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use nat::NatError;
+use wgproto::keypair::OpenError;
+use wgproto::replay::ReplayError;
 
 use crate::capture::{CapturePoint, CaptureTap};
 use crate::latency::SharedLatency;
 
 macro_rules! reasons {
-    ($($variant:ident => $name:literal: $doc:literal,)*) => {
+    (
+        plain { $($variant:ident => $name:literal: $help:literal,)* }
+        nat { $($nat_variant:ident => $nat_name:literal: $nat_err:ident,)* }
+        decrypt { $($dec_variant:ident => $dec_name:literal: $dec_err:pat => $dec_help:literal,)* }
+    ) => {
         /// Why a frame was dropped. The name is what stats and metrics print.
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        pub enum DropReason { $(#[doc = $doc] $variant,)* }
+        pub enum DropReason {
+            $(#[doc = $help] $variant,)*
+            $(#[doc = concat!("The NAT refused it: [`NatError::", stringify!($nat_err), "`].")]
+            $nat_variant,)*
+            $(#[doc = $dec_help] $dec_variant,)*
+        }
 
         impl DropReason {
             /// Every reason, in declaration order.
-            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
+            pub const ALL: &'static [DropReason] = &[
+                $(DropReason::$variant,)*
+                $(DropReason::$nat_variant,)*
+                $(DropReason::$dec_variant,)*
+            ];
+
+            /// The reasons the NAT gives ([`NatError`]), `nat_*`.
+            pub const NAT: &'static [DropReason] = &[$(DropReason::$nat_variant,)*];
+
+            /// The reasons a transport message fails to open ([`OpenError`]), `decrypt_*`.
+            pub const DECRYPT: &'static [DropReason] = &[$(DropReason::$dec_variant,)*];
 
             /// The stable name used in stats output and metric labels.
             pub fn name(self) -> &'static str {
-                match self { $(DropReason::$variant => $name,)* }
+                match self {
+                    $(DropReason::$variant => $name,)*
+                    $(DropReason::$nat_variant => $nat_name,)*
+                    $(DropReason::$dec_variant => $dec_name,)*
+                }
+            }
+
+            /// What it means, for operators (metrics print it beside the reason's series).
+            pub fn help(self) -> &'static str {
+                match self {
+                    $(DropReason::$variant => $help,)*
+                    $(DropReason::$nat_variant => NatError::$nat_err.help(),)*
+                    $(DropReason::$dec_variant => $dec_help,)*
+                }
+            }
+        }
+
+        /// Each NAT refusal is its own drop reason: a new [`NatError`] does not compile until
+        /// it is given one here.
+        impl From<NatError> for DropReason {
+            fn from(e: NatError) -> Self {
+                match e { $(NatError::$nat_err => DropReason::$nat_variant,)* }
+            }
+        }
+
+        /// Each reason a transport message failed to open is its own drop reason, exhaustively.
+        impl From<OpenError> for DropReason {
+            fn from(e: OpenError) -> Self {
+                match e { $($dec_err => DropReason::$dec_variant,)* }
             }
         }
     };
 }
 
 reasons! {
-    Malformed => "malformed": "Frame too short or headers inconsistent.",
-    NotForUs => "not_for_us": "Redirected by XDP but matches nothing the worker handles.",
-    UnknownReceiver => "unknown_receiver": "WireGuard data for a receiver index with no keypair.",
-    DecryptFailed => "decrypt_failed": "AEAD open failed, replayed counter, or keypair expired.",
-    SourceNotAllowed => "source_not_allowed": "Inner source address not in the sending peer's AllowedIPs.",
-    InnerMalformed => "inner_malformed": "Decrypted packet is not a valid IP packet.",
-    NatRefused => "nat_refused": "NAT table full or no port free for a new flow.",
-    NatNoMapping => "nat_no_mapping": "Return traffic with no NAT mapping.",
-    NatOther => "nat_other": "NAT rejected the packet (bad checksum, untranslatable ICMP error).",
-    NoRoute => "no_route": "No route to the destination.",
-    NoNeighbour => "no_neighbour": "Next hop's MAC unknown; resolution asked of the kernel.",
-    TtlExceeded => "ttl_exceeded": "TTL reached zero while forwarding.",
-    NoPeer => "no_peer": "No peer's AllowedIPs cover the destination of a reply.",
-    NoKeypair => "no_keypair": "Peer has no usable keypair (a handshake was requested).",
-    NoEndpoint => "no_endpoint": "Peer's endpoint is not known yet.",
-    EncryptFailed => "encrypt_failed": "Sealing failed (key exhausted or expired, or packet too big).",
-    TooBig => "too_big": "Packet does not fit the MTU or the frame.",
-    SlowPathFull => "slowpath_full": "The slow path's queue was full.",
-    TxFull => "tx_full": "No TX descriptor or frame free.",
-    Handoff => "handoff": "Belongs to another worker's NAT and its handoff lane was full (or no frame was free to take it).",
-    Unsupported => "unsupported": "Outer IPv6 or VLAN-tagged frame: not handled by the fast path yet.",
+    plain {
+        Malformed => "malformed": "Frame too short or headers inconsistent.",
+        NotForUs => "not_for_us": "Redirected by XDP but matches nothing the worker handles.",
+        UnknownReceiver => "unknown_receiver": "WireGuard data for a receiver index with no keypair.",
+        SourceNotAllowed => "source_not_allowed": "Inner source address not in the sending peer's AllowedIPs.",
+        InnerMalformed => "inner_malformed": "Decrypted packet is not a valid IP packet.",
+        NatUnavailable => "nat_unavailable": "Masquerading is on but this worker has no NAT table.",
+        NoRoute => "no_route": "No route to the destination.",
+        NoNeighbour => "no_neighbour": "Next hop's MAC unknown; resolution asked of the kernel.",
+        TtlExceeded => "ttl_exceeded": "TTL reached zero while forwarding.",
+        NoPeer => "no_peer": "No peer's AllowedIPs cover the destination of a reply.",
+        NoKeypair => "no_keypair": "Peer has no usable keypair (a handshake was requested).",
+        NoEndpoint => "no_endpoint": "Peer's endpoint is not known yet.",
+        EncryptFailed => "encrypt_failed": "Sealing failed (key exhausted or expired, or packet too big).",
+        TooBig => "too_big": "Packet does not fit the MTU or the frame.",
+        SlowPathFull => "slowpath_full": "The slow path's queue was full.",
+        TxFull => "tx_full": "No TX descriptor or frame free.",
+        Handoff => "handoff": "Belongs to another worker's NAT and its handoff lane was full (or no frame was free to take it).",
+        Unsupported => "unsupported": "Outer IPv6 or VLAN-tagged frame: not handled by the fast path yet.",
+    }
+    // One per NatError, named `nat_<NatError::name>`; the help is the NAT's own.
+    nat {
+        NatTruncated => "nat_truncated": Truncated,
+        NatNotIpv4 => "nat_not_ipv4": NotIpv4,
+        NatBadIpHeader => "nat_bad_ip_header": BadIpHeader,
+        NatBadIpChecksum => "nat_bad_ip_checksum": BadIpChecksum,
+        NatFragment => "nat_fragment": Fragment,
+        NatUnsupportedProtocol => "nat_unsupported_protocol": UnsupportedProtocol,
+        NatUnsupportedIcmp => "nat_unsupported_icmp": UnsupportedIcmp,
+        NatNoMapping => "nat_no_mapping": NoMapping,
+        NatTableFull => "nat_table_full": TableFull,
+        NatNoFreePort => "nat_no_free_port": NoFreePort,
+        NatIcmpBadChecksum => "nat_icmp_bad_checksum": IcmpBadChecksum,
+        NatIcmpErrorBadChecksum => "nat_icmp_error_embedded_bad_checksum": IcmpErrorBadChecksum,
+        NatIcmpErrorMalformed => "nat_icmp_error_malformed": IcmpErrorMalformed,
+        NatIcmpErrorNoMapping => "nat_icmp_error_no_mapping": IcmpErrorNoMapping,
+    }
+    // One per way a transport message fails to open (`Keypair::open_in_place`).
+    decrypt {
+        DecryptTooShort => "decrypt_too_short":
+            OpenError::TooShort => "Transport message shorter than its header and tag.",
+        DecryptNotTransport => "decrypt_not_transport":
+            OpenError::NotTransport => "Not a transport message (type or reserved bytes).",
+        DecryptWrongReceiver => "decrypt_wrong_receiver":
+            OpenError::WrongReceiver => "Receiver index of another keypair than the one it was found under.",
+        DecryptExpired => "decrypt_expired":
+            OpenError::Expired => "Receiving keypair past REJECT_AFTER_TIME or retired by the slow path.",
+        DecryptAuthFailed => "decrypt_auth_failed":
+            OpenError::AuthFailed => "AEAD tag did not verify: forged, corrupted or under another key.",
+        DecryptReplayed => "decrypt_replayed":
+            OpenError::Replay(ReplayError::Duplicate) => "Counter accepted before: a replay.",
+        DecryptTooOld => "decrypt_too_old":
+            OpenError::Replay(ReplayError::TooOld) => "Counter further behind the newest than the replay window reaches.",
+        DecryptCounterExhausted => "decrypt_counter_exhausted":
+            OpenError::Replay(ReplayError::Exhausted) => "Counter at or past REJECT_AFTER_MESSAGES.",
+    }
 }
 
-/// Counters of one worker. Written by that worker only.
-#[derive(Default, Debug)]
-pub struct WorkerCounters {
-    pub rx: AtomicU64,
-    pub tx: AtomicU64,
-    pub decrypted: AtomicU64,
-    pub encrypted: AtomicU64,
-    pub keepalives: AtomicU64,
-    pub to_slowpath: AtomicU64,
-    /// Packets this worker received but another worker's NAT owns, copied to that worker
-    /// (`worker::handoff`).
-    pub handed_off: AtomicU64,
-    /// Packets other workers handed to this one.
-    pub handed_in: AtomicU64,
-    pub dropped: [AtomicU64; DropReason::ALL.len()],
-    /// Live NAT mappings of this worker's conntrack: a gauge the worker stores now and then
-    /// (`Conntrack::len`); stays 0 without NAT.
-    pub nat_entries: AtomicU64,
-    /// AF_XDP XDP_STATISTICS of this worker's sockets, summed: gauges the worker stores now
-    /// and then ([`XskGauges::publish`]).
-    pub xsk: XskGauges,
-    /// Packets a capture could not keep because its ring was full (the capture client reads
-    /// too slowly); the packets themselves were forwarded as usual.
-    pub capture_skipped: AtomicU64,
-    /// The worker's capture switch (`dataplane capture`): shared here because this is what
-    /// the worker and the control socket already share.
-    pub capture: CaptureTap,
-    /// Per-stage latency histograms the worker publishes about once a second.
-    pub latency: SharedLatency,
+impl DropReason {
+    /// The reason called `name` (as [`DropReason::name`] prints it).
+    pub fn from_name(name: &str) -> Option<DropReason> {
+        DropReason::ALL.iter().copied().find(|r| r.name() == name)
+    }
+}
+
+/// What kind of number a counter is (the metrics' `# TYPE`; text shows rates of counters only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Only grows.
+    Counter,
+    /// A level the worker stores now and then.
+    Gauge,
+}
+
+/// Where a counter of [`WorkerCounters`] appears in the metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Series {
+    /// This `stage` label of `dataplane_worker_packets_total` (frames, by what happened).
+    Packets(&'static str),
+    /// A metric family of its own, labelled by worker.
+    Own(&'static str),
+}
+
+/// One plain counter of [`WorkerCounters`], as declared in its table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CounterInfo {
+    /// The field's name: the key in stats and JSON, and in the log line.
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+    pub series: Series,
+}
+
+impl CounterInfo {
+    /// The counter called `name` (as [`CounterInfo::name`]).
+    pub fn by_name(name: &str) -> Option<&'static CounterInfo> {
+        WorkerCounters::INFO.iter().find(|c| c.name == name)
+    }
+}
+
+macro_rules! worker_counters {
+    ($($field:ident: $kind:ident, $series:expr, $help:literal;)*) => {
+        /// Counters of one worker. Written by that worker only.
+        #[derive(Debug)]
+        pub struct WorkerCounters {
+            $(#[doc = $help] pub $field: AtomicU64,)*
+            /// Drops, indexed by `DropReason as usize`.
+            pub dropped: [AtomicU64; DropReason::ALL.len()],
+            /// AF_XDP XDP_STATISTICS of this worker's sockets, summed: gauges the worker stores
+            /// now and then ([`XskGauges::publish`]).
+            pub xsk: XskGauges,
+            /// The worker's capture switch (`dataplane capture`): shared here because this is
+            /// what the worker and the control socket already share.
+            pub capture: CaptureTap,
+            /// Per-stage latency histograms the worker publishes about once a second.
+            pub latency: SharedLatency,
+        }
+
+        impl Default for WorkerCounters {
+            fn default() -> Self {
+                WorkerCounters {
+                    $($field: AtomicU64::new(0),)*
+                    // More reasons than arrays implement `Default` for.
+                    dropped: std::array::from_fn(|_| AtomicU64::new(0)),
+                    xsk: XskGauges::default(),
+                    capture: CaptureTap::default(),
+                    latency: SharedLatency::default(),
+                }
+            }
+        }
+
+        impl WorkerCounters {
+            /// The plain counters, in declaration order.
+            pub const INFO: &'static [CounterInfo] = &[$(CounterInfo {
+                name: stringify!($field),
+                help: $help,
+                kind: Kind::$kind,
+                series: $series,
+            },)*];
+
+            /// `(name, value)` of every plain counter, in [`WorkerCounters::INFO`] order.
+            pub fn read(&self) -> [(&'static str, u64); WorkerCounters::INFO.len()] {
+                [$((stringify!($field), self.$field.load(Ordering::Relaxed)),)*]
+            }
+        }
+    };
+}
+
+worker_counters! {
+    rx: Counter, Series::Packets("rx"), "Frames received from the worker's AF_XDP sockets.";
+    tx: Counter, Series::Packets("tx"), "Frames sent on the worker's AF_XDP sockets.";
+    decrypted: Counter, Series::Packets("decrypted"), "Transport messages opened that carried a packet.";
+    encrypted: Counter, Series::Packets("encrypted"), "Packets sealed towards a peer.";
+    keepalives: Counter, Series::Packets("keepalive"), "Transport messages opened that were keepalives (empty).";
+    to_slowpath: Counter, Series::Packets("to_slowpath"), "Messages queued to the slow path (handshakes, packets for the host).";
+    handed_off: Counter, Series::Packets("handed_off"), "Packets this worker received but another worker's NAT owns, copied to that worker.";
+    handed_in: Counter, Series::Packets("handed_in"), "Packets other workers handed to this one.";
+    nat_entries: Gauge, Series::Own("dataplane_nat_entries"), "Live NAT mappings of a worker (0 without NAT).";
+    capture_skipped: Counter, Series::Own("dataplane_capture_skipped_total"), "Packets a running capture could not keep (its reader was too slow); forwarded anyway.";
 }
 
 macro_rules! xsk_stats {
@@ -168,6 +330,53 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), DropReason::ALL.len());
+    }
+
+    #[test]
+    fn every_nat_error_and_open_error_keeps_its_own_reason() {
+        for e in NatError::ALL {
+            let r = DropReason::from(*e);
+            assert_eq!(r.name(), format!("nat_{}", e.name()));
+            assert_eq!(r.help(), e.help());
+        }
+        let open = [
+            OpenError::TooShort,
+            OpenError::NotTransport,
+            OpenError::WrongReceiver,
+            OpenError::Expired,
+            OpenError::AuthFailed,
+            OpenError::Replay(ReplayError::Duplicate),
+            OpenError::Replay(ReplayError::TooOld),
+            OpenError::Replay(ReplayError::Exhausted),
+        ];
+        let mut names: Vec<_> = open.iter().map(|e| DropReason::from(*e).name()).collect();
+        assert!(names.iter().all(|n| n.starts_with("decrypt_")), "{names:?}");
+        assert_eq!(DropReason::DECRYPT.len(), open.len());
+        assert_eq!(DropReason::NAT.len(), NatError::COUNT);
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), open.len());
+        for r in DropReason::ALL {
+            assert_eq!(DropReason::from_name(r.name()), Some(*r));
+            assert!(!r.help().is_empty(), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn the_counter_table_matches_the_struct() {
+        let c = WorkerCounters::default();
+        WorkerCounters::add(&c.handed_in, 4);
+        c.nat_entries.store(9, Ordering::Relaxed);
+        let read = c.read();
+        let names: Vec<_> = read.iter().map(|(n, _)| *n).collect();
+        let info: Vec<_> = WorkerCounters::INFO.iter().map(|i| i.name).collect();
+        assert_eq!(names, info);
+        assert!(read.contains(&("handed_in", 4)) && read.contains(&("nat_entries", 9)));
+        assert_eq!(
+            CounterInfo::by_name("nat_entries").unwrap().kind,
+            Kind::Gauge
+        );
+        assert_eq!(CounterInfo::by_name("nope"), None);
     }
 
     #[test]

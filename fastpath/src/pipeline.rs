@@ -193,14 +193,6 @@ fn inner_len(plain: &[u8]) -> usize {
     len.filter(|&l| l <= plain.len()).unwrap_or(plain.len())
 }
 
-fn nat_drop(e: NatError) -> DropReason {
-    match e {
-        NatError::NoMapping | NatError::IcmpErrorNoMapping => DropReason::NatNoMapping,
-        NatError::TableFull | NatError::NoFreePort => DropReason::NatRefused,
-        _ => DropReason::NatOther,
-    }
-}
-
 impl Pipeline {
     pub fn new(
         cfg: PipelineConfig,
@@ -400,7 +392,7 @@ impl Pipeline {
         self.lap(Stage::Decrypt, since);
         let opened = match opened {
             Ok(o) => o,
-            Err(_) => return Verdict::Drop(DropReason::DecryptFailed),
+            Err(e) => return Verdict::Drop(e.into()),
         };
         let peer = keypair.peer();
         let keepalive = opened.plaintext.is_empty();
@@ -536,7 +528,7 @@ impl Pipeline {
         let end = start + len;
         if self.cfg.masquerade {
             let Some(nat) = self.nat.as_mut() else {
-                return Verdict::Drop(DropReason::NatOther);
+                return Verdict::Drop(DropReason::NatUnavailable);
             };
             match nat.translate_outbound(b.now.as_nanos(), &mut buf[start..end]) {
                 Ok(Outbound::Forward) => {}
@@ -567,7 +559,7 @@ impl Pipeline {
                 Err(NatError::Fragment) | Err(NatError::UnsupportedProtocol) => {
                     return self.punt_to_host(&buf[start..end])
                 }
-                Err(e) => return Verdict::Drop(nat_drop(e)),
+                Err(e) => return Verdict::Drop(e.into()),
             }
         }
         // The LAN side: what leaves towards the server (source translated when NAT is on).
@@ -595,12 +587,12 @@ impl Pipeline {
     /// into the tunnel.
     fn hairpin(&mut self, b: &Batch<'_>, buf: &mut [u8], start: usize, len: usize) -> Verdict {
         let Some(nat) = self.nat.as_mut() else {
-            return Verdict::Drop(DropReason::NatOther);
+            return Verdict::Drop(DropReason::NatUnavailable);
         };
         match nat.translate_inbound(b.now.as_nanos(), &mut buf[start..start + len]) {
             Ok(Inbound::Deliver { inside }) => self.encrypt_to_peer(b, buf, start, len, inside),
             Ok(_) => Verdict::Drop(DropReason::Handoff),
-            Err(e) => Verdict::Drop(nat_drop(e)),
+            Err(e) => Verdict::Drop(e.into()),
         }
     }
 
@@ -705,7 +697,7 @@ impl Pipeline {
                 len: ip.len(),
             },
             Ok(Inbound::NotNat) => self.punt_to_host(&buf[ip]),
-            Err(e) => Verdict::Drop(nat_drop(e)),
+            Err(e) => Verdict::Drop(e.into()),
         }
     }
 

@@ -4,7 +4,7 @@
 //! [`ArcSwap`] once per batch and read it. The slow path owns a master copy, edits it when the
 //! protocol core installs or retires a keypair, when an endpoint roams or when AllowedIPs
 //! change, and swaps in a new snapshot. Per-peer traffic statistics live outside the snapshot
-//! (in [`PeerStats`], shared by `Arc`) so that a swap never loses a count.
+//! (in [`PeerTraffic`], shared by `Arc`) so that a swap never loses a count.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,7 +19,7 @@ use wgproto::peer::PeerId;
 /// Traffic counters of one peer, written by the workers (relaxed atomics: statistics and timer
 /// hints, not synchronisation) and read by the slow path for timers, `wg show` and metrics.
 #[derive(Debug, Default)]
-pub struct PeerStats {
+pub struct PeerTraffic {
     /// Bytes of transport messages received and sent (whole UDP payloads, as `wg show` counts).
     pub rx_bytes: AtomicU64,
     pub tx_bytes: AtomicU64,
@@ -29,7 +29,7 @@ pub struct PeerStats {
     pub tx_data: AtomicU64,
 }
 
-impl PeerStats {
+impl PeerTraffic {
     pub fn note_rx(&self, bytes: usize, keepalive: bool) {
         self.rx_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         if !keepalive {
@@ -50,7 +50,7 @@ pub struct PeerRoute {
     pub sending: Option<Arc<Keypair>>,
     /// Where to send; `None` until configured or learned from an authenticated packet.
     pub endpoint: Option<SocketAddr>,
-    pub stats: Arc<PeerStats>,
+    pub stats: Arc<PeerTraffic>,
 }
 
 /// One snapshot of everything the fast path looks up.

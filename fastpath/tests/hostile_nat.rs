@@ -1,5 +1,5 @@
 //! NAT exhaustion through the pipeline, sans-IO: a tunnel client opens more flows
-//! than the NAT table holds. New flows are refused and counted (`nat_refused`), flows already
+//! than the NAT table holds. New flows are refused and counted (`nat_table_full`), flows already
 //! mapped keep working both ways, and the table takes new flows again once old ones expire.
 
 mod hostile_support;
@@ -76,10 +76,13 @@ fn more_flows_than_the_table_holds_are_refused_counted_and_recovered() {
     for i in 0..10 * CAPACITY as u16 {
         assert_eq!(
             outbound(&mut gw, at(1.0), 20_000 + i),
-            Err(DropReason::NatRefused)
+            Err(DropReason::NatTableFull)
         );
     }
-    assert_eq!(gw.dropped(DropReason::NatRefused), 10 * u64::from(CAPACITY));
+    assert_eq!(
+        gw.dropped(DropReason::NatTableFull),
+        10 * u64::from(CAPACITY)
+    );
     assert_eq!(gw.pipeline.nat().unwrap().len(), CAPACITY as usize);
 
     // Existing flows are unaffected: same mapping outbound, replies delivered inbound.
@@ -108,15 +111,15 @@ fn more_flows_than_the_table_holds_are_refused_counted_and_recovered() {
     }
     assert_eq!(gw.pipeline.nat().unwrap().len(), keep.len());
     // The freed half takes new flows again; the next one past capacity is refused again.
-    let refused_before = gw.dropped(DropReason::NatRefused);
+    let refused_before = gw.dropped(DropReason::NatTableFull);
     for i in 0..(CAPACITY as usize - keep.len()) as u16 {
         outbound(&mut gw, at(now), 30_000 + i).expect("recovered capacity");
     }
     assert_eq!(
         outbound(&mut gw, at(now), 40_000),
-        Err(DropReason::NatRefused)
+        Err(DropReason::NatTableFull)
     );
-    assert_eq!(gw.dropped(DropReason::NatRefused), refused_before + 1);
+    assert_eq!(gw.dropped(DropReason::NatTableFull), refused_before + 1);
     for &s in &keep {
         assert_eq!(reply(&mut gw, at(now), mapped[&s]), Ok(s));
     }

@@ -82,10 +82,11 @@ fn replayed_and_reordered_packets_are_delivered_at_most_once() {
         "exactly the counters inside the window"
     );
     let too_old = oldest_in_window;
-    assert_eq!(gw.dropped(DropReason::DecryptFailed), too_old);
+    assert_eq!(gw.decrypt_failed(), too_old);
+    assert_eq!(gw.dropped(DropReason::DecryptTooOld), too_old);
 
     // Every capture again, in order then in reverse, then shuffled in blocks: all replays.
-    let before = gw.dropped(DropReason::DecryptFailed);
+    let before = gw.decrypt_failed();
     for f in frames.iter().chain(frames.iter().rev()) {
         note(deliver(&mut gw, f, 2), &mut delivered);
     }
@@ -105,7 +106,7 @@ fn replayed_and_reordered_packets_are_delivered_at_most_once() {
             .chunks(97)
             .map(|b| (b.len().div_ceil(3) + (b.len() - 1).div_ceil(3)) as u64)
             .sum::<u64>();
-    assert_eq!(gw.dropped(DropReason::DecryptFailed) - before, replays);
+    assert_eq!(gw.decrypt_failed() - before, replays);
     assert_eq!(gw.opened(), expected.len() as u64);
 
     // Only the first packet on the keypair (key confirmation) was reported, from the client.
@@ -121,12 +122,14 @@ fn replayed_and_reordered_packets_are_delivered_at_most_once() {
         deliver(&mut gw, last, 5),
         Some(n + 3 * REPLAY_WINDOW_USABLE as u32 - 1)
     );
-    let stale_before = gw.dropped(DropReason::DecryptFailed);
+    let stale_before = gw.decrypt_failed();
+    let too_old_before = gw.dropped(DropReason::DecryptTooOld);
     for f in &later[..REPLAY_WINDOW_USABLE as usize] {
         assert_eq!(deliver(&mut gw, f, 6), None, "beyond the window");
     }
+    assert_eq!(gw.decrypt_failed() - stale_before, REPLAY_WINDOW_USABLE);
     assert_eq!(
-        gw.dropped(DropReason::DecryptFailed) - stale_before,
+        gw.dropped(DropReason::DecryptTooOld) - too_old_before,
         REPLAY_WINDOW_USABLE
     );
 }
@@ -150,7 +153,7 @@ fn flipped_bits_are_refused_and_do_not_burn_the_counter() {
             refused += 1;
         }
     }
-    let counted = gw.dropped(DropReason::DecryptFailed)
+    let counted = gw.decrypt_failed()
         + gw.dropped(DropReason::UnknownReceiver)
         + gw.dropped(DropReason::Malformed);
     assert_eq!(counted, refused, "every refusal counted: {:?}", gw.drops);
@@ -227,7 +230,10 @@ fn a_peers_index_from_another_address_moves_nothing() {
         p[Frame::UDP_PAYLOAD + 8..Frame::UDP_PAYLOAD + 16].copy_from_slice(&c.to_le_bytes());
         assert_eq!(deliver(&mut gw, &f, 2), None);
     }
-    assert_eq!(gw.dropped(DropReason::DecryptFailed), 2 + 2000);
+    assert_eq!(gw.decrypt_failed(), 2 + 2000);
+    // The replay is a duplicate; the forged body and the garbage ones fail the tag.
+    assert_eq!(gw.dropped(DropReason::DecryptReplayed), 1);
+    assert_eq!(gw.dropped(DropReason::DecryptAuthFailed), 1 + 2000);
     let msgs = gw.drain_slow_path();
     assert!(
         authenticated(&msgs).is_empty(),

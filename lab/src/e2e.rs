@@ -123,7 +123,7 @@ impl LoggedCounters {
 pub fn parse_logged_counters(log: &str) -> Vec<LoggedCounters> {
     let mut by_worker: Vec<LoggedCounters> = Vec::new();
     for line in log.lines() {
-        // `... INFO dataplane::runtime: counters worker=0 rx=5 ... dropped=a=1 b=2`
+        // `... INFO dataplane::runtime: counters rx=5 tx=4 ... worker=0 dropped=a=1 b=2`
         let Some(at) = line.find(": counters ") else {
             continue;
         };
@@ -389,5 +389,12 @@ mod tests {
         assert_eq!(c[0].dropped("no_neighbour"), 1);
         assert_eq!(c[0].dropped("tx_full"), 0);
         assert!(parse_logged_counters("no counters here").is_empty());
+        // The gateway's current order: every declared counter, then the worker, then drops.
+        let log = "2026-01-01T00:00:30Z  INFO dataplane::runtime: counters rx=6 tx=5 decrypted=4 \
+                   encrypted=3 keepalives=1 to_slowpath=2 handed_off=0 handed_in=0 nat_entries=7 \
+                   capture_skipped=0 worker=1 dropped=decrypt_auth_failed=2\n";
+        let c = parse_logged_counters(log);
+        assert_eq!((c[0].worker, c[0].rx, c[0].to_slowpath), (1, 6, 2));
+        assert_eq!(c[0].dropped, vec![("decrypt_auth_failed".to_string(), 2)]);
     }
 }

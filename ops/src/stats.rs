@@ -8,7 +8,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(test)]
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -43,32 +44,27 @@ pub struct StatsSnapshot {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkerStats {
     pub worker: usize,
-    pub rx: u64,
-    pub tx: u64,
-    pub decrypted: u64,
-    pub encrypted: u64,
-    pub keepalives: u64,
-    pub to_slowpath: u64,
-    /// Packets handed to another worker whose NAT owns them, and received from others.
-    #[serde(default)]
-    pub handed_off: u64,
-    #[serde(default)]
-    pub handed_in: u64,
-    /// Live NAT mappings (a gauge).
-    pub nat_entries: u64,
+    /// Every plain counter of [`WorkerCounters::INFO`] by name (`rx`, `decrypted`,
+    /// `nat_entries`, ...), zeros included. Flattened: in JSON each is a field of the worker.
+    #[serde(flatten)]
+    pub counters: BTreeMap<String, u64>,
     /// Every drop reason, zeros included, so series never appear out of nowhere.
     pub drops: BTreeMap<String, u64>,
     /// AF_XDP XDP_STATISTICS of the worker's sockets, summed.
     pub xsk: BTreeMap<String, u64>,
-    /// Packets a capture skipped because its reader was too slow.
-    #[serde(default)]
-    pub capture_skipped: u64,
     /// The point a running `dataplane capture` taps on this worker; `None` when none runs.
     #[serde(default)]
     pub capture: Option<CapturePoint>,
     /// Per-stage latency ([`fastpath::latency::Stage`] names) over sampled frames.
     #[serde(default)]
     pub latency: BTreeMap<String, LatencySummary>,
+}
+
+impl WorkerStats {
+    /// The counter called `name`; 0 when the snapshot lacks it (taken by another version).
+    pub fn counter(&self, name: &str) -> u64 {
+        self.counters.get(name).copied().unwrap_or(0)
+    }
 }
 
 /// The XDP program's counters on one interface.
@@ -108,29 +104,15 @@ pub trait StatsSource: Send + Sync {
 
 /// A worker's counters as [`WorkerStats`].
 pub fn worker_stats(worker: usize, c: &WorkerCounters) -> WorkerStats {
-    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let named = |(n, v): &(&str, u64)| (n.to_string(), *v);
     WorkerStats {
         worker,
-        rx: load(&c.rx),
-        tx: load(&c.tx),
-        decrypted: load(&c.decrypted),
-        encrypted: load(&c.encrypted),
-        keepalives: load(&c.keepalives),
-        to_slowpath: load(&c.to_slowpath),
-        handed_off: load(&c.handed_off),
-        handed_in: load(&c.handed_in),
-        nat_entries: load(&c.nat_entries),
+        counters: c.read().iter().map(named).collect(),
         drops: DropReason::ALL
             .iter()
             .map(|r| (r.name().to_string(), c.dropped(*r)))
             .collect(),
-        xsk: c
-            .xsk
-            .read()
-            .iter()
-            .map(|(n, v)| (n.to_string(), *v))
-            .collect(),
-        capture_skipped: load(&c.capture_skipped),
+        xsk: c.xsk.read().iter().map(named).collect(),
         capture: c.capture.point(),
         latency: c.latency.summaries(),
     }
@@ -159,21 +141,10 @@ pub fn slow_path_health(h: &slowpath::watchdog::HealthReport) -> [(String, u64);
 
 /// The slow path's counters by name.
 pub fn slow_path_stats(c: &SlowPathCounters) -> BTreeMap<String, u64> {
-    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    [
-        ("handshakes_received", load(&c.handshakes_received)),
-        ("handshakes_dropped", load(&c.handshakes_dropped)),
-        ("handshakes_bad_mac1", load(&c.handshakes_bad_mac1)),
-        ("handshakes_rate_limited", load(&c.handshakes_rate_limited)),
-        ("cookie_replies_sent", load(&c.cookie_replies_sent)),
-        ("host_packets_in", load(&c.host_packets_in)),
-        ("host_packets_out", load(&c.host_packets_out)),
-        ("host_packets_dropped", load(&c.host_packets_dropped)),
-        ("send_errors", load(&c.send_errors)),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
+    c.read()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
 }
 
 /// Peer names by base64 public key: from the config at start, refreshed from the config file
@@ -331,13 +302,27 @@ mod tests {
             },
         ]);
         let w = worker_stats(3, &c);
-        assert_eq!((w.worker, w.rx, w.nat_entries), (3, 5, 7));
+        assert_eq!(
+            (w.worker, w.counters["rx"], w.counters["nat_entries"]),
+            (3, 5, 7)
+        );
+        assert_eq!(w.counters.len(), WorkerCounters::INFO.len());
         assert_eq!(w.drops.len(), DropReason::ALL.len());
         assert_eq!(w.drops["no_route"], 2);
         assert_eq!(w.drops["malformed"], 0);
         assert_eq!(w.xsk["rx_dropped"], 11);
         assert_eq!(w.xsk["rx_ring_full"], 2);
         assert_eq!(w.xsk.len(), XskGauges::NAMES.len());
+    }
+
+    #[test]
+    fn slow_path_stats_name_every_declared_counter() {
+        let c = SlowPathCounters::default();
+        c.send_errors.fetch_add(2, Ordering::Relaxed);
+        let s = slow_path_stats(&c);
+        assert_eq!(s.len(), c.read().len());
+        assert_eq!(s["send_errors"], 2);
+        assert_eq!(s["handshakes_bad_mac1"], 0);
     }
 
     #[test]
@@ -359,5 +344,9 @@ mod tests {
         let json = serde_json::to_string(&s).unwrap();
         let back: StatsSnapshot = serde_json::from_str(&json).unwrap();
         assert_eq!(back, s);
+        // Each counter is a field of the worker, as before the table.
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["workers"][0]["decrypted"], 0);
+        assert_eq!(v["workers"][0]["handed_off"], 0);
     }
 }

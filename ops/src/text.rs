@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::stats::StatsSnapshot;
+use fastpath::counters::{CounterInfo, Kind, Series, WorkerCounters};
 use fastpath::latency::{human_ns, Stage, SAMPLE_EVERY};
 
 /// Renders `now`; with `prev` (taken `prev.uptime_seconds` earlier), rates are added.
@@ -29,19 +30,27 @@ pub fn render(now: &StatsSnapshot, prev: Option<&StatsSnapshot>) -> String {
     for w in &now.workers {
         let old = prev.and_then(|p| p.workers.iter().find(|o| o.worker == w.worker));
         let _ = writeln!(s, "worker {}:", w.worker);
-        for (name, cur, o) in [
-            ("rx", w.rx, old.map(|o| o.rx)),
-            ("tx", w.tx, old.map(|o| o.tx)),
-            ("decrypted", w.decrypted, old.map(|o| o.decrypted)),
-            ("encrypted", w.encrypted, old.map(|o| o.encrypted)),
-            ("keepalives", w.keepalives, old.map(|o| o.keepalives)),
-            ("to_slowpath", w.to_slowpath, old.map(|o| o.to_slowpath)),
-            ("handed_off", w.handed_off, old.map(|o| o.handed_off)),
-            ("handed_in", w.handed_in, old.map(|o| o.handed_in)),
-        ] {
-            let _ = writeln!(s, "  {name:<12} {cur}{}", rate(cur, o));
+        // The declared counters in table order, then any this version does not know.
+        let known = WorkerCounters::INFO.iter().map(|i| (i.name, Some(i)));
+        let unknown = w
+            .counters
+            .keys()
+            .filter(|k| CounterInfo::by_name(k).is_none())
+            .map(|k| (k.as_str(), None));
+        for (name, info) in known.chain(unknown) {
+            let cur = w.counter(name);
+            let o = old.map(|o| o.counter(name));
+            match info.map(|i| (i.kind, i.series)) {
+                Some((Kind::Gauge, _)) => {
+                    let _ = writeln!(s, "  {name:<12} {cur}");
+                }
+                // Counters outside the packet stages are rare events: shown once they happen.
+                Some((Kind::Counter, Series::Own(_))) if cur == 0 => {}
+                _ => {
+                    let _ = writeln!(s, "  {name:<12} {cur}{}", rate(cur, o));
+                }
+            }
         }
-        let _ = writeln!(s, "  {:<12} {}", "nat_entries", w.nat_entries);
         let drops: Vec<String> = w
             .drops
             .iter()
@@ -73,9 +82,6 @@ pub fn render(now: &StatsSnapshot, prev: Option<&StatsSnapshot>) -> String {
         }
         if let Some(point) = w.capture {
             let _ = writeln!(s, "  {:<12} running at {point}", "capture");
-        }
-        if w.capture_skipped > 0 {
-            let _ = writeln!(s, "  {:<12} {}", "capture_skipped", w.capture_skipped);
         }
         if w.latency.values().any(|l| l.count > 0) {
             let _ = writeln!(
@@ -240,10 +246,9 @@ mod tests {
             uptime_seconds: 10.0,
             ..Default::default()
         };
-        a.workers.push(WorkerStats {
-            rx: 100,
-            ..Default::default()
-        });
+        let mut w = WorkerStats::default();
+        w.counters.insert("rx".into(), 100);
+        a.workers.push(w);
         a.peers.push(PeerStats {
             name: Some("peer1".into()),
             public_key: "k".into(),
@@ -252,7 +257,7 @@ mod tests {
         });
         let mut b = a.clone();
         b.uptime_seconds = 12.0;
-        b.workers[0].rx = 300;
+        b.workers[0].counters.insert("rx".into(), 300);
         b.workers[0].drops.insert("no_route".into(), 4);
         b.peers[0].rx_bytes = 4096;
         let once = render(&b, None);

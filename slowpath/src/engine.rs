@@ -33,7 +33,7 @@ use crate::tun::{Tun, TunConfig};
 use crate::uapi::{DeviceSnapshot, Errno, PeerSnapshot, SetRequest, UapiBackend, UapiServer};
 use crate::watchdog::{Health, HealthReport, StallKnob, TestStall, STALL_THRESHOLD};
 use fastpath::queue::{Clock, SlowPathReceiver, ToSlowPath};
-use fastpath::tables::{PeerRoute, PeerStats, SharedTables, Tables};
+use fastpath::tables::{PeerRoute, PeerTraffic, SharedTables, Tables};
 
 /// How often statistics become timer events and timers are checked when nothing arrives.
 const TICK: Duration = Duration::from_millis(20);
@@ -41,21 +41,31 @@ const TICK: Duration = Duration::from_millis(20);
 /// (not only once the queue is empty): a flood must not hold replies back or pile them up.
 const FLUSH_EVERY: usize = 64;
 
-/// Counters of the slow path, for stats and metrics.
-#[derive(Debug, Default)]
-pub struct SlowPathCounters {
-    pub handshakes_received: AtomicU64,
-    pub handshakes_dropped: AtomicU64,
-    /// Of `handshakes_dropped`: mac1 did not verify (not addressed to us, or forged), dropped
-    /// before any other work (whitepaper §5.4.4).
-    pub handshakes_bad_mac1: AtomicU64,
-    /// Of `handshakes_dropped`: refused by the per-source rate limiter under load.
-    pub handshakes_rate_limited: AtomicU64,
-    pub cookie_replies_sent: AtomicU64,
-    pub host_packets_in: AtomicU64,
-    pub host_packets_out: AtomicU64,
-    pub host_packets_dropped: AtomicU64,
-    pub send_errors: AtomicU64,
+macro_rules! slow_path_counters {
+    ($($field:ident: $doc:literal,)*) => {
+        /// Counters of the slow path, for stats and metrics.
+        #[derive(Debug, Default)]
+        pub struct SlowPathCounters { $(#[doc = $doc] pub $field: AtomicU64,)* }
+
+        impl SlowPathCounters {
+            /// `(name, value)` of every counter, in declaration order.
+            pub fn read(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($field), self.$field.load(Ordering::Relaxed)),)*]
+            }
+        }
+    };
+}
+
+slow_path_counters! {
+    handshakes_received: "Handshake messages taken off the workers' queue.",
+    handshakes_dropped: "Handshake messages dropped (invalid, or refused under load).",
+    handshakes_bad_mac1: "Of `handshakes_dropped`: mac1 did not verify (not addressed to us, or forged), dropped before any other work (whitepaper §5.4.4).",
+    handshakes_rate_limited: "Of `handshakes_dropped`: refused by the per-source rate limiter under load.",
+    cookie_replies_sent: "Cookie replies sent instead of handshake responses, under load.",
+    host_packets_in: "Packets from the workers written to wg0.",
+    host_packets_out: "Packets read from wg0 and sent into the tunnel.",
+    host_packets_dropped: "Packets to or from wg0 not delivered (write failed, no peer or session, sealing failed).",
+    send_errors: "Datagrams the slow path failed to send.",
 }
 
 /// What the slow path is started with.
@@ -72,7 +82,7 @@ pub struct SlowPathConfig {
 struct State {
     device: Device,
     master: Tables,
-    stats: HashMap<PeerId, Arc<PeerStats>>,
+    stats: HashMap<PeerId, Arc<PeerTraffic>>,
     /// Data counters at the last tick, to turn traffic into timer events.
     seen: HashMap<PeerId, (u64, u64)>,
     routes: HashSet<IpPrefix>,
@@ -420,7 +430,7 @@ impl Shared {
     /// tick, far below the protocol's timeouts of seconds.
     fn feed_traffic(&self, st: &mut State) {
         let now = self.clock.now();
-        let peers: Vec<(PeerId, Arc<PeerStats>)> =
+        let peers: Vec<(PeerId, Arc<PeerTraffic>)> =
             st.stats.iter().map(|(id, s)| (*id, s.clone())).collect();
         for (id, stats) in peers {
             let rx = stats.rx_data.load(Ordering::Relaxed);

@@ -110,7 +110,7 @@ fn run(args: &CaptureArgs) -> anyhow::Result<()> {
 fn skipped_total(socket: &Path) -> Option<u64> {
     client::request_stats(socket)
         .ok()
-        .map(|s| s.workers.iter().map(|w| w.capture_skipped).sum())
+        .map(|s| s.workers.iter().map(|w| w.counter("capture_skipped")).sum())
 }
 
 /// Skipped packets since `before`, as text ("unknown" when the stats are unreadable).

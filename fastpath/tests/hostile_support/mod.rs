@@ -20,7 +20,7 @@ use fastpath::counters::{DropReason, WorkerCounters};
 use fastpath::pipeline::{Batch, Pipeline, PipelineConfig, Verdict};
 use fastpath::queue::{slow_path_queue, SlowPathReceiver, ToSlowPath};
 use fastpath::route::{Link, Mac, NextHop, NextHopReader, Resolution, RouteSnapshot};
-use fastpath::tables::{PeerRoute, PeerStats, Tables};
+use fastpath::tables::{PeerRoute, PeerTraffic, Tables};
 use nat::{Conntrack, NatConfig};
 use wgproto::config::IpPrefix;
 use wgproto::keypair::{sealed_len, Keypair};
@@ -169,7 +169,7 @@ impl Gateway {
             PeerRoute {
                 sending: Some(gw_kp),
                 endpoint: Some(SocketAddr::V4(CLIENT_EP)),
-                stats: Arc::new(PeerStats::default()),
+                stats: Arc::new(PeerTraffic::default()),
             },
         );
         tables
@@ -219,6 +219,11 @@ impl Gateway {
 
     pub fn dropped(&self, r: DropReason) -> u64 {
         self.pipeline.counters().dropped(r)
+    }
+
+    /// Drops of every reason a transport message failed to open (`decrypt_*`).
+    pub fn decrypt_failed(&self) -> u64 {
+        DropReason::DECRYPT.iter().map(|r| self.dropped(*r)).sum()
     }
 
     /// Successful opens so far: data packets plus keepalives.

@@ -14,6 +14,7 @@ pub use server::MetricsServer;
 use std::fmt::Write as _;
 
 use crate::StatsSnapshot;
+use fastpath::counters::{CounterInfo, DropReason, Kind, Series, WorkerCounters};
 
 /// The `Content-Type` of the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -38,6 +39,16 @@ fn labels(pairs: &[(&str, &str)]) -> String {
         .map(|(k, v)| format!("{k}=\"{}\"", esc(v)))
         .collect();
     format!("{{{}}}", inner.join(","))
+}
+
+/// A family's HELP followed by what each of its label values means: one HELP line per family
+/// is all the format allows.
+fn described<'a>(what: &str, values: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut s = format!("{what}.");
+    for (value, help) in values {
+        let _ = write!(s, " {value}: {}.", help.trim_end_matches('.'));
+    }
+    s
 }
 
 struct Family<'a> {
@@ -112,34 +123,40 @@ pub fn render(s: &StatsSnapshot) -> String {
     );
     f.sample("dataplane_uptime_seconds", "", s.uptime_seconds);
 
+    // The workers' counters, as declared in `fastpath::counters`: the packet stages share one
+    // family (the HELP says what each stage means), the rest have their own.
+    let stages: Vec<(&str, &CounterInfo)> = WorkerCounters::INFO
+        .iter()
+        .filter_map(|i| match i.series {
+            Series::Packets(stage) => Some((stage, i)),
+            Series::Own(_) => None,
+        })
+        .collect();
     f.header(
         "dataplane_worker_packets_total",
         "counter",
-        "Frames handled by a worker, by what happened to them",
+        &described(
+            "Frames handled by a worker, by what happened to them (stage)",
+            stages.iter().map(|(stage, i)| (*stage, i.help)),
+        ),
     );
     for w in &s.workers {
         let id = w.worker.to_string();
-        for (what, v) in [
-            ("rx", w.rx),
-            ("tx", w.tx),
-            ("decrypted", w.decrypted),
-            ("encrypted", w.encrypted),
-            ("keepalive", w.keepalives),
-            ("to_slowpath", w.to_slowpath),
-            ("handed_off", w.handed_off),
-            ("handed_in", w.handed_in),
-        ] {
+        for (stage, i) in &stages {
             f.sample(
                 "dataplane_worker_packets_total",
-                &labels(&[("worker", &id), ("stage", what)]),
-                v,
+                &labels(&[("worker", &id), ("stage", stage)]),
+                w.counter(i.name),
             );
         }
     }
     f.header(
         "dataplane_worker_drops_total",
         "counter",
-        "Frames a worker dropped, by reason",
+        &described(
+            "Frames a worker dropped, by reason",
+            DropReason::ALL.iter().map(|r| (r.name(), r.help())),
+        ),
     );
     for w in &s.workers {
         let id = w.worker.to_string();
@@ -151,17 +168,22 @@ pub fn render(s: &StatsSnapshot) -> String {
             );
         }
     }
-    f.header(
-        "dataplane_capture_skipped_total",
-        "counter",
-        "Packets a running capture could not keep (its reader was too slow); forwarded anyway",
-    );
-    for w in &s.workers {
-        f.sample(
-            "dataplane_capture_skipped_total",
-            &labels(&[("worker", &w.worker.to_string())]),
-            w.capture_skipped,
-        );
+    for i in WorkerCounters::INFO {
+        let Series::Own(family) = i.series else {
+            continue;
+        };
+        let kind = match i.kind {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        };
+        f.header(family, kind, i.help.trim_end_matches('.'));
+        for w in &s.workers {
+            f.sample(
+                family,
+                &labels(&[("worker", &w.worker.to_string())]),
+                w.counter(i.name),
+            );
+        }
     }
     f.header(
         "dataplane_stage_latency_seconds",
@@ -195,18 +217,6 @@ pub fn render(s: &StatsSnapshot) -> String {
                 l.count,
             );
         }
-    }
-    f.header(
-        "dataplane_nat_entries",
-        "gauge",
-        "Live NAT mappings of a worker",
-    );
-    for w in &s.workers {
-        f.sample(
-            "dataplane_nat_entries",
-            &labels(&[("worker", &w.worker.to_string())]),
-            w.nat_entries,
-        );
     }
     f.header(
         "dataplane_afxdp_socket_events_total",
@@ -293,4 +303,37 @@ pub fn render(s: &StatsSnapshot) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::worker_stats;
+
+    #[test]
+    fn every_declared_counter_and_reason_is_exported_and_described() {
+        let c = WorkerCounters::default();
+        WorkerCounters::add(&c.keepalives, 2);
+        c.count_drop(DropReason::DecryptAuthFailed);
+        let mut s = StatsSnapshot::default();
+        s.workers.push(worker_stats(0, &c));
+        let text = render(&s);
+        for line in [
+            "dataplane_worker_packets_total{worker=\"0\",stage=\"keepalive\"} 2",
+            "dataplane_worker_drops_total{worker=\"0\",reason=\"decrypt_auth_failed\"} 1",
+            "# TYPE dataplane_nat_entries gauge",
+            "dataplane_nat_entries{worker=\"0\"} 0",
+            "# TYPE dataplane_capture_skipped_total counter",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+        let help = |family: &str| {
+            let head = format!("# HELP {family} ");
+            text.lines().find_map(|l| l.strip_prefix(&head)).unwrap()
+        };
+        for r in DropReason::ALL {
+            assert!(help("dataplane_worker_drops_total").contains(&format!(" {}: ", r.name())));
+        }
+        assert!(help("dataplane_worker_packets_total").contains(" keepalive: "));
+    }
 }
