@@ -67,6 +67,8 @@ pub struct WorkerCounters {
     pub handed_off: AtomicU64,
     /// Packets other workers handed to this one.
     pub handed_in: AtomicU64,
+    /// TCP/UDP checksums completed: the sender left only the pseudo-header sum (tx offload).
+    pub csum_completed: AtomicU64,
     pub dropped: [AtomicU64; DropReason::ALL.len()],
     /// Live NAT mappings of this worker's conntrack: a gauge the worker stores now and then
     /// (`Conntrack::len`); stays 0 without NAT.

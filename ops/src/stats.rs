@@ -54,6 +54,9 @@ pub struct WorkerStats {
     pub handed_off: u64,
     #[serde(default)]
     pub handed_in: u64,
+    /// Partial TCP/UDP checksums (sender's tx offload) the worker completed.
+    #[serde(default)]
+    pub csum_completed: u64,
     /// Live NAT mappings (a gauge).
     pub nat_entries: u64,
     /// Every drop reason, zeros included, so series never appear out of nowhere.
@@ -119,6 +122,7 @@ pub fn worker_stats(worker: usize, c: &WorkerCounters) -> WorkerStats {
         to_slowpath: load(&c.to_slowpath),
         handed_off: load(&c.handed_off),
         handed_in: load(&c.handed_in),
+        csum_completed: load(&c.csum_completed),
         nat_entries: load(&c.nat_entries),
         drops: DropReason::ALL
             .iter()

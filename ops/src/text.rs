@@ -38,6 +38,11 @@ pub fn render(now: &StatsSnapshot, prev: Option<&StatsSnapshot>) -> String {
             ("to_slowpath", w.to_slowpath, old.map(|o| o.to_slowpath)),
             ("handed_off", w.handed_off, old.map(|o| o.handed_off)),
             ("handed_in", w.handed_in, old.map(|o| o.handed_in)),
+            (
+                "csum_completed",
+                w.csum_completed,
+                old.map(|o| o.csum_completed),
+            ),
         ] {
             let _ = writeln!(s, "  {name:<12} {cur}{}", rate(cur, o));
         }

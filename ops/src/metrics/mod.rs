@@ -128,6 +128,7 @@ pub fn render(s: &StatsSnapshot) -> String {
             ("to_slowpath", w.to_slowpath),
             ("handed_off", w.handed_off),
             ("handed_in", w.handed_in),
+            ("csum_completed", w.csum_completed),
         ] {
             f.sample(
                 "dataplane_worker_packets_total",
