@@ -242,6 +242,7 @@ worker_counters! {
     to_slowpath: Counter, Series::Packets("to_slowpath"), "Messages queued to the slow path (handshakes, packets for the host).";
     handed_off: Counter, Series::Packets("handed_off"), "Packets this worker received but another worker's NAT owns, copied to that worker.";
     handed_in: Counter, Series::Packets("handed_in"), "Packets other workers handed to this one.";
+    csum_completed: Counter, Series::Packets("csum_completed"), "TCP/UDP checksums completed: the sender left only the pseudo-header sum (tx checksum offload).";
     nat_entries: Gauge, Series::Own("dataplane_nat_entries"), "Live NAT mappings of a worker (0 without NAT).";
     capture_skipped: Counter, Series::Own("dataplane_capture_skipped_total"), "Packets a running capture could not keep (its reader was too slow); forwarded anyway.";
 }

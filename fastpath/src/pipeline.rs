@@ -526,6 +526,7 @@ impl Pipeline {
         hop: NextHop,
     ) -> Verdict {
         let end = start + len;
+        self.complete_checksum(&mut buf[start..end]);
         if self.cfg.masquerade {
             let Some(nat) = self.nat.as_mut() else {
                 return Verdict::Drop(DropReason::NatUnavailable);
@@ -679,6 +680,7 @@ impl Pipeline {
             let kind = IcmpError::FragmentationNeeded { mtu };
             return self.icmp_to_lan(b, buf, ip, kind, DropReason::TooBig);
         }
+        self.complete_checksum(&mut buf[ip.clone()]);
         let Some(nat) = self.nat.as_mut() else {
             return Verdict::Drop(DropReason::NotForUs);
         };
@@ -811,6 +813,15 @@ impl Pipeline {
                 self.routes.request(IpAddr::V4(dst));
                 Err(park)
             }
+        }
+    }
+
+    /// Completes a TCP/UDP checksum its sender left partial (tx offload, as on Docker's veths)
+    /// before the NAT updates it incrementally and it leaves: the receiver would drop it.
+    #[inline]
+    fn complete_checksum(&self, packet: &mut [u8]) {
+        if wire::partial::complete_partial_ipv4(packet) {
+            WorkerCounters::add(&self.counters.csum_completed, 1);
         }
     }
 
