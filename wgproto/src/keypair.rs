@@ -19,12 +19,13 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
 use crate::constants::{
     AEAD_TAG_LEN, MSG_TRANSPORT, PADDING_MULTIPLE, REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME,
     REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME, REKEY_ON_RECEIVE_AFTER_TIME, TRANSPORT_HEADER_LEN,
-    TRANSPORT_MIN_LEN,
 };
 use crate::noise::SessionKeys;
 use crate::peer::PeerId;
 use crate::replay::{ReplayError, ReplayWindow};
 use crate::time::Timestamp;
+use wire::wireguard::TransportPacket;
+use wire::Error as WireError;
 
 /// A sealed transport message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -288,22 +289,18 @@ impl Keypair {
     /// Authenticates and decrypts the transport message `buf` in place, then (only if the tag
     /// verified) checks and records its counter in the replay window (§5.4.6, RFC 6479).
     pub fn open_in_place(&self, now: Timestamp, buf: &mut [u8]) -> Result<Opened, OpenError> {
-        if buf.len() < TRANSPORT_MIN_LEN {
-            return Err(OpenError::TooShort);
-        }
-        if buf[..4] != [MSG_TRANSPORT, 0, 0, 0] {
-            return Err(OpenError::NotTransport);
-        }
-        let receiver = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
-        if receiver != self.local_index {
+        let header = match TransportPacket::new_checked(&*buf) {
+            Ok(h) => h,
+            Err(WireError::Truncated) => return Err(OpenError::TooShort),
+            Err(_) => return Err(OpenError::NotTransport),
+        };
+        if header.receiver_index() != self.local_index {
             return Err(OpenError::WrongReceiver);
         }
         if self.is_expired(now) {
             return Err(OpenError::Expired);
         }
-        let mut c = [0u8; 8];
-        c.copy_from_slice(&buf[8..16]);
-        let counter = u64::from_le_bytes(c);
+        let counter = header.counter();
         if counter >= REJECT_AFTER_MESSAGES {
             return Err(OpenError::Replay(ReplayError::Exhausted));
         }
