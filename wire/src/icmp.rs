@@ -8,6 +8,10 @@ use crate::{read_u16, write_u16, Error};
 /// Type, code, checksum, rest of header.
 pub const HEADER_LEN: usize = 8;
 
+/// Bytes of the offending datagram's data an error quotes after its IP header, at least
+/// (RFC 792; RFC 1812 §4.3.2.3 allows more).
+pub const QUOTED_DATA_LEN: usize = 8;
+
 /// Message types.
 pub const ECHO_REPLY: u8 = 0;
 pub const DEST_UNREACHABLE: u8 = 3;

@@ -485,6 +485,10 @@ mod tests {
             );
             assert_eq!(p, before);
         }
+        assert_eq!(
+            Packet::new_checked(&mut [0u8; 10][..]).unwrap_err(),
+            Error::Truncated
+        );
     }
 
     #[test]
