@@ -31,6 +31,8 @@ use wgproto::time::Timestamp;
 
 use crate::pacing::Pacer;
 use crate::packets::SizeMix;
+use wire::ipv4;
+
 use crate::probe::{write_probe, Arrivals, SendTimes, INNER_IP_UDP, MIN_PROBE_PACKET};
 use crate::session::wall_clock;
 use crate::udp_batch::{monotonic_ns, recv_batch, send_batch, socket_in, RecvBatch};
@@ -317,8 +319,8 @@ pub fn write_inner(
     let (hdr, payload) = out[..size].split_at_mut(INNER_IP_UDP);
     write_probe(payload, seq, stamp_ns);
     let mut ip = etherparse::Ipv4Header::new(
-        (size - 20) as u16,
-        64,
+        (size - ipv4::HEADER_LEN) as u16,
+        ipv4::DEFAULT_TTL,
         etherparse::IpNumber::UDP,
         src.ip().octets(),
         dst.ip().octets(),
@@ -327,15 +329,15 @@ pub fn write_inner(
     ip.header_checksum = ip.calc_header_checksum();
     let udp = etherparse::UdpHeader::with_ipv4_checksum(src.port(), dst.port(), &ip, payload)
         .expect("a payload below 64 KiB");
-    hdr[..20].copy_from_slice(&ip.to_bytes());
-    hdr[20..].copy_from_slice(&udp.to_bytes());
+    hdr[..ipv4::HEADER_LEN].copy_from_slice(&ip.to_bytes());
+    hdr[ipv4::HEADER_LEN..].copy_from_slice(&udp.to_bytes());
     size
 }
 
 /// The UDP payload and IPv4 total length of `ip` if it is an IPv4/UDP packet to `dst`
 /// (padding after the IPv4 total length is ignored).
 pub fn inner_udp_payload(ip: &[u8], dst: SocketAddrV4) -> Option<(&[u8], usize)> {
-    let total = u16::from_be_bytes([*ip.get(2)?, *ip.get(3)?]) as usize;
+    let total = ipv4::Packet::new_checked(ip).ok()?.total_len();
     let ip = ip.get(..total)?;
     let p = SlicedPacket::from_ip(ip).ok()?;
     let Some(NetSlice::Ipv4(v4)) = &p.net else {

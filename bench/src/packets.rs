@@ -12,15 +12,16 @@ use etherparse::PacketBuilder;
 use wgproto::constants::TRANSPORT_HEADER_LEN;
 use wgproto::keypair::{sealed_len, Keypair};
 use wgproto::time::Timestamp;
+use wire::{ethernet, ipv4, udp};
 
 /// Size of one UMEM frame.
 pub const FRAME_SIZE: usize = 4096;
 /// Where a received packet starts in its frame.
 pub const HEADROOM: usize = 256;
 /// Ethernet + IPv4 (no options) + UDP.
-pub const OUTER_HEADERS: usize = 14 + 20 + 8;
+pub const OUTER_HEADERS: usize = ethernet::HEADER_LEN + ipv4::HEADER_LEN + udp::HEADER_LEN;
 /// IPv4 + UDP headers of an inner packet.
-pub const INNER_HEADERS: usize = 20 + 8;
+pub const INNER_HEADERS: usize = ipv4::HEADER_LEN + udp::HEADER_LEN;
 /// The smallest inner packet [`inner_udp`] builds (headers plus an 8-byte sequence number).
 pub const MIN_INNER: usize = INNER_HEADERS + 8;
 
@@ -62,8 +63,8 @@ pub fn inner_udp(
     for (i, b) in payload.iter_mut().enumerate().skip(8) {
         *b = pattern_byte(seq, i);
     }
-    let builder =
-        PacketBuilder::ipv4(src.ip().octets(), dst.ip().octets(), 64).udp(src.port(), dst.port());
+    let builder = PacketBuilder::ipv4(src.ip().octets(), dst.ip().octets(), ipv4::DEFAULT_TTL)
+        .udp(src.port(), dst.port());
     let mut out = Vec::with_capacity(total_len);
     builder.write(&mut out, &payload)?;
     Ok(out)
@@ -91,15 +92,15 @@ pub fn write_outer(
     payload_len: usize,
 ) -> Result<()> {
     let builder = PacketBuilder::ethernet2(macs.src, macs.dst)
-        .ipv4(src.ip().octets(), dst.ip().octets(), 64)
+        .ipv4(src.ip().octets(), dst.ip().octets(), ipv4::DEFAULT_TTL)
         .udp(src.port(), dst.port());
     let mut header = Vec::with_capacity(OUTER_HEADERS);
     // The UDP checksum stays 0 (optional for IPv4, RFC 768; WireGuard implementations do not
     // require it): the headers are written without the payload.
     builder.write(&mut header, &vec![0u8; payload_len])?;
     header.truncate(OUTER_HEADERS);
-    let udp = &mut header[34..42];
-    udp[6..8].copy_from_slice(&[0, 0]);
+    let udp_at = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
+    udp::Packet::new_unchecked(&mut header[udp_at..]).set_checksum(0);
     let Some(dst_hdr) = frame.get_mut(..OUTER_HEADERS) else {
         bail!("frame too short for the outer headers");
     };
@@ -142,14 +143,12 @@ pub fn seal_frame(
 /// Puts the IPv4 packet `ip` behind an Ethernet header at `frame[HEADROOM..]`: return traffic
 /// as it arrives from the LAN. Returns the frame length.
 pub fn plain_frame(frame: &mut [u8], macs: Macs, ip: &[u8]) -> Result<usize> {
-    let len = 14 + ip.len();
+    let len = ethernet::HEADER_LEN + ip.len();
     let Some(f) = frame.get_mut(HEADROOM..HEADROOM + len) else {
         bail!("frame too short for a {len}-byte packet");
     };
-    f[..6].copy_from_slice(&macs.dst);
-    f[6..12].copy_from_slice(&macs.src);
-    f[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-    f[14..].copy_from_slice(ip);
+    ethernet::write_header(f, macs.dst, macs.src, ethernet::ETHERTYPE_IPV4)?;
+    f[ethernet::HEADER_LEN..].copy_from_slice(ip);
     Ok(len)
 }
 
@@ -199,6 +198,6 @@ pub const STANDARD_MIXES: [SizeMix; 4] = [
 
 /// The IPv4 address of a packet's destination field (no validation beyond length).
 pub fn ipv4_dst(ip: &[u8]) -> Option<Ipv4Addr> {
-    let d: [u8; 4] = ip.get(16..20)?.try_into().ok()?;
-    Some(Ipv4Addr::from(d))
+    let d = ip.get(ipv4::field::DST)?;
+    Some(Ipv4Addr::new(d[0], d[1], d[2], d[3]))
 }

@@ -23,7 +23,7 @@ pub const MAGIC: [u8; 4] = *b"WGLG";
 /// Magic, sequence, timestamp and checksum.
 pub const PROBE_HEADER: usize = 4 + 8 + 8 + 4;
 /// IPv4 + UDP headers of the inner packet: a probe payload is the inner size minus this.
-pub const INNER_IP_UDP: usize = 20 + 8;
+pub const INNER_IP_UDP: usize = crate::packets::INNER_HEADERS;
 /// The smallest inner IPv4 packet that holds a probe (64 bytes holds one with room to spare).
 pub const MIN_PROBE_PACKET: usize = INNER_IP_UDP + PROBE_HEADER;
 

@@ -1,38 +1,14 @@
-//! Header arithmetic the worker applies to frames in place: Ethernet and outer IPv4/UDP headers
-//! written in front of a payload, and TTL decrement with an incremental checksum (RFC 1624).
-//! The ICMP errors a router owes senders are built by `crate::icmp`, shared with the slow
-//! path.
-//!
-//! Everything here works on byte slices the caller has already bounds-checked for the header it
-//! touches; the functions return `None` instead of panicking when a slice is too short. Nothing
-//! allocates.
+//! The outer IPv4/UDP headers the worker writes in front of a sealed WireGuard message. The
+//! layouts, constants, the Ethernet writer and the TTL decrement are `wire`'s; this is only the
+//! choice of fields WireGuard's outer packets are sent with. Nothing allocates; a slice too
+//! short is `None`, never a panic.
 
 use std::net::Ipv4Addr;
 
-use wire::checksum::{fold, internet_checksum};
+use wire::{ipv4, udp};
 
-pub const ETH_HEADER_LEN: usize = 14;
-pub const IPV4_HEADER_LEN: usize = 20;
-pub const UDP_HEADER_LEN: usize = 8;
-pub const ETHERTYPE_IPV4: u16 = 0x0800;
-pub const ETHERTYPE_IPV6: u16 = 0x86dd;
-pub const IPPROTO_ICMP: u8 = 1;
-pub const IPPROTO_TCP: u8 = 6;
-pub const IPPROTO_UDP: u8 = 17;
-/// TTL of the outer header of packets we originate (Linux's default ip_default_ttl).
-pub const DEFAULT_TTL: u8 = 64;
-
-/// A MAC address.
-pub type Mac = [u8; 6];
-
-/// Writes an Ethernet header at the start of `buf`.
-pub fn write_ethernet(buf: &mut [u8], dst: Mac, src: Mac, ethertype: u16) -> Option<()> {
-    let h = buf.get_mut(..ETH_HEADER_LEN)?;
-    h[0..6].copy_from_slice(&dst);
-    h[6..12].copy_from_slice(&src);
-    h[12..14].copy_from_slice(&ethertype.to_be_bytes());
-    Some(())
-}
+/// Ethernet (no VLAN tag), IPv4 (no options) and UDP in front of a WireGuard message.
+pub const OUTER_V4_LEN: usize = wire::ethernet::HEADER_LEN + ipv4::HEADER_LEN + udp::HEADER_LEN;
 
 /// Writes an IPv4 header (no options, DF set, as WireGuard's outer packets are sent) followed by
 /// a UDP header at the start of `buf`, for a UDP payload of `payload_len` bytes. The UDP checksum
@@ -45,96 +21,36 @@ pub fn write_ipv4_udp(
     dst_port: u16,
     payload_len: usize,
 ) -> Option<()> {
-    let total = IPV4_HEADER_LEN + UDP_HEADER_LEN + payload_len;
-    let total16 = u16::try_from(total).ok()?;
-    let h = buf.get_mut(..IPV4_HEADER_LEN + UDP_HEADER_LEN)?;
-    h[0] = 0x45; // version 4, IHL 5
-    h[1] = 0; // DSCP/ECN
-    h[2..4].copy_from_slice(&total16.to_be_bytes());
-    h[4..6].copy_from_slice(&[0, 0]); // identification: unused with DF
-    h[6..8].copy_from_slice(&[0x40, 0]); // DF, offset 0
-    h[8] = DEFAULT_TTL;
-    h[9] = IPPROTO_UDP;
-    h[10..12].copy_from_slice(&[0, 0]);
-    h[12..16].copy_from_slice(&src.octets());
-    h[16..20].copy_from_slice(&dst.octets());
-    let csum = internet_checksum(&h[..IPV4_HEADER_LEN]);
-    h[10..12].copy_from_slice(&csum.to_be_bytes());
-    let udp = &mut h[IPV4_HEADER_LEN..];
-    udp[0..2].copy_from_slice(&src_port.to_be_bytes());
-    udp[2..4].copy_from_slice(&dst_port.to_be_bytes());
-    udp[4..6].copy_from_slice(&((UDP_HEADER_LEN + payload_len) as u16).to_be_bytes());
-    udp[6..8].copy_from_slice(&[0, 0]);
-    Some(())
-}
-
-/// What decrementing the TTL of a forwarded packet found.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Ttl {
-    /// Decremented; the packet may be forwarded.
-    Forward,
-    /// The TTL was 0 or 1: the packet must not be forwarded (RFC 1812 §5.3.1).
-    Expired,
-}
-
-/// Decrements the TTL of the IPv4 header at the start of `ip` and patches the header checksum
-/// incrementally (RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m')).
-pub fn ipv4_decrement_ttl(ip: &mut [u8]) -> Option<Ttl> {
-    if ip.len() < IPV4_HEADER_LEN {
+    let udp_len = udp::HEADER_LEN + payload_len;
+    if buf.len() < ipv4::HEADER_LEN + udp::HEADER_LEN {
         return None;
     }
-    if ip[8] <= 1 {
-        return Some(Ttl::Expired);
+    let (ip, rest) = buf.split_at_mut(ipv4::HEADER_LEN);
+    ipv4::Repr {
+        src,
+        dst,
+        protocol: ipv4::PROTO_UDP,
+        payload_len: udp_len,
+        ttl: ipv4::DEFAULT_TTL,
+        tos: 0,
+        dont_frag: true,
     }
-    let old_word = u16::from_be_bytes([ip[8], ip[9]]);
-    ip[8] -= 1;
-    let new_word = u16::from_be_bytes([ip[8], ip[9]]);
-    let old_csum = u16::from_be_bytes([ip[10], ip[11]]);
-    let sum = u32::from(!old_csum) + u32::from(!old_word) + u32::from(new_word);
-    ip[10..12].copy_from_slice(&(!fold(sum)).to_be_bytes());
-    Some(Ttl::Forward)
+    .emit(ip)
+    .ok()?;
+    udp::Repr {
+        src_port,
+        dst_port,
+        payload_len,
+    }
+    .emit(rest)
+    .ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use etherparse::{IpNumber, Ipv4Header, PacketHeaders};
-
-    fn sample_ipv4(ttl: u8) -> Vec<u8> {
-        let mut ip =
-            Ipv4Header::new(4, ttl, IpNumber::UDP, [10, 13, 13, 2], [172, 23, 0, 2]).unwrap();
-        ip.header_checksum = ip.calc_header_checksum();
-        let mut v = ip.to_bytes().to_vec();
-        v.extend_from_slice(&[0x12, 0x34, 0x00, 0x35, 0, 12, 0, 0, 1, 2, 3, 4]);
-        let len = v.len() as u16;
-        v[2..4].copy_from_slice(&len.to_be_bytes());
-        let (mut h, _) = Ipv4Header::from_slice(&v).unwrap();
-        h.header_checksum = h.calc_header_checksum();
-        v[..20].copy_from_slice(&h.to_bytes());
-        v
-    }
-
-    #[test]
-    fn ttl_decrement_keeps_checksum_equal_to_full_recomputation() {
-        for ttl in 2..=255u8 {
-            let mut p = sample_ipv4(ttl);
-            assert_eq!(ipv4_decrement_ttl(&mut p), Some(Ttl::Forward));
-            let (h, _) = Ipv4Header::from_slice(&p).unwrap();
-            assert_eq!(h.time_to_live, ttl - 1);
-            assert_eq!(h.header_checksum, h.calc_header_checksum(), "ttl {ttl}");
-        }
-    }
-
-    #[test]
-    fn ttl_one_and_zero_expire_without_touching_the_packet() {
-        for ttl in [0u8, 1] {
-            let mut p = sample_ipv4(ttl);
-            let before = p.clone();
-            assert_eq!(ipv4_decrement_ttl(&mut p), Some(Ttl::Expired));
-            assert_eq!(p, before);
-        }
-        assert_eq!(ipv4_decrement_ttl(&mut [0u8; 10]), None);
-    }
+    use etherparse::PacketHeaders;
+    use wire::ethernet::{write_header as write_ethernet, ETHERTYPE_IPV4};
 
     #[test]
     fn outer_headers_parse_back_with_etherparse() {
@@ -166,5 +82,13 @@ mod tests {
             (51820, 40000, 48)
         );
         assert_eq!(h.payload.slice(), &payload);
+    }
+
+    #[test]
+    fn short_buffer_or_oversized_payload_is_none() {
+        let a = Ipv4Addr::LOCALHOST;
+        assert_eq!(write_ipv4_udp(&mut [0u8; 27], a, a, 1, 2, 0), None);
+        assert_eq!(write_ipv4_udp(&mut [0u8; 28], a, a, 1, 2, 65508), None);
+        assert_eq!(write_ipv4_udp(&mut [0u8; 28], a, a, 1, 2, 65507), Some(()));
     }
 }

@@ -6,12 +6,7 @@
 
 use std::net::Ipv4Addr;
 
-use wire::checksum::internet_checksum;
-
-const IPV4_HEADER_LEN: usize = 20;
-const IPPROTO_ICMP: u8 = 1;
-/// TTL of the packets the gateway originates (Linux's default ip_default_ttl).
-const DEFAULT_TTL: u8 = 64;
+use wire::{icmp, ipv4};
 
 /// ICMP error messages the gateway originates (RFC 792, RFC 1191 for "fragmentation needed").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,70 +24,82 @@ impl IcmpError {
     /// Type, code and the four "rest of header" bytes.
     fn header(self) -> (u8, u8, [u8; 4]) {
         match self {
-            IcmpError::TimeExceeded => (11, 0, [0; 4]),
+            IcmpError::TimeExceeded => (icmp::TIME_EXCEEDED, icmp::CODE_TTL_EXCEEDED, [0; 4]),
             IcmpError::FragmentationNeeded { mtu } => {
                 let m = mtu.to_be_bytes();
-                (3, 4, [0, 0, m[0], m[1]])
+                (
+                    icmp::DEST_UNREACHABLE,
+                    icmp::CODE_FRAG_NEEDED,
+                    [0, 0, m[0], m[1]],
+                )
             }
-            IcmpError::HostUnreachable => (3, 1, [0; 4]),
+            IcmpError::HostUnreachable => {
+                (icmp::DEST_UNREACHABLE, icmp::CODE_HOST_UNREACHABLE, [0; 4])
+            }
         }
     }
 }
 
 /// Builds, at the start of `out`, the ICMP error `kind` from `router` to the source of
-/// `original` (an IPv4 packet), quoting its header and the first 8 bytes of its payload as RFC
-/// 792 requires. Returns the length written. `out` and `original` must not overlap: callers
-/// quote from a copy.
+/// `original` (an IPv4 packet, or its start), quoting its header and the first 8 bytes of its
+/// payload as RFC 792 requires. Returns the length written. `out` and `original` must not
+/// overlap: callers quote from a copy.
 pub fn icmp_error(
     out: &mut [u8],
     router: Ipv4Addr,
     original: &[u8],
     kind: IcmpError,
 ) -> Option<usize> {
-    let ihl = usize::from(original.first()? & 0x0f) * 4;
-    if ihl < IPV4_HEADER_LEN || original.len() < ihl + 8 {
+    let orig = ipv4::Packet::new_checked_header(original).ok()?;
+    let ihl = orig.header_len();
+    if original.len() < ihl + icmp::QUOTED_DATA_LEN {
         return None;
     }
     // RFC 1122 §3.2.2: never an error about an ICMP error or a non-first fragment.
-    let fragment_offset = u16::from_be_bytes([original[6], original[7]]) & 0x1fff;
-    if fragment_offset != 0 {
+    if orig.frag_offset() != 0 {
         return None;
     }
-    if original[9] == IPPROTO_ICMP && !matches!(original[ihl], 0 | 8 | 13 | 14) {
+    if orig.protocol() == ipv4::PROTO_ICMP && !is_query(original[ihl]) {
         return None;
     }
-    let quoted = original.len().min(ihl + 8);
-    let icmp_len = 8 + quoted;
-    let total = IPV4_HEADER_LEN + icmp_len;
-    let dst = Ipv4Addr::new(original[12], original[13], original[14], original[15]);
+    let quoted = original.len().min(ihl + icmp::QUOTED_DATA_LEN);
+    let icmp_len = icmp::HEADER_LEN + quoted;
+    let total = ipv4::HEADER_LEN + icmp_len;
     let pkt = out.get_mut(..total)?;
-    pkt[0] = 0x45;
-    pkt[1] = 0xc0; // precedence "internetwork control", as routers send ICMP
-    pkt[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-    pkt[4..8].copy_from_slice(&[0, 0, 0, 0]);
-    pkt[8] = DEFAULT_TTL;
-    pkt[9] = IPPROTO_ICMP;
-    pkt[10..12].copy_from_slice(&[0, 0]);
-    pkt[12..16].copy_from_slice(&router.octets());
-    pkt[16..20].copy_from_slice(&dst.octets());
-    let csum = internet_checksum(&pkt[..IPV4_HEADER_LEN]);
-    pkt[10..12].copy_from_slice(&csum.to_be_bytes());
+    let (ip_header, message) = pkt.split_at_mut(ipv4::HEADER_LEN);
+    ipv4::Repr {
+        src: router,
+        dst: orig.src_addr(),
+        protocol: ipv4::PROTO_ICMP,
+        payload_len: icmp_len,
+        ttl: ipv4::DEFAULT_TTL,
+        // Precedence "internetwork control", as routers send ICMP.
+        tos: 0xc0,
+        dont_frag: false,
+    }
+    .emit(ip_header)
+    .ok()?;
     let (icmp_type, code, rest) = kind.header();
-    let icmp = &mut pkt[IPV4_HEADER_LEN..];
-    icmp[0] = icmp_type;
-    icmp[1] = code;
-    icmp[2..4].copy_from_slice(&[0, 0]);
-    icmp[4..8].copy_from_slice(&rest);
-    icmp[8..].copy_from_slice(&original[..quoted]);
-    let csum = internet_checksum(icmp);
-    icmp[2..4].copy_from_slice(&csum.to_be_bytes());
+    let mut m = icmp::Packet::new_checked(message).ok()?;
+    m.set_msg_type(icmp_type);
+    m.set_code(code);
+    m.set_rest_of_header(rest);
+    m.data_mut().copy_from_slice(&original[..quoted]);
+    m.fill_checksum();
     Some(total)
+}
+
+/// An ICMP query (echo, timestamp) may be answered with an error; an error may not.
+fn is_query(t: u8) -> bool {
+    icmp::is_query_request(t) || icmp::is_query_reply(t)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use etherparse::{Icmpv4Type, IpNumber, Ipv4Header, SlicedPacket};
+    use wire::checksum::internet_checksum;
+    use wire::ipv4::PROTO_ICMP as IPPROTO_ICMP;
 
     fn sample_ipv4(ttl: u8) -> Vec<u8> {
         let mut ip =

@@ -31,9 +31,6 @@ use std::time::Instant;
 use crate::queue::{HandshakeDatagram, HostPacket, SlowPathSender, ToSlowPath};
 use crate::tables::Tables;
 use nat::{Conntrack, Inbound, NatError, Outbound};
-use wgproto::constants::{
-    MSG_COOKIE_REPLY, MSG_INITIATION, MSG_RESPONSE, MSG_TRANSPORT, TRANSPORT_HEADER_LEN,
-};
 use wgproto::keypair::sealed_len;
 use wgproto::time::Timestamp;
 
@@ -41,19 +38,19 @@ use crate::icmp::{icmp_error, IcmpError};
 
 use crate::capture::CapturePoint;
 use crate::counters::{DropReason, WorkerCounters};
-use crate::headers::{
-    ipv4_decrement_ttl, write_ethernet, write_ipv4_udp, Ttl, ETHERTYPE_IPV4, ETH_HEADER_LEN,
-    IPPROTO_UDP, IPV4_HEADER_LEN, UDP_HEADER_LEN,
-};
+use crate::headers::{write_ipv4_udp, OUTER_V4_LEN};
 use crate::latency::{LatencyRecorder, SharedLatency, Stage};
 use crate::route::{NextHop, NextHopReader, Resolution, RouteSnapshot};
+use wire::ethernet::{self, ETHERTYPE_IPV4};
+use wire::ipv4::{self, Ttl};
+use wire::wireguard::{
+    MSG_COOKIE_REPLY, MSG_INITIATION, MSG_RESPONSE, MSG_TRANSPORT, TRANSPORT_HEADER_LEN,
+};
+use wire::{icmp, ipv6, udp};
 
 /// What an ICMP error quotes of the offending packet: the IPv4 header (options included, at
 /// most 60 bytes) and 8 bytes of payload (RFC 792).
-const QUOTE_LEN: usize = 60 + 8;
-
-/// Outer headers of an encapsulated IPv4 packet in front of the transport header.
-const OUTER_V4: usize = ETH_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN;
+const QUOTE_LEN: usize = ipv4::MAX_HEADER_LEN + icmp::QUOTED_DATA_LEN;
 
 /// The facts a worker needs besides the published tables.
 #[derive(Clone, Debug)]
@@ -142,52 +139,19 @@ pub struct Pipeline {
     forwarding_since: Option<Instant>,
 }
 
-/// The IPv4 header fields the pipeline reads.
-struct Ipv4View {
-    header_len: usize,
-    total_len: usize,
-    protocol: u8,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    /// More-fragments set or a non-zero offset.
-    fragment: bool,
-    /// DF: the sender does path MTU discovery and wants "fragmentation needed" back.
-    dont_fragment: bool,
-}
-
-fn parse_ipv4(p: &[u8]) -> Option<Ipv4View> {
-    let h = p.get(..IPV4_HEADER_LEN)?;
-    if h[0] >> 4 != 4 {
-        return None;
-    }
-    let header_len = usize::from(h[0] & 0x0f) * 4;
-    let total_len = usize::from(u16::from_be_bytes([h[2], h[3]]));
-    if header_len < IPV4_HEADER_LEN || total_len < header_len || total_len > p.len() {
-        return None;
-    }
-    let frag = u16::from_be_bytes([h[6], h[7]]);
-    Some(Ipv4View {
-        header_len,
-        total_len,
-        protocol: h[9],
-        src: Ipv4Addr::new(h[12], h[13], h[14], h[15]),
-        dst: Ipv4Addr::new(h[16], h[17], h[18], h[19]),
-        fragment: frag & 0x3fff != 0,
-        dont_fragment: frag & 0x4000 != 0,
-    })
+/// Decrements the TTL of the IPv4 packet `p` (RFC 1812 §5.3.1); false when it ran out (or `p`
+/// is not a whole IPv4 packet).
+fn decrement_ttl(p: &mut [u8]) -> bool {
+    ipv4::Packet::new_checked(p).map(|mut ip| ip.decrement_ttl()) == Ok(Ttl::Forward)
 }
 
 /// Length of the IP packet at the start of a decrypted plaintext, without WireGuard's padding
 /// (from its header's length field; the whole plaintext when that is unreadable or too large).
 fn inner_len(plain: &[u8]) -> usize {
-    let field = |at: usize| {
-        plain
-            .get(at..at + 2)
-            .map(|b| u16::from_be_bytes([b[0], b[1]]))
-    };
-    let len = match plain.first().map(|v| v >> 4) {
-        Some(4) => field(2).map(usize::from),
-        Some(6) => field(4).map(|payload| 40 + usize::from(payload)),
+    let field = |at: Range<usize>| plain.get(at).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let len = match wire::ip_version(plain) {
+        Some(4) => field(ipv4::field::LENGTH).map(usize::from),
+        Some(6) => field(ipv6::field::PAYLOAD_LEN).map(|p| ipv6::HEADER_LEN + usize::from(p)),
         _ => None,
     };
     len.filter(|&l| l <= plain.len()).unwrap_or(plain.len())
@@ -272,24 +236,26 @@ impl Pipeline {
             return Verdict::Drop(DropReason::Malformed);
         }
         match resume {
-            Resume::Forward => match parse_ipv4(&buf[start..start + len]) {
-                Some(ip) => self.forward_inner(b, buf, start, ip),
-                None => Verdict::Drop(DropReason::InnerMalformed),
+            Resume::Forward => match ipv4::Packet::new_checked(&buf[start..start + len]) {
+                Ok(ip) => {
+                    let len = ip.total_len();
+                    self.forward_inner(b, buf, start, len)
+                }
+                Err(_) => Verdict::Drop(DropReason::InnerMalformed),
             },
             Resume::Encrypt { inside } => self.encrypt_to_peer(b, buf, start, len, inside),
             Resume::NatOutbound => {
-                let Some(ip) = parse_ipv4(&buf[start..start + len]) else {
+                let Ok(ip) = ipv4::Packet::new_checked(&buf[start..start + len]) else {
                     return Verdict::Drop(DropReason::InnerMalformed);
                 };
+                let (len, dst) = (ip.total_len(), ip.dst_addr());
                 let park = Verdict::Park {
                     resume: Resume::NatOutbound,
                     start,
-                    len: ip.total_len,
+                    len,
                 };
-                match self.route_or_park(b, ip.dst, park) {
-                    Ok(Resolution::Ready(hop)) => {
-                        self.nat_and_send(b, buf, start, ip.total_len, hop)
-                    }
+                match self.route_or_park(b, dst, park) {
+                    Ok(Resolution::Ready(hop)) => self.nat_and_send(b, buf, start, len, hop),
                     Ok(_) => Verdict::Drop(DropReason::NoRoute),
                     Err(parked) => parked,
                 }
@@ -324,29 +290,29 @@ impl Pipeline {
         let Some(end) = start.checked_add(len).filter(|&e| e <= buf.len()) else {
             return Verdict::Drop(DropReason::Malformed);
         };
-        let frame = &buf[start..end];
-        if frame.len() < ETH_HEADER_LEN {
-            return Verdict::Drop(DropReason::Malformed);
-        }
-        if u16::from_be_bytes([frame[12], frame[13]]) != ETHERTYPE_IPV4 {
-            return Verdict::Drop(DropReason::Unsupported);
-        }
-        let ip_start = start + ETH_HEADER_LEN;
-        let Some(ip) = parse_ipv4(&buf[ip_start..end]) else {
+        let Ok(frame) = ethernet::Frame::new_checked(&buf[start..end]) else {
             return Verdict::Drop(DropReason::Malformed);
         };
-        let l4 = ip_start + ip.header_len;
-        let ip_end = ip_start + ip.total_len;
-        if ip.protocol == IPPROTO_UDP && !ip.fragment && ip_end >= l4 + UDP_HEADER_LEN {
-            let dst_port = u16::from_be_bytes([buf[l4 + 2], buf[l4 + 3]]);
-            if dst_port == self.cfg.listen_port {
-                let src_port = u16::from_be_bytes([buf[l4], buf[l4 + 1]]);
-                let src = SocketAddr::V4(SocketAddrV4::new(ip.src, src_port));
-                let udp_len = usize::from(u16::from_be_bytes([buf[l4 + 4], buf[l4 + 5]]));
-                if udp_len < UDP_HEADER_LEN || l4 + udp_len > ip_end {
+        if frame.ethertype() != ETHERTYPE_IPV4 {
+            return Verdict::Drop(DropReason::Unsupported);
+        }
+        let ip_start = start + ethernet::HEADER_LEN;
+        let Ok(ip) = ipv4::Packet::new_checked(&buf[ip_start..end]) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        let l4 = ip_start + ip.header_len();
+        let ip_end = ip_start + ip.total_len();
+        if ip.protocol() == ipv4::PROTO_UDP && !ip.is_fragment() && ip_end >= l4 + udp::HEADER_LEN {
+            // The 8 header bytes are there (checked just above); the length field is checked
+            // only for datagrams to the listen port, the rest is the NAT's.
+            let dgram = udp::Packet::new_unchecked(&buf[l4..ip_end]);
+            if dgram.dst_port() == self.cfg.listen_port {
+                if dgram.check_len().is_err() {
                     return Verdict::Drop(DropReason::Malformed);
                 }
-                return self.wireguard(b, buf, l4 + UDP_HEADER_LEN..l4 + udp_len, src);
+                let src = SocketAddr::V4(SocketAddrV4::new(ip.src_addr(), dgram.src_port()));
+                let msg = l4 + udp::HEADER_LEN..l4 + dgram.len();
+                return self.wireguard(b, buf, msg, src);
             }
         }
         if self.nat.is_some() {
@@ -379,10 +345,9 @@ impl Pipeline {
             MSG_TRANSPORT => {}
             _ => return Verdict::Drop(DropReason::Malformed),
         }
-        let Some(receiver) = buf.get(msg.start + 4..msg.start + 8) else {
+        let Some(receiver) = wire::wireguard::peek_receiver_index(&buf[msg.clone()]) else {
             return Verdict::Drop(DropReason::Malformed);
         };
-        let receiver = u32::from_le_bytes([receiver[0], receiver[1], receiver[2], receiver[3]]);
         let Some(keypair) = b.tables.receivers.get(&receiver) else {
             return Verdict::Drop(DropReason::UnknownReceiver);
         };
@@ -424,30 +389,25 @@ impl Pipeline {
         let plain = &buf[inner_start..msg.start + opened.plaintext.end];
         self.counters
             .tap(CapturePoint::Decrypted, &plain[..inner_len(plain)]);
-        match plain[0] >> 4 {
-            4 => {}
-            6 => {
+        match wire::ip_version(plain) {
+            Some(4) => {}
+            Some(6) => {
                 // IPv6 inside the tunnel: source-checked, then the kernel's (through wg0).
-                let Some(s) = plain.get(8..24) else {
+                let Ok(v6) = ipv6::Packet::new_checked(plain) else {
                     return Verdict::Drop(DropReason::InnerMalformed);
                 };
-                let src: [u8; 16] = s.try_into().unwrap_or([0; 16]);
                 if !b
                     .tables
                     .allowed_ips
-                    .source_allowed(IpAddr::from(src), &peer)
+                    .source_allowed(IpAddr::V6(v6.src_addr()), &peer)
                 {
                     return Verdict::Drop(DropReason::SourceNotAllowed);
                 }
-                let total = 40 + usize::from(u16::from_be_bytes([plain[4], plain[5]]));
-                return match plain.get(..total) {
-                    Some(p) => self.punt_to_host(p),
-                    None => Verdict::Drop(DropReason::InnerMalformed),
-                };
+                return self.punt_to_host(v6.packet());
             }
             _ => return Verdict::Drop(DropReason::InnerMalformed),
         }
-        let Some(inner) = parse_ipv4(plain) else {
+        let Ok(inner) = ipv4::Packet::new_checked(plain) else {
             return Verdict::Drop(DropReason::InnerMalformed);
         };
         // The check upstream boringtun gets wrong: the inner source must map to the very peer
@@ -455,28 +415,34 @@ impl Pipeline {
         if !b
             .tables
             .allowed_ips
-            .source_allowed(IpAddr::V4(inner.src), &peer)
+            .source_allowed(IpAddr::V4(inner.src_addr()), &peer)
         {
             return Verdict::Drop(DropReason::SourceNotAllowed);
         }
+        let inner_len = inner.total_len();
         self.forwarding_since = self.clock();
-        self.forward_inner(b, buf, inner_start, inner)
+        self.forward_inner(b, buf, inner_start, inner_len)
     }
 
-    /// A decrypted, source-checked IPv4 packet at `buf[start..]`: to the host, or routed out.
+    /// A decrypted, source-checked IPv4 packet at `buf[start..start + len]`: to the host, or
+    /// routed out.
     fn forward_inner(
         &mut self,
         b: &Batch<'_>,
         buf: &mut [u8],
         start: usize,
-        ip: Ipv4View,
+        len: usize,
     ) -> Verdict {
-        let end = start + ip.total_len;
-        if ip.fragment
-            || ip.header_len != IPV4_HEADER_LEN
-            || self.cfg.host_addrs.contains(&ip.dst)
-            || ip.dst.is_broadcast()
-            || ip.dst.is_multicast()
+        let end = start + len;
+        let Ok(ip) = ipv4::Packet::new_checked(&buf[start..end]) else {
+            return Verdict::Drop(DropReason::InnerMalformed);
+        };
+        let (dst, dont_frag) = (ip.dst_addr(), ip.dont_frag());
+        if ip.is_fragment()
+            || ip.header_len() != ipv4::HEADER_LEN
+            || self.cfg.host_addrs.contains(&dst)
+            || dst.is_broadcast()
+            || dst.is_multicast()
         {
             // Exceptions the kernel handles better: reassembly, options, its own services.
             return self.punt_to_host(&buf[start..end]);
@@ -484,9 +450,9 @@ impl Pipeline {
         let park = Verdict::Park {
             resume: Resume::Forward,
             start,
-            len: ip.total_len,
+            len,
         };
-        let hop = match self.route_or_park(b, ip.dst, park) {
+        let hop = match self.route_or_park(b, dst, park) {
             Ok(Resolution::Ready(hop)) => hop,
             Ok(Resolution::Local) | Ok(Resolution::NotEthernet { .. }) => {
                 return self.punt_to_host(&buf[start..end])
@@ -494,8 +460,8 @@ impl Pipeline {
             Ok(_) => return Verdict::Drop(DropReason::NoRoute),
             Err(parked) => return parked,
         };
-        if ip.total_len > hop.mtu as usize {
-            if !ip.dont_fragment {
+        if len > hop.mtu as usize {
+            if !dont_frag {
                 // The kernel would fragment; the fast path does not, and the kernel cannot
                 // take a packet back from AF_XDP. Counted; DF senders get PMTU feedback.
                 return Verdict::Drop(DropReason::TooBig);
@@ -509,10 +475,10 @@ impl Pipeline {
                 IcmpError::FragmentationNeeded { mtu },
             );
         }
-        if ipv4_decrement_ttl(&mut buf[start..end]) != Some(Ttl::Forward) {
+        if !decrement_ttl(&mut buf[start..end]) {
             return self.icmp_into_tunnel(b, buf, start, end, IcmpError::TimeExceeded);
         }
-        self.nat_and_send(b, buf, start, ip.total_len, hop)
+        self.nat_and_send(b, buf, start, len, hop)
     }
 
     /// Source NAT (when on) and the Ethernet header towards `hop` for the forwarded packet at
@@ -565,14 +531,14 @@ impl Pipeline {
         }
         // The LAN side: what leaves towards the server (source translated when NAT is on).
         self.counters.tap(CapturePoint::Nat, &buf[start..end]);
-        let eth = start - ETH_HEADER_LEN;
-        if write_ethernet(
+        let eth = start - ethernet::HEADER_LEN;
+        if ethernet::write_header(
             &mut buf[eth..],
             hop.dst_mac.0,
             hop.src_mac.0,
             ETHERTYPE_IPV4,
         )
-        .is_none()
+        .is_err()
         {
             return Verdict::Drop(DropReason::TooBig);
         }
@@ -580,7 +546,7 @@ impl Pipeline {
         Verdict::Tx {
             ifindex: hop.ifindex,
             start: eth,
-            len: ETH_HEADER_LEN + len,
+            len: ethernet::HEADER_LEN + len,
         }
     }
 
@@ -618,7 +584,8 @@ impl Pipeline {
         else {
             return Verdict::Drop(reason);
         };
-        let dst = Ipv4Addr::new(quoted[12], quoted[13], quoted[14], quoted[15]);
+        // The error goes back to the quoted packet's source.
+        let dst = ipv4::Packet::new_unchecked(&quoted[..]).src_addr();
         match self.encrypt_to_peer(b, buf, start, n, dst) {
             Verdict::Drop(_) => Verdict::Drop(reason),
             v => v,
@@ -638,7 +605,8 @@ impl Pipeline {
         let mut quoted = [0u8; QUOTE_LEN];
         let q = ip.len().min(QUOTE_LEN);
         quoted[..q].copy_from_slice(&buf[ip.start..ip.start + q]);
-        let dst = Ipv4Addr::new(quoted[12], quoted[13], quoted[14], quoted[15]);
+        // The error goes back to the quoted packet's source.
+        let dst = ipv4::Packet::new_unchecked(&quoted[..]).src_addr();
         let Some(Resolution::Ready(hop)) = b.routes.resolution(IpAddr::V4(dst)).copied() else {
             self.routes.request(IpAddr::V4(dst));
             return Verdict::Drop(reason);
@@ -649,21 +617,21 @@ impl Pipeline {
         let Some(n) = icmp_error(&mut buf[ip.start..], router, &quoted[..q], kind) else {
             return Verdict::Drop(reason);
         };
-        let eth = ip.start - ETH_HEADER_LEN;
-        if write_ethernet(
+        let eth = ip.start - ethernet::HEADER_LEN;
+        if ethernet::write_header(
             &mut buf[eth..],
             hop.dst_mac.0,
             hop.src_mac.0,
             ETHERTYPE_IPV4,
         )
-        .is_none()
+        .is_err()
         {
             return Verdict::Drop(reason);
         }
         Verdict::Tx {
             ifindex: hop.ifindex,
             start: eth,
-            len: ETH_HEADER_LEN + n,
+            len: ethernet::HEADER_LEN + n,
         }
     }
 
@@ -673,7 +641,10 @@ impl Pipeline {
         if self.nat.is_none() {
             return Verdict::Drop(DropReason::NotForUs);
         }
-        if ip.len() > self.cfg.mtu && buf[ip.start + 6] & 0x40 != 0 {
+        if ip.len() > self.cfg.mtu
+            && ip.len() >= ipv4::HEADER_LEN
+            && ipv4::Packet::new_unchecked(&buf[ip.clone()]).dont_frag()
+        {
             // Larger than the tunnel carries, DF set: path MTU discovery for the LAN sender,
             // quoting the packet as it sent it (before the NAT reverse).
             let mtu = u16::try_from(self.cfg.mtu).unwrap_or(u16::MAX);
@@ -687,7 +658,7 @@ impl Pipeline {
         match nat.translate_inbound(b.now.as_nanos(), &mut buf[ip.clone()]) {
             Ok(Inbound::Deliver { inside }) => {
                 // Routed from the LAN into the tunnel: a hop like any other.
-                if ipv4_decrement_ttl(&mut buf[ip.clone()]) != Some(Ttl::Forward) {
+                if !decrement_ttl(&mut buf[ip.clone()]) {
                     return Verdict::Drop(DropReason::TtlExceeded);
                 }
                 self.encrypt_to_peer(b, buf, ip.start, ip.len(), inside)
@@ -745,7 +716,7 @@ impl Pipeline {
         let Some(msg_start) = start.checked_sub(TRANSPORT_HEADER_LEN) else {
             return Verdict::Drop(DropReason::TooBig);
         };
-        let Some(frame_start) = msg_start.checked_sub(OUTER_V4) else {
+        let Some(frame_start) = msg_start.checked_sub(OUTER_V4_LEN) else {
             return Verdict::Drop(DropReason::TooBig);
         };
         if msg_start + sealed_len(len, self.cfg.mtu) > buf.len() {
@@ -766,7 +737,7 @@ impl Pipeline {
         if sealed.rekey {
             self.slow.try_send(ToSlowPath::HandshakeNeeded { peer });
         }
-        let ip_start = frame_start + ETH_HEADER_LEN;
+        let ip_start = frame_start + ethernet::HEADER_LEN;
         let written = write_ipv4_udp(
             &mut buf[ip_start..],
             src,
@@ -776,12 +747,13 @@ impl Pipeline {
             sealed.len,
         )
         .and_then(|()| {
-            write_ethernet(
+            ethernet::write_header(
                 &mut buf[frame_start..],
                 hop.dst_mac.0,
                 hop.src_mac.0,
                 ETHERTYPE_IPV4,
             )
+            .ok()
         });
         if written.is_none() {
             return Verdict::Drop(DropReason::TooBig);
@@ -792,7 +764,7 @@ impl Pipeline {
         Verdict::Tx {
             ifindex: hop.ifindex,
             start: frame_start,
-            len: OUTER_V4 + sealed.len,
+            len: OUTER_V4_LEN + sealed.len,
         }
     }
 

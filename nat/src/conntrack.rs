@@ -16,7 +16,8 @@ use crate::port_alloc::PortAllocator;
 use crate::rewrite::{self, Side};
 use crate::table::{self, Entry, Table};
 use crate::timer_wheel::TimerWheel;
-use crate::wire::{self, Protocol};
+use crate::view::{self, Protocol};
+use wire::{icmp, tcp, udp};
 
 /// What to do with an outbound packet (inside host -> outside) after
 /// [`Conntrack::translate_outbound`].
@@ -260,12 +261,12 @@ impl Conntrack {
     }
 
     fn outbound(&mut self, now: u32, pkt: &mut [u8]) -> Result<Outbound, NatError> {
-        let ip = wire::parse_ipv4(pkt, true)?;
+        let ip = view::parse_ipv4(pkt, true)?;
         if ip.fragment {
             return Err(NatError::Fragment);
         }
         let proto = Protocol::from_ip(ip.proto).ok_or(NatError::UnsupportedProtocol)?;
-        if ip.end - ip.hlen < wire::min_l4_len(proto) {
+        if ip.end - ip.hlen < view::min_l4_len(proto) {
             return Err(NatError::Truncated);
         }
         let l4 = ip.hlen;
@@ -273,30 +274,30 @@ impl Conntrack {
         let mut tcp_flags = 0;
         let mut dport = 0;
         if proto == Protocol::Icmp {
-            let t = pkt[l4];
-            if wire::is_icmp_error(t) {
+            let t = pkt[l4 + icmp::field::TYPE];
+            if view::is_icmp_error(t) {
                 return self.outbound_icmp_error(pkt, &ip, now);
             }
-            if !wire::is_icmp_query_request(t) {
+            if !icmp::is_query_request(t) {
                 return Err(NatError::UnsupportedIcmp);
             }
             if to_egress {
                 return Ok(Outbound::Local);
             }
         } else {
-            dport = wire::rd16(pkt, l4 + 2);
+            dport = view::rd16(pkt, l4 + udp::field::DST_PORT.start);
             if to_egress && !self.partition.in_range(dport) {
                 return Ok(Outbound::Local);
             }
             if proto == Protocol::Tcp {
-                tcp_flags = pkt[l4 + 13];
+                tcp_flags = pkt[l4 + tcp::field::FLAGS];
             }
         }
         let owner = self.partition.owner_of_inside(ip.src.into());
         if owner != self.worker {
             return Ok(Outbound::Handoff { owner });
         }
-        let sport = wire::rd16(pkt, l4 + wire::src_port_off(proto));
+        let sport = view::rd16(pkt, l4 + view::src_port_off(proto));
         let (slot, new) = self.find_or_create(now, proto, ip.src, sport)?;
         self.touch(now, slot, Dir::Out, tcp_flags, new);
         let e = *self.table.entry(slot);
@@ -311,7 +312,7 @@ impl Conntrack {
     }
 
     fn inbound(&mut self, now: u32, pkt: &mut [u8]) -> Result<Inbound, NatError> {
-        let ip = wire::parse_ipv4(pkt, true)?;
+        let ip = view::parse_ipv4(pkt, true)?;
         let Some(ext_addr) = self.egress_index(ip.dst) else {
             return Ok(Inbound::NotNat);
         };
@@ -321,26 +322,26 @@ impl Conntrack {
         if ip.fragment {
             return Err(NatError::Fragment);
         }
-        if ip.end - ip.hlen < wire::min_l4_len(proto) {
+        if ip.end - ip.hlen < view::min_l4_len(proto) {
             return Err(NatError::Truncated);
         }
         let l4 = ip.hlen;
         let mut tcp_flags = 0;
         match proto {
             Protocol::Icmp => {
-                let t = pkt[l4];
-                if wire::is_icmp_error(t) {
+                let t = pkt[l4 + icmp::field::TYPE];
+                if view::is_icmp_error(t) {
                     return self.inbound_icmp_error(pkt, &ip, now);
                 }
-                if !wire::is_icmp_query_reply(t) {
+                if !icmp::is_query_reply(t) {
                     // Echo requests and the rest are for the gateway itself.
                     return Ok(Inbound::NotNat);
                 }
             }
-            Protocol::Tcp => tcp_flags = pkt[l4 + 13],
+            Protocol::Tcp => tcp_flags = pkt[l4 + tcp::field::FLAGS],
             Protocol::Udp => {}
         }
-        let port = wire::rd16(pkt, l4 + wire::dst_port_off(proto));
+        let port = view::rd16(pkt, l4 + view::dst_port_off(proto));
         let Some(owner) = self.partition.owner_of_port(port) else {
             return Ok(Inbound::NotNat);
         };
@@ -363,7 +364,7 @@ impl Conntrack {
     fn inbound_icmp_error(
         &mut self,
         pkt: &mut [u8],
-        ip: &wire::Ipv4,
+        ip: &view::Ipv4,
         now: u32,
     ) -> Result<Inbound, NatError> {
         let q = rewrite::parse_icmp_error(pkt, ip)?;
@@ -398,7 +399,7 @@ impl Conntrack {
     fn outbound_icmp_error(
         &mut self,
         pkt: &mut [u8],
-        ip: &wire::Ipv4,
+        ip: &view::Ipv4,
         now: u32,
     ) -> Result<Outbound, NatError> {
         let q = rewrite::parse_icmp_error(pkt, ip)?;

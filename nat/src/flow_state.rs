@@ -7,7 +7,10 @@
 use std::time::Duration;
 
 use crate::config::Timeouts;
-use crate::wire::{Protocol, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+use crate::view::Protocol;
+use wire::tcp::{
+    FLAG_ACK as TCP_ACK, FLAG_FIN as TCP_FIN, FLAG_RST as TCP_RST, FLAG_SYN as TCP_SYN,
+};
 
 const OUT_SEEN: u8 = 1 << 0;
 const IN_SEEN: u8 = 1 << 1;

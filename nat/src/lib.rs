@@ -92,7 +92,7 @@ mod refusal;
 mod rewrite;
 mod table;
 mod timer_wheel;
-mod wire;
+mod view;
 
 pub use config::{ConfigError, NatConfig, Timeouts};
 pub use conntrack::{Conntrack, Inbound, Mapping, Outbound};
@@ -101,4 +101,4 @@ pub use error::NatError;
 pub use flow_state::FlowState;
 pub use partition::Partition;
 pub use refusal::write_admin_prohibited;
-pub use wire::Protocol;
+pub use view::Protocol;

@@ -8,11 +8,14 @@
 use std::net::Ipv4Addr;
 
 use crate::error::NatError;
-use crate::wire;
-use ::wire::checksum;
+use crate::view;
+use wire::{icmp, ipv4};
 
 /// RFC 1812 §4.3.2.3: quote as much of the original as fits in a 576-byte datagram.
 const MAX_ICMP_DATAGRAM: usize = 576;
+
+/// The IPv4 and ICMP headers in front of the quote.
+const HEADERS: usize = ipv4::HEADER_LEN + icmp::HEADER_LEN;
 
 /// Writes into `out` an IPv4 datagram from `from` (the gateway's inside-facing address) to the
 /// source of `original`, quoting `original`. Returns its length. Refuses (never panics) when
@@ -23,37 +26,41 @@ pub fn write_admin_prohibited(
     from: Ipv4Addr,
     out: &mut [u8],
 ) -> Result<usize, NatError> {
-    let ip = wire::parse_ipv4(original, false)?;
+    let ip = view::parse_ipv4(original, false)?;
     if ip.later_fragment {
         return Err(NatError::Fragment);
     }
-    if ip.proto == wire::PROTO_ICMP {
+    if ip.proto == ipv4::PROTO_ICMP {
         let t = original.get(ip.hlen).copied().ok_or(NatError::Truncated)?;
-        if !(wire::is_icmp_query_request(t) || wire::is_icmp_query_reply(t)) {
+        if !(icmp::is_query_request(t) || icmp::is_query_reply(t)) {
             return Err(NatError::UnsupportedIcmp);
         }
     }
     let room = out.len().min(MAX_ICMP_DATAGRAM);
-    let quote = ip.end.min(room.saturating_sub(28));
-    if quote < (ip.hlen + 8).min(ip.end) || room < 28 {
+    let quote = ip.end.min(room.saturating_sub(HEADERS));
+    if quote < (ip.hlen + icmp::QUOTED_DATA_LEN).min(ip.end) || room < HEADERS {
         return Err(NatError::Truncated);
     }
-    let total = 28 + quote;
+    let total = HEADERS + quote;
     let out = &mut out[..total];
-    out[..28].fill(0);
-    out[0] = 0x45;
-    wire::wr16(out, 2, total as u16);
-    out[6] = 0x40; // DF, as Linux sends its own ICMP errors
-    out[8] = 64;
-    out[9] = wire::PROTO_ICMP;
-    wire::wr_addr(out, wire::IP_SRC, from.octets());
-    wire::wr_addr(out, wire::IP_DST, ip.src);
-    let c = !checksum::fold(checksum::sum(&out[..20]));
-    wire::wr16(out, wire::IP_CSUM, c);
-    out[20] = wire::ICMP_DEST_UNREACHABLE;
-    out[21] = 13;
-    out[28..].copy_from_slice(&original[..quote]);
-    let c = !checksum::fold(checksum::sum(&out[20..]));
-    wire::wr16(out, 22, c);
+    let (ip_header, message) = out.split_at_mut(ipv4::HEADER_LEN);
+    ipv4::Repr {
+        src: from,
+        dst: Ipv4Addr::from(ip.src),
+        protocol: ipv4::PROTO_ICMP,
+        payload_len: message.len(),
+        ttl: ipv4::DEFAULT_TTL,
+        tos: 0,
+        // DF, as Linux sends its own ICMP errors.
+        dont_frag: true,
+    }
+    .emit(ip_header)
+    .map_err(|_| NatError::Truncated)?;
+    let mut m = icmp::Packet::new_checked(message).map_err(|_| NatError::Truncated)?;
+    m.set_msg_type(icmp::DEST_UNREACHABLE);
+    m.set_code(icmp::CODE_ADMIN_PROHIBITED);
+    m.set_rest_of_header([0; 4]);
+    m.data_mut().copy_from_slice(&original[..quote]);
+    m.fill_checksum();
     Ok(total)
 }

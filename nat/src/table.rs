@@ -10,7 +10,7 @@
 
 use hashbrown::HashTable;
 
-use crate::wire::Protocol;
+use crate::view::Protocol;
 
 pub(crate) const NO_SLOT: u32 = u32::MAX;
 const FREE: u8 = u8::MAX;

@@ -868,17 +868,21 @@ fn to_ipnet(p: IpPrefix) -> IpNet {
     IpNet::new(p.addr(), p.len()).expect("an IpPrefix length is valid for its family")
 }
 
-/// The destination address of an IPv4 or IPv6 packet.
+/// The destination address of an IPv4 or IPv6 packet (its header must be whole).
 fn inner_destination(packet: &[u8]) -> Option<std::net::IpAddr> {
-    match packet.first()? >> 4 {
-        4 => {
-            let d: [u8; 4] = packet.get(16..20)?.try_into().ok()?;
-            Some(d.into())
-        }
-        6 => {
-            let d: [u8; 16] = packet.get(24..40)?.try_into().ok()?;
-            Some(d.into())
-        }
+    match wire::ip_version(packet)? {
+        4 => Some(
+            wire::ipv4::Packet::new_checked_header(packet)
+                .ok()?
+                .dst_addr()
+                .into(),
+        ),
+        6 => Some(
+            wire::ipv6::Packet::new_checked(packet)
+                .ok()?
+                .dst_addr()
+                .into(),
+        ),
         _ => None,
     }
 }

@@ -1,5 +1,6 @@
 //! Every number of the WireGuard protocol, in one place (whitepaper §5.4, §6 and the kernel's
-//! `messages.h`). Nothing else in the workspace may spell these values out.
+//! `messages.h`). Nothing else in the workspace may spell these values out. The message types
+//! and sizes are the wire format's, written in `wire::wireguard` and re-exported here.
 
 use std::time::Duration;
 
@@ -12,22 +13,11 @@ pub const LABEL_MAC1: &[u8] = b"mac1----";
 /// Label for the cookie key: HASH(LABEL_COOKIE || responder static public key).
 pub const LABEL_COOKIE: &[u8] = b"cookie--";
 
-/// Message types (first byte, followed by three zero bytes).
-pub const MSG_INITIATION: u8 = 1;
-pub const MSG_RESPONSE: u8 = 2;
-pub const MSG_COOKIE_REPLY: u8 = 3;
-pub const MSG_TRANSPORT: u8 = 4;
-
-/// Exact message sizes in bytes.
-pub const INITIATION_LEN: usize = 148;
-pub const RESPONSE_LEN: usize = 92;
-pub const COOKIE_REPLY_LEN: usize = 64;
-/// Transport header: type (4) + receiver index (4) + counter (8).
-pub const TRANSPORT_HEADER_LEN: usize = 16;
-/// Poly1305 tag.
-pub const AEAD_TAG_LEN: usize = 16;
-/// Smallest transport message: header + tag (an empty keepalive).
-pub const TRANSPORT_MIN_LEN: usize = TRANSPORT_HEADER_LEN + AEAD_TAG_LEN;
+// Message types and sizes: the wire format, defined once in `wire::wireguard`.
+pub use wire::wireguard::{
+    AEAD_TAG_LEN, COOKIE_REPLY_LEN, INITIATION_LEN, MSG_COOKIE_REPLY, MSG_INITIATION, MSG_RESPONSE,
+    MSG_TRANSPORT, RESPONSE_LEN, TRANSPORT_HEADER_LEN, TRANSPORT_MIN_LEN,
+};
 /// Plaintext is padded to a multiple of this (capped at the MTU).
 pub const PADDING_MULTIPLE: usize = 16;
 

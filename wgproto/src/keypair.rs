@@ -17,15 +17,16 @@ use std::sync::Mutex;
 use zeroize::Zeroizing;
 
 use crate::constants::{
-    AEAD_TAG_LEN, KEY_LEN, MSG_TRANSPORT, PADDING_MULTIPLE, REJECT_AFTER_MESSAGES,
-    REJECT_AFTER_TIME, REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME, REKEY_ON_RECEIVE_AFTER_TIME,
-    TRANSPORT_HEADER_LEN, TRANSPORT_MIN_LEN,
+    AEAD_TAG_LEN, KEY_LEN, PADDING_MULTIPLE, REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME,
+    REKEY_AFTER_MESSAGES, REKEY_AFTER_TIME, REKEY_ON_RECEIVE_AFTER_TIME, TRANSPORT_HEADER_LEN,
 };
 use crate::crypto;
 use crate::noise::SessionKeys;
 use crate::peer::PeerId;
 use crate::replay::{ReplayError, ReplayWindow};
 use crate::time::Timestamp;
+use wire::wireguard::TransportPacket;
+use wire::Error as WireError;
 
 /// A sealed transport message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -256,10 +257,7 @@ impl Keypair {
             return Err(SealError::CounterExhausted);
         }
         let (header, rest) = buf.split_at_mut(TRANSPORT_HEADER_LEN);
-        header[0] = MSG_TRANSPORT;
-        header[1..4].fill(0);
-        header[4..8].copy_from_slice(&self.remote_index.to_le_bytes());
-        header[8..16].copy_from_slice(&counter.to_le_bytes());
+        TransportPacket::new_unchecked(header).fill_header(self.remote_index, counter);
         rest[plaintext_len..padded].fill(0);
         let (body, tail) = rest.split_at_mut(padded);
         let tag = crypto::aead_seal_in_place(&self.sending_key, counter, &[], body);
@@ -278,22 +276,18 @@ impl Keypair {
     /// the tag does not verify, the bytes between header and tag are zeroed: no unauthenticated
     /// plaintext is left in the buffer.
     pub fn open_in_place(&self, now: Timestamp, buf: &mut [u8]) -> Result<Opened, OpenError> {
-        if buf.len() < TRANSPORT_MIN_LEN {
-            return Err(OpenError::TooShort);
-        }
-        if buf[..4] != [MSG_TRANSPORT, 0, 0, 0] {
-            return Err(OpenError::NotTransport);
-        }
-        let receiver = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
-        if receiver != self.local_index {
+        let header = match TransportPacket::new_checked(&*buf) {
+            Ok(h) => h,
+            Err(WireError::Truncated) => return Err(OpenError::TooShort),
+            Err(_) => return Err(OpenError::NotTransport),
+        };
+        if header.receiver_index() != self.local_index {
             return Err(OpenError::WrongReceiver);
         }
         if self.is_expired(now) {
             return Err(OpenError::Expired);
         }
-        let mut c = [0u8; 8];
-        c.copy_from_slice(&buf[8..16]);
-        let counter = u64::from_le_bytes(c);
+        let counter = header.counter();
         if counter >= REJECT_AFTER_MESSAGES {
             return Err(OpenError::Replay(ReplayError::Exhausted));
         }

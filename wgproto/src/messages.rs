@@ -8,8 +8,9 @@
 use crate::constants::{
     AEAD_TAG_LEN, COOKIE_LEN, COOKIE_NONCE_LEN, COOKIE_REPLY_LEN, INITIATION_LEN, KEY_LEN, MAC_LEN,
     MSG_COOKIE_REPLY, MSG_INITIATION, MSG_RESPONSE, MSG_TRANSPORT, RESPONSE_LEN, TAI64N_LEN,
-    TRANSPORT_HEADER_LEN, TRANSPORT_MIN_LEN,
+    TRANSPORT_MIN_LEN,
 };
+use wire::wireguard::TransportPacket;
 
 /// Why a datagram is not a well-formed WireGuard message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,8 +66,7 @@ pub mod field {
     use std::ops::Range;
 
     /// The type byte and three reserved bytes, common to all messages.
-    pub const TYPE: usize = 0;
-    pub const RESERVED: Range<usize> = 1..4;
+    pub use wire::wireguard::field::{RESERVED, TYPE};
 
     pub mod initiation {
         use super::*;
@@ -95,11 +95,9 @@ pub mod field {
         pub const COOKIE: Range<usize> = NONCE.end..NONCE.end + COOKIE_LEN + AEAD_TAG_LEN;
     }
 
+    /// The transport message's layout is `wire::wireguard`'s.
     pub mod transport {
-        use super::*;
-        pub const RECEIVER: Range<usize> = 4..8;
-        pub const COUNTER: Range<usize> = 8..TRANSPORT_HEADER_LEN;
-        pub const PAYLOAD: std::ops::RangeFrom<usize> = TRANSPORT_HEADER_LEN..;
+        pub use wire::wireguard::field::{COUNTER, PAYLOAD, RECEIVER};
     }
 
     const _: () = assert!(initiation::MAC2.end == INITIATION_LEN);
@@ -318,10 +316,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> CookieReply<T> {
 }
 
 /// Transport data message, type 4: a 16-byte header, then the sealed packet (ciphertext and
-/// tag, at least 16 bytes) (whitepaper §5.4.6).
+/// tag, at least 16 bytes) (whitepaper §5.4.6). The layout is `wire::wireguard`'s
+/// [`TransportPacket`]; this adds the handshake messages' error reasons.
 #[derive(Clone, Copy, Debug)]
 pub struct TransportHeader<T: AsRef<[u8]>> {
-    buffer: T,
+    packet: TransportPacket<T>,
 }
 
 impl<T: AsRef<[u8]>> TransportHeader<T> {
@@ -335,49 +334,54 @@ impl<T: AsRef<[u8]>> TransportHeader<T> {
                 got: t,
             });
         }
-        if buf.len() < TRANSPORT_MIN_LEN {
-            return Err(MessageError::TransportTooShort { len: buf.len() });
-        }
-        Ok(TransportHeader { buffer })
+        let len = buf.len();
+        // The header was checked above, so only the length can fail here.
+        let packet = TransportPacket::new_checked(buffer)
+            .map_err(|_| MessageError::TransportTooShort { len })?;
+        Ok(TransportHeader { packet })
     }
 
     /// Wraps `buffer` without checks; accessors panic if it is shorter than 32 bytes.
+    #[inline]
     pub fn new_unchecked(buffer: T) -> Self {
-        TransportHeader { buffer }
+        TransportHeader {
+            packet: TransportPacket::new_unchecked(buffer),
+        }
     }
 
+    #[inline]
     pub fn into_inner(self) -> T {
-        self.buffer
+        self.packet.into_inner()
     }
 
+    #[inline]
     pub fn receiver_index(&self) -> u32 {
-        read_u32(self.buffer.as_ref(), field::transport::RECEIVER)
+        self.packet.receiver_index()
     }
 
     /// The 64-bit nonce counter (little-endian on the wire).
+    #[inline]
     pub fn counter(&self) -> u64 {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&self.buffer.as_ref()[field::transport::COUNTER]);
-        u64::from_le_bytes(b)
+        self.packet.counter()
     }
 
     /// Ciphertext followed by the 16-byte tag.
+    #[inline]
     pub fn payload(&self) -> &[u8] {
-        &self.buffer.as_ref()[field::transport::PAYLOAD]
+        self.packet.payload()
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> TransportHeader<T> {
     /// Writes the whole 16-byte header: type, reserved zeros, receiver index and counter.
+    #[inline]
     pub fn fill_header(&mut self, receiver_index: u32, counter: u64) {
-        let buf = self.buffer.as_mut();
-        write_header(buf, MSG_TRANSPORT);
-        buf[field::transport::RECEIVER].copy_from_slice(&receiver_index.to_le_bytes());
-        buf[field::transport::COUNTER].copy_from_slice(&counter.to_le_bytes());
+        self.packet.fill_header(receiver_index, counter);
     }
 
+    #[inline]
     pub fn payload_mut(&mut self) -> &mut [u8] {
-        &mut self.buffer.as_mut()[field::transport::PAYLOAD]
+        self.packet.payload_mut()
     }
 }
 

@@ -1,28 +1,15 @@
-//! Typed reading of the IPv4, TCP, UDP and ICMP fields the NAT touches, over a byte slice that
-//! starts at the IPv4 header. Lengths are checked once in [`parse_ipv4`] / [`parse_l4`]; the
-//! accessors after that index only inside what was checked.
+//! The NAT's reading of packets through `wire`'s views, over a byte slice that starts at the
+//! IPv4 header: which transport protocols it translates and where their ports and checksums
+//! are, and its drop reasons for headers `wire` refuses. Lengths are checked once in
+//! [`parse_ipv4`] / [`parse_quoted_ipv4`] and [`min_l4_len`]; the offsets after that are
+//! inside what was checked.
 //!
 //! Owns no state and never allocates; malformed input is a [`NatError`], never a panic.
 
+use std::net::Ipv4Addr;
+
 use crate::error::NatError;
-use ::wire::checksum;
-
-pub(crate) const PROTO_ICMP: u8 = 1;
-pub(crate) const PROTO_TCP: u8 = 6;
-pub(crate) const PROTO_UDP: u8 = 17;
-
-pub(crate) const ICMP_ECHO_REPLY: u8 = 0;
-pub(crate) const ICMP_DEST_UNREACHABLE: u8 = 3;
-pub(crate) const ICMP_ECHO_REQUEST: u8 = 8;
-pub(crate) const ICMP_TIME_EXCEEDED: u8 = 11;
-pub(crate) const ICMP_PARAMETER_PROBLEM: u8 = 12;
-pub(crate) const ICMP_TIMESTAMP: u8 = 13;
-pub(crate) const ICMP_TIMESTAMP_REPLY: u8 = 14;
-
-pub(crate) const TCP_FIN: u8 = 0x01;
-pub(crate) const TCP_SYN: u8 = 0x02;
-pub(crate) const TCP_RST: u8 = 0x04;
-pub(crate) const TCP_ACK: u8 = 0x10;
+use wire::{icmp, ipv4, tcp, udp};
 
 /// The transport protocols the NAT translates. The discriminant indexes per-protocol tables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -40,9 +27,9 @@ impl Protocol {
 
     pub(crate) fn from_ip(proto: u8) -> Option<Protocol> {
         match proto {
-            PROTO_TCP => Some(Protocol::Tcp),
-            PROTO_UDP => Some(Protocol::Udp),
-            PROTO_ICMP => Some(Protocol::Icmp),
+            ipv4::PROTO_TCP => Some(Protocol::Tcp),
+            ipv4::PROTO_UDP => Some(Protocol::Udp),
+            ipv4::PROTO_ICMP => Some(Protocol::Icmp),
             _ => None,
         }
     }
@@ -60,6 +47,7 @@ impl Protocol {
     }
 }
 
+/// The big-endian 16-bit word at `off` (a transport field whose offset the caller checked).
 pub(crate) fn rd16(b: &[u8], off: usize) -> u16 {
     u16::from_be_bytes([b[off], b[off + 1]])
 }
@@ -68,15 +56,8 @@ pub(crate) fn wr16(b: &mut [u8], off: usize, v: u16) {
     b[off..off + 2].copy_from_slice(&v.to_be_bytes());
 }
 
-pub(crate) fn rd_addr(b: &[u8], off: usize) -> [u8; 4] {
-    [b[off], b[off + 1], b[off + 2], b[off + 3]]
-}
-
-pub(crate) fn wr_addr(b: &mut [u8], off: usize, a: [u8; 4]) {
-    b[off..off + 4].copy_from_slice(&a);
-}
-
-/// What [`parse_ipv4`] checked about an IPv4 header.
+/// What [`parse_ipv4`] checked about an IPv4 header. A copy, so the packet can be rewritten
+/// while it is in use.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Ipv4 {
     /// Header length in bytes (IHL * 4); the transport header starts here.
@@ -92,109 +73,108 @@ pub(crate) struct Ipv4 {
     pub later_fragment: bool,
 }
 
-pub(crate) const IP_SRC: usize = 12;
-pub(crate) const IP_DST: usize = 16;
-pub(crate) const IP_CSUM: usize = 10;
+impl Ipv4 {
+    fn of(p: &ipv4::Packet<&[u8]>, end: usize) -> Ipv4 {
+        Ipv4 {
+            hlen: p.header_len(),
+            end,
+            proto: p.protocol(),
+            src: p.src_addr().octets(),
+            dst: p.dst_addr().octets(),
+            fragment: p.is_fragment(),
+            later_fragment: p.frag_offset() != 0,
+        }
+    }
+}
 
 /// Checks an IPv4 header at the start of `b`: version, IHL, Total Length within the slice and,
 /// when `check_sum` is set, the header checksum (a datagram with a bad header checksum would
 /// be dropped by the next hop anyway; translating it would hide that).
 pub(crate) fn parse_ipv4(b: &[u8], check_sum: bool) -> Result<Ipv4, NatError> {
-    if b.len() < 20 {
-        return Err(NatError::Truncated);
-    }
-    if b[0] >> 4 != 4 {
-        return Err(NatError::NotIpv4);
-    }
-    let hlen = usize::from(b[0] & 0x0f) * 4;
-    let total = usize::from(rd16(b, 2));
-    if hlen < 20 || total < hlen {
-        return Err(NatError::BadIpHeader);
-    }
-    if total > b.len() || hlen > b.len() {
-        return Err(NatError::Truncated);
-    }
-    if check_sum && !checksum::verifies(&b[..hlen]) {
+    let p = ipv4::Packet::new_checked(b).map_err(|e| match e {
+        wire::Error::BadVersion => NatError::NotIpv4,
+        wire::Error::BadLength => NatError::BadIpHeader,
+        _ => NatError::Truncated,
+    })?;
+    if check_sum && !p.verify_checksum() {
         return Err(NatError::BadIpChecksum);
     }
-    let frag = rd16(b, 6);
-    Ok(Ipv4 {
-        hlen,
-        end: total,
-        proto: b[9],
-        src: rd_addr(b, IP_SRC),
-        dst: rd_addr(b, IP_DST),
-        fragment: frag & 0x3fff != 0,
-        later_fragment: frag & 0x1fff != 0,
-    })
+    Ok(Ipv4::of(&p, p.total_len()))
 }
 
 /// Same checks for an IPv4 header quoted inside an ICMP error: the quote may be cut short
 /// (RFC 792 quotes the header + 8 bytes), so Total Length is not held against the slice.
 pub(crate) fn parse_quoted_ipv4(b: &[u8]) -> Result<Ipv4, NatError> {
-    if b.len() < 20 || b[0] >> 4 != 4 {
-        return Err(NatError::IcmpErrorMalformed);
-    }
-    let hlen = usize::from(b[0] & 0x0f) * 4;
-    if hlen < 20 || hlen > b.len() {
-        return Err(NatError::IcmpErrorMalformed);
-    }
+    let p = ipv4::Packet::new_checked_header(b).map_err(|_| NatError::IcmpErrorMalformed)?;
     // RFC 5508 REQ-3 a): an embedded header with a bad checksum is dropped.
-    if !checksum::verifies(&b[..hlen]) {
+    if !p.verify_checksum() {
         return Err(NatError::IcmpErrorBadChecksum);
     }
-    let frag = rd16(b, 6);
-    Ok(Ipv4 {
-        hlen,
-        end: b.len(),
-        proto: b[9],
-        src: rd_addr(b, IP_SRC),
-        dst: rd_addr(b, IP_DST),
-        fragment: frag & 0x3fff != 0,
-        later_fragment: frag & 0x1fff != 0,
-    })
+    Ok(Ipv4::of(&p, b.len()))
+}
+
+/// The source or destination address field of the IPv4 header at the start of `pkt`.
+pub(crate) fn addr(pkt: &[u8], dst: bool) -> [u8; 4] {
+    let p = ipv4::Packet::new_unchecked(pkt);
+    if dst { p.dst_addr() } else { p.src_addr() }.octets()
+}
+
+/// Writes an address field; the caller patches the checksums that cover it.
+pub(crate) fn set_addr(pkt: &mut [u8], dst: bool, a: [u8; 4]) {
+    let mut p = ipv4::Packet::new_unchecked(pkt);
+    if dst {
+        p.set_dst_addr(Ipv4Addr::from(a));
+    } else {
+        p.set_src_addr(Ipv4Addr::from(a));
+    }
+}
+
+/// The header checksum of the IPv4 header at the start of `pkt`.
+pub(crate) fn ip_checksum(pkt: &[u8]) -> u16 {
+    ipv4::Packet::new_unchecked(pkt).checksum()
+}
+
+pub(crate) fn set_ip_checksum(pkt: &mut [u8], c: u16) {
+    ipv4::Packet::new_unchecked(pkt).set_checksum(c);
 }
 
 /// Minimum transport bytes the NAT reads: TCP up to its checksum (offset 16..18) and flags,
 /// UDP and ICMP their 8-byte headers.
 pub(crate) fn min_l4_len(proto: Protocol) -> usize {
     match proto {
-        Protocol::Tcp => 20,
-        Protocol::Udp | Protocol::Icmp => 8,
+        Protocol::Tcp => tcp::HEADER_LEN,
+        Protocol::Udp => udp::HEADER_LEN,
+        Protocol::Icmp => icmp::HEADER_LEN,
     }
 }
 
 /// Offset of the checksum field within the transport header.
 pub(crate) fn l4_csum_off(proto: Protocol) -> usize {
     match proto {
-        Protocol::Tcp => 16,
-        Protocol::Udp => 6,
-        Protocol::Icmp => 2,
+        Protocol::Tcp => tcp::field::CHECKSUM.start,
+        Protocol::Udp => udp::field::CHECKSUM.start,
+        Protocol::Icmp => icmp::field::CHECKSUM.start,
     }
 }
+
+// TCP and UDP share the port layout, so one offset serves both.
+const _: () = assert!(tcp::field::SRC_PORT.start == udp::field::SRC_PORT.start);
+const _: () = assert!(tcp::field::DST_PORT.start == udp::field::DST_PORT.start);
 
 /// Offset within the transport header of the source "port" (ICMP: the query identifier, which
 /// is both the source and the destination "port" of a query, RFC 5508 §3.1).
 pub(crate) fn src_port_off(proto: Protocol) -> usize {
     match proto {
-        Protocol::Icmp => 4,
-        _ => 0,
+        Protocol::Icmp => icmp::field::IDENT.start,
+        _ => udp::field::SRC_PORT.start,
     }
 }
 
 pub(crate) fn dst_port_off(proto: Protocol) -> usize {
     match proto {
-        Protocol::Icmp => 4,
-        _ => 2,
+        Protocol::Icmp => icmp::field::IDENT.start,
+        _ => udp::field::DST_PORT.start,
     }
-}
-
-pub(crate) fn is_icmp_query_request(t: u8) -> bool {
-    matches!(t, ICMP_ECHO_REQUEST | ICMP_TIMESTAMP)
-}
-
-pub(crate) fn is_icmp_query_reply(t: u8) -> bool {
-    matches!(t, ICMP_ECHO_REPLY | ICMP_TIMESTAMP_REPLY)
 }
 
 /// The ICMP errors the NAT translates (RFC 5508 §4.2); redirects and source quench are not
@@ -202,6 +182,6 @@ pub(crate) fn is_icmp_query_reply(t: u8) -> bool {
 pub(crate) fn is_icmp_error(t: u8) -> bool {
     matches!(
         t,
-        ICMP_DEST_UNREACHABLE | ICMP_TIME_EXCEEDED | ICMP_PARAMETER_PROBLEM
+        icmp::DEST_UNREACHABLE | icmp::TIME_EXCEEDED | icmp::PARAMETER_PROBLEM
     )
 }
