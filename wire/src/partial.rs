@@ -15,14 +15,8 @@
 //! its own header walk and pseudo-header (RFC 8200 §8.1).
 
 use crate::checksum::{fold, sum};
-
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
-/// Offset of the checksum field in the TCP and UDP headers.
-const TCP_CHECK_AT: usize = 16;
-const UDP_CHECK_AT: usize = 6;
-const TCP_MIN_HEADER: usize = 20;
-const UDP_HEADER: usize = 8;
+use crate::ipv4::{self, PROTO_TCP, PROTO_UDP};
+use crate::{read_u16, tcp, udp};
 
 /// Completes the TCP or UDP checksum of the IPv4 packet at the start of `packet` when it holds
 /// only the pseudo-header sum. Returns true when it was completed (the field rewritten).
@@ -30,31 +24,17 @@ const UDP_HEADER: usize = 8;
 /// Left alone: fragments (the checksum covers the whole datagram), other protocols, UDP
 /// without checksum (0), anything malformed or truncated. Never panics, never allocates.
 pub fn complete_partial_ipv4(packet: &mut [u8]) -> bool {
-    let Some(h) = packet.get(..20) else {
+    let Ok(ip) = ipv4::Packet::new_checked(&*packet) else {
         return false;
     };
-    if h[0] >> 4 != 4 {
+    let protocol = ip.protocol();
+    if (protocol != PROTO_TCP && protocol != PROTO_UDP) || ip.is_fragment() {
         return false;
     }
-    let protocol = h[9];
-    if protocol != IPPROTO_TCP && protocol != IPPROTO_UDP {
-        return false;
-    }
-    // More-fragments or a fragment offset: this packet is not the whole segment.
-    if u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0 {
-        return false;
-    }
-    let header_len = usize::from(h[0] & 0x0f) * 4;
-    let total_len = usize::from(u16::from_be_bytes([h[2], h[3]]));
-    if header_len < 20 || total_len < header_len || total_len > packet.len() {
-        return false;
-    }
+    let (header_len, total_len) = (ip.header_len(), ip.total_len());
     // Source and destination addresses: the address part of the pseudo-header.
-    let addrs = sum(&h[12..20]);
-    let Some(l4) = packet.get_mut(header_len..total_len) else {
-        return false;
-    };
-    complete_l4(addrs, protocol, l4)
+    let addrs = sum(&packet[ipv4::field::SRC.start..ipv4::field::DST.end]);
+    complete_l4(addrs, protocol, &mut packet[header_len..total_len])
 }
 
 /// The L4 part, for any IP version: `addrs` is the unfolded sum of the pseudo-header's
@@ -62,12 +42,12 @@ pub fn complete_partial_ipv4(packet: &mut [u8]) -> bool {
 /// and protocol words of the pseudo-header are added here (same in IPv4 and IPv6 as sums).
 fn complete_l4(addrs: u32, protocol: u8, l4: &mut [u8]) -> bool {
     let (check_at, segment) = match protocol {
-        IPPROTO_TCP if l4.len() >= TCP_MIN_HEADER => (TCP_CHECK_AT, l4),
-        IPPROTO_UDP if l4.len() >= UDP_HEADER => {
+        PROTO_TCP if l4.len() >= tcp::HEADER_LEN => (tcp::field::CHECKSUM.start, l4),
+        PROTO_UDP if l4.len() >= udp::HEADER_LEN => {
             // The checksum covers the UDP length, not the IP payload (which may be padded).
-            let udp_len = usize::from(u16::from_be_bytes([l4[4], l4[5]]));
+            let udp_len = usize::from(read_u16(l4, udp::field::LENGTH.start));
             match l4.get_mut(..udp_len) {
-                Some(s) if udp_len >= UDP_HEADER => (UDP_CHECK_AT, s),
+                Some(s) if udp_len >= udp::HEADER_LEN => (udp::field::CHECKSUM.start, s),
                 _ => return false,
             }
         }
@@ -76,8 +56,8 @@ fn complete_l4(addrs: u32, protocol: u8, l4: &mut [u8]) -> bool {
     let Ok(len) = u32::try_from(segment.len()) else {
         return false;
     };
-    let field = u16::from_be_bytes([segment[check_at], segment[check_at + 1]]);
-    if protocol == IPPROTO_UDP && field == 0 {
+    let field = read_u16(segment, check_at);
+    if protocol == PROTO_UDP && field == 0 {
         // The sender chose no checksum (RFC 768): not partial.
         return false;
     }
@@ -95,7 +75,7 @@ fn complete_l4(addrs: u32, protocol: u8, l4: &mut [u8]) -> bool {
         return false;
     }
     let mut check = !rest;
-    if protocol == IPPROTO_UDP && check == 0 {
+    if protocol == PROTO_UDP && check == 0 {
         // Zero means "no checksum" in UDP; a computed zero is sent as all ones (RFC 768).
         check = 0xffff;
     }
@@ -109,6 +89,10 @@ mod tests {
     use etherparse::PacketBuilder;
     use proptest::prelude::*;
 
+    /// Checksum field offsets in the TCP and UDP headers, written out independently of the
+    /// views under test.
+    const TCP_CHECK_AT: usize = 16;
+    const UDP_CHECK_AT: usize = 6;
     const SRC: [u8; 4] = [172, 23, 0, 2];
     const DST: [u8; 4] = [172, 23, 0, 3];
 
