@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use crate::afxdp::{attach_program, queues, Mode, XskConfig, XskGroup};
 use crate::route::{CacheOptions, NextHopCache, Rtnl};
 use crate::worker::handoff::Handoff;
-use crate::worker::io::Worker;
+use crate::worker::io::{Worker, PANIC_AFTER_ENV};
 use crate::xdp::{RedirectConfig, XdpCountersReader, XdpProgram};
 use fastpath::counters::{DropReason, WorkerCounters};
 use fastpath::pipeline::{Pipeline, PipelineConfig};
@@ -76,7 +76,7 @@ pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<(
         &to_slow,
         xdp_counter_readers(&programs),
     );
-    serve(&signals, reload_from.as_deref(), &slow, &workers.counters);
+    let outcome = serve(&signals, reload_from.as_deref(), &slow, &workers);
 
     info!("stopping");
     // Reverse order: the servers first (their threads are joined, so the slow path is ours
@@ -96,7 +96,7 @@ pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<(
     slow.stop();
     drop(routes);
     info!("stopped: XDP programs detached, wg0 removed");
-    Ok(())
+    outcome
 }
 
 /// The flags the signal handlers set: stop (SIGINT, SIGTERM) and reload (SIGHUP).
@@ -292,6 +292,9 @@ fn start_workers(
     to_slow: &SlowPathSender,
     clock: Clock,
 ) -> anyhow::Result<Workers> {
+    if let Ok(secs) = std::env::var(PANIC_AFTER_ENV) {
+        warn!("{PANIC_AFTER_ENV}={secs} is set: worker 0 will panic on purpose; a test knob, never for production");
+    }
     let names = cfg.dataplane.interfaces.names();
     let queues = choose_queues(cfg, &names)?;
     // Packets that land on one worker's queue but belong to another's NAT slice cross over
@@ -348,6 +351,7 @@ fn start_workers(
             stop: stop.clone(),
             batch_size: usize::from(cfg.dataplane.batch_size),
             handoff: handoffs.next().expect("the mesh has one end per queue"),
+            index: i,
         };
         let core = match &cfg.dataplane.cpus {
             Some(cpus) if !cpus.is_empty() => Some(cpus[i % cpus.len()]),
@@ -393,17 +397,31 @@ fn nat_config(cfg: &GatewayConfig, egress: Ipv4Addr, workers: usize) -> nat::Nat
     }
 }
 
-/// The gateway's main thread while it runs: waits for a stop signal, applies reloads, and
-/// logs the workers' counters every 10 s.
+/// The gateway's main thread while it runs: waits for a stop signal, applies reloads, logs
+/// the workers' counters every 10 s, and watches the workers. A worker that ends on its own
+/// has panicked: its queue would fall to the kernel, which answers the NAT's return traffic
+/// with resets, so the gateway stops with an error (and a non-zero exit, for the service
+/// manager to restart it) rather than run on without it.
 fn serve(
     signals: &Signals,
     reload_from: Option<&Path>,
     slow: &SlowPath,
-    counters: &[Arc<WorkerCounters>],
-) {
+    workers: &Workers,
+) -> anyhow::Result<()> {
+    let counters = &workers.counters;
     let mut last_report = std::time::Instant::now();
     while !signals.stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
+        if let Some(dead) = workers.handles.iter().position(|h| h.is_finished()) {
+            tracing::error!(
+                worker = dead,
+                "worker {dead} stopped unexpectedly (it panicked; see the message above): \
+                 stopping the gateway"
+            );
+            anyhow::bail!(
+                "worker {dead} panicked; the gateway stopped so that it can be restarted"
+            );
+        }
         if signals.reload.swap(false, Ordering::Relaxed) {
             match reload_from {
                 Some(path) => match reload_peers(path, slow) {
@@ -420,6 +438,7 @@ fn serve(
             log_counters(counters);
         }
     }
+    Ok(())
 }
 
 /// `[dataplane] queues`, or the default (`afxdp::queues`); warns about queues left to the

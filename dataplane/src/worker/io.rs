@@ -58,6 +58,19 @@ pub struct Worker {
     pub batch_size: usize,
     /// Lanes to and from the other workers (none when this is the only one).
     pub handoff: Handoff,
+    /// This worker's number (0 for the first queue served).
+    pub index: usize,
+}
+
+/// Test knob: worker 0 panics this many seconds after it starts, so that a test can show
+/// the gateway stops with an error instead of running on without it. Never for production;
+/// the gateway warns when it is set.
+pub const PANIC_AFTER_ENV: &str = "DATAPLANE_TEST_PANIC_WORKER_AFTER_SECS";
+
+/// When worker `index` is to panic under [`PANIC_AFTER_ENV`], if at all.
+fn test_panic_deadline(index: usize) -> Option<std::time::Instant> {
+    let secs: u64 = std::env::var(PANIC_AFTER_ENV).ok()?.parse().ok()?;
+    (index == 0).then(|| std::time::Instant::now() + Duration::from_secs(secs))
 }
 
 /// What the loop needs to act on a verdict.
@@ -146,6 +159,7 @@ impl Worker {
             .map(|s| self.group.socket_info(s).ifindex)
             .collect();
         let mut next_gauges = Timestamp::ZERO;
+        let panic_at = test_panic_deadline(self.index);
         if self.handoff.has_lanes() {
             self.group.watch_fd(self.handoff.doorbell().fd());
         }
@@ -224,6 +238,12 @@ impl Worker {
             if batch.now >= next_gauges {
                 next_gauges = batch.now + GAUGE_INTERVAL;
                 self.publish_gauges(&counters);
+                if panic_at.is_some_and(|t| std::time::Instant::now() >= t) {
+                    panic!(
+                        "worker {}: panic on purpose ({PANIC_AFTER_ENV})",
+                        self.index
+                    );
+                }
             }
             drop(routes);
             drop(tables);
