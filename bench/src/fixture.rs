@@ -189,6 +189,7 @@ impl Fixture {
                 host_addrs: vec![GATEWAY_ADDR, GATEWAY_TUNNEL_ADDR],
                 tunnel_addr: GATEWAY_TUNNEL_ADDR,
                 masquerade: true,
+                outer_ip_id_seed: 0,
             },
             slow_tx,
             _slow_rx: std::sync::Mutex::new(slow_rx),

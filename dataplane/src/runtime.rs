@@ -309,6 +309,7 @@ fn start_workers(
         host_addrs: host.host.clone(),
         tunnel_addr: host.tunnel,
         masquerade: cfg.nat.masquerade,
+        outer_ip_id_seed: 0,
     };
     let mode = xsk_mode(cfg.dataplane.mode);
     let stop = Arc::new(AtomicBool::new(false));
@@ -339,7 +340,10 @@ fn start_workers(
         let worker = Worker {
             group,
             pipeline: Pipeline::new(
-                pipeline_cfg.clone(),
+                PipelineConfig {
+                    outer_ip_id_seed: rand_seed() as u16,
+                    ..pipeline_cfg.clone()
+                },
                 nat,
                 to_slow.clone(),
                 routes.reader(),

@@ -10,15 +10,17 @@ use wire::{ipv4, udp};
 /// Ethernet (no VLAN tag), IPv4 (no options) and UDP in front of a WireGuard message.
 pub const OUTER_V4_LEN: usize = wire::ethernet::HEADER_LEN + ipv4::HEADER_LEN + udp::HEADER_LEN;
 
-/// Writes an IPv4 header (no options, DF set, as WireGuard's outer packets are sent) followed by
-/// a UDP header at the start of `buf`, for a UDP payload of `payload_len` bytes. The UDP checksum
-/// is left zero, which RFC 768 allows over IPv4; the AEAD tag already authenticates the payload.
+/// Writes an IPv4 header followed by a UDP header at the start of `buf`, for a UDP payload of
+/// `payload_len` bytes, as kernel WireGuard sends its outer packets: DF clear, so that a router
+/// on a path with a smaller MTU fragments the datagram instead of dropping it (the peer
+/// reassembles), and identification `ident` (the caller's counter, for that reassembly). The
+/// UDP checksum is left zero, which RFC 768 allows over IPv4; the AEAD tag already
+/// authenticates the payload.
 pub fn write_ipv4_udp(
     buf: &mut [u8],
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    src_port: u16,
-    dst_port: u16,
+    (src, dst): (Ipv4Addr, Ipv4Addr),
+    (src_port, dst_port): (u16, u16),
+    ident: u16,
     payload_len: usize,
 ) -> Option<()> {
     let udp_len = udp::HEADER_LEN + payload_len;
@@ -33,7 +35,8 @@ pub fn write_ipv4_udp(
         payload_len: udp_len,
         ttl: ipv4::DEFAULT_TTL,
         tos: 0,
-        dont_frag: true,
+        ident,
+        dont_frag: false,
     }
     .emit(ip)
     .ok()?;
@@ -60,10 +63,9 @@ mod tests {
         buf[42..82].copy_from_slice(&payload);
         write_ipv4_udp(
             &mut buf[14..],
-            Ipv4Addr::new(172, 23, 0, 3),
-            Ipv4Addr::new(172, 23, 0, 9),
-            51820,
-            40000,
+            (Ipv4Addr::new(172, 23, 0, 3), Ipv4Addr::new(172, 23, 0, 9)),
+            (51820, 40000),
+            0xbeef,
             40,
         )
         .unwrap();
@@ -73,7 +75,11 @@ mod tests {
         };
         assert_eq!(ip.header_checksum, ip.calc_header_checksum());
         assert_eq!(ip.source, [172, 23, 0, 3]);
-        assert!(ip.dont_fragment);
+        assert!(
+            !ip.dont_fragment,
+            "outer packets may be fragmented on the path"
+        );
+        assert_eq!(ip.identification, 0xbeef);
         let Some(etherparse::TransportHeader::Udp(udp)) = h.transport else {
             panic!("not udp")
         };
@@ -87,8 +93,14 @@ mod tests {
     #[test]
     fn short_buffer_or_oversized_payload_is_none() {
         let a = Ipv4Addr::LOCALHOST;
-        assert_eq!(write_ipv4_udp(&mut [0u8; 27], a, a, 1, 2, 0), None);
-        assert_eq!(write_ipv4_udp(&mut [0u8; 28], a, a, 1, 2, 65508), None);
-        assert_eq!(write_ipv4_udp(&mut [0u8; 28], a, a, 1, 2, 65507), Some(()));
+        assert_eq!(write_ipv4_udp(&mut [0u8; 27], (a, a), (1, 2), 0, 0), None);
+        assert_eq!(
+            write_ipv4_udp(&mut [0u8; 28], (a, a), (1, 2), 0, 65508),
+            None
+        );
+        assert_eq!(
+            write_ipv4_udp(&mut [0u8; 28], (a, a), (1, 2), 0, 65507),
+            Some(())
+        );
     }
 }

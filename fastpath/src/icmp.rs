@@ -75,6 +75,7 @@ pub fn icmp_error(
         ttl: ipv4::DEFAULT_TTL,
         // Precedence "internetwork control", as routers send ICMP.
         tos: 0xc0,
+        ident: 0,
         dont_frag: false,
     }
     .emit(ip_header)

@@ -65,6 +65,9 @@ pub struct PipelineConfig {
     pub tunnel_addr: Ipv4Addr,
     /// Source-NAT forwarded traffic (`[nat] masquerade`).
     pub masquerade: bool,
+    /// Where this worker's outer IPv4 identification counter starts (random at run time, so
+    /// IDs are neither predictable nor the same across workers and restarts).
+    pub outer_ip_id_seed: u16,
 }
 
 /// What to do with a frame.
@@ -137,6 +140,8 @@ pub struct Pipeline {
     timed: bool,
     /// When the forwarding stage (NAT, route, rewrite) of the timed frame began.
     forwarding_since: Option<Instant>,
+    /// Identification of the last outer IPv4 packet this worker sent.
+    outer_ip_id: u16,
 }
 
 /// Decrements the TTL of the IPv4 packet `p` (RFC 1812 §5.3.1); false when it ran out (or `p`
@@ -165,6 +170,7 @@ impl Pipeline {
         routes: NextHopReader,
         counters: Arc<WorkerCounters>,
     ) -> Self {
+        let cfg_ip_id = cfg.outer_ip_id_seed;
         Pipeline {
             cfg,
             nat,
@@ -174,6 +180,7 @@ impl Pipeline {
             latency: LatencyRecorder::new(),
             timed: false,
             forwarding_since: None,
+            outer_ip_id: cfg_ip_id,
         }
     }
 
@@ -738,12 +745,12 @@ impl Pipeline {
             self.slow.try_send(ToSlowPath::HandshakeNeeded { peer });
         }
         let ip_start = frame_start + ethernet::HEADER_LEN;
+        self.outer_ip_id = self.outer_ip_id.wrapping_add(1);
         let written = write_ipv4_udp(
             &mut buf[ip_start..],
-            src,
-            *endpoint.ip(),
-            self.cfg.listen_port,
-            endpoint.port(),
+            (src, *endpoint.ip()),
+            (self.cfg.listen_port, endpoint.port()),
+            self.outer_ip_id,
             sealed.len,
         )
         .and_then(|()| {

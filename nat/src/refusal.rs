@@ -52,6 +52,7 @@ pub fn write_admin_prohibited(
         ttl: ipv4::DEFAULT_TTL,
         tos: 0,
         // DF, as Linux sends its own ICMP errors.
+        ident: 0,
         dont_frag: true,
     }
     .emit(ip_header)

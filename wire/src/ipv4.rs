@@ -330,11 +330,14 @@ pub struct Repr {
     pub payload_len: usize,
     pub ttl: u8,
     pub tos: u8,
+    /// Identification (RFC 6864: unique per source, destination and protocol while fragments
+    /// may be in flight, so it matters only when `dont_frag` is false).
+    pub ident: u16,
     pub dont_frag: bool,
 }
 
 impl Repr {
-    /// Writes the 20-byte header (identification 0, offset 0, checksum filled) at the start of
+    /// Writes the 20-byte header (fragment offset 0, checksum filled) at the start of
     /// `buf`.
     #[inline]
     pub fn emit(&self, buf: &mut [u8]) -> Result<(), Error> {
@@ -347,7 +350,7 @@ impl Repr {
         p.set_version_and_header_len(HEADER_LEN);
         p.set_tos(self.tos);
         p.set_total_len(total);
-        p.set_ident(0);
+        p.set_ident(self.ident);
         p.set_frag(self.dont_frag, false, 0);
         p.set_ttl(self.ttl);
         p.set_protocol(self.protocol);
@@ -501,6 +504,7 @@ mod tests {
             payload_len: 10,
             ttl: DEFAULT_TTL,
             tos: 0xc0,
+            ident: 0x1234,
             dont_frag: true,
         };
         r.emit(&mut b).unwrap();
@@ -509,6 +513,7 @@ mod tests {
         assert_eq!(h.total_len, 30);
         assert_eq!(h.time_to_live, 64);
         assert!(h.dont_fragment);
+        assert_eq!(h.identification, 0x1234);
         assert_eq!(h.protocol, IpNumber::ICMP);
         assert_eq!(h.source, [172, 23, 0, 3]);
         assert_eq!(h.destination, [10, 13, 13, 2]);

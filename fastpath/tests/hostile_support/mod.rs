@@ -183,6 +183,7 @@ impl Gateway {
             host_addrs: vec![GW_ADDR, TUNNEL_ADDR],
             tunnel_addr: TUNNEL_ADDR,
             masquerade: true,
+            outer_ip_id_seed: 0,
         };
         let pipeline = Pipeline::new(
             cfg,
