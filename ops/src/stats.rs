@@ -118,24 +118,49 @@ pub fn worker_stats(worker: usize, c: &WorkerCounters) -> WorkerStats {
     }
 }
 
-/// The keys of [`StatsSnapshot::slow_path`] that are gauges, not counters (the metrics
-/// render them as such): from [`slowpath::watchdog::HealthReport`].
-pub const SLOW_PATH_GAUGES: [&str; 3] = [
-    "slowpath_stalled",
-    "slowpath_heartbeat_age_ms",
-    "cookie_mode",
-];
+/// One of the slow path's health gauges: its key in [`StatsSnapshot::slow_path`] and how the
+/// metrics export it.
+#[derive(Clone, Copy, Debug)]
+pub struct HealthGauge {
+    pub key: &'static str,
+    /// The Prometheus gauge.
+    pub metric: &'static str,
+    pub help: &'static str,
+    /// Stats units per metric unit (1000 for milliseconds exported as seconds).
+    pub per_unit: f64,
+}
 
-/// The slow path's health (watchdog) as entries of [`StatsSnapshot::slow_path`].
+const STALLED: HealthGauge = HealthGauge {
+    key: "slowpath_stalled",
+    metric: "dataplane_slowpath_stalled",
+    help: "1 while the slow-path thread has not beaten its heartbeat for over 2 s",
+    per_unit: 1.0,
+};
+const HEARTBEAT_AGE: HealthGauge = HealthGauge {
+    key: "slowpath_heartbeat_age_ms",
+    metric: "dataplane_slowpath_heartbeat_age_seconds",
+    help: "Seconds since the slow-path thread's last heartbeat",
+    per_unit: 1000.0,
+};
+const COOKIE_MODE: HealthGauge = HealthGauge {
+    key: "cookie_mode",
+    metric: "dataplane_handshake_cookie_mode",
+    help: "1 while handshake initiations are answered with cookie replies (under load)",
+    per_unit: 1.0,
+};
+
+/// The entries of [`StatsSnapshot::slow_path`] that are gauges, not counters: from
+/// [`slowpath::watchdog::HealthReport`] ([`slow_path_health`]).
+pub const SLOW_PATH_GAUGES: [HealthGauge; 3] = [STALLED, HEARTBEAT_AGE, COOKIE_MODE];
+
+/// The slow path's health (watchdog) as entries of [`StatsSnapshot::slow_path`]: the
+/// [`SLOW_PATH_GAUGES`] and the count of stalls so far.
 pub fn slow_path_health(h: &slowpath::watchdog::HealthReport) -> [(String, u64); 4] {
     [
-        ("slowpath_stalled".into(), u64::from(h.stalled)),
-        (
-            "slowpath_heartbeat_age_ms".into(),
-            h.heartbeat_age.as_millis() as u64,
-        ),
+        (STALLED.key.into(), u64::from(h.stalled)),
+        (HEARTBEAT_AGE.key.into(), h.heartbeat_age.as_millis() as u64),
         ("slowpath_stalls".into(), h.stalls),
-        ("cookie_mode".into(), u64::from(h.cookie_mode)),
+        (COOKIE_MODE.key.into(), u64::from(h.cookie_mode)),
     ]
 }
 

@@ -242,7 +242,7 @@ pub fn render(s: &StatsSnapshot) -> String {
     for (event, v) in s
         .slow_path
         .iter()
-        .filter(|(k, _)| !gauges.contains(&k.as_str()))
+        .filter(|(k, _)| !gauges.iter().any(|g| g.key == k.as_str()))
     {
         f.sample(
             "dataplane_slowpath_events_total",
@@ -250,35 +250,12 @@ pub fn render(s: &StatsSnapshot) -> String {
             v,
         );
     }
-    // The slow path's watchdog (slowpath::watchdog): gauges, present when the gateway reports
-    // them.
-    if let Some(v) = s.slow_path.get("slowpath_stalled") {
-        f.header(
-            "dataplane_slowpath_stalled",
-            "gauge",
-            "1 while the slow-path thread has not beaten its heartbeat for over 2 s",
-        );
-        f.sample("dataplane_slowpath_stalled", "", v);
-    }
-    if let Some(v) = s.slow_path.get("slowpath_heartbeat_age_ms") {
-        f.header(
-            "dataplane_slowpath_heartbeat_age_seconds",
-            "gauge",
-            "Seconds since the slow-path thread's last heartbeat",
-        );
-        f.sample(
-            "dataplane_slowpath_heartbeat_age_seconds",
-            "",
-            *v as f64 / 1000.0,
-        );
-    }
-    if let Some(v) = s.slow_path.get("cookie_mode") {
-        f.header(
-            "dataplane_handshake_cookie_mode",
-            "gauge",
-            "1 while handshake initiations are answered with cookie replies (under load)",
-        );
-        f.sample("dataplane_handshake_cookie_mode", "", v);
+    // The slow path's watchdog: gauges, present when the gateway reports them.
+    for g in &gauges {
+        if let Some(v) = s.slow_path.get(g.key) {
+            f.header(g.metric, "gauge", g.help);
+            f.sample(g.metric, "", *v as f64 / g.per_unit);
+        }
     }
     if let Some(d) = s.handshake_queue_depth {
         f.header(
