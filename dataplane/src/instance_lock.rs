@@ -9,7 +9,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -65,13 +65,28 @@ impl InstanceLock {
 
         // Retry if the file we locked was unlinked by a releasing holder in between (see Drop).
         loop {
+            // Never through a symlink, never another user's file: the pid is written into it.
             let mut file = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(false)
+                .mode(0o644)
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(&path)
                 .map_err(io_err(&path))?;
+            let meta = file.metadata().map_err(io_err(&path))?;
+            // SAFETY: geteuid has no arguments and cannot fail.
+            let euid = unsafe { libc::geteuid() };
+            if !meta.is_file() || meta.uid() != euid {
+                return Err(LockError::Io {
+                    path,
+                    source: io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        "not a regular file owned by this user; remove it if no gateway runs",
+                    ),
+                });
+            }
             // SAFETY: flock on an fd we own; no memory is passed to the kernel.
             let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
             if rc != 0 {
@@ -151,6 +166,20 @@ mod tests {
         let again = InstanceLock::acquire_in(&dir, "veth-x").unwrap();
         assert!(again.path().exists());
         drop(again);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_symlink_in_place_of_the_lock_file_is_refused_and_its_target_untouched() {
+        let dir = temp_dir("symlink");
+        fs::create_dir_all(&dir).unwrap();
+        let target = dir.join("precious");
+        fs::write(&target, "keep me\n").unwrap();
+        let netns = fs::metadata("/proc/thread-self/ns/net").unwrap().ino();
+        std::os::unix::fs::symlink(&target, dir.join(format!("veth-s@netns{netns}.lock"))).unwrap();
+        let err = InstanceLock::acquire_in(&dir, "veth-s").unwrap_err();
+        assert!(matches!(err, LockError::Io { .. }), "{err:?}");
+        assert_eq!(fs::read_to_string(&target).unwrap(), "keep me\n");
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -78,6 +78,11 @@ impl CaptureCli {
                     status.success(),
                     "dataplane capture failed ({status}):\n{log}"
                 );
+                // Tunnel cleartext: readable by its owner only.
+                let mode = std::os::unix::fs::PermissionsExt::mode(
+                    &std::fs::metadata(&self.file).unwrap().permissions(),
+                );
+                assert_eq!(mode & 0o777, 0o600, "{} mode {mode:o}", self.file.display());
                 return log;
             }
             assert!(

@@ -3,8 +3,9 @@
 //! Ctrl-C (or SIGTERM) ends the capture cleanly: the file then holds every whole packet
 //! received so far.
 
-use std::fs::File;
+use std::fs::OpenOptions;
 use std::io::{IsTerminal, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -83,9 +84,19 @@ fn run(args: &CaptureArgs) -> anyhow::Result<()> {
     let out: Box<dyn Write> = if to_stdout {
         Box::new(std::io::stdout().lock())
     } else {
-        Box::new(
-            File::create(&args.write).map_err(|e| anyhow::anyhow!("cannot write {target}: {e}"))?,
-        )
+        // The tunnel's cleartext: readable by its owner only, also when the file existed.
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&args.write)
+            .and_then(|f| {
+                f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+                Ok(f)
+            })
+            .map_err(|e| anyhow::anyhow!("cannot write {target}: {e}"))?;
+        Box::new(file)
     };
     let live = std::io::stderr().is_terminal();
     let mut last = Instant::now();
