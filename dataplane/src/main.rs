@@ -86,6 +86,9 @@ fn check(path: &Path, offline: bool) -> ExitCode {
             for note in &loaded.notes {
                 println!("note: {note}");
             }
+            for warning in &loaded.warnings {
+                eprintln!("warning: {warning}");
+            }
             println!("{}: OK: {}", path.display(), summary(&loaded.config));
             ExitCode::SUCCESS
         }
@@ -201,6 +204,9 @@ fn run(path: &Path) -> ExitCode {
     };
     for note in &loaded.notes {
         tracing::info!("{note}");
+    }
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
     }
     tracing::info!(config = %path.display(), "{}", summary(&loaded.config));
     match dataplane::runtime::run(loaded.config, Some(path.to_path_buf())) {

@@ -86,7 +86,12 @@ pub fn parse(
     let Reader {
         sink, loc, notes, ..
     } = r;
-    sink.into_result(Loaded { config, notes }).map(|l| (l, loc))
+    sink.into_result(Loaded {
+        config,
+        notes,
+        warnings: Vec::new(),
+    })
+    .map(|l| (l, loc))
 }
 
 /// Placeholder value returned together with errors (never handed out: `into_result` returns
@@ -108,6 +113,7 @@ fn unreachable_config() -> Loaded {
             control: default_control(),
         },
         notes: Vec::new(),
+        warnings: Vec::new(),
     }
 }
 

@@ -33,12 +33,13 @@ pub use validate::{parse_local_port_range, HostFacts};
 
 use std::path::Path;
 
-/// A loaded config and the notes to show the operator (e.g. which wg-quick hooks were
-/// replaced).
+/// A loaded config, the notes to show the operator (e.g. which wg-quick hooks were replaced)
+/// and the warnings (e.g. a key file others can read) that do not stop it.
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub config: GatewayConfig,
     pub notes: Vec<String>,
+    pub warnings: Vec<String>,
 }
 
 /// The two accepted file formats.
@@ -98,7 +99,28 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Loaded, ConfigErrors> {
         .and_then(|s| s.to_str())
         .filter(|s| !s.is_empty() && format == Format::WgQuick)
         .unwrap_or("wg0");
-    load_str(&text, &file, base_dir, format, ifname, opts)
+    let mut loaded = load_str(&text, &file, base_dir, format, ifname, opts)?;
+    let mut secrets = vec![path.to_path_buf()];
+    secrets.extend(loaded.config.interface.private_key_file.clone());
+    loaded
+        .warnings
+        .extend(secrets.iter().filter_map(|p| readable_by_others(p)));
+    Ok(loaded)
+}
+
+/// A warning when the file at `path` (which holds a private key) can be read or written by
+/// users other than its owner, as wg-quick warns about a world-accessible wg0.conf.
+fn readable_by_others(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "{} is accessible to other users (mode {mode:03o}) and holds a private key; \
+             chmod 600 {}",
+            path.display(),
+            path.display()
+        )
+    })
 }
 
 /// [`load`] on text already read. `file` names the file in errors; `base_dir` resolves a

@@ -344,7 +344,12 @@ pub fn parse(
         metrics: MetricsConfig::default(),
         control: default_control(),
     };
-    sink.into_result(Loaded { config, notes }).map(|l| (l, loc))
+    sink.into_result(Loaded {
+        config,
+        notes,
+        warnings: Vec::new(),
+    })
+    .map(|l| (l, loc))
 }
 
 /// Classifies one PostUp/PostDown value (commands separated by `;`).

@@ -175,3 +175,27 @@ fn wg_quick_interface_override() {
         }
     );
 }
+
+/// A config that others can read holds a private key in the open: loaded with a warning that
+/// says what to run, as wg-quick warns; a 0600 file loads without one.
+#[test]
+fn a_config_readable_by_others_loads_with_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("gwconf-perm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("gw.toml");
+    std::fs::copy(configs_dir().join("gw.toml"), &path).unwrap();
+    let load_with_mode = |mode: u32| {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        load(&path, &offline()).unwrap().warnings
+    };
+    let open = load_with_mode(0o644);
+    let private = load_with_mode(0o600);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert!(
+        open[0].contains("mode 644") && open[0].contains("chmod 600"),
+        "{open:?}"
+    );
+    assert!(private.is_empty(), "{private:?}");
+}
