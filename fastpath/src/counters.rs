@@ -103,7 +103,7 @@ reasons! {
         SlowPathFull => "slowpath_full": "The slow path's queue was full.",
         TxFull => "tx_full": "No TX descriptor or frame free.",
         Handoff => "handoff": "Belongs to another worker's NAT and its handoff lane was full (or no frame was free to take it).",
-        Unsupported => "unsupported": "Outer IPv6 or VLAN-tagged frame: not handled by the fast path yet.",
+        Unsupported => "unsupported": "Not an IPv4 frame (outer IPv6 is not handled by the fast path yet; the XDP program passes VLAN-tagged frames to the kernel).",
     }
     // One per NatError, named `nat_<NatError::name>`; the help is the NAT's own.
     nat {
