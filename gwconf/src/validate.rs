@@ -83,6 +83,29 @@ fn check_peers(cfg: &GatewayConfig, loc: &Locations, sink: &mut ErrorSink) {
         }
     }
 
+    // Names are how operators (and `dataplane peer remove NAME`) address a peer: one each.
+    for (j, peer) in cfg.peers.iter().enumerate() {
+        let Some(name) = &peer.name else { continue };
+        let Some(i) = cfg.peers[..j]
+            .iter()
+            .position(|p| p.name.as_ref() == Some(name))
+        else {
+            continue;
+        };
+        let path = format!("peer[{j}].name");
+        let first = loc
+            .line(&format!("peer[{i}].name"))
+            .map(|l| format!(" (line {l})"))
+            .unwrap_or_default();
+        sink.push(
+            loc.line(&path),
+            path,
+            format!(
+                "{name:?} is already the name of peer[{i}]{first}; give each peer its own name"
+            ),
+        );
+    }
+
     // Every AllowedIPs prefix as an address interval; prefixes are either nested or disjoint, so
     // after sorting by (start, widest first) a sweep with a stack of open intervals finds every
     // overlap between different peers by comparing each prefix with the innermost one open.

@@ -170,6 +170,27 @@ fn duplicate_peer_keys_are_refused() {
 }
 
 #[test]
+fn duplicate_peer_names_are_refused() {
+    let named = valid()
+        .replace(
+            &format!("public_key = \"{PEER1}\"\n"),
+            &format!("public_key = \"{PEER1}\"\nname = \"phone\"\n"),
+        )
+        .replace(
+            &format!("public_key = \"{PEER2}\"\n"),
+            &format!("public_key = \"{PEER2}\"\nname = \"phone\"\n"),
+        );
+    let errs = errors(&named);
+    assert_one(
+        &errs,
+        "gw.toml:13: peer[1].name: ",
+        &["\"phone\" is already the name of peer[0] (line 8)"],
+    );
+    let distinct = named.replacen("name = \"phone\"", "name = \"laptop\"", 1);
+    load_with(&distinct, HostFacts::unknown()).expect("distinct names load");
+}
+
+#[test]
 fn the_gateways_own_key_as_a_peer_is_refused() {
     let errs = errors(&with_line(7, &format!("public_key = \"{SERVER_PUB}\"")));
     assert_one(
