@@ -55,6 +55,13 @@ pub fn check(cfg: &GatewayConfig, loc: &Locations, host: &HostFacts, sink: &mut 
     check_interfaces(cfg, loc, host, sink);
 }
 
+/// " (line N)" of `field`, for naming the first of two clashing entries; empty when unknown.
+fn at_line(loc: &Locations, field: &str) -> String {
+    loc.line(field)
+        .map(|l| format!(" (line {l})"))
+        .unwrap_or_default()
+}
+
 fn check_peers(cfg: &GatewayConfig, loc: &Locations, sink: &mut ErrorSink) {
     let own_public = cfg.interface.public_key();
     for (j, peer) in cfg.peers.iter().enumerate() {
@@ -63,10 +70,7 @@ fn check_peers(cfg: &GatewayConfig, loc: &Locations, sink: &mut ErrorSink) {
             .iter()
             .position(|p| p.public_key == peer.public_key)
         {
-            let first = loc
-                .line(&format!("peer[{i}].public_key"))
-                .map(|l| format!(" (line {l})"))
-                .unwrap_or_default();
+            let first = at_line(loc, &format!("peer[{i}].public_key"));
             sink.push(
                 loc.line(&path),
                 path,
@@ -93,10 +97,7 @@ fn check_peers(cfg: &GatewayConfig, loc: &Locations, sink: &mut ErrorSink) {
             continue;
         };
         let path = format!("peer[{j}].name");
-        let first = loc
-            .line(&format!("peer[{i}].name"))
-            .map(|l| format!(" (line {l})"))
-            .unwrap_or_default();
+        let first = at_line(loc, &format!("peer[{i}].name"));
         sink.push(
             loc.line(&path),
             path,
@@ -155,10 +156,7 @@ fn check_peers(cfg: &GatewayConfig, loc: &Locations, sink: &mut ErrorSink) {
         if let Some(outer) = open.last() {
             let path = format!("peer[{}].allowed_ips[{}]", e.peer, e.index);
             let other = format!("peer[{}].allowed_ips[{}]", outer.peer, outer.index);
-            let at = loc
-                .line(&other)
-                .map(|l| format!(" (line {l})"))
-                .unwrap_or_default();
+            let at = at_line(loc, &other);
             if outer.peer != e.peer {
                 sink.push(
                     loc.line(&path),
