@@ -24,8 +24,9 @@ use crate::afxdp::{attach_program, queues, Mode, XskConfig, XskGroup};
 use crate::route::{CacheOptions, NextHopCache, Rtnl};
 use crate::worker::handoff::Handoff;
 use crate::worker::io::{Worker, PANIC_AFTER_ENV};
-use crate::xdp::{RedirectConfig, XdpCountersReader, XdpProgram};
+use crate::xdp::{OversizeWatch, RedirectConfig, XdpCountersReader, XdpProgram};
 use fastpath::counters::{DropReason, WorkerCounters};
+use fastpath::frame::{FRAME_SIZE, RX_OFFSET};
 use fastpath::pipeline::{Pipeline, PipelineConfig};
 use gwconf::TUN_NAME;
 use gwconf::{self, GatewayConfig, Interfaces, LoadOptions, XdpMode};
@@ -76,7 +77,8 @@ pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<(
         &to_slow,
         xdp_counter_readers(&programs),
     );
-    let outcome = serve(&signals, reload_from.as_deref(), &slow, &workers);
+    let oversize = OversizeWatch::new(&programs);
+    let outcome = serve(&signals, reload_from.as_deref(), &slow, &workers, oversize);
 
     info!("stopping");
     // Reverse order: the servers first (their threads are joined, so the slow path is ours
@@ -128,6 +130,8 @@ struct HostAddresses {
     host: Vec<Ipv4Addr>,
     /// wg0's own IPv4 address.
     tunnel: Ipv4Addr,
+    /// The MTU of each `[dataplane] interfaces` entry, in the config's order.
+    mtus: Vec<u32>,
 }
 
 impl HostAddresses {
@@ -183,6 +187,7 @@ impl HostAddresses {
             wan,
             host,
             tunnel,
+            mtus: links.iter().map(|l| l.mtu).collect(),
         })
     }
 }
@@ -199,10 +204,15 @@ fn attach_programs(cfg: &GatewayConfig, host: &HostAddresses) -> anyhow::Result<
             .nat
             .masquerade
             .then_some(cfg.nat.port_range.lo..=cfg.nat.port_range.hi),
+        max_frame_len: None, // per interface, below
     };
     let mode = xsk_mode(cfg.dataplane.mode);
     let mut programs = Vec::new();
-    for name in cfg.dataplane.interfaces.names() {
+    for (name, &mtu) in cfg.dataplane.interfaces.names().iter().zip(&host.mtus) {
+        let redirect = RedirectConfig {
+            max_frame_len: Some(max_frame_len(mtu)),
+            ..redirect.clone()
+        };
         let p = attach_program(name, mode, &redirect)?;
         if let Some(old) = p.replaced_stale_program() {
             warn!(interface = %name, old_prog_id = old, "replaced an XDP program left by a previous run");
@@ -210,6 +220,14 @@ fn attach_programs(cfg: &GatewayConfig, host: &HostAddresses) -> anyhow::Result<
         programs.push(p);
     }
     Ok(programs)
+}
+
+/// The longest frame the workers take from an interface with `mtu`: one untagged Ethernet
+/// frame of that MTU (tagged frames go to the kernel), at most what one UMEM frame receives.
+fn max_frame_len(mtu: u32) -> u16 {
+    let rx_capacity = FRAME_SIZE - RX_OFFSET;
+    let frame = (mtu as usize).saturating_add(wire::ethernet::HEADER_LEN);
+    u16::try_from(frame.min(rx_capacity)).unwrap_or(u16::MAX)
 }
 
 /// The protocol clock: real time, or faster under the [`CLOCK_SPEEDUP_ENV`] test knob.
@@ -411,9 +429,11 @@ fn serve(
     reload_from: Option<&Path>,
     slow: &SlowPath,
     workers: &Workers,
+    mut oversize: OversizeWatch,
 ) -> anyhow::Result<()> {
     let counters = &workers.counters;
     let mut last_report = std::time::Instant::now();
+    let mut last_oversize_check = std::time::Instant::now();
     while !signals.stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         if let Some(dead) = workers.handles.iter().position(|h| h.is_finished()) {
@@ -436,6 +456,10 @@ fn serve(
                 },
                 None => warn!("SIGHUP ignored: no configuration file to reload"),
             }
+        }
+        if last_oversize_check.elapsed() >= Duration::from_secs(1) {
+            last_oversize_check = std::time::Instant::now();
+            oversize.check();
         }
         if last_report.elapsed() >= Duration::from_secs(10) {
             last_report = std::time::Instant::now();
@@ -540,4 +564,18 @@ fn xdp_counter_readers(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_frame_len_is_the_mtu_plus_ethernet_within_one_umem_frame() {
+        assert_eq!(max_frame_len(1500), 1514);
+        assert_eq!(max_frame_len(1400), 1414);
+        // Jumbo MTUs: a UMEM frame holds 3840 bytes after the kernel's headroom.
+        assert_eq!(max_frame_len(9000), 3840);
+        assert_eq!(max_frame_len(u32::MAX), 3840);
+    }
 }

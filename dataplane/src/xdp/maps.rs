@@ -22,6 +22,9 @@ pub struct RedirectConfig {
     /// Ports (TCP/UDP destination ports, ICMP echo ids) the NAT allocates from. `None`: no
     /// NAT return traffic is redirected.
     pub nat_ports: Option<RangeInclusive<u16>>,
+    /// Longest frame the program gives the workers (the interface's MTU plus the Ethernet
+    /// header); longer ones, merged by GRO/LRO/GSO, are dropped and counted. `None`: no limit.
+    pub max_frame_len: Option<u16>,
 }
 
 /// Size of `struct dp_config` in `redirect.bpf.c`.
@@ -45,6 +48,7 @@ impl RedirectConfig {
         v[6] = self.nat_v4.is_some() as u8;
         v[7] = self.nat_v6.is_some() as u8;
         v[8] = !self.listen_addrs.is_empty() as u8;
+        v[10..12].copy_from_slice(&self.max_frame_len.unwrap_or(0).to_ne_bytes());
         v[12..16].copy_from_slice(&self.nat_v4.unwrap_or(Ipv4Addr::UNSPECIFIED).octets());
         v[16..32].copy_from_slice(&self.nat_v6.unwrap_or(Ipv6Addr::UNSPECIFIED).octets());
         v
@@ -86,6 +90,7 @@ xdp_counters! {
     PassFragment = 5 => "pass_fragment": "IPv4 fragment or IPv6 extension header: passed to the kernel.",
     PassNotOurs = 6 => "pass_not_ours": "Well-formed IP the gateway does not take (host traffic): passed.",
     PassVlan = 7 => "pass_vlan": "802.1Q/802.1ad tagged frame (the pipeline takes untagged frames only): passed.",
+    DropOversized = 8 => "drop_oversized": "Ours, but longer than the MTU (merged by GRO/LRO/GSO before XDP): dropped.",
 }
 
 /// A snapshot of the program's counters, summed over CPUs.
@@ -112,7 +117,10 @@ impl XdpCounters {
 
     /// Frames passed to the kernel, whatever the reason.
     pub fn passed(&self) -> u64 {
-        self.iter().map(|(_, v)| v).sum::<u64>() - self.redirected()
+        self.iter()
+            .filter(|(c, _)| c.name().starts_with("pass_"))
+            .map(|(_, v)| v)
+            .sum()
     }
 
     pub(crate) fn add(&mut self, c: XdpCounter, v: u64) {
@@ -139,12 +147,14 @@ mod tests {
             nat_v4: Some(Ipv4Addr::new(172, 23, 0, 3)),
             nat_v6: Some("fd00::3".parse().unwrap()),
             nat_ports: Some(40000..=50000),
+            max_frame_len: Some(1514),
         };
         let v = cfg.to_map_value();
         assert_eq!(u16::from_ne_bytes([v[0], v[1]]), 51820);
         assert_eq!(u16::from_ne_bytes([v[2], v[3]]), 40000);
         assert_eq!(u16::from_ne_bytes([v[4], v[5]]), 50000);
         assert_eq!(&v[6..9], &[1, 1, 1]);
+        assert_eq!(u16::from_ne_bytes([v[10], v[11]]), 1514);
         assert_eq!(&v[12..16], &[172, 23, 0, 3]);
         assert_eq!(v[16], 0xfd);
         assert_eq!(v[31], 3);
@@ -162,5 +172,6 @@ mod tests {
         );
         assert!(low > high, "empty NAT range");
         assert_eq!(&v[6..9], &[0, 0, 0]);
+        assert_eq!(&v[10..12], &[0, 0], "no frame length limit");
     }
 }

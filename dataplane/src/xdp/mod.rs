@@ -5,9 +5,12 @@
 //! return traffic; everything else is passed to the kernel. This module never touches frames.
 
 mod counters_reader;
+mod gro;
 pub mod maps;
+mod oversize;
 pub mod program;
 
 pub use counters_reader::XdpCountersReader;
 pub use maps::{RedirectConfig, XdpCounter, XdpCounters};
+pub use oversize::OversizeWatch;
 pub use program::{AttachMode, XdpError, XdpProgram, PROGRAM_NAME};

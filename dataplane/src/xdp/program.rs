@@ -13,6 +13,7 @@ use libbpf_rs::query::ProgInfoIter;
 use libbpf_rs::{MapCore, MapFlags, Object, ObjectBuilder, Xdp, XdpFlags};
 use tracing::{info, warn};
 
+use super::gro::GroOff;
 use super::maps::{RedirectConfig, XdpCounter, XdpCounters, CONFIG_VALUE_SIZE, MAX_LISTEN_ADDRS};
 use crate::instance_lock::{InstanceLock, LockError};
 
@@ -109,6 +110,8 @@ pub struct XdpProgram {
     prog_id: u32,
     replaced_stale: Option<u32>,
     attached: bool,
+    /// In generic mode, GRO turned off for as long as the program is attached (gro.rs).
+    gro_off: Option<GroOff>,
     // Dropped last (fields drop after `Drop::drop`): the interface stays ours until detached.
     _lock: InstanceLock,
 }
@@ -133,6 +136,7 @@ impl XdpProgram {
             prog_id: 0,
             replaced_stale: None,
             attached: false,
+            gro_off: None,
             _lock: lock,
         };
         program.check_layout()?;
@@ -152,6 +156,16 @@ impl XdpProgram {
         };
         program.attached = true;
         program.prog_id = prog_id;
+        if mode == AttachMode::Generic {
+            program.gro_off = GroOff::engage(ifname).unwrap_or_else(|e| {
+                warn!(
+                    ifname,
+                    "could not turn off generic receive offload ({e}): merged frames will be \
+                     dropped and counted as drop_oversized; run `ethtool -K {ifname} gro off`"
+                );
+                None
+            });
+        }
         info!(
             ifname,
             mode = mode.name(),
@@ -277,6 +291,7 @@ impl XdpProgram {
             }
         })?;
         info!(ifname = %self.ifname, "XDP program detached");
+        self.gro_off = None; // restores GRO, now that nothing runs after it
         Ok(())
     }
 

@@ -53,7 +53,8 @@ struct dp_config {
     __u8 nat_v4_enabled;  // nat_v4_addr is set
     __u8 nat_v6_enabled;  // nat_v6_addr is set
     __u8 listen_addr_filter; // 1 = WireGuard only to addresses in `listen_addrs`
-    __u8 pad[3];
+    __u8 pad;
+    __u16 max_frame_len;  // longest frame the workers take (MTU + Ethernet header); 0 = any
     __u32 nat_v4_addr;
     __u8 nat_v6_addr[16];
 };
@@ -68,7 +69,8 @@ enum dp_counter {
     DP_PASS_FRAGMENT = 5,    // IPv4 fragments / IPv6 extension headers: the kernel reassembles
     DP_PASS_NOT_OURS = 6,    // well-formed IP that is not ours to take (host traffic)
     DP_PASS_VLAN = 7,        // 802.1Q/802.1ad tagged: the pipeline does not parse tags
-    DP_NR_COUNTERS = 8,
+    DP_DROP_OVERSIZED = 8,   // ours, but longer than the MTU: merged by GRO/LRO/GSO
+    DP_NR_COUNTERS = 9,
 };
 
 // One AF_XDP socket per rx queue, inserted by the Rust side (AF_XDP sockets are looked up by
@@ -119,8 +121,16 @@ INLINE int pass(__u32 reason)
     return XDP_PASS;
 }
 
-INLINE int to_socket(struct xdp_md *ctx, __u32 reason)
+INLINE int to_socket(struct xdp_md *ctx, const struct dp_config *cfg, __u32 reason)
 {
+    // A frame longer than the MTU was merged before XDP saw it (GRO in generic mode, GSO
+    // from a veth peer in generic mode, LRO): a worker can neither fit it in a UMEM frame nor
+    // re-segment it, and the kernel has no socket for it. Dropped here and counted by name,
+    // so the operator learns which offload to turn off (runtime.rs logs it once).
+    if (cfg->max_frame_len && ctx->data_end - ctx->data > cfg->max_frame_len) {
+        count(DP_DROP_OVERSIZED);
+        return XDP_DROP;
+    }
     // Low bits of flags = action when the queue has no socket: the kernel then sees the frame.
     long action = bpf_redirect_map(&xsks_map, ctx->rx_queue_index, XDP_PASS);
     count(action == XDP_REDIRECT ? reason : DP_PASS_NO_SOCKET);
@@ -269,7 +279,7 @@ INLINE int handle_ipv4(struct xdp_md *ctx, const struct dp_config *cfg, void *l3
             key.addr[11] = 0xff;
             __builtin_memcpy(&key.addr[12], &ip->daddr, 4);
             if (listen_addr_ok(cfg, &key))
-                return to_socket(ctx, DP_REDIRECT_WIREGUARD);
+                return to_socket(ctx, cfg, DP_REDIRECT_WIREGUARD);
         }
     }
 
@@ -281,16 +291,16 @@ INLINE int handle_ipv4(struct xdp_md *ctx, const struct dp_config *cfg, void *l3
         if (load_at(ctx, l4, &p, sizeof(p)))
             return pass(DP_PASS_TRUNCATED);
         if (in_nat_range(cfg, p.dest))
-            return to_socket(ctx, DP_REDIRECT_NAT_RETURN);
+            return to_socket(ctx, cfg, DP_REDIRECT_NAT_RETURN);
     } else if (ip->protocol == PROTO_ICMP) {
         struct icmp_head ic;
         if (load_at(ctx, l4, &ic, sizeof(ic)))
             return pass(DP_PASS_TRUNCATED);
         if (ic.type == 0 /* echo reply */ && in_nat_range(cfg, ic.id))
-            return to_socket(ctx, DP_REDIRECT_NAT_RETURN);
+            return to_socket(ctx, cfg, DP_REDIRECT_NAT_RETURN);
         if ((ic.type == 3 /* dest unreachable */ || ic.type == 11 /* time exceeded */) &&
             icmp4_error_is_ours(ctx, cfg, l4 + sizeof(ic)))
-            return to_socket(ctx, DP_REDIRECT_NAT_RETURN);
+            return to_socket(ctx, cfg, DP_REDIRECT_NAT_RETURN);
     }
     return pass(DP_PASS_NOT_OURS);
 }
@@ -313,7 +323,7 @@ INLINE int handle_ipv6(struct xdp_md *ctx, const struct dp_config *cfg, void *l3
             struct addr_key key;
             __builtin_memcpy(key.addr, ip->daddr, 16);
             if (listen_addr_ok(cfg, &key))
-                return to_socket(ctx, DP_REDIRECT_WIREGUARD);
+                return to_socket(ctx, cfg, DP_REDIRECT_WIREGUARD);
         }
     }
 
@@ -325,17 +335,17 @@ INLINE int handle_ipv6(struct xdp_md *ctx, const struct dp_config *cfg, void *l3
         if ((void *)(p + 1) > end)
             return pass(DP_PASS_TRUNCATED);
         if (in_nat_range(cfg, p->dest))
-            return to_socket(ctx, DP_REDIRECT_NAT_RETURN);
+            return to_socket(ctx, cfg, DP_REDIRECT_NAT_RETURN);
     } else {
         struct icmp_head *ic = l4;
         if ((void *)(ic + 1) > end)
             return pass(DP_PASS_TRUNCATED);
         if (ic->type == 129 /* echo reply */ && in_nat_range(cfg, ic->id))
-            return to_socket(ctx, DP_REDIRECT_NAT_RETURN);
+            return to_socket(ctx, cfg, DP_REDIRECT_NAT_RETURN);
         // destination unreachable, packet too big (PMTU discovery needs it), time exceeded
         if ((ic->type == 1 || ic->type == 2 || ic->type == 3) &&
             icmp6_error_is_ours(cfg, (void *)(ic + 1), end))
-            return to_socket(ctx, DP_REDIRECT_NAT_RETURN);
+            return to_socket(ctx, cfg, DP_REDIRECT_NAT_RETURN);
     }
     return pass(DP_PASS_NOT_OURS);
 }

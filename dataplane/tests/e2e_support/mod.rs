@@ -89,9 +89,21 @@ impl E2e {
         iperf3: bool,
         extra_toml: &str,
     ) -> E2e {
+        E2e::build_with(client, name, topology, iperf3, dataplane(extra_toml))
+    }
+
+    /// A lab with `client` as the client's WireGuard and `gateway` as configured by the caller
+    /// (e.g. another XDP mode).
+    pub fn build_with(
+        client: ClientKind,
+        name: &'static str,
+        topology: Topology,
+        iperf3: bool,
+        gateway: DataplaneGateway,
+    ) -> E2e {
         let started = Instant::now();
         let lab = Lab::builder(topology)
-            .gateway(GatewayKind::Dataplane(dataplane(extra_toml)))
+            .gateway(GatewayKind::Dataplane(gateway))
             .client(client)
             .iperf3_server(iperf3)
             .build()
