@@ -77,7 +77,16 @@ pub enum TunError {
     /// `/dev/net/tun` could not be opened (module `tun` not loaded, or not root).
     #[error("cannot open /dev/net/tun (is the tun module loaded and are we root?): {0}")]
     Open(#[source] io::Error),
-    /// `TUNSETIFF` failed (name taken by a non-TUN device, or no CAP_NET_ADMIN).
+    /// An interface with the name exists already: a persistent TUN, kernel WireGuard, a
+    /// wireguard-go device or another gateway's. Taking it over would leave it with our
+    /// addresses after exit, so it is refused.
+    #[error(
+        "an interface named {0} already exists (a persistent TUN, kernel WireGuard, \
+         wireguard-go or another gateway): the gateway creates its own and does not take \
+         over one it did not create; stop what owns it or remove it with `ip link del {0}`"
+    )]
+    Exists(String),
+    /// `TUNSETIFF` failed (no CAP_NET_ADMIN, or the kernel refused).
     #[error("cannot create TUN device {name}: {source}")]
     Create {
         /// Requested name.
@@ -128,9 +137,15 @@ impl Tun {
             .custom_flags(libc::O_NONBLOCK)
             .open("/dev/net/tun")
             .map_err(TunError::Open)?;
-        let name = attach(&file, &config.name).map_err(|source| TunError::Create {
-            name: config.name.clone(),
-            source,
+        let name = attach(&file, &config.name).map_err(|source| {
+            if source.raw_os_error() == Some(libc::EBUSY) {
+                TunError::Exists(config.name.clone())
+            } else {
+                TunError::Create {
+                    name: config.name.clone(),
+                    source,
+                }
+            }
         })?;
         let netlink_error = |what: String| {
             let name = name.clone();
@@ -264,7 +279,10 @@ fn attach(file: &File, name: &str) -> io::Result<String> {
         *dst = src as libc::c_char;
     }
     // IFF_NO_PI: no 4-byte packet-information header, so reads and writes are bare IP packets.
-    request.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+    // IFF_TUN_EXCL: fail with EBUSY when the name exists, instead of attaching to a persistent
+    // TUN someone else made (and leaving our addresses on it at exit).
+    request.ifr_ifru.ifru_flags =
+        (libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_TUN_EXCL) as libc::c_short;
     // SAFETY: the fd is an open /dev/net/tun descriptor owned by `file` for the whole call, and
     // TUNSETIFF reads and writes exactly one `struct ifreq`, which `request` is.
     let rc = unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut request) };

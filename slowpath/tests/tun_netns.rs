@@ -125,21 +125,57 @@ fn wg0_in_a_fresh_namespace() {
         eprintln!("SKIP wg0_in_a_fresh_namespace: not root (needs netns and /dev/net/tun)");
         return;
     }
-    let ns = Netns::create(format!("tunt{}", std::process::id()));
-    let ns_name = ns.0.clone();
-
     // The TUN device and the netlink socket are created in the namespace of the thread that
     // opens them, so the body runs in a thread that joined the test's namespace.
+    in_fresh_namespace("tunt", body);
+}
+
+/// Runs `f` in a thread that joined a fresh namespace named after `tag`; the namespace is
+/// deleted even when `f` panics.
+fn in_fresh_namespace(tag: &str, f: impl FnOnce(&str) + Send + 'static) {
+    let ns = Netns::create(format!("{tag}{}", std::process::id()));
+    let ns_name = ns.0.clone();
     let body = std::thread::spawn(move || {
         let ns_file = File::open(format!("/var/run/netns/{ns_name}")).expect("open netns");
         setns(&ns_file, CloneFlags::CLONE_NEWNET).expect("setns");
-        body(&ns_name);
+        f(&ns_name);
     });
     let result = body.join();
     drop(ns);
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
+}
+
+/// A `wg0` the gateway did not create (a persistent TUN, as `ip tuntap add` or a previous
+/// tool leaves it) is refused by name, and left as it was: without EXCL, TUNSETIFF attached to
+/// it silently and the gateway's addresses stayed on it after exit (issue 16 item 7; fails
+/// before the fix, which took it over).
+#[test]
+fn a_wg0_someone_else_made_is_refused_and_left_untouched() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("SKIP a_wg0_someone_else_made_is_refused: not root (needs netns and TUN)");
+        return;
+    }
+    in_fresh_namespace("tunx", |ns| {
+        run_ok(
+            "ip",
+            &["-n", ns, "tuntap", "add", "dev", "wg0", "mode", "tun"],
+        );
+        let v4: IpNet = "10.13.13.1/24".parse().unwrap();
+        let taken = Tun::create(&TunConfig::new("wg0", vec![v4])).map(|_| ());
+        let Err(err) = taken else {
+            panic!("the persistent wg0 was taken over");
+        };
+        assert!(
+            matches!(err, TunError::Exists(ref n) if n == "wg0"),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(message.contains("ip link del wg0"), "{message}");
+        let addr = run_ok("ip", &["-n", ns, "-4", "addr", "show", "dev", "wg0"]);
+        assert!(!addr.contains("10.13.13.1"), "address added to it:\n{addr}");
+    });
 }
 
 fn body(ns: &str) {
@@ -151,7 +187,7 @@ fn body(ns: &str) {
 
     // A second device with the same name in the same namespace is refused with a clear error.
     let again = Tun::create(&TunConfig::new("wg0", vec![])).map(|_| ());
-    assert!(matches!(again, Err(TunError::Create { .. })), "{again:?}");
+    assert!(matches!(again, Err(TunError::Exists(_))), "{again:?}");
 
     // Peer routes: one outside the subnet (installed), one inside it (covered, nothing to do).
     let far: IpNet = "10.99.0.0/16".parse().unwrap();
