@@ -5,6 +5,7 @@
 //! and the operator servers (`ops`). The protocol, the NAT, the per-frame pipeline and the
 //! configuration live in the crates below; this one adds only the I/O.
 
+pub mod addr_watch;
 pub mod afxdp;
 pub mod host;
 pub mod instance_lock;

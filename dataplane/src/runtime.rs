@@ -20,6 +20,7 @@ use slowpath::engine::{SlowPath, SlowPathConfig};
 use slowpath::tun::TunConfig;
 use tracing::{info, warn};
 
+use crate::addr_watch::{listen_addresses, AddressWatch};
 use crate::afxdp::{attach_program, queues, Mode, XskConfig, XskGroup};
 use crate::route::{CacheOptions, NextHopCache, Rtnl};
 use crate::worker::handoff::Handoff;
@@ -77,8 +78,12 @@ pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<(
         &to_slow,
         xdp_counter_readers(&programs),
     );
-    let oversize = OversizeWatch::new(&programs);
-    let outcome = serve(&signals, reload_from.as_deref(), &slow, &workers, oversize);
+    let watches = Watches {
+        programs: &programs,
+        oversize: OversizeWatch::new(&programs),
+        addresses: host.watch(&cfg),
+    };
+    let outcome = serve(&signals, reload_from.as_deref(), &slow, &workers, watches);
 
     info!("stopping");
     // Reverse order: the servers first (their threads are joined, so the slow path is ours
@@ -132,6 +137,22 @@ struct HostAddresses {
     tunnel: Ipv4Addr,
     /// The MTU of each `[dataplane] interfaces` entry, in the config's order.
     mtus: Vec<u32>,
+    /// The WAN interface (WireGuard arrives there) and the LAN one (the NAT's egress).
+    wan_index: u32,
+    lan_index: u32,
+}
+
+impl HostAddresses {
+    /// Follows the WAN addresses (and reports a change of the egress address when it was
+    /// taken from the LAN interface) for as long as the gateway runs.
+    fn watch(&self, cfg: &GatewayConfig) -> Option<AddressWatch> {
+        let wan_name = cfg.dataplane.interfaces.names()[0];
+        let egress = (cfg.nat.masquerade && cfg.nat.address.is_none())
+            .then_some((self.lan_index, self.egress));
+        AddressWatch::new(self.wan_index, wan_name, self.wan.clone(), egress)
+            .map_err(|e| warn!("address changes will not be followed (rtnetlink: {e})"))
+            .ok()
+    }
 }
 
 impl HostAddresses {
@@ -162,11 +183,7 @@ impl HostAddresses {
             })?,
         };
         let addresses = rtnl.addresses()?;
-        let wan = addresses
-            .iter()
-            .filter(|a| a.ifindex == wan_index && a.addr.is_ipv4())
-            .map(|a| a.addr)
-            .collect();
+        let wan = listen_addresses(&addresses, wan_index);
         let tunnel = cfg
             .interface
             .tunnel_ipv4()
@@ -188,6 +205,8 @@ impl HostAddresses {
             host,
             tunnel,
             mtus: links.iter().map(|l| l.mtu).collect(),
+            wan_index,
+            lan_index,
         })
     }
 }
@@ -429,11 +448,10 @@ fn serve(
     reload_from: Option<&Path>,
     slow: &SlowPath,
     workers: &Workers,
-    mut oversize: OversizeWatch,
+    mut watches: Watches<'_>,
 ) -> anyhow::Result<()> {
     let counters = &workers.counters;
     let mut last_report = std::time::Instant::now();
-    let mut last_oversize_check = std::time::Instant::now();
     while !signals.stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         if let Some(dead) = workers.handles.iter().position(|h| h.is_finished()) {
@@ -457,16 +475,29 @@ fn serve(
                 None => warn!("SIGHUP ignored: no configuration file to reload"),
             }
         }
-        if last_oversize_check.elapsed() >= Duration::from_secs(1) {
-            last_oversize_check = std::time::Instant::now();
-            oversize.check();
-        }
+        watches.tick();
         if last_report.elapsed() >= Duration::from_secs(10) {
             last_report = std::time::Instant::now();
             log_counters(counters);
         }
     }
     Ok(())
+}
+
+/// What the main thread checks while the gateway runs, besides the workers and signals.
+struct Watches<'a> {
+    programs: &'a [XdpProgram],
+    oversize: OversizeWatch,
+    addresses: Option<AddressWatch>,
+}
+
+impl Watches<'_> {
+    fn tick(&mut self) {
+        self.oversize.tick();
+        if let Some(a) = self.addresses.as_mut() {
+            a.tick(self.programs);
+        }
+    }
 }
 
 /// `[dataplane] queues`, or the default (`afxdp::queues`); warns about queues left to the

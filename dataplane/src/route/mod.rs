@@ -18,4 +18,4 @@ mod cache;
 mod rtnl;
 
 pub use cache::{CacheOptions, NextHopCache};
-pub use rtnl::Rtnl;
+pub use rtnl::{primary_ipv4_of, Rtnl};

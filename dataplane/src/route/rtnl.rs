@@ -135,14 +135,7 @@ impl Rtnl {
     /// The primary IPv4 address of an interface: the first non-secondary one, which is the
     /// address MASQUERADE would use.
     pub fn primary_ipv4(&mut self, ifindex: u32) -> io::Result<Option<Ipv4Addr>> {
-        Ok(self
-            .addresses()?
-            .into_iter()
-            .filter(|a| a.ifindex == ifindex && !a.secondary)
-            .find_map(|a| match a.addr {
-                IpAddr::V4(v4) => Some(v4),
-                IpAddr::V6(_) => None,
-            }))
+        Ok(primary_ipv4_of(&self.addresses()?, ifindex))
     }
 
     /// The kernel's own routing decision for `dst` (what `ip route get DST` prints). Errors are
@@ -341,4 +334,16 @@ pub(super) fn parse_neighbour(n: &NeighbourMessage) -> Option<Neighbour> {
         mac,
         state,
     })
+}
+
+/// The primary IPv4 address of interface `ifindex` among `addresses`: the first
+/// non-secondary one, which is the address MASQUERADE would use.
+pub fn primary_ipv4_of(addresses: &[InterfaceAddress], ifindex: u32) -> Option<Ipv4Addr> {
+    addresses
+        .iter()
+        .filter(|a| a.ifindex == ifindex && !a.secondary)
+        .find_map(|a| match a.addr {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        })
 }

@@ -54,12 +54,17 @@ impl RedirectConfig {
         v
     }
 
-    /// Keys of the `listen_addrs` map: IPv4 addresses as IPv4-mapped IPv6.
+    /// Keys of the `listen_addrs` map.
     pub(crate) fn listen_addr_keys(&self) -> impl Iterator<Item = [u8; 16]> + '_ {
-        self.listen_addrs.iter().map(|a| match a {
-            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-            IpAddr::V6(v6) => v6.octets(),
-        })
+        self.listen_addrs.iter().map(|&a| listen_addr_key(a))
+    }
+}
+
+/// The `listen_addrs` map key of `addr`: IPv4 addresses as IPv4-mapped IPv6.
+pub(crate) fn listen_addr_key(addr: IpAddr) -> [u8; 16] {
+    match addr {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
     }
 }
 

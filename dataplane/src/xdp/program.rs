@@ -7,6 +7,7 @@
 //! attached after us).
 
 use std::ffi::CString;
+use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use libbpf_rs::query::ProgInfoIter;
@@ -14,7 +15,9 @@ use libbpf_rs::{MapCore, MapFlags, Object, ObjectBuilder, Xdp, XdpFlags};
 use tracing::{info, warn};
 
 use super::gro::GroOff;
-use super::maps::{RedirectConfig, XdpCounter, XdpCounters, CONFIG_VALUE_SIZE, MAX_LISTEN_ADDRS};
+use super::maps::{
+    listen_addr_key, RedirectConfig, XdpCounter, XdpCounters, CONFIG_VALUE_SIZE, MAX_LISTEN_ADDRS,
+};
 use crate::instance_lock::{InstanceLock, LockError};
 
 /// The BPF program's name (the C function, as the kernel reports it in `bpf_prog_info.name`).
@@ -270,6 +273,34 @@ impl XdpProgram {
         self.map(CONFIG_MAP)?
             .update(&0u32.to_ne_bytes(), &config.to_map_value(), MapFlags::ANY)
             .map_err(map_err(CONFIG_MAP))
+    }
+
+    /// Replaces the addresses WireGuard is accepted on, while attached (the host's addresses
+    /// changed). New ones are added before stale ones are removed, so an address kept across
+    /// the change is never missing from the map, not even briefly.
+    pub fn set_listen_addrs(&self, listen: &[IpAddr]) -> Result<(), XdpError> {
+        if listen.len() > MAX_LISTEN_ADDRS {
+            return Err(XdpError::Map {
+                map: LISTEN_ADDRS_MAP,
+                what: format!(
+                    "{} listen addresses, at most {MAX_LISTEN_ADDRS}",
+                    listen.len()
+                ),
+            });
+        }
+        let addrs = self.map(LISTEN_ADDRS_MAP)?;
+        let wanted: Vec<[u8; 16]> = listen.iter().map(|&a| listen_addr_key(a)).collect();
+        for key in &wanted {
+            addrs
+                .update(key, &[1], MapFlags::ANY)
+                .map_err(map_err(LISTEN_ADDRS_MAP))?;
+        }
+        for key in addrs.keys().collect::<Vec<_>>() {
+            if !wanted.iter().any(|w| w[..] == key[..]) {
+                addrs.delete(&key).map_err(map_err(LISTEN_ADDRS_MAP))?;
+            }
+        }
+        Ok(())
     }
 
     /// Detaches now, reporting failure (drop does the same but can only log).
