@@ -10,6 +10,7 @@ pub mod afxdp;
 pub mod host;
 pub mod instance_lock;
 pub mod peers;
+pub mod reserved_ports;
 pub mod route;
 pub mod runtime;
 pub mod worker;

@@ -22,10 +22,11 @@ use tracing::{info, warn};
 
 use crate::addr_watch::{listen_addresses, AddressWatch};
 use crate::afxdp::{attach_program, queues, Mode, XskConfig, XskGroup};
+use crate::reserved_ports::ReservedPorts;
 use crate::route::{CacheOptions, NextHopCache, Rtnl};
 use crate::worker::handoff::Handoff;
 use crate::worker::io::{Worker, PANIC_AFTER_ENV};
-use crate::xdp::{OversizeWatch, RedirectConfig, XdpCountersReader, XdpProgram};
+use crate::xdp::{LivePortsWriter, OversizeWatch, RedirectConfig, XdpCountersReader, XdpProgram};
 use fastpath::counters::{DropReason, WorkerCounters};
 use fastpath::frame::{FRAME_SIZE, RX_OFFSET};
 use fastpath::pipeline::{Pipeline, PipelineConfig};
@@ -55,6 +56,12 @@ pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<(
     let routes =
         NextHopCache::start(CacheOptions::default()).context("starting the route cache")?;
     let programs = attach_programs(&cfg, &host)?;
+    // Held until return: the host's ephemeral ports stay out of the NAT range meanwhile.
+    let _reserved = cfg
+        .nat
+        .masquerade
+        .then(|| ReservedPorts::reserve(cfg.nat.port_range.lo..=cfg.nat.port_range.hi))
+        .flatten();
     let clock = protocol_clock();
     let tables = shared_tables();
     let (to_slow, from_workers) = slow_path_queue(SLOW_PATH_QUEUE);
@@ -348,6 +355,19 @@ fn start_workers(
         masquerade: cfg.nat.masquerade,
         outer_ip_id_seed: 0,
     };
+    let live_ports = if cfg.nat.masquerade {
+        let maps = programs
+            .iter()
+            .map(|p| {
+                p.live_ports().map(Arc::new).with_context(|| {
+                    format!("mapping the NAT's live-port bitmap of {}", p.ifname())
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Some(LivePortsWriter::new(maps))
+    } else {
+        None
+    };
     let mode = xsk_mode(cfg.dataplane.mode);
     let stop = Arc::new(AtomicBool::new(false));
     let program_refs: Vec<&XdpProgram> = programs.iter().collect();
@@ -364,13 +384,15 @@ fn start_workers(
             let info = group.socket_info(s);
             info!(interface = %info.ifname, queue = info.queue_id, mode = %info.mode, "AF_XDP socket bound");
         }
-        let nat = if cfg.nat.masquerade {
-            Some(
-                nat::Conntrack::new(&nat_cfg, i as u16)
-                    .map_err(|e| anyhow::anyhow!("[nat]: {e:?}"))?,
-            )
-        } else {
-            None
+        let nat = match &live_ports {
+            Some(live) => {
+                let mut ct = nat::Conntrack::new(&nat_cfg, i as u16)
+                    .map_err(|e| anyhow::anyhow!("[nat]: {e:?}"))?;
+                // The XDP program takes NAT return traffic only for ports a mapping holds.
+                ct.observe_ports(Box::new(live.clone()));
+                Some(ct)
+            }
+            None => None,
         };
         let worker_counters = Arc::new(WorkerCounters::default());
         counters.push(worker_counters.clone());

@@ -13,12 +13,16 @@ use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use dataplane::afxdp::{attach_program, BoundMode, Frame, Mode, XskConfig, XskGroup, RX_OFFSET};
 use dataplane::instance_lock::LockError;
-use dataplane::xdp::{AttachMode, RedirectConfig, XdpCounter, XdpError, XdpProgram};
+use dataplane::xdp::{
+    AttachMode, LivePortsWriter, RedirectConfig, XdpCounter, XdpError, XdpProgram,
+};
+use nat::{PortObserver, Protocol};
 
 const LISTEN_PORT: u16 = 51820;
 
@@ -825,21 +829,32 @@ fn udp_frame(sport: u16, dport: u16) -> Vec<u8> {
 
 /// An ICMP error from 10.77.0.2 about a UDP datagram 10.77.0.1:`embedded_sport` -> 10.77.0.2:53.
 fn icmp_error_frame(embedded_sport: u16) -> Vec<u8> {
+    icmp_error_frame_of(
+        etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::Port,
+        ),
+        embedded_sport,
+    )
+}
+
+/// An ICMP error of type `kind` from 10.77.0.2 about a UDP datagram
+/// 10.77.0.1:`embedded_sport` -> 10.77.0.2:53.
+fn icmp_error_frame_of(kind: etherparse::Icmpv4Type, embedded_sport: u16) -> Vec<u8> {
     let mut embedded = Vec::new();
     etherparse::PacketBuilder::ipv4([10, 77, 0, 1], [10, 77, 0, 2], 64)
         .udp(embedded_sport, 53)
         .write(&mut embedded, b"q")
         .unwrap();
     frame_with(|b| {
-        let b = b.icmpv4(etherparse::Icmpv4Type::DestinationUnreachable(
-            etherparse::icmpv4::DestUnreachableHeader::Port,
-        ));
+        let b = b.icmpv4(kind);
         let mut v = Vec::new();
         b.write(&mut v, &embedded).unwrap();
         v
     })
 }
 
+/// Return traffic is taken only for ports a NAT mapping holds (bits the workers' NAT
+/// observer sets); the rest of the range, like everything outside it, is the host's.
 #[test]
 fn afxdp_nat_return_traffic_is_redirected_by_port_echo_id_and_embedded_port() {
     require_root!();
@@ -855,6 +870,18 @@ fn afxdp_nat_return_traffic_is_redirected_by_port_echo_id_and_embedded_port() {
             ..RedirectConfig::default()
         };
         let program = attach_program(&ifname, Mode::Copy, &config).unwrap();
+        let live = LivePortsWriter::new(vec![Arc::new(program.live_ports().unwrap())]);
+        for (protocol, port) in [
+            (Protocol::Udp, 40500),
+            (Protocol::Tcp, 40001),
+            (Protocol::Icmp, 40002),
+            (Protocol::Udp, 40003),
+            // Mapped, then released: its traffic is the host's again.
+            (Protocol::Udp, 40700),
+        ] {
+            live.mapped(protocol, port);
+        }
+        live.unmapped(Protocol::Udp, 40700);
         let mut group = XskGroup::new(0, &[&program], Mode::Copy, &small_xsk()).unwrap();
         ready_tx.send(()).unwrap();
         let mut batch = Vec::with_capacity(64);
@@ -888,9 +915,39 @@ fn afxdp_nat_return_traffic_is_redirected_by_port_echo_id_and_embedded_port() {
             v
         }),
         icmp_error_frame(40003),
+        frame_with(|b| {
+            let b = b.icmpv4(etherparse::Icmpv4Type::TimestampReply(
+                etherparse::icmpv4::TimestampMessage {
+                    id: 40002,
+                    seq: 1,
+                    originate_timestamp: 1,
+                    receive_timestamp: 2,
+                    transmit_timestamp: 3,
+                },
+            ));
+            let mut v = Vec::new();
+            b.write(&mut v, &[]).unwrap();
+            v
+        }),
+        icmp_error_frame_of(
+            etherparse::Icmpv4Type::ParameterProblem(
+                etherparse::icmpv4::ParameterProblemHeader::PointerIndicatesError(0),
+            ),
+            40003,
+        ),
     ];
     let not_ours = vec![
         udp_frame(53, 41000),
+        // In the range but held by no mapping (the host's own): passed.
+        udp_frame(53, 40600),
+        udp_frame(53, 40700),
+        frame_with(|b| {
+            let b = b.tcp(80, 40500, 1, 1024); // UDP 40500 is mapped, TCP 40500 is not
+            let mut v = Vec::new();
+            b.write(&mut v, &[]).unwrap();
+            v
+        }),
+        icmp_error_frame(40004),
         frame_with(|b| {
             let b = b.icmpv4_echo_reply(5, 1);
             let mut v = Vec::new();
@@ -914,9 +971,14 @@ fn afxdp_nat_return_traffic_is_redirected_by_port_echo_id_and_embedded_port() {
     assert_eq!(seen, ours, "exactly the NAT return frames reach the socket");
     assert_eq!(
         counters.get(XdpCounter::RedirectNatReturn),
-        4,
+        6,
         "{counters:?}"
     );
     assert_eq!(counters.get(XdpCounter::RedirectWireguard), 0);
     assert!(counters.get(XdpCounter::PassNotOurs) >= 3, "{counters:?}");
+    assert_eq!(
+        counters.get(XdpCounter::PassNatUnmapped),
+        4,
+        "40600, 40700 after release, TCP 40500, the error quoting 40004: {counters:?}"
+    );
 }

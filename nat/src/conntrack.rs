@@ -13,6 +13,7 @@ use crate::error::NatError;
 use crate::flow_state::{self, Dir, FlowState};
 use crate::partition::Partition;
 use crate::port_alloc::PortAllocator;
+use crate::port_observer::PortObserver;
 use crate::rewrite::{self, Side};
 use crate::table::{self, Entry, Table};
 use crate::timer_wheel::TimerWheel;
@@ -85,6 +86,8 @@ pub struct Conntrack {
     ports: PortAllocator,
     wheel: TimerWheel,
     counters: NatCounters,
+    /// Told of every port a mapping takes and releases (the XDP program's live-port map).
+    observer: Option<Box<dyn PortObserver>>,
 }
 
 impl Conntrack {
@@ -138,6 +141,7 @@ impl Conntrack {
             ),
             wheel: TimerWheel::new(config.capacity_per_worker as usize, 0),
             counters: NatCounters::default(),
+            observer: None,
         })
     }
 
@@ -177,6 +181,13 @@ impl Conntrack {
             Err(e) => c.count_drop(e),
         }
         r
+    }
+
+    /// Reports every mapping created and removed from now on to `observer` (this worker's
+    /// table must be empty yet: earlier mappings would never be reported).
+    pub fn observe_ports(&mut self, observer: Box<dyn PortObserver>) {
+        debug_assert!(self.is_empty(), "observer set after mappings were created");
+        self.observer = Some(observer);
     }
 
     /// Removes expired mappings, looking at no more than `budget` candidates (and empty wheel
@@ -492,6 +503,9 @@ impl Conntrack {
             return Err(NatError::TableFull);
         };
         self.counters.created += 1;
+        if let Some(o) = &self.observer {
+            o.mapped(proto, entry.ext_port);
+        }
         Ok((slot, true))
     }
 
@@ -527,6 +541,9 @@ impl Conntrack {
                 let off = self.ports.offset(e.ext_port).unwrap_or(0);
                 self.table.remove(slot, off);
                 self.ports.release(set, off);
+                if let Some(o) = &self.observer {
+                    o.unmapped(e.protocol(), e.ext_port);
+                }
                 removed += 1;
             } else {
                 self.wheel.insert(slot, e.deadline);

@@ -343,3 +343,64 @@ fn hairpin_and_icmp_errors_across_workers() {
     );
     let _ = Protocol::Udp;
 }
+
+// ---------------------------------------------------------------- the live-port observer
+
+/// Records what a [`nat::PortObserver`] is told.
+#[derive(Debug, Default, Clone)]
+struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<(bool, Protocol, u16)>>>);
+
+impl nat::PortObserver for Recorder {
+    fn mapped(&self, protocol: Protocol, port: u16) {
+        self.0.lock().unwrap().push((true, protocol, port));
+    }
+    fn unmapped(&self, protocol: Protocol, port: u16) {
+        self.0.lock().unwrap().push((false, protocol, port));
+    }
+}
+
+#[test]
+fn the_observer_hears_every_port_a_mapping_takes_and_releases_once() {
+    let mut ct = conntrack();
+    let rec = Recorder::default();
+    ct.observe_ports(Box::new(rec.clone()));
+    let mut a = udp(A, 61234, R, 53, b"q");
+    ct.translate_outbound(0, &mut a).unwrap();
+    let mut again = udp(A, 61234, R, 53, b"q");
+    ct.translate_outbound(0, &mut again).unwrap();
+    let mut syn = tcp(B, 40000, R, 80, SYN, b"");
+    ct.translate_outbound(0, &mut syn).unwrap();
+    let mut ping = echo(A, R, 7, 1, false, b"");
+    ct.translate_outbound(0, &mut ping).unwrap();
+    let udp_port = src_of(&a).1;
+    let tcp_port = src_of(&syn).1;
+    let echo_id = u16::from_be_bytes([ping[24], ping[25]]);
+    assert_eq!(
+        *rec.0.lock().unwrap(),
+        vec![
+            (true, Protocol::Udp, udp_port),
+            (true, Protocol::Tcp, tcp_port),
+            (true, Protocol::Icmp, echo_id),
+        ],
+        "one report per new mapping, none for a packet on an existing one"
+    );
+    while !ct.is_empty() {
+        ct.expire(100_000 * SEC, 64);
+    }
+    let events = rec.0.lock().unwrap().clone();
+    let released: Vec<_> = events[3..]
+        .iter()
+        .map(|&(m, p, port)| (m, p, port))
+        .collect();
+    assert_eq!(released.len(), 3, "{events:?}");
+    for (p, port) in [
+        (Protocol::Udp, udp_port),
+        (Protocol::Tcp, tcp_port),
+        (Protocol::Icmp, echo_id),
+    ] {
+        assert!(
+            released.contains(&(false, p, port)),
+            "{p:?} {port} not released: {events:?}"
+        );
+    }
+}

@@ -96,6 +96,7 @@ xdp_counters! {
     PassNotOurs = 6 => "pass_not_ours": "Well-formed IP the gateway does not take (host traffic): passed.",
     PassVlan = 7 => "pass_vlan": "802.1Q/802.1ad tagged frame (the pipeline takes untagged frames only): passed.",
     DropOversized = 8 => "drop_oversized": "Ours, but longer than the MTU (merged by GRO/LRO/GSO before XDP): dropped.",
+    PassNatUnmapped = 9 => "pass_nat_unmapped": "To a NAT port or echo id no mapping holds (the host's own traffic): passed.",
 }
 
 /// A snapshot of the program's counters, summed over CPUs.

@@ -6,11 +6,13 @@
 
 mod counters_reader;
 mod gro;
+pub mod live_ports;
 pub mod maps;
 mod oversize;
 pub mod program;
 
 pub use counters_reader::XdpCountersReader;
+pub use live_ports::{LivePorts, LivePortsWriter};
 pub use maps::{RedirectConfig, XdpCounter, XdpCounters};
 pub use oversize::OversizeWatch;
 pub use program::{AttachMode, XdpError, XdpProgram, PROGRAM_NAME};

@@ -15,6 +15,7 @@ use libbpf_rs::{MapCore, MapFlags, Object, ObjectBuilder, Xdp, XdpFlags};
 use tracing::{info, warn};
 
 use super::gro::GroOff;
+use super::live_ports::LivePorts;
 use super::maps::{
     listen_addr_key, RedirectConfig, XdpCounter, XdpCounters, CONFIG_VALUE_SIZE, MAX_LISTEN_ADDRS,
 };
@@ -28,6 +29,7 @@ const XSKS_MAP: &str = "xsks_map";
 const CONFIG_MAP: &str = "config_map";
 const LISTEN_ADDRS_MAP: &str = "listen_addrs";
 const COUNTERS_MAP: &str = "counters_map";
+const LIVE_PORTS_MAP: &str = "live_ports";
 
 /// The compiled program, built by build.rs.
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/redirect.bpf.o"));
@@ -248,6 +250,16 @@ impl XdpProgram {
     pub fn counters_map_handle(&self) -> Result<libbpf_rs::MapHandle, XdpError> {
         let map = self.map(COUNTERS_MAP)?;
         libbpf_rs::MapHandle::try_from(&map).map_err(map_err(COUNTERS_MAP))
+    }
+
+    /// The program's `live_ports` bitmap, mapped into memory for the workers' NAT observers.
+    pub fn live_ports(&self) -> Result<LivePorts, XdpError> {
+        let map = self.map(LIVE_PORTS_MAP)?;
+        let handle = libbpf_rs::MapHandle::try_from(&map).map_err(map_err(LIVE_PORTS_MAP))?;
+        LivePorts::map(handle).map_err(|e| XdpError::Map {
+            map: LIVE_PORTS_MAP,
+            what: e.to_string(),
+        })
     }
 
     /// Rewrites the redirect rules while attached (e.g. after a configuration reload).

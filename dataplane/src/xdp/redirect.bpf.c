@@ -5,8 +5,9 @@
 // frame's rx queue takes it (WireGuard UDP for the listen port, and NAT return traffic) or the
 // kernel does (ARP, SSH to the gateway, the host's own traffic, anything not understood).
 //
-// It never drops and never modifies a frame: a frame it cannot parse goes to the kernel, which
-// is the fallback for everything (DESIGN.md, "The kernel is the fallback, not the path").
+// It never modifies a frame and drops only frames longer than the MTU (which nobody can take,
+// see to_socket): a frame it cannot parse goes to the kernel, which is the fallback for
+// everything (DESIGN.md, "The kernel is the fallback, not the path").
 //
 // Layouts shared with Rust (struct dp_config, enum dp_counter) are mirrored in
 // src/xdp/maps.rs; the loader checks the map sizes against the Rust types at load time.
@@ -70,7 +71,8 @@ enum dp_counter {
     DP_PASS_NOT_OURS = 6,    // well-formed IP that is not ours to take (host traffic)
     DP_PASS_VLAN = 7,        // 802.1Q/802.1ad tagged: the pipeline does not parse tags
     DP_DROP_OVERSIZED = 8,   // ours, but longer than the MTU: merged by GRO/LRO/GSO
-    DP_NR_COUNTERS = 9,
+    DP_PASS_NAT_UNMAPPED = 9, // to a NAT port / echo id no mapping holds: the host's own traffic
+    DP_NR_COUNTERS = 10,
 };
 
 // One AF_XDP socket per rx queue, inserted by the Rust side (AF_XDP sockets are looked up by
@@ -88,6 +90,20 @@ struct {
     __type(key, __u32);
     __type(value, struct dp_config);
 } config_map SEC(".maps");
+
+// The NAT's live mappings, one bit per (protocol, external port or echo id): bit `port % 64`
+// of word `proto * 1024 + port / 64`, protocol 0 = TCP, 1 = UDP, 2 = ICMP. The workers set a
+// bit when they create a mapping and clear it when they remove it, through a shared mmap of
+// this map (src/xdp/live_ports.rs); traffic to a port in the NAT range that no mapping holds
+// is the host's own (its pings, a service listening there) and goes to the kernel.
+#define LIVE_PORT_WORDS (3 * 65536 / 64)
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(map_flags, BPF_F_MMAPABLE);
+    __uint(max_entries, LIVE_PORT_WORDS);
+    __type(key, __u32);
+    __type(value, __u64);
+} live_ports SEC(".maps");
 
 // Gateway addresses WireGuard listens on, IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d).
 struct addr_key {
@@ -141,6 +157,29 @@ INLINE int in_nat_range(const struct dp_config *cfg, __u16 port_be)
 {
     __u16 port = BSWAP16(port_be);
     return port >= cfg->nat_port_low && port <= cfg->nat_port_high;
+}
+
+// Index of a protocol in `live_ports`; -1 for protocols the NAT does not map.
+INLINE int live_proto(__u8 protocol)
+{
+    return protocol == PROTO_TCP ? 0 : protocol == PROTO_UDP ? 1 : protocol == PROTO_ICMP ? 2 : -1;
+}
+
+// In the NAT range and held by a live mapping. Counts the host's own traffic in the range.
+INLINE int nat_port_live(const struct dp_config *cfg, __u8 protocol, __u16 port_be)
+{
+    if (!in_nat_range(cfg, port_be))
+        return 0;
+    int p = live_proto(protocol);
+    if (p < 0)
+        return 0;
+    __u16 port = BSWAP16(port_be);
+    __u32 word = (__u32)p * 1024 + port / 64;
+    __u64 *bits = bpf_map_lookup_elem(&live_ports, &word);
+    if (bits && (*bits >> (port % 64)) & 1)
+        return 1;
+    count(DP_PASS_NAT_UNMAPPED);
+    return 0;
 }
 
 INLINE int listen_addr_ok(const struct dp_config *cfg, struct addr_key *key)
@@ -214,13 +253,14 @@ INLINE int icmp4_error_is_ours(struct xdp_md *ctx, const struct dp_config *cfg, 
         struct udp_ports p;
         if (load_at(ctx, off, &p, sizeof(p)))
             return 0;
-        return in_nat_range(cfg, p.source);
+        return nat_port_live(cfg, ip.protocol, p.source);
     }
     if (ip.protocol == PROTO_ICMP) {
         struct icmp_head ic;
         if (load_at(ctx, off, &ic, sizeof(ic)))
             return 0;
-        return ic.type == 8 /* echo request */ && in_nat_range(cfg, ic.id);
+        // The queries the NAT maps (wire::icmp::is_query_request): echo and timestamp.
+        return (ic.type == 8 || ic.type == 13) && nat_port_live(cfg, PROTO_ICMP, ic.id);
     }
     return 0;
 }
@@ -290,15 +330,18 @@ INLINE int handle_ipv4(struct xdp_md *ctx, const struct dp_config *cfg, void *l3
         struct udp_ports p;
         if (load_at(ctx, l4, &p, sizeof(p)))
             return pass(DP_PASS_TRUNCATED);
-        if (in_nat_range(cfg, p.dest))
+        if (nat_port_live(cfg, ip->protocol, p.dest))
             return to_socket(ctx, cfg, DP_REDIRECT_NAT_RETURN);
     } else if (ip->protocol == PROTO_ICMP) {
         struct icmp_head ic;
         if (load_at(ctx, l4, &ic, sizeof(ic)))
             return pass(DP_PASS_TRUNCATED);
-        if (ic.type == 0 /* echo reply */ && in_nat_range(cfg, ic.id))
+        // What the NAT translates, one rule with nat/src/view.rs and wire::icmp: query
+        // replies (echo 0, timestamp 14) by id, errors (destination unreachable 3, time
+        // exceeded 11, parameter problem 12) by the quoted packet; other types are the host's.
+        if ((ic.type == 0 || ic.type == 14) && nat_port_live(cfg, PROTO_ICMP, ic.id))
             return to_socket(ctx, cfg, DP_REDIRECT_NAT_RETURN);
-        if ((ic.type == 3 /* dest unreachable */ || ic.type == 11 /* time exceeded */) &&
+        if ((ic.type == 3 || ic.type == 11 || ic.type == 12) &&
             icmp4_error_is_ours(ctx, cfg, l4 + sizeof(ic)))
             return to_socket(ctx, cfg, DP_REDIRECT_NAT_RETURN);
     }
