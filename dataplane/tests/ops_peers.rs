@@ -349,8 +349,11 @@ fn peer_add_and_remove_reach_a_running_gateway_through_the_uapi() {
     let gw = dir.s("gw.toml");
     let out_dir = dir.s("clients");
     ok(&["init", "--config", &gw]);
+    // The gateway runs from this file: it holds the file's private key.
+    let own = PrivateKey::from_bytes(*load(&dir.path("gw.toml")).interface.private_key.bytes());
     let backend = Arc::new(FakeGateway {
         device: Mutex::new(DeviceSnapshot {
+            private_key: Some(own),
             listen_port: 51820,
             ..Default::default()
         }),
@@ -423,6 +426,71 @@ fn peer_add_and_remove_reach_a_running_gateway_through_the_uapi() {
     assert_eq!(dev.peers.len(), 1, "only the wg-set peer is left");
     assert_eq!(dev.peers[0].public_key.as_bytes(), &[9; 32]);
     drop(dev);
+    drop(server);
+}
+
+#[test]
+fn a_gateway_running_another_config_is_not_changed() {
+    let dir = Dir::new("other");
+    let gw = dir.s("gw.toml");
+    ok(&["init", "--config", &gw]);
+    // The gateway on the socket was started from some other file: another key.
+    let stranger = PrivateKey::from_bytes([0x42; 32]);
+    let backend = Arc::new(FakeGateway {
+        device: Mutex::new(DeviceSnapshot {
+            private_key: Some(stranger.clone()),
+            listen_port: 51820,
+            ..Default::default()
+        }),
+    });
+    let sock = dir.path("wg0.sock");
+    let server = UapiServer::start_at(&sock, backend.clone()).unwrap();
+    let sock_s = sock.to_str().unwrap();
+    let out = ok(&[
+        "peer",
+        "add",
+        "laptop",
+        "--config",
+        &gw,
+        "--out-dir",
+        &dir.s("clients"),
+        "--uapi-socket",
+        sock_s,
+        "--server-url",
+        "203.0.113.7",
+        "--no-qr",
+    ]);
+    assert!(
+        out.contains("running gateway was NOT changed: it runs another config"),
+        "{out}"
+    );
+    assert!(out.contains(&stranger.public_key().to_base64()), "{out}");
+    assert_eq!(
+        load(&dir.path("gw.toml")).peers.len(),
+        1,
+        "the file is edited"
+    );
+    assert!(backend.device.lock().unwrap().peers.is_empty());
+
+    // The stranger's own peer is not removed either.
+    let theirs = PublicKey::from_bytes([9; 32]);
+    backend
+        .device
+        .lock()
+        .unwrap()
+        .peers
+        .push(slowpath::uapi::PeerSnapshot::new(theirs));
+    let out = ok(&[
+        "peer",
+        "remove",
+        "laptop",
+        "--config",
+        &gw,
+        "--uapi-socket",
+        sock_s,
+    ]);
+    assert!(out.contains("NOT changed"), "{out}");
+    assert_eq!(backend.device.lock().unwrap().peers.len(), 1);
     drop(server);
 }
 

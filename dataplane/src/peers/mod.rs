@@ -117,9 +117,39 @@ pub enum Live {
     NotRunning,
     /// A gateway seems to run but refused or did not answer.
     Failed(String),
+    /// The gateway on the socket runs another config (its key is not this file's): changing
+    /// it would give a stranger's gateway this peer, so it is left alone.
+    OtherGateway {
+        /// The running gateway's public key (base64), `None` when it has none.
+        running: Option<String>,
+        /// The config file's gateway public key (base64).
+        file: String,
+        socket: PathBuf,
+    },
 }
 
 impl Live {
+    /// Applies `change` to the gateway on `socket` only when that gateway runs with `own`,
+    /// the public key of the config being edited.
+    fn apply(
+        socket: &Path,
+        own: &PublicKey,
+        change: impl FnOnce(&UapiClient) -> Result<(), UapiClientError>,
+    ) -> Live {
+        let uapi = UapiClient::new(socket);
+        match uapi.device_public_key() {
+            Ok(Some(running)) if running.as_bytes() == own.as_bytes() => {
+                Live::from_result(change(&uapi))
+            }
+            Ok(running) => Live::OtherGateway {
+                running: running.map(|k| k.to_base64()),
+                file: own.to_base64(),
+                socket: socket.to_path_buf(),
+            },
+            Err(e) => Live::from_result(Err(e)),
+        }
+    }
+
     fn from_result(r: Result<(), UapiClientError>) -> Live {
         match r {
             Ok(()) => Live::Applied,
@@ -143,6 +173,15 @@ impl Live {
             }
             Live::Failed(e) => format!(
                 "{what} is in the config file but NOT in the running gateway: {e}; reload it with `kill -HUP $(pidof dataplane)`"
+            ),
+            Live::OtherGateway {
+                running,
+                file,
+                socket,
+            } => format!(
+                "{what} is in the config file, but the running gateway was NOT changed: it runs another config (the gateway on {} has public key {}, this file's is {file}). Pass --uapi-socket of the gateway started from this file, or restart that gateway with this file",
+                socket.display(),
+                running.as_deref().unwrap_or("(none)")
             ),
         }
     }
@@ -245,12 +284,13 @@ pub fn add(req: &AddRequest) -> anyhow::Result<AddOutcome> {
     write_atomically(&req.config, edited.as_bytes(), mode_of(&req.config))?;
     tracing::info!(peer = %req.name, address = %address, public_key = %public.to_base64(), config = %req.config.display(), "peer added to the config");
 
-    let uapi = UapiClient::new(&req.uapi_socket);
-    let live = Live::from_result(uapi.set_peer(&PeerSet {
-        public_key: &public,
-        preshared_key: Some(&psk),
-        allowed_ips: &[address],
-    }));
+    let live = Live::apply(&req.uapi_socket, &gateway_key(&cfg), |uapi| {
+        uapi.set_peer(&PeerSet {
+            public_key: &public,
+            preshared_key: Some(&psk),
+            allowed_ips: &[address],
+        })
+    });
     Ok(AddOutcome {
         address,
         public_key: public.to_base64(),
@@ -296,7 +336,9 @@ pub fn remove(config: &Path, name: &str, uapi_socket: &Path) -> anyhow::Result<R
     parse_gw_toml(&edited, config).context("the edited file would not load; nothing written")?;
     write_atomically(config, edited.as_bytes(), mode_of(config))?;
     tracing::info!(peer = %name, config = %config.display(), "peer removed from the config");
-    let live = Live::from_result(UapiClient::new(uapi_socket).remove_peer(&key));
+    let live = Live::apply(uapi_socket, &gateway_key(&cfg), |uapi| {
+        uapi.remove_peer(&key)
+    });
     Ok(RemoveOutcome {
         public_key: key.to_base64(),
         live,
@@ -421,6 +463,11 @@ fn parse_gw_toml(text: &str, path: &Path) -> anyhow::Result<GatewayConfig> {
     )
     .map(|l| l.config)
     .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The public key of the gateway `cfg` configures.
+fn gateway_key(cfg: &GatewayConfig) -> PublicKey {
+    PublicKey::from_bytes(*cfg.interface.public_key().bytes())
 }
 
 /// The WAN interface's first IPv4 address, the default client endpoint (SERVERURL=auto).
