@@ -112,9 +112,43 @@ pub fn interface_name(text: &str) -> Result<String, String> {
     }
 }
 
+/// Longest peer name: the client file is `NAME.conf`, and wg-quick takes the interface name
+/// from the file name (Linux IFNAMSIZ - 1).
+pub const PEER_NAME_MAX: usize = 15;
+
+/// A peer name, usable as a wg-quick interface name so `wg-quick up ./NAME.conf` works on the
+/// client: 1-15 of `A-Z a-z 0-9 _ = + . -` (wg-quick's own rule).
+pub fn peer_name(text: &str) -> Result<(), String> {
+    let ok = !text.is_empty()
+        && text.len() <= PEER_NAME_MAX
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_=+.-".contains(c))
+        && text != "."
+        && text != "..";
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{text:?} is not a peer name; expected 1-{PEER_NAME_MAX} characters of A-Z a-z 0-9 _ = + . - (it names the client's wg-quick file), e.g. peer1 or alice-phone"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peer_names() {
+        assert!(peer_name("peer1").is_ok());
+        assert!(peer_name("alice-phone.2").is_ok());
+        assert!(peer_name("fifteen-chars-x").is_ok());
+        for bad in ["", "a/b", "..", "sixteen-chars-xx", "with space", "ü"] {
+            let e = peer_name(bad).unwrap_err();
+            assert!(e.contains("1-15 characters"), "{bad:?}: {e}");
+        }
+    }
 
     #[test]
     fn allowed_ips_are_canonical_networks() {

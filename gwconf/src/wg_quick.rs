@@ -61,11 +61,12 @@ pub fn parse(
         };
         let content = content.trim();
         if content.is_empty() {
-            // linuxserver writes "# peer1" right under [Peer]: keep it as the peer's name.
+            // linuxserver writes "# peer1" right under [Peer]: keep it as the peer's name
+            // (only a valid one: any other comment stays a comment).
             if let (At::Peer, Some(c), Some(p)) = (&at, comment, peers.last_mut()) {
                 if p.name.is_none()
                     && !c.is_empty()
-                    && !c.contains(char::is_whitespace)
+                    && crate::values::peer_name(c).is_ok()
                     && peer_has_key.last() == Some(&false)
                 {
                     p.name = Some(c.to_string());

@@ -29,27 +29,10 @@ use gwconf::{self, init, Format, GatewayConfig, HostFacts, LoadOptions};
 use ops::text::{ago, bytes};
 use uapi_client::{LivePeer, PeerSet, UapiClient, UapiClientError};
 
-/// Longest peer name: the client file is `NAME.conf`, and wg-quick takes the interface name
-/// from the file name (Linux IFNAMSIZ - 1).
-pub const MAX_NAME_LEN: usize = 15;
-
-/// A peer name must be usable as a wg-quick interface name, so `wg-quick up ./NAME.conf`
-/// works on the client: 1-15 of `A-Z a-z 0-9 _ = + . -` (wg-quick's own rule).
+/// A peer name must be usable as a wg-quick interface name; the rule is the config loader's,
+/// so `check` refuses what `peer add` refuses.
 pub fn check_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_=+.-".contains(c))
-        && name != "."
-        && name != "..";
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "peer name {name:?}: expected 1-{MAX_NAME_LEN} characters of A-Z a-z 0-9 _ = + . - (it names the client's wg-quick file), e.g. peer1 or alice-phone"
-        ))
-    }
+    gwconf::values::peer_name(name).map_err(|e| format!("peer name: {e}"))
 }
 
 /// Options of [`init`].
