@@ -495,6 +495,81 @@ fn a_gateway_running_another_config_is_not_changed() {
 }
 
 #[test]
+fn a_symlinked_config_stays_a_link_and_client_files_live_beside_it() {
+    let dir = Dir::new("symlink");
+    std::fs::create_dir_all(dir.path("etc")).unwrap();
+    std::fs::create_dir_all(dir.path("conf")).unwrap();
+    std::fs::create_dir_all(dir.path("elsewhere")).unwrap();
+    let target = dir.path("etc/gw.toml");
+    ok(&["init", "--config", target.to_str().unwrap()]);
+    let link = dir.path("conf/link.toml");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let link_s = link.to_str().unwrap();
+    let no_gateway = dir.s("no-such-wg0.sock");
+    // Run from an unrelated directory: nothing may land there.
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .current_dir(dir.path("elsewhere"))
+            .output()
+            .unwrap();
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(&[
+        "peer",
+        "add",
+        "phone",
+        "-c",
+        link_s,
+        "--uapi-socket",
+        &no_gateway,
+        "--server-url",
+        "x.example",
+        "--no-qr",
+    ]);
+    let meta = std::fs::symlink_metadata(&link).unwrap();
+    assert!(meta.file_type().is_symlink(), "the link was replaced");
+    assert_eq!(load(&target).peers.len(), 1, "the edit went to the target");
+    assert_eq!(
+        std::fs::metadata(&target).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(dir.path("conf/peers/phone.conf").exists());
+    assert!(dir.path("conf/peers/phone.png").exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path("elsewhere")).unwrap().count(),
+        0,
+        "nothing written to the working directory"
+    );
+
+    let out = run(&[
+        "peer",
+        "remove",
+        "phone",
+        "-c",
+        link_s,
+        "--uapi-socket",
+        &no_gateway,
+    ]);
+    assert!(out.contains("deleted"), "{out}");
+    assert!(
+        !dir.path("conf/peers/phone.conf").exists(),
+        "private key left"
+    );
+    assert!(
+        !dir.path("conf/peers/phone.png").exists(),
+        "private key left"
+    );
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(load(&target).peers.is_empty());
+}
+
+#[test]
 fn wg_quick_files_are_not_edited() {
     let dir = Dir::new("wgquick");
     let conf = dir.path("wg0.conf");

@@ -202,14 +202,15 @@ pub enum PeerCommand {
         /// PersistentKeepalive for clients behind NAT, in seconds.
         #[arg(long, value_name = "SECONDS")]
         keepalive: Option<u16>,
-        /// Where NAME.conf and NAME.png are written.
-        #[arg(long, value_name = "DIR", default_value = "peers")]
-        out_dir: PathBuf,
+        /// Where NAME.conf and NAME.png are written; default: `peers/` beside the config.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
         /// Do not print the QR code.
         #[arg(long)]
         no_qr: bool,
     },
-    /// Remove a peer from gw.toml and from the running gateway.
+    /// Remove a peer from gw.toml and from the running gateway, and delete its NAME.conf and
+    /// NAME.png (they hold the client's private key).
     #[command(
         after_help = "Example:\n  dataplane peer remove phone --config /etc/dataplane/gw.toml"
     )]
@@ -217,6 +218,9 @@ pub enum PeerCommand {
         name: String,
         #[command(flatten)]
         target: PeerTarget,
+        /// Where `peer add` wrote NAME.conf and NAME.png; default: `peers/` beside the config.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
     },
     /// List peers: names, keys and addresses from gw.toml; endpoint, latest handshake and
     /// transfer from the running gateway.

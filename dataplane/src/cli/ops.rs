@@ -68,6 +68,7 @@ pub fn peer(cmd: PeerCommand) -> ExitCode {
             out_dir,
             no_qr,
         } => {
+            let out_dir = out_dir.unwrap_or_else(|| peers::default_out_dir(&config));
             let req = AddRequest {
                 config,
                 name,
@@ -101,18 +102,25 @@ pub fn peer(cmd: PeerCommand) -> ExitCode {
                 config,
                 uapi_socket,
             },
-        } => match peers::remove(&config, &name, &uapi_socket) {
-            Ok(out) => {
-                println!(
-                    "peer {name} ({}) removed from {}",
-                    out.public_key,
-                    config.display()
-                );
-                println!("{}", out.live.describe("the removal"));
-                ExitCode::SUCCESS
+            out_dir,
+        } => {
+            let out_dir = out_dir.unwrap_or_else(|| peers::default_out_dir(&config));
+            match peers::remove(&config, &name, &uapi_socket, &out_dir) {
+                Ok(out) => {
+                    println!(
+                        "peer {name} ({}) removed from {}",
+                        out.public_key,
+                        config.display()
+                    );
+                    for f in &out.removed_files {
+                        println!("deleted {}", f.display());
+                    }
+                    println!("{}", out.live.describe("the removal"));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail("peer remove", e),
             }
-            Err(e) => fail("peer remove", e),
-        },
+        }
         PeerCommand::List {
             target: PeerTarget {
                 config,

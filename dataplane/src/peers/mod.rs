@@ -264,7 +264,7 @@ pub fn add(req: &AddRequest) -> anyhow::Result<AddOutcome> {
     let mut png = Vec::new();
     qr::write_png(&code, &mut png).map_err(|e| anyhow::anyhow!(e))?;
     write_atomically(&png_path, &png, 0o600)?;
-    write_atomically(&req.config, edited.as_bytes(), mode_of(&req.config))?;
+    write_config(&req.config, &edited)?;
     tracing::info!(peer = %req.name, address = %address, public_key = %public.to_base64(), config = %req.config.display(), "peer added to the config");
 
     let live = Live::apply(&req.uapi_socket, &gateway_key(&cfg), |uapi| {
@@ -289,11 +289,19 @@ pub fn add(req: &AddRequest) -> anyhow::Result<AddOutcome> {
 #[derive(Debug)]
 pub struct RemoveOutcome {
     pub public_key: String,
+    /// The client files deleted (NAME.conf, NAME.png).
+    pub removed_files: Vec<PathBuf>,
     pub live: Live,
 }
 
-/// `peer remove`: from gw.toml and from the running gateway.
-pub fn remove(config: &Path, name: &str, uapi_socket: &Path) -> anyhow::Result<RemoveOutcome> {
+/// `peer remove`: from gw.toml, from the running gateway, and its client files.
+/// `out_dir` is where `peer add` wrote NAME.conf and NAME.png; they are deleted.
+pub fn remove(
+    config: &Path,
+    name: &str,
+    uapi_socket: &Path,
+    out_dir: &Path,
+) -> anyhow::Result<RemoveOutcome> {
     let text = read_gw_toml(config)?;
     let cfg = parse_gw_toml(&text, config)?;
     let peer = cfg
@@ -317,13 +325,28 @@ pub fn remove(config: &Path, name: &str, uapi_socket: &Path) -> anyhow::Result<R
     doc.remove_peer(name);
     let edited = doc.to_text();
     parse_gw_toml(&edited, config).context("the edited file would not load; nothing written")?;
-    write_atomically(config, edited.as_bytes(), mode_of(config))?;
+    write_config(config, &edited)?;
     tracing::info!(peer = %name, config = %config.display(), "peer removed from the config");
+    // The client files hold the client's private key: a removed peer's go with it.
+    let mut removed_files = Vec::new();
+    for ext in ["conf", "png"] {
+        let f = out_dir.join(format!("{name}.{ext}"));
+        match fs::remove_file(&f) {
+            Ok(()) => removed_files.push(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => bail!(
+                "peer {name} is removed from {}, but its client file {} (it holds the client's private key) could not be deleted: {e}; delete it by hand",
+                config.display(),
+                f.display()
+            ),
+        }
+    }
     let live = Live::apply(uapi_socket, &gateway_key(&cfg), |uapi| {
         uapi.remove_peer(&key)
     });
     Ok(RemoveOutcome {
         public_key: key.to_base64(),
+        removed_files,
         live,
     })
 }
@@ -465,6 +488,38 @@ fn wan_address(cfg: &GatewayConfig) -> Result<std::net::Ipv4Addr, String> {
     rtnl.primary_ipv4(link.index)
         .map_err(|e| format!("rtnetlink: {e}; {hint}"))?
         .ok_or_else(|| format!("{wan} has no IPv4 address; {hint}"))
+}
+
+/// Where client files go by default: `peers/` beside the config, wherever the command runs.
+pub fn default_out_dir(config: &Path) -> PathBuf {
+    config
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join("peers")
+}
+
+/// The file an edit of `config` must replace: the target when `config` is a symbolic link (an
+/// operator's `gw.toml -> /etc/...`), so the link stays a link.
+fn edit_target(config: &Path) -> anyhow::Result<PathBuf> {
+    let is_link = fs::symlink_metadata(config)
+        .map(|m| m.file_type().is_symlink())
+        .unwrap_or(false);
+    if !is_link {
+        return Ok(config.to_path_buf());
+    }
+    fs::canonicalize(config).with_context(|| {
+        format!(
+            "{} is a symbolic link that does not resolve",
+            config.display()
+        )
+    })
+}
+
+/// Writes the edited config through any symbolic link, keeping the target's mode.
+fn write_config(config: &Path, text: &str) -> anyhow::Result<()> {
+    let target = edit_target(config)?;
+    write_atomically(&target, text.as_bytes(), mode_of(&target))
 }
 
 /// The permission bits of `path`, 0600 when it does not exist.
