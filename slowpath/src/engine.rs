@@ -730,7 +730,7 @@ impl Shared {
 
     /// [`Shared::snapshot`] for statistics: waits at most 200 ms for the lock, then serves the
     /// last snapshot taken (a stalled slow path must not hang `dataplane stats`). The private
-    /// key is left out: statistics never need it.
+    /// and pre-shared keys are left out: statistics never need them.
     fn snapshot_for_report(&self) -> DeviceSnapshot {
         let deadline = std::time::Instant::now() + Duration::from_millis(200);
         loop {
@@ -743,6 +743,9 @@ impl Shared {
                 let mut snap = Self::snapshot_of(&st);
                 drop(st);
                 snap.private_key = None;
+                for p in &mut snap.peers {
+                    p.preshared_key = None;
+                }
                 *self.last_snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Some(snap.clone());
                 return snap;
             }
@@ -777,6 +780,9 @@ impl Shared {
                     .persistent_keepalive()
                     .map_or(0, |d| u16::try_from(d.as_secs()).unwrap_or(u16::MAX));
                 s.allowed_ips = p.allowed_ips().iter().map(|a| to_ipnet(*a)).collect();
+                // Reported as kernel WireGuard and wireguard-go do (`wg showconf` needs it).
+                let psk = p.preshared_key();
+                s.preshared_key = (!psk.is_none()).then(|| psk.clone());
                 s
             })
             .collect();
@@ -904,5 +910,45 @@ mod tests {
         assert_eq!(inner_destination(&v4[..10]), None);
         assert_eq!(inner_destination(&[0x10; 40]), None);
         assert_eq!(inner_destination(&[]), None);
+    }
+    #[test]
+    fn snapshots_report_the_preshared_key_and_reports_leave_it_out() {
+        use wgproto::keys::{PresharedKey, PrivateKey, PublicKey};
+        let mut iface = InterfaceConfig::new(PrivateKey::from_bytes([3; 32]));
+        iface.listen_port = 0; // any free port for the sending socket
+        let with = PublicKey::from_bytes([7; 32]);
+        let without = PublicKey::from_bytes([8; 32]);
+        let mut p1 = PeerConfig::new(with);
+        p1.preshared_key = Some(PresharedKey::from_bytes([0x55; 32]));
+        let p2 = PeerConfig::new(without);
+        let (_tx, rx) = fastpath::queue::slow_path_queue(4);
+        let sp = SlowPath::start(
+            SlowPathConfig {
+                interface: iface,
+                peers: vec![p1, p2],
+                tun: None,
+                uapi_name: None,
+            },
+            fastpath::tables::shared_tables(),
+            rx,
+            Clock::default(),
+        )
+        .expect("slow path starts");
+        // What the UAPI `get=1` serves.
+        let snap = Backend(sp.shared.clone()).get();
+        let psk_of = |k: &PublicKey| {
+            snap.peers
+                .iter()
+                .find(|p| p.public_key.as_bytes() == k.as_bytes())
+                .unwrap()
+                .preshared_key
+                .as_ref()
+                .map(|k| *k.as_bytes())
+        };
+        assert_eq!(psk_of(&with), Some([0x55; 32]));
+        assert_eq!(psk_of(&without), None);
+        let report = sp.snapshot();
+        assert!(report.peers.iter().all(|p| p.preshared_key.is_none()));
+        sp.stop();
     }
 }
