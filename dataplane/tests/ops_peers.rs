@@ -570,6 +570,63 @@ fn a_symlinked_config_stays_a_link_and_client_files_live_beside_it() {
 }
 
 #[test]
+fn peer_add_count_and_several_names_then_show() {
+    let dir = Dir::new("count");
+    let gw = dir.s("gw.toml");
+    let no_gateway = dir.s("no-such-wg0.sock");
+    ok(&["init", "--config", &gw]);
+    let common = [
+        "--config",
+        &gw,
+        "--uapi-socket",
+        &no_gateway,
+        "--server-url",
+        "x.example",
+        "--no-qr",
+    ];
+    let mut args = vec!["peer", "add", "peer2"];
+    args.extend_from_slice(&common);
+    ok(&args);
+    // PEERS=3: the first free numbers.
+    let mut args = vec!["peer", "add", "--count", "3"];
+    args.extend_from_slice(&common);
+    ok(&args);
+    let mut args = vec!["peer", "add", "alice", "bob"];
+    args.extend_from_slice(&common);
+    ok(&args);
+    let names: Vec<String> = load(&dir.path("gw.toml"))
+        .peers
+        .iter()
+        .map(|p| p.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, ["peer2", "peer1", "peer3", "peer4", "alice", "bob"]);
+    for n in &names {
+        assert!(dir.path(&format!("peers/{n}.conf")).exists(), "{n}");
+    }
+    // One bad name in the list: nothing added.
+    let before = std::fs::read_to_string(&gw).unwrap();
+    let mut args = vec!["peer", "add", "carol", "this-name-is-too-long"];
+    args.extend_from_slice(&common);
+    let out = dataplane(&args);
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read_to_string(&gw).unwrap(), before);
+    assert!(!dir.path("peers/carol.conf").exists());
+
+    // show prints the same client file and a QR code.
+    let shown = ok(&["peer", "show", "alice", "--config", &gw]);
+    let conf = std::fs::read_to_string(dir.path("peers/alice.conf")).unwrap();
+    assert!(shown.contains(&conf), "{shown}");
+    assert!(
+        shown.contains('\u{2580}') || shown.contains('\u{2584}'),
+        "QR"
+    );
+    let missing = dataplane(&["peer", "show", "nobody", "--config", &gw]);
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("nobody.conf does not exist"), "{err}");
+}
+
+#[test]
 fn wg_quick_files_are_not_edited() {
     let dir = Dir::new("wgquick");
     let conf = dir.path("wg0.conf");
@@ -594,6 +651,7 @@ fn every_ops_command_has_help_with_an_example() {
         vec!["peer", "add"],
         vec!["peer", "remove"],
         vec!["peer", "list"],
+        vec!["peer", "show"],
         vec!["stats"],
     ] {
         let mut args = cmd.clone();

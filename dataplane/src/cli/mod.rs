@@ -181,11 +181,18 @@ pub enum PeerCommand {
     /// (comments kept), write NAME.conf and NAME.png (QR code), print the QR code, and apply
     /// it to the running gateway without a restart.
     #[command(
-        after_help = "Example:\n  dataplane peer add phone --config /etc/dataplane/gw.toml --server-url vpn.example.org --dns 10.13.13.1\n\nThe linuxserver/wireguard settings map as: PEERS -> one `peer add` per peer, SERVERURL -> --server-url,\nSERVERPORT -> the port in --server-url (default: listen_port), PEERDNS -> --dns, ALLOWEDIPS -> --allowed-ips.\nScan the QR code with the WireGuard app, or copy NAME.conf to the client (`wg-quick up ./NAME.conf`).\nThe terminal QR code is drawn for a dark background."
+        after_help = "Examples:\n  dataplane peer add phone --config /etc/dataplane/gw.toml --server-url vpn.example.org --dns 10.13.13.1\n  dataplane peer add --count 3 --server-url vpn.example.org       peer1, peer2, peer3\n\nThe linuxserver/wireguard settings map as: PEERS -> --count N (or several names), SERVERURL -> --server-url,\nSERVERPORT -> the port in --server-url (default: listen_port), PEERDNS -> --dns, ALLOWEDIPS -> --allowed-ips.\nScan the QR code with the WireGuard app, or copy NAME.conf to the client (`wg-quick up ./NAME.conf`).\nThe terminal QR code is drawn for a dark background."
     )]
     Add {
-        /// The peer's name: 1-15 of A-Z a-z 0-9 _ = + . - (it names NAME.conf).
-        name: String,
+        /// The peer's name: 1-15 of A-Z a-z 0-9 _ = + . - (it names NAME.conf); several names
+        /// add several peers.
+        #[arg(value_name = "NAME", required_unless_present = "count")]
+        names: Vec<String>,
+        /// Add N peers named peer1, peer2, ... (the first numbers not taken), as the
+        /// container's PEERS=N.
+        #[arg(long, value_name = "N", conflicts_with = "names",
+              value_parser = clap::value_parser!(u16).range(1..=1000))]
+        count: Option<u16>,
         #[command(flatten)]
         target: PeerTarget,
         /// host[:port] clients connect to; default: the WAN interface's IPv4 address and the
@@ -221,6 +228,21 @@ pub enum PeerCommand {
         /// Where `peer add` wrote NAME.conf and NAME.png; default: `peers/` beside the config.
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
+    },
+    /// Print a peer's client file and its QR code again (from NAME.conf written by `peer add`).
+    #[command(
+        after_help = "Example:\n  dataplane peer show phone --config /etc/dataplane/gw.toml"
+    )]
+    Show {
+        name: String,
+        #[command(flatten)]
+        target: PeerTarget,
+        /// Where `peer add` wrote NAME.conf; default: `peers/` beside the config.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+        /// Do not print the QR code.
+        #[arg(long)]
+        no_qr: bool,
     },
     /// List peers: names, keys and addresses from gw.toml; endpoint, latest handshake and
     /// transfer from the running gateway.

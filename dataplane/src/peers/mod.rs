@@ -285,6 +285,78 @@ pub fn add(req: &AddRequest) -> anyhow::Result<AddOutcome> {
     })
 }
 
+/// Names for `peer add --count N`: `peer1`, `peer2`, ... as the linuxserver container names its
+/// PEERS=N, skipping numbers the config already uses.
+pub fn numbered_names(config: &Path, count: usize) -> anyhow::Result<Vec<String>> {
+    let text = read_gw_toml(config)?;
+    let cfg = parse_gw_toml(&text, config)?;
+    let taken: Vec<&str> = cfg.peers.iter().filter_map(|p| p.name.as_deref()).collect();
+    Ok((1..)
+        .map(|n| format!("peer{n}"))
+        .filter(|n| !taken.contains(&n.as_str()))
+        .take(count)
+        .collect())
+}
+
+/// Checks every name of a multi-name `peer add` before any is added, so a bad one in the list
+/// leaves the config as it was.
+pub fn check_new_names(config: &Path, names: &[String]) -> anyhow::Result<()> {
+    let text = read_gw_toml(config)?;
+    let cfg = parse_gw_toml(&text, config)?;
+    for (i, name) in names.iter().enumerate() {
+        check_name(name).map_err(|e| anyhow::anyhow!(e))?;
+        if names[..i].contains(name) {
+            bail!("peer name {name:?} is given twice; each peer needs its own name");
+        }
+        if cfg.peers.iter().any(|p| p.name.as_deref() == Some(name)) {
+            bail!(
+                "{}: a peer named {name:?} exists already; nothing added (show it with `dataplane peer show {name}`)",
+                config.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What [`show`] found.
+#[derive(Debug)]
+pub struct ShowOutcome {
+    pub conf_path: PathBuf,
+    pub conf_text: String,
+    pub qr_text: String,
+}
+
+/// `peer show`: the client file `peer add` wrote, and its QR code again. The client's private
+/// key is only in that file (the gateway never needs it), so nothing else can rebuild it.
+pub fn show(config: &Path, name: &str, out_dir: &Path) -> anyhow::Result<ShowOutcome> {
+    check_name(name).map_err(|e| anyhow::anyhow!(e))?;
+    let conf_path = out_dir.join(format!("{name}.conf"));
+    let conf_text = match fs::read_to_string(&conf_path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let text = read_gw_toml(config)?;
+            let cfg = parse_gw_toml(&text, config)?;
+            let known = cfg.peers.iter().any(|p| p.name.as_deref() == Some(name));
+            bail!(
+                "{} does not exist{}; the client's private key lives only in that file, so it cannot be shown again. Pass --out-dir if `peer add` wrote it elsewhere, or replace the peer: dataplane peer remove {name} && dataplane peer add {name}",
+                conf_path.display(),
+                if known {
+                    format!(" ({name} is in {})", config.display())
+                } else {
+                    format!(" and {} has no peer named {name:?}", config.display())
+                }
+            )
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", conf_path.display())),
+    };
+    let code = qr::encode(&conf_text).map_err(|e| anyhow::anyhow!(e))?;
+    Ok(ShowOutcome {
+        conf_path,
+        qr_text: qr::to_terminal(&code),
+        conf_text,
+    })
+}
+
 /// What [`remove`] did.
 #[derive(Debug)]
 pub struct RemoveOutcome {
