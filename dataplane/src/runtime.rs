@@ -76,7 +76,7 @@ pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<(
         &to_slow,
         xdp_counter_readers(&programs),
     );
-    let outcome = serve(&signals, reload_from.as_deref(), &slow, &workers);
+    let outcome = serve(&signals, reload_from.as_deref(), &cfg, &slow, &workers);
 
     info!("stopping");
     // Reverse order: the servers first (their threads are joined, so the slow path is ours
@@ -409,6 +409,7 @@ fn nat_config(cfg: &GatewayConfig, egress: Ipv4Addr, workers: usize) -> nat::Nat
 fn serve(
     signals: &Signals,
     reload_from: Option<&Path>,
+    running: &GatewayConfig,
     slow: &SlowPath,
     workers: &Workers,
 ) -> anyhow::Result<()> {
@@ -428,7 +429,7 @@ fn serve(
         }
         if signals.reload.swap(false, Ordering::Relaxed) {
             match reload_from {
-                Some(path) => match reload_peers(path, slow) {
+                Some(path) => match reload_peers(path, running, slow) {
                     Ok(n) => info!(file = %path.display(), peers = n, "configuration reloaded"),
                     Err(e) => {
                         warn!(file = %path.display(), "reload refused, keeping the running configuration: {e:#}")
@@ -482,12 +483,23 @@ fn choose_queues(cfg: &GatewayConfig, names: &[&str]) -> anyhow::Result<Vec<u32>
     Ok(chosen)
 }
 
-fn reload_peers(path: &Path, slow: &SlowPath) -> anyhow::Result<usize> {
+/// Applies the file's peers; every other setting it changed is named at WARN (they are bound
+/// at start and need a restart).
+fn reload_peers(path: &Path, running: &GatewayConfig, slow: &SlowPath) -> anyhow::Result<usize> {
     let opts = LoadOptions {
         host: crate::host::facts(),
         interfaces: None,
     };
     let loaded = gwconf::load(path, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for change in gwconf::reload::ignored_changes(running, &loaded.config) {
+        warn!(
+            field = change.field,
+            change = %change.detail,
+            "{} changed in {} but a reload applies [[peer]] changes only: the gateway keeps the running value until it is restarted",
+            change.field,
+            path.display()
+        );
+    }
     let peers = loaded
         .config
         .peers

@@ -19,6 +19,7 @@ mod error;
 mod gw_toml;
 pub mod init;
 pub mod keys;
+pub mod reload;
 mod render;
 pub mod schema;
 mod types;
