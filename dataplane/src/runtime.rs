@@ -57,6 +57,7 @@ pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<(
     let tables = shared_tables();
     let (to_slow, from_workers) = slow_path_queue(SLOW_PATH_QUEUE);
     let slow = start_slow_path(&cfg, tables.clone(), from_workers, clock)?;
+    slow.set_peer_names(peer_names(&cfg));
     let workers = start_workers(&cfg, &host, &programs, &routes, &tables, &to_slow, clock)?;
     info!(
         interfaces = ?cfg.dataplane.interfaces.names(),
@@ -276,7 +277,7 @@ impl Workers {
             .into_iter()
             .filter_map(|h| h.join().ok())
             .collect();
-        log_counters(&self.counters);
+        log_counters(&self.counters, &mut Vec::new()); // always: the final values
         drop(groups);
     }
 }
@@ -415,6 +416,7 @@ fn serve(
 ) -> anyhow::Result<()> {
     let counters = &workers.counters;
     let mut last_report = std::time::Instant::now();
+    let mut reported: Vec<Vec<u64>> = Vec::new();
     while !signals.stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         if let Some(dead) = workers.handles.iter().position(|h| h.is_finished()) {
@@ -440,7 +442,7 @@ fn serve(
         }
         if last_report.elapsed() >= Duration::from_secs(10) {
             last_report = std::time::Instant::now();
-            log_counters(counters);
+            log_counters(counters, &mut reported);
         }
     }
     Ok(())
@@ -508,12 +510,39 @@ fn reload_peers(path: &Path, running: &GatewayConfig, slow: &SlowPath) -> anyhow
         .collect::<std::io::Result<Vec<_>>>()?;
     let n = peers.len();
     slow.reload_peers(peers)?;
+    slow.set_peer_names(peer_names(&loaded.config));
     Ok(n)
 }
 
-fn log_counters(all: &[Arc<WorkerCounters>]) {
+/// Configured peer names by key, for the slow path's logs.
+fn peer_names(cfg: &GatewayConfig) -> std::collections::HashMap<wgproto::keys::PublicKey, String> {
+    cfg.peers
+        .iter()
+        .filter_map(|p| {
+            let name = p.name.clone()?;
+            Some((
+                wgproto::keys::PublicKey::from_bytes(*p.public_key.bytes()),
+                name,
+            ))
+        })
+        .collect()
+}
+
+/// Logs each worker's counters at INFO when they changed since the last report (`reported`
+/// keeps what was logged), at DEBUG when idle: an idle gateway does not fill the journal.
+fn log_counters(all: &[Arc<WorkerCounters>], reported: &mut Vec<Vec<u64>>) {
+    reported.resize(all.len(), Vec::new());
     for (i, c) in all.iter().enumerate() {
-        let counters: Vec<String> = c.read().iter().map(|(n, v)| format!("{n}={v}")).collect();
+        let read = c.read();
+        let mut values: Vec<u64> = read.iter().map(|(_, v)| *v).collect();
+        values.extend(DropReason::ALL.iter().map(|r| c.dropped(*r)));
+        let changed = reported[i] != values;
+        reported[i] = values;
+        if !changed {
+            tracing::debug!(worker = i, "counters unchanged");
+            continue;
+        }
+        let counters: Vec<String> = read.iter().map(|(n, v)| format!("{n}={v}")).collect();
         let drops: Vec<String> = DropReason::ALL
             .iter()
             .filter(|r| c.dropped(**r) > 0)

@@ -627,6 +627,33 @@ fn peer_add_count_and_several_names_then_show() {
 }
 
 #[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    let dir = Dir::new("ansi");
+    let gw = dir.s("gw.toml");
+    ok(&["init", "--config", &gw]);
+    // No NO_COLOR here: a pipe alone must turn colour off (journald, log files).
+    let out = Command::new(BIN)
+        .args([
+            "peer",
+            "add",
+            "p1",
+            "--config",
+            &gw,
+            "--server-url",
+            "x.example",
+            "--no-qr",
+        ])
+        .args(["--uapi-socket", &dir.s("none.sock")])
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("peer added to the config"), "{err}");
+    assert!(!err.contains('\x1b'), "ANSI escapes in a pipe: {err:?}");
+}
+
+#[test]
 fn wg_quick_files_are_not_edited() {
     let dir = Dir::new("wgquick");
     let conf = dir.path("wg0.conf");
