@@ -654,6 +654,34 @@ fn logs_to_a_pipe_have_no_colour_codes() {
 }
 
 #[test]
+fn bad_prefixes_on_the_command_line_say_what_is_wrong() {
+    let dir = Dir::new("prefix");
+    let gw = dir.s("gw.toml");
+    let v6 = dataplane(&["init", "--config", &gw, "--subnet", "fd00:13::/64"]);
+    assert!(!v6.status.success());
+    let err = String::from_utf8_lossy(&v6.stderr);
+    assert!(
+        err.contains("IPv6 subnet") && err.contains("IPv4 only"),
+        "{err}"
+    );
+    ok(&["init", "--config", &gw]);
+    let long = dataplane(&[
+        "peer",
+        "add",
+        "p",
+        "--config",
+        &gw,
+        "--server-url",
+        "x",
+        "--allowed-ips",
+        "10.0.0.0/33",
+    ]);
+    assert!(!long.status.success());
+    let err = String::from_utf8_lossy(&long.stderr);
+    assert!(err.contains("prefix length /33 is more than 32"), "{err}");
+}
+
+#[test]
 fn wg_quick_files_are_not_edited() {
     let dir = Dir::new("wgquick");
     let conf = dir.path("wg0.conf");

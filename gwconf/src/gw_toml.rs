@@ -34,7 +34,10 @@ pub fn parse(
         Err(e) => {
             let line = r.line(e.span());
             let msg = e.message().trim().to_string();
-            r.sink.push(line, "", format!("not valid TOML: {msg}"));
+            let at = line.and_then(|l| text.lines().nth(l.saturating_sub(1)));
+            let hint = syntax_hint(&msg, at.unwrap_or(""));
+            r.sink
+                .push(line, "", format!("not valid TOML: {msg}{hint}"));
             return r.sink.into_result(unreachable_config()).map(|c| (c, r.loc));
         }
     };
@@ -822,5 +825,26 @@ impl Reader {
             }
         }
         out
+    }
+}
+
+/// A hint for TOML syntax errors people make in this file: a second `[peer]` (one bracket, as
+/// in wg-quick's `[Peer]`) is a "duplicate key" to TOML.
+fn syntax_hint(msg: &str, line_text: &str) -> String {
+    if !msg.contains("duplicate key") {
+        return String::new();
+    }
+    let header = line_text.trim();
+    let repeated = schema::SECTIONS
+        .iter()
+        .find(|s| s.repeated && header == format!("[{}]", s.name));
+    match repeated {
+        Some(s) => format!(
+            " ({header} a second time); write each one as [[{0}]] (double brackets), e.g.\n  [[{0}]]\n  public_key = \"...\"",
+            s.name
+        ),
+        None => format!(
+            " ({header:?}); each key and each [section] may appear only once (a repeated section is written [[section]])"
+        ),
     }
 }

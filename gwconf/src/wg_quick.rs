@@ -46,6 +46,8 @@ pub fn parse(
     let mut at = At::Start;
     let mut seen_interface = false;
     let mut private_key: Option<PrivateKey> = None;
+    // A PrivateKey line that did not parse has its own error; "missing" would be wrong.
+    let mut private_key_line = false;
     let mut listen_port: Option<u16> = None;
     let mut address = Vec::new();
     let mut mtu = defaults::MTU;
@@ -128,10 +130,13 @@ pub fn parse(
             At::Interface => {
                 let field = format!("Interface.{key}");
                 match lower.as_str() {
-                    "privatekey" => match PrivateKey::from_base64(value) {
-                        Ok(k) => private_key = Some(k),
-                        Err(e) => sink.push(Some(line), field, e),
-                    },
+                    "privatekey" => {
+                        private_key_line = true;
+                        match PrivateKey::from_base64(value) {
+                            Ok(k) => private_key = Some(k),
+                            Err(e) => sink.push(Some(line), field, e),
+                        }
+                    }
                     "listenport" => match value.parse::<u16>() {
                         Ok(p) if p > 0 => {
                             loc.set("interface.listen_port", line);
@@ -258,7 +263,7 @@ pub fn parse(
     if !seen_interface {
         sink.push(None, "Interface", "missing [Interface] section");
     } else {
-        if private_key.is_none() {
+        if private_key.is_none() && !private_key_line {
             sink.push(
                 interface_line,
                 "Interface.PrivateKey",

@@ -579,6 +579,20 @@ fn peer_written_as_a_single_table() {
 }
 
 #[test]
+fn two_single_bracket_peers_get_a_hint() {
+    let text = valid().replace("[[peer]]", "[peer]");
+    let errs = errors(&text);
+    assert_one(
+        &errs,
+        "gw.toml:10: ",
+        &[
+            "duplicate key",
+            "([peer] a second time); write each one as [[peer]]",
+        ],
+    );
+}
+
+#[test]
 fn missing_sections() {
     let errs = errors("[nat]\nmasquerade = true\n");
     assert_one(

@@ -75,6 +75,18 @@ fn linuxserver_address_without_prefix_is_the_containers_subnet() {
 }
 
 #[test]
+fn a_short_private_key_is_invalid_not_missing() {
+    let errs = parse(&conf(UP, DOWN).replace(KEY, "abcd")).unwrap_err();
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(
+        errs[0].starts_with(
+            "wg0.conf:4: Interface.PrivateKey: decodes to 3 bytes; a WireGuard key is 32 bytes"
+        ),
+        "{errs:#?}"
+    );
+}
+
+#[test]
 fn named_masquerade_interface_is_used() {
     let up = "iptables -t nat -A POSTROUTING -s 10.13.13.0/24 -o ens3 -j MASQUERADE";
     let down = "iptables -t nat -D POSTROUTING -s 10.13.13.0/24 -o ens3 -j MASQUERADE";

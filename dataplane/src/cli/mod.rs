@@ -84,7 +84,7 @@ pub enum Command {
         #[arg(long, value_name = "NAME", default_value = "eth0")]
         interface: String,
         /// The tunnel subnet (the linuxserver container's INTERNAL_SUBNET).
-        #[arg(long, value_name = "CIDR", default_value = "10.13.13.0/24")]
+        #[arg(long, value_name = "CIDR", default_value = "10.13.13.0/24", value_parser = gwconf::values::ipv4_subnet)]
         subnet: Ipv4Net,
         /// The UDP port peers send to.
         #[arg(long, value_name = "PORT", default_value_t = 51820, value_parser = clap::value_parser!(u16).range(1..))]
@@ -147,6 +147,13 @@ pub enum Command {
     },
 }
 
+/// A prefix such as 0.0.0.0/0, with an error that says which part is wrong.
+fn parse_prefix(s: &str) -> Result<IpNet, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| gwconf::values::prefix_problem(s, "0.0.0.0/0"))
+}
+
 fn parse_point(s: &str) -> Result<CapturePoint, String> {
     s.parse()
 }
@@ -204,7 +211,7 @@ pub enum PeerCommand {
         #[arg(long, value_name = "ADDR", value_delimiter = ',')]
         dns: Vec<String>,
         /// What the client sends into the tunnel (default 0.0.0.0/0: everything).
-        #[arg(long, value_name = "CIDR", value_delimiter = ',')]
+        #[arg(long, value_name = "CIDR", value_delimiter = ',', value_parser = parse_prefix)]
         allowed_ips: Vec<IpNet>,
         /// PersistentKeepalive for clients behind NAT, in seconds.
         #[arg(long, value_name = "SECONDS")]
