@@ -221,7 +221,24 @@ fn run(path: &Path) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
+            if let Some(hint) = privilege_hint(&e) {
+                tracing::error!("{hint}");
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// What to do when the run failed for lack of privilege (EPERM, EACCES anywhere in the chain).
+fn privilege_hint(e: &anyhow::Error) -> Option<&'static str> {
+    let denied = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+            || c.to_string().contains("Operation not permitted")
+            || c.to_string().contains("Permission denied")
+    });
+    denied.then_some(
+        "the gateway needs root, or these capabilities: CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_IPC_LOCK \
+         (systemd: AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW CAP_BPF CAP_IPC_LOCK), and write access to /run/dataplane; see SECURITY.md",
+    )
 }

@@ -681,6 +681,71 @@ fn bad_prefixes_on_the_command_line_say_what_is_wrong() {
     assert!(err.contains("prefix length /33 is more than 32"), "{err}");
 }
 
+/// Runs the binary as uid/gid 65534 with no capabilities (needs root to drop to it).
+fn as_nobody(args: &[&str]) -> Option<Output> {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    if !root {
+        eprintln!("SKIP: not root (cannot drop to an unprivileged user)");
+        return None;
+    }
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+        .args(args)
+        .output()
+        .expect("setpriv runs");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    Some(out)
+}
+
+#[test]
+fn unprivileged_users_are_told_about_permissions() {
+    let dir = Dir::new("unpriv");
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // stats against a running gateway's socket (root's, 0600): permission, not "not running".
+    let sock = dir.path("control.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let Some(out) = as_nobody(&["stats", "--socket", sock.to_str().unwrap()]) else {
+        return;
+    };
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("permission denied") && err.contains("run this command as root"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("is `dataplane --config ...` running"),
+        "{err}"
+    );
+
+    // Running the gateway unprivileged names the capabilities, and the OS error once.
+    let gw = dir.s("gw.toml");
+    ok(&["init", "--config", &gw, "--interface", "lo"]);
+    std::fs::set_permissions(&gw, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = as_nobody(&["--config", &gw]).unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for cap in [
+        "CAP_NET_ADMIN",
+        "CAP_NET_RAW",
+        "CAP_BPF",
+        "CAP_IPC_LOCK",
+        "root",
+    ] {
+        assert!(err.contains(cap), "{cap} not named: {err}");
+    }
+    for line in err.lines() {
+        assert!(
+            line.matches("(os error").count() <= 1,
+            "the OS error is repeated: {line}"
+        );
+    }
+}
+
 #[test]
 fn wg_quick_files_are_not_edited() {
     let dir = Dir::new("wgquick");
