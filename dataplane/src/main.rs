@@ -186,6 +186,10 @@ fn import(path: &Path, interface: &[String]) -> ExitCode {
                 "gw.toml imported from {file} by `dataplane import`"
             )];
             header.extend(loaded.notes.iter().cloned());
+            if let Err(e) = make_stdout_private() {
+                eprintln!("dataplane import: {e}");
+                return ExitCode::FAILURE;
+            }
             print!("{}", gwconf::to_gw_toml(&loaded.config, &header));
             ExitCode::SUCCESS
         }
@@ -194,6 +198,30 @@ fn import(path: &Path, interface: &[String]) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `dataplane import wg0.conf > gw.toml`: the shell creates gw.toml with its umask (often
+/// 0644), and the output holds the private key. When stdout is a regular file, it is made 0600
+/// before anything is written to it.
+fn make_stdout_private() -> Result<(), String> {
+    use std::os::fd::AsFd as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() else {
+        return Ok(()); // no stdout: nothing to protect
+    };
+    let file = std::fs::File::from(fd);
+    let Ok(meta) = file.metadata() else {
+        return Ok(());
+    };
+    if !meta.is_file() || meta.permissions().mode() & 0o077 == 0 {
+        return Ok(()); // a pipe or terminal, or already private
+    }
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| {
+            format!("the output file holds the private key and cannot be made mode 0600 ({e}); nothing written. Write it elsewhere, or create it first with `install -m 600 /dev/null FILE`")
+        })?;
+    eprintln!("note: the output file holds the private key: made it mode 0600");
+    Ok(())
 }
 
 /// Run path: validate fully, then hand the config to the runtime.
