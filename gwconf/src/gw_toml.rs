@@ -14,6 +14,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml_edit::{Item, TableLike, Value};
+use zeroize::Zeroizing;
 
 /// Parses gw.toml text. `file` is how errors name the file; `base_dir` resolves a relative
 /// `private_key_file`.
@@ -155,9 +156,9 @@ pub(crate) fn default_nat() -> NatConfig {
 /// fails fast with a clear error instead of filling memory.
 const KEY_FILE_MAX: u64 = 256;
 
-fn read_key_file(path: &Path) -> std::io::Result<String> {
+fn read_key_file(path: &Path) -> std::io::Result<Zeroizing<String>> {
     use std::io::Read;
-    let mut text = String::new();
+    let mut text = Zeroizing::new(String::new());
     std::fs::File::open(path)?
         .take(KEY_FILE_MAX + 1)
         .read_to_string(&mut text)?;
@@ -486,7 +487,7 @@ impl Reader {
                     s.field("private_key").expect
                 ),
             ),
-            (Some((text, kline)), None) => match PrivateKey::from_base64(&text) {
+            (Some((text, kline)), None) => match PrivateKey::from_base64(&Zeroizing::new(text)) {
                 Ok(k) => out.private_key = k,
                 Err(e) => self.sink.push(kline, "interface.private_key", e),
             },
@@ -571,7 +572,7 @@ impl Reader {
             let preshared_key =
                 self.get_str(table, s, "preshared_key", &p)
                     .and_then(|(text, l)| {
-                        PresharedKey::from_base64(&text)
+                        PresharedKey::from_base64(&Zeroizing::new(text))
                             .map_err(|e| self.sink.push(l, format!("{p}.preshared_key"), e))
                             .ok()
                     });
