@@ -472,6 +472,20 @@ fn a_gateway_running_another_config_is_not_changed() {
     );
     assert!(backend.device.lock().unwrap().peers.is_empty());
 
+    // Nor is its live data mixed into this file's list.
+    backend
+        .device
+        .lock()
+        .unwrap()
+        .peers
+        .push(slowpath::uapi::PeerSnapshot::new(PublicKey::from_bytes(
+            [5; 32],
+        )));
+    let list = ok(&["peer", "list", "--config", &gw, "--uapi-socket", sock_s]);
+    assert!(list.contains("runs another config"), "{list}");
+    assert!(!list.contains("(unnamed)"), "{list}");
+    backend.device.lock().unwrap().peers.clear();
+
     // The stranger's own peer is not removed either.
     let theirs = PublicKey::from_bytes([9; 32]);
     backend

@@ -438,8 +438,23 @@ pub struct PeerRow {
 pub fn list(config: &Path, uapi_socket: &Path) -> anyhow::Result<(Vec<PeerRow>, Option<String>)> {
     let text = read_gw_toml(config)?;
     let cfg = parse_gw_toml(&text, config)?;
-    let (live, why) = match UapiClient::new(uapi_socket).peers() {
-        Ok(p) => (p, None),
+    let uapi = UapiClient::new(uapi_socket);
+    let own = gateway_key(&cfg);
+    // Another gateway's peers are not this file's: show no live data rather than mix them in.
+    let (live, why) = match uapi.device_public_key() {
+        Ok(Some(k)) if k.as_bytes() == own.as_bytes() => match uapi.peers() {
+            Ok(p) => (p, None),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        },
+        Ok(running) => (
+            Vec::new(),
+            Some(format!(
+                "the gateway on {} runs another config (public key {}, this file's is {})",
+                uapi_socket.display(),
+                running.map_or("(none)".to_string(), |k| k.to_base64()),
+                own.to_base64()
+            )),
+        ),
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
     let mut rows: Vec<PeerRow> = cfg
