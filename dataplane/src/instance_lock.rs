@@ -32,7 +32,8 @@ pub enum LockError {
         path: PathBuf,
     },
     /// The lock file could not be created or locked.
-    #[error("cannot use lock file {}: {source}", path.display())]
+    // The OS error is the source: `{:#}` prints it once, after this.
+    #[error("cannot use lock file {}", path.display())]
     Io { path: PathBuf, source: io::Error },
 }
 

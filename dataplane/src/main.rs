@@ -64,11 +64,19 @@ fn init_logging(format: LogFormat, level: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour_on_stderr())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+/// ANSI colour only for a person at a terminal: journald, files and pipes get plain text.
+/// NO_COLOR (<https://no-color.org>) turns it off anywhere.
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal as _;
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
 }
 
 /// `dataplane check`: the same loader as the run path, with errors to stderr.
@@ -178,6 +186,10 @@ fn import(path: &Path, interface: &[String]) -> ExitCode {
                 "gw.toml imported from {file} by `dataplane import`"
             )];
             header.extend(loaded.notes.iter().cloned());
+            if let Err(e) = make_stdout_private() {
+                eprintln!("dataplane import: {e}");
+                return ExitCode::FAILURE;
+            }
             print!("{}", gwconf::to_gw_toml(&loaded.config, &header));
             ExitCode::SUCCESS
         }
@@ -186,6 +198,30 @@ fn import(path: &Path, interface: &[String]) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `dataplane import wg0.conf > gw.toml`: the shell creates gw.toml with its umask (often
+/// 0644), and the output holds the private key. When stdout is a regular file, it is made 0600
+/// before anything is written to it.
+fn make_stdout_private() -> Result<(), String> {
+    use std::os::fd::AsFd as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() else {
+        return Ok(()); // no stdout: nothing to protect
+    };
+    let file = std::fs::File::from(fd);
+    let Ok(meta) = file.metadata() else {
+        return Ok(());
+    };
+    if !meta.is_file() || meta.permissions().mode() & 0o077 == 0 {
+        return Ok(()); // a pipe or terminal, or already private
+    }
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| {
+            format!("the output file holds the private key and cannot be made mode 0600 ({e}); nothing written. Write it elsewhere, or create it first with `install -m 600 /dev/null FILE`")
+        })?;
+    eprintln!("note: the output file holds the private key: made it mode 0600");
+    Ok(())
 }
 
 /// Run path: validate fully, then hand the config to the runtime.
@@ -213,7 +249,24 @@ fn run(path: &Path) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
+            if let Some(hint) = privilege_hint(&e) {
+                tracing::error!("{hint}");
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// What to do when the run failed for lack of privilege (EPERM, EACCES anywhere in the chain).
+fn privilege_hint(e: &anyhow::Error) -> Option<&'static str> {
+    let denied = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+            || c.to_string().contains("Operation not permitted")
+            || c.to_string().contains("Permission denied")
+    });
+    denied.then_some(
+        "the gateway needs root, or these capabilities: CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_IPC_LOCK \
+         (systemd: AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW CAP_BPF CAP_IPC_LOCK), and write access to /run/dataplane; see SECURITY.md",
+    )
 }

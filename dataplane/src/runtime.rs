@@ -66,6 +66,7 @@ pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<(
     let tables = shared_tables();
     let (to_slow, from_workers) = slow_path_queue(SLOW_PATH_QUEUE);
     let slow = start_slow_path(&cfg, tables.clone(), from_workers, clock)?;
+    slow.set_peer_names(peer_names(&cfg));
     let workers = start_workers(&cfg, &host, &programs, &routes, &tables, &to_slow, clock)?;
     info!(
         interfaces = ?cfg.dataplane.interfaces.names(),
@@ -90,7 +91,14 @@ pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<(
         oversize: OversizeWatch::new(&programs),
         addresses: host.watch(&cfg),
     };
-    let outcome = serve(&signals, reload_from.as_deref(), &slow, &workers, watches);
+    let outcome = serve(
+        &signals,
+        reload_from.as_deref(),
+        &cfg,
+        &slow,
+        &workers,
+        watches,
+    );
 
     info!("stopping");
     // Reverse order: the servers first (their threads are joined, so the slow path is ours
@@ -320,7 +328,7 @@ impl Workers {
             .into_iter()
             .filter_map(|h| h.join().ok())
             .collect();
-        log_counters(&self.counters);
+        log_counters(&self.counters, &mut Vec::new()); // always: the final values
         drop(groups);
     }
 }
@@ -468,12 +476,14 @@ fn nat_config(cfg: &GatewayConfig, egress: Ipv4Addr, workers: usize) -> nat::Nat
 fn serve(
     signals: &Signals,
     reload_from: Option<&Path>,
+    running: &GatewayConfig,
     slow: &SlowPath,
     workers: &Workers,
     mut watches: Watches<'_>,
 ) -> anyhow::Result<()> {
     let counters = &workers.counters;
     let mut last_report = std::time::Instant::now();
+    let mut reported: Vec<Vec<u64>> = Vec::new();
     while !signals.stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         if let Some(dead) = workers.handles.iter().position(|h| h.is_finished()) {
@@ -488,7 +498,7 @@ fn serve(
         }
         if signals.reload.swap(false, Ordering::Relaxed) {
             match reload_from {
-                Some(path) => match reload_peers(path, slow) {
+                Some(path) => match reload_peers(path, running, slow) {
                     Ok(n) => info!(file = %path.display(), peers = n, "configuration reloaded"),
                     Err(e) => {
                         warn!(file = %path.display(), "reload refused, keeping the running configuration: {e:#}")
@@ -500,7 +510,7 @@ fn serve(
         watches.tick();
         if last_report.elapsed() >= Duration::from_secs(10) {
             last_report = std::time::Instant::now();
-            log_counters(counters);
+            log_counters(counters, &mut reported);
         }
     }
     Ok(())
@@ -559,12 +569,23 @@ fn choose_queues(cfg: &GatewayConfig, names: &[&str]) -> anyhow::Result<Vec<u32>
     Ok(chosen)
 }
 
-fn reload_peers(path: &Path, slow: &SlowPath) -> anyhow::Result<usize> {
+/// Applies the file's peers; every other setting it changed is named at WARN (they are bound
+/// at start and need a restart).
+fn reload_peers(path: &Path, running: &GatewayConfig, slow: &SlowPath) -> anyhow::Result<usize> {
     let opts = LoadOptions {
         host: crate::host::facts(),
         interfaces: None,
     };
     let loaded = gwconf::load(path, &opts).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for change in gwconf::reload::ignored_changes(running, &loaded.config) {
+        warn!(
+            field = change.field,
+            change = %change.detail,
+            "{} changed in {} but a reload applies [[peer]] changes only: the gateway keeps the running value until it is restarted",
+            change.field,
+            path.display()
+        );
+    }
     let peers = loaded
         .config
         .peers
@@ -573,12 +594,39 @@ fn reload_peers(path: &Path, slow: &SlowPath) -> anyhow::Result<usize> {
         .collect::<std::io::Result<Vec<_>>>()?;
     let n = peers.len();
     slow.reload_peers(peers)?;
+    slow.set_peer_names(peer_names(&loaded.config));
     Ok(n)
 }
 
-fn log_counters(all: &[Arc<WorkerCounters>]) {
+/// Configured peer names by key, for the slow path's logs.
+fn peer_names(cfg: &GatewayConfig) -> std::collections::HashMap<wgproto::keys::PublicKey, String> {
+    cfg.peers
+        .iter()
+        .filter_map(|p| {
+            let name = p.name.clone()?;
+            Some((
+                wgproto::keys::PublicKey::from_bytes(*p.public_key.bytes()),
+                name,
+            ))
+        })
+        .collect()
+}
+
+/// Logs each worker's counters at INFO when they changed since the last report (`reported`
+/// keeps what was logged), at DEBUG when idle: an idle gateway does not fill the journal.
+fn log_counters(all: &[Arc<WorkerCounters>], reported: &mut Vec<Vec<u64>>) {
+    reported.resize(all.len(), Vec::new());
     for (i, c) in all.iter().enumerate() {
-        let counters: Vec<String> = c.read().iter().map(|(n, v)| format!("{n}={v}")).collect();
+        let read = c.read();
+        let mut values: Vec<u64> = read.iter().map(|(_, v)| *v).collect();
+        values.extend(DropReason::ALL.iter().map(|r| c.dropped(*r)));
+        let changed = reported[i] != values;
+        reported[i] = values;
+        if !changed {
+            tracing::debug!(worker = i, "counters unchanged");
+            continue;
+        }
+        let counters: Vec<String> = read.iter().map(|(n, v)| format!("{n}={v}")).collect();
         let drops: Vec<String> = DropReason::ALL
             .iter()
             .filter(|r| c.dropped(**r) > 0)

@@ -121,6 +121,28 @@ fn import_prints_an_equivalent_gw_toml() {
 }
 
 #[test]
+fn import_into_a_file_makes_it_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.toml");
+    // As the shell's `> gw.toml` with umask 022 creates it.
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_permissions(std::fs::Permissions::from_mode(0o644))
+        .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dataplane"))
+        .args(["import", &configs("wg0.conf")])
+        .stdout(file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the private key went into a 0644 file");
+    assert!(std::fs::read_to_string(&path)
+        .unwrap()
+        .contains("private_key"));
+}
+
+#[test]
 fn import_with_two_interfaces_is_two_armed() {
     let out = dataplane(&[
         "import",

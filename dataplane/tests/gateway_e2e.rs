@@ -702,10 +702,11 @@ fn sighup_reload_adds_a_peer() {
     assert_pings(&t, None, SERVER_ADDR, 3);
     let second = second_peer(&t);
     // Rewrite gw.toml with the second peer (the file the gateway was started on), then SIGHUP.
+    // The queue list changes too: a reload cannot apply it, and must say so.
     t.write_gateway_toml(&GwTomlOptions {
         mode: None,
+        queues: Some(vec![0]),
         extra_toml: peer_toml(&second.keys.public, SECOND_PEER_ADDR),
-        ..Default::default()
     })
     .unwrap();
     t.signal_gateway("HUP").unwrap();
@@ -745,6 +746,24 @@ fn sighup_reload_adds_a_peer() {
         .unwrap();
     assert!(ok, "the reloaded peer gets no reply: {out}");
     assert_eq!(ping(&t, Node::Client, None, SERVER_ADDR, 3), 3);
+    let log = t.gateway_log();
+    assert!(
+        log.lines().any(|l| l.contains("WARN")
+            && l.contains("dataplane.queues changed")
+            && l.contains("restarted")),
+        "the ignored change is not named at WARN:\n{log}"
+    );
+    assert!(
+        log.lines().any(|l| l.contains("handshake completed")
+            && l.contains(&format!("peer-{SECOND_PEER_ADDR}"))),
+        "the reloaded peer is not named in the log:\n{log}"
+    );
+    // veth has no zero-copy: auto's fallback is expected, not a warning.
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("WARN") && l.contains("AF_XDP bind failed")),
+        "{log}"
+    );
 }
 
 // ---- 9. stop cleanliness, kill -9 and restart ------------------------------------------------

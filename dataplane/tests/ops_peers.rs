@@ -349,8 +349,11 @@ fn peer_add_and_remove_reach_a_running_gateway_through_the_uapi() {
     let gw = dir.s("gw.toml");
     let out_dir = dir.s("clients");
     ok(&["init", "--config", &gw]);
+    // The gateway runs from this file: it holds the file's private key.
+    let own = PrivateKey::from_bytes(*load(&dir.path("gw.toml")).interface.private_key.bytes());
     let backend = Arc::new(FakeGateway {
         device: Mutex::new(DeviceSnapshot {
+            private_key: Some(own),
             listen_port: 51820,
             ..Default::default()
         }),
@@ -427,6 +430,337 @@ fn peer_add_and_remove_reach_a_running_gateway_through_the_uapi() {
 }
 
 #[test]
+fn a_gateway_running_another_config_is_not_changed() {
+    let dir = Dir::new("other");
+    let gw = dir.s("gw.toml");
+    ok(&["init", "--config", &gw]);
+    // The gateway on the socket was started from some other file: another key.
+    let stranger = PrivateKey::from_bytes([0x42; 32]);
+    let backend = Arc::new(FakeGateway {
+        device: Mutex::new(DeviceSnapshot {
+            private_key: Some(stranger.clone()),
+            listen_port: 51820,
+            ..Default::default()
+        }),
+    });
+    let sock = dir.path("wg0.sock");
+    let server = UapiServer::start_at(&sock, backend.clone()).unwrap();
+    let sock_s = sock.to_str().unwrap();
+    let out = ok(&[
+        "peer",
+        "add",
+        "laptop",
+        "--config",
+        &gw,
+        "--out-dir",
+        &dir.s("clients"),
+        "--uapi-socket",
+        sock_s,
+        "--server-url",
+        "203.0.113.7",
+        "--no-qr",
+    ]);
+    assert!(
+        out.contains("running gateway was NOT changed: it runs another config"),
+        "{out}"
+    );
+    assert!(out.contains(&stranger.public_key().to_base64()), "{out}");
+    assert_eq!(
+        load(&dir.path("gw.toml")).peers.len(),
+        1,
+        "the file is edited"
+    );
+    assert!(backend.device.lock().unwrap().peers.is_empty());
+
+    // Nor is its live data mixed into this file's list.
+    backend
+        .device
+        .lock()
+        .unwrap()
+        .peers
+        .push(slowpath::uapi::PeerSnapshot::new(PublicKey::from_bytes(
+            [5; 32],
+        )));
+    let list = ok(&["peer", "list", "--config", &gw, "--uapi-socket", sock_s]);
+    assert!(list.contains("runs another config"), "{list}");
+    assert!(!list.contains("(unnamed)"), "{list}");
+    backend.device.lock().unwrap().peers.clear();
+
+    // The stranger's own peer is not removed either.
+    let theirs = PublicKey::from_bytes([9; 32]);
+    backend
+        .device
+        .lock()
+        .unwrap()
+        .peers
+        .push(slowpath::uapi::PeerSnapshot::new(theirs));
+    let out = ok(&[
+        "peer",
+        "remove",
+        "laptop",
+        "--config",
+        &gw,
+        "--uapi-socket",
+        sock_s,
+    ]);
+    assert!(out.contains("NOT changed"), "{out}");
+    assert_eq!(backend.device.lock().unwrap().peers.len(), 1);
+    drop(server);
+}
+
+#[test]
+fn a_symlinked_config_stays_a_link_and_client_files_live_beside_it() {
+    let dir = Dir::new("symlink");
+    std::fs::create_dir_all(dir.path("etc")).unwrap();
+    std::fs::create_dir_all(dir.path("conf")).unwrap();
+    std::fs::create_dir_all(dir.path("elsewhere")).unwrap();
+    let target = dir.path("etc/gw.toml");
+    ok(&["init", "--config", target.to_str().unwrap()]);
+    let link = dir.path("conf/link.toml");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let link_s = link.to_str().unwrap();
+    let no_gateway = dir.s("no-such-wg0.sock");
+    // Run from an unrelated directory: nothing may land there.
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .current_dir(dir.path("elsewhere"))
+            .output()
+            .unwrap();
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(&[
+        "peer",
+        "add",
+        "phone",
+        "-c",
+        link_s,
+        "--uapi-socket",
+        &no_gateway,
+        "--server-url",
+        "x.example",
+        "--no-qr",
+    ]);
+    let meta = std::fs::symlink_metadata(&link).unwrap();
+    assert!(meta.file_type().is_symlink(), "the link was replaced");
+    assert_eq!(load(&target).peers.len(), 1, "the edit went to the target");
+    assert_eq!(
+        std::fs::metadata(&target).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(dir.path("conf/peers/phone.conf").exists());
+    assert!(dir.path("conf/peers/phone.png").exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path("elsewhere")).unwrap().count(),
+        0,
+        "nothing written to the working directory"
+    );
+
+    let out = run(&[
+        "peer",
+        "remove",
+        "phone",
+        "-c",
+        link_s,
+        "--uapi-socket",
+        &no_gateway,
+    ]);
+    assert!(out.contains("deleted"), "{out}");
+    assert!(
+        !dir.path("conf/peers/phone.conf").exists(),
+        "private key left"
+    );
+    assert!(
+        !dir.path("conf/peers/phone.png").exists(),
+        "private key left"
+    );
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(load(&target).peers.is_empty());
+}
+
+#[test]
+fn peer_add_count_and_several_names_then_show() {
+    let dir = Dir::new("count");
+    let gw = dir.s("gw.toml");
+    let no_gateway = dir.s("no-such-wg0.sock");
+    ok(&["init", "--config", &gw]);
+    let common = [
+        "--config",
+        &gw,
+        "--uapi-socket",
+        &no_gateway,
+        "--server-url",
+        "x.example",
+        "--no-qr",
+    ];
+    let mut args = vec!["peer", "add", "peer2"];
+    args.extend_from_slice(&common);
+    ok(&args);
+    // PEERS=3: the first free numbers.
+    let mut args = vec!["peer", "add", "--count", "3"];
+    args.extend_from_slice(&common);
+    ok(&args);
+    let mut args = vec!["peer", "add", "alice", "bob"];
+    args.extend_from_slice(&common);
+    ok(&args);
+    let names: Vec<String> = load(&dir.path("gw.toml"))
+        .peers
+        .iter()
+        .map(|p| p.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, ["peer2", "peer1", "peer3", "peer4", "alice", "bob"]);
+    for n in &names {
+        assert!(dir.path(&format!("peers/{n}.conf")).exists(), "{n}");
+    }
+    // One bad name in the list: nothing added.
+    let before = std::fs::read_to_string(&gw).unwrap();
+    let mut args = vec!["peer", "add", "carol", "this-name-is-too-long"];
+    args.extend_from_slice(&common);
+    let out = dataplane(&args);
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read_to_string(&gw).unwrap(), before);
+    assert!(!dir.path("peers/carol.conf").exists());
+
+    // show prints the same client file and a QR code.
+    let shown = ok(&["peer", "show", "alice", "--config", &gw]);
+    let conf = std::fs::read_to_string(dir.path("peers/alice.conf")).unwrap();
+    assert!(shown.contains(&conf), "{shown}");
+    assert!(
+        shown.contains('\u{2580}') || shown.contains('\u{2584}'),
+        "QR"
+    );
+    let missing = dataplane(&["peer", "show", "nobody", "--config", &gw]);
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("nobody.conf does not exist"), "{err}");
+}
+
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    let dir = Dir::new("ansi");
+    let gw = dir.s("gw.toml");
+    ok(&["init", "--config", &gw]);
+    // No NO_COLOR here: a pipe alone must turn colour off (journald, log files).
+    let out = Command::new(BIN)
+        .args([
+            "peer",
+            "add",
+            "p1",
+            "--config",
+            &gw,
+            "--server-url",
+            "x.example",
+            "--no-qr",
+        ])
+        .args(["--uapi-socket", &dir.s("none.sock")])
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("peer added to the config"), "{err}");
+    assert!(!err.contains('\x1b'), "ANSI escapes in a pipe: {err:?}");
+}
+
+#[test]
+fn bad_prefixes_on_the_command_line_say_what_is_wrong() {
+    let dir = Dir::new("prefix");
+    let gw = dir.s("gw.toml");
+    let v6 = dataplane(&["init", "--config", &gw, "--subnet", "fd00:13::/64"]);
+    assert!(!v6.status.success());
+    let err = String::from_utf8_lossy(&v6.stderr);
+    assert!(
+        err.contains("IPv6 subnet") && err.contains("IPv4 only"),
+        "{err}"
+    );
+    ok(&["init", "--config", &gw]);
+    let long = dataplane(&[
+        "peer",
+        "add",
+        "p",
+        "--config",
+        &gw,
+        "--server-url",
+        "x",
+        "--allowed-ips",
+        "10.0.0.0/33",
+    ]);
+    assert!(!long.status.success());
+    let err = String::from_utf8_lossy(&long.stderr);
+    assert!(err.contains("prefix length /33 is more than 32"), "{err}");
+}
+
+/// Runs the binary as uid/gid 65534 with no capabilities (needs root to drop to it).
+fn as_nobody(args: &[&str]) -> Option<Output> {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    if !root {
+        eprintln!("SKIP: not root (cannot drop to an unprivileged user)");
+        return None;
+    }
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+        .args(args)
+        .output()
+        .expect("setpriv runs");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    Some(out)
+}
+
+#[test]
+fn unprivileged_users_are_told_about_permissions() {
+    let dir = Dir::new("unpriv");
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // stats against a running gateway's socket (root's, 0600): permission, not "not running".
+    let sock = dir.path("control.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let Some(out) = as_nobody(&["stats", "--socket", sock.to_str().unwrap()]) else {
+        return;
+    };
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("permission denied") && err.contains("run this command as root"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("is `dataplane --config ...` running"),
+        "{err}"
+    );
+
+    // Running the gateway unprivileged names the capabilities, and the OS error once.
+    let gw = dir.s("gw.toml");
+    ok(&["init", "--config", &gw, "--interface", "lo"]);
+    std::fs::set_permissions(&gw, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = as_nobody(&["--config", &gw]).unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for cap in [
+        "CAP_NET_ADMIN",
+        "CAP_NET_RAW",
+        "CAP_BPF",
+        "CAP_IPC_LOCK",
+        "root",
+    ] {
+        assert!(err.contains(cap), "{cap} not named: {err}");
+    }
+    for line in err.lines() {
+        assert!(
+            line.matches("(os error").count() <= 1,
+            "the OS error is repeated: {line}"
+        );
+    }
+}
+
+#[test]
 fn wg_quick_files_are_not_edited() {
     let dir = Dir::new("wgquick");
     let conf = dir.path("wg0.conf");
@@ -451,6 +785,7 @@ fn every_ops_command_has_help_with_an_example() {
         vec!["peer", "add"],
         vec!["peer", "remove"],
         vec!["peer", "list"],
+        vec!["peer", "show"],
         vec!["stats"],
     ] {
         let mut args = cmd.clone();

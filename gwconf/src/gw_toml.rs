@@ -14,6 +14,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml_edit::{Item, TableLike, Value};
+use zeroize::Zeroizing;
 
 /// Parses gw.toml text. `file` is how errors name the file; `base_dir` resolves a relative
 /// `private_key_file`.
@@ -34,7 +35,10 @@ pub fn parse(
         Err(e) => {
             let line = r.line(e.span());
             let msg = e.message().trim().to_string();
-            r.sink.push(line, "", format!("not valid TOML: {msg}"));
+            let at = line.and_then(|l| text.lines().nth(l.saturating_sub(1)));
+            let hint = syntax_hint(&msg, at.unwrap_or(""));
+            r.sink
+                .push(line, "", format!("not valid TOML: {msg}{hint}"));
             return r.sink.into_result(unreachable_config()).map(|c| (c, r.loc));
         }
     };
@@ -152,9 +156,9 @@ pub(crate) fn default_nat() -> NatConfig {
 /// fails fast with a clear error instead of filling memory.
 const KEY_FILE_MAX: u64 = 256;
 
-fn read_key_file(path: &Path) -> std::io::Result<String> {
+fn read_key_file(path: &Path) -> std::io::Result<Zeroizing<String>> {
     use std::io::Read;
-    let mut text = String::new();
+    let mut text = Zeroizing::new(String::new());
     std::fs::File::open(path)?
         .take(KEY_FILE_MAX + 1)
         .read_to_string(&mut text)?;
@@ -483,7 +487,7 @@ impl Reader {
                     s.field("private_key").expect
                 ),
             ),
-            (Some((text, kline)), None) => match PrivateKey::from_base64(&text) {
+            (Some((text, kline)), None) => match PrivateKey::from_base64(&Zeroizing::new(text)) {
                 Ok(k) => out.private_key = k,
                 Err(e) => self.sink.push(kline, "interface.private_key", e),
             },
@@ -568,7 +572,7 @@ impl Reader {
             let preshared_key =
                 self.get_str(table, s, "preshared_key", &p)
                     .and_then(|(text, l)| {
-                        PresharedKey::from_base64(&text)
+                        PresharedKey::from_base64(&Zeroizing::new(text))
                             .map_err(|e| self.sink.push(l, format!("{p}.preshared_key"), e))
                             .ok()
                     });
@@ -822,5 +826,26 @@ impl Reader {
             }
         }
         out
+    }
+}
+
+/// A hint for TOML syntax errors people make in this file: a second `[peer]` (one bracket, as
+/// in wg-quick's `[Peer]`) is a "duplicate key" to TOML.
+fn syntax_hint(msg: &str, line_text: &str) -> String {
+    if !msg.contains("duplicate key") {
+        return String::new();
+    }
+    let header = line_text.trim();
+    let repeated = schema::SECTIONS
+        .iter()
+        .find(|s| s.repeated && header == format!("[{}]", s.name));
+    match repeated {
+        Some(s) => format!(
+            " ({header} a second time); write each one as [[{0}]] (double brackets), e.g.\n  [[{0}]]\n  public_key = \"...\"",
+            s.name
+        ),
+        None => format!(
+            " ({header:?}); each key and each [section] may appear only once (a repeated section is written [[section]])"
+        ),
     }
 }

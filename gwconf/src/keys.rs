@@ -9,6 +9,7 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use std::fmt;
+use zeroize::{Zeroize, Zeroizing};
 
 /// Length of every WireGuard key (Curve25519 scalars and points, and the PSK), whitepaper §5.4.
 pub const KEY_LEN: usize = 32;
@@ -16,10 +17,11 @@ pub const KEY_LEN: usize = 32;
 /// Decodes a base64 WireGuard key. The error says what is allowed, for config messages.
 pub fn decode_key(text: &str) -> Result<[u8; KEY_LEN], String> {
     let text = text.trim();
-    let bytes = STANDARD.decode(text).map_err(|_| {
+    // The decoded bytes may be a secret: wiped when dropped.
+    let bytes = Zeroizing::new(STANDARD.decode(text).map_err(|_| {
         "is not a base64 key; expected 44 characters of base64 ending in '=' (as printed by `wg genkey`)"
             .to_string()
-    })?;
+    })?);
     <[u8; KEY_LEN]>::try_from(bytes.as_slice()).map_err(|_| {
         format!(
             "decodes to {} bytes; a WireGuard key is 32 bytes (44 characters of base64 ending in '=')",
@@ -89,6 +91,20 @@ key_type!(
     false
 );
 
+// Secrets are wiped from memory when the config holding them is dropped (a reload drops the
+// old one); copies handed to `wgproto` are zeroized there.
+impl Drop for PrivateKey {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl Drop for PresharedKey {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +122,14 @@ mod tests {
         assert!(short.contains("3 bytes"), "{short}");
         let bad = decode_key("not base64!").unwrap_err();
         assert!(bad.contains("not a base64 key"), "{bad}");
+    }
+
+    #[test]
+    fn secrets_are_wiped_on_drop_public_keys_need_not_be() {
+        // Only a type with drop glue can wipe itself; a bare byte array never would.
+        assert!(std::mem::needs_drop::<PrivateKey>());
+        assert!(std::mem::needs_drop::<PresharedKey>());
+        assert!(!std::mem::needs_drop::<PublicKey>());
     }
 
     #[test]

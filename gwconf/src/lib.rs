@@ -19,6 +19,7 @@ mod error;
 mod gw_toml;
 pub mod init;
 pub mod keys;
+pub mod reload;
 mod render;
 pub mod schema;
 mod types;
@@ -84,14 +85,15 @@ pub struct LoadOptions {
 /// Reads, parses and fully validates a config file of either format.
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Loaded, ConfigErrors> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    // The file holds the private key (unless private_key_file is used): wiped when dropped.
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             file: file.clone(),
             line: None,
             field: String::new(),
             message: format!("cannot read the file: {e}"),
         }])
-    })?;
+    })?);
     let format = Format::detect(path, &text);
     let base_dir = path.parent().unwrap_or(Path::new("."));
     let ifname = path

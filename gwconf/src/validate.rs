@@ -62,6 +62,14 @@ fn at_line(loc: &Locations, field: &str) -> String {
         .unwrap_or_default()
 }
 
+/// An address beside the gateway's, for messages: the next one up.
+fn example_peer_address(own: &IpNet) -> IpAddr {
+    match own.addr() {
+        IpAddr::V4(a) => IpAddr::V4(u32::from(a).wrapping_add(1).into()),
+        IpAddr::V6(a) => IpAddr::V6(u128::from(a).wrapping_add(1).into()),
+    }
+}
+
 fn check_peers(cfg: &GatewayConfig, loc: &Locations, sink: &mut ErrorSink) {
     let own_public = cfg.interface.public_key();
     for (j, peer) in cfg.peers.iter().enumerate() {
@@ -87,9 +95,15 @@ fn check_peers(cfg: &GatewayConfig, loc: &Locations, sink: &mut ErrorSink) {
         }
     }
 
-    // Names are how operators (and `dataplane peer remove NAME`) address a peer: one each.
+    // Names are how operators (and `dataplane peer remove NAME`) address a peer: one each,
+    // each one `peer add` would accept.
     for (j, peer) in cfg.peers.iter().enumerate() {
         let Some(name) = &peer.name else { continue };
+        if let Err(e) = crate::values::peer_name(name) {
+            let path = format!("peer[{j}].name");
+            sink.push(loc.line(&path), path, e);
+            continue;
+        }
         let Some(i) = cfg.peers[..j]
             .iter()
             .position(|p| p.name.as_ref() == Some(name))
@@ -105,6 +119,32 @@ fn check_peers(cfg: &GatewayConfig, loc: &Locations, sink: &mut ErrorSink) {
                 "{name:?} is already the name of peer[{i}]{first}; give each peer its own name"
             ),
         );
+    }
+
+    // The gateway's own tunnel address is the gateway's: a peer owning it would take the
+    // gateway's traffic (and `peer add` would never hand it out).
+    for (j, peer) in cfg.peers.iter().enumerate() {
+        for (k, net) in peer.allowed_ips.iter().enumerate() {
+            let Some(own) = cfg
+                .interface
+                .address
+                .iter()
+                .find(|a| net.contains(&a.addr()))
+            else {
+                continue;
+            };
+            let path = format!("peer[{j}].allowed_ips[{k}]");
+            let at = at_line(loc, "interface.address");
+            sink.push(
+                loc.line(&path),
+                path,
+                format!(
+                    "{net} contains the gateway's own tunnel address {} (interface.address{at}); give the peer its own addresses, e.g. {}/32",
+                    own.addr(),
+                    example_peer_address(own)
+                ),
+            );
+        }
     }
 
     // Every AllowedIPs prefix as an address interval; prefixes are either nested or disjoint, so

@@ -29,11 +29,7 @@ pub fn allowed_ip(text: &str) -> Result<IpNet, String> {
         Ok(net) => net,
         Err(_) => match t.parse::<IpAddr>() {
             Ok(addr) => IpNet::from(addr),
-            Err(_) => {
-                return Err(format!(
-                    "{text:?} is not an IP prefix; expected e.g. 10.13.13.2/32"
-                ))
-            }
+            Err(_) => return Err(prefix_problem(text, "10.13.13.2/32")),
         },
     };
     if net.trunc() != net {
@@ -43,6 +39,38 @@ pub fn allowed_ip(text: &str) -> Result<IpNet, String> {
         ));
     }
     Ok(net)
+}
+
+/// Why `text` is not an IP prefix, in words. A prefix length out of range is named as such;
+/// anything else is "not an IP prefix" with `example`.
+pub fn prefix_problem(text: &str, example: &str) -> String {
+    let generic = format!("{text:?} is not an IP prefix; expected e.g. {example}");
+    let Some((addr, len)) = text.trim().split_once('/') else {
+        return generic;
+    };
+    let Ok(addr) = addr.parse::<IpAddr>() else {
+        return generic;
+    };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    match len.parse::<u8>() {
+        Ok(n) if n > max => format!(
+            "{text:?}: prefix length /{n} is more than {max}, the length of an {} address; expected e.g. {example}",
+            if addr.is_ipv4() { "IPv4" } else { "IPv6" }
+        ),
+        _ => format!("{text:?}: {len:?} is not a prefix length; expected 0-{max}, e.g. {example}"),
+    }
+}
+
+/// An IPv4 prefix for a command-line flag (`init --subnet`): IPv6 is named as unsupported
+/// rather than called bad syntax.
+pub fn ipv4_subnet(text: &str) -> Result<ipnet::Ipv4Net, String> {
+    match text.trim().parse::<IpNet>() {
+        Ok(IpNet::V4(n)) => Ok(n),
+        Ok(IpNet::V6(_)) => Err(format!(
+            "{text:?} is an IPv6 subnet; the tunnel is IPv4 only for now: use an IPv4 subnet such as 10.13.13.0/24"
+        )),
+        Err(_) => Err(prefix_problem(text, "10.13.13.0/24")),
+    }
 }
 
 /// A peer endpoint `host:port`: an IPv4 address, a bracketed IPv6 address or a host name.
@@ -112,9 +140,66 @@ pub fn interface_name(text: &str) -> Result<String, String> {
     }
 }
 
+/// Longest peer name: the client file is `NAME.conf`, and wg-quick takes the interface name
+/// from the file name (Linux IFNAMSIZ - 1).
+pub const PEER_NAME_MAX: usize = 15;
+
+/// A peer name, usable as a wg-quick interface name so `wg-quick up ./NAME.conf` works on the
+/// client: 1-15 of `A-Z a-z 0-9 _ = + . -` (wg-quick's own rule).
+pub fn peer_name(text: &str) -> Result<(), String> {
+    let ok = !text.is_empty()
+        && text.len() <= PEER_NAME_MAX
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_=+.-".contains(c))
+        && text != "."
+        && text != "..";
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{text:?} is not a peer name; expected 1-{PEER_NAME_MAX} characters of A-Z a-z 0-9 _ = + . - (it names the client's wg-quick file), e.g. peer1 or alice-phone"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefix_errors_say_what_is_wrong() {
+        let e = |t| prefix_problem(t, "10.0.0.0/8");
+        assert!(e("10.0.0.0/33").contains("/33 is more than 32"));
+        assert!(e("::/129").contains("/129 is more than 128"));
+        assert_eq!(
+            e("10.0.0.300/24"),
+            "\"10.0.0.300/24\" is not an IP prefix; expected e.g. 10.0.0.0/8"
+        );
+        assert!(e("10.0.0.0/x").contains("not a prefix length"));
+        assert!(allowed_ip("10.0.0.0/33")
+            .unwrap_err()
+            .contains("more than 32"));
+        assert!(ipv4_subnet("fd00:13::/64").unwrap_err().contains("IPv6"));
+        assert!(ipv4_subnet("10.0.0.0/33")
+            .unwrap_err()
+            .contains("more than 32"));
+        assert_eq!(
+            ipv4_subnet("10.13.13.0/24").unwrap().to_string(),
+            "10.13.13.0/24"
+        );
+    }
+
+    #[test]
+    fn peer_names() {
+        assert!(peer_name("peer1").is_ok());
+        assert!(peer_name("alice-phone.2").is_ok());
+        assert!(peer_name("fifteen-chars-x").is_ok());
+        for bad in ["", "a/b", "..", "sixteen-chars-xx", "with space", "ü"] {
+            let e = peer_name(bad).unwrap_err();
+            assert!(e.contains("1-15 characters"), "{bad:?}: {e}");
+        }
+    }
 
     #[test]
     fn allowed_ips_are_canonical_networks() {

@@ -15,6 +15,7 @@ use super::schema::defaults;
 use super::types::*;
 use super::values;
 use super::Loaded;
+use ipnet::IpNet;
 
 /// What the hooks of a wg-quick file amount to.
 #[derive(Debug, Default)]
@@ -45,6 +46,8 @@ pub fn parse(
     let mut at = At::Start;
     let mut seen_interface = false;
     let mut private_key: Option<PrivateKey> = None;
+    // A PrivateKey line that did not parse has its own error; "missing" would be wrong.
+    let mut private_key_line = false;
     let mut listen_port: Option<u16> = None;
     let mut address = Vec::new();
     let mut mtu = defaults::MTU;
@@ -61,11 +64,12 @@ pub fn parse(
         };
         let content = content.trim();
         if content.is_empty() {
-            // linuxserver writes "# peer1" right under [Peer]: keep it as the peer's name.
+            // linuxserver writes "# peer1" right under [Peer]: keep it as the peer's name
+            // (only a valid one: any other comment stays a comment).
             if let (At::Peer, Some(c), Some(p)) = (&at, comment, peers.last_mut()) {
                 if p.name.is_none()
                     && !c.is_empty()
-                    && !c.contains(char::is_whitespace)
+                    && crate::values::peer_name(c).is_ok()
                     && peer_has_key.last() == Some(&false)
                 {
                     p.name = Some(c.to_string());
@@ -126,10 +130,13 @@ pub fn parse(
             At::Interface => {
                 let field = format!("Interface.{key}");
                 match lower.as_str() {
-                    "privatekey" => match PrivateKey::from_base64(value) {
-                        Ok(k) => private_key = Some(k),
-                        Err(e) => sink.push(Some(line), field, e),
-                    },
+                    "privatekey" => {
+                        private_key_line = true;
+                        match PrivateKey::from_base64(value) {
+                            Ok(k) => private_key = Some(k),
+                            Err(e) => sink.push(Some(line), field, e),
+                        }
+                    }
                     "listenport" => match value.parse::<u16>() {
                         Ok(p) if p > 0 => {
                             loc.set("interface.listen_port", line);
@@ -140,7 +147,14 @@ pub fn parse(
                     "address" => {
                         for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                             match values::interface_address(part) {
-                                Ok(a) => address.push(a),
+                                Ok(a) => match linuxserver_subnet(part, a) {
+                                    Some(wide) => {
+                                        notes.push(linuxserver_address_note(file, line, part, wide));
+                                        notes.push(linuxserver_dns_note(wide));
+                                        address.push(wide);
+                                    }
+                                    None => address.push(a),
+                                },
                                 Err(e) => sink.push(Some(line), field.clone(), e),
                             }
                         }
@@ -249,7 +263,7 @@ pub fn parse(
     if !seen_interface {
         sink.push(None, "Interface", "missing [Interface] section");
     } else {
-        if private_key.is_none() {
+        if private_key.is_none() && !private_key_line {
             sink.push(
                 interface_line,
                 "Interface.PrivateKey",
@@ -453,6 +467,31 @@ fn classify_command(cmd: &str, ifname: &str, down: bool, hooks: &mut Hooks) -> R
         }
         _ => Err("is not one of the forwarding (FORWARD -i/-o <tunnel> -j ACCEPT) or MASQUERADE (-t nat POSTROUTING -j MASQUERADE) rules".into()),
     }
+}
+
+/// The tunnel subnet of the linuxserver/wireguard container's `Address = 10.13.13.1` (no
+/// prefix): the container hands out `${INTERNAL_SUBNET}.N`, a /24. Taken literally it is a
+/// /32, which leaves `peer add` no address to hand out. `None` for any other form.
+fn linuxserver_subnet(text: &str, parsed: IpNet) -> Option<IpNet> {
+    match parsed {
+        IpNet::V4(v4) if !text.contains('/') => Some(IpNet::V4(
+            ipnet::Ipv4Net::new(v4.addr(), 24).expect("24 <= 32"),
+        )),
+        _ => None,
+    }
+}
+
+fn linuxserver_address_note(file: &str, line: usize, text: &str, wide: IpNet) -> String {
+    format!(
+        "{file}:{line}: Address = {text} has no prefix length (as the linuxserver/wireguard container writes it); taken as {wide}, the container's tunnel subnet (INTERNAL_SUBNET, a /24), so `dataplane peer add` can hand out addresses in it. Edit [interface] address if your subnet differs"
+    )
+}
+
+fn linuxserver_dns_note(wide: IpNet) -> String {
+    let own = wide.addr();
+    format!(
+        "clients of the linuxserver/wireguard container use DNS = {own} (its CoreDNS); this gateway runs no resolver, so nothing answers there now. Either run one on this host listening on {own} (it reaches the host through wg0), e.g. `dnsmasq --interface=wg0 --bind-dynamic --no-resolv --server=1.1.1.1`, or give clients a resolver they reach through the NAT (change DNS in their files; new peers: `dataplane peer add NAME --dns ADDR`)"
+    )
 }
 
 #[cfg(test)]

@@ -191,6 +191,44 @@ fn duplicate_peer_names_are_refused() {
 }
 
 #[test]
+fn names_peer_add_would_refuse_are_refused() {
+    for bad in ["sixteen-chars-xx", "alice phone", "a/b"] {
+        let text = valid().replace(
+            &format!("public_key = \"{PEER1}\"\n"),
+            &format!("public_key = \"{PEER1}\"\nname = \"{bad}\"\n"),
+        );
+        assert_one(
+            &errors(&text),
+            "gw.toml:8: peer[0].name: ",
+            &["1-15 characters of A-Z a-z 0-9 _ = + . -"],
+        );
+    }
+}
+
+#[test]
+fn a_peer_owning_the_gateways_tunnel_address_is_refused() {
+    let errs = errors(&with_line(8, "allowed_ips = [\"10.13.13.1/32\"]"));
+    assert_one(
+        &errs,
+        "gw.toml:8: peer[0].allowed_ips[0]: ",
+        &[
+            "10.13.13.1/32 contains the gateway's own tunnel address 10.13.13.1 (interface.address (line 4))",
+            "e.g. 10.13.13.2/32",
+        ],
+    );
+    // A wider prefix that covers it too.
+    let errs = errors(&with_line(
+        12,
+        "allowed_ips = [\"10.13.13.3/32\", \"10.13.13.0/30\"]",
+    ));
+    assert_one(
+        &errs,
+        "gw.toml:12: peer[1].allowed_ips[1]: ",
+        &["gateway's own tunnel address"],
+    );
+}
+
+#[test]
 fn the_gateways_own_key_as_a_peer_is_refused() {
     let errs = errors(&with_line(7, &format!("public_key = \"{SERVER_PUB}\"")));
     assert_one(
@@ -537,6 +575,20 @@ fn peer_written_as_a_single_table() {
         &errs,
         "gw.toml:6: peer: ",
         &["must be written as [[peer]] sections"],
+    );
+}
+
+#[test]
+fn two_single_bracket_peers_get_a_hint() {
+    let text = valid().replace("[[peer]]", "[peer]");
+    let errs = errors(&text);
+    assert_one(
+        &errs,
+        "gw.toml:10: ",
+        &[
+            "duplicate key",
+            "([peer] a second time); write each one as [[peer]]",
+        ],
     );
 }
 

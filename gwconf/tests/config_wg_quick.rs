@@ -50,6 +50,43 @@ fn linuxserver_file_becomes_built_in_nat() {
 }
 
 #[test]
+fn linuxserver_address_without_prefix_is_the_containers_subnet() {
+    let l = parse(&conf(UP, DOWN)).unwrap();
+    assert_eq!(l.config.interface.address[0].to_string(), "10.13.13.1/24");
+    assert!(
+        l.notes.iter().any(|n| n
+            .starts_with("wg0.conf:2: Address = 10.13.13.1 has no prefix length")
+            && n.contains("taken as 10.13.13.1/24")),
+        "{:#?}",
+        l.notes
+    );
+    assert!(
+        l.notes
+            .iter()
+            .any(|n| n.contains("DNS = 10.13.13.1") && n.contains("dnsmasq")),
+        "{:#?}",
+        l.notes
+    );
+    // An explicit prefix is the operator's and kept as written.
+    let explicit = conf(UP, DOWN).replace("Address = 10.13.13.1\n", "Address = 10.13.13.1/32\n");
+    let l = parse(&explicit).unwrap();
+    assert_eq!(l.config.interface.address[0].to_string(), "10.13.13.1/32");
+    assert!(!l.notes.iter().any(|n| n.contains("no prefix length")));
+}
+
+#[test]
+fn a_short_private_key_is_invalid_not_missing() {
+    let errs = parse(&conf(UP, DOWN).replace(KEY, "abcd")).unwrap_err();
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(
+        errs[0].starts_with(
+            "wg0.conf:4: Interface.PrivateKey: decodes to 3 bytes; a WireGuard key is 32 bytes"
+        ),
+        "{errs:#?}"
+    );
+}
+
+#[test]
 fn named_masquerade_interface_is_used() {
     let up = "iptables -t nat -A POSTROUTING -s 10.13.13.0/24 -o ens3 -j MASQUERADE";
     let down = "iptables -t nat -D POSTROUTING -s 10.13.13.0/24 -o ens3 -j MASQUERADE";

@@ -29,12 +29,20 @@ pub fn request_stats(socket: &Path) -> anyhow::Result<StatsSnapshot> {
 }
 
 fn connect(socket: &Path) -> anyhow::Result<UnixStream> {
-    UnixStream::connect(socket).with_context(|| {
-        format!(
-            "cannot reach the gateway's control socket {} (is `dataplane --config ...` running? the path is [control] socket in its config)",
+    match UnixStream::connect(socket) {
+        Ok(s) => Ok(s),
+        // The gateway may well run; this user may not talk to it (the socket is root's, 0600).
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => bail!(
+            "permission denied on the gateway's control socket {}: only its owner may use it (mode 0600, normally root); run this command as root, e.g. with sudo",
             socket.display()
-        )
-    })
+        ),
+        Err(e) => Err(e).with_context(|| {
+            format!(
+                "cannot reach the gateway's control socket {} (is `dataplane --config ...` running? the path is [control] socket in its config)",
+                socket.display()
+            )
+        }),
+    }
 }
 
 /// Sends one request line, returns the answer line.

@@ -12,7 +12,7 @@
 //! on stop.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,9 +48,9 @@ impl ControlServer {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("[control] socket: cannot create {}", dir.display()))?;
         }
-        let listener = UnixListener::bind(path)
+        // 0600 from the moment its name exists (no window between bind and chmod).
+        let listener = slowpath::private_socket::bind_private(path)
             .with_context(|| format!("[control] socket: cannot bind {}", path.display()))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = stop.clone();

@@ -27,6 +27,7 @@ use tracing::{debug, info, warn};
 use wgproto::config::{InterfaceConfig, IpPrefix, PeerConfig};
 use wgproto::cookie::CookieError;
 use wgproto::device::{Device, Handled, HandshakeDrop, KeySlot, Output, PeerEvent};
+use wgproto::keys::PublicKey;
 use wgproto::peer::PeerId;
 
 use crate::tun::{Tun, TunConfig};
@@ -87,6 +88,8 @@ struct State {
     seen: HashMap<PeerId, (u64, u64)>,
     routes: HashSet<IpPrefix>,
     dirty: bool,
+    /// The operator's names of peers (`name` in gw.toml), for logs.
+    names: HashMap<PublicKey, String>,
 }
 
 /// Everything the threads share.
@@ -146,6 +149,7 @@ impl SlowPath {
             seen: HashMap::new(),
             routes: HashSet::new(),
             dirty: true,
+            names: HashMap::new(),
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
@@ -249,6 +253,12 @@ impl SlowPath {
         self.shared.sync_peers(&mut st);
         self.shared.flush(&mut st);
         Ok(())
+    }
+
+    /// The operator's peer names (gw.toml `name`), so logs say `peer=phone` rather than an
+    /// internal number. Replaces the previous names (call it again after a reload).
+    pub fn set_peer_names(&self, names: HashMap<PublicKey, String>) {
+        self.shared.lock().names = names;
     }
 
     /// Stops the threads; wg0 and the UAPI socket go when the value is dropped.
@@ -550,27 +560,31 @@ impl Shared {
                 self.sync_peers(st);
                 st.dirty = true;
             }
-            Output::PeerEvent { peer, event } => match event {
-                PeerEvent::EndpointChanged(addr) => {
-                    info!(%peer, endpoint = %addr, "peer endpoint changed");
-                    if let Some(route) = st.master.peers.get_mut(&peer) {
-                        route.endpoint = Some(addr);
+            Output::PeerEvent { peer: id, event } => {
+                let peer = peer_label(st, id);
+                let peer = peer.as_str();
+                match event {
+                    PeerEvent::EndpointChanged(addr) => {
+                        info!(%peer, endpoint = %addr, "peer endpoint changed");
+                        if let Some(route) = st.master.peers.get_mut(&id) {
+                            route.endpoint = Some(addr);
+                            st.dirty = true;
+                        }
+                    }
+                    PeerEvent::Removed => {
+                        st.master.peers.remove(&id);
+                        st.master.receivers.retain(|_, k| k.peer() != id);
+                        st.stats.remove(&id);
+                        st.seen.remove(&id);
                         st.dirty = true;
                     }
+                    PeerEvent::HandshakeCompleted => info!(%peer, "handshake completed"),
+                    PeerEvent::HandshakeGaveUp => {
+                        warn!(%peer, "handshake did not complete within 90 s, giving up")
+                    }
+                    PeerEvent::KeysZeroed => debug!(%peer, "session keys zeroed"),
                 }
-                PeerEvent::Removed => {
-                    st.master.peers.remove(&peer);
-                    st.master.receivers.retain(|_, k| k.peer() != peer);
-                    st.stats.remove(&peer);
-                    st.seen.remove(&peer);
-                    st.dirty = true;
-                }
-                PeerEvent::HandshakeCompleted => info!(%peer, "handshake completed"),
-                PeerEvent::HandshakeGaveUp => {
-                    warn!(%peer, "handshake did not complete within 90 s, giving up")
-                }
-                PeerEvent::KeysZeroed => debug!(%peer, "session keys zeroed"),
-            },
+            }
         }
     }
 
@@ -730,7 +744,7 @@ impl Shared {
 
     /// [`Shared::snapshot`] for statistics: waits at most 200 ms for the lock, then serves the
     /// last snapshot taken (a stalled slow path must not hang `dataplane stats`). The private
-    /// key is left out: statistics never need it.
+    /// and pre-shared keys are left out: statistics never need them.
     fn snapshot_for_report(&self) -> DeviceSnapshot {
         let deadline = std::time::Instant::now() + Duration::from_millis(200);
         loop {
@@ -743,6 +757,9 @@ impl Shared {
                 let mut snap = Self::snapshot_of(&st);
                 drop(st);
                 snap.private_key = None;
+                for p in &mut snap.peers {
+                    p.preshared_key = None;
+                }
                 *self.last_snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Some(snap.clone());
                 return snap;
             }
@@ -777,6 +794,9 @@ impl Shared {
                     .persistent_keepalive()
                     .map_or(0, |d| u16::try_from(d.as_secs()).unwrap_or(u16::MAX));
                 s.allowed_ips = p.allowed_ips().iter().map(|a| to_ipnet(*a)).collect();
+                // Reported as kernel WireGuard and wireguard-go do (`wg showconf` needs it).
+                let psk = p.preshared_key();
+                s.preshared_key = (!psk.is_none()).then(|| psk.clone());
                 s
             })
             .collect();
@@ -887,6 +907,18 @@ fn inner_destination(packet: &[u8]) -> Option<std::net::IpAddr> {
     }
 }
 
+/// How logs name a peer: its gw.toml name, else its public key (as `wg show` does).
+fn peer_label(st: &State, id: PeerId) -> String {
+    match st.device.peer(id) {
+        Some(p) => st
+            .names
+            .get(p.public_key())
+            .cloned()
+            .unwrap_or_else(|| p.public_key().to_string()),
+        None => id.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -904,5 +936,60 @@ mod tests {
         assert_eq!(inner_destination(&v4[..10]), None);
         assert_eq!(inner_destination(&[0x10; 40]), None);
         assert_eq!(inner_destination(&[]), None);
+    }
+    #[test]
+    fn snapshots_report_the_preshared_key_and_logs_name_peers() {
+        use wgproto::keys::{PresharedKey, PrivateKey};
+        let mut iface = InterfaceConfig::new(PrivateKey::from_bytes([3; 32]));
+        iface.listen_port = 0; // any free port for the sending socket
+        let with = PublicKey::from_bytes([7; 32]);
+        let without = PublicKey::from_bytes([8; 32]);
+        let mut p1 = PeerConfig::new(with);
+        p1.preshared_key = Some(PresharedKey::from_bytes([0x55; 32]));
+        let p2 = PeerConfig::new(without);
+        let (_tx, rx) = fastpath::queue::slow_path_queue(4);
+        let sp = SlowPath::start(
+            SlowPathConfig {
+                interface: iface,
+                peers: vec![p1, p2],
+                tun: None,
+                uapi_name: None,
+            },
+            fastpath::tables::shared_tables(),
+            rx,
+            Clock::default(),
+        )
+        .expect("slow path starts");
+        // What the UAPI `get=1` serves.
+        let snap = Backend(sp.shared.clone()).get();
+        let psk_of = |k: &PublicKey| {
+            snap.peers
+                .iter()
+                .find(|p| p.public_key.as_bytes() == k.as_bytes())
+                .unwrap()
+                .preshared_key
+                .as_ref()
+                .map(|k| *k.as_bytes())
+        };
+        assert_eq!(psk_of(&with), Some([0x55; 32]));
+        assert_eq!(psk_of(&without), None);
+        let report = sp.snapshot();
+        assert!(report.peers.iter().all(|p| p.preshared_key.is_none()));
+
+        // Logs name peers by their configured name, else by key.
+        sp.set_peer_names(HashMap::from([(with, "phone".to_string())]));
+        {
+            let st = sp.shared.lock();
+            let id_of = |k: &PublicKey| {
+                st.device
+                    .peers()
+                    .find(|p| p.public_key() == k)
+                    .unwrap()
+                    .id()
+            };
+            assert_eq!(peer_label(&st, id_of(&with)), "phone");
+            assert_eq!(peer_label(&st, id_of(&without)), without.to_base64());
+        }
+        sp.stop();
     }
 }

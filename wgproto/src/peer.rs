@@ -196,6 +196,11 @@ impl Peer {
         self.timers.persistent_keepalive()
     }
 
+    /// The pre-shared key mixed into this peer's handshakes (all zeroes when none is set).
+    pub fn preshared_key(&self) -> &crate::keys::PresharedKey {
+        self.handshake.preshared_key()
+    }
+
     /// Wall-clock time since the UNIX epoch of the last completed handshake.
     pub fn last_handshake(&self) -> Option<Duration> {
         self.last_handshake_wall

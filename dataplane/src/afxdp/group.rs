@@ -55,7 +55,7 @@ pub enum AfXdpError {
     Config(String),
     #[error("creating the UMEM ({frames} frames of {FRAME_SIZE} bytes) failed: {detail}")]
     Umem { frames: u32, detail: String },
-    #[error("binding an AF_XDP socket to {ifname} queue {queue} in {mode} mode failed: {detail}")]
+    #[error("binding an AF_XDP socket to {ifname} queue {queue} in {mode} mode failed: {detail}{}", bind_hint(*.mode))]
     Bind {
         ifname: String,
         queue: u32,
@@ -159,6 +159,17 @@ fn bind_flags(mode: BoundMode) -> BindFlags {
     match mode {
         BoundMode::ZeroCopy => BindFlags::XDP_ZEROCOPY | BindFlags::XDP_USE_NEED_WAKEUP,
         BoundMode::Copy | BoundMode::Skb => BindFlags::XDP_COPY | BindFlags::XDP_USE_NEED_WAKEUP,
+    }
+}
+
+/// What the operator can do when a bind in `mode` fails for good.
+fn bind_hint(mode: BoundMode) -> &'static str {
+    match mode {
+        BoundMode::ZeroCopy => {
+            "; the driver may have no AF_XDP zero-copy support (veth, virtio_net and many others do not): set [dataplane] mode = \"auto\" (zero-copy when the driver can, else copy) or \"copy\""
+        }
+        BoundMode::Copy => "; set [dataplane] mode = \"auto\" or \"skb\" (generic XDP, works on any interface)",
+        BoundMode::Skb => "",
     }
 }
 
@@ -555,14 +566,6 @@ fn bind_socket(
         match created {
             Ok((tx, rx, Some((fill, comp)))) => {
                 program.register_socket(queue_id, rx.fd().as_raw_fd())?;
-                if i > 0 {
-                    info!(
-                        ifname,
-                        queue_id,
-                        mode = mode.name(),
-                        "AF_XDP auto mode fell back"
-                    );
-                }
                 info!(ifname, queue_id, mode = mode.name(), "AF_XDP socket bound");
                 return Ok(XskSocket {
                     info: SocketInfo {
@@ -585,7 +588,12 @@ fn bind_socket(
             Err(e) => {
                 let detail = error_chain(&e);
                 if i + 1 < candidates.len() {
-                    warn!(ifname, queue_id, mode = mode.name(), error = %detail, "AF_XDP bind failed, trying the next mode");
+                    if mode == BoundMode::ZeroCopy {
+                        // Expected on veth, virtio_net and most drivers: auto mode's plan B.
+                        info!(ifname, queue_id, reason = %detail, "zero-copy unavailable on this driver, using copy mode (auto)");
+                    } else {
+                        warn!(ifname, queue_id, mode = mode.name(), error = %detail, "AF_XDP bind failed, trying the next mode");
+                    }
                 }
                 last_err = Some(AfXdpError::Bind {
                     ifname: ifname.to_string(),
@@ -618,5 +626,20 @@ mod tests {
         assert!(bind_flags(BoundMode::ZeroCopy).contains(BindFlags::XDP_ZEROCOPY));
         assert!(bind_flags(BoundMode::Skb).contains(BindFlags::XDP_COPY));
         assert!(bind_flags(BoundMode::Copy).contains(BindFlags::XDP_USE_NEED_WAKEUP));
+    }
+
+    #[test]
+    fn a_failed_zero_copy_bind_suggests_auto_or_copy() {
+        let e = AfXdpError::Bind {
+            ifname: "veth0".into(),
+            queue: 0,
+            mode: BoundMode::ZeroCopy,
+            detail: "Operation not supported (os error 95)".into(),
+        }
+        .to_string();
+        assert!(
+            e.contains("mode = \"auto\"") && e.contains("\"copy\""),
+            "{e}"
+        );
     }
 }

@@ -84,7 +84,7 @@ pub enum Command {
         #[arg(long, value_name = "NAME", default_value = "eth0")]
         interface: String,
         /// The tunnel subnet (the linuxserver container's INTERNAL_SUBNET).
-        #[arg(long, value_name = "CIDR", default_value = "10.13.13.0/24")]
+        #[arg(long, value_name = "CIDR", default_value = "10.13.13.0/24", value_parser = gwconf::values::ipv4_subnet)]
         subnet: Ipv4Net,
         /// The UDP port peers send to.
         #[arg(long, value_name = "PORT", default_value_t = 51820, value_parser = clap::value_parser!(u16).range(1..))]
@@ -147,6 +147,13 @@ pub enum Command {
     },
 }
 
+/// A prefix such as 0.0.0.0/0, with an error that says which part is wrong.
+fn parse_prefix(s: &str) -> Result<IpNet, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| gwconf::values::prefix_problem(s, "0.0.0.0/0"))
+}
+
 fn parse_point(s: &str) -> Result<CapturePoint, String> {
     s.parse()
 }
@@ -181,11 +188,18 @@ pub enum PeerCommand {
     /// (comments kept), write NAME.conf and NAME.png (QR code), print the QR code, and apply
     /// it to the running gateway without a restart.
     #[command(
-        after_help = "Example:\n  dataplane peer add phone --config /etc/dataplane/gw.toml --server-url vpn.example.org --dns 10.13.13.1\n\nThe linuxserver/wireguard settings map as: PEERS -> one `peer add` per peer, SERVERURL -> --server-url,\nSERVERPORT -> the port in --server-url (default: listen_port), PEERDNS -> --dns, ALLOWEDIPS -> --allowed-ips.\nScan the QR code with the WireGuard app, or copy NAME.conf to the client (`wg-quick up ./NAME.conf`).\nThe terminal QR code is drawn for a dark background."
+        after_help = "Examples:\n  dataplane peer add phone --config /etc/dataplane/gw.toml --server-url vpn.example.org --dns 10.13.13.1\n  dataplane peer add --count 3 --server-url vpn.example.org       peer1, peer2, peer3\n\nThe linuxserver/wireguard settings map as: PEERS -> --count N (or several names), SERVERURL -> --server-url,\nSERVERPORT -> the port in --server-url (default: listen_port), PEERDNS -> --dns, ALLOWEDIPS -> --allowed-ips.\nScan the QR code with the WireGuard app, or copy NAME.conf to the client (`wg-quick up ./NAME.conf`).\nThe terminal QR code is drawn for a dark background."
     )]
     Add {
-        /// The peer's name: 1-15 of A-Z a-z 0-9 _ = + . - (it names NAME.conf).
-        name: String,
+        /// The peer's name: 1-15 of A-Z a-z 0-9 _ = + . - (it names NAME.conf); several names
+        /// add several peers.
+        #[arg(value_name = "NAME", required_unless_present = "count")]
+        names: Vec<String>,
+        /// Add N peers named peer1, peer2, ... (the first numbers not taken), as the
+        /// container's PEERS=N.
+        #[arg(long, value_name = "N", conflicts_with = "names",
+              value_parser = clap::value_parser!(u16).range(1..=1000))]
+        count: Option<u16>,
         #[command(flatten)]
         target: PeerTarget,
         /// host[:port] clients connect to; default: the WAN interface's IPv4 address and the
@@ -197,19 +211,20 @@ pub enum PeerCommand {
         #[arg(long, value_name = "ADDR", value_delimiter = ',')]
         dns: Vec<String>,
         /// What the client sends into the tunnel (default 0.0.0.0/0: everything).
-        #[arg(long, value_name = "CIDR", value_delimiter = ',')]
+        #[arg(long, value_name = "CIDR", value_delimiter = ',', value_parser = parse_prefix)]
         allowed_ips: Vec<IpNet>,
         /// PersistentKeepalive for clients behind NAT, in seconds.
         #[arg(long, value_name = "SECONDS")]
         keepalive: Option<u16>,
-        /// Where NAME.conf and NAME.png are written.
-        #[arg(long, value_name = "DIR", default_value = "peers")]
-        out_dir: PathBuf,
+        /// Where NAME.conf and NAME.png are written; default: `peers/` beside the config.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
         /// Do not print the QR code.
         #[arg(long)]
         no_qr: bool,
     },
-    /// Remove a peer from gw.toml and from the running gateway.
+    /// Remove a peer from gw.toml and from the running gateway, and delete its NAME.conf and
+    /// NAME.png (they hold the client's private key).
     #[command(
         after_help = "Example:\n  dataplane peer remove phone --config /etc/dataplane/gw.toml"
     )]
@@ -217,6 +232,24 @@ pub enum PeerCommand {
         name: String,
         #[command(flatten)]
         target: PeerTarget,
+        /// Where `peer add` wrote NAME.conf and NAME.png; default: `peers/` beside the config.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+    /// Print a peer's client file and its QR code again (from NAME.conf written by `peer add`).
+    #[command(
+        after_help = "Example:\n  dataplane peer show phone --config /etc/dataplane/gw.toml"
+    )]
+    Show {
+        name: String,
+        #[command(flatten)]
+        target: PeerTarget,
+        /// Where `peer add` wrote NAME.conf; default: `peers/` beside the config.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+        /// Do not print the QR code.
+        #[arg(long)]
+        no_qr: bool,
     },
     /// List peers: names, keys and addresses from gw.toml; endpoint, latest handshake and
     /// transfer from the running gateway.

@@ -56,7 +56,8 @@ pub fn init(
 pub fn peer(cmd: PeerCommand) -> ExitCode {
     match cmd {
         PeerCommand::Add {
-            name,
+            names,
+            count,
             target: PeerTarget {
                 config,
                 uapi_socket,
@@ -68,31 +69,71 @@ pub fn peer(cmd: PeerCommand) -> ExitCode {
             out_dir,
             no_qr,
         } => {
-            let req = AddRequest {
-                config,
-                name,
-                server_url,
-                dns,
-                allowed_ips,
-                persistent_keepalive: keepalive,
-                out_dir,
-                uapi_socket,
+            let out_dir = out_dir.unwrap_or_else(|| peers::default_out_dir(&config));
+            let names = match count {
+                Some(n) => match peers::numbered_names(&config, usize::from(n)) {
+                    Ok(names) => names,
+                    Err(e) => return fail("peer add", e),
+                },
+                None => names,
             };
-            match peers::add(&req) {
+            if let Err(e) = peers::check_new_names(&config, &names) {
+                return fail("peer add", e);
+            }
+            for (i, name) in names.iter().enumerate() {
+                let req = AddRequest {
+                    config: config.clone(),
+                    name: name.clone(),
+                    server_url: server_url.clone(),
+                    dns: dns.clone(),
+                    allowed_ips: allowed_ips.clone(),
+                    persistent_keepalive: keepalive,
+                    out_dir: out_dir.clone(),
+                    uapi_socket: uapi_socket.clone(),
+                };
+                match peers::add(&req) {
+                    Ok(out) => {
+                        if !no_qr {
+                            println!("{}", out.qr_text);
+                        }
+                        println!(
+                            "peer {} added: address {}, public key {}",
+                            req.name, out.address, out.public_key
+                        );
+                        println!("client config: {}", out.conf_path.display());
+                        println!("QR code:       {}", out.png_path.display());
+                        println!("{}", out.live.describe("the peer"));
+                    }
+                    Err(e) => {
+                        let done = names[..i].join(", ");
+                        let e = if done.is_empty() {
+                            e
+                        } else {
+                            e.context(format!("{name} not added ({done} were)"))
+                        };
+                        return fail("peer add", e);
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        PeerCommand::Show {
+            name,
+            target: PeerTarget { config, .. },
+            out_dir,
+            no_qr,
+        } => {
+            let out_dir = out_dir.unwrap_or_else(|| peers::default_out_dir(&config));
+            match peers::show(&config, &name, &out_dir) {
                 Ok(out) => {
                     if !no_qr {
                         println!("{}", out.qr_text);
                     }
-                    println!(
-                        "peer {} added: address {}, public key {}",
-                        req.name, out.address, out.public_key
-                    );
-                    println!("client config: {}", out.conf_path.display());
-                    println!("QR code:       {}", out.png_path.display());
-                    println!("{}", out.live.describe("the peer"));
+                    println!("# {}", out.conf_path.display());
+                    print!("{}", out.conf_text);
                     ExitCode::SUCCESS
                 }
-                Err(e) => fail("peer add", e),
+                Err(e) => fail("peer show", e),
             }
         }
         PeerCommand::Remove {
@@ -101,18 +142,25 @@ pub fn peer(cmd: PeerCommand) -> ExitCode {
                 config,
                 uapi_socket,
             },
-        } => match peers::remove(&config, &name, &uapi_socket) {
-            Ok(out) => {
-                println!(
-                    "peer {name} ({}) removed from {}",
-                    out.public_key,
-                    config.display()
-                );
-                println!("{}", out.live.describe("the removal"));
-                ExitCode::SUCCESS
+            out_dir,
+        } => {
+            let out_dir = out_dir.unwrap_or_else(|| peers::default_out_dir(&config));
+            match peers::remove(&config, &name, &uapi_socket, &out_dir) {
+                Ok(out) => {
+                    println!(
+                        "peer {name} ({}) removed from {}",
+                        out.public_key,
+                        config.display()
+                    );
+                    for f in &out.removed_files {
+                        println!("deleted {}", f.display());
+                    }
+                    println!("{}", out.live.describe("the removal"));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail("peer remove", e),
             }
-            Err(e) => fail("peer remove", e),
-        },
+        }
         PeerCommand::List {
             target: PeerTarget {
                 config,

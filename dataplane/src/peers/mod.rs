@@ -29,27 +29,10 @@ use gwconf::{self, init, Format, GatewayConfig, HostFacts, LoadOptions};
 use ops::text::{ago, bytes};
 use uapi_client::{LivePeer, PeerSet, UapiClient, UapiClientError};
 
-/// Longest peer name: the client file is `NAME.conf`, and wg-quick takes the interface name
-/// from the file name (Linux IFNAMSIZ - 1).
-pub const MAX_NAME_LEN: usize = 15;
-
-/// A peer name must be usable as a wg-quick interface name, so `wg-quick up ./NAME.conf`
-/// works on the client: 1-15 of `A-Z a-z 0-9 _ = + . -` (wg-quick's own rule).
+/// A peer name must be usable as a wg-quick interface name; the rule is the config loader's,
+/// so `check` refuses what `peer add` refuses.
 pub fn check_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_=+.-".contains(c))
-        && name != "."
-        && name != "..";
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "peer name {name:?}: expected 1-{MAX_NAME_LEN} characters of A-Z a-z 0-9 _ = + . - (it names the client's wg-quick file), e.g. peer1 or alice-phone"
-        ))
-    }
+    gwconf::values::peer_name(name).map_err(|e| format!("peer name: {e}"))
 }
 
 /// Options of [`init`].
@@ -117,9 +100,39 @@ pub enum Live {
     NotRunning,
     /// A gateway seems to run but refused or did not answer.
     Failed(String),
+    /// The gateway on the socket runs another config (its key is not this file's): changing
+    /// it would give a stranger's gateway this peer, so it is left alone.
+    OtherGateway {
+        /// The running gateway's public key (base64), `None` when it has none.
+        running: Option<String>,
+        /// The config file's gateway public key (base64).
+        file: String,
+        socket: PathBuf,
+    },
 }
 
 impl Live {
+    /// Applies `change` to the gateway on `socket` only when that gateway runs with `own`,
+    /// the public key of the config being edited.
+    fn apply(
+        socket: &Path,
+        own: &PublicKey,
+        change: impl FnOnce(&UapiClient) -> Result<(), UapiClientError>,
+    ) -> Live {
+        let uapi = UapiClient::new(socket);
+        match uapi.device_public_key() {
+            Ok(Some(running)) if running.as_bytes() == own.as_bytes() => {
+                Live::from_result(change(&uapi))
+            }
+            Ok(running) => Live::OtherGateway {
+                running: running.map(|k| k.to_base64()),
+                file: own.to_base64(),
+                socket: socket.to_path_buf(),
+            },
+            Err(e) => Live::from_result(Err(e)),
+        }
+    }
+
     fn from_result(r: Result<(), UapiClientError>) -> Live {
         match r {
             Ok(()) => Live::Applied,
@@ -143,6 +156,15 @@ impl Live {
             }
             Live::Failed(e) => format!(
                 "{what} is in the config file but NOT in the running gateway: {e}; reload it with `kill -HUP $(pidof dataplane)`"
+            ),
+            Live::OtherGateway {
+                running,
+                file,
+                socket,
+            } => format!(
+                "{what} is in the config file, but the running gateway was NOT changed: it runs another config (the gateway on {} has public key {}, this file's is {file}). Pass --uapi-socket of the gateway started from this file, or restart that gateway with this file",
+                socket.display(),
+                running.as_deref().unwrap_or("(none)")
             ),
         }
     }
@@ -242,15 +264,16 @@ pub fn add(req: &AddRequest) -> anyhow::Result<AddOutcome> {
     let mut png = Vec::new();
     qr::write_png(&code, &mut png).map_err(|e| anyhow::anyhow!(e))?;
     write_atomically(&png_path, &png, 0o600)?;
-    write_atomically(&req.config, edited.as_bytes(), mode_of(&req.config))?;
+    write_config(&req.config, &edited)?;
     tracing::info!(peer = %req.name, address = %address, public_key = %public.to_base64(), config = %req.config.display(), "peer added to the config");
 
-    let uapi = UapiClient::new(&req.uapi_socket);
-    let live = Live::from_result(uapi.set_peer(&PeerSet {
-        public_key: &public,
-        preshared_key: Some(&psk),
-        allowed_ips: &[address],
-    }));
+    let live = Live::apply(&req.uapi_socket, &gateway_key(&cfg), |uapi| {
+        uapi.set_peer(&PeerSet {
+            public_key: &public,
+            preshared_key: Some(&psk),
+            allowed_ips: &[address],
+        })
+    });
     Ok(AddOutcome {
         address,
         public_key: public.to_base64(),
@@ -262,15 +285,95 @@ pub fn add(req: &AddRequest) -> anyhow::Result<AddOutcome> {
     })
 }
 
+/// Names for `peer add --count N`: `peer1`, `peer2`, ... as the linuxserver container names its
+/// PEERS=N, skipping numbers the config already uses.
+pub fn numbered_names(config: &Path, count: usize) -> anyhow::Result<Vec<String>> {
+    let text = read_gw_toml(config)?;
+    let cfg = parse_gw_toml(&text, config)?;
+    let taken: Vec<&str> = cfg.peers.iter().filter_map(|p| p.name.as_deref()).collect();
+    Ok((1..)
+        .map(|n| format!("peer{n}"))
+        .filter(|n| !taken.contains(&n.as_str()))
+        .take(count)
+        .collect())
+}
+
+/// Checks every name of a multi-name `peer add` before any is added, so a bad one in the list
+/// leaves the config as it was.
+pub fn check_new_names(config: &Path, names: &[String]) -> anyhow::Result<()> {
+    let text = read_gw_toml(config)?;
+    let cfg = parse_gw_toml(&text, config)?;
+    for (i, name) in names.iter().enumerate() {
+        check_name(name).map_err(|e| anyhow::anyhow!(e))?;
+        if names[..i].contains(name) {
+            bail!("peer name {name:?} is given twice; each peer needs its own name");
+        }
+        if cfg.peers.iter().any(|p| p.name.as_deref() == Some(name)) {
+            bail!(
+                "{}: a peer named {name:?} exists already; nothing added (show it with `dataplane peer show {name}`)",
+                config.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What [`show`] found.
+#[derive(Debug)]
+pub struct ShowOutcome {
+    pub conf_path: PathBuf,
+    pub conf_text: String,
+    pub qr_text: String,
+}
+
+/// `peer show`: the client file `peer add` wrote, and its QR code again. The client's private
+/// key is only in that file (the gateway never needs it), so nothing else can rebuild it.
+pub fn show(config: &Path, name: &str, out_dir: &Path) -> anyhow::Result<ShowOutcome> {
+    check_name(name).map_err(|e| anyhow::anyhow!(e))?;
+    let conf_path = out_dir.join(format!("{name}.conf"));
+    let conf_text = match fs::read_to_string(&conf_path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let text = read_gw_toml(config)?;
+            let cfg = parse_gw_toml(&text, config)?;
+            let known = cfg.peers.iter().any(|p| p.name.as_deref() == Some(name));
+            bail!(
+                "{} does not exist{}; the client's private key lives only in that file, so it cannot be shown again. Pass --out-dir if `peer add` wrote it elsewhere, or replace the peer: dataplane peer remove {name} && dataplane peer add {name}",
+                conf_path.display(),
+                if known {
+                    format!(" ({name} is in {})", config.display())
+                } else {
+                    format!(" and {} has no peer named {name:?}", config.display())
+                }
+            )
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", conf_path.display())),
+    };
+    let code = qr::encode(&conf_text).map_err(|e| anyhow::anyhow!(e))?;
+    Ok(ShowOutcome {
+        conf_path,
+        qr_text: qr::to_terminal(&code),
+        conf_text,
+    })
+}
+
 /// What [`remove`] did.
 #[derive(Debug)]
 pub struct RemoveOutcome {
     pub public_key: String,
+    /// The client files deleted (NAME.conf, NAME.png).
+    pub removed_files: Vec<PathBuf>,
     pub live: Live,
 }
 
-/// `peer remove`: from gw.toml and from the running gateway.
-pub fn remove(config: &Path, name: &str, uapi_socket: &Path) -> anyhow::Result<RemoveOutcome> {
+/// `peer remove`: from gw.toml, from the running gateway, and its client files.
+/// `out_dir` is where `peer add` wrote NAME.conf and NAME.png; they are deleted.
+pub fn remove(
+    config: &Path,
+    name: &str,
+    uapi_socket: &Path,
+    out_dir: &Path,
+) -> anyhow::Result<RemoveOutcome> {
     let text = read_gw_toml(config)?;
     let cfg = parse_gw_toml(&text, config)?;
     let peer = cfg
@@ -294,11 +397,28 @@ pub fn remove(config: &Path, name: &str, uapi_socket: &Path) -> anyhow::Result<R
     doc.remove_peer(name);
     let edited = doc.to_text();
     parse_gw_toml(&edited, config).context("the edited file would not load; nothing written")?;
-    write_atomically(config, edited.as_bytes(), mode_of(config))?;
+    write_config(config, &edited)?;
     tracing::info!(peer = %name, config = %config.display(), "peer removed from the config");
-    let live = Live::from_result(UapiClient::new(uapi_socket).remove_peer(&key));
+    // The client files hold the client's private key: a removed peer's go with it.
+    let mut removed_files = Vec::new();
+    for ext in ["conf", "png"] {
+        let f = out_dir.join(format!("{name}.{ext}"));
+        match fs::remove_file(&f) {
+            Ok(()) => removed_files.push(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => bail!(
+                "peer {name} is removed from {}, but its client file {} (it holds the client's private key) could not be deleted: {e}; delete it by hand",
+                config.display(),
+                f.display()
+            ),
+        }
+    }
+    let live = Live::apply(uapi_socket, &gateway_key(&cfg), |uapi| {
+        uapi.remove_peer(&key)
+    });
     Ok(RemoveOutcome {
         public_key: key.to_base64(),
+        removed_files,
         live,
     })
 }
@@ -318,8 +438,23 @@ pub struct PeerRow {
 pub fn list(config: &Path, uapi_socket: &Path) -> anyhow::Result<(Vec<PeerRow>, Option<String>)> {
     let text = read_gw_toml(config)?;
     let cfg = parse_gw_toml(&text, config)?;
-    let (live, why) = match UapiClient::new(uapi_socket).peers() {
-        Ok(p) => (p, None),
+    let uapi = UapiClient::new(uapi_socket);
+    let own = gateway_key(&cfg);
+    // Another gateway's peers are not this file's: show no live data rather than mix them in.
+    let (live, why) = match uapi.device_public_key() {
+        Ok(Some(k)) if k.as_bytes() == own.as_bytes() => match uapi.peers() {
+            Ok(p) => (p, None),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        },
+        Ok(running) => (
+            Vec::new(),
+            Some(format!(
+                "the gateway on {} runs another config (public key {}, this file's is {})",
+                uapi_socket.display(),
+                running.map_or("(none)".to_string(), |k| k.to_base64()),
+                own.to_base64()
+            )),
+        ),
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
     let mut rows: Vec<PeerRow> = cfg
@@ -423,6 +558,11 @@ fn parse_gw_toml(text: &str, path: &Path) -> anyhow::Result<GatewayConfig> {
     .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
+/// The public key of the gateway `cfg` configures.
+fn gateway_key(cfg: &GatewayConfig) -> PublicKey {
+    PublicKey::from_bytes(*cfg.interface.public_key().bytes())
+}
+
 /// The WAN interface's first IPv4 address, the default client endpoint (SERVERURL=auto).
 fn wan_address(cfg: &GatewayConfig) -> Result<std::net::Ipv4Addr, String> {
     let wan = cfg.dataplane.interfaces.wan();
@@ -435,6 +575,38 @@ fn wan_address(cfg: &GatewayConfig) -> Result<std::net::Ipv4Addr, String> {
     rtnl.primary_ipv4(link.index)
         .map_err(|e| format!("rtnetlink: {e}; {hint}"))?
         .ok_or_else(|| format!("{wan} has no IPv4 address; {hint}"))
+}
+
+/// Where client files go by default: `peers/` beside the config, wherever the command runs.
+pub fn default_out_dir(config: &Path) -> PathBuf {
+    config
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join("peers")
+}
+
+/// The file an edit of `config` must replace: the target when `config` is a symbolic link (an
+/// operator's `gw.toml -> /etc/...`), so the link stays a link.
+fn edit_target(config: &Path) -> anyhow::Result<PathBuf> {
+    let is_link = fs::symlink_metadata(config)
+        .map(|m| m.file_type().is_symlink())
+        .unwrap_or(false);
+    if !is_link {
+        return Ok(config.to_path_buf());
+    }
+    fs::canonicalize(config).with_context(|| {
+        format!(
+            "{} is a symbolic link that does not resolve",
+            config.display()
+        )
+    })
+}
+
+/// Writes the edited config through any symbolic link, keeping the target's mode.
+fn write_config(config: &Path, text: &str) -> anyhow::Result<()> {
+    let target = edit_target(config)?;
+    write_atomically(&target, text.as_bytes(), mode_of(&target))
 }
 
 /// The permission bits of `path`, 0600 when it does not exist.

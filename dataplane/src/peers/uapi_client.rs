@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
-use wgproto::keys::{PresharedKey, PublicKey};
+use wgproto::keys::{PresharedKey, PrivateKey, PublicKey};
 
 /// The socket of the running gateway's `wg0` (same name the slow path serves).
 pub fn default_socket() -> PathBuf {
@@ -115,6 +115,16 @@ impl UapiClient {
         })
     }
 
+    /// The running gateway's own public key, derived from the `private_key` its `get=1`
+    /// reports; `None` when it runs without one. Tells which config a gateway was started from.
+    pub fn device_public_key(&self) -> Result<Option<PublicKey>, UapiClientError> {
+        let answer = self.exchange("get=1\n\n")?;
+        own_public_key(&answer).map_err(|what| UapiClientError::Protocol {
+            path: self.path.clone(),
+            what,
+        })
+    }
+
     fn set(&self, request: &str) -> Result<(), UapiClientError> {
         let answer = self.exchange(request)?;
         match errno_of(&answer) {
@@ -161,6 +171,26 @@ fn errno_of(answer: &str) -> Option<i32> {
         .rev()
         .find_map(|l| l.strip_prefix("errno="))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// The public key of the device-level `private_key` line of a `get=1` answer (it comes before
+/// the first peer).
+pub fn own_public_key(answer: &str) -> Result<Option<PublicKey>, String> {
+    match errno_of(answer) {
+        Some(0) => {}
+        Some(e) => return Err(format!("errno={e}")),
+        None => return Err("no errno line".into()),
+    }
+    for line in answer.lines() {
+        if line.starts_with("public_key=") {
+            break;
+        }
+        if let Some(hex) = line.strip_prefix("private_key=") {
+            let key = PrivateKey::from_hex(hex).map_err(|e| format!("private_key: {e}"))?;
+            return Ok(Some(key.public_key()));
+        }
+    }
+    Ok(None)
 }
 
 /// Parses a `get=1` answer (without its final empty line) into peers.
@@ -254,6 +284,24 @@ mod tests {
         assert!(parse_get("errno=-22\n").is_err());
         assert!(parse_get("public_key=zz\nerrno=0\n").is_err());
         assert!(parse_get("listen_port=1\n").is_err());
+    }
+
+    #[test]
+    fn own_key_comes_from_the_device_private_key() {
+        let own = PrivateKey::from_bytes([3; 32]);
+        let peer = PublicKey::from_bytes([7; 32]);
+        let answer = format!(
+            "private_key={}\nlisten_port=1\npublic_key={}\nerrno=0\n",
+            own.to_hex(),
+            peer.to_hex()
+        );
+        assert_eq!(
+            own_public_key(&answer).unwrap().map(|k| k.to_base64()),
+            Some(own.public_key().to_base64())
+        );
+        let keyless = format!("listen_port=1\npublic_key={}\nerrno=0\n", peer.to_hex());
+        assert!(own_public_key(&keyless).unwrap().is_none());
+        assert!(own_public_key("errno=-13\n").is_err());
     }
 
     #[test]

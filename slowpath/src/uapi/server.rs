@@ -10,7 +10,7 @@
 use std::fs::{self, DirBuilder};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -98,10 +98,8 @@ impl UapiServer {
             source,
         };
         remove_stale_socket(&path)?;
-        let listener = UnixListener::bind(&path).map_err(io_err)?;
-        // bind() created the file 0777 & ~umask; nobody but its owner could connect before this
-        // chmod unless the umask grants others write access, which a root daemon's does not.
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).map_err(io_err)?;
+        // 0600 from the moment its name exists: only root may configure the tunnel.
+        let listener = crate::private_socket::bind_private(&path).map_err(io_err)?;
         let meta = fs::metadata(&path).map_err(io_err)?;
         let identity = (meta.dev(), meta.ino());
 
@@ -411,7 +409,9 @@ mod tests {
         let path = temp_socket("setget");
         let backend = Arc::new(Recorder::default());
         let server = UapiServer::start_at(&path, Arc::clone(&backend)).unwrap();
-        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&path).unwrap().permissions())
+                & 0o777;
         assert_eq!(mode, 0o600);
 
         let k1 = "11".repeat(32);
