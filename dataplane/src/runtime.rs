@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use fastpath::outer_datagrams::{outer_datagrams, OuterReceiver, OuterSender};
 use fastpath::queue::{slow_path_queue, Clock, SlowPathReceiver, SlowPathSender};
 use fastpath::tables::{shared_tables, SharedTables};
 use slowpath::engine::{SlowPath, SlowPathConfig};
@@ -38,6 +39,15 @@ use gwconf::{self, GatewayConfig, Interfaces, LoadOptions, XdpMode};
 pub const CLOCK_SPEEDUP_ENV: &str = "DATAPLANE_CLOCK_SPEEDUP";
 /// Depth of the worker -> slow path queue.
 const SLOW_PATH_QUEUE: usize = 1024;
+/// Depth of the slow path -> worker 0 queue of datagrams read from the listen port's socket.
+const OUTER_DATAGRAM_QUEUE: usize = 256;
+
+/// The workers' ends of the channels with the slow path.
+struct SlowPathLinks<'a> {
+    to_slow: &'a SlowPathSender,
+    /// Datagrams the kernel reassembled, for worker 0.
+    outer: OuterReceiver,
+}
 
 fn xsk_mode(mode: XdpMode) -> Mode {
     match mode {
@@ -65,9 +75,15 @@ pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<(
     let clock = protocol_clock();
     let tables = shared_tables();
     let (to_slow, from_workers) = slow_path_queue(SLOW_PATH_QUEUE);
-    let slow = start_slow_path(&cfg, tables.clone(), from_workers, clock)?;
+    let (outer_tx, outer_rx) =
+        outer_datagrams(OUTER_DATAGRAM_QUEUE).context("creating the outer datagram queue")?;
+    let slow = start_slow_path(&cfg, tables.clone(), from_workers, outer_tx, clock)?;
     slow.set_peer_names(peer_names(&cfg));
-    let workers = start_workers(&cfg, &host, &programs, &routes, &tables, &to_slow, clock)?;
+    let links = SlowPathLinks {
+        to_slow: &to_slow,
+        outer: outer_rx,
+    };
+    let workers = start_workers(&cfg, &host, &programs, &routes, &tables, links, clock)?;
     info!(
         interfaces = ?cfg.dataplane.interfaces.names(),
         listen_port = cfg.interface.listen_port,
@@ -287,6 +303,7 @@ fn start_slow_path(
     cfg: &GatewayConfig,
     tables: SharedTables,
     from_workers: SlowPathReceiver,
+    outer: OuterSender,
     clock: Clock,
 ) -> anyhow::Result<SlowPath> {
     let peers = cfg
@@ -305,6 +322,7 @@ fn start_slow_path(
                 mtu: u32::from(cfg.interface.mtu),
             }),
             uapi_name: Some(TUN_NAME.to_string()),
+            outer_datagrams: Some(outer),
         },
         tables,
         from_workers,
@@ -341,9 +359,11 @@ fn start_workers(
     programs: &[XdpProgram],
     routes: &NextHopCache,
     tables: &SharedTables,
-    to_slow: &SlowPathSender,
+    links: SlowPathLinks<'_>,
     clock: Clock,
 ) -> anyhow::Result<Workers> {
+    let SlowPathLinks { to_slow, outer } = links;
+    let mut outer = Some(outer);
     if let Ok(secs) = std::env::var(PANIC_AFTER_ENV) {
         warn!("{PANIC_AFTER_ENV}={secs} is set: worker 0 will panic on purpose; a test knob, never for production");
     }
@@ -422,6 +442,8 @@ fn start_workers(
             stop: stop.clone(),
             batch_size: usize::from(cfg.dataplane.batch_size),
             handoff: handoffs.next().expect("the mesh has one end per queue"),
+            // Worker 0 takes what the kernel reassembled (a rare path: one worker suffices).
+            outer: outer.take(),
             index: i,
         };
         let core = match &cfg.dataplane.cpus {

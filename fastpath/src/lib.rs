@@ -15,6 +15,7 @@ pub mod frame;
 pub mod headers;
 pub mod icmp;
 pub mod latency;
+pub mod outer_datagrams;
 pub mod pipeline;
 pub mod queue;
 pub mod route;

@@ -215,6 +215,11 @@ impl Pipeline {
         self.lap(Stage::NatRouteRewrite, since);
     }
 
+    /// The WireGuard listen port this pipeline serves.
+    pub fn listen_port(&self) -> u16 {
+        self.cfg.listen_port
+    }
+
     pub fn counters(&self) -> &Arc<WorkerCounters> {
         &self.counters
     }

@@ -33,6 +33,7 @@ use wgproto::peer::PeerId;
 use crate::tun::{Tun, TunConfig};
 use crate::uapi::{DeviceSnapshot, Errno, PeerSnapshot, SetRequest, UapiBackend, UapiServer};
 use crate::watchdog::{Health, HealthReport, StallKnob, TestStall, STALL_THRESHOLD};
+use fastpath::outer_datagrams::OuterSender;
 use fastpath::queue::{Clock, SlowPathReceiver, ToSlowPath};
 use fastpath::tables::{PeerRoute, PeerTraffic, SharedTables, Tables};
 
@@ -67,6 +68,8 @@ slow_path_counters! {
     host_packets_out: "Packets read from wg0 and sent into the tunnel.",
     host_packets_dropped: "Packets to or from wg0 not delivered (write failed, no peer or session, sealing failed).",
     send_errors: "Datagrams the slow path failed to send.",
+    outer_datagrams: "WireGuard datagrams read from the listen port's kernel socket (fragmented ones the kernel reassembled) and handed to worker 0.",
+    outer_datagrams_dropped: "Of those read: refused (larger than a frame, or worker 0's queue full).",
 }
 
 /// What the slow path is started with.
@@ -77,6 +80,9 @@ pub struct SlowPathConfig {
     pub tun: Option<TunConfig>,
     /// Run the UAPI socket under this interface name (normally the TUN's name).
     pub uapi_name: Option<String>,
+    /// Where datagrams that arrive on the listen port's kernel socket go (the kernel
+    /// reassembled them from fragments the XDP program passed); `None`: the socket is not read.
+    pub outer_datagrams: Option<OuterSender>,
 }
 
 /// The state every slow-path thread shares, behind one lock.
@@ -200,6 +206,14 @@ impl SlowPath {
                 std::thread::Builder::new()
                     .name("wg0-reader".into())
                     .spawn(move || s.read_tun())?,
+            );
+        }
+        if let Some(to_worker) = config.outer_datagrams {
+            let s = shared.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("outer-rx".into())
+                    .spawn(move || s.read_outer(to_worker))?,
             );
         }
         let uapi = match &config.uapi_name {
@@ -638,6 +652,45 @@ impl Shared {
     }
 
     /// Encrypts what the kernel routes into wg0 and sends it to the owning peer.
+    /// Reads the listen port's socket: what the kernel delivers there (datagrams it
+    /// reassembled) goes to worker 0, which runs it through the pipeline.
+    fn read_outer(&self, to_worker: OuterSender) {
+        // A poll interval, so that stop is seen; the socket is otherwise idle.
+        if let Err(e) = self
+            .socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+        {
+            warn!("the listen port's socket will not be read: {e}");
+            return;
+        }
+        let mut buf = vec![0u8; 65536];
+        while !self.stop.load(Ordering::Relaxed) {
+            let (n, src) = match self.socket.recv_from(&mut buf) {
+                Ok(r) => r,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => {
+                    debug!(error = %e, "reading the listen port's socket");
+                    continue;
+                }
+            };
+            let SocketAddr::V4(src) = src else {
+                continue; // an IPv4 socket
+            };
+            let c = &self.counters;
+            match to_worker.send(src, &buf[..n]) {
+                Ok(()) => c.outer_datagrams.fetch_add(1, Ordering::Relaxed),
+                Err(_) => c.outer_datagrams_dropped.fetch_add(1, Ordering::Relaxed),
+            };
+        }
+    }
+
     fn read_tun(&self) {
         let Some(tun) = &self.tun else { return };
         const HEADROOM: usize = wgproto::constants::TRANSPORT_HEADER_LEN;
@@ -954,6 +1007,7 @@ mod tests {
                 peers: vec![p1, p2],
                 tun: None,
                 uapi_name: None,
+                outer_datagrams: None,
             },
             fastpath::tables::shared_tables(),
             rx,

@@ -184,6 +184,7 @@ fn ten_thousand_peers_through_the_uapi_socket() {
             peers: Vec::new(),
             tun: None,
             uapi_name: Some(name.clone()),
+            outer_datagrams: None,
         },
         tables.clone(),
         rx,

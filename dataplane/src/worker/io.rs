@@ -21,6 +21,8 @@ use super::handoff::Handoff;
 use crate::afxdp::{Frame, TxError, XskGroup};
 use fastpath::capture::CapturePoint;
 use fastpath::counters::{DropReason, WorkerCounters, XskStats};
+use fastpath::frame::RX_OFFSET;
+use fastpath::outer_datagrams::{write_frame, OuterReceiver};
 use fastpath::pipeline::{Batch, Pipeline, Resume, Verdict};
 use fastpath::route::NextHopReader;
 
@@ -60,6 +62,8 @@ pub struct Worker {
     pub handoff: Handoff,
     /// This worker's number (0 for the first queue served).
     pub index: usize,
+    /// Datagrams the slow path read from the listen port's socket (worker 0 only).
+    pub outer: Option<OuterReceiver>,
 }
 
 /// Test knob: worker 0 panics this many seconds after it starts, so that a test can show
@@ -163,6 +167,9 @@ impl Worker {
         if self.handoff.has_lanes() {
             self.group.watch_fd(self.handoff.doorbell().fd());
         }
+        if let Some(outer) = &self.outer {
+            self.group.watch_fd(outer.wake_fd());
+        }
         while !self.stop.load(Ordering::Relaxed) {
             let tables = self.tables.load();
             let routes = self.routes.snapshot();
@@ -217,6 +224,28 @@ impl Worker {
                 d.apply(verdict, frame, batch.now);
             });
             let mut received = 0;
+            if let Some(outer) = &self.outer {
+                let listen_port = self.pipeline.listen_port();
+                for _ in 0..self.batch_size {
+                    let Some(dgram) = outer.try_recv() else {
+                        break;
+                    };
+                    received += 1;
+                    let Some(mut frame) = d.group.alloc() else {
+                        counters.count_drop(DropReason::TxFull);
+                        continue;
+                    };
+                    let buf = d.group.buf_mut(&mut frame);
+                    let Some(len) = write_frame(buf, RX_OFFSET, &dgram, listen_port) else {
+                        counters.count_drop(DropReason::TooBig);
+                        d.group.release(frame);
+                        continue;
+                    };
+                    WorkerCounters::add(&counters.rx, 1);
+                    let verdict = self.pipeline.process(&batch, buf, RX_OFFSET, len);
+                    d.apply(verdict, frame, batch.now);
+                }
+            }
             for sock in 0..sockets.len() {
                 let n = d.group.rx(sock, &mut rx, self.batch_size);
                 received += n;
@@ -252,6 +281,11 @@ impl Worker {
                 // (or until another worker rings: `arm` is false if it handed us something
                 // since the drain above).
                 let timeout = if parked.is_empty() { IDLE_POLL_MS } else { 1 };
+                if let Some(outer) = &self.outer {
+                    // Only now: the descriptor stays readable (and poll returns at once) until
+                    // cleared; a datagram queued after this wakes the poll below.
+                    outer.clear_wakeups();
+                }
                 if !self.handoff.has_lanes() {
                     let _ = self.group.wait_readable(timeout);
                 } else if self.handoff.arm() {
