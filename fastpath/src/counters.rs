@@ -121,6 +121,8 @@ reasons! {
         NatIcmpErrorBadChecksum => "nat_icmp_error_embedded_bad_checksum": IcmpErrorBadChecksum,
         NatIcmpErrorMalformed => "nat_icmp_error_malformed": IcmpErrorMalformed,
         NatIcmpErrorNoMapping => "nat_icmp_error_no_mapping": IcmpErrorNoMapping,
+        NatOffPathRst => "nat_offpath_rst": OffPathRst,
+        NatIcmpErrorOffPath => "nat_icmp_error_offpath": IcmpErrorOffPath,
     }
     // One per way a transport message fails to open (`Keypair::open_in_place`).
     decrypt {

@@ -1,4 +1,4 @@
-//! The mappings of one worker: a preallocated slab of 16-byte entries, indexed two ways.
+//! The mappings of one worker: a preallocated slab of 28-byte entries, indexed two ways.
 //!
 //! * by inside endpoint `(protocol, inside address, inside port)`: a hashbrown table of slot
 //!   numbers, sized at construction for twice the capacity so it never grows or reallocates
@@ -10,12 +10,13 @@
 
 use hashbrown::HashTable;
 
+use crate::remote::Remotes;
 use crate::view::Protocol;
 
 pub(crate) const NO_SLOT: u32 = u32::MAX;
 const FREE: u8 = u8::MAX;
 
-/// One mapping. Kept at 16 bytes so a million fit in 16 MB.
+/// One mapping. Kept at 28 bytes so a million fit in 28 MB.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Entry {
     pub inside_addr: [u8; 4],
@@ -29,9 +30,11 @@ pub(crate) struct Entry {
     pub proto: u8,
     /// [`crate::flow_state`] bits.
     pub bits: u8,
+    /// The outside endpoints allowed to refresh it or change its state.
+    pub remotes: Remotes,
 }
 
-const _: () = assert!(std::mem::size_of::<Entry>() == 16);
+const _: () = assert!(std::mem::size_of::<Entry>() == 28);
 
 impl Entry {
     pub(crate) fn protocol(&self) -> Protocol {
@@ -73,6 +76,7 @@ impl Table {
                     ext_addr: 0,
                     proto: FREE,
                     bits: 0,
+                    remotes: Remotes::default(),
                 };
                 cap
             ],
