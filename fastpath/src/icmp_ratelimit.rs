@@ -24,7 +24,7 @@ pub const GLOBAL_BURST: u64 = 50;
 pub const PER_DESTINATION_PER_SEC: u64 = 1;
 /// Errors at once towards one destination (Linux `XRLIM_BURST_FACTOR`).
 pub const PER_DESTINATION_BURST: u64 = 6;
-/// Per-destination buckets per worker (about 6 KB).
+/// Per-destination buckets per worker (32 bytes each: 8 KB).
 const SLOTS: usize = 256;
 
 /// A token bucket counted in nanoseconds of credit: each error costs `cost` ns, credit

@@ -592,15 +592,16 @@ impl Pipeline {
         let mut quoted = [0u8; QUOTE_LEN];
         let q = (end - start).min(QUOTE_LEN);
         quoted[..q].copy_from_slice(&buf[start..start + q]);
-        // The error goes back to the quoted packet's source.
-        let dst = ipv4::Packet::new_unchecked(&quoted[..]).src_addr();
-        if !self.icmp_allowed(b, dst) {
-            return Verdict::Drop(reason);
-        }
         let Some(n) = icmp_error(&mut buf[start..], self.cfg.tunnel_addr, &quoted[..q], kind)
         else {
             return Verdict::Drop(reason);
         };
+        // The error goes back to the quoted packet's source.
+        let dst = ipv4::Packet::new_unchecked(&quoted[..]).src_addr();
+        // Only errors that are written spend tokens.
+        if !self.icmp_allowed(b, dst) {
+            return Verdict::Drop(reason);
+        }
         match self.encrypt_to_peer(b, buf, start, n, dst) {
             Verdict::Drop(_) => Verdict::Drop(reason),
             v => v,

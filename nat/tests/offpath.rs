@@ -168,3 +168,48 @@ fn offpath_mapping_tracks_its_opener_and_its_latest_remote() {
     let mut rst = tcp(R2, 443, E, x, RST, b"");
     assert!(ct.translate_inbound(3 * SEC, &mut rst).is_ok());
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any sequence of packets from endpoints the inside host never talked to (any
+        /// address but R's, or R's address with another port; any TCP flags, UDP or ICMP
+        /// errors; any times within the UDP mapping's 120 s) leaves the mapping exactly as it was.
+        #[test]
+        fn offpath_packets_never_change_a_mapping(
+            pkts in proptest::collection::vec(
+                (any::<[u8; 4]>(), any::<u16>(), 0u8..32, 0u8..3, 0u64..120),
+                1..60,
+            ),
+        ) {
+            let mut ct = conntrack();
+            let x = established(&mut ct, 0);
+            let mut q = udp(A, 40000, R, 53, b"query");
+            out(&mut ct, 0, &mut q);
+            let xu = src_of(&q).1;
+            let tcp_before = ct.lookup_inside(Protocol::Tcp, sock(A, 40000)).unwrap();
+            let udp_before = ct.lookup_inside(Protocol::Udp, sock(A, 40000)).unwrap();
+            for (addr, port, flags, kind, t) in pkts {
+                // Off path: not R at all, or R with a port A never used.
+                let (src, sport) = if addr == R { (R, 1000 + port % 1000) } else { (addr, port) };
+                let flags = flags & (SYN | ACK | FIN | RST);
+                let mut p = match kind {
+                    0 => tcp(src, sport, E, x, flags, b"x"),
+                    1 => udp(src, sport, E, xu, b"x"),
+                    _ => icmp_error(ROUTER, E, port_unreachable(), &udp(E, xu, src, sport, b"q")),
+                };
+                let r = ct.translate_inbound(t * SEC, &mut p);
+                if kind == 0 && flags & RST != 0 {
+                    prop_assert_eq!(r, Err(NatError::OffPathRst));
+                }
+                if kind == 2 {
+                    prop_assert_eq!(r, Err(NatError::IcmpErrorOffPath));
+                }
+            }
+            prop_assert_eq!(ct.lookup_inside(Protocol::Tcp, sock(A, 40000)), Some(tcp_before));
+            prop_assert_eq!(ct.lookup_inside(Protocol::Udp, sock(A, 40000)), Some(udp_before));
+        }
+    }
+}
