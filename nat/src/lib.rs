@@ -78,7 +78,7 @@
 //!
 //! # Memory
 //!
-//! Per worker: the slab (28 bytes per entry), the inside index (hashbrown, sized for twice the
+//! Per worker: the slab (32 bytes per entry), the inside index (hashbrown, sized for twice the
 //! capacity: about 2.3-4.6 bytes of control + 4 bytes of slot per bucket), the free list and the
 //! wheel links (4 + 12 bytes per entry), plus per port of the slice 4 bytes per (protocol,
 //! egress address) for the external index and 1 bit for the allocator. All allocated in
