@@ -121,6 +121,8 @@ reasons! {
         NatIcmpErrorBadChecksum => "nat_icmp_error_embedded_bad_checksum": IcmpErrorBadChecksum,
         NatIcmpErrorMalformed => "nat_icmp_error_malformed": IcmpErrorMalformed,
         NatIcmpErrorNoMapping => "nat_icmp_error_no_mapping": IcmpErrorNoMapping,
+        NatOffPathRst => "nat_offpath_rst": OffPathRst,
+        NatIcmpErrorOffPath => "nat_icmp_error_offpath": IcmpErrorOffPath,
     }
     // One per way a transport message fails to open (`Keypair::open_in_place`).
     decrypt {
@@ -244,6 +246,8 @@ worker_counters! {
     handed_in: Counter, Series::Packets("handed_in"), "Packets other workers handed to this one.";
     csum_completed: Counter, Series::Packets("csum_completed"), "TCP/UDP checksums completed: the sender left only the pseudo-header sum (tx checksum offload).";
     nat_entries: Gauge, Series::Own("dataplane_nat_entries"), "Live NAT mappings of a worker (0 without NAT).";
+    nat_untracked_inbound: Counter, Series::Own("dataplane_nat_untracked_inbound_total"), "NAT return traffic from a remote its mapping does not track (endpoint-independent filtering): delivered, but it neither refreshed the mapping nor changed its TCP state (published now and then from the NAT's own count).";
+    icmp_ratelimited: Counter, Series::Own("dataplane_icmp_ratelimited_total"), "ICMP errors not sent: over the rate limit (1000/s burst 50 per worker, 1/s burst 6 per destination, as Linux's icmp_msgs_per_sec and icmp_ratelimit).";
     capture_skipped: Counter, Series::Own("dataplane_capture_skipped_total"), "Packets a running capture could not keep (its reader was too slow); forwarded anyway.";
 }
 

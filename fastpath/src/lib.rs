@@ -2,7 +2,8 @@
 //! check, NAT, route, rewrite, and the reverse), its verdicts and named drop reasons, the
 //! per-worker [`counters`], the [`capture`] taps and [`latency`] sampling on the way, and the
 //! contract with the slow path: the [`tables`] it publishes, the [`queue`] the workers hand
-//! exceptions to, and the ICMP errors a router owes ([`icmp`]).
+//! exceptions to, and the ICMP errors a router owes ([`icmp`]) and how many it may send
+//! ([`icmp_ratelimit`]).
 //!
 //! Rings, sockets, netlink and threads are the `dataplane` binary's; this crate builds, runs,
 //! fuzzes and benchmarks without clang, libbpf or an AF_XDP socket.
@@ -14,6 +15,7 @@ pub mod counters;
 pub mod frame;
 pub mod headers;
 pub mod icmp;
+pub mod icmp_ratelimit;
 pub mod latency;
 pub mod outer_datagrams;
 pub mod pipeline;

@@ -35,6 +35,7 @@ use wgproto::keypair::sealed_len;
 use wgproto::time::Timestamp;
 
 use crate::icmp::{icmp_error, IcmpError};
+use crate::icmp_ratelimit::IcmpRateLimiter;
 
 use crate::capture::CapturePoint;
 use crate::counters::{DropReason, WorkerCounters};
@@ -142,6 +143,8 @@ pub struct Pipeline {
     forwarding_since: Option<Instant>,
     /// Identification of the last outer IPv4 packet this worker sent.
     outer_ip_id: u16,
+    /// How many ICMP errors this worker may still originate.
+    icmp_limit: IcmpRateLimiter,
 }
 
 /// Decrements the TTL of the IPv4 packet `p` (RFC 1812 §5.3.1); false when it ran out (or `p`
@@ -181,6 +184,8 @@ impl Pipeline {
             timed: false,
             forwarding_since: None,
             outer_ip_id: cfg_ip_id,
+            // Full buckets: the first clock reading only adds to them up to their cap.
+            icmp_limit: IcmpRateLimiter::new(0),
         }
     }
 
@@ -598,27 +603,42 @@ impl Pipeline {
         };
         // The error goes back to the quoted packet's source.
         let dst = ipv4::Packet::new_unchecked(&quoted[..]).src_addr();
+        // Only errors that are written spend tokens.
+        if !self.icmp_allowed(b, dst) {
+            return Verdict::Drop(reason);
+        }
         match self.encrypt_to_peer(b, buf, start, n, dst) {
             Verdict::Drop(_) => Verdict::Drop(reason),
             v => v,
         }
     }
 
+    /// Whether an ICMP error to `dst` may be sent now; counts the ones that may not.
+    fn icmp_allowed(&mut self, b: &Batch<'_>, dst: Ipv4Addr) -> bool {
+        let allowed = self.icmp_limit.allow(b.now.as_nanos(), dst);
+        if !allowed {
+            WorkerCounters::add(&self.counters.icmp_ratelimited, 1);
+        }
+        allowed
+    }
+
     /// Answers a packet from the LAN side that cannot go into the tunnel with the ICMP error
-    /// `kind`, written over it in the same frame and routed back to its sender.
+    /// `kind`, written at `ip_start` in the same frame (over the packet) and routed back to its
+    /// sender. `quoted` is the start of the packet as the sender sent it.
     fn icmp_to_lan(
         &mut self,
         b: &Batch<'_>,
         buf: &mut [u8],
-        ip: Range<usize>,
+        ip_start: usize,
+        quoted: &[u8],
         kind: IcmpError,
         reason: DropReason,
     ) -> Verdict {
-        let mut quoted = [0u8; QUOTE_LEN];
-        let q = ip.len().min(QUOTE_LEN);
-        quoted[..q].copy_from_slice(&buf[ip.start..ip.start + q]);
+        if quoted.len() < ipv4::HEADER_LEN {
+            return Verdict::Drop(reason);
+        }
         // The error goes back to the quoted packet's source.
-        let dst = ipv4::Packet::new_unchecked(&quoted[..]).src_addr();
+        let dst = ipv4::Packet::new_unchecked(quoted).src_addr();
         let Some(Resolution::Ready(hop)) = b.routes.resolution(IpAddr::V4(dst)).copied() else {
             self.routes.request(IpAddr::V4(dst));
             return Verdict::Drop(reason);
@@ -626,10 +646,14 @@ impl Pipeline {
         let Some(IpAddr::V4(router)) = hop.src_addr else {
             return Verdict::Drop(reason);
         };
-        let Some(n) = icmp_error(&mut buf[ip.start..], router, &quoted[..q], kind) else {
+        // Last, so that only errors that would leave spend tokens.
+        if !self.icmp_allowed(b, dst) {
+            return Verdict::Drop(reason);
+        }
+        let Some(n) = icmp_error(&mut buf[ip_start..], router, quoted, kind) else {
             return Verdict::Drop(reason);
         };
-        let eth = ip.start - ethernet::HEADER_LEN;
+        let eth = ip_start - ethernet::HEADER_LEN;
         if ethernet::write_header(
             &mut buf[eth..],
             hop.dst_mac.0,
@@ -653,21 +677,27 @@ impl Pipeline {
         if self.nat.is_none() {
             return Verdict::Drop(DropReason::NotForUs);
         }
-        if ip.len() > self.cfg.mtu
+        // Larger than the tunnel carries, DF set: path MTU discovery for the LAN sender, but
+        // only once the NAT says the packet would be delivered (anything else would answer
+        // spoofed packets to unmapped ports), quoting it as it was sent (before the reverse).
+        let too_big = ip.len() > self.cfg.mtu
             && ip.len() >= ipv4::HEADER_LEN
-            && ipv4::Packet::new_unchecked(&buf[ip.clone()]).dont_frag()
-        {
-            // Larger than the tunnel carries, DF set: path MTU discovery for the LAN sender,
-            // quoting the packet as it sent it (before the NAT reverse).
-            let mtu = u16::try_from(self.cfg.mtu).unwrap_or(u16::MAX);
-            let kind = IcmpError::FragmentationNeeded { mtu };
-            return self.icmp_to_lan(b, buf, ip, kind, DropReason::TooBig);
+            && ipv4::Packet::new_unchecked(&buf[ip.clone()]).dont_frag();
+        let mut quoted = [0u8; QUOTE_LEN];
+        let q = ip.len().min(QUOTE_LEN);
+        if too_big {
+            quoted[..q].copy_from_slice(&buf[ip.start..ip.start + q]);
         }
         self.complete_checksum(&mut buf[ip.clone()]);
         let Some(nat) = self.nat.as_mut() else {
             return Verdict::Drop(DropReason::NotForUs);
         };
         match nat.translate_inbound(b.now.as_nanos(), &mut buf[ip.clone()]) {
+            Ok(Inbound::Deliver { .. }) if too_big => {
+                let mtu = u16::try_from(self.cfg.mtu).unwrap_or(u16::MAX);
+                let kind = IcmpError::FragmentationNeeded { mtu };
+                self.icmp_to_lan(b, buf, ip.start, &quoted[..q], kind, DropReason::TooBig)
+            }
             Ok(Inbound::Deliver { inside }) => {
                 // Routed from the LAN into the tunnel: a hop like any other.
                 if !decrement_ttl(&mut buf[ip.clone()]) {

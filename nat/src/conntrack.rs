@@ -14,6 +14,7 @@ use crate::flow_state::{self, Dir, FlowState};
 use crate::partition::Partition;
 use crate::port_alloc::PortAllocator;
 use crate::port_observer::PortObserver;
+use crate::remote::{Remote, Remotes};
 use crate::rewrite::{self, Side};
 use crate::table::{self, Entry, Table};
 use crate::timer_wheel::TimerWheel;
@@ -310,6 +311,7 @@ impl Conntrack {
         }
         let sport = view::rd16(pkt, l4 + view::src_port_off(proto));
         let (slot, new) = self.find_or_create(now, proto, ip.src, sport)?;
+        self.sent_to(slot, Remote::new(proto, ip.dst, dport), tcp_flags);
         self.touch(now, slot, Dir::Out, tcp_flags, new);
         let e = *self.table.entry(slot);
         let ext = self.egress[usize::from(e.ext_addr)];
@@ -362,7 +364,24 @@ impl Conntrack {
         let slot = self
             .live_external(now, proto, ext_addr, port)
             .ok_or(NatError::NoMapping)?;
-        self.touch(now, slot, Dir::In, tcp_flags, false);
+        let sport = view::rd16(pkt, l4 + view::src_port_off(proto));
+        if self
+            .table
+            .entry(slot)
+            .remotes
+            .tracks(Remote::new(proto, ip.src, sport))
+        {
+            self.touch(now, slot, Dir::In, tcp_flags, false);
+        } else if tcp_flags & tcp::FLAG_RST != 0 {
+            // Endpoint-independent filtering delivers other remotes' segments, but a RST
+            // from one can only be a spoof aimed at the mapping: the inside host's
+            // connection is with a tracked remote.
+            return Err(NatError::OffPathRst);
+        } else {
+            // Delivered (endpoint-independent filtering), but it neither refreshes the
+            // mapping nor moves its state: see `remote`.
+            self.counters.inbound_untracked += 1;
+        }
         let e = *self.table.entry(slot);
         rewrite::endpoint(pkt, &ip, proto, Side::Dst, e.inside_addr, e.inside_port);
         Ok(Inbound::Deliver {
@@ -393,6 +412,12 @@ impl Conntrack {
         let slot = self
             .live_external(now, q.proto, ext_addr, port)
             .ok_or(NatError::IcmpErrorNoMapping)?;
+        // The quoted packet is one we sent: its destination must be a remote the mapping
+        // talks to, or the error is forged by someone who only guessed the port.
+        let quoted_remote = Remote::new(q.proto, q.quoted_ip.dst, q.port(pkt, Side::Dst));
+        if !self.table.entry(slot).remotes.tracks(quoted_remote) {
+            return Err(NatError::IcmpErrorOffPath);
+        }
         // RFC 5508 REQ-6 / RFC 4787 REQ-12: an ICMP error neither refreshes nor removes the
         // mapping, so nothing of the entry changes here.
         let e = *self.table.entry(slot);
@@ -496,6 +521,8 @@ impl Conntrack {
             ext_addr,
             proto: proto as u8,
             bits: 0,
+            // Set by `sent_to` before the first packet is translated.
+            remotes: Remotes::default(),
         };
         let Some(slot) = self.table.insert(entry, off) else {
             // Unreachable (fullness was checked), but never leak the port.
@@ -507,6 +534,17 @@ impl Conntrack {
             o.mapped(proto, entry.ext_port);
         }
         Ok((slot, true))
+    }
+
+    /// Notes that the inside host of the mapping in `slot` sent to `remote` (before `touch`
+    /// sees the packet, so a new session is recognised from the state it ends).
+    fn sent_to(&mut self, slot: u32, remote: Remote, tcp_flags: u8) {
+        let e = self.table.entry_mut(slot);
+        if flow_state::starts_session(e.protocol(), e.bits, tcp_flags) {
+            e.remotes = Remotes::opened_by(remote);
+        } else {
+            e.remotes.sent_to(remote);
+        }
     }
 
     /// Updates the flow state for one packet and moves the deadline.

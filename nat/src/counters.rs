@@ -14,6 +14,9 @@ pub struct NatCounters {
     pub icmp_errors_outbound: u64,
     /// ICMP errors from outside translated (RFC 5508 REQ-4).
     pub icmp_errors_inbound: u64,
+    /// Inbound packets delivered from a remote the mapping does not track (endpoint-independent
+    /// filtering), which therefore neither refreshed it nor changed its TCP state.
+    pub inbound_untracked: u64,
     /// Outbound packets addressed to another inside host through the egress address.
     pub hairpinned: u64,
     /// Packets returned for another worker.
@@ -47,6 +50,7 @@ impl NatCounters {
         self.translated_inbound += other.translated_inbound;
         self.icmp_errors_outbound += other.icmp_errors_outbound;
         self.icmp_errors_inbound += other.icmp_errors_inbound;
+        self.inbound_untracked += other.inbound_untracked;
         self.hairpinned += other.hairpinned;
         self.handoffs += other.handoffs;
         self.local += other.local;

@@ -42,4 +42,6 @@ nat_errors! {
     IcmpErrorBadChecksum => "icmp_error_embedded_bad_checksum": "IP header quoted in an ICMP error has a bad checksum (RFC 5508 REQ-3 a).",
     IcmpErrorMalformed => "icmp_error_malformed": "ICMP error quotes too little of the original packet, a fragment, or another ICMP error.",
     IcmpErrorNoMapping => "icmp_error_no_mapping": "ICMP error about a flow with no mapping (RFC 5508 REQ-4/5: dropped).",
+    OffPathRst => "offpath_rst": "TCP RST to a live mapping from an endpoint its inside host is not talking to: a spoof aimed at the NAT state, dropped.",
+    IcmpErrorOffPath => "icmp_error_offpath": "ICMP error quoting a packet to an endpoint the mapping is not talking to: forged, dropped.",
 }

@@ -51,15 +51,7 @@ pub(crate) fn on_packet(proto: Protocol, bits: u8, dir: Dir, tcp_flags: u8) -> u
         Protocol::Tcp => {
             let mut bits = bits;
             let syn = tcp_flags & TCP_SYN != 0;
-            // A fresh SYN on a mapping whose last connection ended starts a new connection
-            // (RFC 5382 REQ-2: the same inside port may be reused after TIME_WAIT).
-            if syn
-                && tcp_flags & TCP_ACK == 0
-                && matches!(
-                    state(proto, bits),
-                    FlowState::TcpClosed | FlowState::TcpTimeWait
-                )
-            {
+            if starts_connection(proto, bits, tcp_flags) {
                 bits = 0;
             }
             if tcp_flags & TCP_RST != 0 {
@@ -80,6 +72,22 @@ pub(crate) fn on_packet(proto: Protocol, bits: u8, dir: Dir, tcp_flags: u8) -> u
         }
         Protocol::Udp | Protocol::Icmp => bits | seen,
     }
+}
+
+/// Whether a segment with `tcp_flags` on a mapping in state `bits` starts a new session: no
+/// packet seen yet, or a fresh SYN after the last connection ended (RFC 5382 REQ-2: the same
+/// inside port may be reused after TIME_WAIT).
+pub(crate) fn starts_session(proto: Protocol, bits: u8, tcp_flags: u8) -> bool {
+    bits == 0 || starts_connection(proto, bits, tcp_flags)
+}
+
+fn starts_connection(proto: Protocol, bits: u8, tcp_flags: u8) -> bool {
+    proto == Protocol::Tcp
+        && tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN
+        && matches!(
+            state(proto, bits),
+            FlowState::TcpClosed | FlowState::TcpTimeWait
+        )
 }
 
 pub(crate) fn state(proto: Protocol, bits: u8) -> FlowState {

@@ -34,6 +34,11 @@
 //! * Endpoint-independent filtering (RFC 4787 REQ-8 / RFC 5382 REQ-3 "transparency"): while a
 //!   mapping lives, any remote may reach it. Unsolicited traffic to an unmapped port is dropped
 //!   silently (`NoMapping`, RFC 5382 REQ-4).
+//! * Off-path senders change nothing: each mapping tracks the remotes its inside host talks
+//!   to (the session's first and the latest, see `remote.rs`); only their packets refresh it
+//!   or move its TCP state. Others' packets are delivered without touching it
+//!   (`inbound_untracked`), except a RST (`OffPathRst`); an ICMP error is delivered only when
+//!   the packet it quotes went to a tracked remote (`IcmpErrorOffPath`).
 //! * ICMP queries use their identifier as the port (RFC 5508 REQ-1). ICMP errors are
 //!   translated both ways with the quoted packet reverted and every checksum fixed (RFC 5508
 //!   REQ-4/5); errors with a bad checksum or no mapping are dropped; an ICMP error never
@@ -73,7 +78,7 @@
 //!
 //! # Memory
 //!
-//! Per worker: the slab (16 bytes per entry), the inside index (hashbrown, sized for twice the
+//! Per worker: the slab (32 bytes per entry), the inside index (hashbrown, sized for twice the
 //! capacity: about 2.3-4.6 bytes of control + 4 bytes of slot per bucket), the free list and the
 //! wheel links (4 + 12 bytes per entry), plus per port of the slice 4 bytes per (protocol,
 //! egress address) for the external index and 1 bit for the allocator. All allocated in
@@ -90,6 +95,7 @@ mod partition;
 mod port_alloc;
 mod port_observer;
 mod refusal;
+mod remote;
 mod rewrite;
 mod table;
 mod timer_wheel;

@@ -33,6 +33,7 @@ use wgproto::peer::PeerId;
 use crate::tun::{Tun, TunConfig};
 use crate::uapi::{DeviceSnapshot, Errno, PeerSnapshot, SetRequest, UapiBackend, UapiServer};
 use crate::watchdog::{Health, HealthReport, StallKnob, TestStall, STALL_THRESHOLD};
+use fastpath::icmp_ratelimit::IcmpRateLimiter;
 use fastpath::outer_datagrams::OuterSender;
 use fastpath::queue::{Clock, SlowPathReceiver, ToSlowPath};
 use fastpath::tables::{PeerRoute, PeerTraffic, SharedTables, Tables};
@@ -70,6 +71,7 @@ slow_path_counters! {
     send_errors: "Datagrams the slow path failed to send.",
     outer_datagrams: "WireGuard datagrams read from the listen port's kernel socket (fragmented ones the kernel reassembled) and handed to worker 0.",
     outer_datagrams_dropped: "Of those read: refused (larger than a frame, or worker 0's queue full).",
+    icmp_ratelimited: "ICMP host unreachable errors not sent to wg0: over the rate limit (as the workers', `fastpath::icmp_ratelimit`).",
 }
 
 /// What the slow path is started with.
@@ -113,6 +115,8 @@ struct Shared {
     health: Arc<Health>,
     /// The last [`SlowPath::snapshot`] taken, served while the lock is held too long.
     last_snapshot: Mutex<Option<DeviceSnapshot>>,
+    /// The budget of ICMP errors the slow path originates (only the wg0 reader takes it).
+    icmp_limit: Mutex<IcmpRateLimiter>,
 }
 
 /// The running slow path. Dropping it stops its threads and removes wg0 and the UAPI socket.
@@ -168,6 +172,7 @@ impl SlowPath {
             stop: Arc::new(AtomicBool::new(false)),
             health: Arc::new(Health::default()),
             last_snapshot: Mutex::new(None),
+            icmp_limit: Mutex::new(IcmpRateLimiter::new(0)),
         });
         shared.health.heartbeat.beat();
         {
@@ -784,6 +789,24 @@ impl Shared {
         }) else {
             return;
         };
+        // Anyone the kernel routes into wg0 earns an error: spoofed sources must not turn that
+        // into a reflector.
+        let Ok(original) = wire::ipv4::Packet::new_checked_header(packet) else {
+            return;
+        };
+        let dst = original.src_addr();
+        let allowed = match self.icmp_limit.lock() {
+            Ok(mut l) => l.allow(self.clock.now().as_nanos(), dst),
+            Err(poisoned) => poisoned
+                .into_inner()
+                .allow(self.clock.now().as_nanos(), dst),
+        };
+        if !allowed {
+            self.counters
+                .icmp_ratelimited
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let mut out = [0u8; 128];
         if let Some(n) = fastpath::icmp::icmp_error(
             &mut out,

@@ -307,6 +307,13 @@ impl Worker {
         self.pipeline.publish_latency(&counters.latency);
         let entries = self.pipeline.nat().map_or(0, |n| n.len() as u64);
         counters.nat_entries.store(entries, Ordering::Relaxed);
+        let untracked = self
+            .pipeline
+            .nat()
+            .map_or(0, |n| n.counters().inbound_untracked);
+        counters
+            .nat_untracked_inbound
+            .store(untracked, Ordering::Relaxed);
         let mut stats = [XskStats::default(); MAX_SOCKETS];
         let n = self.group.socket_count().min(MAX_SOCKETS);
         for (i, slot) in stats.iter_mut().enumerate().take(n) {

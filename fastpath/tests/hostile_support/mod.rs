@@ -81,8 +81,17 @@ fn hop(dst_mac: [u8; 6]) -> NextHop {
 
 /// The fixed routes: the server and the client's endpoint are ready on interface 2.
 pub fn routes() -> RouteSnapshot {
+    routes_with([])
+}
+
+/// [`routes`], plus routes to `lan_hosts` through the server's MAC (hosts on the LAN, or
+/// addresses an attacker spoofs that the kernel would route).
+pub fn routes_with(lan_hosts: impl IntoIterator<Item = Ipv4Addr>) -> RouteSnapshot {
+    let lan = lan_hosts
+        .into_iter()
+        .map(|a| (IpAddr::V4(a), Resolution::Ready(hop(LAN_MAC))));
     RouteSnapshot::from_entries(
-        [
+        lan.chain([
             (IpAddr::V4(SERVER), Resolution::Ready(hop(LAN_MAC))),
             (
                 IpAddr::V4(*CLIENT_EP.ip()),
@@ -92,7 +101,7 @@ pub fn routes() -> RouteSnapshot {
                 IpAddr::V4(*ATTACKER_EP.ip()),
                 Resolution::Ready(hop([2, 0, 0, 0, 0, 0x66])),
             ),
-        ],
+        ]),
         [Link {
             index: IFINDEX,
             name: "eth0".into(),
