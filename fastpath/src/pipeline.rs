@@ -28,7 +28,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::queue::{HandshakeDatagram, HostPacket, SlowPathSender, ToSlowPath};
+use crate::queue::{HandshakeDatagram, HostPacket, Lane, SlowPathSender, ToSlowPath};
 use crate::tables::Tables;
 use nat::{Conntrack, Inbound, NatError, Outbound};
 use wgproto::keypair::sealed_len;
@@ -44,7 +44,8 @@ use crate::route::{NextHop, NextHopReader, Resolution, RouteSnapshot};
 use wire::ethernet::{self, ETHERTYPE_IPV4};
 use wire::ipv4::{self, Ttl};
 use wire::wireguard::{
-    MSG_COOKIE_REPLY, MSG_INITIATION, MSG_RESPONSE, MSG_TRANSPORT, TRANSPORT_HEADER_LEN,
+    handshake_len, MSG_COOKIE_REPLY, MSG_INITIATION, MSG_RESPONSE, MSG_TRANSPORT,
+    TRANSPORT_HEADER_LEN,
 };
 use wire::{icmp, ipv6, udp};
 
@@ -344,9 +345,14 @@ impl Pipeline {
         };
         match kind {
             MSG_INITIATION | MSG_RESPONSE | MSG_COOKIE_REPLY => {
+                // Each handshake message has one size: anything else is junk, dropped here
+                // rather than taking a slot of the slow path's handshake lane.
+                if handshake_len(kind) != Some(msg.len()) {
+                    return Verdict::Drop(DropReason::HandshakeBadSize);
+                }
                 return match HandshakeDatagram::new(src, &buf[msg]) {
                     Some(d) => self.queue_for_slow_path(ToSlowPath::Handshake(d)),
-                    None => Verdict::Drop(DropReason::Malformed),
+                    None => Verdict::Drop(DropReason::HandshakeBadSize),
                 };
             }
             MSG_TRANSPORT => {}
@@ -375,7 +381,7 @@ impl Pipeline {
         if opened.first_on_keypair || opened.rekey || route.and_then(|r| r.endpoint) != Some(src) {
             // Key confirmation, roaming and rekeying are the slow path's; a full queue only
             // delays them to the next packet.
-            self.slow.try_send(ToSlowPath::Authenticated {
+            self.report(ToSlowPath::Authenticated {
                 peer,
                 index: receiver,
                 src,
@@ -698,7 +704,7 @@ impl Pipeline {
             return Verdict::Drop(DropReason::NoPeer);
         };
         let Some(keypair) = route.sending.as_ref() else {
-            self.slow.try_send(ToSlowPath::HandshakeNeeded { peer });
+            self.report(ToSlowPath::HandshakeNeeded { peer });
             return Verdict::Drop(DropReason::NoKeypair);
         };
         let Some(SocketAddr::V4(endpoint)) = route.endpoint else {
@@ -737,12 +743,12 @@ impl Pipeline {
         let sealed = match keypair.seal_in_place(b.now, &mut buf[msg_start..], len, self.cfg.mtu) {
             Ok(s) => s,
             Err(_) => {
-                self.slow.try_send(ToSlowPath::HandshakeNeeded { peer });
+                self.report(ToSlowPath::HandshakeNeeded { peer });
                 return Verdict::Drop(DropReason::EncryptFailed);
             }
         };
         if sealed.rekey {
-            self.slow.try_send(ToSlowPath::HandshakeNeeded { peer });
+            self.report(ToSlowPath::HandshakeNeeded { peer });
         }
         let ip_start = frame_start + ethernet::HEADER_LEN;
         self.outer_ip_id = self.outer_ip_id.wrapping_add(1);
@@ -812,12 +818,24 @@ impl Pipeline {
         }
     }
 
+    /// Hands a frame's content to the slow path; a full lane drops the frame, counted by lane.
     fn queue_for_slow_path(&mut self, msg: ToSlowPath) -> Verdict {
-        if self.slow.try_send(msg) {
-            WorkerCounters::add(&self.counters.to_slowpath, 1);
-            Verdict::Consumed
-        } else {
-            Verdict::Drop(DropReason::SlowPathFull)
+        match self.slow.try_send(msg) {
+            Ok(()) => {
+                WorkerCounters::add(&self.counters.to_slowpath, 1);
+                Verdict::Consumed
+            }
+            Err(Lane::Handshake) => Verdict::Drop(DropReason::HandshakeQueueFull),
+            Err(Lane::Event) => Verdict::Drop(DropReason::SlowPathFull),
+        }
+    }
+
+    /// Tells the slow path about an event (the frame goes on regardless). A full event lane
+    /// loses the report, counted in `events_lost`; the next packet that gives rise to the same
+    /// event reports it again.
+    fn report(&mut self, event: ToSlowPath) {
+        if self.slow.try_send(event).is_err() {
+            WorkerCounters::add(&self.counters.events_lost, 1);
         }
     }
 }

@@ -303,3 +303,78 @@ fn garbage_frames_are_counted_by_reason_without_panicking() {
     assert_eq!(gw.opened(), 0, "drops: {:?}", gw.drops);
     assert_eq!(deliver(&mut gw, &genuine, 1), Some(0));
 }
+
+/// A handshake message of type `kind` and `len` bytes from `from`, to the listen port.
+fn handshake_frame(kind: u8, len: usize, from: SocketAddrV4) -> Frame {
+    let mut msg = vec![0xa5u8; len];
+    msg[..4].copy_from_slice(&[kind, 0, 0, 0]);
+    udp_frame(from, SocketAddrV4::new(GW_ADDR, LISTEN_PORT), &msg)
+}
+
+/// Fails before the size check: every type 1-3 datagram of at most 148 bytes was queued.
+#[test]
+fn handshake_messages_of_the_wrong_size_never_reach_the_slow_path() {
+    let mut gw = Gateway::new(GatewayOptions::default());
+    let wrong = [
+        (1, 147),
+        (1, 92),
+        (1, 64),
+        (1, 4),
+        (2, 148),
+        (2, 91),
+        (2, 93),
+        (3, 148),
+        (3, 63),
+        (3, 65),
+        (1, 149),
+        (1, 1400),
+    ];
+    for (kind, len) in wrong {
+        let mut f = handshake_frame(kind, len, ATTACKER_EP);
+        let v = gw.process(at(1), &mut f.buf, f.len);
+        assert_eq!(
+            v,
+            Verdict::Drop(DropReason::HandshakeBadSize),
+            "type {kind}, {len} bytes"
+        );
+    }
+    assert!(gw.drain_slow_path().is_empty());
+    for (kind, len) in [(1, 148), (2, 92), (3, 64)] {
+        let mut f = handshake_frame(kind, len, ATTACKER_EP);
+        assert_eq!(gw.process(at(1), &mut f.buf, f.len), Verdict::Consumed);
+    }
+    let lens: Vec<usize> = gw
+        .drain_slow_path()
+        .iter()
+        .map(|m| match m {
+            ToSlowPath::Handshake(d) => d.bytes().len(),
+            _ => panic!("only handshakes were sent"),
+        })
+        .collect();
+    assert_eq!(lens, [148, 92, 64]);
+    assert_eq!(gw.dropped(DropReason::HandshakeBadSize), wrong.len() as u64);
+}
+
+/// Fails on the single shared queue: the flood filled it and the key confirmation of the first
+/// transport packet was lost (and, reported once, never sent again).
+#[test]
+fn a_handshake_flood_does_not_crowd_out_authenticated_events() {
+    let mut gw = Gateway::new(GatewayOptions::default());
+    let slots = GatewayOptions::default().slow_queue;
+    for _ in 0..slots * 4 {
+        let mut f = handshake_frame(1, 148, ATTACKER_EP);
+        gw.process(at(1), &mut f.buf, f.len);
+    }
+    assert_eq!(gw.dropped(DropReason::HandshakeQueueFull), 3 * slots as u64);
+    // The client's first transport packet: its key confirmation must reach the slow path.
+    let first = gw.seal_from_client(at(1), &client_udp(5000, &0u32.to_be_bytes()), CLIENT_EP);
+    assert_eq!(deliver(&mut gw, &first, 2), Some(0));
+    let msgs = gw.drain_slow_path();
+    assert_eq!(
+        authenticated(&msgs),
+        vec![(GW_INDEX, SocketAddr::V4(CLIENT_EP))]
+    );
+    assert_eq!(gw.dropped(DropReason::SlowPathFull), 0);
+    let c = gw.pipeline.counters();
+    assert_eq!(c.events_lost.load(std::sync::atomic::Ordering::Relaxed), 0);
+}
