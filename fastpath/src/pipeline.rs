@@ -143,7 +143,14 @@ pub struct Pipeline {
     forwarding_since: Option<Instant>,
     /// Identification of the last outer IPv4 packet this worker sent.
     outer_ip_id: u16,
+    /// The last `Authenticated` report queued: keypair, source, when (see [`REPORT_RETRY`]).
+    last_report: Option<(u32, SocketAddr, Timestamp)>,
 }
+
+/// How long a worker waits before it repeats an `Authenticated` report about the same keypair
+/// and source: far longer than the slow path takes to act on one, far shorter than anything
+/// the protocol waits for (a responder sends on its previous keypair meanwhile).
+pub const REPORT_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Decrements the TTL of the IPv4 packet `p` (RFC 1812 §5.3.1); false when it ran out (or `p`
 /// is not a whole IPv4 packet).
@@ -182,6 +189,7 @@ impl Pipeline {
             timed: false,
             forwarding_since: None,
             outer_ip_id: cfg_ip_id,
+            last_report: None,
         }
     }
 
@@ -378,16 +386,29 @@ impl Pipeline {
         if let Some(r) = route {
             r.stats.note_rx(msg_len, keepalive);
         }
-        if opened.first_on_keypair || opened.rekey || route.and_then(|r| r.endpoint) != Some(src) {
-            // Key confirmation, roaming and rekeying are the slow path's; a full queue only
-            // delays them to the next packet.
-            self.report(ToSlowPath::Authenticated {
-                peer,
-                index: receiver,
-                src,
-                keepalive,
-                rekey: opened.rekey,
-            });
+        if opened.unreported || opened.rekey || route.and_then(|r| r.endpoint) != Some(src) {
+            // Key confirmation, roaming and rekeying are the slow path's, and each condition
+            // holds until the slow path acted on it, so a report lost on a full lane is sent
+            // again by a later packet. Not by every one: the same report is repeated at most
+            // once per REPORT_RETRY, so a fast stream does not fill the lane with copies while
+            // the slow path gets to the first.
+            let due = match self.last_report {
+                Some((index, from, at)) => {
+                    index != receiver || from != src || b.now.since(at) >= REPORT_RETRY
+                }
+                None => true,
+            };
+            if due
+                && self.report(ToSlowPath::Authenticated {
+                    peer,
+                    index: receiver,
+                    src,
+                    keepalive,
+                    rekey: opened.rekey,
+                })
+            {
+                self.last_report = Some((receiver, src, b.now));
+            }
         }
         if b.routes.resolution(src.ip()).is_none() {
             // Replies will go back to this endpoint: have its next hop ready before they do.
@@ -830,12 +851,14 @@ impl Pipeline {
         }
     }
 
-    /// Tells the slow path about an event (the frame goes on regardless). A full event lane
-    /// loses the report, counted in `events_lost`; the next packet that gives rise to the same
-    /// event reports it again.
-    fn report(&mut self, event: ToSlowPath) {
-        if self.slow.try_send(event).is_err() {
+    /// Tells the slow path about an event (the frame goes on regardless); whether it was
+    /// queued. A full event lane loses the report, counted in `events_lost`; the next packet
+    /// that gives rise to the same event reports it again.
+    fn report(&mut self, event: ToSlowPath) -> bool {
+        let queued = self.slow.try_send(event).is_ok();
+        if !queued {
             WorkerCounters::add(&self.counters.events_lost, 1);
         }
+        queued
     }
 }

@@ -378,3 +378,44 @@ fn a_handshake_flood_does_not_crowd_out_authenticated_events() {
     let c = gw.pipeline.counters();
     assert_eq!(c.events_lost.load(std::sync::atomic::Ordering::Relaxed), 0);
 }
+
+/// Fails on the old pipeline, which reported only the very first packet on a keypair: with that
+/// report lost on a full lane, the second packet said nothing and the slow path never learned
+/// of the key confirmation.
+#[test]
+fn a_lost_key_confirmation_is_reported_again_until_the_slow_path_notes_it() {
+    let mut gw = Gateway::new(GatewayOptions::default());
+    let slots = GatewayOptions::default().slow_queue;
+    // The event lane full of packets for the host (LAN traffic to the gateway's own address).
+    for i in 0..slots {
+        let ip = ipv4_udp(SERVER, GW_ADDR, 40000 + i as u16, 22, b"host", 64);
+        let mut f = lan_frame(&ip);
+        assert_eq!(gw.process(at(1), &mut f.buf, f.len), Verdict::Consumed);
+    }
+    let frames = capture(&gw, 5);
+    let counters = gw.pipeline.counters().clone();
+    let lost = || {
+        counters
+            .events_lost
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    // The first packet is forwarded, its report lost (and counted).
+    assert_eq!(deliver(&mut gw, &frames[0], 1), Some(0));
+    assert_eq!(lost(), 1);
+    assert!(authenticated(&gw.drain_slow_path()).is_empty());
+    // The next packet reports it again.
+    let expected = vec![(GW_INDEX, SocketAddr::V4(CLIENT_EP))];
+    assert_eq!(deliver(&mut gw, &frames[1], 2), Some(1));
+    assert_eq!(authenticated(&gw.drain_slow_path()), expected);
+    // Not every packet while the slow path gets to it: once per REPORT_RETRY.
+    assert_eq!(deliver(&mut gw, &frames[2], 3), Some(2));
+    assert!(gw.drain_slow_path().is_empty());
+    let retry = fastpath::pipeline::REPORT_RETRY.as_millis() as u64;
+    assert_eq!(deliver(&mut gw, &frames[3], 2 + retry), Some(3));
+    assert_eq!(authenticated(&gw.drain_slow_path()), expected);
+    // Once the slow path noted it (Device::note_data_received), no more reports.
+    gw.tables.receivers[&GW_INDEX].note_receipt();
+    assert_eq!(deliver(&mut gw, &frames[4], 10 * retry), Some(4));
+    assert!(gw.drain_slow_path().is_empty());
+    assert_eq!(lost(), 1);
+}
