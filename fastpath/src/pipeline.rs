@@ -32,6 +32,7 @@ use crate::queue::{HandshakeDatagram, HostPacket, Lane, SlowPathSender, ToSlowPa
 use crate::tables::Tables;
 use nat::{Conntrack, Inbound, NatError, Outbound};
 use wgproto::keypair::sealed_len;
+use wgproto::peer::PeerId;
 use wgproto::time::Timestamp;
 
 use crate::icmp::{icmp_error, IcmpError};
@@ -145,6 +146,8 @@ pub struct Pipeline {
     outer_ip_id: u16,
     /// The last `Authenticated` report queued: keypair, source, when (see [`REPORT_RETRY`]).
     last_report: Option<(u32, SocketAddr, Timestamp)>,
+    /// The last `HandshakeNeeded` queued: peer, when (see [`REPORT_RETRY`]).
+    last_handshake_request: Option<(PeerId, Timestamp)>,
 }
 
 /// How long a worker waits before it repeats an `Authenticated` report about the same keypair
@@ -190,6 +193,7 @@ impl Pipeline {
             forwarding_since: None,
             outer_ip_id: cfg_ip_id,
             last_report: None,
+            last_handshake_request: None,
         }
     }
 
@@ -725,7 +729,7 @@ impl Pipeline {
             return Verdict::Drop(DropReason::NoPeer);
         };
         let Some(keypair) = route.sending.as_ref() else {
-            self.report(ToSlowPath::HandshakeNeeded { peer });
+            self.request_handshake(peer, b.now);
             return Verdict::Drop(DropReason::NoKeypair);
         };
         let Some(SocketAddr::V4(endpoint)) = route.endpoint else {
@@ -764,12 +768,12 @@ impl Pipeline {
         let sealed = match keypair.seal_in_place(b.now, &mut buf[msg_start..], len, self.cfg.mtu) {
             Ok(s) => s,
             Err(_) => {
-                self.report(ToSlowPath::HandshakeNeeded { peer });
+                self.request_handshake(peer, b.now);
                 return Verdict::Drop(DropReason::EncryptFailed);
             }
         };
         if sealed.rekey {
-            self.report(ToSlowPath::HandshakeNeeded { peer });
+            self.request_handshake(peer, b.now);
         }
         let ip_start = frame_start + ethernet::HEADER_LEN;
         self.outer_ip_id = self.outer_ip_id.wrapping_add(1);
@@ -848,6 +852,22 @@ impl Pipeline {
             }
             Err(Lane::Handshake) => Verdict::Drop(DropReason::HandshakeQueueFull),
             Err(Lane::Event) => Verdict::Drop(DropReason::SlowPathFull),
+        }
+    }
+
+    /// Asks the slow path for a handshake with `peer` (no usable sending keypair, or it is due
+    /// for a rekey). Every packet to the peer asks while the condition holds; the same request
+    /// is queued at most once per REPORT_RETRY, or a stream of replies would fill the event
+    /// lane with copies (the device sends one initiation per REKEY_TIMEOUT anyway).
+    fn request_handshake(&mut self, peer: PeerId, now: Timestamp) {
+        if self
+            .last_handshake_request
+            .is_some_and(|(p, at)| p == peer && now.since(at) < REPORT_RETRY)
+        {
+            return;
+        }
+        if self.report(ToSlowPath::HandshakeNeeded { peer }) {
+            self.last_handshake_request = Some((peer, now));
         }
     }
 
