@@ -1,7 +1,7 @@
 //! What a worker does to one frame, without any I/O: the arrows of the article's diagram.
 //!
 //! ```text
-//! wire-in ─ WireGuard UDP :listen_port ─ type 1-3 ──────────────────────────────> slow path
+//! wire-in ─ WireGuard UDP :listen_port ─ type 1-3, of its size ───> slow path (handshake lane)
 //!        │                               └ type 4: open + replay (keypair by receiver index)
 //!        │                                  -> inner source must belong to that peer
 //!        │                                  -> for the host / fragment / options -> wg0
@@ -11,6 +11,9 @@
 //!                                -> seal in place, outer Ethernet/IPv4/UDP in the headroom
 //!                                -> wire-out towards the peer's endpoint
 //! ```
+//!
+//! What only an authenticated packet can cause (key confirmation, roaming, rekey and handshake
+//! requests) and packets for the host take the slow path's other lane ([`crate::queue`]).
 //!
 //! [`Pipeline::process`] takes the whole UMEM frame and where the packet is in it, and returns
 //! a [`Verdict`]: transmit (with the packet's new place in the frame), consumed (copied to the
