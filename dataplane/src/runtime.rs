@@ -37,7 +37,7 @@ use gwconf::{self, GatewayConfig, Interfaces, LoadOptions, XdpMode};
 /// Test knob: protocol time runs this many times faster than real time, so that integration
 /// tests see rekeys and expiry in seconds against unmodified peers.
 pub const CLOCK_SPEEDUP_ENV: &str = "DATAPLANE_CLOCK_SPEEDUP";
-/// Depth of the worker -> slow path queue.
+/// Depth of each lane of the worker -> slow path queue (handshakes; events and host packets).
 const SLOW_PATH_QUEUE: usize = 1024;
 /// Depth of the slow path -> worker 0 queue of datagrams read from the listen port's socket.
 const OUTER_DATAGRAM_QUEUE: usize = 256;

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use lab::{
     is_root, DataplaneGateway, GatewayKind, GwTomlOptions, Lab, Node, Topology, GATEWAY_LAN_ADDR,
-    LISTEN_PORT, SERVER_ADDR,
+    GATEWAY_TUNNEL_ADDR, LISTEN_PORT, SERVER_ADDR,
 };
 use ops::client::request_stats;
 use ops::StatsSnapshot;
@@ -169,6 +169,10 @@ fn ping_summary(out: &str) -> (u32, u32, f64, f64) {
 }
 
 fn ping_args(count: u32) -> Vec<String> {
+    ping_args_to(count, SERVER_ADDR)
+}
+
+fn ping_args_to(count: u32, dst: Ipv4Addr) -> Vec<String> {
     [
         "ping",
         "-n",
@@ -179,7 +183,7 @@ fn ping_args(count: u32) -> Vec<String> {
         PING_INTERVAL,
         "-W",
         "1",
-        &SERVER_ADDR.to_string(),
+        &dst.to_string(),
     ]
     .map(String::from)
     .to_vec()
@@ -234,13 +238,9 @@ fn blob(len: usize) -> Vec<u8> {
         .collect()
 }
 
-#[test]
-fn handshake_flood_against_the_running_gateway() {
-    if !is_root() {
-        eprintln!("SKIPPED handshake_flood_against_the_running_gateway: needs root");
-        return;
-    }
-    let t_start = Instant::now();
+/// The one-armed lab with the dataplane gateway, restarted with a control socket of its own;
+/// the path of that socket.
+fn lab_with_control_socket() -> (Lab, std::path::PathBuf) {
     let mut dp = DataplaneGateway::new(env!("CARGO_BIN_EXE_dataplane"));
     dp.ready_timeout = Duration::from_secs(5);
     let mut lab = Lab::builder(Topology::OneArmed)
@@ -261,16 +261,21 @@ fn handshake_flood_against_the_running_gateway() {
     let uapi = lab.dir().join("run-wireguard");
     lab.start_dataplane_with_uapi_dir(dp, &uapi)
         .expect("the gateway restarts with a control socket");
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        run_flood(&mut lab, &control, t_start);
-    }));
+    (lab, control)
+}
+
+/// Runs `test` on the lab, printing the gateway's log if it fails.
+fn with_log(lab: &mut Lab, test: impl FnOnce(&mut Lab)) {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(&mut *lab)));
     if let Err(e) = result {
         eprintln!("==== gateway log ====\n{}", lab.gateway_log());
         std::panic::resume_unwind(e);
     }
 }
 
-fn run_flood(lab: &mut Lab, control: &Path, t_start: Instant) {
+/// Sets the client's configuration (a fresh session) and waits for its handshake and for the
+/// gateway's control socket.
+fn establish(lab: &mut Lab, control: &Path) {
     let client_conf = lab.dir().join("client-wg.conf");
     lab.wg(
         Node::Client,
@@ -283,9 +288,11 @@ fn run_flood(lab: &mut Lab, control: &Path, t_start: Instant) {
     while !control.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let pid = lab.gateway_pid().unwrap();
+}
 
-    // The flood's inputs: messages and sources.
+/// Writes the flood's messages and sources into the lab's directory, adding the sources'
+/// addresses to the client's `eth0`; the flooder's arguments before `count secs`.
+fn flood_inputs(lab: &mut Lab) -> Vec<String> {
     let gw_pub = PublicKey::from_base64(&lab.keys().gateway.public).unwrap();
     let msgs = lab.dir().join("flood-msgs.bin");
     std::fs::write(&msgs, flood_messages(&gw_pub)).unwrap();
@@ -300,11 +307,183 @@ fn run_flood(lab: &mut Lab, control: &Path, t_start: Instant) {
     }
     let srcs_path = lab.dir().join("flood-srcs.txt");
     std::fs::write(&srcs_path, srcs).unwrap();
+    vec![
+        "python3".into(),
+        "-c".into(),
+        FLOOD_PY.into(),
+        msgs.to_string_lossy().into_owned(),
+        srcs_path.to_string_lossy().into_owned(),
+        GATEWAY_LAN_ADDR.to_string(),
+        LISTEN_PORT.to_string(),
+    ]
+}
 
-    let msgs_s = msgs.to_string_lossy().into_owned();
-    let srcs_s = srcs_path.to_string_lossy().into_owned();
-    let dst = GATEWAY_LAN_ADDR.to_string();
-    let port = LISTEN_PORT.to_string();
+/// A worker counter or drop reason summed over the workers.
+fn worker_sum(s: &StatsSnapshot, key: &str) -> u64 {
+    s.workers
+        .iter()
+        .map(|w| {
+            w.drops
+                .get(key)
+                .or_else(|| w.counters.get(key))
+                .copied()
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+#[test]
+fn handshake_flood_against_the_running_gateway() {
+    if !is_root() {
+        eprintln!("SKIPPED handshake_flood_against_the_running_gateway: needs root");
+        return;
+    }
+    let t_start = Instant::now();
+    let (mut lab, control) = lab_with_control_socket();
+    with_log(&mut lab, |lab| run_flood(lab, &control, t_start));
+}
+
+/// Bounds of the flood [`hostile_flood_keeps_authenticated_events`] sends: long enough for a
+/// handshake under cookie mode (wireguard-go retries with the cookie after REKEY_TIMEOUT, 5 s;
+/// measured 10.6 s here) and the pings after it.
+const REKEY_FLOOD_COUNT: usize = 3_000_000;
+const REKEY_FLOOD_SECS: f64 = 20.0;
+
+/// While junk initiations flood the handshake lane, the established peer starts a new session:
+/// its handshake completes, the gateway learns the key confirmation (its replies use the new
+/// keypair, or the pings below would go unanswered), and no authenticated event or packet for
+/// the host (pings to the gateway's own tunnel address) is lost to a full queue. On the single
+/// queue of before, the flood took most of its slots (303 000 of 400 000 dropped there).
+#[test]
+fn hostile_flood_keeps_authenticated_events() {
+    if !is_root() {
+        eprintln!("SKIPPED hostile_flood_keeps_authenticated_events: needs root");
+        return;
+    }
+    let t_start = Instant::now();
+    let (mut lab, control) = lab_with_control_socket();
+    with_log(&mut lab, |lab| {
+        run_flood_with_new_session(lab, &control, t_start)
+    });
+}
+
+fn run_flood_with_new_session(lab: &mut Lab, control: &Path, t_start: Instant) {
+    establish(lab, control);
+    let mut argv = flood_inputs(lab);
+    argv.push(REKEY_FLOOD_COUNT.to_string());
+    argv.push(REKEY_FLOOD_SECS.to_string());
+    let before = stats(control);
+    let d = |now: &StatsSnapshot, k: &str| worker_sum(now, k) - worker_sum(&before, k);
+
+    let argv_s: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let mut flooder = lab
+        .spawn_background(Node::Client, "flooder", &argv_s)
+        .unwrap();
+    // Wait until the flood fills the handshake lane.
+    let t0 = Instant::now();
+    while d(&stats(control), "handshake_queue_full") == 0 {
+        assert!(flooder.exit_status().is_none(), "the flooder ended early");
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the flood never filled the handshake lane"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let lane_full_after = t0.elapsed();
+    // A new session: the client forgets its keys and handshakes again, under the flood.
+    let client_conf = lab.dir().join("client-wg.conf");
+    lab.wg(
+        Node::Client,
+        &["setconf", "wg0", &client_conf.to_string_lossy()],
+    )
+    .unwrap();
+    let hs = lab.wait_for_handshake(Duration::from_secs(15));
+    let handshake_while_flooding = flooder.exit_status().is_none();
+    // Traffic on the new session: to the gateway itself (packets for the host), and through it.
+    let mut pings = Vec::new();
+    for dst in [GATEWAY_TUNNEL_ADDR, SERVER_ADDR] {
+        let args = ping_args_to(20, dst);
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (_, out) = lab.try_exec_in(Node::Client, &argv).unwrap();
+        pings.push(ping_summary(&out));
+    }
+    let pings_while_flooding = flooder.exit_status().is_none();
+    let during = stats(control);
+    let flood_status = loop {
+        if let Some(st) = flooder.exit_status() {
+            break st;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the flooder did not finish"
+        );
+    };
+    let flood_line = flooder.log_text();
+    assert!(flood_status.success(), "flooder failed: {flood_line}");
+    let after = stats(control);
+    let sent = kv(&flood_line, "sent") as u64;
+    let elapsed = kv(&flood_line, "elapsed");
+    let (hs_full, bad_size, events_full, events_lost, to_slow) = (
+        d(&after, "handshake_queue_full"),
+        d(&after, "handshake_bad_size"),
+        d(&after, "slowpath_full"),
+        d(&after, "events_lost"),
+        d(&after, "to_slowpath"),
+    );
+    let received = slow(&after, "handshakes_received") - slow(&before, "handshakes_received");
+    let (host_tx, host_rx, host_avg, _) = pings[0];
+    let (srv_tx, srv_rx, srv_avg, _) = pings[1];
+    eprintln!(
+        "flood: {sent} initiations in {elapsed:.2}s = {:.0}/s; handshake lane full after \
+         {:.2}s; gateway: handshake_queue_full {hs_full}, handshake_bad_size {bad_size}, \
+         slowpath_full {events_full}, events_lost {events_lost}, to_slowpath {to_slow}, slow path \
+         took {received} handshakes",
+        sent as f64 / elapsed,
+        lane_full_after.as_secs_f64(),
+    );
+    eprintln!(
+        "new session under the flood: handshake {:?} (flood still running: \
+         {handshake_while_flooding}); pings to the gateway {host_rx}/{host_tx} avg {host_avg:.2} \
+         ms, to the server {srv_rx}/{srv_tx} avg {srv_avg:.2} ms (flood still running: \
+         {pings_while_flooding}); stats during: slowpath_full {}; test took {:.1}s",
+        hs.as_ref().map(|d| d.as_secs_f64()),
+        d(&during, "slowpath_full"),
+        t_start.elapsed().as_secs_f64()
+    );
+    let hs = hs.expect("a new session's handshake under the flood");
+    assert!(
+        handshake_while_flooding,
+        "the flood ended before the handshake ({hs:?}): it proves nothing"
+    );
+    assert!(
+        pings_while_flooding,
+        "the flood ended before the pings on the new session"
+    );
+    assert!(hs_full > 0, "the flood never filled the handshake lane");
+    assert_eq!(
+        events_full, 0,
+        "events or host packets dropped on a full lane"
+    );
+    assert_eq!(events_lost, 0, "authenticated event reports lost");
+    // The gateway confirmed the new keypair: it answers on it (and delivered to its host).
+    assert!(
+        host_rx * 10 >= host_tx * 8,
+        "pings to the gateway during the flood: {host_rx}/{host_tx}"
+    );
+    assert!(
+        srv_rx * 10 >= srv_tx * 8,
+        "pings through the gateway during the flood: {srv_rx}/{srv_tx}"
+    );
+    assert_eq!(lab.gateway_exit_status(), None, "the gateway died");
+}
+
+fn run_flood(lab: &mut Lab, control: &Path, t_start: Instant) {
+    let client_conf = lab.dir().join("client-wg.conf");
+    establish(lab, control);
+    let pid = lab.gateway_pid().unwrap();
+
+    let mut flood_argv = flood_inputs(lab);
 
     // Baseline: the established peer before the flood, and the gateway's memory once warm.
     let url = lab.write_server_file("flood.bin", &blob(1 << 20)).unwrap();
@@ -323,17 +502,12 @@ fn run_flood(lab: &mut Lab, control: &Path, t_start: Instant) {
     );
 
     // The flood, with pings and a download of the established peer alongside.
-    let count = FLOOD_COUNT.to_string();
-    let secs = FLOOD_SECS.to_string();
+    flood_argv.push(FLOOD_COUNT.to_string());
+    flood_argv.push(FLOOD_SECS.to_string());
+    let flood_argv: Vec<&str> = flood_argv.iter().map(String::as_str).collect();
     let t_flood = Instant::now();
     let mut flooder = lab
-        .spawn_background(
-            Node::Client,
-            "flooder",
-            &[
-                "python3", "-c", FLOOD_PY, &msgs_s, &srcs_s, &dst, &port, &count, &secs,
-            ],
-        )
+        .spawn_background(Node::Client, "flooder", &flood_argv)
         .unwrap();
     let ping_count = (FLOOD_SECS / 0.05) as u32;
     let args = ping_args(ping_count);
@@ -397,16 +571,8 @@ fn run_flood(lab: &mut Lab, control: &Path, t_start: Instant) {
         d("handshakes_dropped"),
         d("handshakes_rate_limited"),
     );
-    let queue_full: u64 = during
-        .workers
-        .iter()
-        .map(|w| w.drops.get("slowpath_full").copied().unwrap_or(0))
-        .sum::<u64>()
-        - before
-            .workers
-            .iter()
-            .map(|w| w.drops.get("slowpath_full").copied().unwrap_or(0))
-            .sum::<u64>();
+    let queue_full =
+        worker_sum(&during, "handshake_queue_full") - worker_sum(&before, "handshake_queue_full");
     eprintln!(
         "flood: {sent} initiations in {elapsed:.2}s = {:.0}/s from {} sources ({} errors); \
          gateway: received {received}, bad mac1 {bad_mac1}, cookie replies {cookies} \

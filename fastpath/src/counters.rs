@@ -100,7 +100,9 @@ reasons! {
         NoEndpoint => "no_endpoint": "Peer's endpoint is not known yet.",
         EncryptFailed => "encrypt_failed": "Sealing failed (key exhausted or expired, or packet too big).",
         TooBig => "too_big": "Packet does not fit the MTU or the frame.",
-        SlowPathFull => "slowpath_full": "The slow path's queue was full.",
+        SlowPathFull => "slowpath_full": "The slow path's lane for host packets and authenticated events was full.",
+        HandshakeQueueFull => "handshake_queue_full": "The slow path's lane for (unauthenticated) handshake messages was full: a handshake flood, or a slow path that fell behind.",
+        HandshakeBadSize => "handshake_bad_size": "A handshake message (type 1-3) of another size than its type has (148, 92 or 64 bytes).",
         TxFull => "tx_full": "No TX descriptor or frame free.",
         Handoff => "handoff": "Belongs to another worker's NAT and its handoff lane was full (or no frame was free to take it).",
         Unsupported => "unsupported": "Not an IPv4 frame (outer IPv6 is not handled by the fast path yet; the XDP program passes VLAN-tagged frames to the kernel).",
@@ -242,6 +244,7 @@ worker_counters! {
     encrypted: Counter, Series::Packets("encrypted"), "Packets sealed towards a peer.";
     keepalives: Counter, Series::Packets("keepalive"), "Transport messages opened that were keepalives (empty).";
     to_slowpath: Counter, Series::Packets("to_slowpath"), "Messages queued to the slow path (handshakes, packets for the host).";
+    events_lost: Counter, Series::Own("dataplane_slowpath_events_lost_total"), "Reports of authenticated events (key confirmation, roaming, rekey and handshake requests) the slow path's event lane had no room for; each is reported again by a later packet.";
     handed_off: Counter, Series::Packets("handed_off"), "Packets this worker received but another worker's NAT owns, copied to that worker.";
     handed_in: Counter, Series::Packets("handed_in"), "Packets other workers handed to this one.";
     csum_completed: Counter, Series::Packets("csum_completed"), "TCP/UDP checksums completed: the sender left only the pseudo-header sum (tx checksum offload).";

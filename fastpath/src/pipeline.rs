@@ -1,7 +1,7 @@
 //! What a worker does to one frame, without any I/O: the arrows of the article's diagram.
 //!
 //! ```text
-//! wire-in ─ WireGuard UDP :listen_port ─ type 1-3 ──────────────────────────────> slow path
+//! wire-in ─ WireGuard UDP :listen_port ─ type 1-3, of its size ───> slow path (handshake lane)
 //!        │                               └ type 4: open + replay (keypair by receiver index)
 //!        │                                  -> inner source must belong to that peer
 //!        │                                  -> for the host / fragment / options -> wg0
@@ -11,6 +11,9 @@
 //!                                -> seal in place, outer Ethernet/IPv4/UDP in the headroom
 //!                                -> wire-out towards the peer's endpoint
 //! ```
+//!
+//! What only an authenticated packet can cause (key confirmation, roaming, rekey and handshake
+//! requests) and packets for the host take the slow path's other lane ([`crate::queue`]).
 //!
 //! [`Pipeline::process`] takes the whole UMEM frame and where the packet is in it, and returns
 //! a [`Verdict`]: transmit (with the packet's new place in the frame), consumed (copied to the
@@ -28,10 +31,11 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::queue::{HandshakeDatagram, HostPacket, SlowPathSender, ToSlowPath};
+use crate::queue::{HandshakeDatagram, HostPacket, Lane, SlowPathSender, ToSlowPath};
 use crate::tables::Tables;
 use nat::{Conntrack, Inbound, NatError, Outbound};
 use wgproto::keypair::sealed_len;
+use wgproto::peer::PeerId;
 use wgproto::time::Timestamp;
 
 use crate::icmp::{icmp_error, IcmpError};
@@ -45,7 +49,8 @@ use crate::route::{NextHop, NextHopReader, Resolution, RouteSnapshot};
 use wire::ethernet::{self, ETHERTYPE_IPV4};
 use wire::ipv4::{self, Ttl};
 use wire::wireguard::{
-    MSG_COOKIE_REPLY, MSG_INITIATION, MSG_RESPONSE, MSG_TRANSPORT, TRANSPORT_HEADER_LEN,
+    handshake_len, MSG_COOKIE_REPLY, MSG_INITIATION, MSG_RESPONSE, MSG_TRANSPORT,
+    TRANSPORT_HEADER_LEN,
 };
 use wire::{icmp, ipv6, udp};
 
@@ -145,7 +150,16 @@ pub struct Pipeline {
     outer_ip_id: u16,
     /// How many ICMP errors this worker may still originate.
     icmp_limit: IcmpRateLimiter,
+    /// The last `Authenticated` report queued: keypair, source, when (see [`REPORT_RETRY`]).
+    last_report: Option<(u32, SocketAddr, Timestamp)>,
+    /// The last `HandshakeNeeded` queued: peer, when (see [`REPORT_RETRY`]).
+    last_handshake_request: Option<(PeerId, Timestamp)>,
 }
+
+/// How long a worker waits before it repeats an `Authenticated` report about the same keypair
+/// and source: far longer than the slow path takes to act on one, far shorter than anything
+/// the protocol waits for (a responder sends on its previous keypair meanwhile).
+pub const REPORT_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Decrements the TTL of the IPv4 packet `p` (RFC 1812 §5.3.1); false when it ran out (or `p`
 /// is not a whole IPv4 packet).
@@ -186,6 +200,8 @@ impl Pipeline {
             outer_ip_id: cfg_ip_id,
             // Full buckets: the first clock reading only adds to them up to their cap.
             icmp_limit: IcmpRateLimiter::new(0),
+            last_report: None,
+            last_handshake_request: None,
         }
     }
 
@@ -354,9 +370,14 @@ impl Pipeline {
         };
         match kind {
             MSG_INITIATION | MSG_RESPONSE | MSG_COOKIE_REPLY => {
+                // Each handshake message has one size: anything else is junk, dropped here
+                // rather than taking a slot of the slow path's handshake lane.
+                if handshake_len(kind) != Some(msg.len()) {
+                    return Verdict::Drop(DropReason::HandshakeBadSize);
+                }
                 return match HandshakeDatagram::new(src, &buf[msg]) {
                     Some(d) => self.queue_for_slow_path(ToSlowPath::Handshake(d)),
-                    None => Verdict::Drop(DropReason::Malformed),
+                    None => Verdict::Drop(DropReason::HandshakeBadSize),
                 };
             }
             MSG_TRANSPORT => {}
@@ -382,16 +403,29 @@ impl Pipeline {
         if let Some(r) = route {
             r.stats.note_rx(msg_len, keepalive);
         }
-        if opened.first_on_keypair || opened.rekey || route.and_then(|r| r.endpoint) != Some(src) {
-            // Key confirmation, roaming and rekeying are the slow path's; a full queue only
-            // delays them to the next packet.
-            self.slow.try_send(ToSlowPath::Authenticated {
-                peer,
-                index: receiver,
-                src,
-                keepalive,
-                rekey: opened.rekey,
-            });
+        if opened.unreported || opened.rekey || route.and_then(|r| r.endpoint) != Some(src) {
+            // Key confirmation, roaming and rekeying are the slow path's, and each condition
+            // holds until the slow path acted on it, so a report lost on a full lane is sent
+            // again by a later packet. Not by every one: the same report is repeated at most
+            // once per REPORT_RETRY, so a fast stream does not fill the lane with copies while
+            // the slow path gets to the first.
+            let due = match self.last_report {
+                Some((index, from, at)) => {
+                    index != receiver || from != src || b.now.since(at) >= REPORT_RETRY
+                }
+                None => true,
+            };
+            if due
+                && self.report(ToSlowPath::Authenticated {
+                    peer,
+                    index: receiver,
+                    src,
+                    keepalive,
+                    rekey: opened.rekey,
+                })
+            {
+                self.last_report = Some((receiver, src, b.now));
+            }
         }
         if b.routes.resolution(src.ip()).is_none() {
             // Replies will go back to this endpoint: have its next hop ready before they do.
@@ -733,7 +767,7 @@ impl Pipeline {
             return Verdict::Drop(DropReason::NoPeer);
         };
         let Some(keypair) = route.sending.as_ref() else {
-            self.slow.try_send(ToSlowPath::HandshakeNeeded { peer });
+            self.request_handshake(peer, b.now);
             return Verdict::Drop(DropReason::NoKeypair);
         };
         let Some(SocketAddr::V4(endpoint)) = route.endpoint else {
@@ -772,12 +806,12 @@ impl Pipeline {
         let sealed = match keypair.seal_in_place(b.now, &mut buf[msg_start..], len, self.cfg.mtu) {
             Ok(s) => s,
             Err(_) => {
-                self.slow.try_send(ToSlowPath::HandshakeNeeded { peer });
+                self.request_handshake(peer, b.now);
                 return Verdict::Drop(DropReason::EncryptFailed);
             }
         };
         if sealed.rekey {
-            self.slow.try_send(ToSlowPath::HandshakeNeeded { peer });
+            self.request_handshake(peer, b.now);
         }
         let ip_start = frame_start + ethernet::HEADER_LEN;
         self.outer_ip_id = self.outer_ip_id.wrapping_add(1);
@@ -847,12 +881,42 @@ impl Pipeline {
         }
     }
 
+    /// Hands a frame's content to the slow path; a full lane drops the frame, counted by lane.
     fn queue_for_slow_path(&mut self, msg: ToSlowPath) -> Verdict {
-        if self.slow.try_send(msg) {
-            WorkerCounters::add(&self.counters.to_slowpath, 1);
-            Verdict::Consumed
-        } else {
-            Verdict::Drop(DropReason::SlowPathFull)
+        match self.slow.try_send(msg) {
+            Ok(()) => {
+                WorkerCounters::add(&self.counters.to_slowpath, 1);
+                Verdict::Consumed
+            }
+            Err(Lane::Handshake) => Verdict::Drop(DropReason::HandshakeQueueFull),
+            Err(Lane::Event) => Verdict::Drop(DropReason::SlowPathFull),
         }
+    }
+
+    /// Asks the slow path for a handshake with `peer` (no usable sending keypair, or it is due
+    /// for a rekey). Every packet to the peer asks while the condition holds; the same request
+    /// is queued at most once per REPORT_RETRY, or a stream of replies would fill the event
+    /// lane with copies (the device sends one initiation per REKEY_TIMEOUT anyway).
+    fn request_handshake(&mut self, peer: PeerId, now: Timestamp) {
+        if self
+            .last_handshake_request
+            .is_some_and(|(p, at)| p == peer && now.since(at) < REPORT_RETRY)
+        {
+            return;
+        }
+        if self.report(ToSlowPath::HandshakeNeeded { peer }) {
+            self.last_handshake_request = Some((peer, now));
+        }
+    }
+
+    /// Tells the slow path about an event (the frame goes on regardless); whether it was
+    /// queued. A full event lane loses the report, counted in `events_lost`; the next packet
+    /// that gives rise to the same event reports it again.
+    fn report(&mut self, event: ToSlowPath) -> bool {
+        let queued = self.slow.try_send(event).is_ok();
+        if !queued {
+            WorkerCounters::add(&self.counters.events_lost, 1);
+        }
+        queued
     }
 }

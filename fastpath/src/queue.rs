@@ -1,20 +1,27 @@
-//! The bounded queue from the fast-path workers to the slow path, and the clock both share.
+//! The bounded queues from the fast-path workers to the slow path, and the clock both share.
 //!
-//! Workers never block on the slow path: they `try_send` and count a drop when the queue is
-//! full. Every message is a fixed-size value, so the channel's preallocated slots are the only
-//! memory the exception path uses; nothing is allocated per packet. The queue depth is tracked
-//! so that the handshake code knows when it is under load (whitepaper §5.3: cookie replies
-//! instead of Diffie-Hellman work).
+//! Two lanes, so that what anyone on the Internet can send cannot crowd out what only a peer
+//! can (the kernel's module keeps handshakes on a queue of their own for the same reason):
+//! - the handshake lane: unauthenticated handshake datagrams (types 1-3), any sender;
+//! - the event lane: what the workers learned from authenticated packets (key confirmation,
+//!   roaming, rekey requests) and decrypted packets for the host.
+//!
+//! Workers never block on the slow path: they `try_send` and count a drop, by lane, when the
+//! lane is full. Every message is a fixed-size value, so the channels' preallocated slots are
+//! the only memory the exception path uses; nothing is allocated per packet. The slow path
+//! takes from both lanes in turn, the event lane first ([`SlowPathReceiver::recv_timeout`]),
+//! so a handshake flood costs an authenticated event at most one handshake's wait. The
+//! handshake lane's depth tells the handshake code when it is under load (whitepaper §5.3:
+//! cookie replies instead of Diffie-Hellman work).
 
+use std::cell::Cell;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use wgproto::constants::INITIATION_LEN;
+use crossbeam_channel::{Receiver, Sender};
 use wgproto::peer::PeerId;
 use wgproto::time::Timestamp;
+use wire::wireguard::INITIATION_LEN;
 
 /// The largest decrypted packet the slow path accepts for the host (wg0). Larger ones are
 /// dropped and counted by the worker.
@@ -93,78 +100,131 @@ pub enum ToSlowPath {
     },
 }
 
-/// The workers' end of the queue. Cheap to clone, one per worker.
-#[derive(Clone)]
-pub struct SlowPathSender {
-    tx: SyncSender<ToSlowPath>,
-    depth: Arc<AtomicUsize>,
+/// Which of the two lanes a message travels in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// Unauthenticated handshake datagrams.
+    Handshake,
+    /// Authenticated events and packets for the host.
+    Event,
 }
 
-impl SlowPathSender {
-    /// Messages waiting in the queue now (handshakes, host packets, events).
-    pub fn depth(&self) -> usize {
-        self.depth.load(Ordering::Relaxed)
-    }
-
-    /// Queues `msg` without blocking; `false` if the queue is full (the caller counts a drop).
-    pub fn try_send(&self, msg: ToSlowPath) -> bool {
-        // Counted before the send: the receiver may take the message before this thread runs
-        // again, and its decrement must never find the counter at zero.
-        self.depth.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(msg) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.depth.fetch_sub(1, Ordering::Relaxed);
-                false
-            }
+impl ToSlowPath {
+    pub fn lane(&self) -> Lane {
+        match self {
+            ToSlowPath::Handshake(_) => Lane::Handshake,
+            _ => Lane::Event,
         }
     }
 }
 
-/// The slow path's end of the queue.
+/// The workers' end of the queues. Cheap to clone, one per worker.
+#[derive(Clone)]
+pub struct SlowPathSender {
+    handshakes: Sender<HandshakeDatagram>,
+    events: Sender<ToSlowPath>,
+}
+
+impl SlowPathSender {
+    /// Handshake datagrams waiting now (the `handshake_queue_depth` of stats and metrics).
+    pub fn depth(&self) -> usize {
+        self.handshakes.len()
+    }
+
+    /// Events and host packets waiting now.
+    pub fn events_depth(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Queues `msg` in its lane without blocking; `Err(lane)` if that lane is full (or the
+    /// slow path is gone, at shutdown): the caller counts a drop for it.
+    pub fn try_send(&self, msg: ToSlowPath) -> Result<(), Lane> {
+        let lane = msg.lane();
+        let sent = match msg {
+            ToSlowPath::Handshake(d) => self.handshakes.try_send(d).is_ok(),
+            other => self.events.try_send(other).is_ok(),
+        };
+        if sent {
+            Ok(())
+        } else {
+            Err(lane)
+        }
+    }
+}
+
+/// The slow path's end of the queues.
 pub struct SlowPathReceiver {
-    rx: Receiver<ToSlowPath>,
-    depth: Arc<AtomicUsize>,
+    handshakes: Receiver<HandshakeDatagram>,
+    events: Receiver<ToSlowPath>,
     capacity: usize,
+    /// Whose turn it is when both lanes have messages: the handshake lane's after an event was
+    /// taken, so neither lane starves the other.
+    handshake_turn: Cell<bool>,
 }
 
 impl SlowPathReceiver {
     /// Waits up to `timeout` for a message; `None` on timeout or when every sender is gone.
+    /// When both lanes hold messages they are taken in turn, an event first: events are few
+    /// and cheap, and a flood of handshakes must not delay them by more than one handshake.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<ToSlowPath> {
-        match self.rx.recv_timeout(timeout) {
-            Ok(m) => {
-                self.depth.fetch_sub(1, Ordering::Relaxed);
-                Some(m)
-            }
-            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => None,
+        if let Some(m) = self.try_recv() {
+            return Some(m);
         }
+        if timeout.is_zero() {
+            return None;
+        }
+        let m = crossbeam_channel::select_biased! {
+            recv(self.events) -> m => m.ok(),
+            recv(self.handshakes) -> m => m.ok().map(ToSlowPath::Handshake),
+            default(timeout) => None,
+        };
+        self.took(m)
     }
 
-    /// Messages waiting now.
+    fn try_recv(&self) -> Option<ToSlowPath> {
+        let event = || self.events.try_recv().ok();
+        let handshake = || self.handshakes.try_recv().ok().map(ToSlowPath::Handshake);
+        let m = if self.handshake_turn.get() {
+            handshake().or_else(event)
+        } else {
+            event().or_else(handshake)
+        };
+        self.took(m)
+    }
+
+    fn took(&self, m: Option<ToSlowPath>) -> Option<ToSlowPath> {
+        if let Some(m) = &m {
+            self.handshake_turn.set(m.lane() == Lane::Event);
+        }
+        m
+    }
+
+    /// Handshake datagrams waiting now.
     pub fn depth(&self) -> usize {
-        self.depth.load(Ordering::Relaxed)
+        self.handshakes.len()
     }
 
-    /// Under load when the queue is more than an eighth full: the point at which the reference
-    /// implementations switch handshakes to cookie mode.
+    /// Under load when the handshake lane is more than an eighth full: the point at which the
+    /// reference implementations switch handshakes to cookie mode.
     pub fn under_load(&self) -> bool {
         self.depth().saturating_mul(8) >= self.capacity
     }
 }
 
-/// A bounded queue of `capacity` messages.
+/// Two bounded lanes of `capacity` messages each.
 pub fn slow_path_queue(capacity: usize) -> (SlowPathSender, SlowPathReceiver) {
-    let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
-    let depth = Arc::new(AtomicUsize::new(0));
+    let (htx, hrx) = crossbeam_channel::bounded(capacity);
+    let (etx, erx) = crossbeam_channel::bounded(capacity);
     (
         SlowPathSender {
-            tx,
-            depth: depth.clone(),
+            handshakes: htx,
+            events: etx,
         },
         SlowPathReceiver {
-            rx,
-            depth,
+            handshakes: hrx,
+            events: erx,
             capacity,
+            handshake_turn: Cell::new(false),
         },
     )
 }
@@ -221,24 +281,65 @@ impl Clock {
 mod tests {
     use super::*;
 
+    fn handshake(src: SocketAddr) -> ToSlowPath {
+        ToSlowPath::Handshake(HandshakeDatagram::new(src, &[1; 148]).unwrap())
+    }
+
     #[test]
     fn full_queue_refuses_without_blocking_and_tracks_load() {
         let (tx, rx) = slow_path_queue(8);
         let src: SocketAddr = "192.0.2.1:51820".parse().unwrap();
         for _ in 0..8 {
-            assert!(tx.try_send(ToSlowPath::Handshake(
-                HandshakeDatagram::new(src, &[1; 148]).unwrap()
-            )));
+            assert_eq!(tx.try_send(handshake(src)), Ok(()));
         }
-        assert!(!tx.try_send(ToSlowPath::HandshakeNeeded {
-            peer: PeerId::new(1)
-        }));
+        assert_eq!(tx.try_send(handshake(src)), Err(Lane::Handshake));
         assert!(rx.under_load());
         let Some(ToSlowPath::Handshake(h)) = rx.recv_timeout(Duration::from_millis(10)) else {
             panic!("expected the first handshake back");
         };
         assert_eq!(h.bytes().len(), 148);
         assert_eq!(rx.depth(), 7);
+    }
+
+    /// Fails on a single shared queue: the flood of handshakes took every slot.
+    #[test]
+    fn a_full_handshake_lane_leaves_room_for_authenticated_events() {
+        let (tx, rx) = slow_path_queue(8);
+        let src: SocketAddr = "192.0.2.1:51820".parse().unwrap();
+        while tx.try_send(handshake(src)).is_ok() {}
+        let peer = PeerId::new(1);
+        for _ in 0..8 {
+            assert_eq!(tx.try_send(ToSlowPath::HandshakeNeeded { peer }), Ok(()));
+        }
+        assert_eq!(
+            tx.try_send(ToSlowPath::HandshakeNeeded { peer }),
+            Err(Lane::Event)
+        );
+        assert_eq!((tx.depth(), tx.events_depth()), (8, 8));
+        // Both lanes full: taken in turn, an event first, so no lane starves.
+        let lanes: Vec<Lane> = (0..6)
+            .map(|_| rx.recv_timeout(Duration::ZERO).unwrap().lane())
+            .collect();
+        use Lane::{Event as E, Handshake as H};
+        assert_eq!(lanes, [E, H, E, H, E, H]);
+        // An empty lane does not hold the other back.
+        while rx.recv_timeout(Duration::ZERO).is_some() {}
+        assert_eq!(tx.try_send(handshake(src)), Ok(()));
+        assert_eq!(rx.recv_timeout(Duration::ZERO).map(|m| m.lane()), Some(H));
+        assert!(rx.recv_timeout(Duration::from_millis(1)).is_none());
+    }
+
+    #[test]
+    fn a_blocked_receiver_wakes_for_either_lane() {
+        let (tx, rx) = slow_path_queue(8);
+        let t = std::thread::spawn(move || {
+            tx.try_send(ToSlowPath::HandshakeNeeded {
+                peer: PeerId::new(2),
+            })
+        });
+        let m = rx.recv_timeout(Duration::from_secs(30));
+        assert_eq!(t.join().unwrap(), Ok(()));
+        assert!(matches!(m, Some(ToSlowPath::HandshakeNeeded { .. })));
     }
 
     #[test]

@@ -124,3 +124,33 @@ fn more_flows_than_the_table_holds_are_refused_counted_and_recovered() {
         assert_eq!(reply(&mut gw, at(now), mapped[&s]), Ok(s));
     }
 }
+
+/// Fails when every reply asked for a handshake: while the peer has no sending keypair, a
+/// stream of replies queued one `HandshakeNeeded` each and filled the event lane.
+#[test]
+fn replies_without_a_keypair_ask_for_a_handshake_once_per_retry_interval() {
+    use fastpath::queue::ToSlowPath;
+    let mut gw = Gateway::new(GatewayOptions::default());
+    let ext = outbound(&mut gw, at(0.0), 10_000).expect("forwarded");
+    gw.drain_slow_path();
+    gw.tables.peers.get_mut(&PEER).unwrap().sending = None;
+    let requests = |msgs: Vec<ToSlowPath>| {
+        msgs.iter()
+            .filter(|m| matches!(m, ToSlowPath::HandshakeNeeded { .. }))
+            .count()
+    };
+    for i in 0..1000 {
+        let now = at(0.1 + f64::from(i) * 1e-6);
+        assert_eq!(reply(&mut gw, now, ext), Err(DropReason::NoKeypair));
+    }
+    assert_eq!(requests(gw.drain_slow_path()), 1);
+    let later = 0.1 + fastpath::pipeline::REPORT_RETRY.as_secs_f64();
+    assert_eq!(reply(&mut gw, at(later), ext), Err(DropReason::NoKeypair));
+    assert_eq!(requests(gw.drain_slow_path()), 1);
+    let lost = gw
+        .pipeline
+        .counters()
+        .events_lost
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(lost, 0);
+}

@@ -303,3 +303,119 @@ fn garbage_frames_are_counted_by_reason_without_panicking() {
     assert_eq!(gw.opened(), 0, "drops: {:?}", gw.drops);
     assert_eq!(deliver(&mut gw, &genuine, 1), Some(0));
 }
+
+/// A handshake message of type `kind` and `len` bytes from `from`, to the listen port.
+fn handshake_frame(kind: u8, len: usize, from: SocketAddrV4) -> Frame {
+    let mut msg = vec![0xa5u8; len];
+    msg[..4].copy_from_slice(&[kind, 0, 0, 0]);
+    udp_frame(from, SocketAddrV4::new(GW_ADDR, LISTEN_PORT), &msg)
+}
+
+/// Fails before the size check: every type 1-3 datagram of at most 148 bytes was queued.
+#[test]
+fn handshake_messages_of_the_wrong_size_never_reach_the_slow_path() {
+    let mut gw = Gateway::new(GatewayOptions::default());
+    let wrong = [
+        (1, 147),
+        (1, 92),
+        (1, 64),
+        (1, 4),
+        (2, 148),
+        (2, 91),
+        (2, 93),
+        (3, 148),
+        (3, 63),
+        (3, 65),
+        (1, 149),
+        (1, 1400),
+    ];
+    for (kind, len) in wrong {
+        let mut f = handshake_frame(kind, len, ATTACKER_EP);
+        let v = gw.process(at(1), &mut f.buf, f.len);
+        assert_eq!(
+            v,
+            Verdict::Drop(DropReason::HandshakeBadSize),
+            "type {kind}, {len} bytes"
+        );
+    }
+    assert!(gw.drain_slow_path().is_empty());
+    for (kind, len) in [(1, 148), (2, 92), (3, 64)] {
+        let mut f = handshake_frame(kind, len, ATTACKER_EP);
+        assert_eq!(gw.process(at(1), &mut f.buf, f.len), Verdict::Consumed);
+    }
+    let lens: Vec<usize> = gw
+        .drain_slow_path()
+        .iter()
+        .map(|m| match m {
+            ToSlowPath::Handshake(d) => d.bytes().len(),
+            _ => panic!("only handshakes were sent"),
+        })
+        .collect();
+    assert_eq!(lens, [148, 92, 64]);
+    assert_eq!(gw.dropped(DropReason::HandshakeBadSize), wrong.len() as u64);
+}
+
+/// Fails on the single shared queue: the flood filled it and the key confirmation of the first
+/// transport packet was lost (and, reported once, never sent again).
+#[test]
+fn a_handshake_flood_does_not_crowd_out_authenticated_events() {
+    let mut gw = Gateway::new(GatewayOptions::default());
+    let slots = GatewayOptions::default().slow_queue;
+    for _ in 0..slots * 4 {
+        let mut f = handshake_frame(1, 148, ATTACKER_EP);
+        gw.process(at(1), &mut f.buf, f.len);
+    }
+    assert_eq!(gw.dropped(DropReason::HandshakeQueueFull), 3 * slots as u64);
+    // The client's first transport packet: its key confirmation must reach the slow path.
+    let first = gw.seal_from_client(at(1), &client_udp(5000, &0u32.to_be_bytes()), CLIENT_EP);
+    assert_eq!(deliver(&mut gw, &first, 2), Some(0));
+    let msgs = gw.drain_slow_path();
+    assert_eq!(
+        authenticated(&msgs),
+        vec![(GW_INDEX, SocketAddr::V4(CLIENT_EP))]
+    );
+    assert_eq!(gw.dropped(DropReason::SlowPathFull), 0);
+    let c = gw.pipeline.counters();
+    assert_eq!(c.events_lost.load(std::sync::atomic::Ordering::Relaxed), 0);
+}
+
+/// Fails on the old pipeline, which reported only the very first packet on a keypair: with that
+/// report lost on a full lane, the second packet said nothing and the slow path never learned
+/// of the key confirmation.
+#[test]
+fn a_lost_key_confirmation_is_reported_again_until_the_slow_path_notes_it() {
+    let mut gw = Gateway::new(GatewayOptions::default());
+    let slots = GatewayOptions::default().slow_queue;
+    // The event lane full of packets for the host (LAN traffic to the gateway's own address).
+    for i in 0..slots {
+        let ip = ipv4_udp(SERVER, GW_ADDR, 40000 + i as u16, 22, b"host", 64);
+        let mut f = lan_frame(&ip);
+        assert_eq!(gw.process(at(1), &mut f.buf, f.len), Verdict::Consumed);
+    }
+    let frames = capture(&gw, 5);
+    let counters = gw.pipeline.counters().clone();
+    let lost = || {
+        counters
+            .events_lost
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    // The first packet is forwarded, its report lost (and counted).
+    assert_eq!(deliver(&mut gw, &frames[0], 1), Some(0));
+    assert_eq!(lost(), 1);
+    assert!(authenticated(&gw.drain_slow_path()).is_empty());
+    // The next packet reports it again.
+    let expected = vec![(GW_INDEX, SocketAddr::V4(CLIENT_EP))];
+    assert_eq!(deliver(&mut gw, &frames[1], 2), Some(1));
+    assert_eq!(authenticated(&gw.drain_slow_path()), expected);
+    // Not every packet while the slow path gets to it: once per REPORT_RETRY.
+    assert_eq!(deliver(&mut gw, &frames[2], 3), Some(2));
+    assert!(gw.drain_slow_path().is_empty());
+    let retry = fastpath::pipeline::REPORT_RETRY.as_millis() as u64;
+    assert_eq!(deliver(&mut gw, &frames[3], 2 + retry), Some(3));
+    assert_eq!(authenticated(&gw.drain_slow_path()), expected);
+    // Once the slow path noted it (Device::note_data_received), no more reports.
+    gw.tables.receivers[&GW_INDEX].note_receipt();
+    assert_eq!(deliver(&mut gw, &frames[4], 10 * retry), Some(4));
+    assert!(gw.drain_slow_path().is_empty());
+    assert_eq!(lost(), 1);
+}

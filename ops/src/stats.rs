@@ -34,7 +34,8 @@ pub struct StatsSnapshot {
     /// Slow-path counters by name (handshakes, cookie replies, wg0 traffic, send errors), and
     /// its health gauges ([`SLOW_PATH_GAUGES`]: stalled 0/1, heartbeat age, cookie mode 0/1).
     pub slow_path: BTreeMap<String, u64>,
-    /// Messages waiting in the worker -> slow path queue; `None` when not exported.
+    /// Handshake messages waiting in the workers' handshake lane to the slow path; `None`
+    /// when not exported.
     pub handshake_queue_depth: Option<u64>,
     pub xdp: Vec<XdpStats>,
     pub peers: Vec<PeerStats>,
@@ -231,7 +232,7 @@ pub struct GatewayStats {
     /// One per attached program, or the interface and why its counters cannot be read.
     pub xdp: Vec<Result<Box<dyn XdpCountersSource>, (String, String)>>,
     pub names: PeerNames,
-    /// The workers' end of the slow-path queue, read for its depth.
+    /// The workers' end of the slow-path queue, read for its handshake lane's depth.
     pub queue: fastpath::queue::SlowPathSender,
 }
 

@@ -381,7 +381,7 @@ fn handshake_flood_cookie_mode_rate_limit_and_recovery() {
                 m[..4].copy_from_slice(&[1, 0, 0, 0]);
                 st.add_macs(&mut m, now).unwrap();
                 let d = HandshakeDatagram::new(src, &m).unwrap();
-                if tx.try_send(ToSlowPath::Handshake(d)) && m[132..] != [0u8; 16] {
+                if tx.try_send(ToSlowPath::Handshake(d)).is_ok() && m[132..] != [0u8; 16] {
                     attacker_mac2_sent += 1;
                 }
             }
@@ -400,9 +400,12 @@ fn handshake_flood_cookie_mode_rate_limit_and_recovery() {
                 } else {
                     m[5] &= !1;
                 }
-                if !tx.try_send(ToSlowPath::Handshake(
-                    HandshakeDatagram::new(flood_src(i), &m).unwrap(),
-                )) {
+                if tx
+                    .try_send(ToSlowPath::Handshake(
+                        HandshakeDatagram::new(flood_src(i), &m).unwrap(),
+                    ))
+                    .is_err()
+                {
                     tally.queue_full += 1;
                 }
             }

@@ -569,8 +569,9 @@ impl Device {
 
     /// A worker accepted a transport message for `peer` on keypair `index` from `src`
     /// (`keepalive`: empty plaintext). Workers may coalesce these, e.g. one per peer per batch,
-    /// but must report the first packet on a keypair ([`crate::keypair::Opened::first_on_keypair`])
-    /// promptly: it confirms a responder's session.
+    /// but must report packets on a keypair not yet noted
+    /// ([`crate::keypair::Opened::unreported`]) promptly: the first confirms a responder's
+    /// session. The keypair is marked noted here, which ends those reports.
     pub fn note_data_received(
         &mut self,
         now: Timestamp,
@@ -586,6 +587,9 @@ impl Device {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
+        if let Some(k) = p.keypairs.find(index) {
+            k.note_receipt();
+        }
         if let Some((current, evicted)) = p.keypairs.confirm(index) {
             p.timers.handshake_complete();
             self.retire_evicted(peer, [evicted, None]);

@@ -47,9 +47,13 @@ pub struct Opened {
     /// keepalive.
     pub plaintext: Range<usize>,
     pub counter: u64,
-    /// True for the first packet ever accepted on this keypair: the key confirmation the slow
-    /// path waits for before a responder may send with it (§5.4.5).
-    pub first_on_keypair: bool,
+    /// True until the device has been told of a packet received on this keypair
+    /// ([`Keypair::note_receipt`], called from `Device::note_data_received`): the key
+    /// confirmation a responder waits for before it may send with the keypair (§5.4.5). It
+    /// stays true for every packet until the report got through, not only for the first: a
+    /// report lost on a full queue would otherwise leave the keypair unconfirmed until it
+    /// expires.
+    pub unreported: bool,
     /// §6.2: an initiator receiving on a keypair older than REJECT_AFTER_TIME - KEEPALIVE_TIMEOUT
     /// - REKEY_TIMEOUT should start a handshake before the keypair dies.
     pub rekey: bool,
@@ -146,7 +150,10 @@ pub struct Keypair {
     receiving_key: Zeroizing<[u8; KEY_LEN]>,
     next_send_counter: CacheLine<AtomicU64>,
     replay: CacheLine<Mutex<ReplayWindow>>,
-    received_any: AtomicBool,
+    /// Set once by the slow path, read by the workers on every open: it shares the line of the
+    /// read-only fields, which is fine for a flag written once (a per-packet write there would
+    /// not be).
+    receipt_noted: AtomicBool,
     retired: AtomicBool,
 }
 
@@ -175,7 +182,7 @@ impl Keypair {
             receiving_key: Zeroizing::new(keys.receiving_key),
             next_send_counter: CacheLine(AtomicU64::new(0)),
             replay: CacheLine(Mutex::new(ReplayWindow::new())),
-            received_any: AtomicBool::new(false),
+            receipt_noted: AtomicBool::new(false),
             retired: AtomicBool::new(false),
         }
     }
@@ -207,9 +214,18 @@ impl Keypair {
         self.next_send_counter.0.load(Ordering::Relaxed)
     }
 
-    /// Whether any message was accepted on this keypair (key confirmation happened).
+    /// Whether the device was told of a message accepted on this keypair (key confirmation
+    /// happened).
     pub fn has_received(&self) -> bool {
-        self.received_any.load(Ordering::Relaxed)
+        self.receipt_noted.load(Ordering::Relaxed)
+    }
+
+    /// The device learned that a message was accepted on this keypair: workers stop reporting
+    /// its packets as [`Opened::unreported`].
+    pub fn note_receipt(&self) {
+        if !self.receipt_noted.load(Ordering::Relaxed) {
+            self.receipt_noted.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Marks the keypair dead: workers still holding an `Arc` to it refuse to use it. The slow
@@ -305,12 +321,13 @@ impl Keypair {
             .unwrap_or_else(|e| e.into_inner())
             .check_and_mark(counter)
             .map_err(OpenError::Replay)?;
-        let first_on_keypair = !self.received_any.swap(true, Ordering::Relaxed);
+        // A load, not a swap: no write to a line every worker reads, per packet.
+        let unreported = !self.receipt_noted.load(Ordering::Relaxed);
         let rekey = self.is_initiator && now.since(self.created) >= REKEY_ON_RECEIVE_AFTER_TIME;
         Ok(Opened {
             plaintext: TRANSPORT_HEADER_LEN..end,
             counter,
-            first_on_keypair,
+            unreported,
             rekey,
         })
     }
@@ -397,11 +414,17 @@ mod tests {
         assert_eq!(m0[8..16], 0u64.to_le_bytes());
         assert_eq!(m1[8..16], 1u64.to_le_bytes());
         let first = b.open_in_place(t0, &mut m1.clone()).unwrap();
-        assert!(first.first_on_keypair);
-        assert!(
-            !b.open_in_place(t0, &mut m0.clone())
-                .unwrap()
-                .first_on_keypair
+        assert!(first.unreported);
+        // Until the device notes the receipt, every packet says so (a lost report is retried).
+        let mut m0b = m0.clone();
+        assert!(b.open_in_place(t0, &mut m0b).unwrap().unreported);
+        b.note_receipt();
+        assert!(b.has_received());
+        let m3 = seal(&a, t0, b"three", 1420).unwrap();
+        assert!(!b.open_in_place(t0, &mut m3.clone()).unwrap().unreported);
+        assert_eq!(
+            b.open_in_place(t0, &mut m0.clone()),
+            Err(OpenError::Replay(ReplayError::Duplicate))
         );
         assert_eq!(
             b.open_in_place(t0, &mut m1.clone()),

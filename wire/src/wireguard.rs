@@ -24,6 +24,17 @@ pub const AEAD_TAG_LEN: usize = 16;
 /// Smallest transport message: header + tag (an empty keepalive).
 pub const TRANSPORT_MIN_LEN: usize = TRANSPORT_HEADER_LEN + AEAD_TAG_LEN;
 
+/// The one size a handshake message of type `kind` has; `None` for other types. A handshake
+/// datagram of any other length is not one (the kernel's `prepare_skb_header` checks the same).
+pub const fn handshake_len(kind: u8) -> Option<usize> {
+    match kind {
+        MSG_INITIATION => Some(INITIATION_LEN),
+        MSG_RESPONSE => Some(RESPONSE_LEN),
+        MSG_COOKIE_REPLY => Some(COOKIE_REPLY_LEN),
+        _ => None,
+    }
+}
+
 /// Byte ranges of the transport message's fields; `TYPE` and `RESERVED` are common to all
 /// messages.
 pub mod field {
@@ -139,6 +150,15 @@ mod tests {
         assert_eq!(p.payload().len(), 24);
         assert_eq!(peek_receiver_index(&b), Some(0x11223344));
         assert_eq!(peek_receiver_index(&b[..7]), None);
+    }
+
+    #[test]
+    fn handshake_messages_have_one_size_each() {
+        assert_eq!(handshake_len(MSG_INITIATION), Some(148));
+        assert_eq!(handshake_len(MSG_RESPONSE), Some(92));
+        assert_eq!(handshake_len(MSG_COOKIE_REPLY), Some(64));
+        assert_eq!(handshake_len(MSG_TRANSPORT), None);
+        assert_eq!(handshake_len(0), None);
     }
 
     #[test]

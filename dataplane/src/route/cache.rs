@@ -7,6 +7,10 @@
 //! refresher thread. The refresher asks the kernel (RTM_GETROUTE, RTM_GETNEIGH), triggers
 //! neighbour resolution through the kernel when the next hop is unknown (RTM_NEWNEIGH +
 //! NTF_USE, at most once per `resolve_interval` per next hop), and publishes a new snapshot.
+//! Workers mark the destinations they look up ([`UseFlag`]); every `resolve_interval` the
+//! refresher folds the marks into each entry's last use, asks again for the next hops of
+//! destinations still resolving that are in use (a neighbour that never answered must not
+//! leave them resolving for good), and, when full, evicts the least recently used.
 //! A second thread listens to RTNLGRP_NEIGH / LINK / IPV4_ROUTE / IPV6_ROUTE / *_IFADDR
 //! notifications so the cache follows the kernel: neighbour changes update entries in place,
 //! route, link and address changes re-run the lookups of every cached destination.
@@ -49,9 +53,10 @@ const RTNLGRP_IPV6_ROUTE: u32 = 11;
 /// Tuning of the cache.
 #[derive(Debug, Clone, Copy)]
 pub struct CacheOptions {
-    /// Maximum cached destinations; the least recently requested eighth is dropped when full.
+    /// Maximum cached destinations; the least recently used eighth is dropped when full.
     pub capacity: usize,
-    /// Minimum time between two resolution requests for the same next hop.
+    /// Minimum time between two resolution requests for the same next hop, and how often next
+    /// hops of destinations in use that are still resolving are asked for again.
     pub resolve_interval: Duration,
     /// How often STALE next hops in use are re-confirmed through the kernel (the fast path
     /// sends no packets through the kernel, so nothing else would confirm them).
@@ -119,7 +124,7 @@ impl NextHopCache {
         )));
         let stop = Arc::new(AtomicBool::new(false));
         let refresher = Refresher {
-            rtnl,
+            kernel: rtnl,
             opts,
             snapshot: snapshot.clone(),
             links,
@@ -269,12 +274,41 @@ fn listen(socket: Socket, tx: SyncSender<Msg>, stop: Arc<AtomicBool>) {
 struct RouteEntry {
     /// The kernel's decision, or its errno.
     route: Result<Route, i32>,
-    last_request: Instant,
+    /// When a worker last asked for it or looked it up (as of the last [`Refresher::sweep`]).
+    last_used: Instant,
+    /// Set by the workers' lookups; shared by every snapshot of this destination.
+    used: Arc<UseFlag>,
 }
 
+/// What the refresher asks of the kernel: [`Rtnl`] in the binary, a fake in tests.
+trait Kernel {
+    fn links(&mut self) -> io::Result<Vec<Link>>;
+    fn route_get(&mut self, dst: IpAddr) -> io::Result<Route>;
+    fn neighbour_get(&mut self, ifindex: u32, addr: IpAddr) -> io::Result<Option<Neighbour>>;
+    fn resolve_neighbour(&mut self, ifindex: u32, addr: IpAddr) -> io::Result<()>;
+}
+
+impl Kernel for Rtnl {
+    fn links(&mut self) -> io::Result<Vec<Link>> {
+        Rtnl::links(self)
+    }
+    fn route_get(&mut self, dst: IpAddr) -> io::Result<Route> {
+        Rtnl::route_get(self, dst)
+    }
+    fn neighbour_get(&mut self, ifindex: u32, addr: IpAddr) -> io::Result<Option<Neighbour>> {
+        Rtnl::neighbour_get(self, ifindex, addr)
+    }
+    fn resolve_neighbour(&mut self, ifindex: u32, addr: IpAddr) -> io::Result<()> {
+        Rtnl::resolve_neighbour(self, ifindex, addr)
+    }
+}
+
+/// At most this many resolving destinations are asked for again per `resolve_interval`.
+const RETRY_BUDGET: usize = 256;
+
 /// State owned by the refresher thread.
-struct Refresher {
-    rtnl: Rtnl,
+struct Refresher<K: Kernel = Rtnl> {
+    kernel: K,
     opts: CacheOptions,
     snapshot: Arc<ArcSwap<RouteSnapshot>>,
     links: FxHashMap<u32, Link>,
@@ -286,11 +320,15 @@ struct Refresher {
     generation: u64,
 }
 
-impl Refresher {
+impl<K: Kernel> Refresher<K> {
     fn run(mut self, rx: Receiver<Msg>) {
         let mut next_reconfirm = Instant::now() + self.opts.reconfirm_interval;
+        let mut last_retry = Instant::now();
         loop {
-            let wait = next_reconfirm.saturating_duration_since(Instant::now());
+            let next_retry = last_retry + self.opts.resolve_interval;
+            let wait = next_reconfirm
+                .min(next_retry)
+                .saturating_duration_since(Instant::now());
             let first = match rx.recv_timeout(wait) {
                 Ok(m) => Some(m),
                 Err(RecvTimeoutError::Timeout) => None,
@@ -310,7 +348,7 @@ impl Refresher {
             for m in pending {
                 match m {
                     Msg::Stop => return,
-                    Msg::Lookup(dst) => dirty |= self.lookup(dst),
+                    Msg::Lookup(dst) => dirty |= self.lookup(dst, Instant::now()),
                     Msg::Neighbour(n) => {
                         let key = (n.ifindex, n.addr);
                         if self.in_use.contains(&key) {
@@ -337,6 +375,11 @@ impl Refresher {
                 self.reroute();
                 dirty = true;
             }
+            let now = Instant::now();
+            if now >= next_retry {
+                dirty |= self.retry_resolving(last_retry, now);
+                last_retry = now;
+            }
             if Instant::now() >= next_reconfirm {
                 self.reconfirm();
                 next_reconfirm = Instant::now() + self.opts.reconfirm_interval;
@@ -348,9 +391,9 @@ impl Refresher {
     }
 
     /// Looks `dst` up in the kernel; returns whether anything changed.
-    fn lookup(&mut self, dst: IpAddr) -> bool {
+    fn lookup(&mut self, dst: IpAddr, now: Instant) -> bool {
         if let Some(e) = self.routes.get_mut(&dst) {
-            e.last_request = Instant::now();
+            e.last_used = now;
             // Already known: a worker raced the publication, or the next hop is still
             // resolving, in which case ask the kernel again (rate-limited).
             return match e.route {
@@ -359,10 +402,10 @@ impl Refresher {
             };
         }
         if self.routes.len() >= self.opts.capacity {
-            self.evict();
+            self.evict(now);
         }
         let route = self
-            .rtnl
+            .kernel
             .route_get(dst)
             .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO));
         if let Ok(r) = route {
@@ -372,10 +415,42 @@ impl Refresher {
             dst,
             RouteEntry {
                 route,
-                last_request: Instant::now(),
+                last_used: now,
+                used: Arc::default(),
             },
         );
         true
+    }
+
+    /// Folds the workers' use marks into the entries' last use.
+    fn sweep(&mut self, now: Instant) {
+        for e in self.routes.values_mut() {
+            if e.used.take() {
+                e.last_used = now;
+            }
+        }
+    }
+
+    /// Asks again for the next hops of destinations still resolving that were used after
+    /// `since` (a parked packet or a new one looked them up): the kernel may have dropped the
+    /// request, or the neighbour answered after its entry had gone FAILED and no notification
+    /// reached us. Destinations nobody uses are left alone until they are used again. Returns
+    /// whether anything the workers read changed.
+    fn retry_resolving(&mut self, since: Instant, now: Instant) -> bool {
+        self.sweep(now);
+        let due: Vec<Route> = self
+            .routes
+            .values()
+            .filter(|e| e.last_used > since)
+            .filter(|e| matches!(self.resolution(e), Resolution::Resolving { .. }))
+            .filter_map(|e| e.route.ok())
+            .take(RETRY_BUDGET)
+            .collect();
+        let mut changed = false;
+        for route in due {
+            changed |= self.ensure_neighbour(&route);
+        }
+        changed
     }
 
     /// Makes sure the neighbour entry of `route`'s next hop is known, asking the kernel to
@@ -397,7 +472,7 @@ impl Refresher {
             return false;
         }
         let mut changed = false;
-        if let Ok(Some(n)) = self.rtnl.neighbour_get(key.0, key.1) {
+        if let Ok(Some(n)) = self.kernel.neighbour_get(key.0, key.1) {
             changed = self.neighbours.insert(key, n) != Some(n);
             if n.usable_mac().is_some() {
                 return changed;
@@ -418,14 +493,14 @@ impl Refresher {
             return;
         }
         self.last_resolve.insert(key, now);
-        if let Err(e) = self.rtnl.resolve_neighbour(key.0, key.1) {
+        if let Err(e) = self.kernel.resolve_neighbour(key.0, key.1) {
             tracing::debug!(ifindex = key.0, next_hop = %key.1, error = %e, "neighbour resolution request failed");
         }
     }
 
     /// Re-reads links and redoes every cached lookup (routes, links or addresses changed).
     fn reroute(&mut self) {
-        match self.rtnl.links() {
+        match self.kernel.links() {
             Ok(links) => self.links = links.into_iter().map(|l| (l.index, l)).collect(),
             Err(e) => tracing::warn!(error = %e, "cannot re-read links"),
         }
@@ -433,7 +508,7 @@ impl Refresher {
         self.in_use.clear();
         for dst in dsts {
             let route = self
-                .rtnl
+                .kernel
                 .route_get(dst)
                 .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO));
             if let Ok(r) = route {
@@ -463,13 +538,12 @@ impl Refresher {
         }
     }
 
-    /// Drops the least recently requested eighth of the destinations.
-    fn evict(&mut self) {
-        let mut by_age: Vec<(Instant, IpAddr)> = self
-            .routes
-            .iter()
-            .map(|(d, e)| (e.last_request, *d))
-            .collect();
+    /// Drops the least recently used eighth of the destinations. (By last request alone, as
+    /// before, the hottest entries went first: a destination in use is never requested again.)
+    fn evict(&mut self, now: Instant) {
+        self.sweep(now);
+        let mut by_age: Vec<(Instant, IpAddr)> =
+            self.routes.iter().map(|(d, e)| (e.last_used, *d)).collect();
         by_age.sort_unstable();
         for (_, dst) in by_age.iter().take((self.opts.capacity / 8).max(1)) {
             self.routes.remove(dst);
@@ -481,7 +555,11 @@ impl Refresher {
         let mut destinations = FxHashMap::default();
         destinations.reserve(self.routes.len());
         for (dst, entry) in &self.routes {
-            destinations.insert(*dst, self.resolution(entry));
+            let cached = Cached {
+                resolution: self.resolution(entry),
+                used: entry.used.clone(),
+            };
+            destinations.insert(*dst, cached);
         }
         self.snapshot.store(Arc::new(RouteSnapshot::new(
             self.generation,
@@ -527,5 +605,137 @@ impl Refresher {
                 next_hop,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IFINDEX: u32 = 2;
+
+    /// A kernel whose routes all leave on one Ethernet link, directly, and whose neighbours
+    /// never answer; it counts resolution requests.
+    #[derive(Default)]
+    struct SilentNeighbours {
+        resolve_requests: Vec<IpAddr>,
+    }
+
+    impl Kernel for SilentNeighbours {
+        fn links(&mut self) -> io::Result<Vec<Link>> {
+            Ok(vec![link()])
+        }
+        fn route_get(&mut self, dst: IpAddr) -> io::Result<Route> {
+            Ok(Route {
+                destination: dst,
+                kind: RouteKind::Unicast,
+                oif: IFINDEX,
+                gateway: None,
+                prefsrc: None,
+                table: 254,
+            })
+        }
+        fn neighbour_get(&mut self, _: u32, _: IpAddr) -> io::Result<Option<Neighbour>> {
+            Ok(None)
+        }
+        fn resolve_neighbour(&mut self, _: u32, addr: IpAddr) -> io::Result<()> {
+            self.resolve_requests.push(addr);
+            Ok(())
+        }
+    }
+
+    fn link() -> Link {
+        Link {
+            index: IFINDEX,
+            name: "eth0".into(),
+            mac: Some(Mac([2, 0, 0, 0, 0, 1])),
+            mtu: 1500,
+            up: true,
+        }
+    }
+
+    fn refresher(capacity: usize) -> Refresher<SilentNeighbours> {
+        let links: FxHashMap<u32, Link> = [(IFINDEX, link())].into_iter().collect();
+        Refresher {
+            kernel: SilentNeighbours::default(),
+            opts: CacheOptions {
+                capacity,
+                // No rate limit: the test controls when the refresher runs.
+                resolve_interval: Duration::ZERO,
+                ..CacheOptions::default()
+            },
+            snapshot: Arc::new(ArcSwap::from_pointee(RouteSnapshot::default())),
+            links,
+            routes: FxHashMap::default(),
+            neighbours: FxHashMap::default(),
+            in_use: FxHashSet::default(),
+            last_resolve: FxHashMap::default(),
+            generation: 0,
+        }
+    }
+
+    fn addr(i: u8) -> IpAddr {
+        IpAddr::from([192, 0, 2, i])
+    }
+
+    fn ms(t0: Instant, n: u64) -> Instant {
+        t0 + Duration::from_millis(n)
+    }
+
+    /// Fails on eviction by last request: the destination in use (a peer's endpoint, looked up
+    /// by every packet but requested only once) was the oldest request, so it went first.
+    #[test]
+    fn eviction_keeps_the_destinations_in_use() {
+        let mut r = refresher(8);
+        let t0 = Instant::now();
+        for i in 0..8 {
+            r.lookup(addr(i), ms(t0, u64::from(i)));
+        }
+        r.publish();
+        // The workers look the first one up (packet after packet).
+        let snap = r.snapshot.load();
+        assert!(snap.resolution(addr(0)).is_some());
+        assert!(snap.resolution(addr(0)).is_some());
+        // A ninth destination: one entry must go, the least recently used.
+        r.lookup(addr(8), ms(t0, 100));
+        assert_eq!(r.routes.len(), 8);
+        assert!(
+            r.routes.contains_key(&addr(0)),
+            "the entry in use was evicted"
+        );
+        assert!(!r.routes.contains_key(&addr(1)));
+        // Use marks carry over to the next snapshot (the entry keeps its flag).
+        r.publish();
+        r.snapshot.load().resolution(addr(2));
+        r.lookup(addr(9), ms(t0, 200));
+        assert!(r.routes.contains_key(&addr(2)));
+        assert!(!r.routes.contains_key(&addr(3)));
+    }
+
+    /// Fails before the retry timer: a destination whose neighbour never answered was asked
+    /// for once, and stayed `Resolving` without another request however long it was used.
+    #[test]
+    fn resolving_destinations_in_use_are_asked_for_again() {
+        let mut r = refresher(8);
+        let t0 = Instant::now();
+        r.lookup(addr(1), t0);
+        r.lookup(addr(2), t0);
+        assert_eq!(r.kernel.resolve_requests, [addr(1), addr(2)]);
+        r.publish();
+        let snap = r.snapshot.load();
+        assert!(matches!(
+            snap.resolution(addr(1)),
+            Some(Resolution::Resolving { .. })
+        ));
+        // addr(1) is in use (its packets are parked); addr(2) is not looked up again.
+        r.kernel.resolve_requests.clear();
+        r.retry_resolving(ms(t0, 1), ms(t0, 1000));
+        assert_eq!(r.kernel.resolve_requests, [addr(1)]);
+        // Not used since: left alone; used again: asked again at the next tick.
+        r.retry_resolving(ms(t0, 1000), ms(t0, 2000));
+        assert_eq!(r.kernel.resolve_requests, [addr(1)]);
+        snap.resolution(addr(1));
+        r.retry_resolving(ms(t0, 2000), ms(t0, 3000));
+        assert_eq!(r.kernel.resolve_requests, [addr(1), addr(1)]);
     }
 }

@@ -21,6 +21,7 @@ mod types;
 pub use types::{InterfaceAddress, Link, Mac, Neighbour, NeighbourState, Route, RouteKind};
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -61,26 +62,58 @@ pub enum Resolution {
     Unreachable { errno: i32 },
 }
 
+/// Whether a cached destination was looked up since the cache last checked: how the cache
+/// evicts by use and retries only destinations in demand. Workers set it with a load and, only
+/// when it is clear, a store, so a hot destination costs one write per check of the cache
+/// (about a second), not one per packet. The cache clears it when it checks.
+#[derive(Debug, Default)]
+pub struct UseFlag(AtomicBool);
+
+impl UseFlag {
+    #[inline]
+    pub fn touch(&self) {
+        if !self.0.load(Ordering::Relaxed) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether it was used since the last call. Writes only when it was (a line the workers
+    /// read is not dirtied for idle entries).
+    pub fn take(&self) -> bool {
+        self.0.load(Ordering::Relaxed) && self.0.swap(false, Ordering::Relaxed)
+    }
+}
+
+/// One destination of a snapshot: its state, and the use flag every snapshot of it shares.
+#[derive(Debug, Clone)]
+pub struct Cached {
+    pub resolution: Resolution,
+    pub used: Arc<UseFlag>,
+}
+
 /// An immutable view of the cache. Cheap to read from any thread.
 #[derive(Debug, Default)]
 pub struct RouteSnapshot {
     /// Incremented on every publication.
     pub generation: u64,
-    destinations: FxHashMap<IpAddr, Resolution>,
+    destinations: FxHashMap<IpAddr, Cached>,
     links: FxHashMap<u32, Link>,
 }
 
 impl RouteSnapshot {
     /// The state of `dst`, `None` if nobody asked for it yet (call [`NextHopReader::request`]).
+    /// Marks `dst` as used.
     #[inline]
     pub fn resolution(&self, dst: IpAddr) -> Option<&Resolution> {
-        self.destinations.get(&dst)
+        let c = self.destinations.get(&dst)?;
+        c.used.touch();
+        Some(&c.resolution)
     }
 
     /// The next hop of `dst` when it is ready to forward.
     #[inline]
     pub fn next_hop(&self, dst: IpAddr) -> Option<&NextHop> {
-        match self.destinations.get(&dst) {
+        match self.resolution(dst) {
             Some(Resolution::Ready(hop)) => Some(hop),
             _ => None,
         }
@@ -108,7 +141,7 @@ impl RouteSnapshot {
     /// A snapshot published by the refresher.
     pub fn new(
         generation: u64,
-        destinations: FxHashMap<IpAddr, Resolution>,
+        destinations: FxHashMap<IpAddr, Cached>,
         links: FxHashMap<u32, Link>,
     ) -> Self {
         RouteSnapshot {
@@ -126,7 +159,13 @@ impl RouteSnapshot {
     ) -> Self {
         RouteSnapshot {
             generation: 1,
-            destinations: destinations.into_iter().collect(),
+            destinations: destinations
+                .into_iter()
+                .map(|(dst, resolution)| {
+                    let used = Arc::default();
+                    (dst, Cached { resolution, used })
+                })
+                .collect(),
             links: links.into_iter().map(|l| (l.index, l)).collect(),
         }
     }

@@ -261,7 +261,7 @@ pub fn render(s: &StatsSnapshot) -> String {
         f.header(
             "dataplane_handshake_queue_depth",
             "gauge",
-            "Messages waiting in the worker to slow-path queue",
+            "Handshake messages waiting in the workers' handshake lane to the slow path",
         );
         f.sample("dataplane_handshake_queue_depth", "", d);
     }
