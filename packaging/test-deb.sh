@@ -111,6 +111,12 @@ done
 ok "installed binary: --version, --help, check on every example config"
 
 zcat "$root/usr/share/man/man1/dataplane.1.gz" | grep -q '^\.TH dataplane 1' || fail "man page header"
+for section in SIGNALS FILES "SEE ALSO"; do
+    zcat "$root/usr/share/man/man1/dataplane.1.gz" | grep -q "^\.SH \"\?$section" \
+        || fail "dataplane(1) has no $section section"
+done
+zcat "$root/usr/share/man/man1/dataplane.1.gz" | grep -q 'dataplane@\.service' \
+    || fail "dataplane(1) does not name the unit"
 if command -v man >/dev/null; then
     MANPATH="$root/usr/share/man" man -w dataplane >/dev/null || fail "man does not find dataplane(1)"
     MANPATH="$root/usr/share/man" man -P cat dataplane-peer-add 2>/dev/null | grep -q 'dataplane-peer-add' \
