@@ -104,6 +104,11 @@ dataplane peer add client --config /etc/dataplane/gw.toml --server-url 172.23.0.
     --allowed-ips 10.13.13.0/24 --out-dir /root/peers --no-qr >/dev/null
 chown dataplane: /etc/dataplane/gw.toml
 
+# The unit waits for network-online.target; in this container nothing brings the network up,
+# so the wait-online services would only time out (2 min). Masked here, not in the unit.
+for wait_online in $(systemctl list-unit-files --no-legend '*wait-online*' | awk '{print $1}'); do
+    systemctl mask "$wait_online" >/dev/null 2>&1 || true
+done
 systemctl start dataplane@gw || fail "systemctl start"
 for _ in $(seq 50); do [ -S /run/wireguard/wg0.sock ] && break; sleep 0.2; done
 [ "$(systemctl is-active dataplane@gw)" = active ] || fail "dataplane@gw is not active"
@@ -159,11 +164,13 @@ ok "systemctl stop: no wg0, no XDP program, no UAPI socket; no error in the jour
 # Known gap, reported and not failed (SECURITY.md, "Known gaps"): after SIGKILL the XDP program
 # stays attached, and without CAP_SYS_ADMIN the next start cannot read its name to tell it is a
 # stale copy of its own, so Restart=on-failure is refused until `ip link set dev IF xdp off`.
+running() { journalctl -u dataplane@gw --no-pager | grep -c 'gateway running' || true; }
 systemctl start dataplane@gw
-for _ in $(seq 50); do [ -S /run/wireguard/wg0.sock ] && break; sleep 0.2; done
+for _ in $(seq 50); do [ "$(running)" -ge 2 ] && break; sleep 0.2; done  # the second start
+before="$(running)"
 systemctl kill -s KILL dataplane@gw
-sleep 5
-if [ "$(systemctl is-active dataplane@gw)" = active ] && [ -S /run/wireguard/wg0.sock ]; then
+for _ in $(seq 40); do [ "$(running)" -gt "$before" ] && break; sleep 0.25; done
+if [ "$(running)" -gt "$before" ]; then
     ok "after SIGKILL, Restart=on-failure brought the gateway back"
 else
     echo "test-service-nspawn: known gap: after SIGKILL the restart was refused: $(journalctl -u dataplane@gw --no-pager | grep -o 'already has XDP program.*attached' | tail -1)"
