@@ -28,6 +28,16 @@ cargo test --workspace --exclude dataplane
 step "cargo test -p dataplane (integration tests, one at a time)"
 cargo test -p dataplane -- --test-threads=1
 
+# The .deb from the debug binaries just built (no release build: that costs ~10 min here; the
+# packaging is the same): contents, dpkg install into a temporary root, the unit verified.
+step "packaging/test-deb.sh (.deb contents, install into a temporary root, systemd-analyze verify)"
+bash packaging/test-deb.sh
+
+# The packaged unit under a real systemd (systemd-nspawn booting this machine's OS): the sandbox
+# keeps AF_XDP, bpf and wg0 working, a wireguard-go client pings through it, reload, stop.
+step "packaging/test-service-nspawn.sh (dataplane@gw under systemd, a wireguard-go client)"
+bash packaging/test-service-nspawn.sh
+
 # The benchmarks (criterion and the bench crate) were type-checked by clippy --all-targets
 # above; building them again in the release profile would double the build time of a CI run.
 # Run them with `cargo bench` or `target/release/bench` (bench/README.md).

@@ -14,7 +14,7 @@ pub mod uapi_client;
 
 use std::fs;
 use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -617,8 +617,10 @@ fn mode_of(path: &Path) -> u32 {
 }
 
 /// Replaces `path` with `data`: a temporary file beside it, fsync, rename. Readers see the old
-/// or the new file, never half of one.
+/// or the new file, never half of one. A file that exists keeps its owner and group: root editing
+/// the gw.toml of `dataplane@.service` must leave it readable by the service user.
 fn write_atomically(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
+    let owner = fs::metadata(path).ok().map(|m| (m.uid(), m.gid()));
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -638,6 +640,12 @@ fn write_atomically(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
             .truncate(true)
             .mode(mode)
             .open(&tmp)?;
+        if let Some((uid, gid)) = owner {
+            let now = f.metadata()?;
+            if (now.uid(), now.gid()) != (uid, gid) {
+                std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+            }
+        }
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.write_all(data)?;
         f.sync_all()?;
@@ -652,6 +660,28 @@ fn write_atomically(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rewrite_keeps_owner_and_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gw.toml");
+        fs::write(&path, "old").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        // As root (the CI run), hand the file to another user as the service's config would be.
+        let root = fs::metadata(&path).unwrap().uid() == 0;
+        if root {
+            std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+        }
+        let before = fs::metadata(&path).unwrap();
+        write_atomically(&path, b"new", mode_of(&path)).unwrap();
+        let after = fs::metadata(&path).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "new");
+        assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()));
+        assert_eq!(after.permissions().mode() & 0o7777, 0o600);
+        if root {
+            assert_eq!(after.uid(), 65534);
+        }
+    }
 
     #[test]
     fn names() {
