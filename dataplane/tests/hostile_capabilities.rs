@@ -38,7 +38,12 @@ const CAPS: &str = "+net_admin,+net_raw,+bpf,+ipc_lock";
 const SETPRIV_WRAPPER: &str = r#"set -e
 u="$SERVICE_UID"
 mkdir -p /run/dataplane
-mount -t tmpfs -o size=1m,mode=0700 dplab /run/dataplane
+if [ -n "$RUNDIR" ]; then
+  # Kept across starts, as RuntimeDirectoryPreserve=yes keeps it for the service.
+  mount --bind "$RUNDIR" /run/dataplane
+else
+  mount -t tmpfs -o size=1m,mode=0700 dplab /run/dataplane
+fi
 chown "$u:$u" /run/dataplane /run/wireguard
 mount -t tmpfs -o size=64k,mode=0755 dplab-dev /dev/net
 mknod -m 0600 /dev/net/tun c 10 200
@@ -50,7 +55,15 @@ exec setpriv --reuid="$u" --regid="$u" --clear-groups \
   "$bin" --config /run/dataplane/gw.toml "$@""#;
 
 fn unprivileged_dataplane() -> DataplaneGateway {
+    unprivileged_dataplane_in(None)
+}
+
+/// [`unprivileged_dataplane`] with `/run/dataplane` bound to `rundir`, which outlives each run.
+fn unprivileged_dataplane_in(rundir: Option<&std::path::Path>) -> DataplaneGateway {
     let mut dp = DataplaneGateway::new(env!("CARGO_BIN_EXE_dataplane"));
+    if let Some(dir) = rundir {
+        dp.env.push(("RUNDIR".into(), dir.display().to_string()));
+    }
     dp.wrapper = ["sh", "-c", SETPRIV_WRAPPER, "sh"]
         .map(String::from)
         .to_vec();
@@ -234,6 +247,88 @@ fn runs_as_nobody_with_only_the_four_capabilities() {
             .collect();
         eprintln!("gateway warnings/errors: {warnings:#?}");
         eprintln!("total {:.1}s", t0.elapsed().as_secs_f64());
+    }));
+    if let Err(e) = result {
+        eprintln!("==== gateway log ====\n{}", lab.gateway_log());
+        std::panic::resume_unwind(e);
+    }
+}
+
+/// A gateway killed with SIGKILL (or by the OOM killer) leaves its XDP program attached. A
+/// restart under the service's four capabilities cannot read that program's name (that needs
+/// CAP_SYS_ADMIN), so before the fix it took the program for someone else's and refused to
+/// start, and `Restart=on-failure` could not bring the gateway back. It now recognises the id
+/// the killed run recorded beside its instance lock and replaces the program.
+#[test]
+fn restarts_after_sigkill_with_only_the_four_capabilities() {
+    if !is_root() {
+        eprintln!("SKIPPED restarts_after_sigkill_with_only_the_four_capabilities: needs root");
+        return;
+    }
+    let rundir = tempfile::tempdir().expect("a runtime directory");
+    let chown = std::process::Command::new("chown")
+        .arg(format!("{SERVICE_UID}:{SERVICE_UID}"))
+        .arg(rundir.path())
+        .status()
+        .expect("chown");
+    assert!(chown.success());
+    let mut lab = Lab::builder(Topology::OneArmed)
+        .gateway(GatewayKind::Dataplane(unprivileged_dataplane_in(Some(
+            rundir.path(),
+        ))))
+        .build()
+        .expect("the lab with the unprivileged dataplane gateway builds");
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        lab.wait_for_handshake(Duration::from_secs(10))
+            .expect("the client handshakes with the unprivileged gateway");
+        lab.ping_from_client(SERVER_ADDR)
+            .expect("ping through the gateway before it is killed");
+        lab.signal_gateway("KILL").unwrap();
+        lab.wait_gateway_exit(Duration::from_secs(10));
+        lab.take_gateway();
+        assert!(
+            lab.xdp_attached("eth0").unwrap(),
+            "the killed gateway's XDP program should still be attached (else this tests nothing)"
+        );
+        lab.start_gateway(GatewayKind::Dataplane(unprivileged_dataplane_in(Some(
+            rundir.path(),
+        ))))
+        .expect("the unprivileged gateway starts again after SIGKILL");
+        let log = lab.gateway_log();
+        assert!(
+            log.contains("recognised by the id it recorded"),
+            "the restart did not say it replaced its own program:\n{log}"
+        );
+        // A fresh session with this instance, as a client does after its rekey timeout.
+        let client_conf = lab.dir().join("client-wg.conf");
+        lab.wg(
+            Node::Client,
+            &["setconf", "wg0", &client_conf.to_string_lossy()],
+        )
+        .unwrap();
+        lab.wait_for_handshake(Duration::from_secs(30))
+            .expect("the client handshakes with the restarted gateway");
+        // The first echo may go while the restarted gateway resolves the server's MAC.
+        let answered = (0..5).any(|_| lab.ping_from_client(SERVER_ADDR).is_ok());
+        assert!(answered, "no ping through the restarted gateway");
+        lab.signal_gateway("TERM").unwrap();
+        let status = lab.wait_gateway_exit(Duration::from_secs(10));
+        assert_eq!(status.and_then(|s| s.code()), Some(0), "exit after SIGTERM");
+        lab.take_gateway();
+        assert!(
+            !lab.xdp_attached("eth0").unwrap(),
+            "XDP program left on eth0"
+        );
+        let left: Vec<_> = std::fs::read_dir(rundir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".prog"))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "program id records left after a clean stop: {left:?}"
+        );
     }));
     if let Err(e) = result {
         eprintln!("==== gateway log ====\n{}", lab.gateway_log());

@@ -146,12 +146,19 @@ impl XdpProgram {
         };
         program.check_layout()?;
         program.write_config(config)?;
-        program.replace_stale_or_refuse()?;
+        let replace_on_attach = program.replace_stale_or_refuse()?;
+        // Normally attach only where nothing is attached (a program appearing meanwhile is not
+        // overwritten); a stale program of ours we could not detach is replaced in one step.
+        let only_if_free = if replace_on_attach {
+            XdpFlags::empty()
+        } else {
+            XdpFlags::UPDATE_IF_NOEXIST
+        };
 
         let prog_id = {
             let prog = program.prog();
             let xdp = Xdp::new(prog.as_fd());
-            xdp.attach(ifindex, mode.flags() | XdpFlags::UPDATE_IF_NOEXIST)
+            xdp.attach(ifindex, mode.flags() | only_if_free)
                 .map_err(|source| XdpError::Attach {
                     ifname: ifname.to_string(),
                     mode,
@@ -161,6 +168,13 @@ impl XdpProgram {
         };
         program.attached = true;
         program.prog_id = prog_id;
+        if let Err(e) = record::write(&record::path(program._lock.path()), prog_id) {
+            warn!(
+                ifname,
+                "could not record the attached program's id ({e}): after a crash, a restart \
+                 without CAP_SYS_ADMIN will not recognise the program as its own"
+            );
+        }
         if mode == AttachMode::Generic {
             program.gro_off = GroOff::engage(ifname).unwrap_or_else(|e| {
                 warn!(
@@ -334,6 +348,7 @@ impl XdpProgram {
             }
         })?;
         info!(ifname = %self.ifname, "XDP program detached");
+        record::remove(&record::path(self._lock.path()));
         self.gro_off = None; // restores GRO, now that nothing runs after it
         Ok(())
     }
@@ -384,7 +399,13 @@ impl XdpProgram {
     /// Looks at what is attached now: our own program from an earlier run is detached (it is
     /// stale: we hold the instance lock, so no live instance owns it); anything else is the
     /// operator's and stays, and we refuse to start.
-    fn replace_stale_or_refuse(&mut self) -> Result<(), XdpError> {
+    ///
+    /// Ours is recognised by name, or, when the name cannot be read (reading another
+    /// program's name needs CAP_SYS_ADMIN, which the service does not have), by the id the
+    /// earlier run recorded beside the instance lock. Returns whether the new program must
+    /// replace the old one on attach (ours, but not detachable without CAP_SYS_ADMIN).
+    fn replace_stale_or_refuse(&mut self) -> Result<bool, XdpError> {
+        let recorded = record::read(&record::path(self._lock.path()));
         let prog = self.prog();
         let query = Xdp::new(prog.as_fd())
             .query(self.ifindex, XdpFlags::NONE)
@@ -409,11 +430,27 @@ impl XdpProgram {
             (query.hw_prog_id, None, "offload", "xdpoffload"),
         ];
         let mut replaced = None;
+        let mut replace_on_attach = false;
         for (id, flags, mode, ip_keyword) in attached {
             if id == 0 {
                 continue;
             }
             let name = program_name(id).unwrap_or_default();
+            let same_mode = flags
+                .as_ref()
+                .is_some_and(|f| f.bits() == self.mode.flags().bits());
+            if name.is_empty() && recorded == Some(id) && same_mode {
+                warn!(
+                    ifname = %self.ifname,
+                    stale_prog_id = id,
+                    mode,
+                    "replacing the XDP program an earlier run of this gateway left attached \
+                     (it did not stop cleanly; recognised by the id it recorded)"
+                );
+                replaced = Some(id);
+                replace_on_attach = true;
+                continue;
+            }
             match flags {
                 Some(flags) if name == PROGRAM_NAME => {
                     warn!(
@@ -449,7 +486,71 @@ impl XdpProgram {
             }
         }
         self.replaced_stale = replaced;
-        Ok(())
+        Ok(replace_on_attach)
+    }
+}
+
+/// The id of the program a run attached, kept beside its instance lock
+/// (`/run/dataplane/<ifname>@<netns>.lock.prog`) until it detaches: how the next run knows a
+/// program left by a crash is its own when it may not read the program's name.
+mod record {
+    use std::fs::OpenOptions;
+    use std::io::{self, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::path::{Path, PathBuf};
+
+    pub fn path(lock: &Path) -> PathBuf {
+        let mut p = lock.as_os_str().to_owned();
+        p.push(".prog");
+        PathBuf::from(p)
+    }
+
+    pub fn write(path: &Path, id: u32) -> io::Result<()> {
+        // Never through a symlink, private to the gateway's user.
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)?;
+        writeln!(f, "{id}")
+    }
+
+    pub fn read(path: &Path) -> Option<u32> {
+        let mut f = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .ok()?;
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut f, &mut s).ok()?;
+        s.trim().parse().ok()
+    }
+
+    pub fn remove(path: &Path) {
+        let _ = std::fs::remove_file(path);
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn an_id_written_reads_back_and_a_symlink_is_refused() {
+            let dir = tempfile::tempdir().unwrap();
+            let p = path(&dir.path().join("eth0@1.lock"));
+            assert!(p.to_string_lossy().ends_with("eth0@1.lock.prog"));
+            assert_eq!(read(&p), None);
+            write(&p, 4242).unwrap();
+            assert_eq!(read(&p), Some(4242));
+            remove(&p);
+            assert_eq!(read(&p), None);
+            let target = dir.path().join("elsewhere");
+            std::os::unix::fs::symlink(&target, &p).unwrap();
+            assert!(write(&p, 1).is_err(), "wrote through a symlink");
+            assert!(!target.exists());
+        }
     }
 }
 

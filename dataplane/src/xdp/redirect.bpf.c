@@ -26,6 +26,7 @@
 // BPF helper calls by number (include/uapi/linux/bpf.h, enum bpf_func_id).
 static void *(*bpf_map_lookup_elem)(void *map, const void *key) = (void *)BPF_FUNC_map_lookup_elem;
 static long (*bpf_redirect_map)(void *map, __u64 key, __u64 flags) = (void *)BPF_FUNC_redirect_map;
+static __u64 (*bpf_xdp_get_buff_len)(struct xdp_md *ctx) = (void *)BPF_FUNC_xdp_get_buff_len;
 static long (*bpf_xdp_load_bytes)(struct xdp_md *ctx, __u32 offset, void *buf, __u32 len) =
     (void *)BPF_FUNC_xdp_load_bytes;
 
@@ -143,7 +144,9 @@ INLINE int to_socket(struct xdp_md *ctx, const struct dp_config *cfg, __u32 reas
     // from a veth peer in generic mode, LRO): a worker can neither fit it in a UMEM frame nor
     // re-segment it, and the kernel has no socket for it. Dropped here and counted by name,
     // so the operator learns which offload to turn off (runtime.rs logs it once).
-    if (cfg->max_frame_len && ctx->data_end - ctx->data > cfg->max_frame_len) {
+    // The length through the helper: subtracting the packet pointers would need
+    // CAP_PERFMON (pointer arithmetic), which the service does not have.
+    if (cfg->max_frame_len && bpf_xdp_get_buff_len(ctx) > cfg->max_frame_len) {
         count(DP_DROP_OVERSIZED);
         return XDP_DROP;
     }
