@@ -20,7 +20,7 @@ use lab::{
 fn dataplane() -> DataplaneGateway {
     let mut dp = DataplaneGateway::new(env!("CARGO_BIN_EXE_dataplane"));
     dp.toml = GwTomlOptions::default();
-    dp.ready_timeout = Duration::from_secs(5);
+    dp.ready_timeout = Duration::from_secs(15);
     dp
 }
 
