@@ -1,36 +1,106 @@
 //! The Grafana dashboard (`ops/grafana/dataplane.json`) against the metrics the gateway
 //! renders: every metric an expression of the dashboard selects must be in the text of
-//! [`ops::metrics::render`] over a realistic snapshot, with the label values the expression
-//! asks for (`stage="rx"`, `reason=~"slowpath_full|handshake_queue_full"`, ...). A panel over a
+//! [`ops::metrics::render`] over the snapshot the gateway's stats source takes, with the label
+//! values the expression asks for (`stage="rx"`, `reason=~"slowpath_full|handshake_queue_full"`, ...). A panel over a
 //! renamed or removed series fails here, not as an empty graph in front of an operator.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
 
 use fastpath::counters::{DropReason, WorkerCounters, XskStats};
 use fastpath::latency::{LatencyRecorder, Stage};
-use ops::stats::{slow_path_health, slow_path_stats, worker_stats};
-use ops::{PeerStats, StatsSnapshot, XdpStats};
-use slowpath::engine::SlowPathCounters;
-use slowpath::watchdog::HealthReport;
+use ops::{GatewayStats, PeerNames, StatsSource, XdpCountersSource};
+use slowpath::engine::{SlowPath, SlowPathConfig};
 
 const DASHBOARD: &str = include_str!("../grafana/dataplane.json");
 
 /// Labels Prometheus adds when it scrapes (the target's), not the gateway.
 const TARGET_LABELS: &[&str] = &["instance", "job"];
 
-/// A snapshot as the running gateway takes it (`GatewayStats::snapshot`): two workers with
-/// traffic, drops, NAT entries, AF_XDP statistics and published latency; every slow-path
-/// counter and health gauge; the handshake lane's depth; the XDP program's counters; two peers.
-fn gateway_snapshot() -> StatsSnapshot {
+const GW_TOML: &str = r#"
+[interface]
+private_key = "+JFlSD+z7E+jC4egdHTYisN26LkGgkwZ/x+qK8c+4XI="
+listen_port = 51820
+address = ["10.13.13.1/24"]
+
+[[peer]]
+name = "peer1"
+public_key = "ZkyQs+CcPGRashZrWqOOqumelXVrLqTAYTdSQffz8nE="
+allowed_ips = ["10.13.13.2/32"]
+
+[[peer]]
+public_key = "Bn8wg//MwAI35txd06lLrg8DLO46qxbNjrkSTdsIFkQ="
+allowed_ips = ["10.13.13.3/32"]
+
+[dataplane]
+interfaces = ["eth0"]
+
+[nat]
+masquerade = true
+
+[metrics]
+listen = "127.0.0.1:9586"
+"#;
+
+/// The XDP program's counters, as the binary reads them from the program's map (its counter
+/// names live in the binary's crate; the dashboard groups by them and names none).
+struct Xdp;
+
+impl XdpCountersSource for Xdp {
+    fn interface(&self) -> &str {
+        "eth0"
+    }
+    fn read(&self) -> Result<BTreeMap<String, u64>, String> {
+        Ok([("redirect_wireguard", 1000), ("pass_not_ours", 20)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect())
+    }
+}
+
+/// What the running gateway's metrics endpoint serves, as `ops::start_for_gateway` builds its
+/// source: a real slow path over two configured peers (without wg0: no root needed), two
+/// workers with traffic, a drop, NAT entries, AF_XDP statistics and published latency.
+fn gateway_scrape() -> String {
+    let cfg = gwconf::load_str(
+        GW_TOML,
+        "gw.toml",
+        Path::new("."),
+        gwconf::Format::GwToml,
+        "wg0",
+        &gwconf::LoadOptions {
+            host: gwconf::HostFacts::unknown(),
+            interfaces: None,
+        },
+    )
+    .expect("the test's gw.toml")
+    .config;
+    let mut interface = cfg.interface.to_wgproto();
+    interface.listen_port = 0; // any free port for the slow path's sends
+    let (queue, from_workers) = fastpath::queue::slow_path_queue(64);
+    let slow = SlowPath::start(
+        SlowPathConfig {
+            interface,
+            peers: cfg.peers.iter().map(|p| p.to_wgproto().unwrap()).collect(),
+            tun: None,
+            uapi_name: None,
+            outer_datagrams: None,
+        },
+        fastpath::tables::shared_tables(),
+        from_workers,
+        fastpath::queue::Clock::default(),
+    )
+    .expect("the slow path starts");
     let workers = (0..2)
-        .map(|i| {
+        .map(|_| {
             let c = WorkerCounters::default();
             for (counter, n) in [(&c.rx, 1000), (&c.tx, 990), (&c.decrypted, 500)] {
                 WorkerCounters::add(counter, n);
             }
-            c.nat_entries
-                .store(12, std::sync::atomic::Ordering::Relaxed);
+            c.nat_entries.store(12, Ordering::Relaxed);
             c.count_drop(DropReason::NoRoute);
             c.xsk.publish(&[XskStats {
                 rx_ring_full: 1,
@@ -41,50 +111,23 @@ fn gateway_snapshot() -> StatsSnapshot {
                 rec.record_ns(stage, 1_500);
             }
             rec.publish(&c.latency);
-            worker_stats(i, &c)
+            Arc::new(c)
         })
         .collect();
-    let mut slow_path = slow_path_stats(&SlowPathCounters::default());
-    slow_path.extend(slow_path_health(&HealthReport {
-        stalled: false,
-        heartbeat_age: Duration::from_millis(40),
-        stalls: 0,
-        cookie_mode: false,
-    }));
-    StatsSnapshot {
-        interface: "wg0".into(),
-        uptime_seconds: 3600.0,
+    let source = GatewayStats {
+        interface: gwconf::TUN_NAME.to_string(),
+        started: Instant::now(),
         workers,
-        slow_path,
-        handshake_queue_depth: Some(0),
-        // The XDP program's counter names live in the binary's crate; the dashboard groups by
-        // them and names none.
-        xdp: vec![XdpStats {
-            interface: "eth0".into(),
-            counters: [("redirect_wireguard", 1000), ("pass_not_ours", 20)]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
-            error: None,
-        }],
-        peers: vec![
-            PeerStats {
-                name: Some("peer1".into()),
-                public_key: "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=".into(),
-                endpoint: Some("192.0.2.10:51820".into()),
-                allowed_ips: vec!["10.13.13.2/32".into()],
-                latest_handshake: Some(1_700_000_000),
-                rx_bytes: 1 << 20,
-                tx_bytes: 1 << 24,
-            },
-            PeerStats {
-                name: None,
-                public_key: "TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0=".into(),
-                allowed_ips: vec!["10.13.13.3/32".into()],
-                ..Default::default()
-            },
-        ],
+        slow: Arc::new(slow),
+        xdp: vec![Ok(Box::new(Xdp))],
+        names: PeerNames::new(&cfg, None),
+        queue,
+    };
+    let scrape = ops::metrics::render(&source.snapshot());
+    if let Ok(slow) = Arc::try_unwrap(source.slow) {
+        slow.stop();
     }
+    scrape
 }
 
 /// The samples of a scrape: metric name -> the label sets of its samples.
@@ -417,7 +460,7 @@ fn problems(dashboard: &str, scrape: &Samples) -> (Vec<String>, BTreeSet<String>
 
 #[test]
 fn every_metric_of_the_dashboard_is_exported_by_the_gateway() {
-    let scrape = parse_scrape(&ops::metrics::render(&gateway_snapshot()));
+    let scrape = parse_scrape(&gateway_scrape());
     let (problems, used) = problems(DASHBOARD, &scrape);
     assert!(
         problems.is_empty(),
@@ -443,7 +486,7 @@ fn every_metric_of_the_dashboard_is_exported_by_the_gateway() {
 
 #[test]
 fn a_renamed_metric_or_label_value_is_caught() {
-    let scrape = parse_scrape(&ops::metrics::render(&gateway_snapshot()));
+    let scrape = parse_scrape(&gateway_scrape());
     for (from, to) in [
         ("dataplane_nat_entries{", "dataplane_nat_entry_count{"),
         (
