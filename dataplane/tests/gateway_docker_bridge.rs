@@ -19,36 +19,13 @@
 //! Skips with a message when not root. `sudo -E cargo test -p dataplane --test
 //! gateway_docker_bridge -- --nocapture --test-threads=1`.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use lab::{ClientKind, Lab, Node, Topology, SERVER_ADDR};
 use ops::client::request_stats;
 
 mod e2e_support;
-use e2e_support::{download_through_tunnel, ping, root_test, E2e};
-
-/// The control socket of the test's gateway, removed even on failure.
-struct ControlSocket(PathBuf);
-
-impl ControlSocket {
-    fn new(name: &str) -> Self {
-        ControlSocket(std::env::temp_dir().join(format!(
-            "dataplane-docker-{}-{name}.sock",
-            std::process::id()
-        )))
-    }
-
-    fn toml(&self) -> String {
-        format!("[control]\nsocket = \"{}\"\n", self.0.display())
-    }
-}
-
-impl Drop for ControlSocket {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+use e2e_support::{download_through_tunnel, ping, root_test, ControlSocket, E2e};
 
 /// `ethtool -k`'s "tx-checksumming" of `ifname` in `node`: `None` without ethtool.
 fn tx_checksumming(lab: &Lab, node: Node, ifname: &str) -> Option<bool> {

@@ -16,32 +16,19 @@
 //! Skips with a message when not root. `sudo -E cargo test -p dataplane --test
 //! gateway_outer_fragments -- --nocapture --test-threads=1`.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use lab::{Node, Topology, SERVER_ADDR};
 use ops::client::request_stats;
 
 mod e2e_support;
-use e2e_support::{assert_pings, root_test, E2e};
-
-/// The control socket of the test's gateway, removed even on failure.
-struct ControlSocket(PathBuf);
-
-impl Drop for ControlSocket {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+use e2e_support::{assert_pings, root_test, ControlSocket, E2e};
 
 #[test]
 fn fragmented_outer_datagrams_are_accepted() {
     root_test("outer_fragments", |name| {
-        let control = ControlSocket(std::env::temp_dir().join(format!(
-            "dataplane-outer-fragments-{}.sock",
-            std::process::id()
-        )));
-        let toml = format!("[control]\nsocket = \"{}\"\n", control.0.display());
+        let control = ControlSocket::new(name);
+        let toml = control.toml();
         let mut t = E2e::build(name, Topology::TwoArmed, true, &toml);
         assert_pings(&t, None, SERVER_ADDR, 3);
         t.exec_in(Node::Client, &["ip", "link", "set", "eth0", "mtu", "1400"])

@@ -18,36 +18,13 @@
 //! Skips with a message when not root. `sudo -E cargo test -p dataplane --test
 //! gateway_oversized -- --nocapture --test-threads=1`.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use lab::{ClientKind, GatewayKind, Lab, Node, Topology, SERVER_ADDR};
 use ops::client::request_stats;
 
 mod e2e_support;
-use e2e_support::{dataplane, download_through_tunnel, ping, root_test, E2e};
-
-/// The control socket of the test's gateway, removed even on failure.
-struct ControlSocket(PathBuf);
-
-impl ControlSocket {
-    fn new(name: &str) -> Self {
-        ControlSocket(std::env::temp_dir().join(format!(
-            "dataplane-oversized-{}-{name}.sock",
-            std::process::id()
-        )))
-    }
-
-    fn toml(&self) -> String {
-        format!("[control]\nsocket = \"{}\"\n", self.0.display())
-    }
-}
-
-impl Drop for ControlSocket {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+use e2e_support::{dataplane, download_through_tunnel, ping, root_test, ControlSocket, E2e};
 
 fn skb_gateway(control: &ControlSocket) -> lab::DataplaneGateway {
     let mut gw = dataplane(&control.toml());

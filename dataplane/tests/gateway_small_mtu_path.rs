@@ -14,7 +14,6 @@
 //! `sudo -E cargo test -p dataplane --test gateway_small_mtu_path -- --nocapture
 //! --test-threads=1`.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -22,7 +21,9 @@ use lab::{GatewayKind, Node, Topology, SERVER_ADDR};
 use ops::client::request_stats;
 
 mod e2e_support;
-use e2e_support::{assert_pings, dataplane, download_through_tunnel, root_test, E2e};
+use e2e_support::{
+    assert_pings, dataplane, download_through_tunnel, root_test, ControlSocket, E2e,
+};
 
 /// A namespace this test made, deleted on drop.
 struct Netns(String);
@@ -30,15 +31,6 @@ struct Netns(String);
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
-
-/// The control socket of the test's gateway, removed even on failure.
-struct ControlSocket(PathBuf);
-
-impl Drop for ControlSocket {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }
 
@@ -55,10 +47,8 @@ fn ip(args: &[&str]) {
 #[test]
 fn full_size_tunnel_packets_cross_a_1400_byte_hop() {
     root_test("small_mtu_path", |name| {
-        let control = ControlSocket(
-            std::env::temp_dir().join(format!("dataplane-small-mtu-{}.sock", std::process::id())),
-        );
-        let toml = format!("[control]\nsocket = \"{}\"\n", control.0.display());
+        let control = ControlSocket::new(name);
+        let toml = control.toml();
         let mut t = E2e::build(name, Topology::TwoArmed, true, &toml);
         t.stop_gateway()
             .expect("stopping the gateway to rewire its WAN");

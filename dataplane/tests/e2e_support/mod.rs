@@ -336,3 +336,26 @@ pub fn iperf3_both_directions(name: &'static str, topology: Topology, client: Cl
     assert!(up > 1e6, "client->server only {up} bit/s");
     assert!(down > 1e6, "server->client only {down} bit/s");
 }
+
+/// A per-test `[control] socket` path for the gateway under test, removed even on failure.
+pub struct ControlSocket(pub std::path::PathBuf);
+
+impl ControlSocket {
+    /// `<tmp>/dataplane-<name>-<pid>.sock`.
+    pub fn new(name: &str) -> Self {
+        ControlSocket(
+            std::env::temp_dir().join(format!("dataplane-{name}-{}.sock", std::process::id())),
+        )
+    }
+
+    /// The gw.toml lines that put the control socket there.
+    pub fn toml(&self) -> String {
+        format!("[control]\nsocket = \"{}\"\n", self.0.display())
+    }
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
