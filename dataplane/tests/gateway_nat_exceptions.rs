@@ -10,6 +10,13 @@
 //! server's namespace sees every IPv4 packet arriving. The option pings are answered, nothing
 //! arrives from 10.13.13.x, and the gateway counts the dropped protocols.
 //!
+//! Fragments from the tunnel (the client's kernel fragments a 3000-byte UDP datagram for the
+//! 1420-byte tunnel) are translated as a chain, without reassembly: the first fragment like a
+//! whole packet, the later ones by the address the first got. The server receives the whole
+//! datagram from the gateway's address and its answer reaches the client; before, the
+//! fragments went to the kernel and left with the client's address (then were dropped,
+//! `nat_fragment`).
+//!
 //! Skips with a message when not root. `sudo -E cargo test -p dataplane --test
 //! gateway_nat_exceptions -- --nocapture --test-threads=1`.
 
@@ -17,7 +24,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lab::{Node, Topology, SERVER_ADDR};
+use lab::{Node, Topology, GATEWAY_LAN_ADDR, SERVER_ADDR};
 use ops::client::request_stats;
 
 mod e2e_support;
@@ -163,5 +170,94 @@ fn untranslated_protocols_and_options_never_leave_with_a_tunnel_source() {
         );
         assert_eq!(options_replies, 3, "pings with IP options (record route)");
         assert_eq!(dropped, 6, "GRE and SCTP datagrams dropped and counted");
+    });
+}
+
+/// Answers every UDP datagram on port `argv[1]` with "<its length> <its source address>".
+const UDP_SERVER: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+open(sys.argv[2], "w").close()
+while True:
+    d, a = s.recvfrom(65535)
+    s.sendto(("%d %s" % (len(d), a[0])).encode(), a)
+"#;
+
+/// Sends a datagram of `argv[3]` bytes to `argv[1]:argv[2]` without DF (the kernel fragments
+/// it), up to three times, and prints the first answer.
+const UDP_CLIENT: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, 10, 0)  # IP_MTU_DISCOVER = IP_PMTUDISC_DONT
+s.settimeout(2)
+for _ in range(3):
+    s.sendto(bytes(int(sys.argv[3])), (sys.argv[1], int(sys.argv[2])))
+    try:
+        print(s.recvfrom(100)[0].decode())
+        break
+    except socket.timeout:
+        pass
+else:
+    print("NO REPLY")
+"#;
+
+#[test]
+fn fragmented_datagrams_from_the_tunnel_are_translated() {
+    root_test("nat_inner_fragments", |name| {
+        let control = ControlSocket(std::env::temp_dir().join(format!(
+            "dataplane-nat-fragments-{}.sock",
+            std::process::id()
+        )));
+        let toml = format!("[control]\nsocket = \"{}\"\n", control.0.display());
+        let t = E2e::build(name, Topology::TwoArmed, false, &toml);
+        assert_pings(&t, None, SERVER_ADDR, 3);
+        t.exec_in(Node::Gateway, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+            .unwrap();
+
+        let ready = t.dir().join("udp-server-ready");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &t.ns_name(Node::Server)])
+            .args(["python3", "-c", UDP_SERVER, "5001"])
+            .arg(&ready)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("UDP server starts");
+        let _server = Background(child);
+        let since = Instant::now();
+        while !ready.exists() {
+            assert!(
+                since.elapsed() < Duration::from_secs(10),
+                "server never ready"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let server = SERVER_ADDR.to_string();
+        let answer = t
+            .exec_in(
+                Node::Client,
+                &["python3", "-c", UDP_CLIENT, &server, "5001", "3000"],
+            )
+            .unwrap();
+        let stats = request_stats(&control.0).expect("stats from the gateway's control socket");
+        let drops = |reason: &str| -> u64 {
+            stats
+                .workers
+                .iter()
+                .filter_map(|w| w.drops.get(reason))
+                .sum()
+        };
+        eprintln!(
+            "{name}: answer {:?}; nat_fragment {}, nat_fragment_unknown {}",
+            answer.trim(),
+            drops("nat_fragment"),
+            drops("nat_fragment_unknown")
+        );
+        assert_eq!(
+            answer.trim(),
+            format!("3000 {GATEWAY_LAN_ADDR}"),
+            "the server got the whole datagram from the gateway's address, its answer arrived"
+        );
     });
 }

@@ -115,6 +115,7 @@ reasons! {
         NatBadIpHeader => "nat_bad_ip_header": BadIpHeader,
         NatBadIpChecksum => "nat_bad_ip_checksum": BadIpChecksum,
         NatFragment => "nat_fragment": Fragment,
+        NatFragmentUnknown => "nat_fragment_unknown": FragmentUnknown,
         NatUnsupportedProtocol => "nat_unsupported_protocol": UnsupportedProtocol,
         NatUnsupportedIcmp => "nat_unsupported_icmp": UnsupportedIcmp,
         NatNoMapping => "nat_no_mapping": NoMapping,

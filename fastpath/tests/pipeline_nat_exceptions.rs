@@ -95,3 +95,42 @@ fn packets_for_the_gateway_itself_still_go_to_the_kernel() {
     assert_eq!(v, Verdict::Consumed);
     assert_eq!(host_packets(&mut gw), 1);
 }
+
+/// `pkt` (20-byte header) cut into fragments of `chunk` payload bytes, identification `id`.
+fn fragments(pkt: &[u8], chunk: usize, id: u16) -> Vec<Vec<u8>> {
+    let payload = &pkt[20..];
+    let n = payload.len().div_ceil(chunk);
+    (0..n)
+        .map(|k| {
+            let mut f = pkt[..20].to_vec();
+            f.extend_from_slice(&payload[k * chunk..((k + 1) * chunk).min(payload.len())]);
+            let total = f.len() as u16;
+            f[2..4].copy_from_slice(&total.to_be_bytes());
+            f[4..6].copy_from_slice(&id.to_be_bytes());
+            let mf = if k + 1 < n { 0x2000 } else { 0 };
+            f[6..8].copy_from_slice(&(mf | (k * chunk / 8) as u16).to_be_bytes());
+            fix_ipv4_checksum(&mut f);
+            f
+        })
+        .collect()
+}
+
+#[test]
+fn fragments_from_the_tunnel_are_translated_as_a_chain() {
+    let mut gw = Gateway::new(GatewayOptions::default());
+    let payload = vec![0x5a; 3000];
+    let frags = fragments(&client_udp(40000, &payload), 1376, 0x77);
+    assert_eq!(frags.len(), 3);
+    // A later fragment before its first: dropped, counted, not handed to the kernel.
+    let (v, _) = from_client(&mut gw, &frags[2]);
+    assert_eq!(v, Verdict::Drop(DropReason::NatFragmentUnknown));
+    for (k, f) in frags.iter().enumerate() {
+        let (v, frame) = from_client(&mut gw, f);
+        let tx = tx_bytes(v, &frame).unwrap_or_else(|| panic!("fragment {k}: {v:?}"));
+        let ip = &tx[14..];
+        assert_eq!(&ip[12..16], &GW_ADDR.octets(), "fragment {k} source");
+        assert_eq!(&ip[4..8], &f[4..8], "identification and offset kept");
+        assert_eq!(wire::checksum::internet_checksum(&ip[..20]), 0);
+    }
+    assert_eq!(host_packets(&mut gw), 0, "handed to the kernel");
+}
