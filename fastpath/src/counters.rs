@@ -105,6 +105,7 @@ reasons! {
         HandshakeBadSize => "handshake_bad_size": "A handshake message (type 1-3) of another size than its type has (148, 92 or 64 bytes).",
         TxFull => "tx_full": "No TX descriptor or frame free.",
         Handoff => "handoff": "Belongs to another worker's NAT and its handoff lane was full (or no frame was free to take it).",
+        NatNotEthernet => "nat_not_ethernet": "Masquerading is on and the route to the destination leaves through an interface that is not Ethernet: the fast path cannot send there and the kernel would forward it untranslated.",
         Unsupported => "unsupported": "Not an IPv4 frame (outer IPv6 is not handled by the fast path yet; the XDP program passes VLAN-tagged frames to the kernel).",
     }
     // One per NatError, named `nat_<NatError::name>`; the help is the NAT's own.
@@ -114,6 +115,7 @@ reasons! {
         NatBadIpHeader => "nat_bad_ip_header": BadIpHeader,
         NatBadIpChecksum => "nat_bad_ip_checksum": BadIpChecksum,
         NatFragment => "nat_fragment": Fragment,
+        NatFragmentUnknown => "nat_fragment_unknown": FragmentUnknown,
         NatUnsupportedProtocol => "nat_unsupported_protocol": UnsupportedProtocol,
         NatUnsupportedIcmp => "nat_unsupported_icmp": UnsupportedIcmp,
         NatNoMapping => "nat_no_mapping": NoMapping,

@@ -4,7 +4,7 @@
 //! wire-in ─ WireGuard UDP :listen_port ─ type 1-3, of its size ───> slow path (handshake lane)
 //!        │                               └ type 4: open + replay (keypair by receiver index)
 //!        │                                  -> inner source must belong to that peer
-//!        │                                  -> for the host / fragment / options -> wg0
+//!        │                                  -> for the host (or a fragment, NAT off) -> wg0
 //!        │                                  -> route (kernel's table) -> TTL -> source NAT
 //!        │                                  -> Ethernet header in front -> wire-out
 //!        └ NAT return traffic -> NAT reverse -> TTL -> peer by AllowedIPs
@@ -33,7 +33,7 @@ use std::time::Instant;
 
 use crate::queue::{HandshakeDatagram, HostPacket, Lane, SlowPathSender, ToSlowPath};
 use crate::tables::Tables;
-use nat::{Conntrack, Inbound, NatError, Outbound};
+use nat::{Conntrack, Inbound, Outbound};
 use wgproto::keypair::sealed_len;
 use wgproto::peer::PeerId;
 use wgproto::time::Timestamp;
@@ -489,13 +489,15 @@ impl Pipeline {
             return Verdict::Drop(DropReason::InnerMalformed);
         };
         let (dst, dont_frag) = (ip.dst_addr(), ip.dont_frag());
-        if ip.is_fragment()
-            || ip.header_len() != ipv4::HEADER_LEN
-            || self.cfg.host_addrs.contains(&dst)
-            || dst.is_broadcast()
-            || dst.is_multicast()
-        {
-            // Exceptions the kernel handles better: reassembly, options, its own services.
+        if self.cfg.host_addrs.contains(&dst) || dst.is_broadcast() || dst.is_multicast() {
+            // The kernel's own services; it does not forward these.
+            return self.punt_to_host(&buf[start..end]);
+        }
+        if ip.is_fragment() && !self.cfg.masquerade {
+            // Without NAT the kernel may forward fragments as they are (its own policy). With
+            // NAT on, nothing to be forwarded goes to the kernel: it would leave with the
+            // tunnel source address. IP options are forwarded here either way (the NAT reads
+            // the header length).
             return self.punt_to_host(&buf[start..end]);
         }
         let park = Verdict::Park {
@@ -505,9 +507,12 @@ impl Pipeline {
         };
         let hop = match self.route_or_park(b, dst, park) {
             Ok(Resolution::Ready(hop)) => hop,
-            Ok(Resolution::Local) | Ok(Resolution::NotEthernet { .. }) => {
-                return self.punt_to_host(&buf[start..end])
+            Ok(Resolution::Local) => return self.punt_to_host(&buf[start..end]),
+            Ok(Resolution::NotEthernet { .. }) if self.cfg.masquerade => {
+                // The kernel would forward it untranslated.
+                return Verdict::Drop(DropReason::NatNotEthernet);
             }
+            Ok(Resolution::NotEthernet { .. }) => return self.punt_to_host(&buf[start..end]),
             Ok(_) => return Verdict::Drop(DropReason::NoRoute),
             Err(parked) => return parked,
         };
@@ -574,9 +579,8 @@ impl Pipeline {
                     };
                 }
                 Ok(Outbound::Local) => return self.punt_to_host(&buf[start..end]),
-                Err(NatError::Fragment) | Err(NatError::UnsupportedProtocol) => {
-                    return self.punt_to_host(&buf[start..end])
-                }
+                // Protocols it does not translate included: handing them to the kernel would
+                // forward them with the tunnel source address.
                 Err(e) => return Verdict::Drop(e.into()),
             }
         }

@@ -11,6 +11,7 @@ use crate::config::{ConfigError, NatConfig};
 use crate::counters::NatCounters;
 use crate::error::NatError;
 use crate::flow_state::{self, Dir, FlowState};
+use crate::fragments::{Chain, ChainKey, Fragments};
 use crate::partition::Partition;
 use crate::port_alloc::PortAllocator;
 use crate::port_observer::PortObserver;
@@ -69,6 +70,9 @@ const RECLAIM_BUDGET: usize = 32;
 
 const NANOS_PER_TICK: u64 = 1_000_000_000;
 
+/// Fragment chains followed at once per direction and worker (32 bytes each).
+const FRAGMENT_CHAINS: usize = 512;
+
 fn tick(now_ns: u64) -> u32 {
     (now_ns / NANOS_PER_TICK).min(u64::from(u32::MAX / 2)) as u32
 }
@@ -89,6 +93,10 @@ pub struct Conntrack {
     counters: NatCounters,
     /// Told of every port a mapping takes and releases (the XDP program's live-port map).
     observer: Option<Box<dyn PortObserver>>,
+    /// Fragmented datagrams from inside hosts: the egress address of their first fragment.
+    outbound_chains: Fragments,
+    /// Fragmented return traffic: the inside address of their first fragment, or its owner.
+    inbound_chains: Fragments,
 }
 
 impl Conntrack {
@@ -143,6 +151,8 @@ impl Conntrack {
             wheel: TimerWheel::new(config.capacity_per_worker as usize, 0),
             counters: NatCounters::default(),
             observer: None,
+            outbound_chains: Fragments::new(FRAGMENT_CHAINS, config.hash_seed ^ 0x0f0f),
+            inbound_chains: Fragments::new(FRAGMENT_CHAINS, config.hash_seed ^ 0xf0f0),
         })
     }
 
@@ -227,6 +237,8 @@ impl Conntrack {
         self.table.heap_bytes()
             + self.ports.heap_bytes()
             + self.wheel.heap_bytes()
+            + self.outbound_chains.heap_bytes()
+            + self.inbound_chains.heap_bytes()
             + self.egress.capacity() * 4
     }
 
@@ -274,20 +286,28 @@ impl Conntrack {
 
     fn outbound(&mut self, now: u32, pkt: &mut [u8]) -> Result<Outbound, NatError> {
         let ip = view::parse_ipv4(pkt, true)?;
-        if ip.fragment {
-            return Err(NatError::Fragment);
-        }
         let proto = Protocol::from_ip(ip.proto).ok_or(NatError::UnsupportedProtocol)?;
+        if ip.later_fragment {
+            return self.outbound_later_fragment(now, pkt, &ip);
+        }
         if ip.end - ip.hlen < view::min_l4_len(proto) {
             return Err(NatError::Truncated);
         }
         let l4 = ip.hlen;
         let to_egress = self.egress_index(ip.dst).is_some();
+        if ip.fragment && to_egress {
+            // Hairpinned fragments would need the chain followed on two workers.
+            return Err(NatError::Fragment);
+        }
         let mut tcp_flags = 0;
         let mut dport = 0;
         if proto == Protocol::Icmp {
             let t = pkt[l4 + icmp::field::TYPE];
             if view::is_icmp_error(t) {
+                if ip.fragment {
+                    // Its checksum covers the whole message: it cannot be verified here.
+                    return Err(NatError::Fragment);
+                }
                 return self.outbound_icmp_error(pkt, &ip, now);
             }
             if !icmp::is_query_request(t) {
@@ -315,7 +335,13 @@ impl Conntrack {
         self.touch(now, slot, Dir::Out, tcp_flags, new);
         let e = *self.table.entry(slot);
         let ext = self.egress[usize::from(e.ext_addr)];
+        // A first fragment: the transport checksum covers the whole datagram, but an
+        // incremental update (RFC 1624) is exact whatever part of it is here.
         rewrite::endpoint(pkt, &ip, proto, Side::Src, ext, e.ext_port);
+        if ip.fragment {
+            let key = chain_key(&ip);
+            self.outbound_chains.remember(now, key, Chain::Address(ext));
+        }
         if to_egress {
             // In range was checked above, so the owner exists.
             let owner = self.partition.owner_of_port(dport).unwrap_or(self.worker);
@@ -332,8 +358,8 @@ impl Conntrack {
         let Some(proto) = Protocol::from_ip(ip.proto) else {
             return Ok(Inbound::NotNat);
         };
-        if ip.fragment {
-            return Err(NatError::Fragment);
+        if ip.later_fragment {
+            return self.inbound_later_fragment(now, pkt, &ip);
         }
         if ip.end - ip.hlen < view::min_l4_len(proto) {
             return Err(NatError::Truncated);
@@ -344,6 +370,9 @@ impl Conntrack {
             Protocol::Icmp => {
                 let t = pkt[l4 + icmp::field::TYPE];
                 if view::is_icmp_error(t) {
+                    if ip.fragment {
+                        return Err(NatError::Fragment);
+                    }
                     return self.inbound_icmp_error(pkt, &ip, now);
                 }
                 if !icmp::is_query_reply(t) {
@@ -359,6 +388,12 @@ impl Conntrack {
             return Ok(Inbound::NotNat);
         };
         if owner != self.worker {
+            if ip.fragment {
+                // Its later fragments carry no port: send them after it.
+                let key = chain_key(&ip);
+                self.inbound_chains
+                    .remember(now, key, Chain::Handoff(owner));
+            }
             return Ok(Inbound::Handoff { owner });
         }
         let slot = self
@@ -384,9 +419,56 @@ impl Conntrack {
         }
         let e = *self.table.entry(slot);
         rewrite::endpoint(pkt, &ip, proto, Side::Dst, e.inside_addr, e.inside_port);
+        if ip.fragment {
+            let key = chain_key(&ip);
+            self.inbound_chains
+                .remember(now, key, Chain::Address(e.inside_addr));
+        }
         Ok(Inbound::Deliver {
             inside: e.inside_addr.into(),
         })
+    }
+
+    /// A fragment after the first from an inside host: the source address its first fragment
+    /// was given (the ports are in the first fragment only, and the transport checksum was
+    /// updated there).
+    fn outbound_later_fragment(
+        &mut self,
+        now: u32,
+        pkt: &mut [u8],
+        ip: &view::Ipv4,
+    ) -> Result<Outbound, NatError> {
+        let owner = self.partition.owner_of_inside(ip.src.into());
+        if owner != self.worker {
+            return Ok(Outbound::Handoff { owner });
+        }
+        match self.outbound_chains.lookup(now, &chain_key(ip)) {
+            Some(Chain::Address(ext)) => {
+                rewrite::address(pkt, Side::Src, ext);
+                Ok(Outbound::Forward)
+            }
+            _ => Err(NatError::FragmentUnknown),
+        }
+    }
+
+    /// A fragment after the first of return traffic: the inside address its first fragment
+    /// was delivered to, or the worker it was handed to.
+    fn inbound_later_fragment(
+        &mut self,
+        now: u32,
+        pkt: &mut [u8],
+        ip: &view::Ipv4,
+    ) -> Result<Inbound, NatError> {
+        match self.inbound_chains.lookup(now, &chain_key(ip)) {
+            Some(Chain::Address(inside)) => {
+                rewrite::address(pkt, Side::Dst, inside);
+                Ok(Inbound::Deliver {
+                    inside: inside.into(),
+                })
+            }
+            Some(Chain::Handoff(owner)) => Ok(Inbound::Handoff { owner }),
+            None => Err(NatError::FragmentUnknown),
+        }
     }
 
     /// An ICMP error from outside about a packet we sent (RFC 5508 REQ-4): the quoted packet's
@@ -589,5 +671,15 @@ impl Conntrack {
         }
         self.counters.expired += removed as u64;
         removed
+    }
+}
+
+/// The datagram a fragment belongs to, as it arrived.
+fn chain_key(ip: &view::Ipv4) -> ChainKey {
+    ChainKey {
+        src: ip.src,
+        dst: ip.dst,
+        proto: ip.proto,
+        id: ip.id,
     }
 }

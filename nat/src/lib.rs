@@ -43,6 +43,12 @@
 //!   translated both ways with the quoted packet reverted and every checksum fixed (RFC 5508
 //!   REQ-4/5); errors with a bad checksum or no mapping are dropped; an ICMP error never
 //!   refreshes nor removes a mapping (RFC 5508 REQ-6, RFC 4787 REQ-12, RFC 5382 REQ-10).
+//! * Fragments (RFC 4787 REQ-14) are translated as a chain, not reassembled: the first
+//!   fragment like a whole packet (incremental checksum updates stay exact), and its
+//!   (source, destination, protocol, identification) remembered for 30 s in a fixed table of
+//!   512 chains per direction (`fragments.rs`), so later fragments get the same address; a
+//!   later fragment without its first is dropped (`FragmentUnknown`). Fragmented ICMP errors
+//!   and hairpinned fragments are not followed (`Fragment`).
 //! * Timeouts by flow state ([`Timeouts`]): defaults at the RFC floors or above.
 //! * Hard capacity per worker: a full table refuses new flows (`TableFull`, counted), existing
 //!   flows are unaffected.
@@ -81,7 +87,8 @@
 //! Per worker: the slab (32 bytes per entry), the inside index (hashbrown, sized for twice the
 //! capacity: about 2.3-4.6 bytes of control + 4 bytes of slot per bucket), the free list and the
 //! wheel links (4 + 12 bytes per entry), plus per port of the slice 4 bytes per (protocol,
-//! egress address) for the external index and 1 bit for the allocator. All allocated in
+//! egress address) for the external index and 1 bit for the allocator, plus 2 x 512 fragment
+//! chains (about 20 KiB). All allocated in
 //! [`Conntrack::new`]; see [`Conntrack::heap_bytes`].
 
 #![forbid(unsafe_code)]
@@ -91,6 +98,7 @@ mod conntrack;
 mod counters;
 mod error;
 mod flow_state;
+mod fragments;
 mod partition;
 mod port_alloc;
 mod port_observer;

@@ -71,6 +71,8 @@ pub(crate) struct Ipv4 {
     pub fragment: bool,
     /// Fragment offset != 0: no transport header in this piece.
     pub later_fragment: bool,
+    /// Identification: with the addresses and protocol, names the datagram of a fragment.
+    pub id: u16,
 }
 
 impl Ipv4 {
@@ -83,6 +85,7 @@ impl Ipv4 {
             dst: p.dst_addr().octets(),
             fragment: p.is_fragment(),
             later_fragment: p.frag_offset() != 0,
+            id: p.ident(),
         }
     }
 }

@@ -59,6 +59,7 @@ fn steady_state_churn_never_allocates() {
     let tcps: Vec<Vec<u8>> = (0..1000u16)
         .map(|i| tcp(A, 20000 + i, R, 80, SYN, b""))
         .collect();
+    let frag = udp(A, 999, R, 53, &[7u8; 64]);
     let mut buf = [0u8; 256];
     let mut replies = Vec::with_capacity(4096);
     for round in 0..6u64 {
@@ -77,6 +78,17 @@ fn steady_state_churn_never_allocates() {
         for p in &tcps {
             let b = &mut buf[..p.len()];
             b.copy_from_slice(p);
+            ct.translate_outbound(now, b).unwrap();
+        }
+        // Fragment chains: more first fragments than the chain table holds, each followed by
+        // a later fragment (the IP header of `frag` with offset 1 and another ID each time).
+        for id in 0..2000u16 {
+            let b = &mut buf[..frag.len()];
+            b.copy_from_slice(&frag);
+            set_frag(b, id, 0x2000);
+            ct.translate_outbound(now, b).unwrap();
+            b.copy_from_slice(&frag);
+            set_frag(b, id, 1);
             ct.translate_outbound(now, b).unwrap();
         }
         for x in &replies {
@@ -98,8 +110,8 @@ fn steady_state_churn_never_allocates() {
             "round {round} allocated"
         );
     }
-    assert_eq!(ct.counters().expired, 5 * 4000);
-    assert_eq!(ct.counters().created, 6 * 4000);
+    assert_eq!(ct.counters().expired, 5 * 4001);
+    assert_eq!(ct.counters().created, 6 * 4001);
 }
 
 fn fold(b: &[u8]) -> u16 {
@@ -111,4 +123,14 @@ fn fold(b: &[u8]) -> u16 {
         s = (s & 0xffff) + (s >> 16);
     }
     s as u16
+}
+
+/// Sets the identification and the flags/offset word of the IPv4 header at the start of `b`,
+/// with a fresh header checksum (no allocation).
+fn set_frag(b: &mut [u8], id: u16, flags_offset: u16) {
+    b[4..6].copy_from_slice(&id.to_be_bytes());
+    b[6..8].copy_from_slice(&flags_offset.to_be_bytes());
+    b[10..12].fill(0);
+    let c = !fold(&b[..20]);
+    b[10..12].copy_from_slice(&c.to_be_bytes());
 }

@@ -257,20 +257,136 @@ fn rfc4787_req12_icmp_error_does_not_destroy_the_mapping() {
     );
 }
 
+/// `pkt` (a 20-byte IPv4 header and its payload) cut into fragments of `chunk` payload bytes
+/// (a multiple of 8), identification `id`, header checksums valid.
+fn fragments(pkt: &[u8], chunk: usize, id: u16) -> Vec<Vec<u8>> {
+    let payload = &pkt[20..];
+    let n = payload.len().div_ceil(chunk);
+    (0..n)
+        .map(|k| {
+            let part = &payload[k * chunk..((k + 1) * chunk).min(payload.len())];
+            let mut f = pkt[..20].to_vec();
+            f.extend_from_slice(part);
+            let total = f.len() as u16;
+            f[2..4].copy_from_slice(&total.to_be_bytes());
+            f[4..6].copy_from_slice(&id.to_be_bytes());
+            let mf = if k + 1 < n { 0x2000 } else { 0 };
+            f[6..8].copy_from_slice(&(mf | (k * chunk / 8) as u16).to_be_bytes());
+            f[10..12].fill(0);
+            let mut sum = 0u32;
+            for w in f[..20].chunks(2) {
+                sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+            }
+            while sum > 0xffff {
+                sum = (sum & 0xffff) + (sum >> 16);
+            }
+            f[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+            f
+        })
+        .collect()
+}
+
+/// The datagram the fragments `frags` (in order) make up again.
+fn reassemble(frags: &[Vec<u8>]) -> Vec<u8> {
+    let mut p = frags[0][..20].to_vec();
+    for f in frags {
+        p.extend_from_slice(&f[20..]);
+    }
+    let total = p.len() as u16;
+    p[2..4].copy_from_slice(&total.to_be_bytes());
+    p[6..8].fill(0);
+    p[10..12].fill(0);
+    let mut sum = 0u32;
+    for w in p[..20].chunks(2) {
+        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    p[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    p
+}
+
 #[test]
-fn rfc4787_req14_fragments_are_not_translated_but_refused_with_a_reason() {
-    // Not implemented: the NAT does not reassemble. Fragments are an Err the worker can hand
-    // to the kernel; this test pins that they are never half-translated.
+fn rfc4787_req14_fragments_are_translated_as_a_chain_both_ways() {
     let mut ct = conntrack();
-    let mut p = udp(A, 40000, R, 53, b"frag");
-    p[6] |= 0x20; // More Fragments
-    let c = u16::from_be_bytes([p[10], p[11]]);
-    let fixed = !(((!c as u32) + 0x2000) % 0xffff) as u16; // header checksum after the flag
-    p[10..12].copy_from_slice(&fixed.to_be_bytes());
-    let before = p.clone();
-    assert_eq!(ct.translate_outbound(0, &mut p), Err(NatError::Fragment));
-    assert_eq!(p, before);
-    assert_eq!(ct.counters().dropped(NatError::Fragment), 1);
+    let payload: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
+    let mut out = fragments(&udp(A, 40000, R, 5000, &payload), 1400, 0x1234);
+    assert_eq!(out.len(), 3);
+    for f in out.iter_mut() {
+        assert_eq!(ct.translate_outbound(SEC, f), Ok(Outbound::Forward));
+        assert_eq!(
+            &f[12..16],
+            &E,
+            "every fragment leaves from the egress address"
+        );
+        check_ip_header(f);
+    }
+    let whole = reassemble(&out);
+    check_checksums(&whole).unwrap();
+    let (src, ext) = src_of(&whole);
+    assert_eq!(src, E);
+
+    // The answer, fragmented too: every piece goes to the inside host, reassembled intact.
+    let mut back = fragments(&udp(R, 5000, E, ext, &payload), 1480, 0x4321);
+    for f in back.iter_mut() {
+        assert_eq!(
+            ct.translate_inbound(2 * SEC, f),
+            Ok(Inbound::Deliver { inside: A.into() })
+        );
+        assert_eq!(&f[16..20], &A);
+        check_ip_header(f);
+    }
+    let whole = reassemble(&back);
+    check_checksums(&whole).unwrap();
+    assert_eq!(dst_of(&whole), (A, 40000));
+}
+
+#[test]
+fn rfc4787_req14_later_fragments_without_their_first_are_dropped_with_a_reason() {
+    let mut ct = conntrack();
+    let payload = [9u8; 3000];
+    let mut out = fragments(&udp(A, 40000, R, 5000, &payload), 1400, 7);
+    // Overtaking its first fragment: not translated, counted, untouched.
+    let before = out[1].clone();
+    assert_eq!(
+        ct.translate_outbound(SEC, &mut out[1]),
+        Err(NatError::FragmentUnknown)
+    );
+    assert_eq!(out[1], before);
+    assert_eq!(
+        ct.translate_outbound(SEC, &mut out[0]),
+        Ok(Outbound::Forward)
+    );
+    assert_eq!(
+        ct.translate_outbound(SEC, &mut out[2]),
+        Ok(Outbound::Forward)
+    );
+    // The chain is forgotten after 30 s (Linux's ipfrag_time).
+    let mut late = fragments(&udp(A, 40000, R, 5000, &payload), 1400, 7);
+    assert_eq!(
+        ct.translate_outbound(31 * SEC, &mut late[2]),
+        Err(NatError::FragmentUnknown)
+    );
+    // Return traffic: a later fragment of a datagram never seen.
+    let mut back = fragments(&udp(R, 5000, E, 61000, &payload), 1480, 8);
+    assert_eq!(
+        ct.translate_inbound(SEC, &mut back[1]),
+        Err(NatError::FragmentUnknown)
+    );
+    assert_eq!(ct.counters().dropped(NatError::FragmentUnknown), 3);
+}
+
+fn check_ip_header(f: &[u8]) {
+    let hl = usize::from(f[0] & 15) * 4;
+    let mut sum = 0u32;
+    for w in f[..hl].chunks(2) {
+        sum += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    assert_eq!(sum, 0xffff, "IP header checksum");
 }
 
 // ---------------------------------------------------------------- RFC 5382 (TCP)
