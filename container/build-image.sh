@@ -51,6 +51,8 @@ mkdir -p "$ctx/gw/rootfs/usr/bin" "$ctx/gw/rootfs/run/dataplane" "$ctx/gw/rootfs
 # /var/run/wireguard is where `wg` and the UAPI socket meet: /var/run -> /run, as on the host.
 mkdir -p "$ctx/gw/rootfs/var" && ln -s ../run "$ctx/gw/rootfs/var/run"
 install -m 0755 "$binary" "$ctx/gw/rootfs/usr/bin/dataplane"
+# Without its debug symbols, as the .deb ships it (a debug build: 100 MB less to copy).
+if command -v strip >/dev/null; then strip --strip-debug "$ctx/gw/rootfs/usr/bin/dataplane"; fi
 for lib in $(ldd "$binary" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'); do
     real="$(readlink -f "$lib")"
     dest="$ctx/gw/rootfs$lib"
