@@ -10,7 +10,8 @@
 # seccomp.json exists); the gateway runs with exactly NET_ADMIN, NET_RAW, BPF and IPC_LOCK, no
 # new privileges, a seccomp filter, XDP in driver mode on the container's eth0; its log is in
 # `podman logs`; the server's veth keeps tx checksum offload on (the bridge's defaults) and the
-# gateway completed partial checksums; the 32 MiB arrive intact (sha256); `podman stop` exits 0.
+# gateway completed partial checksums; the 32 MiB arrive intact (sha256); `dataplane stats` and
+# `dataplane peer add` work through `podman exec`; `podman stop` exits 0.
 #
 # Root only (skips with the reason otherwise). podman's settings for this VM (runc, no default
 # ulimits, cgroupfs) come from a containers.conf in a temporary directory (CONTAINERS_CONF);
@@ -167,6 +168,13 @@ completed="$(podman exec "$DATAPLANE_NAME" dataplane stats --json \
     | python3 -c 'import json,sys; print(sum(w["csum_completed"] for w in json.load(sys.stdin)["workers"]))')"
 [ "$completed" -gt 0 ] || fail "no partial checksum completed: the bridge's offload was not exercised"
 ok "dataplane stats (podman exec): csum_completed $completed"
+
+podman exec "$DATAPLANE_NAME" dataplane peer add second --server-url "$host_addr:51820" --no-qr \
+    > "$work/peer-add.log" 2>&1 || { cat "$work/peer-add.log" >&2; fail "peer add in the running container"; }
+grep -q 'applied to the running gateway' "$work/peer-add.log" \
+    || { cat "$work/peer-add.log" >&2; fail "peer add (podman exec) did not apply to the running gateway"; }
+[ -f "$work/config/peers/second.conf" ] || fail "peer add (podman exec) wrote no peers/second.conf in the volume"
+ok "podman exec ... dataplane peer add: applied live, peers/second.conf in the config volume"
 
 podman stop -t 10 "$DATAPLANE_NAME" >/dev/null
 [ "$(podman inspect -f '{{.State.ExitCode}}' "$DATAPLANE_NAME")" = 0 ] || fail "the gateway exited non-zero on SIGTERM"
