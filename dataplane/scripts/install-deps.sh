@@ -3,12 +3,15 @@
 # Idempotent: packages already present are not reinstalled. libpcap-dev is there because xsk-rs
 # builds libxdp from source and its configure step insists on pcap headers. systemd (for
 # systemd-analyze and systemd-sysusers, not as init), dpkg-dev (dpkg-shlibdeps) and binutils (strip)
-# are for packaging/test-deb.sh; systemd-container (systemd-nspawn) for test-service-nspawn.sh.
+# are for packaging/test-deb.sh; systemd-container (systemd-nspawn) for test-service-nspawn.sh;
+# podman, runc, podman-compose and busybox-static (the HTTP server's image) for
+# container/test-podman.sh.
 set -euo pipefail
 
 PACKAGES=(clang llvm libelf-dev zlib1g-dev libpcap-dev pkg-config m4 make
           wireguard-go wireguard-tools iperf3 iproute2 iptables tshark python3 procps ethtool
-          iputils-ping curl systemd systemd-container dpkg-dev binutils xz-utils)
+          iputils-ping curl systemd systemd-container dpkg-dev binutils xz-utils
+          podman runc podman-compose busybox-static)
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "install-deps: not root, skipping package installation and bpffs mount" >&2

@@ -38,6 +38,12 @@ bash packaging/test-deb.sh
 step "packaging/test-service-nspawn.sh (dataplane@gw under systemd, a wireguard-go client)"
 bash packaging/test-service-nspawn.sh
 
+# The container image (FROM scratch, from the debug binary built above) and compose.yaml under
+# podman: the gateway with its four capabilities and seccomp.json, a wireguard-go client
+# downloading 32 MiB from the HTTP server container through the published port.
+step "container/test-podman.sh (image, compose.yaml under podman, a wireguard-go client)"
+bash container/test-podman.sh
+
 # The benchmarks (criterion and the bench crate) were type-checked by clippy --all-targets
 # above; building them again in the release profile would double the build time of a CI run.
 # Run them with `cargo bench` or `target/release/bench` (bench/README.md).
