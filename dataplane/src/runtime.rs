@@ -40,7 +40,7 @@ pub const CLOCK_SPEEDUP_ENV: &str = "DATAPLANE_CLOCK_SPEEDUP";
 /// Depth of each lane of the worker -> slow path queue (handshakes; events and host packets).
 const SLOW_PATH_QUEUE: usize = 1024;
 /// Depth of the slow path -> worker 0 queue of datagrams read from the listen port's socket.
-const OUTER_DATAGRAM_QUEUE: usize = 256;
+const OUTER_DATAGRAM_QUEUE: usize = 1024;
 
 /// The workers' ends of the channels with the slow path.
 struct SlowPathLinks<'a> {
