@@ -150,6 +150,8 @@ pub struct Pipeline {
     outer_ip_id: u16,
     /// How many ICMP errors this worker may still originate.
     icmp_limit: IcmpRateLimiter,
+    /// The start of a return packet too big for the tunnel, quoted in the ICMP error.
+    quote: [u8; QUOTE_LEN],
     /// The last `Authenticated` report queued: keypair, source, when (see [`REPORT_RETRY`]).
     last_report: Option<(u32, SocketAddr, Timestamp)>,
     /// The last `HandshakeNeeded` queued: peer, when (see [`REPORT_RETRY`]).
@@ -200,6 +202,7 @@ impl Pipeline {
             outer_ip_id: cfg_ip_id,
             // Full buckets: the first clock reading only adds to them up to their cap.
             icmp_limit: IcmpRateLimiter::new(0),
+            quote: [0; QUOTE_LEN],
             last_report: None,
             last_handshake_request: None,
         }
@@ -721,10 +724,11 @@ impl Pipeline {
         let too_big = ip.len() > self.cfg.mtu
             && ip.len() >= ipv4::HEADER_LEN
             && ipv4::Packet::new_unchecked(&buf[ip.clone()]).dont_frag();
-        let mut quoted = [0u8; QUOTE_LEN];
+        // The quote lives in the pipeline, written only for a packet that is too big: zeroing a
+        // stack copy for every return packet showed in the 64-byte figures.
         let q = ip.len().min(QUOTE_LEN);
         if too_big {
-            quoted[..q].copy_from_slice(&buf[ip.start..ip.start + q]);
+            self.quote[..q].copy_from_slice(&buf[ip.start..ip.start + q]);
         }
         self.complete_checksum(&mut buf[ip.clone()]);
         let Some(nat) = self.nat.as_mut() else {
@@ -734,6 +738,7 @@ impl Pipeline {
             Ok(Inbound::Deliver { .. }) if too_big => {
                 let mtu = u16::try_from(self.cfg.mtu).unwrap_or(u16::MAX);
                 let kind = IcmpError::FragmentationNeeded { mtu };
+                let quoted = self.quote;
                 self.icmp_to_lan(b, buf, ip.start, &quoted[..q], kind, DropReason::TooBig)
             }
             Ok(Inbound::Deliver { inside }) => {
