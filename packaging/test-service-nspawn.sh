@@ -64,7 +64,7 @@ setsid unshare -m --propagation private sh -c '
 nspawn_pid=$!
 
 init=""
-for _ in $(seq 150); do
+for _ in $(seq 450); do
     kill -0 "$nspawn_pid" 2>/dev/null || break
     init="$(pgrep -P "$nspawn_pid" | head -1 || true)"
     state=""
@@ -75,7 +75,7 @@ for _ in $(seq 150); do
 done
 if [ -z "$init" ]; then
     tail -5 "$work/boot.log" >&2
-    skip "the container did not boot within 30 s (cgroups or nspawn unsupported here?)"
+    skip "the container did not boot within 90 s (cgroups or nspawn unsupported here?)"
 fi
 echo "test-service-nspawn: container booted (init pid $init on the host)"
 
