@@ -50,6 +50,12 @@ cp -a /etc "$rootfs/"
 rm -f "$rootfs/etc/machine-id" "$rootfs/etc/os-release"
 cp /usr/lib/os-release "$rootfs/etc/os-release"
 find "$rootfs/etc/systemd/system" -path '*.wants/*' -delete
+# Nothing brings the container's network up, so the wait-online services would hold the boot
+# for 2 minutes whenever something pulls in network-online.target at boot (podman's units do,
+# once podman is installed): masked before the boot, in the container's /etc only.
+for unit in systemd-networkd-wait-online.service NetworkManager-wait-online.service; do
+    ln -sf /dev/null "$rootfs/etc/systemd/system/$unit"
+done
 cp -a /var/lib/dpkg "$rootfs/var/lib/"
 
 # nspawn keeps state in /run/systemd/nspawn and refuses to clean it on a disk /run: give it a
