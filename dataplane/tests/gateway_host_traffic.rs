@@ -15,53 +15,15 @@
 //! Skips with a message when not root. `sudo -E cargo test -p dataplane --test
 //! gateway_host_traffic -- --nocapture --test-threads=1`.
 
-use std::process::{Child, Command, Stdio};
-
 use lab::{Node, Topology, GATEWAY_LAN_ADDR, SERVER_ADDR};
 
 mod e2e_support;
-use e2e_support::{assert_pings, ping, root_test, E2e};
+use e2e_support::{assert_pings, ping, root_test, Background, E2e};
 
 /// An echo id and a TCP port inside the default NAT range (61000-65535).
 const HOST_ECHO_ID: &str = "62000";
 const HOST_TCP_PORT: u16 = 62500;
 const RESERVED: &str = "/proc/sys/net/ipv4/ip_local_reserved_ports";
-
-/// A process in a namespace, killed on drop.
-struct Background(Child);
-
-impl Background {
-    fn start(ns: &str, argv: &[&str]) -> Self {
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .args(argv)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {argv:?} in {ns}: {e}"));
-        Background(child)
-    }
-
-    fn output(mut self) -> String {
-        let child = std::mem::replace(
-            &mut self.0,
-            Command::new("true").spawn().expect("true runs"),
-        );
-        let out = child.wait_with_output().expect("waiting for the process");
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn host_pings_and_listener_in_the_nat_range_keep_working() {

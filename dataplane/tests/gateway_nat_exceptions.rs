@@ -20,24 +20,14 @@
 //! Skips with a message when not root. `sudo -E cargo test -p dataplane --test
 //! gateway_nat_exceptions -- --nocapture --test-threads=1`.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lab::{Node, Topology, GATEWAY_LAN_ADDR, SERVER_ADDR};
 use ops::client::request_stats;
 
 mod e2e_support;
-use e2e_support::{assert_pings, root_test, E2e};
-
-/// The control socket of the test's gateway, removed even on failure.
-struct ControlSocket(PathBuf);
-
-impl Drop for ControlSocket {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+use e2e_support::{assert_pings, root_test, Background, ControlSocket, E2e};
 
 /// Prints `FROM <src> <proto>` for every IPv4 packet arriving in the namespace from the tunnel's
 /// addresses, until the UDP datagram "STOP" to port 9 arrived and the stragglers had a second.
@@ -73,23 +63,11 @@ for _ in range(3):
     s.sendto(b"\x00" * 32, (sys.argv[1], 0))
 "#;
 
-struct Background(Child);
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn untranslated_protocols_and_options_never_leave_with_a_tunnel_source() {
     root_test("nat_exceptions", |name| {
-        let control = ControlSocket(std::env::temp_dir().join(format!(
-            "dataplane-nat-exceptions-{}.sock",
-            std::process::id()
-        )));
-        let toml = format!("[control]\nsocket = \"{}\"\n", control.0.display());
+        let control = ControlSocket::new(name);
+        let toml = control.toml();
         let t = E2e::build(name, Topology::TwoArmed, false, &toml);
         assert_pings(&t, None, SERVER_ADDR, 3);
         // A host running containers forwards: what the fast path hands the kernel goes on.
@@ -205,11 +183,8 @@ else:
 #[test]
 fn fragmented_datagrams_from_the_tunnel_are_translated() {
     root_test("nat_inner_fragments", |name| {
-        let control = ControlSocket(std::env::temp_dir().join(format!(
-            "dataplane-nat-fragments-{}.sock",
-            std::process::id()
-        )));
-        let toml = format!("[control]\nsocket = \"{}\"\n", control.0.display());
+        let control = ControlSocket::new(name);
+        let toml = control.toml();
         let t = E2e::build(name, Topology::TwoArmed, false, &toml);
         assert_pings(&t, None, SERVER_ADDR, 3);
         t.exec_in(Node::Gateway, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])

@@ -22,12 +22,12 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use lab::{
-    is_root, DataplaneGateway, GatewayKind, GwTomlOptions, Lab, Node, Topology, GATEWAY_LAN_ADDR,
-    GATEWAY_TUNNEL_ADDR, LISTEN_PORT, SERVER_ADDR,
-};
+use lab::{is_root, Lab, Node, GATEWAY_LAN_ADDR, GATEWAY_TUNNEL_ADDR, LISTEN_PORT, SERVER_ADDR};
 use ops::client::request_stats;
 use ops::StatsSnapshot;
+
+mod e2e_support;
+use e2e_support::lab_with_control_socket;
 use wgproto::cookie::CookieState;
 use wgproto::keys::PublicKey;
 use wgproto::time::Timestamp;
@@ -236,32 +236,6 @@ fn blob(len: usize) -> Vec<u8> {
             x as u8
         })
         .collect()
-}
-
-/// The one-armed lab with the dataplane gateway, restarted with a control socket of its own;
-/// the path of that socket.
-fn lab_with_control_socket() -> (Lab, std::path::PathBuf) {
-    let mut dp = DataplaneGateway::new(env!("CARGO_BIN_EXE_dataplane"));
-    dp.ready_timeout = Duration::from_secs(5);
-    let mut lab = Lab::builder(Topology::OneArmed)
-        .gateway(GatewayKind::Dataplane(dp.clone()))
-        .build()
-        .expect("the lab with the dataplane gateway builds");
-    // Restart with a control socket of this lab's own (its directory is known only now).
-    lab.signal_gateway("TERM").unwrap();
-    lab.wait_gateway_exit(Duration::from_secs(10));
-    lab.take_gateway();
-    let control = lab.dir().join("control.sock");
-    lab.write_gateway_toml(&GwTomlOptions {
-        mode: None,
-        extra_toml: format!("[control]\nsocket = \"{}\"\n", control.display()),
-        ..Default::default()
-    })
-    .unwrap();
-    let uapi = lab.dir().join("run-wireguard");
-    lab.start_dataplane_with_uapi_dir(dp, &uapi)
-        .expect("the gateway restarts with a control socket");
-    (lab, control)
 }
 
 /// Runs `test` on the lab, printing the gateway's log if it fails.

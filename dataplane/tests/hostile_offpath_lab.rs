@@ -11,12 +11,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use lab::{
-    is_root, DataplaneGateway, GatewayKind, GwTomlOptions, Lab, Node, Topology, GATEWAY_LAN_ADDR,
-    ONE_ARMED_CLIENT_ADDR, SERVER_ADDR,
-};
+use lab::{is_root, Lab, Node, GATEWAY_LAN_ADDR, ONE_ARMED_CLIENT_ADDR, SERVER_ADDR};
 use ops::client::request_stats;
 use ops::StatsSnapshot;
+
+mod e2e_support;
+use e2e_support::lab_with_control_socket;
 
 const ECHO_PORT: u16 = 7777;
 /// The gateway's default NAT range (`[nat] ports`).
@@ -113,26 +113,7 @@ fn spoofed_rst_sweep_leaves_an_idle_connection_working() {
         eprintln!("SKIPPED spoofed_rst_sweep_leaves_an_idle_connection_working: needs root");
         return;
     }
-    let mut dp = DataplaneGateway::new(env!("CARGO_BIN_EXE_dataplane"));
-    dp.ready_timeout = Duration::from_secs(5);
-    let mut lab = Lab::builder(Topology::OneArmed)
-        .gateway(GatewayKind::Dataplane(dp.clone()))
-        .build()
-        .expect("the lab with the dataplane gateway builds");
-    // Restart with a control socket of this lab's own (its directory is known only now).
-    lab.signal_gateway("TERM").unwrap();
-    lab.wait_gateway_exit(Duration::from_secs(10));
-    lab.take_gateway();
-    let control = lab.dir().join("control.sock");
-    lab.write_gateway_toml(&GwTomlOptions {
-        mode: None,
-        extra_toml: format!("[control]\nsocket = \"{}\"\n", control.display()),
-        ..Default::default()
-    })
-    .unwrap();
-    let uapi = lab.dir().join("run-wireguard");
-    lab.start_dataplane_with_uapi_dir(dp, &uapi)
-        .expect("the gateway restarts with a control socket");
+    let (mut lab, control) = lab_with_control_socket();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         run_sweep(&mut lab, &control);
     }));

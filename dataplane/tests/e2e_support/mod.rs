@@ -359,3 +359,69 @@ impl Drop for ControlSocket {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+/// A process in a namespace, killed on drop.
+pub struct Background(pub std::process::Child);
+
+impl Background {
+    /// Starts `argv` in namespace `ns`, its output piped.
+    pub fn start(ns: &str, argv: &[&str]) -> Self {
+        let child = std::process::Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(argv)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {argv:?} in {ns}: {e}"));
+        Background(child)
+    }
+
+    /// Waits for the process and returns its stdout and stderr.
+    pub fn output(mut self) -> String {
+        let child = std::mem::replace(
+            &mut self.0,
+            std::process::Command::new("true")
+                .spawn()
+                .expect("true runs"),
+        );
+        let out = child.wait_with_output().expect("waiting for the process");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The one-armed lab with the dataplane gateway, restarted with a control socket of its own;
+/// the path of that socket.
+pub fn lab_with_control_socket() -> (Lab, std::path::PathBuf) {
+    let mut dp = DataplaneGateway::new(env!("CARGO_BIN_EXE_dataplane"));
+    dp.ready_timeout = Duration::from_secs(5);
+    let mut lab = Lab::builder(Topology::OneArmed)
+        .gateway(GatewayKind::Dataplane(dp.clone()))
+        .build()
+        .expect("the lab with the dataplane gateway builds");
+    // Restart with a control socket of this lab's own (its directory is known only now).
+    lab.signal_gateway("TERM").unwrap();
+    lab.wait_gateway_exit(Duration::from_secs(10));
+    lab.take_gateway();
+    let control = lab.dir().join("control.sock");
+    lab.write_gateway_toml(&GwTomlOptions {
+        mode: None,
+        extra_toml: format!("[control]\nsocket = \"{}\"\n", control.display()),
+        ..Default::default()
+    })
+    .unwrap();
+    let uapi = lab.dir().join("run-wireguard");
+    lab.start_dataplane_with_uapi_dir(dp, &uapi)
+        .expect("the gateway restarts with a control socket");
+    (lab, control)
+}
