@@ -3,7 +3,7 @@
 //! The XDP program accepts WireGuard only on the WAN interface's addresses (its
 //! `listen_addrs` map), read at start. A DHCP renewal or an operator's `ip addr` that changes
 //! them would leave clients sending to an address the program passes to the kernel, where no
-//! socket reads it. This re-reads the addresses over rtnetlink every [`INTERVAL`] and rewrites
+//! socket reads it. This re-reads the addresses over rtnetlink once a second and rewrites
 //! the map when they changed.
 //!
 //! The NAT's egress address (`[nat] address` unset: the LAN interface's primary IPv4, as
@@ -12,16 +12,12 @@
 //! address the host no longer has.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::{Duration, Instant};
 
 use fastpath::route::InterfaceAddress;
 use tracing::{info, warn};
 
 use crate::route::{primary_ipv4_of, Rtnl};
 use crate::xdp::XdpProgram;
-
-/// How often the addresses are read: one rtnetlink dump, cheap next to a DHCP lease.
-pub const INTERVAL: Duration = Duration::from_secs(1);
 
 /// The IPv4 addresses of interface `ifindex`, in kernel order: where WireGuard is accepted.
 pub fn listen_addresses(addresses: &[InterfaceAddress], ifindex: u32) -> Vec<IpAddr> {
@@ -41,7 +37,6 @@ pub struct AddressWatch {
     /// The LAN interface and the address masqueraded to, when it came from that interface.
     egress: Option<(u32, Ipv4Addr)>,
     egress_reported: Option<Ipv4Addr>,
-    last: Instant,
 }
 
 impl AddressWatch {
@@ -60,16 +55,11 @@ impl AddressWatch {
             listen,
             egress,
             egress_reported: None,
-            last: Instant::now(),
         })
     }
 
-    /// Every [`INTERVAL`]: reads the addresses and applies what changed to `programs`.
-    pub fn tick(&mut self, programs: &[XdpProgram]) {
-        if self.last.elapsed() < INTERVAL {
-            return;
-        }
-        self.last = Instant::now();
+    /// Reads the addresses (one rtnetlink dump) and applies what changed to `programs`.
+    pub fn check(&mut self, programs: &[XdpProgram]) {
         let addresses = match self.rtnl.addresses() {
             Ok(a) => a,
             Err(e) => {

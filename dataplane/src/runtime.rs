@@ -106,6 +106,7 @@ pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<(
         programs: &programs,
         oversize: OversizeWatch::new(&programs),
         addresses: host.watch(&cfg),
+        last: std::time::Instant::now(),
     };
     let outcome = serve(
         &signals,
@@ -539,17 +540,23 @@ fn serve(
 }
 
 /// What the main thread checks while the gateway runs, besides the workers and signals.
+/// Once a second: cheap next to what they watch (a DHCP lease, a misconfigured offload).
 struct Watches<'a> {
     programs: &'a [XdpProgram],
     oversize: OversizeWatch,
     addresses: Option<AddressWatch>,
+    last: std::time::Instant,
 }
 
 impl Watches<'_> {
     fn tick(&mut self) {
-        self.oversize.tick();
+        if self.last.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        self.oversize.check();
         if let Some(a) = self.addresses.as_mut() {
-            a.tick(self.programs);
+            a.check(self.programs);
         }
     }
 }

@@ -6,8 +6,6 @@
 //! operator to guess why TCP through the gateway stalls; this names the interface, the mode
 //! and the `ethtool` line that stops the merging.
 
-use std::time::{Duration, Instant};
-
 use tracing::warn;
 
 use super::{AttachMode, XdpCounter, XdpCountersReader, XdpProgram};
@@ -15,7 +13,6 @@ use super::{AttachMode, XdpCounter, XdpCountersReader, XdpProgram};
 /// One reader per attached program, and whether its drops were reported already.
 pub struct OversizeWatch {
     interfaces: Vec<Watched>,
-    last: Instant,
 }
 
 struct Watched {
@@ -39,19 +36,11 @@ impl OversizeWatch {
                 })
             })
             .collect();
-        OversizeWatch {
-            interfaces,
-            last: Instant::now(),
-        }
+        OversizeWatch { interfaces }
     }
 
-    /// Once a second: reads the counters and logs the first oversized drops of each
-    /// interface.
-    pub fn tick(&mut self) {
-        if self.last.elapsed() < Duration::from_secs(1) {
-            return;
-        }
-        self.last = Instant::now();
+    /// Reads the counters and logs the first oversized drops of each interface.
+    pub fn check(&mut self) {
         for w in self.interfaces.iter_mut().filter(|w| !w.reported) {
             let Ok(counters) = w.reader.read() else {
                 continue;
