@@ -190,6 +190,7 @@ impl Fixture {
                 tunnel_addr: GATEWAY_TUNNEL_ADDR,
                 masquerade: true,
                 outer_ip_id_seed: 0,
+                cookie_nonce_seed: [0; 16],
             },
             slow_tx,
             _slow_rx: std::sync::Mutex::new(slow_rx),

@@ -383,6 +383,7 @@ fn start_workers(
         tunnel_addr: host.tunnel,
         masquerade: cfg.nat.masquerade,
         outer_ip_id_seed: 0,
+        cookie_nonce_seed: [0; 16],
     };
     let live_ports = if cfg.nat.masquerade {
         let maps = programs
@@ -430,6 +431,11 @@ fn start_workers(
             pipeline: Pipeline::new(
                 PipelineConfig {
                     outer_ip_id_seed: rand_seed() as u16,
+                    cookie_nonce_seed: {
+                        let mut seed = [0; 16];
+                        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
+                        seed
+                    },
                     ..pipeline_cfg.clone()
                 },
                 nat,

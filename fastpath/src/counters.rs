@@ -103,6 +103,8 @@ reasons! {
         SlowPathFull => "slowpath_full": "The slow path's lane for host packets and authenticated events was full.",
         HandshakeQueueFull => "handshake_queue_full": "The slow path's lane for (unauthenticated) handshake messages was full: a handshake flood, or a slow path that fell behind.",
         HandshakeBadSize => "handshake_bad_size": "A handshake message (type 1-3) of another size than its type has (148, 92 or 64 bytes).",
+        HandshakeBadMac1 => "handshake_bad_mac1": "A handshake initiation or response whose mac1 is not made with the gateway's public key (forged, or for another server): it can never be accepted (whitepaper §5.4.4).",
+        HandshakeMac2QueueFull => "handshake_mac2_queue_full": "The slow path's lane for handshakes with a valid mac2 (senders that answered a cookie reply) was full.",
         TxFull => "tx_full": "No TX descriptor or frame free.",
         Handoff => "handoff": "Belongs to another worker's NAT and its handoff lane was full (or no frame was free to take it).",
         NatNotEthernet => "nat_not_ethernet": "Masquerading is on and the route to the destination leaves through an interface that is not Ethernet: the fast path cannot send there and the kernel would forward it untranslated.",
@@ -246,6 +248,8 @@ worker_counters! {
     encrypted: Counter, Series::Packets("encrypted"), "Packets sealed towards a peer.";
     keepalives: Counter, Series::Packets("keepalive"), "Transport messages opened that were keepalives (empty).";
     to_slowpath: Counter, Series::Packets("to_slowpath"), "Messages queued to the slow path (handshakes, packets for the host).";
+    handshakes_mac2: Counter, Series::Own("dataplane_handshakes_mac2_total"), "Handshake initiations and responses with a valid mac1 and mac2 (the sender holds our cookie for its address) queued on the slow path's mac2 lane, which junk cannot fill.";
+    cookie_replies: Counter, Series::Own("dataplane_worker_cookie_replies_total"), "Cookie replies a worker sent itself: a handshake with a valid mac1 but no valid mac2 while the slow path was under load (whitepaper §5.3); the sender retries with mac2.";
     events_lost: Counter, Series::Own("dataplane_slowpath_events_lost_total"), "Reports of authenticated events (key confirmation, roaming, rekey and handshake requests) the slow path's event lane had no room for; each is reported again by a later packet.";
     handed_off: Counter, Series::Packets("handed_off"), "Packets this worker received but another worker's NAT owns, copied to that worker.";
     handed_in: Counter, Series::Packets("handed_in"), "Packets other workers handed to this one.";

@@ -2,7 +2,7 @@
 //! check, NAT, route, rewrite, and the reverse), its verdicts and named drop reasons, the
 //! per-worker [`counters`], the [`capture`] taps and [`latency`] sampling on the way, and the
 //! contract with the slow path: the [`tables`] it publishes, the [`queue`] the workers hand
-//! exceptions to, and the ICMP errors a router owes ([`icmp`]) and how many it may send
+//! exceptions to, the screening of handshakes by their macs ([`handshake_guard`]), and the ICMP errors a router owes ([`icmp`]) and how many it may send
 //! ([`icmp_ratelimit`]).
 //!
 //! Rings, sockets, netlink and threads are the `dataplane` binary's; this crate builds, runs,
@@ -13,6 +13,7 @@
 pub mod capture;
 pub mod counters;
 pub mod frame;
+pub mod handshake_guard;
 pub mod headers;
 pub mod icmp;
 pub mod icmp_ratelimit;

@@ -1,7 +1,8 @@
 //! What a worker does to one frame, without any I/O: the arrows of the article's diagram.
 //!
 //! ```text
-//! wire-in ─ WireGuard UDP :listen_port ─ type 1-3, of its size ───> slow path (handshake lane)
+//! wire-in ─ WireGuard UDP :listen_port ─ type 1-3, of its size -> mac1, mac2 ─> slow path
+//!        │                               │  (handshake or mac2 lane; under load a cookie reply)
 //!        │                               └ type 4: open + replay (keypair by receiver index)
 //!        │                                  -> inner source must belong to that peer
 //!        │                                  -> for the host (or a fragment, NAT off) -> wg0
@@ -12,8 +13,10 @@
 //!                                -> wire-out towards the peer's endpoint
 //! ```
 //!
-//! What only an authenticated packet can cause (key confirmation, roaming, rekey and handshake
-//! requests) and packets for the host take the slow path's other lane ([`crate::queue`]).
+//! Handshake initiations and responses are screened by their macs first
+//! ([`crate::handshake_guard`]). What only an authenticated packet can cause (key confirmation,
+//! roaming, rekey and handshake requests) and packets for the host take the slow path's event
+//! lane ([`crate::queue`]).
 //!
 //! [`Pipeline::process`] takes the whole UMEM frame and where the packet is in it, and returns
 //! a [`Verdict`]: transmit (with the packet's new place in the frame), consumed (copied to the
@@ -38,6 +41,7 @@ use wgproto::keypair::sealed_len;
 use wgproto::peer::PeerId;
 use wgproto::time::Timestamp;
 
+use crate::handshake_guard::{screen, CookieNonces, Screened};
 use crate::icmp::{icmp_error, IcmpError};
 use crate::icmp_ratelimit::IcmpRateLimiter;
 
@@ -74,6 +78,8 @@ pub struct PipelineConfig {
     /// Where this worker's outer IPv4 identification counter starts (random at run time, so
     /// IDs are neither predictable nor the same across workers and restarts).
     pub outer_ip_id_seed: u16,
+    /// The random prefix of this worker's cookie-reply nonces (differs between workers).
+    pub cookie_nonce_seed: [u8; 16],
 }
 
 /// What to do with a frame.
@@ -156,6 +162,8 @@ pub struct Pipeline {
     last_report: Option<(u32, SocketAddr, Timestamp)>,
     /// The last `HandshakeNeeded` queued: peer, when (see [`REPORT_RETRY`]).
     last_handshake_request: Option<(PeerId, Timestamp)>,
+    /// Nonces of the cookie replies this worker sends.
+    cookie_nonces: CookieNonces,
 }
 
 /// How long a worker waits before it repeats an `Authenticated` report about the same keypair
@@ -190,6 +198,7 @@ impl Pipeline {
         counters: Arc<WorkerCounters>,
     ) -> Self {
         let cfg_ip_id = cfg.outer_ip_id_seed;
+        let cookie_nonces = CookieNonces::new(cfg.cookie_nonce_seed);
         Pipeline {
             cfg,
             nat,
@@ -205,6 +214,7 @@ impl Pipeline {
             quote: [0; QUOTE_LEN],
             last_report: None,
             last_handshake_request: None,
+            cookie_nonces,
         }
     }
 
@@ -348,7 +358,8 @@ impl Pipeline {
                 }
                 let src = SocketAddr::V4(SocketAddrV4::new(ip.src_addr(), dgram.src_port()));
                 let msg = l4 + udp::HEADER_LEN..l4 + dgram.len();
-                return self.wireguard(b, buf, msg, src);
+                let local = ip.dst_addr();
+                return self.wireguard(b, buf, msg, (src, local), start);
             }
         }
         if self.nat.is_some() {
@@ -360,13 +371,15 @@ impl Pipeline {
         self.return_traffic(b, buf, ip_start..ip_end)
     }
 
-    /// A datagram to the listen port.
+    /// A datagram to the listen port, from `src` to our address `local`; the frame begins at
+    /// `frame_start`.
     fn wireguard(
         &mut self,
         b: &Batch<'_>,
         buf: &mut [u8],
         msg: Range<usize>,
-        src: SocketAddr,
+        (src, local): (SocketAddr, Ipv4Addr),
+        frame_start: usize,
     ) -> Verdict {
         let Some(&kind) = buf.get(msg.start) else {
             return Verdict::Drop(DropReason::Malformed);
@@ -378,9 +391,15 @@ impl Pipeline {
                 if handshake_len(kind) != Some(msg.len()) {
                     return Verdict::Drop(DropReason::HandshakeBadSize);
                 }
-                return match HandshakeDatagram::new(src, &buf[msg]) {
-                    Some(d) => self.queue_for_slow_path(ToSlowPath::Handshake(d)),
-                    None => Verdict::Drop(DropReason::HandshakeBadSize),
+                let Some(d) = HandshakeDatagram::new(src, &buf[msg]) else {
+                    return Verdict::Drop(DropReason::HandshakeBadSize);
+                };
+                return match (kind, &b.tables.handshake_macs) {
+                    // Cookie replies carry no mac1; the slow path finds their handshake by index.
+                    (MSG_COOKIE_REPLY, _) | (_, None) => {
+                        self.queue_for_slow_path(ToSlowPath::Handshake(d))
+                    }
+                    (_, Some(macs)) => self.screened_handshake(b, buf, d, macs, local, frame_start),
                 };
             }
             MSG_TRANSPORT => {}
@@ -882,6 +901,94 @@ impl Pipeline {
         }
     }
 
+    /// An initiation or response `d` (a copy of the frame's message) after its macs were
+    /// checked with `macs`: dropped (mac1 invalid), queued on the mac2 lane (mac2 valid), or
+    /// queued on the handshake lane; under load answered with a cookie reply instead, written
+    /// over the frame from `frame_start` and sent back to its source (whitepaper §5.4.7).
+    fn screened_handshake(
+        &mut self,
+        b: &Batch<'_>,
+        buf: &mut [u8],
+        d: HandshakeDatagram,
+        macs: &wgproto::cookie::CookieChecker,
+        local: Ipv4Addr,
+        frame_start: usize,
+    ) -> Verdict {
+        match screen(macs, d.bytes(), d.src, b.now) {
+            Screened::BadMac1 => Verdict::Drop(DropReason::HandshakeBadMac1),
+            Screened::Mac2Valid => {
+                let v = self.queue_for_slow_path(ToSlowPath::Mac2Handshake(d));
+                if v == Verdict::Consumed {
+                    WorkerCounters::add(&self.counters.handshakes_mac2, 1);
+                }
+                v
+            }
+            Screened::NoMac2 if self.slow.under_load(b.now) => {
+                match self.cookie_reply(b, buf, &d, macs, local, frame_start) {
+                    Some(v) => v,
+                    // No route known yet (asked of the kernel) or no fresh secret: the slow
+                    // path answers through the kernel's socket, if its lane has room.
+                    None => self.queue_for_slow_path(ToSlowPath::Handshake(d)),
+                }
+            }
+            Screened::NoMac2 => self.queue_for_slow_path(ToSlowPath::Handshake(d)),
+        }
+    }
+
+    /// Writes the cookie reply to `d` into the frame (Ethernet, IPv4 from `local`, UDP from the
+    /// listen port, 64 bytes) towards `d.src`; `None` when the route to it is not ready or the
+    /// published secret expired.
+    fn cookie_reply(
+        &mut self,
+        b: &Batch<'_>,
+        buf: &mut [u8],
+        d: &HandshakeDatagram,
+        macs: &wgproto::cookie::CookieChecker,
+        local: Ipv4Addr,
+        frame_start: usize,
+    ) -> Option<Verdict> {
+        let SocketAddr::V4(dst) = d.src else {
+            return None;
+        };
+        let hop = match b.routes.resolution(IpAddr::V4(*dst.ip())) {
+            Some(Resolution::Ready(hop)) => *hop,
+            Some(_) => return None,
+            None => {
+                self.routes.request(IpAddr::V4(*dst.ip()));
+                return None;
+            }
+        };
+        let reply = self
+            .cookie_nonces
+            .reply(macs, d.bytes(), d.src, b.now)
+            .ok()?;
+        let ip_start = frame_start + ethernet::HEADER_LEN;
+        let payload = frame_start + OUTER_V4_LEN;
+        buf.get_mut(payload..payload + reply.len())?
+            .copy_from_slice(&reply);
+        self.outer_ip_id = self.outer_ip_id.wrapping_add(1);
+        write_ipv4_udp(
+            &mut buf[ip_start..],
+            (local, *dst.ip()),
+            (self.cfg.listen_port, dst.port()),
+            self.outer_ip_id,
+            reply.len(),
+        )?;
+        ethernet::write_header(
+            &mut buf[frame_start..],
+            hop.dst_mac.0,
+            hop.src_mac.0,
+            ETHERTYPE_IPV4,
+        )
+        .ok()?;
+        WorkerCounters::add(&self.counters.cookie_replies, 1);
+        Some(Verdict::Tx {
+            ifindex: hop.ifindex,
+            start: frame_start,
+            len: OUTER_V4_LEN + reply.len(),
+        })
+    }
+
     /// Copies a packet for the host to the slow path, which writes it into wg0.
     fn punt_to_host(&mut self, packet: &[u8]) -> Verdict {
         match HostPacket::new(packet) {
@@ -898,6 +1005,7 @@ impl Pipeline {
                 Verdict::Consumed
             }
             Err(Lane::Handshake) => Verdict::Drop(DropReason::HandshakeQueueFull),
+            Err(Lane::Mac2) => Verdict::Drop(DropReason::HandshakeMac2QueueFull),
             Err(Lane::Event) => Verdict::Drop(DropReason::SlowPathFull),
         }
     }

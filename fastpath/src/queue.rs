@@ -1,21 +1,28 @@
 //! The bounded queues from the fast-path workers to the slow path, and the clock both share.
 //!
-//! Two lanes, so that what anyone on the Internet can send cannot crowd out what only a peer
-//! can (the kernel's module keeps handshakes on a queue of their own for the same reason):
-//! - the handshake lane: unauthenticated handshake datagrams (types 1-3), any sender;
+//! Three lanes, so that what anyone on the Internet can send cannot crowd out what only a peer
+//! (or a sender that proved its address) can (the kernel's module keeps handshakes on a queue of
+//! their own for the same reason):
+//! - the handshake lane: handshake datagrams (types 1-3) without a valid mac2, any sender;
+//! - the mac2 lane (small): initiations and responses whose mac1 and mac2 a worker verified
+//!   (`crate::handshake_guard`): the sender received our cookie reply at its address, so junk
+//!   from spoofed or unanswered sources never gets here (whitepaper §5.3);
 //! - the event lane: what the workers learned from authenticated packets (key confirmation,
 //!   roaming, rekey requests) and decrypted packets for the host.
 //!
 //! Workers never block on the slow path: they `try_send` and count a drop, by lane, when the
 //! lane is full. Every message is a fixed-size value, so the channels' preallocated slots are
 //! the only memory the exception path uses; nothing is allocated per packet. The slow path
-//! takes from both lanes in turn, the event lane first ([`SlowPathReceiver::recv_timeout`]),
-//! so a handshake flood costs an authenticated event at most one handshake's wait. The
-//! handshake lane's depth tells the handshake code when it is under load (whitepaper §5.3:
-//! cookie replies instead of Diffie-Hellman work).
+//! takes from the lanes in turn, the event lane first ([`SlowPathReceiver::recv_timeout`]), so
+//! a handshake flood costs an authenticated event at most two handshakes' wait, and a
+//! mac2-valid handshake waits for at most one junk one. The handshake lane's depth tells the
+//! handshake code, and the workers, when it is under load (whitepaper §5.3: cookie replies
+//! instead of Diffie-Hellman work).
 
 use std::cell::Cell;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -80,7 +87,10 @@ impl HostPacket {
 // boxing would allocate per packet.
 #[allow(clippy::large_enum_variant)]
 pub enum ToSlowPath {
+    /// A handshake message without a valid mac2 (or before the worker had a cookie secret).
     Handshake(HandshakeDatagram),
+    /// An initiation or response whose mac1 and mac2 the worker verified.
+    Mac2Handshake(HandshakeDatagram),
     ForHost(HostPacket),
     /// A transport message was authenticated on keypair `index` of `peer`. Sent for the first
     /// packet on a keypair (key confirmation), when the source differs from the known endpoint
@@ -100,21 +110,77 @@ pub enum ToSlowPath {
     },
 }
 
-/// Which of the two lanes a message travels in.
+/// Which of the three lanes a message travels in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lane {
     /// Unauthenticated handshake datagrams.
     Handshake,
+    /// Handshake datagrams with a verified mac2.
+    Mac2,
     /// Authenticated events and packets for the host.
     Event,
+}
+
+impl Lane {
+    /// The order the slow path serves the lanes in when each has messages.
+    const TURNS: [Lane; 3] = [Lane::Event, Lane::Mac2, Lane::Handshake];
+
+    fn turn(self) -> usize {
+        match self {
+            Lane::Event => 0,
+            Lane::Mac2 => 1,
+            Lane::Handshake => 2,
+        }
+    }
 }
 
 impl ToSlowPath {
     pub fn lane(&self) -> Lane {
         match self {
             ToSlowPath::Handshake(_) => Lane::Handshake,
+            ToSlowPath::Mac2Handshake(_) => Lane::Mac2,
             _ => Lane::Event,
         }
+    }
+}
+
+/// The mac2 lane holds this fraction of the others' capacity: it is served in turn with them,
+/// and only senders that answered a cookie reply (at most RATELIMIT_BURST each before the slow
+/// path's per-source limit refuses them) can fill it.
+const MAC2_LANE_DIVISOR: usize = 4;
+
+/// A lane at least an eighth full is over the mark at which the reference implementations
+/// switch handshakes to cookie mode.
+fn over_load_mark(depth: usize, capacity: usize) -> bool {
+    depth.saturating_mul(8) >= capacity
+}
+
+/// How long "under load" lasts after a lane was last seen over the mark (as the kernel's
+/// module does): once the workers answer the junk with cookie replies, the lane drains, and
+/// without this the slow path would fall back to Diffie-Hellman work on the next junk at once.
+pub const UNDER_LOAD_HOLD: Duration = Duration::from_secs(1);
+
+/// When a lane was last seen over the mark, shared by the workers and the slow path.
+#[derive(Clone, Debug, Default)]
+struct LoadMark {
+    /// Protocol time in nanoseconds plus one (0: never).
+    last_over: Arc<AtomicU64>,
+}
+
+impl LoadMark {
+    /// Whether under load at `now`, given whether a lane is over the mark now.
+    fn under_load(&self, over: bool, now: Timestamp) -> bool {
+        let last = self.last_over.load(Ordering::Relaxed);
+        if over {
+            // Written at most once a millisecond, so that workers under a flood do not all
+            // write the same cache line for every packet.
+            let stamp = now.as_nanos().saturating_add(1);
+            if stamp.saturating_sub(last) >= 1_000_000 {
+                self.last_over.store(stamp, Ordering::Relaxed);
+            }
+            return true;
+        }
+        last != 0 && now.since(Timestamp::from_nanos(last - 1)) < UNDER_LOAD_HOLD
     }
 }
 
@@ -122,7 +188,10 @@ impl ToSlowPath {
 #[derive(Clone)]
 pub struct SlowPathSender {
     handshakes: Sender<HandshakeDatagram>,
+    mac2: Sender<HandshakeDatagram>,
     events: Sender<ToSlowPath>,
+    capacity: usize,
+    load: LoadMark,
 }
 
 impl SlowPathSender {
@@ -136,12 +205,26 @@ impl SlowPathSender {
         self.events.len()
     }
 
+    /// Mac2-valid handshake datagrams waiting now.
+    pub fn mac2_depth(&self) -> usize {
+        self.mac2.len()
+    }
+
+    /// Whether the slow path is under load at `now` (its handshake lane an eighth full, or
+    /// was within [`UNDER_LOAD_HOLD`]): a worker then answers handshakes without mac2 with a
+    /// cookie reply itself instead of queueing them.
+    pub fn under_load(&self, now: Timestamp) -> bool {
+        let over = over_load_mark(self.handshakes.len(), self.capacity);
+        self.load.under_load(over, now)
+    }
+
     /// Queues `msg` in its lane without blocking; `Err(lane)` if that lane is full (or the
     /// slow path is gone, at shutdown): the caller counts a drop for it.
     pub fn try_send(&self, msg: ToSlowPath) -> Result<(), Lane> {
         let lane = msg.lane();
         let sent = match msg {
             ToSlowPath::Handshake(d) => self.handshakes.try_send(d).is_ok(),
+            ToSlowPath::Mac2Handshake(d) => self.mac2.try_send(d).is_ok(),
             other => self.events.try_send(other).is_ok(),
         };
         if sent {
@@ -155,17 +238,19 @@ impl SlowPathSender {
 /// The slow path's end of the queues.
 pub struct SlowPathReceiver {
     handshakes: Receiver<HandshakeDatagram>,
+    mac2: Receiver<HandshakeDatagram>,
     events: Receiver<ToSlowPath>,
     capacity: usize,
-    /// Whose turn it is when both lanes have messages: the handshake lane's after an event was
-    /// taken, so neither lane starves the other.
-    handshake_turn: Cell<bool>,
+    load: LoadMark,
+    /// Which lane is tried first next time (an index into [`Lane::TURNS`]): the one after the
+    /// lane last taken from, so that no lane starves another.
+    turn: Cell<usize>,
 }
 
 impl SlowPathReceiver {
     /// Waits up to `timeout` for a message; `None` on timeout or when every sender is gone.
-    /// When both lanes hold messages they are taken in turn, an event first: events are few
-    /// and cheap, and a flood of handshakes must not delay them by more than one handshake.
+    /// When several lanes hold messages they are taken in turn, events first: events are few
+    /// and cheap, and a flood of handshakes must not delay them by more than two handshakes.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<ToSlowPath> {
         if let Some(m) = self.try_recv() {
             return Some(m);
@@ -175,56 +260,76 @@ impl SlowPathReceiver {
         }
         let m = crossbeam_channel::select_biased! {
             recv(self.events) -> m => m.ok(),
+            recv(self.mac2) -> m => m.ok().map(ToSlowPath::Mac2Handshake),
             recv(self.handshakes) -> m => m.ok().map(ToSlowPath::Handshake),
             default(timeout) => None,
         };
         self.took(m)
     }
 
+    fn try_lane(&self, lane: Lane) -> Option<ToSlowPath> {
+        match lane {
+            Lane::Event => self.events.try_recv().ok(),
+            Lane::Mac2 => self.mac2.try_recv().ok().map(ToSlowPath::Mac2Handshake),
+            Lane::Handshake => self.handshakes.try_recv().ok().map(ToSlowPath::Handshake),
+        }
+    }
+
     fn try_recv(&self) -> Option<ToSlowPath> {
-        let event = || self.events.try_recv().ok();
-        let handshake = || self.handshakes.try_recv().ok().map(ToSlowPath::Handshake);
-        let m = if self.handshake_turn.get() {
-            handshake().or_else(event)
-        } else {
-            event().or_else(handshake)
-        };
+        let first = self.turn.get();
+        let m = (0..Lane::TURNS.len())
+            .find_map(|i| self.try_lane(Lane::TURNS[(first + i) % Lane::TURNS.len()]));
         self.took(m)
     }
 
     fn took(&self, m: Option<ToSlowPath>) -> Option<ToSlowPath> {
         if let Some(m) = &m {
-            self.handshake_turn.set(m.lane() == Lane::Event);
+            self.turn.set((m.lane().turn() + 1) % Lane::TURNS.len());
         }
         m
     }
 
-    /// Handshake datagrams waiting now.
+    /// Handshake datagrams waiting now (both handshake lanes).
     pub fn depth(&self) -> usize {
-        self.handshakes.len()
+        self.handshakes.len() + self.mac2.len()
     }
 
-    /// Under load when the handshake lane is more than an eighth full: the point at which the
-    /// reference implementations switch handshakes to cookie mode.
-    pub fn under_load(&self) -> bool {
-        self.depth().saturating_mul(8) >= self.capacity
+    /// Under load at `now` when the handshake lane is at least an eighth full (the workers
+    /// then answer with cookie replies themselves), or the mac2 lane is (its senders proved
+    /// their address, and the per-source rate limit that applies under load is what bounds
+    /// each of them), or either was within [`UNDER_LOAD_HOLD`].
+    pub fn under_load(&self, now: Timestamp) -> bool {
+        let over = over_load_mark(self.handshakes.len(), self.capacity)
+            || over_load_mark(self.mac2.len(), mac2_capacity(self.capacity));
+        self.load.under_load(over, now)
     }
 }
 
-/// Two bounded lanes of `capacity` messages each.
+fn mac2_capacity(capacity: usize) -> usize {
+    (capacity / MAC2_LANE_DIVISOR).max(1)
+}
+
+/// The handshake and event lanes of `capacity` messages each, the mac2 lane of a quarter of it.
 pub fn slow_path_queue(capacity: usize) -> (SlowPathSender, SlowPathReceiver) {
     let (htx, hrx) = crossbeam_channel::bounded(capacity);
+    let (mtx, mrx) = crossbeam_channel::bounded(mac2_capacity(capacity));
     let (etx, erx) = crossbeam_channel::bounded(capacity);
+    let load = LoadMark::default();
     (
         SlowPathSender {
             handshakes: htx,
+            mac2: mtx,
             events: etx,
+            capacity,
+            load: load.clone(),
         },
         SlowPathReceiver {
             handshakes: hrx,
+            mac2: mrx,
             events: erx,
             capacity,
-            handshake_turn: Cell::new(false),
+            load,
+            turn: Cell::new(0),
         },
     )
 }
@@ -293,7 +398,8 @@ mod tests {
             assert_eq!(tx.try_send(handshake(src)), Ok(()));
         }
         assert_eq!(tx.try_send(handshake(src)), Err(Lane::Handshake));
-        assert!(rx.under_load());
+        let t = Timestamp::from_nanos(5);
+        assert!(rx.under_load(t));
         let Some(ToSlowPath::Handshake(h)) = rx.recv_timeout(Duration::from_millis(10)) else {
             panic!("expected the first handshake back");
         };
@@ -327,6 +433,47 @@ mod tests {
         assert_eq!(tx.try_send(handshake(src)), Ok(()));
         assert_eq!(rx.recv_timeout(Duration::ZERO).map(|m| m.lane()), Some(H));
         assert!(rx.recv_timeout(Duration::from_millis(1)).is_none());
+    }
+
+    /// A flood that fills the handshake lane leaves the mac2 lane its own slots, and the slow
+    /// path takes mac2-valid handshakes in turn with the junk, not after all of it.
+    #[test]
+    fn the_mac2_lane_is_not_filled_by_the_handshake_lane_and_is_served_in_turn() {
+        let (tx, rx) = slow_path_queue(8);
+        let src: SocketAddr = "192.0.2.1:51820".parse().unwrap();
+        while tx.try_send(handshake(src)).is_ok() {}
+        let t = Timestamp::from_nanos(5);
+        assert!(tx.under_load(t) && rx.under_load(t));
+        let proven = || ToSlowPath::Mac2Handshake(HandshakeDatagram::new(src, &[2; 148]).unwrap());
+        assert_eq!(tx.try_send(proven()), Ok(()));
+        assert_eq!(tx.try_send(proven()), Ok(()));
+        assert_eq!(tx.try_send(proven()), Err(Lane::Mac2), "a quarter of 8");
+        assert_eq!(tx.mac2_depth(), 2);
+        let lanes: Vec<Lane> = (0..5)
+            .map(|_| rx.recv_timeout(Duration::ZERO).unwrap().lane())
+            .collect();
+        use Lane::{Handshake as H, Mac2 as M};
+        assert_eq!(lanes, [M, H, M, H, H]);
+        // A full mac2 lane alone puts the slow path under load (per-source rate limits apply).
+        let (tx, rx) = slow_path_queue(8);
+        assert!(!rx.under_load(t));
+        tx.try_send(proven()).unwrap();
+        assert!(rx.under_load(t));
+    }
+
+    /// Under load lasts UNDER_LOAD_HOLD after a lane was last over the mark, for the workers and
+    /// the slow path alike, then ends.
+    #[test]
+    fn under_load_holds_for_a_second_after_the_lane_drains() {
+        let (tx, rx) = slow_path_queue(8);
+        let src: SocketAddr = "192.0.2.1:51820".parse().unwrap();
+        let at = |ms: u64| Timestamp::from_nanos(ms * 1_000_000);
+        assert!(!tx.under_load(at(0)) && !rx.under_load(at(0)));
+        tx.try_send(handshake(src)).unwrap();
+        assert!(tx.under_load(at(10)), "an eighth of 8");
+        while rx.recv_timeout(Duration::ZERO).is_some() {}
+        assert!(tx.under_load(at(500)) && rx.under_load(at(1009)));
+        assert!(!tx.under_load(at(1010)) && !rx.under_load(at(2000)));
     }
 
     #[test]

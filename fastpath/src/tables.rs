@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use wgproto::allowedips::AllowedIps;
+use wgproto::cookie::CookieChecker;
 use wgproto::keypair::Keypair;
 use wgproto::peer::PeerId;
 
@@ -62,6 +63,10 @@ pub struct Tables {
     /// Which peer owns an inner address: the source check on receive and the peer lookup on
     /// send.
     pub allowed_ips: AllowedIps<PeerId>,
+    /// A copy of the slow path's mac1/mac2 checker and cookie secret
+    /// ([`crate::handshake_guard`]), republished when the secret rotates (every
+    /// COOKIE_SECRET_MAX_AGE) or the interface key changes; `None` until the first is made.
+    pub handshake_macs: Option<Arc<CookieChecker>>,
 }
 
 /// The published tables: many readers, one writer.

@@ -419,3 +419,133 @@ fn a_lost_key_confirmation_is_reported_again_until_the_slow_path_notes_it() {
     assert!(gw.drain_slow_path().is_empty());
     assert_eq!(lost(), 1);
 }
+
+/// An initiation from `from` with random-looking contents and the macs `macs` writes (a valid
+/// mac1 for the gateway; mac2 once `macs` holds a cookie).
+fn initiation_frame(
+    macs: &mut wgproto::cookie::CookieState,
+    seed: u8,
+    from: SocketAddrV4,
+) -> Frame {
+    let mut msg = [seed; 148];
+    msg[..4].copy_from_slice(&[1, 0, 0, 0]);
+    macs.add_macs(&mut msg, at(1)).unwrap();
+    udp_frame(from, SocketAddrV4::new(GW_ADDR, LISTEN_PORT), &msg)
+}
+
+/// Fails before mac1/mac2 were checked in the worker: forged mac1s took slots of the handshake
+/// lane, junk with a valid mac1 filled it (a genuine initiation was dropped as
+/// `handshake_queue_full` and never got a cookie), and a retry with mac2 competed with the junk
+/// for the same slots.
+#[test]
+fn handshakes_are_screened_by_their_macs_and_answered_with_cookies_under_load() {
+    use fastpath::queue::Lane;
+    use rand_core::OsRng;
+    use std::sync::atomic::Ordering::Relaxed;
+    use wgproto::cookie::{CookieChecker, CookieState};
+    use wgproto::messages::{classify, Message};
+
+    let mut gw = Gateway::new(GatewayOptions::default());
+    let slots = GatewayOptions::default().slow_queue;
+    let gw_public = wgproto::keys::PrivateKey::generate(&mut OsRng).public_key();
+    let mut checker = CookieChecker::new(&gw_public);
+    checker.rotate_if_stale(at(0), &mut OsRng);
+    gw.tables.handshake_macs = Some(std::sync::Arc::new(checker));
+
+    // A forged mac1 never reaches the slow path.
+    let mut forged = initiation_frame(&mut CookieState::new(&gw_public), 1, ATTACKER_EP);
+    let mac1_at = forged.len - 32;
+    forged.buf[RX_OFFSET + mac1_at] ^= 1;
+    assert_eq!(
+        gw.process(at(1), &mut forged.buf, forged.len),
+        Verdict::Drop(DropReason::HandshakeBadMac1)
+    );
+    // Junk with a valid mac1 (anyone who knows the public key): queued until the lane is an
+    // eighth full, then answered by the worker with a cookie reply; the lane never fills.
+    let mut attacker = CookieState::new(&gw_public);
+    let mut verdicts = Vec::new();
+    for i in 0..slots * 4 {
+        let mut f = initiation_frame(&mut attacker, i as u8, ATTACKER_EP);
+        verdicts.push(gw.process(at(1), &mut f.buf, f.len));
+    }
+    let queued = verdicts.iter().filter(|v| **v == Verdict::Consumed).count();
+    assert_eq!(queued, slots / 8);
+    assert!(verdicts[queued..].iter().all(|v| matches!(
+        v,
+        Verdict::Tx {
+            ifindex: IFINDEX,
+            len: 106,
+            ..
+        }
+    )));
+    assert_eq!(gw.dropped(DropReason::HandshakeQueueFull), 0);
+
+    // A genuine client under that load: a cookie reply to its address and port at once.
+    let mut client = CookieState::new(&gw_public);
+    let mut f = initiation_frame(&mut client, 0xc1, CLIENT_EP);
+    let Verdict::Tx { start, len, .. } = gw.process(at(1), &mut f.buf, f.len) else {
+        panic!("no cookie reply to the genuine initiation");
+    };
+    let h = etherparse::PacketHeaders::from_ethernet_slice(&f.buf[start..start + len]).unwrap();
+    let Some(etherparse::NetHeaders::Ipv4(ip, _)) = &h.net else {
+        panic!("not IPv4");
+    };
+    assert_eq!(
+        (ip.source, ip.destination),
+        (GW_ADDR.octets(), CLIENT_EP.ip().octets())
+    );
+    assert_eq!(ip.header_checksum, ip.calc_header_checksum());
+    let Some(etherparse::TransportHeader::Udp(udp)) = &h.transport else {
+        panic!("not UDP");
+    };
+    assert_eq!(
+        (udp.source_port, udp.destination_port),
+        (LISTEN_PORT, CLIENT_EP.port())
+    );
+    assert_eq!(
+        &f.buf[start..start + 6],
+        &[2, 0, 0, 0, 0, 7],
+        "to the client's next hop"
+    );
+    let Ok(Message::CookieReply(reply)) = classify(h.payload.slice()) else {
+        panic!("not a cookie reply");
+    };
+    client.consume_reply(&reply, at(1)).unwrap();
+    // Its retry carries mac2 and takes the mac2 lane, which the junk did not touch.
+    let mut retry = initiation_frame(&mut client, 0xc2, CLIENT_EP);
+    assert_eq!(
+        gw.process(at(2), &mut retry.buf, retry.len),
+        Verdict::Consumed
+    );
+    let c = gw.pipeline.counters();
+    assert_eq!(c.handshakes_mac2.load(Relaxed), 1);
+    assert_eq!(
+        c.cookie_replies.load(Relaxed),
+        (slots * 4 - queued + 1) as u64
+    );
+    let lanes: Vec<Lane> = gw.drain_slow_path().iter().map(|m| m.lane()).collect();
+    assert_eq!(lanes.iter().filter(|l| **l == Lane::Mac2).count(), 1);
+    let first_mac2 = lanes.iter().position(|l| *l == Lane::Mac2);
+    assert!(
+        first_mac2 <= Some(1),
+        "served in turn, not after the junk: {lanes:?}"
+    );
+    // The same mac2 from another address is not valid there: a cookie reply again (the lane
+    // drained, but under load holds for UNDER_LOAD_HOLD) ...
+    let mut moved = initiation_frame(&mut client, 0xc3, ATTACKER_EP);
+    assert!(matches!(
+        gw.process(at(2), &mut moved.buf, moved.len),
+        Verdict::Tx { .. }
+    ));
+    // ... and once that is over, the handshake lane, not the mac2 one.
+    let later = at(2) + fastpath::queue::UNDER_LOAD_HOLD;
+    let mut moved = initiation_frame(&mut client, 0xc4, ATTACKER_EP);
+    assert_eq!(
+        gw.process(later, &mut moved.buf, moved.len),
+        Verdict::Consumed
+    );
+    assert!(matches!(
+        gw.drain_slow_path()[..],
+        [ToSlowPath::Handshake(_)]
+    ));
+}

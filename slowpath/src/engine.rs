@@ -315,7 +315,7 @@ impl Shared {
             }
             let wait = next_tick.since(self.clock.now()).min(TICK);
             if let Some(msg) = queue.recv_timeout(wait) {
-                let under_load = queue.under_load();
+                let under_load = queue.under_load(self.clock.now());
                 self.health.set_cookie_mode(under_load);
                 let mut st = self.lock();
                 self.handle(&mut st, msg, under_load);
@@ -327,7 +327,7 @@ impl Shared {
                 let mut handled = 1usize;
                 while let Some(msg) = queue.recv_timeout(Duration::ZERO) {
                     self.health.heartbeat.beat();
-                    let under_load = queue.under_load();
+                    let under_load = queue.under_load(self.clock.now());
                     self.health.set_cookie_mode(under_load);
                     self.handle(&mut st, msg, under_load);
                     handled += 1;
@@ -337,7 +337,8 @@ impl Shared {
                 }
                 self.flush(&mut st);
             } else {
-                self.health.set_cookie_mode(queue.under_load());
+                self.health
+                    .set_cookie_mode(queue.under_load(self.clock.now()));
             }
             let now = self.clock.now();
             if now >= next_tick {
@@ -368,7 +369,7 @@ impl Shared {
         let now = self.clock.now();
         let wall = self.clock.wall();
         match msg {
-            ToSlowPath::Handshake(d) => {
+            ToSlowPath::Handshake(d) | ToSlowPath::Mac2Handshake(d) => {
                 self.counters
                     .handshakes_received
                     .fetch_add(1, Ordering::Relaxed);
@@ -504,9 +505,25 @@ impl Shared {
         if allowed_ips_changed {
             self.apply(st, Output::AllowedIpsChanged);
         }
+        self.publish_cookie_secret(st, now);
         if st.dirty {
             self.tables.store(Arc::new(st.master.clone()));
             st.dirty = false;
+        }
+    }
+
+    /// The workers check mac1 and mac2 and send cookie replies with a copy of the device's
+    /// checker ([`fastpath::handshake_guard`]). The secret is made here ahead of need, and
+    /// renewed every COOKIE_SECRET_MAX_AGE, so that the copy is always fresh; a new copy is
+    /// published whenever the device's secret differs from it (rotated here or while answering
+    /// a handshake, or a new interface key).
+    fn publish_cookie_secret(&self, st: &mut State, now: wgproto::time::Timestamp) {
+        st.device.rotate_cookie_secret(now, &mut OsRng);
+        let current = st.device.cookie_checker();
+        let published = st.master.handshake_macs.as_ref().map(|c| c.secret_birth());
+        if published != Some(current.secret_birth()) {
+            st.master.handshake_macs = Some(Arc::new(current.clone()));
+            st.dirty = true;
         }
     }
 

@@ -259,7 +259,7 @@ fn handshake_flood_cookie_mode_rate_limit_and_recovery() {
             let Some(msg) = rx.recv_timeout(Duration::ZERO) else {
                 break;
             };
-            let under_load = rx.under_load();
+            let under_load = rx.under_load(now);
             let ToSlowPath::Handshake(d) = msg else {
                 continue;
             };
@@ -481,7 +481,7 @@ fn handshake_flood_cookie_mode_rate_limit_and_recovery() {
     );
     // Afterwards: the queue drained, and client 3's first initiation is answered directly.
     assert_eq!(rx.depth(), 0);
-    assert!(!rx.under_load());
+    assert!(!rx.under_load(ms(t)));
     assert!(
         clients[2]
             .handled

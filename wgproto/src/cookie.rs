@@ -10,6 +10,10 @@
 //! Both work on whole handshake messages (initiation or response): mac1 covers everything
 //! before it, mac2 everything before it. Deciding "under load" is the device's job. No clock is
 //! read here; randomness is passed in.
+//!
+//! A checker is `Clone`: the slow path publishes a copy to the fast-path workers after each
+//! rotation of the secret, so that they check mac1 and mac2 and answer with cookie replies
+//! themselves ([`CookieChecker::seal_reply`] never rotates; only the owner's copy does).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -38,6 +42,9 @@ pub enum CookieError {
     UnexpectedReply,
     /// The cookie reply did not decrypt (wrong peer, or not bound to our last mac1).
     DecryptFailed,
+    /// No cookie reply can be sealed: the secret is older than COOKIE_SECRET_MAX_AGE (a copy
+    /// that missed a rotation).
+    StaleSecret,
 }
 
 impl std::fmt::Display for CookieError {
@@ -48,6 +55,7 @@ impl std::fmt::Display for CookieError {
             CookieError::InvalidMac2 => "mac2 invalid or no cookie",
             CookieError::UnexpectedReply => "cookie reply without a pending handshake message",
             CookieError::DecryptFailed => "cookie reply failed to decrypt",
+            CookieError::StaleSecret => "cookie secret expired",
         })
     }
 }
@@ -84,7 +92,8 @@ fn source_bytes(src: SocketAddr, out: &mut [u8; 18]) -> &[u8] {
     }
 }
 
-/// Receiving side, one per device.
+/// Receiving side, one per device (and a copy per fast-path worker).
+#[derive(Clone)]
 pub struct CookieChecker {
     /// HASH(LABEL_MAC1 || our public key).
     mac1_key: [u8; KEY_LEN],
@@ -164,6 +173,27 @@ impl CookieChecker {
         }
     }
 
+    /// Replaces the secret with a random one when it is older than COOKIE_SECRET_MAX_AGE (or
+    /// was never made); whether it did. Cookies handed out under the old secret stop being
+    /// accepted, as §5.4.7 wants.
+    pub fn rotate_if_stale(
+        &mut self,
+        now: Timestamp,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> bool {
+        if self.secret_is_fresh(now) {
+            return false;
+        }
+        rng.fill_bytes(&mut self.secret);
+        self.secret_birth = Some(now);
+        true
+    }
+
+    /// When the current secret was made (`None`: never).
+    pub fn secret_birth(&self) -> Option<Timestamp> {
+        self.secret_birth
+    }
+
     /// Builds the cookie reply to a whole initiation or response from `src` (§5.4.7): the
     /// cookie for `src`, sealed with XChaCha20-Poly1305 under a random nonce and bound to the
     /// message's mac1 as associated data. Rotates the secret when it is older than
@@ -175,22 +205,36 @@ impl CookieChecker {
         now: Timestamp,
         rng: &mut (impl RngCore + CryptoRng),
     ) -> Result<[u8; COOKIE_REPLY_LEN], CookieError> {
+        self.rotate_if_stale(now, rng);
+        let mut nonce = [0u8; COOKIE_NONCE_LEN];
+        rng.fill_bytes(&mut nonce);
+        self.seal_reply(msg, src, now, &nonce)
+    }
+
+    /// [`Self::create_reply`] with the nonce given and without rotating: for a copy of the
+    /// checker (a worker's), which refuses with [`CookieError::StaleSecret`] once its secret
+    /// is older than COOKIE_SECRET_MAX_AGE. The nonce must never repeat under this checker's
+    /// cookie key (random, or a random prefix and a counter).
+    pub fn seal_reply(
+        &self,
+        msg: &[u8],
+        src: SocketAddr,
+        now: Timestamp,
+        nonce: &[u8; COOKIE_NONCE_LEN],
+    ) -> Result<[u8; COOKIE_REPLY_LEN], CookieError> {
         let (m1, _) = mac_offsets(msg.len())?;
         if !self.secret_is_fresh(now) {
-            rng.fill_bytes(&mut self.secret);
-            self.secret_birth = Some(now);
+            return Err(CookieError::StaleSecret);
         }
         let mut out = [0u8; COOKIE_REPLY_LEN];
         let mut reply = CookieReply::new_unchecked(&mut out[..]);
         reply.fill_header();
         reply.set_receiver_index(sender_index(msg));
-        let mut nonce = [0u8; COOKIE_NONCE_LEN];
-        rng.fill_bytes(&mut nonce);
-        reply.nonce_mut().copy_from_slice(&nonce);
+        reply.nonce_mut().copy_from_slice(nonce);
         let mut cookie = self.cookie_for(src);
         let sealed = crypto::xaead_seal(
             &self.cookie_key,
-            &nonce,
+            nonce,
             &cookie,
             &msg[m1..m1 + MAC_LEN],
             reply.encrypted_cookie_mut(),

@@ -270,6 +270,22 @@ impl Device {
         self.mtu
     }
 
+    /// The mac1/mac2 checker and cookie secret, for the edge to publish a copy to the fast
+    /// path after [`Self::rotate_cookie_secret`] or [`Self::set_private_key`].
+    pub fn cookie_checker(&self) -> &CookieChecker {
+        &self.cookie_checker
+    }
+
+    /// Makes a new cookie secret when the current one is COOKIE_SECRET_MAX_AGE old (or none was
+    /// made yet); whether it did, i.e. whether the copy the fast path holds is now outdated.
+    pub fn rotate_cookie_secret(
+        &mut self,
+        now: Timestamp,
+        rng: &mut (impl RngCore + CryptoRng),
+    ) -> bool {
+        self.cookie_checker.rotate_if_stale(now, rng)
+    }
+
     /// Replaces the interface key (UAPI `private_key=`): handshakes and sessions made under the
     /// old key end, every peer's static-static secret is recomputed, and a peer whose key now
     /// equals our own public key is removed (as the kernel does).

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use rand_core::OsRng;
 use wgproto::constants::{
-    COOKIE_REPLY_LEN, INITIATION_LEN, MSG_COOKIE_REPLY, MSG_INITIATION, MSG_RESPONSE,
-    RATELIMIT_MAX_ENTRIES, RESPONSE_LEN,
+    COOKIE_REPLY_LEN, COOKIE_SECRET_MAX_AGE, INITIATION_LEN, MSG_COOKIE_REPLY, MSG_INITIATION,
+    MSG_RESPONSE, RATELIMIT_MAX_ENTRIES, RESPONSE_LEN,
 };
 use wgproto::cookie::{CookieChecker, CookieError, CookieState};
 use wgproto::crypto;
@@ -415,6 +415,44 @@ fn cookie_reply_round_trip_binds_mac2_to_source_address() {
     );
     // The handshake itself still completes with the mac'd message.
     receive_initiation(&mut b, &retry, now).unwrap();
+}
+
+/// A copy of the checker (what a fast-path worker holds) seals replies that the initiator
+/// accepts, checks the resulting mac2 as the original does, and stops sealing or accepting once
+/// its secret is older than COOKIE_SECRET_MAX_AGE; only the original rotates.
+#[test]
+fn a_copy_of_the_checker_answers_and_checks_until_its_secret_expires() {
+    let (mut a, mut b) = pair();
+    let src = src_v4(40000);
+    let now = secs(10);
+    assert!(b.checker.rotate_if_stale(now, &mut OsRng));
+    assert!(!b.checker.rotate_if_stale(now, &mut OsRng), "fresh: kept");
+    let copy = b.checker.clone();
+    let init = initiation(&mut a, 5, WALL, now);
+    copy.check_mac1(&init).unwrap();
+    let reply = copy.seal_reply(&init, src, now, &[9; 24]).unwrap();
+    let Message::CookieReply(view) = classify(&reply).unwrap() else {
+        panic!("not a cookie reply")
+    };
+    a.macs.consume_reply(&view, now).unwrap();
+    let retry = initiation(&mut a, 6, WALL + Duration::from_secs(1), now);
+    copy.check_mac2(&retry, src, now).unwrap();
+    b.checker.check_mac2(&retry, src, now).unwrap();
+    let expired = now + COOKIE_SECRET_MAX_AGE;
+    assert_eq!(
+        copy.seal_reply(&init, src, expired, &[9; 24]),
+        Err(CookieError::StaleSecret)
+    );
+    assert_eq!(
+        copy.check_mac2(&retry, src, expired),
+        Err(CookieError::InvalidMac2)
+    );
+    // The original rotates; a cookie of the old secret no longer passes.
+    assert!(b.checker.rotate_if_stale(expired, &mut OsRng));
+    assert_eq!(
+        b.checker.check_mac2(&retry, src, expired),
+        Err(CookieError::InvalidMac2)
+    );
 }
 
 #[test]

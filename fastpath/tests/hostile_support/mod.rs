@@ -193,6 +193,7 @@ impl Gateway {
             tunnel_addr: TUNNEL_ADDR,
             masquerade: true,
             outer_ip_id_seed: 0,
+            cookie_nonce_seed: [0; 16],
         };
         let pipeline = Pipeline::new(
             cfg,
