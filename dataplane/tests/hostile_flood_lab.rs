@@ -11,8 +11,9 @@
 //! file.
 //!
 //! What must hold, from the gateway's own statistics over its control socket (a per-lab
-//! `[control] socket`): it switched to cookie mode (cookie replies sent, and seen as such by
-//! the flooder's sockets), invalid mac1s were counted and dropped; the established peer's pings
+//! `[control] socket`): it switched to cookie mode (cookie replies sent, by the workers or the
+//! slow path, and seen as such by the flooder's sockets), invalid mac1s were counted and
+//! dropped (by the workers, once the slow path published its cookie checker); the established peer's pings
 //! kept being answered (loss bounded, added latency reported) and the download arrived intact;
 //! the gateway's resident memory (`VmRSS`) did not grow beyond [`RSS_GROWTH_MAX`]; afterwards
 //! it leaves cookie mode, sends no more cookie replies, and a fresh handshake with the client
@@ -292,6 +293,11 @@ fn flood_inputs(lab: &mut Lab) -> Vec<String> {
     ]
 }
 
+/// Cookie replies sent, by the workers and by the slow path.
+fn cookie_replies(s: &StatsSnapshot) -> u64 {
+    worker_sum(s, "cookie_replies") + slow(s, "cookie_replies_sent")
+}
+
 /// A worker counter or drop reason summed over the workers.
 fn worker_sum(s: &StatsSnapshot, key: &str) -> u64 {
     s.workers
@@ -538,8 +544,7 @@ fn run_flood(lab: &mut Lab, control: &Path, t_start: Instant) {
         polls += 1;
         cookie_mode_seen += slow(&s, "cookie_mode") as u32;
         if flooder.exit_status().is_none() {
-            cookies_while_flooding =
-                slow(&s, "cookie_replies_sent") - slow(&before, "cookie_replies_sent");
+            cookies_while_flooding = cookie_replies(&s) - cookie_replies(&before);
         }
         rss_peak = rss_peak.max(rss_bytes(pid));
         // (`wait` would kill it after its timeout: poll instead.)
@@ -574,19 +579,22 @@ fn run_flood(lab: &mut Lab, control: &Path, t_start: Instant) {
     let elapsed = kv(&flood_line, "elapsed");
     let replies_seen = kv(&flood_line, "replies") as u64;
     let d = |k: &str| slow(&during, k) - slow(&before, k);
+    let w = |k: &str| worker_sum(&during, k) - worker_sum(&before, k);
     let (cookies, bad_mac1, received, dropped, rate_limited) = (
-        d("cookie_replies_sent"),
-        d("handshakes_bad_mac1"),
+        cookie_replies(&during) - cookie_replies(&before),
+        d("handshakes_bad_mac1") + w("handshake_bad_mac1"),
         d("handshakes_received"),
         d("handshakes_dropped"),
         d("handshakes_rate_limited"),
     );
+    let (worker_cookies, worker_bad_mac1) = (w("cookie_replies"), w("handshake_bad_mac1"));
     let queue_full =
         worker_sum(&during, "handshake_queue_full") - worker_sum(&before, "handshake_queue_full");
     eprintln!(
         "flood: {sent} initiations in {elapsed:.2}s = {:.0}/s from {} sources ({} errors); \
-         gateway: received {received}, bad mac1 {bad_mac1}, cookie replies {cookies} \
-         (flooder got {replies_seen}), dropped {dropped}, rate-limited {rate_limited}, \
+         gateway: received {received}, bad mac1 {bad_mac1} ({worker_bad_mac1} in the workers), \
+         cookie replies {cookies} ({worker_cookies} from the workers; the flooder got \
+         {replies_seen}), slow path dropped {dropped}, rate-limited {rate_limited}, \
          worker queue-full drops {queue_full}; cookie_mode=1 in {cookie_mode_seen}/{polls} polls, {cookies_while_flooding} cookie \
          replies counted while the flooder still ran",
         sent as f64 / elapsed,
@@ -659,7 +667,7 @@ fn run_flood(lab: &mut Lab, control: &Path, t_start: Instant) {
     }
     assert_eq!(slow(&s, "cookie_mode"), 0, "still in cookie mode");
     let left_after = t_quiet.elapsed();
-    let cookies_then = slow(&s, "cookie_replies_sent");
+    let cookies_then = cookie_replies(&s);
     lab.wg(
         Node::Client,
         &["setconf", "wg0", &client_conf.to_string_lossy()],
@@ -675,7 +683,7 @@ fn run_flood(lab: &mut Lab, control: &Path, t_start: Instant) {
     assert!(after_rx >= 4, "{after_rx}/{after_tx} pings after the flood");
     let after = stats(control);
     assert_eq!(
-        slow(&after, "cookie_replies_sent"),
+        cookie_replies(&after),
         cookies_then,
         "cookie replies after the flood ended"
     );
