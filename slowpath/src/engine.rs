@@ -1030,6 +1030,54 @@ mod tests {
         assert_eq!(inner_destination(&[0x10; 40]), None);
         assert_eq!(inner_destination(&[]), None);
     }
+    /// The workers' copy of the cookie checker is published at start (a secret made ahead of
+    /// need, mac1 keyed by our public key) and republished when the secret rotates.
+    #[test]
+    fn the_cookie_checker_is_published_and_republished_on_rotation() {
+        use wgproto::cookie::CookieState;
+        use wgproto::keys::PrivateKey;
+        let key = PrivateKey::from_bytes([4; 32]);
+        let public = key.public_key();
+        let mut iface = InterfaceConfig::new(key);
+        iface.listen_port = 0;
+        let (_tx, rx) = fastpath::queue::slow_path_queue(4);
+        let tables = fastpath::tables::shared_tables();
+        // 2000x: COOKIE_SECRET_MAX_AGE (120 s) passes in 60 ms.
+        let clock = Clock::accelerated(2000);
+        let sp = SlowPath::start(
+            SlowPathConfig {
+                interface: iface,
+                peers: vec![],
+                tun: None,
+                uapi_name: None,
+                outer_datagrams: None,
+            },
+            tables.clone(),
+            rx,
+            clock,
+        )
+        .expect("slow path starts");
+        let published = || tables.load().handshake_macs.clone().expect("published");
+        let first = published();
+        let mut msg = [1u8; 148];
+        msg[..4].copy_from_slice(&[1, 0, 0, 0]);
+        CookieState::new(&public)
+            .add_macs(&mut msg, clock.now())
+            .unwrap();
+        first
+            .check_mac1(&msg)
+            .expect("mac1 keyed by our public key");
+        let born = first.secret_birth().expect("a secret made at start");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while published().secret_birth() == Some(born) {
+            assert!(std::time::Instant::now() < deadline, "never rotated");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let second = published().secret_birth().unwrap();
+        assert!(second.since(born) >= wgproto::constants::COOKIE_SECRET_MAX_AGE);
+        sp.stop();
+    }
+
     #[test]
     fn snapshots_report_the_preshared_key_and_logs_name_peers() {
         use wgproto::keys::{PresharedKey, PrivateKey};
