@@ -437,12 +437,14 @@ fn run_flood_with_new_session(lab: &mut Lab, control: &Path, t_start: Instant) {
     eprintln!(
         "flood: {sent} initiations in {elapsed:.2}s = {:.0}/s; under load after {:.2}s; \
          workers: handshake_bad_mac1 {bad_mac1}, cookie_replies {worker_cookies}, \
-         handshakes_mac2 {mac2_queued}, handshake_mac2_queue_full {mac2_full}, \
+         handshake_cookie_ratelimited {}, handshakes_mac2 {mac2_queued}, \
+         handshake_mac2_queue_full {mac2_full}, \
          handshake_queue_full {hs_full}, handshake_bad_size {bad_size}, slowpath_full \
          {events_full}, events_lost {events_lost}, to_slowpath {to_slow}; slow path took \
          {received} handshakes, sent {slow_cookies} cookie replies",
         sent as f64 / elapsed,
         load_after.as_secs_f64(),
+        d(&after, "handshake_cookie_ratelimited"),
     );
     eprintln!(
         "new session under the flood: handshake {:?} (flood still running: \
@@ -587,14 +589,18 @@ fn run_flood(lab: &mut Lab, control: &Path, t_start: Instant) {
         d("handshakes_dropped"),
         d("handshakes_rate_limited"),
     );
-    let (worker_cookies, worker_bad_mac1) = (w("cookie_replies"), w("handshake_bad_mac1"));
+    let (worker_cookies, worker_bad_mac1, worker_limited) = (
+        w("cookie_replies"),
+        w("handshake_bad_mac1"),
+        w("handshake_cookie_ratelimited"),
+    );
     let queue_full =
         worker_sum(&during, "handshake_queue_full") - worker_sum(&before, "handshake_queue_full");
     eprintln!(
         "flood: {sent} initiations in {elapsed:.2}s = {:.0}/s from {} sources ({} errors); \
          gateway: received {received}, bad mac1 {bad_mac1} ({worker_bad_mac1} in the workers), \
-         cookie replies {cookies} ({worker_cookies} from the workers; the flooder got \
-         {replies_seen}), slow path dropped {dropped}, rate-limited {rate_limited}, \
+         cookie replies {cookies} ({worker_cookies} from the workers, {worker_limited} over \
+         their per-source limit; the flooder got {replies_seen}), slow path dropped {dropped}, rate-limited {rate_limited}, \
          worker queue-full drops {queue_full}; cookie_mode=1 in {cookie_mode_seen}/{polls} polls, {cookies_while_flooding} cookie \
          replies counted while the flooder still ran",
         sent as f64 / elapsed,

@@ -104,6 +104,7 @@ reasons! {
         HandshakeQueueFull => "handshake_queue_full": "The slow path's lane for (unauthenticated) handshake messages was full: a handshake flood, or a slow path that fell behind.",
         HandshakeBadSize => "handshake_bad_size": "A handshake message (type 1-3) of another size than its type has (148, 92 or 64 bytes).",
         HandshakeBadMac1 => "handshake_bad_mac1": "A handshake initiation or response whose mac1 is not made with the gateway's public key (forged, or for another server): it can never be accepted (whitepaper §5.4.4).",
+        HandshakeCookieRateLimited => "handshake_cookie_ratelimited": "A handshake without a valid mac2 while the slow path was under load, from a source that already had its cookie replies (20/s, burst 5, per address, as handshakes are limited).",
         HandshakeMac2QueueFull => "handshake_mac2_queue_full": "The slow path's lane for handshakes with a valid mac2 (senders that answered a cookie reply) was full.",
         TxFull => "tx_full": "No TX descriptor or frame free.",
         Handoff => "handoff": "Belongs to another worker's NAT and its handoff lane was full (or no frame was free to take it).",

@@ -6,15 +6,19 @@
 //! mac1 and mac2 valid (its sender received our cookie reply at this address: the slow path's
 //! mac2 lane, which junk cannot fill), or mac1 valid without mac2 (the handshake lane; under
 //! load the worker answers it with a cookie reply itself, so that a genuine sender gets its
-//! cookie however full the lane is, and retries with mac2). Only handshake-type datagrams pay
-//! for this: two BLAKE2s MACs, and an XChaCha20-Poly1305 seal of 16 bytes per cookie reply.
+//! cookie however full the lane is, and retries with mac2). Cookie replies are limited per
+//! source as handshakes are (RATELIMIT_PACKETS_PER_SECOND, burst RATELIMIT_BURST; the worker's
+//! own table): a flood from few addresses costs a reply per source and burst, not one per
+//! datagram, while a genuine sender (one initiation per REKEY_TIMEOUT) always gets its reply.
+//! Only handshake-type datagrams pay for this: up to three BLAKE2s MACs, and an
+//! XChaCha20-Poly1305 seal of 16 bytes per cookie reply.
 //!
 //! This module owns the verdict and the nonces of the worker's cookie replies; it never
 //! rotates the secret (the slow path does) and never allocates.
 
 use std::net::SocketAddr;
 
-use wgproto::constants::{COOKIE_NONCE_LEN, COOKIE_REPLY_LEN};
+use wgproto::constants::{COOKIE_NONCE_LEN, COOKIE_REPLY_LEN, MAC_LEN};
 use wgproto::cookie::{CookieChecker, CookieError};
 use wgproto::time::Timestamp;
 
@@ -33,6 +37,10 @@ pub enum Screened {
 pub fn screen(macs: &CookieChecker, msg: &[u8], src: SocketAddr, now: Timestamp) -> Screened {
     if macs.check_mac1(msg).is_err() {
         return Screened::BadMac1;
+    }
+    // A sender without a cookie sends zeros (§5.4.4): no MAC to compute for it.
+    if msg.len() >= MAC_LEN && msg[msg.len() - MAC_LEN..].iter().all(|&b| b == 0) {
+        return Screened::NoMac2;
     }
     match macs.check_mac2(msg, src, now) {
         Ok(()) => Screened::Mac2Valid,

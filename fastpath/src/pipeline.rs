@@ -39,6 +39,7 @@ use crate::tables::Tables;
 use nat::{Conntrack, Inbound, Outbound};
 use wgproto::keypair::sealed_len;
 use wgproto::peer::PeerId;
+use wgproto::ratelimiter::{RateLimitError, RateLimiter};
 use wgproto::time::Timestamp;
 
 use crate::handshake_guard::{screen, CookieNonces, Screened};
@@ -164,6 +165,8 @@ pub struct Pipeline {
     last_handshake_request: Option<(PeerId, Timestamp)>,
     /// Nonces of the cookie replies this worker sends.
     cookie_nonces: CookieNonces,
+    /// Cookie replies per source ([`crate::handshake_guard`]).
+    cookie_limit: RateLimiter,
 }
 
 /// How long a worker waits before it repeats an `Authenticated` report about the same keypair
@@ -215,6 +218,7 @@ impl Pipeline {
             last_report: None,
             last_handshake_request: None,
             cookie_nonces,
+            cookie_limit: RateLimiter::preallocated(),
         }
     }
 
@@ -924,6 +928,12 @@ impl Pipeline {
                 v
             }
             Screened::NoMac2 if self.slow.under_load(b.now) => {
+                // A table full of sources (a flood from spoofed addresses) does not refuse
+                // replies: they are smaller than what they answer, and refusing would refuse
+                // genuine senders with it.
+                if self.cookie_limit.allow(d.src.ip(), b.now) == Err(RateLimitError::RateExceeded) {
+                    return Verdict::Drop(DropReason::HandshakeCookieRateLimited);
+                }
                 match self.cookie_reply(b, buf, &d, macs, local, frame_start) {
                     Some(v) => v,
                     // No route known yet (asked of the kernel) or no fresh secret: the slow

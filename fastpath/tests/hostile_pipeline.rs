@@ -442,6 +442,7 @@ fn handshakes_are_screened_by_their_macs_and_answered_with_cookies_under_load() 
     use fastpath::queue::Lane;
     use rand_core::OsRng;
     use std::sync::atomic::Ordering::Relaxed;
+    use wgproto::constants::RATELIMIT_BURST;
     use wgproto::cookie::{CookieChecker, CookieState};
     use wgproto::messages::{classify, Message};
 
@@ -461,7 +462,8 @@ fn handshakes_are_screened_by_their_macs_and_answered_with_cookies_under_load() 
         Verdict::Drop(DropReason::HandshakeBadMac1)
     );
     // Junk with a valid mac1 (anyone who knows the public key): queued until the lane is an
-    // eighth full, then answered by the worker with a cookie reply; the lane never fills.
+    // eighth full, then answered by the worker with cookie replies, as many as the source's
+    // burst allows, the rest dropped; the lane never fills.
     let mut attacker = CookieState::new(&gw_public);
     let mut verdicts = Vec::new();
     for i in 0..slots * 4 {
@@ -470,7 +472,8 @@ fn handshakes_are_screened_by_their_macs_and_answered_with_cookies_under_load() 
     }
     let queued = verdicts.iter().filter(|v| **v == Verdict::Consumed).count();
     assert_eq!(queued, slots / 8);
-    assert!(verdicts[queued..].iter().all(|v| matches!(
+    let burst = RATELIMIT_BURST as usize;
+    assert!(verdicts[queued..queued + burst].iter().all(|v| matches!(
         v,
         Verdict::Tx {
             ifindex: IFINDEX,
@@ -478,6 +481,9 @@ fn handshakes_are_screened_by_their_macs_and_answered_with_cookies_under_load() 
             ..
         }
     )));
+    assert!(verdicts[queued + burst..]
+        .iter()
+        .all(|v| *v == Verdict::Drop(DropReason::HandshakeCookieRateLimited)));
     assert_eq!(gw.dropped(DropReason::HandshakeQueueFull), 0);
 
     // A genuine client under that load: a cookie reply to its address and port at once.
@@ -519,10 +525,7 @@ fn handshakes_are_screened_by_their_macs_and_answered_with_cookies_under_load() 
     );
     let c = gw.pipeline.counters();
     assert_eq!(c.handshakes_mac2.load(Relaxed), 1);
-    assert_eq!(
-        c.cookie_replies.load(Relaxed),
-        (slots * 4 - queued + 1) as u64
-    );
+    assert_eq!(c.cookie_replies.load(Relaxed), (burst + 1) as u64);
     let lanes: Vec<Lane> = gw.drain_slow_path().iter().map(|m| m.lane()).collect();
     assert_eq!(lanes.iter().filter(|l| **l == Lane::Mac2).count(), 1);
     let first_mac2 = lanes.iter().position(|l| *l == Lane::Mac2);
@@ -530,16 +533,17 @@ fn handshakes_are_screened_by_their_macs_and_answered_with_cookies_under_load() 
         first_mac2 <= Some(1),
         "served in turn, not after the junk: {lanes:?}"
     );
-    // The same mac2 from another address is not valid there: a cookie reply again (the lane
+    // The same mac2 from another port is not valid there: a cookie reply again (the lane
     // drained, but under load holds for UNDER_LOAD_HOLD) ...
-    let mut moved = initiation_frame(&mut client, 0xc3, ATTACKER_EP);
+    let other_port = SocketAddrV4::new(*CLIENT_EP.ip(), CLIENT_EP.port() + 1);
+    let mut moved = initiation_frame(&mut client, 0xc3, other_port);
     assert!(matches!(
         gw.process(at(2), &mut moved.buf, moved.len),
         Verdict::Tx { .. }
     ));
     // ... and once that is over, the handshake lane, not the mac2 one.
     let later = at(2) + fastpath::queue::UNDER_LOAD_HOLD;
-    let mut moved = initiation_frame(&mut client, 0xc4, ATTACKER_EP);
+    let mut moved = initiation_frame(&mut client, 0xc4, other_port);
     assert_eq!(
         gw.process(later, &mut moved.buf, moved.len),
         Verdict::Consumed

@@ -103,6 +103,15 @@ impl RateLimiter {
         }
     }
 
+    /// A limiter with the protocol's bound whose table is allocated now, for a caller that must
+    /// not allocate per packet (a fast-path worker).
+    pub fn preallocated() -> Self {
+        RateLimiter {
+            table: HashMap::with_capacity(RATELIMIT_MAX_ENTRIES),
+            ..Self::new()
+        }
+    }
+
     /// Takes one token for `src` at `now`, or says why not.
     pub fn allow(&mut self, src: IpAddr, now: Timestamp) -> Result<(), RateLimitError> {
         let key = SourceKey::of(src);
