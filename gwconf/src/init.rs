@@ -13,6 +13,8 @@ use crate::schema::defaults;
 pub struct InitOptions {
     /// The NIC WireGuard arrives on and NATed traffic leaves by (one-armed).
     pub interface: String,
+    /// The tunnel device (`[interface] name`, default wg0).
+    pub name: String,
     /// The tunnel subnet; the gateway takes its first address.
     pub subnet: Ipv4Net,
     pub listen_port: u16,
@@ -52,6 +54,12 @@ pub fn template(opts: &InitOptions, private_key: &str, public_key: &str) -> Resu
     let _ = writeln!(w, "[interface]");
     let _ = writeln!(
         w,
+        "# The tunnel device (`ip a`, `wg show {}`); a second gateway on this host needs another.",
+        opts.name
+    );
+    let _ = writeln!(w, "name = \"{}\"", opts.name);
+    let _ = writeln!(
+        w,
         "# Public key, for the peers' [Peer] PublicKey: {public_key}"
     );
     let _ = writeln!(w, "private_key = \"{private_key}\"");
@@ -59,7 +67,8 @@ pub fn template(opts: &InitOptions, private_key: &str, public_key: &str) -> Resu
     let _ = writeln!(w, "listen_port = {}", opts.listen_port);
     let _ = writeln!(
         w,
-        "# The gateway's address on wg0; `dataplane peer add` gives peers the next free ones."
+        "# The gateway's address on {}; `dataplane peer add` gives peers the next free ones.",
+        opts.name
     );
     let _ = writeln!(w, "address = [\"{address}\"]");
     let _ = writeln!(w, "mtu = {}", defaults::MTU);
@@ -102,7 +111,11 @@ pub fn template(opts: &InitOptions, private_key: &str, public_key: &str) -> Resu
     let _ = writeln!(w);
     let _ = writeln!(w, "# Where `dataplane stats` finds the running gateway.");
     let _ = writeln!(w, "[control]");
-    let _ = writeln!(w, "socket = \"{}\"", defaults::CONTROL_SOCKET);
+    let _ = writeln!(
+        w,
+        "socket = \"{}\"",
+        defaults::control_socket(&opts.name).display()
+    );
     let _ = writeln!(w);
     let _ = writeln!(
         w,

@@ -89,16 +89,18 @@ fn operator_sections(cmd: &clap::Command) -> Roff {
             "one gateway per config, as the dataplane user with CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_IPC_LOCK only.",
         ),
         (
-            gwconf::schema::defaults::CONTROL_SOCKET.to_string(),
-            "control socket of dataplane stats and dataplane capture ([control] socket changes it).",
+            gwconf::schema::defaults::control_socket("NAME")
+                .display()
+                .to_string(),
+            "control socket of dataplane stats and dataplane capture for the tunnel device NAME ([interface] name, default wg0; [control] socket changes it).",
         ),
         (
             format!("{}/IFNAME@netnsN.lock", dataplane::instance_lock::DEFAULT_LOCK_DIR),
             "one gateway per interface and network namespace.",
         ),
         (
-            format!("{}/wg0.sock", slowpath::uapi::server::SOCKET_DIR),
-            "UAPI socket of the wg0 device: wg show, wg set and dataplane peer use it.",
+            format!("{}/NAME.sock", slowpath::uapi::server::SOCKET_DIR),
+            "UAPI socket of the tunnel device NAME ([interface] name, default wg0): wg show NAME, wg set and dataplane peer use it.",
         ),
         (
             "/usr/share/doc/dataplane/examples/".to_string(),

@@ -21,6 +21,7 @@ fn fail(cmd: &str, e: anyhow::Error) -> ExitCode {
 pub fn init(
     config: PathBuf,
     interface: String,
+    name: String,
     subnet: ipnet::Ipv4Net,
     port: u16,
     force: bool,
@@ -34,6 +35,7 @@ pub fn init(
         force,
         options: InitOptions {
             interface,
+            name,
             subnet,
             listen_port: port,
         },
@@ -145,7 +147,7 @@ pub fn peer(cmd: PeerCommand) -> ExitCode {
             out_dir,
         } => {
             let out_dir = out_dir.unwrap_or_else(|| peers::default_out_dir(&config));
-            match peers::remove(&config, &name, &uapi_socket, &out_dir) {
+            match peers::remove(&config, &name, uapi_socket.as_deref(), &out_dir) {
                 Ok(out) => {
                     println!(
                         "peer {name} ({}) removed from {}",
@@ -166,7 +168,7 @@ pub fn peer(cmd: PeerCommand) -> ExitCode {
                 config,
                 uapi_socket,
             },
-        } => match peers::list(&config, &uapi_socket) {
+        } => match peers::list(&config, uapi_socket.as_deref()) {
             Ok((rows, why)) => {
                 if rows.is_empty() {
                     println!(
@@ -203,7 +205,7 @@ pub(super) fn control_socket(
                 .map(|l| l.config.control.socket)
                 .map_err(|e| anyhow::anyhow!("{e}"))
         }
-        None => Ok(PathBuf::from(defaults::CONTROL_SOCKET)),
+        None => Ok(defaults::control_socket(defaults::DEVICE_NAME)),
     }
 }
 
