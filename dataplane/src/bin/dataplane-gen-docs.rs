@@ -67,7 +67,7 @@ fn operator_sections(cmd: &clap::Command) -> Roff {
     for (signal, what) in [
         (
             "SIGINT, SIGTERM",
-            "stop: the XDP program is detached and wg0 removed.",
+            "stop: the XDP program is detached and the tunnel device ([interface] name, default wg0) removed.",
         ),
         (
             "SIGHUP",
@@ -82,7 +82,7 @@ fn operator_sections(cmd: &clap::Command) -> Roff {
     for (path, what) in [
         (
             "/etc/dataplane/NAME.toml".to_string(),
-            "the config dataplane@NAME.service runs; readable by the dataplane user only (mode 0600).",
+            "the config dataplane@NAME.service runs; readable by the dataplane user only (mode 0600). Instances side by side need their own [interface] name (wg0, wg1), NIC(s) and listen_port.",
         ),
         (
             "/lib/systemd/system/dataplane@.service".to_string(),
