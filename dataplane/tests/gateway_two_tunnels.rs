@@ -455,8 +455,8 @@ fn with_both_running(
             .map(|p| p.public_key.clone())
             .collect::<Vec<_>>()
     };
-    assert_eq!(keys(&s0), [client1_public.clone()]);
-    assert_eq!(keys(&s1), [client2.keys.public.clone()]);
+    assert_eq!(keys(&s0), std::slice::from_ref(&client1_public));
+    assert_eq!(keys(&s1), std::slice::from_ref(&client2.keys.public));
     for (what, s) in [("wg0", &s0), ("wg1", &s1)] {
         let decrypted = counter(s, "decrypted");
         assert!(

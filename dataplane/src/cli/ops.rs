@@ -187,7 +187,12 @@ pub fn peer(cmd: PeerCommand) -> ExitCode {
     }
 }
 
-/// The control socket: `--socket`, else `[control] socket` of `--config`, else the default.
+/// The socket `dataplane init` wrote into every gw.toml before the device had a name: with
+/// neither `--config` nor `--socket`, a gateway on such a file is still found.
+const CONTROL_SOCKET_BEFORE_NAMES: &str = "/run/dataplane/control.sock";
+
+/// The control socket: `--socket`, else `[control] socket` of `--config`, else the default of
+/// the default device (wg0), else the one older configs name.
 pub(super) fn control_socket(
     config: Option<&Path>,
     socket: Option<PathBuf>,
@@ -205,7 +210,15 @@ pub(super) fn control_socket(
                 .map(|l| l.config.control.socket)
                 .map_err(|e| anyhow::anyhow!("{e}"))
         }
-        None => Ok(defaults::control_socket(defaults::DEVICE_NAME)),
+        None => {
+            let default = defaults::control_socket(defaults::DEVICE_NAME);
+            let before = Path::new(CONTROL_SOCKET_BEFORE_NAMES);
+            Ok(if !default.exists() && before.exists() {
+                before.to_path_buf()
+            } else {
+                default
+            })
+        }
     }
 }
 
