@@ -140,4 +140,35 @@ mod tests {
         );
         assert!(gateway_address("10.13.13.0/31".parse().unwrap()).is_err());
     }
+
+    #[test]
+    fn the_template_names_the_device_and_its_control_socket() {
+        let opts = InitOptions {
+            interface: "eth1".into(),
+            name: "wg1".into(),
+            subnet: "10.14.14.0/24".parse().unwrap(),
+            listen_port: 51821,
+        };
+        let key = crate::keys::PrivateKey::from_bytes([7; 32]);
+        let text = template(&opts, &key.to_base64(), "unused").unwrap();
+        let load = crate::LoadOptions {
+            host: crate::HostFacts::unknown(),
+            interfaces: None,
+        };
+        let cfg = crate::load_str(
+            &text,
+            "gw.toml",
+            std::path::Path::new("."),
+            crate::Format::GwToml,
+            "wg1",
+            &load,
+        )
+        .unwrap()
+        .config;
+        assert_eq!(cfg.interface.name, "wg1");
+        assert_eq!(
+            cfg.control.socket,
+            std::path::Path::new("/run/dataplane/wg1.control.sock")
+        );
+    }
 }
