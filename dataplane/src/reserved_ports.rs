@@ -179,8 +179,14 @@ mod tests {
     fn lists_parse_and_render_as_the_kernel_prints_them() {
         assert_eq!(PortSet::parse("").render(), "\n");
         assert_eq!(PortSet::parse("\n").render(), "\n");
-        assert_eq!(PortSet::parse("8080,9000-9100\n").render(), "8080,9000-9100");
-        assert_eq!(PortSet::parse("61000-62999,63000-65535").render(), "61000-65535");
+        assert_eq!(
+            PortSet::parse("8080,9000-9100\n").render(),
+            "8080,9000-9100"
+        );
+        assert_eq!(
+            PortSet::parse("61000-62999,63000-65535").render(),
+            "61000-65535"
+        );
         assert_eq!(PortSet::parse("0,65535").render(), "0,65535");
     }
 
