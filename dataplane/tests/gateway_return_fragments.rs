@@ -14,7 +14,9 @@
 //!
 //! Checked by name: the XDP counter `redirect_nat_fragment`, the workers'
 //! `fragmented_into_tunnel`, and the gateway kernel's `Icmp: OutDestUnreachs` (no port
-//! unreachable to the server). Skips with a message when not root. `sudo -E cargo test -p
+//! unreachable to the server). Then the server sends its fragments last first: the later ones
+//! overtake their first, go to the kernel (`pass_fragment`) and the datagram is lost, as said
+//! in README.md. Skips with a message when not root. `sudo -E cargo test -p
 //! dataplane --test gateway_return_fragments -- --nocapture --test-threads=1`.
 
 use std::time::{Duration, Instant};
@@ -55,6 +57,29 @@ for _ in range(3):
         pass
 else:
     print("NO REPLY")
+"#;
+
+/// Answers every UDP datagram on port `argv[1]` with 4000 bytes in three fragments sent last
+/// first (a path that reorders), built by hand on a raw socket; touches `argv[2]` once bound.
+const REORDERED_REPLY_SERVER: &str = r#"
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+open(sys.argv[2], "w").close()
+ident = 0x4242
+while True:
+    d, (addr, port) = s.recvfrom(65535)
+    # UDP checksum 0: none (RFC 768), so the datagram needs no pseudo-header sum here.
+    dgram = struct.pack("!HHHH", int(sys.argv[1]), port, 8 + 4000, 0) + bytes(4000)
+    pieces = [dgram[o:o + 1480] for o in range(0, len(dgram), 1480)]
+    ident += 1
+    for k in reversed(range(len(pieces))):
+        mf = 0x2000 if k + 1 < len(pieces) else 0
+        # The kernel fills in the total length and the header checksum (IP_HDRINCL).
+        hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 0, ident, mf | (k * 1480 // 8), 64, 17, 0,
+                          socket.inet_aton("0.0.0.0"), socket.inet_aton(addr))
+        raw.sendto(hdr + pieces[k], (addr, 0))
 "#;
 
 /// `Icmp: OutDestUnreachs` of the gateway's namespace (per network namespace in the kernel).
@@ -166,7 +191,54 @@ fn fragmented_return_traffic_reaches_the_client() {
             "fragments split for the tunnel"
         );
         assert_eq!(worker_sum("fragment_no_frame"), 0);
-        // The gateway's own address, so that a reader sees what the server talked to.
-        eprintln!("{name}: NAT address {GATEWAY_LAN_ADDR}");
+
+        // Reordered: the later fragments arrive before their first, so the XDP program does
+        // not know them yet and passes them to the kernel (`pass_fragment`), which holds them
+        // until ipfrag_time and drops them. The datagram is lost; nothing else happens.
+        let passed_before = xdp_sum("pass_fragment");
+        let ready = t.dir().join("reordered-reply-server-ready");
+        let ready_s = ready.to_string_lossy().into_owned();
+        let _reordering = Background::start(
+            &t.ns_name(Node::Server),
+            &["python3", "-c", REORDERED_REPLY_SERVER, "5003", &ready_s],
+        );
+        let since = Instant::now();
+        while !ready.exists() {
+            assert!(
+                since.elapsed() < Duration::from_secs(10),
+                "server never ready"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let reordered = t
+            .exec_in(
+                Node::Client,
+                &["python3", "-c", SMALL_REQUEST_CLIENT, &server, "5003"],
+            )
+            .unwrap();
+        let stats = request_stats(&control.0).expect("stats from the gateway's control socket");
+        let passed: u64 = stats
+            .xdp
+            .iter()
+            .filter_map(|x| x.counters.get("pass_fragment"))
+            .sum::<u64>()
+            - passed_before;
+        eprintln!(
+            "{name}: reordered answer {:?}, later fragments passed to the kernel {passed}; \
+             NAT address {GATEWAY_LAN_ADDR}",
+            reordered.trim()
+        );
+        assert_eq!(reordered.trim(), "NO REPLY", "a reordered datagram is lost");
+        // Three requests, each answered with two later fragments ahead of the first.
+        assert_eq!(
+            passed,
+            3 * 2,
+            "reordered later fragments counted as pass_fragment"
+        );
+        assert_eq!(
+            out_dest_unreachs(&t) - unreachs_before,
+            0,
+            "no destination unreachable for the reordered fragments either"
+        );
     });
 }
