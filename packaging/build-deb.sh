@@ -10,7 +10,9 @@
 # Prints the path of the .deb on stdout (and nothing else there). The package: /usr/bin/dataplane
 # (stripped), the systemd unit dataplane@.service, its service user (sysusers.d), man pages and
 # bash/zsh/fish completions generated from the clap definitions (dataplane-gen-docs), the
-# example configs of configs/, README.md and SECURITY.md. Depends: from dpkg-shlibdeps.
+# example configs of configs/, README.md and SECURITY.md, and the Grafana dashboard with its
+# provisioning files (ops/grafana/ -> /usr/share/dataplane/grafana/). Depends: from
+# dpkg-shlibdeps.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -49,7 +51,8 @@ doc="$pkg/usr/share/doc/dataplane"
 install -d -m 0755 "$pkg/DEBIAN" "$pkg/usr/bin" "$pkg/lib/systemd/system" "$pkg/usr/lib/sysusers.d" \
     "$pkg/usr/share/man/man1" "$pkg/usr/share/bash-completion/completions" \
     "$pkg/usr/share/zsh/vendor-completions" "$pkg/usr/share/fish/vendor_completions.d" \
-    "$doc/examples" "$pkg/etc/dataplane"
+    "$doc/examples" "$pkg/etc/dataplane" "$pkg/usr/share/dataplane/grafana/provisioning/dashboards" \
+    "$pkg/usr/share/dataplane/grafana/provisioning/datasources"
 
 install -m 0755 "$bin" "$pkg/usr/bin/dataplane"
 strip --strip-unneeded "$pkg/usr/bin/dataplane"
@@ -66,6 +69,13 @@ install -m 0644 "$work/gen/completions/dataplane.fish" "$pkg/usr/share/fish/vend
 
 install -m 0644 configs/* "$doc/examples/"
 install -m 0644 README.md SECURITY.md packaging/debian/copyright "$doc/"
+# The dashboard where the provisioning file's provider looks for it; the two provisioning
+# files are for the operator to copy to /etc/grafana/provisioning/ (README, "Metrics").
+grafana="$pkg/usr/share/dataplane/grafana"
+install -m 0644 ops/grafana/dataplane.json "$grafana/"
+for kind in dashboards datasources; do
+    install -m 0644 "ops/grafana/provisioning/$kind/dataplane.yaml" "$grafana/provisioning/$kind/"
+done
 
 # Shared-library dependencies as Debian computes them (dpkg-shlibdeps wants a debian/control).
 mkdir -p "$work/src/debian"

@@ -3,7 +3,8 @@
 # binaries the test run already built; DEB_TEST_PROFILE=release for the release one), checks its
 # control fields and contents, proves the content check refuses a package missing a file,
 # installs it with dpkg into a temporary root, and there: runs the installed binary (--version,
-# --help, check on every installed example config), finds the man page and the completions,
+# --help, check on every installed example config), checks the Grafana dashboard, finds the
+# man page and the completions,
 # checks the unit's capabilities against SECURITY.md's four, verifies the unit with
 # `systemd-analyze verify` (any warning fails) and its exposure with `systemd-analyze security`,
 # then removes the package. Exits non-zero on the first failure, naming it.
@@ -47,6 +48,9 @@ required=(
     "-rw-r--r-- root/root /usr/share/zsh/vendor-completions/_dataplane"
     "-rw-r--r-- root/root /usr/share/fish/vendor_completions.d/dataplane.fish"
     "-rw-r--r-- root/root /usr/share/doc/dataplane/copyright"
+    "-rw-r--r-- root/root /usr/share/dataplane/grafana/dataplane.json"
+    "-rw-r--r-- root/root /usr/share/dataplane/grafana/provisioning/dashboards/dataplane.yaml"
+    "-rw-r--r-- root/root /usr/share/dataplane/grafana/provisioning/datasources/dataplane.yaml"
     "drwxr-xr-x root/root /etc/dataplane/"
 )
 for sub in $subcommands; do
@@ -109,6 +113,15 @@ for example in "$root"/usr/share/doc/dataplane/examples/*; do
     grep -q ': OK: ' "$work/check.out" || fail "check printed no OK for $(basename "$example")"
 done
 ok "installed binary: --version, --help, check on every example config"
+
+# The Grafana dashboard: the repository's file, valid JSON, where the shipped provider looks.
+grafana="$root/usr/share/dataplane/grafana"
+cmp -s "$grafana/dataplane.json" ops/grafana/dataplane.json || fail "the installed dashboard differs from ops/grafana/dataplane.json"
+python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); assert d["panels"], "no panels"' \
+    "$grafana/dataplane.json" || fail "the installed dashboard is not a dashboard JSON"
+grep -q "path: /usr/share/dataplane/grafana$" "$grafana/provisioning/dashboards/dataplane.yaml" \
+    || fail "the dashboard provider does not load /usr/share/dataplane/grafana"
+ok "Grafana dashboard and provisioning files under /usr/share/dataplane/grafana"
 
 zcat "$root/usr/share/man/man1/dataplane.1.gz" | grep -q '^\.TH dataplane 1' || fail "man page header"
 for section in SIGNALS FILES "SEE ALSO"; do

@@ -18,10 +18,11 @@ fn main() -> ExitCode {
         Some(Command::Init {
             config,
             interface,
+            name,
             subnet,
             port,
             force,
-        }) => cli::ops::init(config, interface, subnet, port, force),
+        }) => cli::ops::init(config, interface, name, subnet, port, force),
         Some(Command::Peer(cmd)) => cli::ops::peer(cmd),
         Some(Command::Stats {
             config,

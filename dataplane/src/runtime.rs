@@ -31,7 +31,6 @@ use crate::xdp::{LivePortsWriter, OversizeWatch, RedirectConfig, XdpCountersRead
 use fastpath::counters::{DropReason, WorkerCounters};
 use fastpath::frame::{FRAME_SIZE, RX_OFFSET};
 use fastpath::pipeline::{Pipeline, PipelineConfig};
-use gwconf::TUN_NAME;
 use gwconf::{self, GatewayConfig, Interfaces, LoadOptions, XdpMode};
 
 /// Test knob: protocol time runs this many times faster than real time, so that integration
@@ -85,6 +84,7 @@ pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<(
     };
     let workers = start_workers(&cfg, &host, &programs, &routes, &tables, links, clock)?;
     info!(
+        device = %cfg.interface.name,
         interfaces = ?cfg.dataplane.interfaces.names(),
         listen_port = cfg.interface.listen_port,
         egress = %host.egress,
@@ -134,7 +134,10 @@ pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<(
     }
     slow.stop();
     drop(routes);
-    info!("stopped: XDP programs detached, wg0 removed");
+    info!(
+        "stopped: XDP programs detached, {} removed",
+        cfg.interface.name
+    );
     outcome
 }
 
@@ -216,10 +219,12 @@ impl HostAddresses {
         };
         let addresses = rtnl.addresses()?;
         let wan = listen_addresses(&addresses, wan_index);
-        let tunnel = cfg
-            .interface
-            .tunnel_ipv4()
-            .context("[interface] address: at least one IPv4 address is needed for wg0")?;
+        let tunnel = cfg.interface.tunnel_ipv4().with_context(|| {
+            format!(
+                "[interface] address: at least one IPv4 address is needed for {}",
+                cfg.interface.name
+            )
+        })?;
         let ours = addresses
             .iter()
             .filter(|a| links.iter().any(|l| l.index == a.ifindex))
@@ -318,11 +323,11 @@ fn start_slow_path(
             interface: cfg.interface.to_wgproto(),
             peers,
             tun: Some(TunConfig {
-                name: TUN_NAME.to_string(),
+                name: cfg.interface.name.clone(),
                 addresses: cfg.interface.address.clone(),
                 mtu: u32::from(cfg.interface.mtu),
             }),
-            uapi_name: Some(TUN_NAME.to_string()),
+            uapi_name: Some(cfg.interface.name.clone()),
             outer_datagrams: Some(outer),
         },
         tables,

@@ -107,6 +107,7 @@ reasons! {
         HandshakeCookieRateLimited => "handshake_cookie_ratelimited": "A handshake without a valid mac2 while the slow path was under load, from a source that already had its cookie replies (20/s, burst 5, per address, as handshakes are limited).",
         HandshakeMac2QueueFull => "handshake_mac2_queue_full": "The slow path's lane for handshakes with a valid mac2 (senders that answered a cookie reply) was full.",
         TxFull => "tx_full": "No TX descriptor or frame free.",
+        FragmentNoFrame => "fragment_no_frame": "A return packet cut into fragments for the tunnel lost its remaining fragments: no UMEM frame was free for them.",
         Handoff => "handoff": "Belongs to another worker's NAT and its handoff lane was full (or no frame was free to take it).",
         NatNotEthernet => "nat_not_ethernet": "Masquerading is on and the route to the destination leaves through an interface that is not Ethernet: the fast path cannot send there and the kernel would forward it untranslated.",
         Unsupported => "unsupported": "Not an IPv4 frame (outer IPv6 is not handled by the fast path yet; the XDP program passes VLAN-tagged frames to the kernel).",
@@ -255,6 +256,7 @@ worker_counters! {
     handed_off: Counter, Series::Packets("handed_off"), "Packets this worker received but another worker's NAT owns, copied to that worker.";
     handed_in: Counter, Series::Packets("handed_in"), "Packets other workers handed to this one.";
     csum_completed: Counter, Series::Packets("csum_completed"), "TCP/UDP checksums completed: the sender left only the pseudo-header sum (tx checksum offload).";
+    fragmented_into_tunnel: Counter, Series::Packets("fragmented_into_tunnel"), "Return packets longer than the tunnel MTU, without DF, cut into fragments that fit it (as the kernel forwarding into wg0 would); each fragment counts in `encrypted` and `tx`.";
     nat_entries: Gauge, Series::Own("dataplane_nat_entries"), "Live NAT mappings of a worker (0 without NAT).";
     nat_untracked_inbound: Counter, Series::Own("dataplane_nat_untracked_inbound_total"), "NAT return traffic from a remote its mapping does not track (endpoint-independent filtering): delivered, but it neither refreshed the mapping nor changed its TCP state (published now and then from the NAT's own count).";
     icmp_ratelimited: Counter, Series::Own("dataplane_icmp_ratelimited_total"), "ICMP errors not sent: over the rate limit (1000/s burst 50 per worker, 1/s burst 6 per destination, as Linux's icmp_msgs_per_sec and icmp_ratelimit).";

@@ -12,6 +12,7 @@
 
 pub mod capture;
 pub mod counters;
+pub mod fragmentation;
 pub mod frame;
 pub mod handshake_guard;
 pub mod headers;

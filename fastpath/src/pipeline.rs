@@ -48,6 +48,8 @@ use crate::icmp_ratelimit::IcmpRateLimiter;
 
 use crate::capture::CapturePoint;
 use crate::counters::{DropReason, WorkerCounters};
+use crate::fragmentation::{FragmentError, Fragmenter};
+use crate::frame::RX_OFFSET;
 use crate::headers::{write_ipv4_udp, OUTER_V4_LEN};
 use crate::latency::{LatencyRecorder, SharedLatency, Stage};
 use crate::route::{NextHop, NextHopReader, Resolution, RouteSnapshot};
@@ -108,6 +110,15 @@ pub enum Verdict {
     Handoff {
         owner: u16,
         resume: Resume,
+        start: usize,
+        len: usize,
+    },
+    /// A return packet longer than the tunnel MTU that may be fragmented (no DF), NAT reverse
+    /// and TTL done: the caller cuts it into fragments ([`Pipeline::fragmenter`]), each in a
+    /// frame of its own, and seals each with [`Pipeline::encrypt_fragment`] for `inside`; then
+    /// this frame can be reused.
+    Fragment {
+        inside: Ipv4Addr,
         start: usize,
         len: usize,
     },
@@ -806,7 +817,14 @@ impl Pipeline {
             return Verdict::Drop(DropReason::NoEndpoint);
         };
         if len > self.cfg.mtu {
-            return Verdict::Drop(DropReason::TooBig);
+            // What the kernel does forwarding into wg0: fragments, unless DF asks for
+            // "fragmentation needed" (sent already on the way here, where it applies).
+            let dont_frag = ipv4::Packet::new_checked(&buf[start..start + len])
+                .map_or(true, |ip| ip.dont_frag());
+            if dont_frag {
+                return Verdict::Drop(DropReason::TooBig);
+            }
+            return Verdict::Fragment { inside, start, len };
         }
         let park = Verdict::Park {
             resume: Resume::Encrypt { inside },
@@ -873,6 +891,36 @@ impl Pipeline {
             ifindex: hop.ifindex,
             start: frame_start,
             len: OUTER_V4_LEN + sealed.len,
+        }
+    }
+
+    /// How the packet of a [`Verdict::Fragment`] is cut for the tunnel MTU; counts it
+    /// (`fragmented_into_tunnel`) when it can be.
+    pub fn fragmenter(&self, packet: &[u8]) -> Result<Fragmenter, FragmentError> {
+        let plan = Fragmenter::new(packet, self.cfg.mtu)?;
+        WorkerCounters::add(&self.counters.fragmented_into_tunnel, 1);
+        Ok(plan)
+    }
+
+    /// Writes fragment `i` of `packet` (planned by [`Pipeline::fragmenter`]) into the empty
+    /// frame `out`, where a received packet would be, and seals it for `inside` like any
+    /// return packet (its verdict is never another `Fragment`).
+    pub fn encrypt_fragment(
+        &mut self,
+        b: &Batch<'_>,
+        packet: &[u8],
+        plan: &Fragmenter,
+        i: usize,
+        out: &mut [u8],
+        inside: Ipv4Addr,
+    ) -> Verdict {
+        let start = RX_OFFSET + ethernet::HEADER_LEN;
+        let Some(len) = out.get_mut(start..).and_then(|o| plan.write(packet, i, o)) else {
+            return Verdict::Drop(DropReason::TooBig);
+        };
+        match self.encrypt_to_peer(b, out, start, len, inside) {
+            Verdict::Fragment { .. } => Verdict::Drop(DropReason::TooBig),
+            v => v,
         }
     }
 

@@ -77,7 +77,7 @@ pub fn parse(
     let dataplane = r.dataplane(root.get("dataplane"));
     let nat = r.nat(root.get("nat"));
     let metrics = r.metrics(root.get("metrics"));
-    let control = r.control(root.get("control"));
+    let control = r.control(root.get("control"), &interface.name);
 
     let config = GatewayConfig {
         interface,
@@ -104,6 +104,7 @@ fn unreachable_config() -> Loaded {
     Loaded {
         config: GatewayConfig {
             interface: InterfaceConfig {
+                name: defaults::DEVICE_NAME.to_string(),
                 private_key: PrivateKey::from_bytes([0; 32]),
                 private_key_file: None,
                 listen_port: 0,
@@ -114,7 +115,7 @@ fn unreachable_config() -> Loaded {
             dataplane: default_dataplane(),
             nat: default_nat(),
             metrics: MetricsConfig::default(),
-            control: default_control(),
+            control: default_control(defaults::DEVICE_NAME),
         },
         notes: Vec::new(),
         warnings: Vec::new(),
@@ -174,9 +175,10 @@ fn read_key_file(path: &Path) -> std::io::Result<Zeroizing<String>> {
     Ok(text)
 }
 
-pub(crate) fn default_control() -> ControlConfig {
+/// `[control]` when the file leaves it out: the socket is named for the tunnel `device`.
+pub(crate) fn default_control(device: &str) -> ControlConfig {
     ControlConfig {
-        socket: PathBuf::from(defaults::CONTROL_SOCKET),
+        socket: defaults::control_socket(device),
     }
 }
 
@@ -471,6 +473,12 @@ impl Reader {
         let Some((t, line)) = self.section(item, s) else {
             return out;
         };
+        if let Some((text, l)) = self.get_str(t, s, "name", p) {
+            match values::device_name(&text) {
+                Ok(name) => out.name = name,
+                Err(e) => self.sink.push(l, "interface.name", e),
+            }
+        }
         let inline = self.get_str(t, s, "private_key", p);
         let file = self.get_str(t, s, "private_key_file", p);
         match (inline, file) {
@@ -808,9 +816,9 @@ impl Reader {
         out
     }
 
-    fn control(&mut self, item: Option<&Item>) -> ControlConfig {
+    fn control(&mut self, item: Option<&Item>, device: &str) -> ControlConfig {
         let s = &schema::CONTROL;
-        let mut out = default_control();
+        let mut out = default_control(device);
         let Some((t, _)) = self.section(item, s) else {
             return out;
         };

@@ -13,6 +13,8 @@ use crate::schema::defaults;
 pub struct InitOptions {
     /// The NIC WireGuard arrives on and NATed traffic leaves by (one-armed).
     pub interface: String,
+    /// The tunnel device (`[interface] name`, default wg0).
+    pub name: String,
     /// The tunnel subnet; the gateway takes its first address.
     pub subnet: Ipv4Net,
     pub listen_port: u16,
@@ -52,6 +54,12 @@ pub fn template(opts: &InitOptions, private_key: &str, public_key: &str) -> Resu
     let _ = writeln!(w, "[interface]");
     let _ = writeln!(
         w,
+        "# The tunnel device (`ip a`, `wg show {}`); a second gateway on this host needs another.",
+        opts.name
+    );
+    let _ = writeln!(w, "name = \"{}\"", opts.name);
+    let _ = writeln!(
+        w,
         "# Public key, for the peers' [Peer] PublicKey: {public_key}"
     );
     let _ = writeln!(w, "private_key = \"{private_key}\"");
@@ -59,7 +67,8 @@ pub fn template(opts: &InitOptions, private_key: &str, public_key: &str) -> Resu
     let _ = writeln!(w, "listen_port = {}", opts.listen_port);
     let _ = writeln!(
         w,
-        "# The gateway's address on wg0; `dataplane peer add` gives peers the next free ones."
+        "# The gateway's address on {}; `dataplane peer add` gives peers the next free ones.",
+        opts.name
     );
     let _ = writeln!(w, "address = [\"{address}\"]");
     let _ = writeln!(w, "mtu = {}", defaults::MTU);
@@ -102,7 +111,11 @@ pub fn template(opts: &InitOptions, private_key: &str, public_key: &str) -> Resu
     let _ = writeln!(w);
     let _ = writeln!(w, "# Where `dataplane stats` finds the running gateway.");
     let _ = writeln!(w, "[control]");
-    let _ = writeln!(w, "socket = \"{}\"", defaults::CONTROL_SOCKET);
+    let _ = writeln!(
+        w,
+        "socket = \"{}\"",
+        defaults::control_socket(&opts.name).display()
+    );
     let _ = writeln!(w);
     let _ = writeln!(
         w,
@@ -126,5 +139,36 @@ mod tests {
             "10.13.13.1/24".parse::<IpNet>().unwrap()
         );
         assert!(gateway_address("10.13.13.0/31".parse().unwrap()).is_err());
+    }
+
+    #[test]
+    fn the_template_names_the_device_and_its_control_socket() {
+        let opts = InitOptions {
+            interface: "eth1".into(),
+            name: "wg1".into(),
+            subnet: "10.14.14.0/24".parse().unwrap(),
+            listen_port: 51821,
+        };
+        let key = crate::keys::PrivateKey::from_bytes([7; 32]);
+        let text = template(&opts, &key.to_base64(), "unused").unwrap();
+        let load = crate::LoadOptions {
+            host: crate::HostFacts::unknown(),
+            interfaces: None,
+        };
+        let cfg = crate::load_str(
+            &text,
+            "gw.toml",
+            std::path::Path::new("."),
+            crate::Format::GwToml,
+            "wg1",
+            &load,
+        )
+        .unwrap()
+        .config;
+        assert_eq!(cfg.interface.name, "wg1");
+        assert_eq!(
+            cfg.control.socket,
+            std::path::Path::new("/run/dataplane/wg1.control.sock")
+        );
     }
 }

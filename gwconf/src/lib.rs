@@ -28,7 +28,6 @@ pub mod values;
 mod wg_quick;
 
 pub use error::{ConfigError, ConfigErrors, Locations};
-pub use schema::TUN_NAME;
 pub use types::*;
 pub use validate::{parse_local_port_range, HostFacts};
 
@@ -100,7 +99,7 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Loaded, ConfigErrors> {
         .file_stem()
         .and_then(|s| s.to_str())
         .filter(|s| !s.is_empty() && format == Format::WgQuick)
-        .unwrap_or("wg0");
+        .unwrap_or(schema::defaults::DEVICE_NAME);
     let mut loaded = load_str(&text, &file, base_dir, format, ifname, opts)?;
     let mut secrets = vec![path.to_path_buf()];
     secrets.extend(loaded.config.interface.private_key_file.clone());

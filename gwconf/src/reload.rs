@@ -33,6 +33,7 @@ pub fn ignored_changes(running: &GatewayConfig, file: &GatewayConfig) -> Vec<Ign
             cmp($name, &$a, &$b, $a == $b)
         };
     }
+    field!("interface.name", r.name, f.name);
     field!("interface.listen_port", r.listen_port, f.listen_port);
     field!("interface.address", r.address, f.address);
     field!("interface.mtu", r.mtu, f.mtu);
@@ -111,6 +112,7 @@ mod tests {
     fn each_bound_setting_is_named() {
         let a = cfg();
         let mut b = a.clone();
+        b.interface.name = "wg1".into();
         b.interface.listen_port = 51821;
         b.interface.mtu = 1380;
         b.interface.address = vec!["10.14.0.1/24".parse().unwrap()];
@@ -122,13 +124,15 @@ mod tests {
             fields,
             [
                 "interface.private_key",
+                "interface.name",
                 "interface.listen_port",
                 "interface.address",
                 "interface.mtu",
                 "nat.capacity"
             ]
         );
-        assert_eq!(got[1].detail, "51820 -> 51821");
+        assert_eq!(got[1].detail, "\"wg0\" -> \"wg1\"");
+        assert_eq!(got[2].detail, "51820 -> 51821");
         assert_eq!(got[0].detail, "changed", "keys are never printed");
     }
 }

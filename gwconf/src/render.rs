@@ -11,6 +11,7 @@ pub fn gw_toml(cfg: &GatewayConfig, header: &[String]) -> String {
 
     let i = &cfg.interface;
     let mut t = Table::new();
+    t["name"] = value(i.name.as_str());
     match &i.private_key_file {
         Some(path) => t["private_key_file"] = value(path.display().to_string()),
         None => t["private_key"] = value(i.private_key.to_base64()),

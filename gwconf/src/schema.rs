@@ -63,6 +63,10 @@ pub const INTERFACE: Section = Section {
     repeated: false,
     required: true,
     fields: &[
+        field(
+            "name",
+            "expected a Linux interface name for the tunnel device: 1-15 bytes, no '/', ':' or whitespace, not \".\" or \"..\", e.g. \"wg0\"",
+        ),
         field("private_key", KEY_EXPECT),
         field(
             "private_key_file",
@@ -190,7 +194,7 @@ pub const CONTROL: Section = Section {
     required: false,
     fields: &[field(
         "socket",
-        "expected a path for the control socket, e.g. \"/run/dataplane/control.sock\"",
+        "expected a path for the control socket, default \"/run/dataplane/NAME.control.sock\" for [interface] name NAME, e.g. \"/run/dataplane/wg0.control.sock\"",
     )],
 };
 
@@ -211,9 +215,6 @@ pub fn known_sections() -> String {
         .join(", ")
 }
 
-/// Name of the kernel device the slow path keeps, as kernel WireGuard's.
-pub const TUN_NAME: &str = "wg0";
-
 /// Defaults, one home for each.
 pub mod defaults {
     pub const MTU: u16 = 1420;
@@ -231,7 +232,16 @@ pub mod defaults {
     pub const TCP_ESTABLISHED_TIMEOUT_S: u64 = 7440;
     pub const TCP_TRANSITORY_TIMEOUT_S: u64 = 240;
     pub const ICMP_TIMEOUT_S: u64 = 60;
-    pub const CONTROL_SOCKET: &str = "/run/dataplane/control.sock";
+    /// `[interface] name`: the kernel device the slow path keeps, as kernel WireGuard's.
+    pub const DEVICE_NAME: &str = "wg0";
+    /// Directory of the control sockets (and the instance locks, `RuntimeDirectory=dataplane`).
+    pub const CONTROL_DIR: &str = "/run/dataplane";
+
+    /// `[control] socket` when unset: one per tunnel device, so two gateways on a host do not
+    /// share one (`/run/dataplane/wg0.control.sock`).
+    pub fn control_socket(device: &str) -> std::path::PathBuf {
+        std::path::Path::new(CONTROL_DIR).join(format!("{device}.control.sock"))
+    }
     /// Interface assumed when a wg-quick file's MASQUERADE rule names `eth+`.
     pub const WG_QUICK_INTERFACE: &str = "eth0";
 }

@@ -32,6 +32,10 @@ pub struct GatewayConfig {
 /// `[interface]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InterfaceConfig {
+    /// The tunnel device (`wg0`), also the name of its UAPI socket and, by default, of its
+    /// control socket: two gateways on one host differ by it. wg-quick files take it from
+    /// the file name (`wg1.conf` -> `wg1`).
+    pub name: String,
     /// The gateway's static private key.
     pub private_key: PrivateKey,
     /// Set when the key was read from `private_key_file` (kept so the config renders back the
@@ -39,7 +43,7 @@ pub struct InterfaceConfig {
     pub private_key_file: Option<PathBuf>,
     /// UDP port WireGuard listens on, 1..=65535.
     pub listen_port: u16,
-    /// Addresses of the gateway's `wg0` (host address plus prefix, e.g. 10.13.13.1/24).
+    /// Addresses of the gateway's tunnel device (host address plus prefix, e.g. 10.13.13.1/24).
     pub address: Vec<IpNet>,
     /// MTU of the tunnel device, 576..=9000; default 1420 (as wg-quick).
     pub mtu: u16,
@@ -246,7 +250,8 @@ pub struct MetricsConfig {
 /// `[control]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControlConfig {
-    /// Unix socket path; default `/run/dataplane/control.sock` (beside the instance locks).
+    /// Unix socket path; default `/run/dataplane/NAME.control.sock` for `[interface] name`
+    /// NAME (beside the instance locks).
     pub socket: PathBuf,
 }
 

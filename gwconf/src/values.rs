@@ -122,21 +122,45 @@ pub fn port_range(text: &str) -> Result<PortRange, String> {
     Ok(PortRange { lo, hi })
 }
 
-/// A Linux interface name: 1-15 bytes (IFNAMSIZ - 1), no '/', ':' or whitespace.
-pub fn interface_name(text: &str) -> Result<String, String> {
-    let ok = !text.is_empty()
-        && text.len() <= 15
-        && text != "."
-        && text != ".."
-        && !text
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace());
-    if ok {
-        Ok(text.to_string())
+/// Why `text` is not a Linux interface name, as the kernel's `dev_valid_name` decides: 1-15
+/// bytes (IFNAMSIZ - 1), not "." or "..", no '/', ':', whitespace or NUL. `None`: valid.
+fn ifname_problem(text: &str) -> Option<&'static str> {
+    if text.is_empty() {
+        Some("is empty")
+    } else if text.len() > 15 {
+        Some("is longer than 15 bytes (Linux IFNAMSIZ - 1)")
+    } else if text == "." || text == ".." {
+        Some("is a directory name (\".\" and \"..\" are not allowed)")
+    } else if text.contains('/') {
+        Some("contains '/'")
+    } else if text.contains(':') {
+        Some("contains ':' (an alias separator)")
+    } else if text.chars().any(|c| c.is_whitespace() || c == '\0') {
+        Some("contains whitespace or a NUL byte")
     } else {
-        Err(format!(
-            "{text:?} is not an interface name; expected 1-15 characters without '/', ':' or spaces, e.g. \"eth0\""
-        ))
+        None
+    }
+}
+
+/// A Linux interface name (a NIC): see [`ifname_problem`].
+pub fn interface_name(text: &str) -> Result<String, String> {
+    match ifname_problem(text) {
+        None => Ok(text.to_string()),
+        Some(why) => Err(format!(
+            "{text:?} is not an interface name: it {why}; expected an interface name of 1-15 characters without '/', ':' or spaces, e.g. \"eth0\""
+        )),
+    }
+}
+
+/// The name of the tunnel device the gateway creates (`wg0`): a Linux interface name. It also
+/// names the UAPI socket (`/var/run/wireguard/NAME.sock`) and the default control socket.
+pub fn device_name(text: &str) -> Result<String, String> {
+    match ifname_problem(text) {
+        None => Ok(text.to_string()),
+        Some(why) => Err(format!(
+            "{text:?} is not an interface name: it {why}; {}",
+            crate::schema::INTERFACE.field("name").expect
+        )),
     }
 }
 
@@ -263,5 +287,6 @@ mod tests {
         assert!(interface_name("a-very-long-name0").is_err());
         assert!(interface_name("eth 0").is_err());
         assert!(interface_name("").is_err());
+        assert!(interface_name("eth0:1").is_err());
     }
 }

@@ -25,7 +25,8 @@ struct Hooks {
     masquerade: Vec<Option<String>>,
 }
 
-/// Parses wg-quick text. `ifname` is the tunnel's name (the file stem, `wg0`) substituted for
+/// Parses wg-quick text. `ifname` is the tunnel's name (the file stem, `wg0`), the device's
+/// `[interface] name` as wg-quick takes it, and is substituted for
 /// `%i`; `interfaces` overrides the NIC(s) inferred from the MASQUERADE rule.
 pub fn parse(
     text: &str,
@@ -55,6 +56,14 @@ pub fn parse(
     let mut peers: Vec<PeerConfig> = Vec::new();
     let mut peer_has_key = Vec::new();
     let mut interface_line = None;
+    let name = crate::values::device_name(ifname).unwrap_or_else(|e| {
+        sink.push(
+            None,
+            "interface.name",
+            format!("the tunnel device is named after the file, as wg-quick does: {e}; rename the file, e.g. wg1.conf"),
+        );
+        defaults::DEVICE_NAME.to_string()
+    });
 
     for (n, raw) in text.lines().enumerate() {
         let line = n + 1;
@@ -344,8 +353,10 @@ pub fn parse(
         notes.push("no MASQUERADE rule: tunnel traffic is forwarded without source NAT ([nat] masquerade = false)".to_string());
     }
 
+    let control = default_control(&name);
     let config = GatewayConfig {
         interface: InterfaceConfig {
+            name,
             private_key: private_key.unwrap_or_else(|| PrivateKey::from_bytes([0; 32])),
             private_key_file: None,
             listen_port: listen_port.unwrap_or(0),
@@ -356,7 +367,7 @@ pub fn parse(
         dataplane,
         nat,
         metrics: MetricsConfig::default(),
-        control: default_control(),
+        control,
     };
     sink.into_result(Loaded {
         config,

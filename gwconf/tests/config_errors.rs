@@ -614,3 +614,67 @@ fn all_errors_are_reported_at_once_in_line_order() {
     assert_eq!(errs.len(), 2, "{errs:#?}");
     assert!(errs[0].starts_with("gw.toml:3:") && errs[1].starts_with("gw.toml:12:"));
 }
+
+/// `[interface] name` = `value` (a TOML value) on line 2 of the valid config.
+fn with_name(value: &str) -> String {
+    with_line(
+        2,
+        &format!("name = {value}\nprivate_key = \"{SERVER_KEY}\""),
+    )
+}
+
+#[test]
+fn device_name_defaults_to_wg0_and_names_the_control_socket() {
+    let c = load_with(&valid(), HostFacts::unknown()).unwrap().config;
+    assert_eq!(c.interface.name, "wg0");
+    assert_eq!(
+        c.control.socket,
+        Path::new("/run/dataplane/wg0.control.sock")
+    );
+    let c = load_with(&with_name("\"wg1\""), HostFacts::unknown())
+        .unwrap()
+        .config;
+    assert_eq!(c.interface.name, "wg1");
+    assert_eq!(
+        c.control.socket,
+        Path::new("/run/dataplane/wg1.control.sock")
+    );
+    // 15 bytes is the most Linux takes; an explicit [control] socket is kept as written.
+    let text = with_name("\"a-fifteen-byte0\"") + "\n[control]\nsocket = \"/tmp/x.sock\"\n";
+    let c = load_with(&text, HostFacts::unknown()).unwrap().config;
+    assert_eq!(c.interface.name, "a-fifteen-byte0");
+    assert_eq!(c.control.socket, Path::new("/tmp/x.sock"));
+}
+
+#[test]
+fn device_name_rejects_what_linux_rejects() {
+    let cases = [
+        ("\"\"", "is empty"),
+        ("\"sixteen-bytes-xx\"", "is longer than 15 bytes"),
+        // 9 characters, 16 bytes: Linux counts bytes.
+        ("\"wgééééééé\"", "is longer than 15 bytes"),
+        ("\".\"", "is a directory name"),
+        ("\"..\"", "is a directory name"),
+        ("\"wg/0\"", "contains '/'"),
+        ("\"wg:0\"", "contains ':'"),
+        ("\"wg 0\"", "contains whitespace"),
+        ("\"wg\\t0\"", "contains whitespace"),
+        ("\"wg\\u00000\"", "a NUL byte"),
+    ];
+    for (value, why) in cases {
+        let errs = errors(&with_name(value));
+        assert_eq!(errs.len(), 1, "{value}: {errs:#?}");
+        assert_one(
+            &errs,
+            "gw.toml:2: interface.name: ",
+            &[
+                "is not an interface name: it ",
+                why,
+                "expected a Linux interface name for the tunnel device",
+                "e.g. \"wg0\"",
+            ],
+        );
+    }
+    let errs = errors(&with_name("0"));
+    assert_one(&errs, "gw.toml:2: interface.name: ", &["e.g. \"wg0\""]);
+}

@@ -186,3 +186,41 @@ fn overlapping_peers_are_refused_like_in_gw_toml() {
         "{errs:#?}"
     );
 }
+
+fn parse_named(file: &str, ifname: &str) -> Result<gwconf::Loaded, Vec<String>> {
+    let opts = LoadOptions {
+        host: HostFacts::unknown(),
+        interfaces: None,
+    };
+    load_str(
+        &conf(UP, DOWN),
+        file,
+        Path::new("."),
+        Format::WgQuick,
+        ifname,
+        &opts,
+    )
+    .map_err(|e| e.0.iter().map(|e| e.to_string()).collect())
+}
+
+#[test]
+fn the_device_is_named_after_the_file_as_wg_quick_does() {
+    let l = parse_named("wg1.conf", "wg1").unwrap();
+    assert_eq!(l.config.interface.name, "wg1");
+    assert_eq!(
+        l.config.control.socket,
+        Path::new("/run/dataplane/wg1.control.sock")
+    );
+    let rendered = gwconf::to_gw_toml(&l.config, &[]);
+    assert!(rendered.contains("name = \"wg1\""), "{rendered}");
+
+    let errs = parse_named("my-long-tunnel-0.conf", "my-long-tunnel-0").unwrap_err();
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(
+        errs[0].starts_with(
+            "my-long-tunnel-0.conf: interface.name: the tunnel device is named after the file"
+        ) && errs[0].contains("is longer than 15 bytes")
+            && errs[0].contains("rename the file, e.g. wg1.conf"),
+        "{errs:#?}"
+    );
+}

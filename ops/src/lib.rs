@@ -1,5 +1,5 @@
 //! The control plane of the running gateway for its operator: the control socket
-//! (`[control] socket`, default /run/dataplane/control.sock) that `dataplane stats` talks to, and the
+//! (`[control] socket`, default /run/dataplane/NAME.control.sock for device NAME) that `dataplane stats` talks to, and the
 //! one picture of the gateway ([`StatsSnapshot`]) that stats and the Prometheus endpoint
 //! ([`metrics`]) both render.
 //!
@@ -79,7 +79,7 @@ pub fn start_for_gateway(
     xdp: Vec<Result<Box<dyn XdpCountersSource>, (String, String)>>,
 ) -> Option<OpsServers> {
     let source = Arc::new(GatewayStats {
-        interface: gwconf::TUN_NAME.to_string(),
+        interface: cfg.interface.name.clone(),
         started: std::time::Instant::now(),
         workers: workers.to_vec(),
         slow: slow.clone(),

@@ -115,7 +115,7 @@ fn gateway_scrape() -> String {
         })
         .collect();
     let source = GatewayStats {
-        interface: gwconf::TUN_NAME.to_string(),
+        interface: gwconf::schema::defaults::DEVICE_NAME.to_string(),
         started: Instant::now(),
         workers,
         slow: Arc::new(slow),

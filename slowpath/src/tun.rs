@@ -83,7 +83,8 @@ pub enum TunError {
     #[error(
         "an interface named {0} already exists (a persistent TUN, kernel WireGuard, \
          wireguard-go or another gateway): the gateway creates its own and does not take \
-         over one it did not create; stop what owns it or remove it with `ip link del {0}`"
+         over one it did not create; stop what owns it, remove it with `ip link del {0}`, \
+         or give this gateway another device name ([interface] name, e.g. \"wg1\")"
     )]
     Exists(String),
     /// `TUNSETIFF` failed (no CAP_NET_ADMIN, or the kernel refused).

@@ -67,7 +67,7 @@ fn operator_sections(cmd: &clap::Command) -> Roff {
     for (signal, what) in [
         (
             "SIGINT, SIGTERM",
-            "stop: the XDP program is detached and wg0 removed.",
+            "stop: the XDP program is detached and the tunnel device ([interface] name, default wg0) removed.",
         ),
         (
             "SIGHUP",
@@ -82,23 +82,25 @@ fn operator_sections(cmd: &clap::Command) -> Roff {
     for (path, what) in [
         (
             "/etc/dataplane/NAME.toml".to_string(),
-            "the config dataplane@NAME.service runs; readable by the dataplane user only (mode 0600).",
+            "the config dataplane@NAME.service runs; readable by the dataplane user only (mode 0600). Instances side by side need their own [interface] name (wg0, wg1), NIC(s) and listen_port.",
         ),
         (
             "/lib/systemd/system/dataplane@.service".to_string(),
             "one gateway per config, as the dataplane user with CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_IPC_LOCK only.",
         ),
         (
-            gwconf::schema::defaults::CONTROL_SOCKET.to_string(),
-            "control socket of dataplane stats and dataplane capture ([control] socket changes it).",
+            gwconf::schema::defaults::control_socket("NAME")
+                .display()
+                .to_string(),
+            "control socket of dataplane stats and dataplane capture for the tunnel device NAME ([interface] name, default wg0; [control] socket changes it).",
         ),
         (
             format!("{}/IFNAME@netnsN.lock", dataplane::instance_lock::DEFAULT_LOCK_DIR),
             "one gateway per interface and network namespace.",
         ),
         (
-            format!("{}/wg0.sock", slowpath::uapi::server::SOCKET_DIR),
-            "UAPI socket of the wg0 device: wg show, wg set and dataplane peer use it.",
+            format!("{}/NAME.sock", slowpath::uapi::server::SOCKET_DIR),
+            "UAPI socket of the tunnel device NAME ([interface] name, default wg0): wg show NAME, wg set and dataplane peer use it.",
         ),
         (
             "/usr/share/doc/dataplane/examples/".to_string(),

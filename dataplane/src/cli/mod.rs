@@ -83,6 +83,11 @@ pub enum Command {
         /// article).
         #[arg(long, value_name = "NAME", default_value = "eth0")]
         interface: String,
+        /// The tunnel device ([interface] name): wg1 for a second gateway on this host; it
+        /// names the UAPI socket (/var/run/wireguard/NAME.sock) and the control socket.
+        #[arg(long, value_name = "NAME", default_value = gwconf::schema::defaults::DEVICE_NAME,
+              value_parser = gwconf::values::device_name)]
+        name: String,
         /// The tunnel subnet (the linuxserver container's INTERNAL_SUBNET).
         #[arg(long, value_name = "CIDR", default_value = "10.13.13.0/24", value_parser = gwconf::values::ipv4_subnet)]
         subnet: Ipv4Net,
@@ -98,7 +103,7 @@ pub enum Command {
     Peer(PeerCommand),
     /// Counters of the running gateway, through its control socket.
     #[command(
-        after_help = "Examples:\n  dataplane stats                            once, from /run/dataplane/control.sock\n  dataplane stats --config gw.toml --watch   every second with rates; the socket is [control] socket of gw.toml\n  dataplane stats --json                     the raw snapshot, for scripts"
+        after_help = "Examples:\n  dataplane stats                            once, from /run/dataplane/wg0.control.sock\n  dataplane stats --config gw.toml --watch   every second with rates; the socket is [control] socket of gw.toml\n  dataplane stats --json                     the raw snapshot, for scripts"
     )]
     Stats {
         /// Config of the running gateway, to find its [control] socket.
@@ -173,13 +178,10 @@ pub struct PeerTarget {
     /// The gateway's gw.toml.
     #[arg(long, short = 'c', value_name = "FILE", default_value = "gw.toml")]
     pub config: PathBuf,
-    /// UAPI socket of the running gateway (as `wg` uses it).
-    #[arg(
-        long,
-        value_name = "PATH",
-        default_value = "/var/run/wireguard/wg0.sock"
-    )]
-    pub uapi_socket: PathBuf,
+    /// UAPI socket of the running gateway (as `wg` uses it); default
+    /// /var/run/wireguard/NAME.sock for the config's [interface] name NAME (wg0).
+    #[arg(long, value_name = "PATH")]
+    pub uapi_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

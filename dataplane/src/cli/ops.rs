@@ -21,6 +21,7 @@ fn fail(cmd: &str, e: anyhow::Error) -> ExitCode {
 pub fn init(
     config: PathBuf,
     interface: String,
+    name: String,
     subnet: ipnet::Ipv4Net,
     port: u16,
     force: bool,
@@ -34,6 +35,7 @@ pub fn init(
         force,
         options: InitOptions {
             interface,
+            name,
             subnet,
             listen_port: port,
         },
@@ -145,7 +147,7 @@ pub fn peer(cmd: PeerCommand) -> ExitCode {
             out_dir,
         } => {
             let out_dir = out_dir.unwrap_or_else(|| peers::default_out_dir(&config));
-            match peers::remove(&config, &name, &uapi_socket, &out_dir) {
+            match peers::remove(&config, &name, uapi_socket.as_deref(), &out_dir) {
                 Ok(out) => {
                     println!(
                         "peer {name} ({}) removed from {}",
@@ -166,7 +168,7 @@ pub fn peer(cmd: PeerCommand) -> ExitCode {
                 config,
                 uapi_socket,
             },
-        } => match peers::list(&config, &uapi_socket) {
+        } => match peers::list(&config, uapi_socket.as_deref()) {
             Ok((rows, why)) => {
                 if rows.is_empty() {
                     println!(
@@ -185,7 +187,12 @@ pub fn peer(cmd: PeerCommand) -> ExitCode {
     }
 }
 
-/// The control socket: `--socket`, else `[control] socket` of `--config`, else the default.
+/// The socket `dataplane init` wrote into every gw.toml before the device had a name: with
+/// neither `--config` nor `--socket`, a gateway on such a file is still found.
+const CONTROL_SOCKET_BEFORE_NAMES: &str = "/run/dataplane/control.sock";
+
+/// The control socket: `--socket`, else `[control] socket` of `--config`, else the default of
+/// the default device (wg0), else the one older configs name.
 pub(super) fn control_socket(
     config: Option<&Path>,
     socket: Option<PathBuf>,
@@ -203,7 +210,15 @@ pub(super) fn control_socket(
                 .map(|l| l.config.control.socket)
                 .map_err(|e| anyhow::anyhow!("{e}"))
         }
-        None => Ok(PathBuf::from(defaults::CONTROL_SOCKET)),
+        None => {
+            let default = defaults::control_socket(defaults::DEVICE_NAME);
+            let before = Path::new(CONTROL_SOCKET_BEFORE_NAMES);
+            Ok(if !default.exists() && before.exists() {
+                before.to_path_buf()
+            } else {
+                default
+            })
+        }
     }
 }
 

@@ -74,8 +74,17 @@ pub struct AddRequest {
     pub persistent_keepalive: Option<u16>,
     /// Where NAME.conf and NAME.png go.
     pub out_dir: PathBuf,
-    /// The running gateway's UAPI socket.
-    pub uapi_socket: PathBuf,
+    /// The running gateway's UAPI socket; `None`: the one of the config's `[interface] name`.
+    pub uapi_socket: Option<PathBuf>,
+}
+
+/// The UAPI socket to reach the gateway started from `cfg`: `explicit` (`--uapi-socket`), else
+/// the one its tunnel device serves (`/var/run/wireguard/NAME.sock`).
+fn uapi_socket_for(explicit: Option<&Path>, cfg: &GatewayConfig) -> PathBuf {
+    explicit.map_or_else(
+        || uapi_client::socket_of(&cfg.interface.name),
+        Path::to_path_buf,
+    )
 }
 
 /// What [`add`] did.
@@ -267,7 +276,8 @@ pub fn add(req: &AddRequest) -> anyhow::Result<AddOutcome> {
     write_config(&req.config, &edited)?;
     tracing::info!(peer = %req.name, address = %address, public_key = %public.to_base64(), config = %req.config.display(), "peer added to the config");
 
-    let live = Live::apply(&req.uapi_socket, &gateway_key(&cfg), |uapi| {
+    let socket = uapi_socket_for(req.uapi_socket.as_deref(), &cfg);
+    let live = Live::apply(&socket, &gateway_key(&cfg), |uapi| {
         uapi.set_peer(&PeerSet {
             public_key: &public,
             preshared_key: Some(&psk),
@@ -371,7 +381,7 @@ pub struct RemoveOutcome {
 pub fn remove(
     config: &Path,
     name: &str,
-    uapi_socket: &Path,
+    uapi_socket: Option<&Path>,
     out_dir: &Path,
 ) -> anyhow::Result<RemoveOutcome> {
     let text = read_gw_toml(config)?;
@@ -413,9 +423,8 @@ pub fn remove(
             ),
         }
     }
-    let live = Live::apply(uapi_socket, &gateway_key(&cfg), |uapi| {
-        uapi.remove_peer(&key)
-    });
+    let socket = uapi_socket_for(uapi_socket, &cfg);
+    let live = Live::apply(&socket, &gateway_key(&cfg), |uapi| uapi.remove_peer(&key));
     Ok(RemoveOutcome {
         public_key: key.to_base64(),
         removed_files,
@@ -435,9 +444,13 @@ pub struct PeerRow {
 
 /// `peer list`: the config's peers, joined with the running gateway's view. The second value
 /// says why live data is missing (no gateway, or an error).
-pub fn list(config: &Path, uapi_socket: &Path) -> anyhow::Result<(Vec<PeerRow>, Option<String>)> {
+pub fn list(
+    config: &Path,
+    uapi_socket: Option<&Path>,
+) -> anyhow::Result<(Vec<PeerRow>, Option<String>)> {
     let text = read_gw_toml(config)?;
     let cfg = parse_gw_toml(&text, config)?;
+    let uapi_socket = &uapi_socket_for(uapi_socket, &cfg);
     let uapi = UapiClient::new(uapi_socket);
     let own = gateway_key(&cfg);
     // Another gateway's peers are not this file's: show no live data rather than mix them in.

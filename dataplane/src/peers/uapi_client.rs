@@ -1,5 +1,5 @@
 //! A client of the WireGuard cross-platform UAPI (<https://www.wireguard.com/xplatform/>), the
-//! socket the running gateway serves for `wg` at `/var/run/wireguard/wg0.sock`: adds and
+//! socket the running gateway serves for `wg` at `/var/run/wireguard/NAME.sock`: adds and
 //! removes peers (`set=1`) and reads peer state (`get=1`) without a restart.
 //!
 //! Keys go over the wire in lowercase hex; this module converts from and to the base64 the
@@ -14,9 +14,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ipnet::IpNet;
 use wgproto::keys::{PresharedKey, PrivateKey, PublicKey};
 
-/// The socket of the running gateway's `wg0` (same name the slow path serves).
-pub fn default_socket() -> PathBuf {
-    Path::new(slowpath::uapi::SOCKET_DIR).join(format!("{}.sock", gwconf::TUN_NAME))
+/// The UAPI socket of the gateway whose tunnel device is `device` (`[interface] name`), as
+/// the slow path serves it and `wg show DEVICE` finds it.
+pub fn socket_of(device: &str) -> PathBuf {
+    Path::new(slowpath::uapi::SOCKET_DIR).join(format!("{device}.sock"))
 }
 
 /// How long to wait for the gateway's answer.
@@ -27,7 +28,7 @@ const MAX_ANSWER: u64 = 16 << 20;
 /// What could go wrong talking to the gateway.
 #[derive(Debug, thiserror::Error)]
 pub enum UapiClientError {
-    /// No socket file: no gateway runs (with this `wg0`).
+    /// No socket file: no gateway runs (with this device name).
     #[error("no gateway is running ({0} does not exist)")]
     NotRunning(PathBuf),
     /// Connecting or exchanging failed.

@@ -88,7 +88,16 @@ struct Dispatch<'a> {
 }
 
 impl Dispatch<'_> {
-    fn apply(&mut self, verdict: Verdict, mut frame: Frame, since: Timestamp) {
+    /// Acts on `verdict` for `frame`. The pipeline and batch are for a verdict that needs more
+    /// of the pipeline: [`Verdict::Fragment`].
+    fn apply(
+        &mut self,
+        pipeline: &mut Pipeline,
+        batch: &Batch<'_>,
+        verdict: Verdict,
+        mut frame: Frame,
+        since: Timestamp,
+    ) {
         match verdict {
             Verdict::Tx {
                 ifindex,
@@ -143,11 +152,57 @@ impl Dispatch<'_> {
                 }
                 self.group.release(frame);
             }
+            Verdict::Fragment { inside, start, len } => {
+                self.fragment(pipeline, batch, &frame, inside, start..start + len, since);
+                self.group.release(frame);
+            }
             Verdict::Consumed => self.group.release(frame),
             Verdict::Drop(reason) => {
                 self.counters.count_drop(reason);
                 self.group.release(frame);
             }
+        }
+    }
+}
+
+impl Dispatch<'_> {
+    /// Cuts the packet at `packet` of `frame` into fragments that fit the tunnel, each written
+    /// into a frame of its own from the pool and sealed: the one place a received frame turns
+    /// into more than one to send. Bounded by the packet (a frame holds at most a few
+    /// fragments' worth) and by the pool: when no frame is free, the rest of the packet is
+    /// dropped, counted once (`fragment_no_frame`).
+    fn fragment(
+        &mut self,
+        pipeline: &mut Pipeline,
+        batch: &Batch<'_>,
+        frame: &Frame,
+        inside: std::net::Ipv4Addr,
+        packet: std::ops::Range<usize>,
+        since: Timestamp,
+    ) {
+        let plan = match self.group.buf(frame).get(packet.clone()) {
+            Some(p) => pipeline.fragmenter(p),
+            None => {
+                self.counters.count_drop(DropReason::TooBig);
+                return;
+            }
+        };
+        let Ok(plan) = plan else {
+            self.counters.count_drop(DropReason::TooBig);
+            return;
+        };
+        for i in 0..plan.count() {
+            let Some(mut out) = self.group.alloc() else {
+                self.counters.count_drop(DropReason::FragmentNoFrame);
+                return;
+            };
+            let verdict = {
+                // Two frames at once: the original (read) and the fragment's (written).
+                let original = &self.group.buf(frame)[packet.clone()];
+                let buf = self.group.buf_mut(&mut out);
+                pipeline.encrypt_fragment(batch, original, &plan, i, buf, inside)
+            };
+            self.apply(pipeline, batch, verdict, out, since);
         }
     }
 }
@@ -203,7 +258,7 @@ impl Worker {
                 let (start, len) = (frame.start(), frame.len());
                 let buf = d.group.buf_mut(&mut frame);
                 let verdict = self.pipeline.resume(&batch, buf, resume, start, len);
-                d.apply(verdict, frame, since);
+                d.apply(&mut self.pipeline, &batch, verdict, frame, since);
             }
             // Then what other workers handed over: older than what the rings hold now.
             let handed_in = self.handoff.drain(self.batch_size, |p| {
@@ -221,7 +276,7 @@ impl Worker {
                 let buf = d.group.buf_mut(&mut frame);
                 buf[start..start + len].copy_from_slice(p.bytes());
                 let verdict = self.pipeline.resume(&batch, buf, p.resume, start, len);
-                d.apply(verdict, frame, batch.now);
+                d.apply(&mut self.pipeline, &batch, verdict, frame, batch.now);
             });
             let mut received = 0;
             if let Some(outer) = &self.outer {
@@ -243,7 +298,7 @@ impl Worker {
                     };
                     WorkerCounters::add(&counters.rx, 1);
                     let verdict = self.pipeline.process(&batch, buf, RX_OFFSET, len);
-                    d.apply(verdict, frame, batch.now);
+                    d.apply(&mut self.pipeline, &batch, verdict, frame, batch.now);
                 }
             }
             for sock in 0..sockets.len() {
@@ -257,7 +312,7 @@ impl Worker {
                         counters.tap(CapturePoint::WireIn, p);
                     }
                     let verdict = self.pipeline.process(&batch, buf, start, len);
-                    d.apply(verdict, frame, batch.now);
+                    d.apply(&mut self.pipeline, &batch, verdict, frame, batch.now);
                 }
             }
             if let Err(e) = self.group.service() {

@@ -92,11 +92,12 @@ xdp_counters! {
     PassNoSocket = 2 => "pass_no_socket": "Matched, but the rx queue has no AF_XDP socket: passed to the kernel.",
     PassNotIp = 3 => "pass_not_ip": "Not IPv4/IPv6 (ARP, LLDP, ...): passed to the kernel.",
     PassTruncated = 4 => "pass_truncated": "Headers shorter than they claim: passed to the kernel.",
-    PassFragment = 5 => "pass_fragment": "IPv4 fragment or IPv6 extension header: passed to the kernel.",
+    PassFragment = 5 => "pass_fragment": "IPv4 fragment not of NAT return traffic (the host's own, or a later fragment that overtook its first), or an IPv6 extension header: passed to the kernel.",
     PassNotOurs = 6 => "pass_not_ours": "Well-formed IP the gateway does not take (host traffic): passed.",
     PassVlan = 7 => "pass_vlan": "802.1Q/802.1ad tagged frame (the pipeline takes untagged frames only): passed.",
     DropOversized = 8 => "drop_oversized": "Ours, but longer than the MTU (merged by GRO/LRO/GSO before XDP): dropped.",
     PassNatUnmapped = 9 => "pass_nat_unmapped": "To a NAT port or echo id no mapping holds (the host's own traffic): passed.",
+    RedirectNatFragment = 10 => "redirect_nat_fragment": "A later IPv4 fragment of NAT return traffic whose first fragment went to the socket: sent to the socket too.",
 }
 
 /// A snapshot of the program's counters, summed over CPUs.
@@ -118,7 +119,10 @@ impl XdpCounters {
 
     /// Frames sent to AF_XDP sockets.
     pub fn redirected(&self) -> u64 {
-        self.get(XdpCounter::RedirectWireguard) + self.get(XdpCounter::RedirectNatReturn)
+        self.iter()
+            .filter(|(c, _)| c.name().starts_with("redirect_"))
+            .map(|(_, v)| v)
+            .sum()
     }
 
     /// Frames passed to the kernel, whatever the reason.

@@ -29,6 +29,9 @@ static long (*bpf_redirect_map)(void *map, __u64 key, __u64 flags) = (void *)BPF
 static __u64 (*bpf_xdp_get_buff_len)(struct xdp_md *ctx) = (void *)BPF_FUNC_xdp_get_buff_len;
 static long (*bpf_xdp_load_bytes)(struct xdp_md *ctx, __u32 offset, void *buf, __u32 len) =
     (void *)BPF_FUNC_xdp_load_bytes;
+static long (*bpf_map_update_elem)(void *map, const void *key, const void *value, __u64 flags) =
+    (void *)BPF_FUNC_map_update_elem;
+static __u64 (*bpf_ktime_get_ns)(void) = (void *)BPF_FUNC_ktime_get_ns;
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
@@ -40,6 +43,7 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 #define ETH_P_8021Q_BE 0x0081  /* htons(0x8100) */
 #define ETH_P_8021AD_BE 0xA888 /* htons(0x88A8) */
 #define IP_MF_OFFSET_BE 0xFF3F /* htons(0x3FFF): more-fragments flag and fragment offset */
+#define IP_OFFSET_BE 0xFF1F    /* htons(0x1FFF): fragment offset */
 #define PROTO_ICMP 1
 #define PROTO_TCP 6
 #define PROTO_UDP 17
@@ -68,12 +72,13 @@ enum dp_counter {
     DP_PASS_NO_SOCKET = 2,   // matched, but no AF_XDP socket on this queue
     DP_PASS_NOT_IP = 3,      // ARP, LLDP, ...
     DP_PASS_TRUNCATED = 4,   // headers shorter than they claim
-    DP_PASS_FRAGMENT = 5,    // IPv4 fragments / IPv6 extension headers: the kernel reassembles
+    DP_PASS_FRAGMENT = 5,    // fragments not of NAT return traffic / IPv6 extension headers
     DP_PASS_NOT_OURS = 6,    // well-formed IP that is not ours to take (host traffic)
     DP_PASS_VLAN = 7,        // 802.1Q/802.1ad tagged: the pipeline does not parse tags
     DP_DROP_OVERSIZED = 8,   // ours, but longer than the MTU: merged by GRO/LRO/GSO
     DP_PASS_NAT_UNMAPPED = 9, // to a NAT port / echo id no mapping holds: the host's own traffic
-    DP_NR_COUNTERS = 10,
+    DP_REDIRECT_NAT_FRAGMENT = 10, // a later fragment of a datagram whose first was taken
+    DP_NR_COUNTERS = 11,
 };
 
 // One AF_XDP socket per rx queue, inserted by the Rust side (AF_XDP sockets are looked up by
@@ -105,6 +110,31 @@ struct {
     __type(key, __u32);
     __type(value, __u64);
 } live_ports SEC(".maps");
+
+// Datagrams of NAT return traffic that arrive in fragments, by what names a datagram (RFC 791:
+// source, destination, protocol, identification). The first fragment alone carries the port or
+// echo id; when it goes to a worker, its datagram is recorded here so that the later fragments
+// follow it (the NAT translates them by the chain it remembers, nat/src/fragments.rs). The value
+// is when the first fragment was seen: a record older than Linux's ipfrag_time no longer takes
+// fragments, so an IP ID that comes round again is the host's. Least recently used records are
+// evicted when the map is full: memory is fixed at load, and a datagram whose record was evicted
+// loses its later fragments to the kernel, which cannot reassemble them without the first.
+#define FRAGMENT_CHAINS 4096
+#define FRAGMENT_TIMEOUT_NS (30ULL * 1000 * 1000 * 1000)
+struct frag_key {
+    __u32 saddr;
+    __u32 daddr;
+    __u16 id;
+    __u8 protocol;
+    __u8 pad;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, FRAGMENT_CHAINS);
+    __type(key, struct frag_key);
+    __type(value, __u64);
+} nat_fragments SEC(".maps");
 
 // Gateway addresses WireGuard listens on, IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d).
 struct addr_key {
@@ -297,6 +327,64 @@ INLINE int icmp6_error_is_ours(const struct dp_config *cfg, void *inner, void *e
     return 0;
 }
 
+// Whether an IPv4 packet to the NAT address (its L4 header at offset `l4`) is return traffic of
+// a live mapping: 1 yes, 0 no, -1 the L4 header is cut short. ICMP errors only with `errors`
+// (the NAT does not translate fragmented ones).
+INLINE int nat_return4(struct xdp_md *ctx, const struct dp_config *cfg, __u8 protocol, __u32 l4,
+                       int errors)
+{
+    if (protocol == PROTO_TCP || protocol == PROTO_UDP) {
+        struct udp_ports p;
+        if (load_at(ctx, l4, &p, sizeof(p)))
+            return -1;
+        return nat_port_live(cfg, protocol, p.dest);
+    }
+    if (protocol == PROTO_ICMP) {
+        struct icmp_head ic;
+        if (load_at(ctx, l4, &ic, sizeof(ic)))
+            return -1;
+        // What the NAT translates, one rule with nat/src/view.rs and wire::icmp: query
+        // replies (echo 0, timestamp 14) by id, errors (destination unreachable 3, time
+        // exceeded 11, parameter problem 12) by the quoted packet; other types are the host's.
+        if (ic.type == 0 || ic.type == 14)
+            return nat_port_live(cfg, PROTO_ICMP, ic.id);
+        if (errors && (ic.type == 3 || ic.type == 11 || ic.type == 12))
+            return icmp4_error_is_ours(ctx, cfg, l4 + sizeof(ic));
+    }
+    return 0;
+}
+
+// An IPv4 fragment (RFC 791). Only NAT return traffic is taken: a first fragment to a live
+// mapping (the one fragment with the port or echo id), then the later fragments of the datagram
+// it recorded in `nat_fragments`. Everything else goes to the kernel as before: the host's own
+// fragments, WireGuard datagrams fragmented on the path (the kernel reassembles them for the
+// listen socket, src/outer_datagrams.rs), and a later fragment that overtook its first, which
+// the kernel holds until ipfrag_time and discards (that datagram is lost; `pass_fragment`).
+INLINE int handle_ipv4_fragment(struct xdp_md *ctx, const struct dp_config *cfg,
+                                const struct ipv4_head *ip, __u32 l4)
+{
+    if (!cfg->nat_v4_enabled || ip->daddr != cfg->nat_v4_addr)
+        return pass(DP_PASS_FRAGMENT);
+    struct frag_key key = {};
+    key.saddr = ip->saddr;
+    key.daddr = ip->daddr;
+    key.id = ip->id;
+    key.protocol = ip->protocol;
+    __u64 now = bpf_ktime_get_ns();
+    if (ip->frag_off & IP_OFFSET_BE) {
+        __u64 *first = bpf_map_lookup_elem(&nat_fragments, &key);
+        if (first && now - *first < FRAGMENT_TIMEOUT_NS)
+            return to_socket(ctx, cfg, DP_REDIRECT_NAT_FRAGMENT);
+        return pass(DP_PASS_FRAGMENT);
+    }
+    if (nat_return4(ctx, cfg, ip->protocol, l4, 0) <= 0)
+        return pass(DP_PASS_FRAGMENT);
+    int action = to_socket(ctx, cfg, DP_REDIRECT_NAT_RETURN);
+    if (action == XDP_REDIRECT)
+        bpf_map_update_elem(&nat_fragments, &key, &now, BPF_ANY);
+    return action;
+}
+
 // `l3` points at the IPv4 header, `l3_off` is its offset in the frame.
 INLINE int handle_ipv4(struct xdp_md *ctx, const struct dp_config *cfg, void *l3, __u32 l3_off,
                        void *end)
@@ -307,10 +395,11 @@ INLINE int handle_ipv4(struct xdp_md *ctx, const struct dp_config *cfg, void *l3
     __u32 ihl = (ip->ver_ihl & 0x0f) * 4;
     if ((ip->ver_ihl >> 4) != 4 || ihl < sizeof(*ip))
         return pass(DP_PASS_TRUNCATED);
-    if (ip->frag_off & IP_MF_OFFSET_BE)
-        return pass(DP_PASS_FRAGMENT);
     // The L4 header's offset (see load_at); a frame shorter than its IHL claims fails there.
     __u32 l4 = l3_off + ihl;
+    // The one branch whole packets pay for fragment handling.
+    if (ip->frag_off & IP_MF_OFFSET_BE)
+        return handle_ipv4_fragment(ctx, cfg, ip, l4);
 
     if (ip->protocol == PROTO_UDP && cfg->listen_port) {
         struct udp_ports p;
@@ -328,26 +417,11 @@ INLINE int handle_ipv4(struct xdp_md *ctx, const struct dp_config *cfg, void *l3
 
     if (!cfg->nat_v4_enabled || ip->daddr != cfg->nat_v4_addr)
         return pass(DP_PASS_NOT_OURS);
-
-    if (ip->protocol == PROTO_TCP || ip->protocol == PROTO_UDP) {
-        struct udp_ports p;
-        if (load_at(ctx, l4, &p, sizeof(p)))
-            return pass(DP_PASS_TRUNCATED);
-        if (nat_port_live(cfg, ip->protocol, p.dest))
-            return to_socket(ctx, cfg, DP_REDIRECT_NAT_RETURN);
-    } else if (ip->protocol == PROTO_ICMP) {
-        struct icmp_head ic;
-        if (load_at(ctx, l4, &ic, sizeof(ic)))
-            return pass(DP_PASS_TRUNCATED);
-        // What the NAT translates, one rule with nat/src/view.rs and wire::icmp: query
-        // replies (echo 0, timestamp 14) by id, errors (destination unreachable 3, time
-        // exceeded 11, parameter problem 12) by the quoted packet; other types are the host's.
-        if ((ic.type == 0 || ic.type == 14) && nat_port_live(cfg, PROTO_ICMP, ic.id))
-            return to_socket(ctx, cfg, DP_REDIRECT_NAT_RETURN);
-        if ((ic.type == 3 || ic.type == 11 || ic.type == 12) &&
-            icmp4_error_is_ours(ctx, cfg, l4 + sizeof(ic)))
-            return to_socket(ctx, cfg, DP_REDIRECT_NAT_RETURN);
-    }
+    int ours = nat_return4(ctx, cfg, ip->protocol, l4, 1);
+    if (ours < 0)
+        return pass(DP_PASS_TRUNCATED);
+    if (ours)
+        return to_socket(ctx, cfg, DP_REDIRECT_NAT_RETURN);
     return pass(DP_PASS_NOT_OURS);
 }
 

@@ -23,6 +23,12 @@ fn check_verdict(v: Verdict) {
                 "handoff outside the frame: {v:?}"
             )
         }
+        Verdict::Fragment { start, len, .. } => {
+            assert!(
+                start + len <= FRAME_SIZE,
+                "fragmented packet outside the frame: {v:?}"
+            )
+        }
         Verdict::Consumed | Verdict::Drop(_) => {}
     }
 }
