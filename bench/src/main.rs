@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use bench::e2e::{self, E2eOptions, Gateway};
+use bench::packets::SizeMix;
 use bench::pipeline::{self, PipelineOptions};
 use bench::report::{Machine, Report};
 use clap::Parser;
@@ -37,6 +38,26 @@ struct Args {
     /// Only the end-to-end benchmark.
     #[arg(long)]
     no_pipeline: bool,
+    /// Pipeline sizes only these (comma-separated: 64,512,1420,imix): short runs for
+    /// interleaved before/after rounds.
+    #[arg(long, value_delimiter = ',')]
+    sizes: Vec<String>,
+    /// No two-worker pipeline measurement.
+    #[arg(long)]
+    one_worker: bool,
+}
+
+/// A `--sizes` entry as a size mix.
+fn parse_mix(s: &str) -> Result<SizeMix> {
+    if s.eq_ignore_ascii_case("imix") {
+        return Ok(SizeMix::Imix);
+    }
+    let n: usize = s
+        .trim_end_matches('B')
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--sizes: {s:?} is neither a byte count nor imix"))?;
+    Ok(SizeMix::Fixed(n))
 }
 
 /// One progress line on stderr, overwritten in place on a terminal.
@@ -66,11 +87,19 @@ fn main() -> Result<()> {
         report.machine.cpu, report.machine.cores, report.machine.kernel
     ));
     if !args.no_pipeline {
-        let opts = if args.quick {
+        let mut opts = if args.quick {
             PipelineOptions::quick()
         } else {
             PipelineOptions::full()
         };
+        if !args.sizes.is_empty() {
+            opts.mixes = args
+                .sizes
+                .iter()
+                .map(|s| parse_mix(s))
+                .collect::<Result<_>>()?;
+        }
+        opts.two_workers &= !args.one_worker;
         report.pipeline = pipeline::run(&opts, &mut |s| progress.line(s))?;
     }
     if args.no_e2e {

@@ -25,6 +25,7 @@ use anyhow::{bail, Context, Result};
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
 use fastpath::pipeline::{Pipeline, Verdict};
+use fastpath::stage_cycles::Step;
 use wgproto::keypair::padding_len;
 
 use crate::fixture::{server_macs, Fixture, MTU, SERVER_ADDR, SERVER_PORT};
@@ -86,6 +87,64 @@ pub enum Direction {
     Reverse,
 }
 
+impl Direction {
+    /// The pipeline steps a packet of this direction passes, in order.
+    pub fn steps(self) -> &'static [Step] {
+        match self {
+            Direction::Forward => &[
+                Step::Parse,
+                Step::Decrypt,
+                Step::PeerState,
+                Step::AllowedIps,
+                Step::Route,
+                Step::Nat,
+                Step::TxHeader,
+            ],
+            Direction::Reverse => &[
+                Step::Parse,
+                Step::NatReverse,
+                Step::PeerLookup,
+                Step::Seal,
+                Step::OuterHeaders,
+            ],
+        }
+    }
+}
+
+/// Rounds of the per-step measurement: every stop point once per round, the fastest round of
+/// each kept (the least disturbed by other load).
+pub const STEP_ROUNDS: usize = 3;
+
+/// Where one direction's time goes (see [`fastpath::stage_cycles`]): for each step, the
+/// fastest pass with every frame stopped right after it, in ns per packet. The last step's is
+/// the whole pipeline.
+#[derive(Clone, Debug)]
+pub struct StageBreakdown {
+    pub cumulative: Vec<(Step, f64)>,
+    /// The clock rate /proc/cpuinfo gives (`cpu MHz`), in GHz: cycles = ns x this.
+    pub ghz: Option<f64>,
+}
+
+impl StageBreakdown {
+    /// Each step's own cost: the difference from the step before (0 for a negative one,
+    /// which is noise).
+    pub fn steps(&self) -> Vec<(Step, f64)> {
+        let mut before = 0.0;
+        self.cumulative
+            .iter()
+            .map(|&(s, ns)| {
+                let own = (ns - before).max(0.0);
+                before = ns;
+                (s, own)
+            })
+            .collect()
+    }
+
+    pub fn total_ns(&self) -> f64 {
+        self.cumulative.last().map_or(0.0, |(_, ns)| *ns)
+    }
+}
+
 /// One worker's frames for one client and one size mix.
 pub struct Lane {
     fixture: Arc<Fixture>,
@@ -94,6 +153,8 @@ pub struct Lane {
     mix: SizeMix,
     pool: Vec<u8>,
     lens: Vec<usize>,
+    /// Frames end early ([`Pipeline::stop_after`]): `Consumed` is what they come out as.
+    stopping: bool,
     /// Where each transmitted packet is in its frame after the last run.
     out: Vec<(usize, usize)>,
     /// Inner packets of the forward direction, one per pool slot.
@@ -129,6 +190,7 @@ impl Lane {
             pool: vec![0u8; pool * FRAME_SIZE],
             lens: vec![0; pool],
             out: vec![(0, 0); pool],
+            stopping: false,
             forward,
             reverse: Vec::new(),
             not_sent: 0,
@@ -167,6 +229,12 @@ impl Lane {
 
     pub fn pipeline(&self) -> &Pipeline {
         &self.pipeline
+    }
+
+    /// Ends every frame after `step` from now on (`None`: the whole pipeline again).
+    pub fn stop_after(&mut self, step: Option<Step>) {
+        self.stopping = step.is_some();
+        self.pipeline.stop_after(step);
     }
 
     /// The packet frame `i` was transmitted as in the last run.
@@ -215,7 +283,7 @@ impl Lane {
             if let Verdict::Tx { start, len, .. } = v {
                 // Where the packet now is: tests read the frame back.
                 self.out[i] = (start, len);
-            } else {
+            } else if !(self.stopping && v == Verdict::Consumed) {
                 self.not_sent += 1;
                 self.first_failure.get_or_insert(v);
             }
@@ -473,6 +541,9 @@ pub struct PipelinePoint {
     pub raw_seal: Rate,
     /// Every implementation measured, in [`RawImpl::ALL`] order.
     pub raw_candidates: Vec<RawCandidate>,
+    /// Per-step cost of each direction (a separate measurement, see [`StageBreakdown`]).
+    pub forward_stages: Option<StageBreakdown>,
+    pub reverse_stages: Option<StageBreakdown>,
     /// Aggregates of two workers on two threads (sum of both workers' packet rates).
     pub forward_2w: Option<f64>,
     pub reverse_2w: Option<f64>,
@@ -502,6 +573,42 @@ pub fn measure_lane(
     let rate = measure(chunk, opts.budget, |n| lane.time(dir, n))?;
     lane.check()?;
     Ok(rate)
+}
+
+/// One worker, one direction, stopped after each step in turn ([`STEP_ROUNDS`] rounds, each
+/// stop point measured for a third of the budget).
+pub fn measure_stages(
+    fixture: &Arc<Fixture>,
+    client: usize,
+    mix: SizeMix,
+    dir: Direction,
+    opts: &PipelineOptions,
+) -> Result<StageBreakdown> {
+    let mut lane = Lane::new(fixture.clone(), client, mix, opts.pool)?;
+    let chunk = opts.pool as u64;
+    let steps = dir.steps();
+    let mut best = vec![f64::INFINITY; steps.len()];
+    for _ in 0..STEP_ROUNDS {
+        for (i, &step) in steps.iter().enumerate() {
+            let last = i + 1 == steps.len();
+            lane.stop_after((!last).then_some(step));
+            let rate = measure(chunk, opts.budget / 3, |n| lane.time(dir, n))?;
+            best[i] = best[i].min(rate.ns_per_packet());
+        }
+    }
+    lane.check()?;
+    Ok(StageBreakdown {
+        cumulative: steps.iter().copied().zip(best).collect(),
+        ghz: cpu_ghz(),
+    })
+}
+
+/// The first `cpu MHz` of /proc/cpuinfo, in GHz (the nominal rate on a VM).
+fn cpu_ghz() -> Option<f64> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("cpu MHz"))?;
+    let mhz: f64 = line.split(':').nth(1)?.trim().parse().ok()?;
+    Some(mhz / 1000.0)
 }
 
 /// Two workers on two threads over the same tables (each with its own client, as RSS spreads
@@ -555,6 +662,9 @@ pub fn run(opts: &PipelineOptions, progress: &mut dyn FnMut(&str)) -> Result<Vec
         let forward = measure_lane(&one, 0, mix, Direction::Forward, opts)?;
         progress(&format!("pipeline {}: reverse", mix.label()));
         let reverse = measure_lane(&one, 0, mix, Direction::Reverse, opts)?;
+        progress(&format!("pipeline {}: per step", mix.label()));
+        let forward_stages = Some(measure_stages(&one, 0, mix, Direction::Forward, opts)?);
+        let reverse_stages = Some(measure_stages(&one, 0, mix, Direction::Reverse, opts)?);
         let mut raw_candidates = Vec::new();
         for imp in RawImpl::ALL {
             progress(&format!(
@@ -589,6 +699,8 @@ pub fn run(opts: &PipelineOptions, progress: &mut dyn FnMut(&str)) -> Result<Vec
             raw_open,
             raw_seal,
             raw_candidates,
+            forward_stages,
+            reverse_stages,
             forward_2w,
             reverse_2w,
         });

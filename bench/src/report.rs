@@ -208,10 +208,74 @@ impl Report {
                 }
             }
         }
+        if !self.pipeline.is_empty() {
+            self.stages_markdown(&mut s);
+        }
         if !self.gateways.is_empty() {
             self.end_to_end_markdown(&mut s);
         }
         s
+    }
+
+    /// The per-step tables: where one packet's time goes in each direction.
+    fn stages_markdown(&self, s: &mut String) {
+        let Some(first) = self.pipeline.iter().find_map(|p| p.forward_stages.as_ref()) else {
+            return;
+        };
+        let ghz = first.ghz;
+        let _ = writeln!(
+            s,
+            "\n## Per-step cost (one worker)\n\n\
+             ns per packet of each step{}, measured by truncation: passes over the same frames \
+             with every frame stopped right after a step, the fastest of {} rounds per stop \
+             point; a step costs the difference from the pass stopped before it (so what it \
+             leaves in the caches for the next step is counted where it is paid). The last \
+             step's pass is the whole pipeline (`whole`, to compare with the table above: the \
+             two are separate measurements). A clock read per step would cost more than most \
+             steps on a VM, so none is taken. The raw cipher of the same bytes is in the table \
+             above: decrypt+replay minus raw open is the header, replay window and key checks.\n",
+            ghz.map(|g| format!(", CPU cycles in brackets at {g:.3} GHz"))
+                .unwrap_or_default(),
+            crate::pipeline::STEP_ROUNDS,
+        );
+        for dir in [Direction::Forward, Direction::Reverse] {
+            let steps = dir.steps();
+            let name = match dir {
+                Direction::Forward => "forward",
+                Direction::Reverse => "reverse",
+            };
+            let _ = write!(s, "| {name} | ");
+            for st in steps {
+                let _ = write!(s, "{} | ", st.name());
+            }
+            let _ = writeln!(s, "whole ns/pkt | non-cipher ns/pkt |");
+            let _ = writeln!(s, "|---|{}---|---|", "---|".repeat(steps.len()));
+            for p in &self.pipeline {
+                let (b, raw) = match dir {
+                    Direction::Forward => (p.forward_stages.as_ref(), p.raw_open),
+                    Direction::Reverse => (p.reverse_stages.as_ref(), p.raw_seal),
+                };
+                let Some(b) = b else { continue };
+                let _ = write!(s, "| {} | ", p.mix.label());
+                for (_, ns) in b.steps() {
+                    match ghz {
+                        Some(g) => {
+                            let _ = write!(s, "{ns:.0} ({:.0}) | ", ns * g);
+                        }
+                        None => {
+                            let _ = write!(s, "{ns:.0} | ");
+                        }
+                    }
+                }
+                let _ = writeln!(
+                    s,
+                    "{:.0} | {:.0} |",
+                    b.total_ns(),
+                    b.total_ns() - raw.ns_per_packet()
+                );
+            }
+            s.push('\n');
+        }
     }
 
     /// The gateway whose figures the ratios are taken of (`dataplane`), and the references.

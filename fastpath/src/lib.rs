@@ -23,4 +23,5 @@ pub mod outer_datagrams;
 pub mod pipeline;
 pub mod queue;
 pub mod route;
+pub mod stage_cycles;
 pub mod tables;

@@ -53,6 +53,7 @@ use crate::frame::RX_OFFSET;
 use crate::headers::{write_ipv4_udp, OUTER_V4_LEN};
 use crate::latency::{LatencyRecorder, SharedLatency, Stage};
 use crate::route::{NextHop, NextHopReader, Resolution, RouteSnapshot};
+use crate::stage_cycles::Step;
 use wire::ethernet::{self, ETHERTYPE_IPV4};
 use wire::ipv4::{self, Ttl};
 use wire::wireguard::{
@@ -178,6 +179,8 @@ pub struct Pipeline {
     cookie_nonces: CookieNonces,
     /// Cookie replies per source ([`crate::handshake_guard`]).
     cookie_limit: RateLimiter,
+    /// Where every frame ends early, when the bench asked ([`Pipeline::stop_after`]).
+    stop_after: Option<Step>,
 }
 
 /// How long a worker waits before it repeats an `Authenticated` report about the same keypair
@@ -230,7 +233,21 @@ impl Pipeline {
             last_handshake_request: None,
             cookie_nonces,
             cookie_limit: RateLimiter::preallocated(),
+            stop_after: None,
         }
+    }
+
+    /// Ends every frame right after `step` (verdict `Consumed`, the frame half-processed),
+    /// or never with `None`: the bench's per-step table, measured by truncation (see
+    /// [`crate::stage_cycles`]). A worker never calls this.
+    pub fn stop_after(&mut self, step: Option<Step>) {
+        self.stop_after = step;
+    }
+
+    /// Whether frames end after `step` ([`Pipeline::stop_after`]).
+    #[inline]
+    fn stops_after(&self, step: Step) -> bool {
+        self.stop_after == Some(step)
     }
 
     /// Adds the latency samples taken since the last call into `to` (the worker calls this
@@ -382,6 +399,9 @@ impl Pipeline {
             // a packet handed over by another worker is not captured twice).
             self.counters.tap(CapturePoint::Nat, &buf[ip_start..ip_end]);
         }
+        if self.stops_after(Step::Parse) {
+            return Verdict::Consumed;
+        }
         self.forwarding_since = self.clock();
         self.return_traffic(b, buf, ip_start..ip_end)
     }
@@ -427,9 +447,15 @@ impl Pipeline {
             return Verdict::Drop(DropReason::UnknownReceiver);
         };
         let msg_len = msg.len();
+        if self.stops_after(Step::Parse) {
+            return Verdict::Consumed;
+        }
         let since = self.clock();
         let opened = keypair.open_in_place(b.now, &mut buf[msg.clone()]);
         self.lap(Stage::Decrypt, since);
+        if self.stops_after(Step::Decrypt) {
+            return Verdict::Consumed;
+        }
         let opened = match opened {
             Ok(o) => o,
             Err(e) => return Verdict::Drop(e.into()),
@@ -477,6 +503,9 @@ impl Pipeline {
         let plain = &buf[inner_start..msg.start + opened.plaintext.end];
         self.counters
             .tap(CapturePoint::Decrypted, &plain[..inner_len(plain)]);
+        if self.stops_after(Step::PeerState) {
+            return Verdict::Consumed;
+        }
         match wire::ip_version(plain) {
             Some(4) => {}
             Some(6) => {
@@ -508,6 +537,9 @@ impl Pipeline {
             return Verdict::Drop(DropReason::SourceNotAllowed);
         }
         let inner_len = inner.total_len();
+        if self.stops_after(Step::AllowedIps) {
+            return Verdict::Consumed;
+        }
         self.forwarding_since = self.clock();
         self.forward_inner(b, buf, inner_start, inner_len)
     }
@@ -571,6 +603,9 @@ impl Pipeline {
         if !decrement_ttl(&mut buf[start..end]) {
             return self.icmp_into_tunnel(b, buf, start, end, IcmpError::TimeExceeded);
         }
+        if self.stops_after(Step::Route) {
+            return Verdict::Consumed;
+        }
         self.nat_and_send(b, buf, start, len, hop)
     }
 
@@ -621,6 +656,9 @@ impl Pipeline {
                 Err(e) => return Verdict::Drop(e.into()),
             }
         }
+        if self.stops_after(Step::Nat) {
+            return Verdict::Consumed;
+        }
         // The LAN side: what leaves towards the server (source translated when NAT is on).
         self.counters.tap(CapturePoint::Nat, &buf[start..end]);
         let eth = start - ethernet::HEADER_LEN;
@@ -633,6 +671,9 @@ impl Pipeline {
         .is_err()
         {
             return Verdict::Drop(DropReason::TooBig);
+        }
+        if self.stops_after(Step::TxHeader) {
+            return Verdict::Consumed;
         }
         self.forwarding_done();
         Verdict::Tx {
@@ -780,6 +821,9 @@ impl Pipeline {
                 if !decrement_ttl(&mut buf[ip.clone()]) {
                     return Verdict::Drop(DropReason::TtlExceeded);
                 }
+                if self.stops_after(Step::NatReverse) {
+                    return Verdict::Consumed;
+                }
                 self.encrypt_to_peer(b, buf, ip.start, ip.len(), inside)
             }
             Ok(Inbound::Handoff { owner }) => Verdict::Handoff {
@@ -848,6 +892,9 @@ impl Pipeline {
         if msg_start + sealed_len(len, self.cfg.mtu) > buf.len() {
             return Verdict::Drop(DropReason::TooBig);
         }
+        if self.stops_after(Step::PeerLookup) {
+            return Verdict::Consumed;
+        }
         self.forwarding_done();
         // The reply as wg0 would show it, just before it is sealed.
         self.counters
@@ -862,6 +909,9 @@ impl Pipeline {
         };
         if sealed.rekey {
             self.request_handshake(peer, b.now);
+        }
+        if self.stops_after(Step::Seal) {
+            return Verdict::Consumed;
         }
         let ip_start = frame_start + ethernet::HEADER_LEN;
         self.outer_ip_id = self.outer_ip_id.wrapping_add(1);
@@ -887,6 +937,9 @@ impl Pipeline {
         self.lap(Stage::Encrypt, since);
         route.stats.note_tx(sealed.len);
         WorkerCounters::add(&self.counters.encrypted, 1);
+        if self.stops_after(Step::OuterHeaders) {
+            return Verdict::Consumed;
+        }
         Verdict::Tx {
             ifindex: hop.ifindex,
             start: frame_start,

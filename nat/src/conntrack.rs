@@ -400,12 +400,10 @@ impl Conntrack {
             .live_external(now, proto, ext_addr, port)
             .ok_or(NatError::NoMapping)?;
         let sport = view::rd16(pkt, l4 + view::src_port_off(proto));
-        if self
-            .table
-            .entry(slot)
-            .remotes
-            .tracks(Remote::new(proto, ip.src, sport))
-        {
+        // One read of the entry for the remote check and the rewrite.
+        let e = self.table.entry(slot);
+        let (inside_addr, inside_port) = (e.inside_addr, e.inside_port);
+        if e.remotes.tracks(Remote::new(proto, ip.src, sport)) {
             self.touch(now, slot, Dir::In, tcp_flags, false);
         } else if tcp_flags & tcp::FLAG_RST != 0 {
             // Endpoint-independent filtering delivers other remotes' segments, but a RST
@@ -417,15 +415,14 @@ impl Conntrack {
             // mapping nor moves its state: see `remote`.
             self.counters.inbound_untracked += 1;
         }
-        let e = *self.table.entry(slot);
-        rewrite::endpoint(pkt, &ip, proto, Side::Dst, e.inside_addr, e.inside_port);
+        rewrite::endpoint(pkt, &ip, proto, Side::Dst, inside_addr, inside_port);
         if ip.fragment {
             let key = chain_key(&ip);
             self.inbound_chains
-                .remember(now, key, Chain::Address(e.inside_addr));
+                .remember(now, key, Chain::Address(inside_addr));
         }
         Ok(Inbound::Deliver {
-            inside: e.inside_addr.into(),
+            inside: inside_addr.into(),
         })
     }
 
