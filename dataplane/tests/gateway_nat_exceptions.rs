@@ -21,13 +21,12 @@
 //! gateway_nat_exceptions -- --nocapture --test-threads=1`.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use lab::{Node, Topology, GATEWAY_LAN_ADDR, SERVER_ADDR};
 use ops::client::request_stats;
 
 mod e2e_support;
-use e2e_support::{assert_pings, root_test, Background, ControlSocket, E2e};
+use e2e_support::{assert_pings, root_test, wait_for_file, Background, ControlSocket, E2e};
 
 /// Prints `FROM <src> <proto>` for every IPv4 packet arriving in the namespace from the tunnel's
 /// addresses, until the UDP datagram "STOP" to port 9 arrived and the stragglers had a second.
@@ -84,14 +83,7 @@ fn untranslated_protocols_and_options_never_leave_with_a_tunnel_source() {
             .spawn()
             .expect("listener starts");
         let mut listener = Background(child);
-        let since = Instant::now();
-        while !ready.exists() {
-            assert!(
-                since.elapsed() < Duration::from_secs(10),
-                "listener never ready"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_file(&ready, "listener");
 
         let server = SERVER_ADDR.to_string();
         for proto in ["47", "132"] {
@@ -200,14 +192,7 @@ fn fragmented_datagrams_from_the_tunnel_are_translated() {
             .spawn()
             .expect("UDP server starts");
         let _server = Background(child);
-        let since = Instant::now();
-        while !ready.exists() {
-            assert!(
-                since.elapsed() < Duration::from_secs(10),
-                "server never ready"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_file(&ready, "server");
         let server = SERVER_ADDR.to_string();
         let answer = t
             .exec_in(

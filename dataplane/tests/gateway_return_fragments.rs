@@ -19,13 +19,11 @@
 //! in README.md. Skips with a message when not root. `sudo -E cargo test -p
 //! dataplane --test gateway_return_fragments -- --nocapture --test-threads=1`.
 
-use std::time::{Duration, Instant};
-
 use lab::{Lab, Node, Topology, GATEWAY_LAN_ADDR, SERVER_ADDR};
 use ops::client::request_stats;
 
 mod e2e_support;
-use e2e_support::{assert_pings, ping, root_test, Background, ControlSocket, E2e};
+use e2e_support::{assert_pings, ping, root_test, wait_for_file, Background, ControlSocket, E2e};
 
 /// Answers every UDP datagram on port `argv[1]` with 4000 pattern bytes (the kernel fragments
 /// it for the 1500-byte LAN); touches `argv[2]` once bound.
@@ -112,14 +110,7 @@ fn fragmented_return_traffic_reaches_the_client() {
             &t.ns_name(Node::Server),
             &["python3", "-c", BIG_REPLY_SERVER, "5002", &ready_s],
         );
-        let since = Instant::now();
-        while !ready.exists() {
-            assert!(
-                since.elapsed() < Duration::from_secs(10),
-                "server never ready"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_file(&ready, "server");
 
         let server = SERVER_ADDR.to_string();
         let answer = t
@@ -202,14 +193,7 @@ fn fragmented_return_traffic_reaches_the_client() {
             &t.ns_name(Node::Server),
             &["python3", "-c", REORDERED_REPLY_SERVER, "5003", &ready_s],
         );
-        let since = Instant::now();
-        while !ready.exists() {
-            assert!(
-                since.elapsed() < Duration::from_secs(10),
-                "server never ready"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_file(&ready, "server");
         let reordered = t
             .exec_in(
                 Node::Client,

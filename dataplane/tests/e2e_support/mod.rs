@@ -360,6 +360,19 @@ impl Drop for ControlSocket {
     }
 }
 
+/// Waits up to 10 s for `path` to exist: the file a helper script writes once it listens.
+pub fn wait_for_file(path: &Path, what: &str) {
+    let since = std::time::Instant::now();
+    while !path.exists() {
+        assert!(
+            since.elapsed() < std::time::Duration::from_secs(10),
+            "{what} never ready ({} not written in 10 s)",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// A process in a namespace, killed on drop.
 pub struct Background(pub std::process::Child);
 
