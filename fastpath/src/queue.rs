@@ -195,9 +195,10 @@ pub struct SlowPathSender {
 }
 
 impl SlowPathSender {
-    /// Handshake datagrams waiting now (the `handshake_queue_depth` of stats and metrics).
+    /// Handshake datagrams waiting now in both handshake lanes, with and without mac2 (the
+    /// `handshake_queue_depth` of stats and metrics).
     pub fn depth(&self) -> usize {
-        self.handshakes.len()
+        self.handshakes.len() + self.mac2.len()
     }
 
     /// Events and host packets waiting now.
@@ -449,6 +450,7 @@ mod tests {
         assert_eq!(tx.try_send(proven()), Ok(()));
         assert_eq!(tx.try_send(proven()), Err(Lane::Mac2), "a quarter of 8");
         assert_eq!(tx.mac2_depth(), 2);
+        assert_eq!(tx.depth(), 8 + 2, "stats show both handshake lanes");
         let lanes: Vec<Lane> = (0..5)
             .map(|_| rx.recv_timeout(Duration::ZERO).unwrap().lane())
             .collect();

@@ -261,7 +261,7 @@ pub fn render(s: &StatsSnapshot) -> String {
         f.header(
             "dataplane_handshake_queue_depth",
             "gauge",
-            "Handshake messages waiting in the workers' handshake lane to the slow path",
+            "Handshake messages waiting in the workers' two handshake lanes (with and without mac2) to the slow path",
         );
         f.sample("dataplane_handshake_queue_depth", "", d);
     }
