@@ -352,25 +352,7 @@ fn with_both_running(
 
     // The second gateway's LAN server: the lab's files, on 172.24.0.2.
     let www = lab.dir().join("www");
-    let www_s = www.to_string_lossy().into_owned();
-    let server2_s = SERVER2.to_string();
-    let server2 = lab
-        .spawn_background(
-            Node::Server,
-            "http-server-2",
-            &[
-                "python3",
-                "-u",
-                "-m",
-                "http.server",
-                "80",
-                "--bind",
-                &server2_s,
-                "--directory",
-                &www_s,
-            ],
-        )
-        .unwrap();
+    let server2 = lab.start_http_server_on("http-server-2", SERVER2).unwrap();
     let blob = pattern(DOWNLOAD_LEN);
     lab.write_server_file("two-tunnels.bin", &blob).unwrap();
     drop(blob);

@@ -303,6 +303,17 @@ impl Lab {
         })
     }
 
+    /// Starts another HTTP server in the server namespace on `addr`:80 (an address the test
+    /// added there), serving the lab's files, once it listens.
+    pub fn start_http_server_on(&self, name: &str, addr: Ipv4Addr) -> Result<LabProcess> {
+        if name.contains('/') || name.is_empty() {
+            bail!("start_http_server_on: {name:?} must be a plain name");
+        }
+        Ok(LabProcess {
+            inner: self.spawn_http_server(name, addr)?,
+        })
+    }
+
     /// Starts another wireguard-go device `ifname` in `node` with a fresh key pair and a
     /// private UAPI directory; configure it with [`Lab::wg_extra`].
     pub fn add_wireguard_go(&self, node: Node, ifname: &str) -> Result<ExtraWireGuard> {

@@ -549,9 +549,9 @@ impl Lab {
         Ok(format!("http://{SERVER_ADDR}/{name}"))
     }
 
-    /// Waits until something listens on TCP `port` in `node`.
-    fn wait_listening(&self, node: Node, port: u16, p: &mut Spawned) -> Result<()> {
-        let filter = format!("sport = :{port}");
+    /// Waits until something listens on TCP `addr`:`port` in `node`.
+    fn wait_listening(&self, node: Node, addr: Ipv4Addr, port: u16, p: &mut Spawned) -> Result<()> {
+        let filter = format!("src {addr}:{port}");
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let out = run(&mut in_ns(
@@ -574,12 +574,19 @@ impl Lab {
     fn start_http_server(&mut self) -> Result<()> {
         std::fs::create_dir_all(self.www())?;
         std::fs::write(self.www().join("index.html"), self.server_index_body())?;
+        self.http = Some(self.spawn_http_server("http-server", SERVER_ADDR)?);
+        Ok(())
+    }
+
+    /// Starts python's http.server on `addr`:80 in the server namespace, serving the lab's
+    /// files, and waits until it listens. It logs each request's peer address: the NAT checks
+    /// read it.
+    fn spawn_http_server(&self, name: &str, addr: Ipv4Addr) -> Result<Spawned> {
         let www = self.www().to_string_lossy().into_owned();
-        let addr = SERVER_ADDR.to_string();
-        // python's http.server logs each request's peer address: the NAT check reads it.
+        let addr_s = addr.to_string();
         let mut p = self.spawn_in(
             Node::Server,
-            "http-server",
+            name,
             &[
                 "python3",
                 "-u",
@@ -587,14 +594,13 @@ impl Lab {
                 "http.server",
                 "80",
                 "--bind",
-                &addr,
+                &addr_s,
                 "--directory",
                 &www,
             ],
         )?;
-        self.wait_listening(Node::Server, 80, &mut p)?;
-        self.http = Some(p);
-        Ok(())
+        self.wait_listening(Node::Server, addr, 80, &mut p)?;
+        Ok(p)
     }
 
     /// Starts `iperf3 -s` on the server (port 5201) if it is not running yet.
@@ -604,7 +610,7 @@ impl Lab {
         }
         let addr = SERVER_ADDR.to_string();
         let mut p = self.spawn_in(Node::Server, "iperf3", &["iperf3", "-s", "-B", &addr])?;
-        self.wait_listening(Node::Server, 5201, &mut p)?;
+        self.wait_listening(Node::Server, SERVER_ADDR, 5201, &mut p)?;
         self.iperf3 = Some(p);
         Ok(())
     }
