@@ -913,25 +913,10 @@ impl Pipeline {
         if self.stops_after(Step::Seal) {
             return Verdict::Consumed;
         }
-        let ip_start = frame_start + ethernet::HEADER_LEN;
-        self.outer_ip_id = self.outer_ip_id.wrapping_add(1);
-        let written = write_ipv4_udp(
-            &mut buf[ip_start..],
-            (src, *endpoint.ip()),
-            (self.cfg.listen_port, endpoint.port()),
-            self.outer_ip_id,
-            sealed.len,
-        )
-        .and_then(|()| {
-            ethernet::write_header(
-                &mut buf[frame_start..],
-                hop.dst_mac.0,
-                hop.src_mac.0,
-                ETHERTYPE_IPV4,
-            )
-            .ok()
-        });
-        if written.is_none() {
+        if self
+            .write_outer(buf, frame_start, &hop, (src, endpoint), sealed.len)
+            .is_none()
+        {
             return Verdict::Drop(DropReason::TooBig);
         }
         self.lap(Stage::Encrypt, since);
@@ -975,6 +960,36 @@ impl Pipeline {
             Verdict::Fragment { .. } => Verdict::Drop(DropReason::TooBig),
             v => v,
         }
+    }
+
+    /// Writes the outer Ethernet, IPv4 and UDP headers (from `src` and the listen port to `to`,
+    /// a fresh IP ID, DF clear as kernel WireGuard sends them) at `frame_start`, in front of the
+    /// `payload_len`-byte WireGuard message already at `frame_start + OUTER_V4_LEN`. `None` when
+    /// they do not fit.
+    #[inline]
+    fn write_outer(
+        &mut self,
+        buf: &mut [u8],
+        frame_start: usize,
+        hop: &NextHop,
+        (src, to): (Ipv4Addr, SocketAddrV4),
+        payload_len: usize,
+    ) -> Option<()> {
+        self.outer_ip_id = self.outer_ip_id.wrapping_add(1);
+        write_ipv4_udp(
+            buf.get_mut(frame_start + ethernet::HEADER_LEN..)?,
+            (src, *to.ip()),
+            (self.cfg.listen_port, to.port()),
+            self.outer_ip_id,
+            payload_len,
+        )?;
+        ethernet::write_header(
+            buf.get_mut(frame_start..)?,
+            hop.dst_mac.0,
+            hop.src_mac.0,
+            ETHERTYPE_IPV4,
+        )
+        .ok()
     }
 
     /// What the route cache knows of `dst` for a packet that can wait: `Ok` with the
@@ -1073,25 +1088,10 @@ impl Pipeline {
             .cookie_nonces
             .reply(macs, d.bytes(), d.src, b.now)
             .ok()?;
-        let ip_start = frame_start + ethernet::HEADER_LEN;
         let payload = frame_start + OUTER_V4_LEN;
         buf.get_mut(payload..payload + reply.len())?
             .copy_from_slice(&reply);
-        self.outer_ip_id = self.outer_ip_id.wrapping_add(1);
-        write_ipv4_udp(
-            &mut buf[ip_start..],
-            (local, *dst.ip()),
-            (self.cfg.listen_port, dst.port()),
-            self.outer_ip_id,
-            reply.len(),
-        )?;
-        ethernet::write_header(
-            &mut buf[frame_start..],
-            hop.dst_mac.0,
-            hop.src_mac.0,
-            ETHERTYPE_IPV4,
-        )
-        .ok()?;
+        self.write_outer(buf, frame_start, &hop, (local, dst), reply.len())?;
         WorkerCounters::add(&self.counters.cookie_replies, 1);
         Some(Verdict::Tx {
             ifindex: hop.ifindex,
