@@ -12,7 +12,7 @@
 //! The server has no route to 10.13.13.0/24: a reply reaches the client only if the gateway
 //! source-NATed the request to its own LAN address, which is what the tests rely on.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
 
 /// The client's tunnel address (the article's `peer1`).
 pub const CLIENT_TUNNEL_ADDR: Ipv4Addr = Ipv4Addr::new(10, 13, 13, 2);
@@ -36,6 +36,30 @@ pub const TWO_ARMED_GATEWAY_WAN_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const TWO_ARMED_CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 /// The tunnel MTU wg-quick picks for a 1500-byte underlay.
 pub const TUNNEL_MTU: u32 = 1420;
+
+// IPv6 (issue 17): the same hosts, dual-stack when a test asks for it. Documentation (RFC 3849)
+// and unique-local (RFC 4193) prefixes only, in namespaces the lab creates.
+
+/// The client's IPv6 tunnel address (`fd13::/64`, `init --subnet 10.13.13.0/24,fd13::/64`).
+pub const CLIENT_TUNNEL_ADDR6: Ipv6Addr = Ipv6Addr::new(0xfd13, 0, 0, 0, 0, 0, 0, 2);
+/// The gateway's IPv6 tunnel address (on `wg0`).
+pub const GATEWAY_TUNNEL_ADDR6: Ipv6Addr = Ipv6Addr::new(0xfd13, 0, 0, 0, 0, 0, 0, 1);
+/// The IPv6 tunnel prefix length.
+pub const TUNNEL_PREFIX_LEN6: u8 = 64;
+/// The HTTP server's IPv6 address on the LAN.
+pub const SERVER_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x23, 0, 0, 0, 0, 2);
+/// The gateway's IPv6 LAN address (the NAT66 source when `[nat]` masquerades IPv6).
+pub const GATEWAY_LAN_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x23, 0, 0, 0, 0, 3);
+/// The IPv6 LAN prefix length.
+pub const LAN_PREFIX_LEN6: u8 = 64;
+/// The client's IPv6 underlay address in the one-armed layout (on the LAN bridge, /128).
+pub const ONE_ARMED_CLIENT_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x23, 0, 0, 0, 0, 0x10);
+/// The gateway's IPv6 WAN address in the two-armed layout (the issue's `[2001:db8::3]:51820`).
+pub const TWO_ARMED_GATEWAY_WAN_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 3);
+/// The client's IPv6 underlay address in the two-armed layout.
+pub const TWO_ARMED_CLIENT_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
+/// The IPv6 WAN prefix length in the two-armed layout.
+pub const WAN_PREFIX_LEN6: u8 = 64;
 
 /// The hosts of the lab, one network namespace each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
