@@ -19,10 +19,10 @@ fn main() -> ExitCode {
             config,
             interface,
             name,
-            subnet,
+            subnets,
             port,
             force,
-        }) => cli::ops::init(config, interface, name, subnet, port, force),
+        }) => cli::ops::init(config, interface, name, subnets, port, force),
         Some(Command::Peer(cmd)) => cli::ops::peer(cmd),
         Some(Command::Stats {
             config,

@@ -675,7 +675,7 @@ fn bad_prefixes_on_the_command_line_say_what_is_wrong() {
     assert!(!v6.status.success());
     let err = String::from_utf8_lossy(&v6.stderr);
     assert!(
-        err.contains("IPv6 subnet") && err.contains("IPv4 only"),
+        err.contains("no IPv4 subnet") && err.contains("ICMP errors"),
         "{err}"
     );
     ok(&["init", "--config", &gw]);

@@ -11,8 +11,8 @@ use ipnet::IpNet;
 #[derive(Debug, Clone)]
 pub struct ClientConf {
     pub private_key: String,
-    /// The client's tunnel address, e.g. 10.13.13.2/32.
-    pub address: IpNet,
+    /// The client's tunnel addresses, IPv4 first: e.g. 10.13.13.2/32, fd13::2/128.
+    pub address: Vec<IpNet>,
     pub dns: Vec<String>,
     pub gateway_public_key: String,
     pub preshared_key: Option<String>,
@@ -28,7 +28,7 @@ impl ClientConf {
         let mut s = String::new();
         let _ = writeln!(s, "[Interface]");
         let _ = writeln!(s, "PrivateKey = {}", self.private_key);
-        let _ = writeln!(s, "Address = {}", self.address);
+        let _ = writeln!(s, "Address = {}", join(&self.address));
         if !self.dns.is_empty() {
             let _ = writeln!(s, "DNS = {}", self.dns.join(", "));
         }
@@ -39,13 +39,31 @@ impl ClientConf {
             let _ = writeln!(s, "PresharedKey = {psk}");
         }
         let _ = writeln!(s, "Endpoint = {}", self.endpoint);
-        let allowed: Vec<String> = self.allowed_ips.iter().map(|n| n.to_string()).collect();
-        let _ = writeln!(s, "AllowedIPs = {}", allowed.join(", "));
+        let _ = writeln!(s, "AllowedIPs = {}", join(&self.allowed_ips));
         if let Some(k) = self.persistent_keepalive {
             let _ = writeln!(s, "PersistentKeepalive = {k}");
         }
         s
     }
+}
+
+/// wg-quick's list form: `a, b`.
+fn join(nets: &[IpNet]) -> String {
+    nets.iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What a client routes into the tunnel by default: everything of each family the tunnel
+/// carries (the container's ALLOWEDIPS=0.0.0.0/0, plus ::/0 when the gateway has an IPv6
+/// tunnel address). An IPv4-only gateway leaves the client's IPv6 outside the tunnel, as before.
+pub fn default_allowed_ips(tunnel: &[IpNet]) -> Vec<IpNet> {
+    let mut out: Vec<IpNet> = vec!["0.0.0.0/0".parse().expect("literal prefix")];
+    if tunnel.iter().any(|a| a.addr().is_ipv6()) {
+        out.push("::/0".parse().expect("literal prefix"));
+    }
+    out
 }
 
 /// `host[:port]` with `default_port` when none is given; IPv6 literals get brackets.
@@ -110,7 +128,7 @@ mod tests {
     fn renders_wg_quick_sections() {
         let c = ClientConf {
             private_key: "priv".into(),
-            address: "10.13.13.2/32".parse().unwrap(),
+            address: vec!["10.13.13.2/32".parse().unwrap()],
             dns: vec!["10.13.13.1".into()],
             gateway_public_key: "pub".into(),
             preshared_key: Some("psk".into()),
@@ -121,6 +139,36 @@ mod tests {
         assert_eq!(
             c.render(),
             "[Interface]\nPrivateKey = priv\nAddress = 10.13.13.2/32\nDNS = 10.13.13.1\n\n[Peer]\nPublicKey = pub\nPresharedKey = psk\nEndpoint = gw:51820\nAllowedIPs = 0.0.0.0/0\n"
+        );
+    }
+
+    #[test]
+    fn renders_a_dual_stack_client() {
+        let tunnel: Vec<IpNet> = vec![
+            "10.13.13.1/24".parse().unwrap(),
+            "fd13::1/64".parse().unwrap(),
+        ];
+        let c = ClientConf {
+            private_key: "priv".into(),
+            address: vec![
+                "10.13.13.2/32".parse().unwrap(),
+                "fd13::2/128".parse().unwrap(),
+            ],
+            dns: vec![],
+            gateway_public_key: "pub".into(),
+            preshared_key: None,
+            endpoint: "[2001:db8::3]:51820".into(),
+            allowed_ips: default_allowed_ips(&tunnel),
+            persistent_keepalive: Some(25),
+        };
+        assert_eq!(
+            c.render(),
+            "[Interface]\nPrivateKey = priv\nAddress = 10.13.13.2/32, fd13::2/128\n\n[Peer]\nPublicKey = pub\nEndpoint = [2001:db8::3]:51820\nAllowedIPs = 0.0.0.0/0, ::/0\nPersistentKeepalive = 25\n"
+        );
+        assert_eq!(
+            default_allowed_ips(&tunnel[..1]),
+            vec!["0.0.0.0/0".parse::<IpNet>().unwrap()],
+            "an IPv4-only tunnel leaves the client's IPv6 alone"
         );
     }
 }

@@ -96,17 +96,54 @@ impl GwTomlDoc {
     }
 }
 
-/// The first address of `subnet` that is neither the network nor the broadcast address, not in
-/// `taken`, and not inside any of `used` (the prefixes peers and the gateway already hold).
-/// IPv4 only; `None` when the subnet is full.
+/// The first address of `subnet` that a peer can be given: not the network or broadcast
+/// address of an IPv4 subnet, not the subnet-router anycast address (all host bits zero,
+/// RFC 4291 §2.6.1) of an IPv6 one, and not inside any of `used` (the prefixes peers and the
+/// gateway already hold). `None` when the subnet is full.
 pub fn next_free_address(subnet: IpNet, used: &[IpNet]) -> Option<IpAddr> {
-    let IpNet::V4(net) = subnet.trunc() else {
-        return None;
-    };
-    // hosts() skips the network and broadcast addresses for prefixes shorter than /31.
-    net.hosts()
-        .map(IpAddr::V4)
-        .find(|a| !used.iter().any(|u| u.contains(a)))
+    let net = subnet.trunc();
+    let (first, last) = host_range(net);
+    let mut candidate = first;
+    // A prefix in `used` that holds the candidate is skipped whole, so a peer routing a large
+    // range (a /64 inside a /48) costs one step, not one per address.
+    while candidate <= last {
+        let addr = from_u128(net, candidate);
+        match used
+            .iter()
+            .filter(|u| u.addr().is_ipv4() == addr.is_ipv4())
+            .find(|u| u.contains(&addr))
+        {
+            None => return Some(addr),
+            Some(u) => candidate = to_u128(u.broadcast()).checked_add(1)?,
+        }
+    }
+    None
+}
+
+/// The addresses of `net` peers may get, as integers, inclusive (empty when first > last).
+fn host_range(net: IpNet) -> (u128, u128) {
+    let (lo, hi) = (to_u128(net.network()), to_u128(net.broadcast()));
+    match net {
+        // /31 and /32 have no network or broadcast address (RFC 3021).
+        IpNet::V4(n) if n.prefix_len() >= 31 => (lo, hi),
+        IpNet::V4(_) => (lo + 1, hi - 1),
+        IpNet::V6(n) if n.prefix_len() == 128 => (lo, hi),
+        IpNet::V6(_) => (lo + 1, hi),
+    }
+}
+
+fn to_u128(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(a) => u32::from(a).into(),
+        IpAddr::V6(a) => a.into(),
+    }
+}
+
+fn from_u128(net: IpNet, n: u128) -> IpAddr {
+    match net {
+        IpNet::V4(_) => IpAddr::V4(std::net::Ipv4Addr::from(n as u32)),
+        IpNet::V6(_) => IpAddr::V6(n.into()),
+    }
 }
 
 #[cfg(test)]
@@ -140,6 +177,31 @@ mod tests {
             next_free_address(net("10.13.13.0/24"), &used),
             Some("10.13.13.128".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn next_free_ipv6_skips_the_anycast_address_gateway_and_peers() {
+        let used = [net("fd13::1/128"), net("fd13::2/128"), net("10.13.13.3/32")];
+        assert_eq!(
+            next_free_address(net("fd13::1/64"), &used),
+            Some("fd13::3".parse().unwrap()),
+            "an IPv4 peer address takes nothing from the IPv6 subnet"
+        );
+        // A peer routing a /80 inside the /64 is skipped in one step.
+        let used = [net("fd13::1/128"), net("fd13::/80")];
+        assert_eq!(
+            next_free_address(net("fd13::/64"), &used),
+            Some("fd13::1:0:0:0".parse().unwrap())
+        );
+        let used = [net("fd13::/126")];
+        assert_eq!(next_free_address(net("fd13::/126"), &used), None);
+        assert_eq!(
+            next_free_address(net("fd13::/127"), &[]),
+            Some("fd13::1".parse().unwrap())
+        );
+        // The last address of the whole space: no overflow.
+        let used = [net("ffff::/16")];
+        assert_eq!(next_free_address(net("ffff::/16"), &used), None);
     }
 
     #[test]

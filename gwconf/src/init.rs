@@ -4,9 +4,17 @@
 
 use std::fmt::Write as _;
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::schema::defaults;
+
+/// The tunnel's subnets (`init --subnet`, parsed by [`crate::values::tunnel_subnets`]): IPv4
+/// always ([`crate::values::IPV4_TUNNEL_REQUIRED`] says why), IPv6 beside it optionally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunnelSubnets {
+    pub v4: Ipv4Net,
+    pub v6: Option<Ipv6Net>,
+}
 
 /// What `init` asks for.
 #[derive(Debug, Clone)]
@@ -15,26 +23,44 @@ pub struct InitOptions {
     pub interface: String,
     /// The tunnel device (`[interface] name`, default wg0).
     pub name: String,
-    /// The tunnel subnet; the gateway takes its first address.
-    pub subnet: Ipv4Net,
+    /// The tunnel subnets; the gateway takes the first address of each.
+    pub subnets: TunnelSubnets,
     pub listen_port: u16,
 }
 
-/// The gateway's own `wg0` address in `subnet`: its first host address, with the subnet's
-/// prefix (10.13.13.0/24 -> 10.13.13.1/24, as the linuxserver container's INTERNAL_SUBNET).
-pub fn gateway_address(subnet: Ipv4Net) -> Result<IpNet, String> {
-    let net = subnet.trunc();
+/// The gateway's own `wg0` addresses in `subnets`: the first host address of each, with the
+/// subnet's prefix (10.13.13.0/24 -> 10.13.13.1/24, as the linuxserver container's
+/// INTERNAL_SUBNET; fd13::/64 -> fd13::1/64, the all-zero address being the subnet-router
+/// anycast address of RFC 4291 §2.6.1). IPv4 first.
+pub fn gateway_addresses(subnets: TunnelSubnets) -> Result<Vec<IpNet>, String> {
+    let net = subnets.v4.trunc();
     let first = net.hosts().next().filter(|_| net.prefix_len() <= 30).ok_or_else(|| {
-        format!("--subnet {subnet}: too small; a tunnel subnet needs room for the gateway and peers, e.g. 10.13.13.0/24")
+        format!("--subnet {}: too small; a tunnel subnet needs room for the gateway and peers, e.g. 10.13.13.0/24", subnets.v4)
     })?;
-    Ok(IpNet::V4(
+    let mut out = vec![IpNet::V4(
         Ipv4Net::new(first, net.prefix_len()).map_err(|e| e.to_string())?,
-    ))
+    )];
+    if let Some(v6) = subnets.v6 {
+        let net = v6.trunc();
+        if net.prefix_len() > 126 {
+            return Err(format!("--subnet {v6}: too small; a tunnel subnet needs room for the gateway and peers, e.g. fd13::/64"));
+        }
+        let first = u128::from(net.network()) + 1;
+        out.push(IpNet::V6(
+            Ipv6Net::new(first.into(), net.prefix_len()).map_err(|e| e.to_string())?,
+        ));
+    }
+    Ok(out)
 }
 
 /// The commented gw.toml for a new gateway with private key `private_key` (base64).
 pub fn template(opts: &InitOptions, private_key: &str, public_key: &str) -> Result<String, String> {
-    let address = gateway_address(opts.subnet)?;
+    let addresses = gateway_addresses(opts.subnets)?;
+    let address = addresses
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut s = String::new();
     let w = &mut s;
     let _ = writeln!(
@@ -70,7 +96,7 @@ pub fn template(opts: &InitOptions, private_key: &str, public_key: &str) -> Resu
         "# The gateway's address on {}; `dataplane peer add` gives peers the next free ones.",
         opts.name
     );
-    let _ = writeln!(w, "address = [\"{address}\"]");
+    let _ = writeln!(w, "address = [{address}]");
     let _ = writeln!(w, "mtu = {}", defaults::MTU);
     let _ = writeln!(w);
     let _ = writeln!(
@@ -137,17 +163,61 @@ pub fn template(opts: &InitOptions, private_key: &str, public_key: &str) -> Resu
 mod tests {
     use super::*;
 
+    fn subnets(v4: &str, v6: Option<&str>) -> TunnelSubnets {
+        TunnelSubnets {
+            v4: v4.parse().unwrap(),
+            v6: v6.map(|s| s.parse().unwrap()),
+        }
+    }
+
     #[test]
     fn gateway_takes_the_first_host() {
+        let one = |v4, v6| {
+            gateway_addresses(subnets(v4, v6))
+                .map(|a| a.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+        };
+        assert_eq!(one("10.13.13.0/24", None).unwrap(), ["10.13.13.1/24"]);
+        assert_eq!(one("10.13.13.77/24", None).unwrap(), ["10.13.13.1/24"]);
+        assert!(one("10.13.13.0/31", None).is_err());
         assert_eq!(
-            gateway_address("10.13.13.0/24".parse().unwrap()).unwrap(),
-            "10.13.13.1/24".parse::<IpNet>().unwrap()
+            one("10.13.13.0/24", Some("fd13::/64")).unwrap(),
+            ["10.13.13.1/24", "fd13::1/64"]
         );
         assert_eq!(
-            gateway_address("10.13.13.77/24".parse().unwrap()).unwrap(),
-            "10.13.13.1/24".parse::<IpNet>().unwrap()
+            one("10.13.13.0/24", Some("fd13::77/64")).unwrap(),
+            ["10.13.13.1/24", "fd13::1/64"]
         );
-        assert!(gateway_address("10.13.13.0/31".parse().unwrap()).is_err());
+        assert!(one("10.13.13.0/24", Some("fd13::/127"))
+            .unwrap_err()
+            .contains("too small"));
+    }
+
+    #[test]
+    fn a_dual_stack_template_loads_with_both_addresses() {
+        let opts = InitOptions {
+            interface: "eth0".into(),
+            name: "wg0".into(),
+            subnets: subnets("10.13.13.0/24", Some("fd13::/64")),
+            listen_port: 51820,
+        };
+        let key = crate::keys::PrivateKey::from_bytes([7; 32]);
+        let text = template(&opts, &key.to_base64(), "unused").unwrap();
+        assert!(
+            text.contains("address = [\"10.13.13.1/24\", \"fd13::1/64\"]"),
+            "{text}"
+        );
+        let cfg = crate::load_str(
+            &text,
+            "gw.toml",
+            std::path::Path::new("."),
+            crate::Format::GwToml,
+            "wg0",
+            &crate::LoadOptions::default(),
+        )
+        .unwrap()
+        .config;
+        assert_eq!(cfg.interface.address.len(), 2);
+        assert!(!cfg.nat.masquerade_ipv6);
     }
 
     #[test]
@@ -155,7 +225,7 @@ mod tests {
         let opts = InitOptions {
             interface: "eth1".into(),
             name: "wg1".into(),
-            subnet: "10.14.14.0/24".parse().unwrap(),
+            subnets: subnets("10.14.14.0/24", None),
             listen_port: 51821,
         };
         let key = crate::keys::PrivateKey::from_bytes([7; 32]);

@@ -78,7 +78,7 @@ pub const INTERFACE: Section = Section {
         ),
         required(
             "address",
-            "expected a list of interface addresses with prefix, e.g. [\"10.13.13.1/24\"]",
+            "expected a list of interface addresses with prefix, one IPv4 and at most one IPv6, e.g. [\"10.13.13.1/24\"] or [\"10.13.13.1/24\", \"fd13::1/64\"]",
         ),
         field("mtu", "expected an integer 576-9000, e.g. 1420"),
     ],

@@ -50,6 +50,7 @@ pub fn parse_local_port_range(text: &str) -> Option<PortRange> {
 
 /// Runs every cross-field and host check, appending to `sink`.
 pub fn check(cfg: &GatewayConfig, loc: &Locations, host: &HostFacts, sink: &mut ErrorSink) {
+    check_tunnel_addresses(cfg, loc, sink);
     check_peers(cfg, loc, sink);
     check_ports(cfg, loc, host, sink);
     check_nat(cfg, loc, sink);
@@ -243,6 +244,70 @@ fn check_ports(cfg: &GatewayConfig, loc: &Locations, host: &HostFacts, sink: &mu
         }
     }
 }
+
+/// `[interface] address`: one IPv4 prefix, and one IPv6 prefix beside it at most. One of each,
+/// because `peer add` hands out the next free address of each family and the gateway answers
+/// from its tunnel address; IPv4 always, because of [`crate::values::IPV4_TUNNEL_REQUIRED`].
+fn check_tunnel_addresses(cfg: &GatewayConfig, loc: &Locations, sink: &mut ErrorSink) {
+    let addresses = &cfg.interface.address;
+    if addresses.is_empty() {
+        return; // reported by the loader as missing or empty
+    }
+    for (i, net) in addresses.iter().enumerate() {
+        let path = format!("interface.address[{i}]");
+        if let Some(j) = addresses[..i]
+            .iter()
+            .position(|a| a.addr().is_ipv4() == net.addr().is_ipv4())
+        {
+            let family = if net.addr().is_ipv4() { "IPv4" } else { "IPv6" };
+            sink.push(
+                loc.line(&path),
+                path,
+                format!(
+                    "{net} is a second {family} prefix (interface.address[{j}] is {}{}); the gateway takes one IPv4 and one IPv6 prefix, e.g. address = [\"10.13.13.1/24\", \"fd13::1/64\"]: peers get their addresses from them. Widen the first prefix instead",
+                    addresses[j],
+                    at_line(loc, &format!("interface.address[{j}]"))
+                ),
+            );
+            continue;
+        }
+        if let IpAddr::V6(a) = net.addr() {
+            if let Some(why) = crate::values::ipv6_not_routed(a) {
+                sink.push(
+                    loc.line(&path),
+                    path,
+                    format!("{net} {why}; {}", crate::values::IPV6_TUNNEL_EXPECT),
+                );
+            }
+        }
+    }
+    if !addresses.iter().any(|a| a.addr().is_ipv4()) {
+        sink.push(
+            loc.line("interface.address"),
+            "interface.address",
+            format!(
+                "has no IPv4 prefix; {}. Add one beside the IPv6 prefix, e.g. address = [\"10.13.13.1/24\", \"{}\"]",
+                crate::values::IPV4_TUNNEL_REQUIRED,
+                addresses[0]
+            ),
+        );
+    }
+    // Linux turns IPv6 off on a device whose MTU is below the IPv6 minimum and drops its IPv6
+    // addresses (RFC 8200 §5: every link carries 1280-byte packets).
+    if cfg.interface.mtu < IPV6_MIN_MTU && addresses.iter().any(|a| a.addr().is_ipv6()) {
+        sink.push(
+            loc.line("interface.mtu"),
+            "interface.mtu",
+            format!(
+                "{} is below {IPV6_MIN_MTU}, the IPv6 minimum link MTU (RFC 8200 §5), and interface.address has an IPv6 prefix: Linux would remove it from {}. Use mtu = {IPV6_MIN_MTU} or more, e.g. 1420",
+                cfg.interface.mtu, cfg.interface.name
+            ),
+        );
+    }
+}
+
+/// RFC 8200 §5: the smallest MTU of a link that carries IPv6.
+const IPV6_MIN_MTU: u16 = 1280;
 
 /// NAT settings that only mean something together.
 fn check_nat(cfg: &GatewayConfig, loc: &Locations, sink: &mut ErrorSink) {

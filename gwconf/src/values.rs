@@ -61,15 +61,47 @@ pub fn prefix_problem(text: &str, example: &str) -> String {
     }
 }
 
-/// An IPv4 prefix for a command-line flag (`init --subnet`): IPv6 is named as unsupported
-/// rather than called bad syntax.
-pub fn ipv4_subnet(text: &str) -> Result<ipnet::Ipv4Net, String> {
-    match text.trim().parse::<IpNet>() {
-        Ok(IpNet::V4(n)) => Ok(n),
-        Ok(IpNet::V6(_)) => Err(format!(
-            "{text:?} is an IPv6 subnet; the tunnel is IPv4 only for now: use an IPv4 subnet such as 10.13.13.0/24"
+/// Why a tunnel needs an IPv4 address even when it carries IPv6: said wherever an IPv6-only
+/// tunnel is refused (`init --subnet`, `[interface] address`).
+pub const IPV4_TUNNEL_REQUIRED: &str = "an IPv6-only tunnel cannot work yet: the gateway sends \
+     ICMP errors into the tunnel (time exceeded, fragmentation needed) from its IPv4 tunnel \
+     address, and wg0 needs one";
+
+/// `init --subnet`: an IPv4 prefix, optionally with one IPv6 prefix after a comma
+/// (`10.13.13.0/24,fd13::/64`), as the linuxserver container's INTERNAL_SUBNET plus IPv6.
+pub fn tunnel_subnets(text: &str) -> Result<crate::init::TunnelSubnets, String> {
+    let mut v4: Option<ipnet::Ipv4Net> = None;
+    let mut v6: Option<ipnet::Ipv6Net> = None;
+    let example = "10.13.13.0/24 or 10.13.13.0/24,fd13::/64";
+    let parts: Vec<&str> = text.split(',').map(str::trim).collect();
+    for part in &parts {
+        match part.parse::<IpNet>() {
+            Ok(IpNet::V4(n)) if v4.is_none() => v4 = Some(n),
+            Ok(IpNet::V6(n)) if v6.is_none() => v6 = Some(n),
+            Ok(_) => {
+                return Err(format!(
+                    "{text:?} has two subnets of one family; give at most one IPv4 and one IPv6 subnet, e.g. {example}"
+                ))
+            }
+            Err(_) if part.is_empty() => {
+                return Err(format!(
+                    "{text:?} has an empty entry; expected e.g. {example}"
+                ))
+            }
+            Err(_) => return Err(prefix_problem(part, "10.13.13.0/24 or fd13::/64")),
+        }
+    }
+    if let Some(n) = v6 {
+        if let Some(why) = ipv6_not_routed(n.addr()) {
+            return Err(format!("{n} {why}; {IPV6_TUNNEL_EXPECT}"));
+        }
+    }
+    match (v4, v6) {
+        (Some(v4), v6) => Ok(crate::init::TunnelSubnets { v4, v6 }),
+        (None, Some(v6)) => Err(format!(
+            "{text:?} has no IPv4 subnet; {IPV4_TUNNEL_REQUIRED}. Give both, e.g. 10.13.13.0/24,{v6}"
         )),
-        Err(_) => Err(prefix_problem(text, "10.13.13.0/24")),
+        (None, None) => Err(format!("{text:?}: expected e.g. {example}")),
     }
 }
 
@@ -90,6 +122,10 @@ pub fn ipv6_not_routed(addr: Ipv6Addr) -> Option<&'static str> {
         None
     }
 }
+
+/// What an IPv6 tunnel prefix may be, for messages.
+pub const IPV6_TUNNEL_EXPECT: &str =
+    "expected a unique local (fd00::/8) or global IPv6 prefix, e.g. fd13::1/64";
 
 /// `[nat] address_ipv6`: an IPv6 address other hosts can answer ([`ipv6_not_routed`]).
 pub fn nat_address_ipv6(text: &str) -> Result<Ipv6Addr, String> {
@@ -241,14 +277,39 @@ mod tests {
         assert!(allowed_ip("10.0.0.0/33")
             .unwrap_err()
             .contains("more than 32"));
-        assert!(ipv4_subnet("fd00:13::/64").unwrap_err().contains("IPv6"));
-        assert!(ipv4_subnet("10.0.0.0/33")
+    }
+
+    #[test]
+    fn tunnel_subnets_take_one_of_each_family_and_need_ipv4() {
+        let s = tunnel_subnets("10.13.13.0/24").unwrap();
+        assert_eq!(
+            (s.v4.to_string(), s.v6),
+            ("10.13.13.0/24".to_string(), None)
+        );
+        let s = tunnel_subnets("10.13.13.0/24, fd13::/64").unwrap();
+        assert_eq!(s.v6.unwrap().to_string(), "fd13::/64");
+        let s = tunnel_subnets("fd13::/64,10.13.13.0/24").unwrap();
+        assert_eq!(s.v4.to_string(), "10.13.13.0/24");
+        let e = tunnel_subnets("fd13::/64").unwrap_err();
+        assert!(
+            e.contains("no IPv4 subnet")
+                && e.contains("ICMP errors")
+                && e.contains("10.13.13.0/24,fd13::/64"),
+            "{e}"
+        );
+        let e = tunnel_subnets("10.13.13.0/24,10.14.0.0/16").unwrap_err();
+        assert!(e.contains("at most one IPv4 and one IPv6"), "{e}");
+        let e = tunnel_subnets("10.13.13.0/24,fe80::/64").unwrap_err();
+        assert!(e.contains("link-local"), "{e}");
+        assert!(tunnel_subnets("10.0.0.0/33")
             .unwrap_err()
             .contains("more than 32"));
-        assert_eq!(
-            ipv4_subnet("10.13.13.0/24").unwrap().to_string(),
-            "10.13.13.0/24"
-        );
+        assert!(tunnel_subnets("10.13.13.0/24,fd13::/129")
+            .unwrap_err()
+            .contains("more than 128"));
+        assert!(tunnel_subnets("10.13.13.0/24,")
+            .unwrap_err()
+            .contains("empty entry"));
     }
 
     #[test]

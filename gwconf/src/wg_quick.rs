@@ -3,10 +3,12 @@
 //!
 //! The only shell hooks accepted are the ones that make the kernel forward and masquerade
 //! tunnel traffic (`iptables -A FORWARD -i %i -j ACCEPT`, `... -o %i -j ACCEPT`,
-//! `iptables -t nat -A POSTROUTING -o eth+ -j MASQUERADE`, their `-D` twins in PostDown, and
-//! `sysctl -w net.ipv4.ip_forward=1`): the data plane does exactly that itself, so they are
-//! replaced by `[nat] masquerade = true` with a note. Any other hook is refused, because the
-//! data plane takes the packets before iptables would see them.
+//! `iptables -t nat -A POSTROUTING -o eth+ -j MASQUERADE`, the same with `ip6tables`, their
+//! `-D` twins in PostDown, and `sysctl -w net.ipv4.ip_forward=1` or
+//! `net.ipv6.conf.all.forwarding=1`): the data plane does exactly that itself, so they are
+//! replaced by `[nat] masquerade = true` (IPv4) and `masquerade_ipv6 = true` (IPv6) with a
+//! note. Any other hook is refused, because the data plane takes the packets before iptables
+//! would see them.
 
 use super::error::{ErrorSink, Locations};
 use super::gw_toml::{default_control, default_dataplane, default_nat};
@@ -21,8 +23,10 @@ use ipnet::IpNet;
 #[derive(Debug, Default)]
 struct Hooks {
     forward: bool,
-    /// Output interface of each MASQUERADE rule (`None` = no `-o`).
+    /// Output interface of each iptables MASQUERADE rule (`None` = no `-o`).
     masquerade: Vec<Option<String>>,
+    /// The same for ip6tables.
+    masquerade6: Vec<Option<String>>,
 }
 
 /// Parses wg-quick text. `ifname` is the tunnel's name (the file stem, `wg0`), the device's
@@ -154,7 +158,9 @@ pub fn parse(
                         _ => sink.push(Some(line), field, format!("{value:?} is not a port; expected 1-65535, e.g. 51820")),
                     },
                     "address" => {
+                        loc.set("interface.address", line);
                         for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                            loc.set(format!("interface.address[{}]", address.len()), line);
                             match values::interface_address(part) {
                                 Ok(a) => match linuxserver_subnet(part, a) {
                                     Some(wide) => {
@@ -169,7 +175,10 @@ pub fn parse(
                         }
                     }
                     "mtu" => match value.parse::<u16>() {
-                        Ok(m) if (defaults::MTU_MIN..=defaults::MTU_MAX).contains(&m) => mtu = m,
+                        Ok(m) if (defaults::MTU_MIN..=defaults::MTU_MAX).contains(&m) => {
+                            loc.set("interface.mtu", line);
+                            mtu = m
+                        }
                         _ => sink.push(
                             Some(line),
                             field,
@@ -314,10 +323,16 @@ pub fn parse(
     let mut dataplane = default_dataplane();
     let mut nat = default_nat();
     nat.masquerade = !hooks.masquerade.is_empty();
+    nat.masquerade_ipv6 = !hooks.masquerade6.is_empty();
     match interfaces {
         Some(ifs) => dataplane.interfaces = ifs.clone(),
         None => {
-            let named: Vec<&String> = hooks.masquerade.iter().flatten().collect();
+            let named: Vec<&String> = hooks
+                .masquerade
+                .iter()
+                .chain(&hooks.masquerade6)
+                .flatten()
+                .collect();
             let nic = match named.first() {
                 Some(o) if o.ends_with('+') => {
                     let guess = if o.as_str() == "eth+" {
@@ -351,6 +366,14 @@ pub fn parse(
     }
     if !nat.masquerade {
         notes.push("no MASQUERADE rule: tunnel traffic is forwarded without source NAT ([nat] masquerade = false)".to_string());
+    }
+    if nat.masquerade_ipv6 {
+        notes.push("ip6tables MASQUERADE rules are replaced by the built-in IPv6 source NAT ([nat] masquerade_ipv6 = true)".to_string());
+    } else if let Some(v6) = address.iter().find(|a| a.addr().is_ipv6()) {
+        notes.push(format!(
+            "no ip6tables MASQUERADE rule: IPv6 from the tunnel is routed with the peers' own addresses ([nat] masquerade_ipv6 = false), so the upstream router must route {} to this gateway; set masquerade_ipv6 = true to translate it instead",
+            v6.trunc()
+        ));
     }
 
     let control = default_control(&name);
@@ -401,21 +424,29 @@ fn classify_command(cmd: &str, ifname: &str, down: bool, hooks: &mut Hooks) -> R
         if !settings.is_empty()
             && settings.iter().all(|s| {
                 let s = s.replace('/', ".");
-                s == "net.ipv4.ip_forward=1" || s == "net.ipv4.conf.all.forwarding=1"
+                matches!(
+                    s.as_str(),
+                    "net.ipv4.ip_forward=1"
+                        | "net.ipv4.conf.all.forwarding=1"
+                        | "net.ipv6.conf.all.forwarding=1"
+                        | "net.ipv6.conf.default.forwarding=1"
+                )
             })
         {
             hooks.forward = true;
             return Ok(());
         }
-        return Err("is a sysctl other than enabling IPv4 forwarding".into());
+        return Err("is a sysctl other than enabling IPv4 or IPv6 forwarding".into());
     }
-    if !matches!(prog, "iptables" | "iptables-legacy" | "iptables-nft") {
-        return Err(if prog.starts_with("ip6tables") {
-            "is an IPv6 rule; the built-in NAT and forwarding are IPv4 only".into()
-        } else {
-            format!("runs {prog}, which is not an iptables forwarding/MASQUERADE rule")
-        });
-    }
+    let ipv6 = match prog {
+        "iptables" | "iptables-legacy" | "iptables-nft" => false,
+        "ip6tables" | "ip6tables-legacy" | "ip6tables-nft" => true,
+        _ => {
+            return Err(format!(
+                "runs {prog}, which is not an iptables/ip6tables forwarding/MASQUERADE rule"
+            ))
+        }
+    };
     let mut table = "filter";
     let mut op = None;
     let mut chain = "";
@@ -472,7 +503,12 @@ fn classify_command(cmd: &str, ifname: &str, down: bool, hooks: &mut Hooks) -> R
                 return Err(format!("masquerades traffic into the tunnel ({ifname}), which the built-in NAT does not do"));
             }
             if !down {
-                hooks.masquerade.push(output.map(str::to_string));
+                let rules = if ipv6 {
+                    &mut hooks.masquerade6
+                } else {
+                    &mut hooks.masquerade
+                };
+                rules.push(output.map(str::to_string));
             }
             Ok(())
         }
@@ -532,18 +568,51 @@ mod tests {
     }
 
     #[test]
+    fn ip6tables_hooks_are_recognised_as_their_ipv4_twins() {
+        let h = classify(
+            "iptables -t nat -A POSTROUTING -o eth+ -j MASQUERADE; ip6tables -A FORWARD -i %i -j ACCEPT; ip6tables -A FORWARD -o %i -j ACCEPT; ip6tables -t nat -A POSTROUTING -o eth+ -j MASQUERADE",
+            false,
+        )
+        .unwrap();
+        assert!(h.forward);
+        assert_eq!(h.masquerade, vec![Some("eth+".to_string())]);
+        assert_eq!(h.masquerade6, vec![Some("eth+".to_string())]);
+        let h = classify(
+            "ip6tables-nft -t nat -I POSTROUTING -s fd13::/64 -o eth0 -j MASQUERADE",
+            false,
+        )
+        .unwrap();
+        assert!(h.masquerade.is_empty());
+        assert_eq!(h.masquerade6, vec![Some("eth0".to_string())]);
+        let h = classify(
+            "ip6tables -D FORWARD -i %i -j ACCEPT; ip6tables -t nat -D POSTROUTING -o eth+ -j MASQUERADE",
+            true,
+        )
+        .unwrap();
+        assert!(h.forward && h.masquerade6.is_empty());
+        assert!(
+            classify("sysctl -w net.ipv6.conf.all.forwarding=1", false)
+                .unwrap()
+                .forward
+        );
+    }
+
+    #[test]
     fn other_hooks_are_refused_with_a_reason() {
         let e = classify("iptables -A INPUT -p tcp --dport 22 -j DROP", false).unwrap_err();
         assert!(
             e.contains("`iptables -A INPUT -p tcp --dport 22 -j DROP`"),
             "{e}"
         );
-        let e = classify(
-            "ip6tables -t nat -A POSTROUTING -o eth+ -j MASQUERADE",
-            false,
-        )
-        .unwrap_err();
-        assert!(e.contains("IPv6"), "{e}");
+        let e = classify("ip6tables -A INPUT -p udp --dport 53 -j DROP", false).unwrap_err();
+        assert!(
+            e.contains("`ip6tables -A INPUT -p udp --dport 53 -j DROP` uses -p"),
+            "{e}"
+        );
+        let e = classify("ip6tables -t mangle -A FORWARD -j TCPMSS", false).unwrap_err();
+        assert!(e.contains("is not one of the forwarding"), "{e}");
+        let e = classify("ip6tables -t nat -A POSTROUTING -o %i -j MASQUERADE", false).unwrap_err();
+        assert!(e.contains("into the tunnel"), "{e}");
         let e = classify("curl http://example.org", false).unwrap_err();
         assert!(e.contains("curl"), "{e}");
         let e = classify("iptables -A FORWARD -i %i -j ACCEPT", true).unwrap_err();

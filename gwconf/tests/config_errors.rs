@@ -737,3 +737,84 @@ fn device_name_rejects_what_linux_rejects() {
     let errs = errors(&with_name("0"));
     assert_one(&errs, "gw.toml:2: interface.name: ", &["e.g. \"wg0\""]);
 }
+
+#[test]
+fn interface_address_takes_one_prefix_of_each_family() {
+    let ok = with_line(4, "address = [\"10.13.13.1/24\", \"fd13::1/64\"]");
+    let loaded = load_with(&ok, HostFacts::unknown()).unwrap();
+    assert_eq!(loaded.config.interface.address.len(), 2);
+
+    let errs = errors(&with_line(
+        4,
+        "address = [\"10.13.13.1/24\", \"10.14.0.1/24\"]",
+    ));
+    assert_one(
+        &errs,
+        "gw.toml:4: interface.address[1]: ",
+        &[
+            "10.14.0.1/24 is a second IPv4 prefix",
+            "interface.address[0] is 10.13.13.1/24",
+            "one IPv4 and one IPv6",
+        ],
+    );
+    let errs = errors(&with_line(
+        4,
+        "address = [\"10.13.13.1/24\", \"fd13::1/64\", \"fd14::1/64\"]",
+    ));
+    assert_one(
+        &errs,
+        "gw.toml:4: interface.address[2]: ",
+        &["fd14::1/64 is a second IPv6 prefix"],
+    );
+}
+
+#[test]
+fn an_ipv6_only_tunnel_is_refused_with_the_reason() {
+    let errs = errors(
+        &with_line(4, "address = [\"fd13::1/64\"]")
+            .replace("10.13.13.2/32", "fd13::2/128")
+            .replace("10.13.13.3/32", "fd13::3/128"),
+    );
+    assert_one(
+        &errs,
+        "gw.toml:4: interface.address: ",
+        &[
+            "has no IPv4 prefix",
+            "ICMP errors",
+            "address = [\"10.13.13.1/24\", \"fd13::1/64\"]",
+        ],
+    );
+}
+
+#[test]
+fn interface_ipv6_address_must_be_routed() {
+    let errs = errors(&with_line(
+        4,
+        "address = [\"10.13.13.1/24\", \"fe80::1/64\"]",
+    ));
+    assert_one(
+        &errs,
+        "gw.toml:4: interface.address[1]: ",
+        &["fe80::1/64 is link-local", "fd13::1/64"],
+    );
+}
+
+#[test]
+fn an_ipv6_tunnel_needs_the_ipv6_minimum_mtu() {
+    let text = with_line(
+        4,
+        "address = [\"10.13.13.1/24\", \"fd13::1/64\"]\nmtu = 1200",
+    );
+    let errs = errors(&text);
+    assert_one(
+        &errs,
+        "gw.toml:5: interface.mtu: ",
+        &["1200 is below 1280", "RFC 8200"],
+    );
+    // IPv4 alone may go down to 576.
+    load_with(
+        &with_line(4, "address = [\"10.13.13.1/24\"]\nmtu = 1200"),
+        HostFacts::unknown(),
+    )
+    .unwrap();
+}

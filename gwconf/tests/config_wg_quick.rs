@@ -224,3 +224,84 @@ fn the_device_is_named_after_the_file_as_wg_quick_does() {
         "{errs:#?}"
     );
 }
+
+/// A dual-stack wg0.conf as wg-quick users write it: IPv6 Address and AllowedIPs, and the
+/// IPv4 rules repeated with ip6tables.
+fn dual_stack(up6: &str, down6: &str) -> String {
+    format!(
+        "[Interface]\nAddress = 10.13.13.1/24, fd13::1/64\nListenPort = 51820\nPrivateKey = {KEY}\nPostUp = {UP}\nPostUp = {up6}\nPostDown = {DOWN}\nPostDown = {down6}\n\n[Peer]\n# peer1\nPublicKey = {PEER}\nAllowedIPs = 10.13.13.2/32, fd13::2/128\n"
+    )
+}
+
+const UP6: &str = "ip6tables -A FORWARD -i %i -j ACCEPT; ip6tables -A FORWARD -o %i -j ACCEPT; ip6tables -t nat -A POSTROUTING -o eth+ -j MASQUERADE";
+const DOWN6: &str = "ip6tables -D FORWARD -i %i -j ACCEPT; ip6tables -D FORWARD -o %i -j ACCEPT; ip6tables -t nat -D POSTROUTING -o eth+ -j MASQUERADE";
+
+#[test]
+fn ipv6_addresses_and_ip6tables_masquerade_are_kept() {
+    let l = parse(&dual_stack(UP6, DOWN6)).unwrap();
+    let c = &l.config;
+    let addrs: Vec<String> = c.interface.address.iter().map(|a| a.to_string()).collect();
+    assert_eq!(addrs, ["10.13.13.1/24", "fd13::1/64"]);
+    let allowed: Vec<String> = c.peers[0]
+        .allowed_ips
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    assert_eq!(allowed, ["10.13.13.2/32", "fd13::2/128"]);
+    assert!(c.nat.masquerade && c.nat.masquerade_ipv6);
+    assert!(
+        l.notes.iter().any(|n| n.contains("masquerade_ipv6 = true")),
+        "{:#?}",
+        l.notes
+    );
+}
+
+#[test]
+fn ip6tables_forwarding_alone_means_routed_ipv6() {
+    let l = parse(&dual_stack(
+        "ip6tables -A FORWARD -i %i -j ACCEPT; sysctl -w net.ipv6.conf.all.forwarding=1",
+        "ip6tables -D FORWARD -i %i -j ACCEPT",
+    ))
+    .unwrap();
+    assert!(l.config.nat.masquerade && !l.config.nat.masquerade_ipv6);
+    assert!(
+        l.notes
+            .iter()
+            .any(|n| n.contains("routed") && n.contains("fd13::/64")),
+        "{:#?}",
+        l.notes
+    );
+}
+
+#[test]
+fn other_ip6tables_hooks_are_refused_with_line_and_reason() {
+    let errs = parse(&dual_stack(
+        "ip6tables -A INPUT -p udp --dport 53 -j DROP",
+        DOWN6,
+    ))
+    .unwrap_err();
+    assert!(
+        errs.iter().any(|e| e.starts_with(
+            "wg0.conf:6: Interface.PostUp: `ip6tables -A INPUT -p udp --dport 53 -j DROP` uses -p"
+        )),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn an_ipv6_only_file_is_refused_with_the_reason() {
+    let text = dual_stack(UP6, DOWN6)
+        .replace(
+            "Address = 10.13.13.1/24, fd13::1/64",
+            "Address = fd13::1/64",
+        )
+        .replace("10.13.13.2/32, ", "");
+    let errs = parse(&text).unwrap_err();
+    assert!(
+        errs.iter().any(
+            |e| e.starts_with("wg0.conf:2: interface.address: has no IPv4 prefix")
+                && e.contains("ICMP errors")
+        ),
+        "{errs:#?}"
+    );
+}

@@ -7,7 +7,7 @@ pub mod ops;
 use ::ops::capture::session::{SNAPLEN_MAX, SNAPLEN_MIN};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use fastpath::capture::CapturePoint;
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::IpNet;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -73,7 +73,7 @@ pub enum Command {
     },
     /// Write a new gw.toml, commented, with a freshly generated gateway key.
     #[command(
-        after_help = "Example:\n  dataplane init --config /etc/dataplane/gw.toml --interface eth0 --subnet 10.13.13.0/24 --port 51820\n\nThe gateway takes the subnet's first address (10.13.13.1/24); `dataplane peer add` hands out the next ones."
+        after_help = "Example:\n  dataplane init --config /etc/dataplane/gw.toml --interface eth0 --subnet 10.13.13.0/24 --port 51820\n  dataplane init --interface eth0 --subnet 10.13.13.0/24,fd13::/64           dual-stack tunnel\n\nThe gateway takes each subnet's first address (10.13.13.1/24, fd13::1/64); `dataplane peer add` hands out the next ones\n(10.13.13.2/32 and fd13::2/128). IPv6 inside the tunnel is routed unless [nat] masquerade_ipv6 = true."
     )]
     Init {
         /// The file to write (refused if it exists, unless --force).
@@ -88,9 +88,11 @@ pub enum Command {
         #[arg(long, value_name = "NAME", default_value = gwconf::schema::defaults::DEVICE_NAME,
               value_parser = gwconf::values::device_name)]
         name: String,
-        /// The tunnel subnet (the linuxserver container's INTERNAL_SUBNET).
-        #[arg(long, value_name = "CIDR", default_value = "10.13.13.0/24", value_parser = gwconf::values::ipv4_subnet)]
-        subnet: Ipv4Net,
+        /// The tunnel subnet (the linuxserver container's INTERNAL_SUBNET), IPv4, or IPv4 and
+        /// IPv6 for a dual-stack tunnel (10.13.13.0/24,fd13::/64). IPv6 alone is refused: the
+        /// gateway sends ICMP errors into the tunnel from its IPv4 tunnel address.
+        #[arg(long = "subnet", value_name = "CIDR[,CIDR6]", default_value = "10.13.13.0/24", value_parser = gwconf::values::tunnel_subnets)]
+        subnets: gwconf::init::TunnelSubnets,
         /// The UDP port peers send to.
         #[arg(long, value_name = "PORT", default_value_t = 51820, value_parser = clap::value_parser!(u16).range(1..))]
         port: u16,

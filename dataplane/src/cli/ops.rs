@@ -22,7 +22,7 @@ pub fn init(
     config: PathBuf,
     interface: String,
     name: String,
-    subnet: ipnet::Ipv4Net,
+    subnets: gwconf::init::TunnelSubnets,
     port: u16,
     force: bool,
 ) -> ExitCode {
@@ -36,7 +36,7 @@ pub fn init(
         options: InitOptions {
             interface,
             name,
-            subnet,
+            subnets,
             listen_port: port,
         },
     };
@@ -100,7 +100,13 @@ pub fn peer(cmd: PeerCommand) -> ExitCode {
                         }
                         println!(
                             "peer {} added: address {}, public key {}",
-                            req.name, out.address, out.public_key
+                            req.name,
+                            out.addresses
+                                .iter()
+                                .map(|a| a.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            out.public_key
                         );
                         println!("client config: {}", out.conf_path.display());
                         println!("QR code:       {}", out.png_path.display());

@@ -90,7 +90,8 @@ fn uapi_socket_for(explicit: Option<&Path>, cfg: &GatewayConfig) -> PathBuf {
 /// What [`add`] did.
 #[derive(Debug)]
 pub struct AddOutcome {
-    pub address: IpNet,
+    /// The peer's tunnel addresses (/32, and /128 on a dual-stack tunnel).
+    pub addresses: Vec<IpNet>,
     pub public_key: String,
     pub conf_path: PathBuf,
     pub png_path: PathBuf,
@@ -196,34 +197,8 @@ pub fn add(req: &AddRequest) -> anyhow::Result<AddOutcome> {
             req.name
         );
     }
-    let subnet = cfg
-        .interface
-        .address
-        .iter()
-        .copied()
-        .find(|n| n.addr().is_ipv4())
-        .with_context(|| {
-            format!(
-                "{}: [interface] address has no IPv4 subnet to take peer addresses from, e.g. address = [\"10.13.13.1/24\"]",
-                req.config.display()
-            )
-        })?;
-    let mut used: Vec<IpNet> = cfg
-        .interface
-        .address
-        .iter()
-        .map(|a| IpNet::from(a.addr()))
-        .collect();
-    used.extend(cfg.peers.iter().flat_map(|p| p.allowed_ips.iter().copied()));
-    let addr = gw_edit::next_free_address(subnet, &used).with_context(|| {
-        format!(
-            "{}: no free address left in {} (every one is the gateway's or in a peer's allowed_ips); widen [interface] address",
-            req.config.display(),
-            subnet.trunc()
-        )
-    })?;
-    let address = IpNet::from(addr);
-
+    let addresses =
+        peer_addresses(&cfg).map_err(|e| anyhow::anyhow!("{}: {e}", req.config.display()))?;
     let endpoint = match &req.server_url {
         Some(url) => client_conf::endpoint(url, cfg.interface.listen_port),
         None => wan_address(&cfg)
@@ -240,7 +215,7 @@ pub fn add(req: &AddRequest) -> anyhow::Result<AddOutcome> {
         name: req.name.clone(),
         public_key: public.to_base64(),
         preshared_key: Some(psk.to_base64()),
-        allowed_ips: vec![address],
+        allowed_ips: addresses.clone(),
         comment: Some(format!("{}: added by `dataplane peer add`", req.name)),
     })
     .map_err(|e| anyhow::anyhow!("{}: {e}", req.config.display()))?;
@@ -250,13 +225,13 @@ pub fn add(req: &AddRequest) -> anyhow::Result<AddOutcome> {
 
     let conf = ClientConf {
         private_key: private.to_base64(),
-        address,
+        address: addresses.clone(),
         dns: req.dns.clone(),
         gateway_public_key: cfg.interface.public_key().to_base64(),
         preshared_key: Some(psk.to_base64()),
         endpoint,
         allowed_ips: if req.allowed_ips.is_empty() {
-            vec!["0.0.0.0/0".parse().expect("literal prefix")]
+            client_conf::default_allowed_ips(&cfg.interface.address)
         } else {
             req.allowed_ips.clone()
         },
@@ -274,18 +249,18 @@ pub fn add(req: &AddRequest) -> anyhow::Result<AddOutcome> {
     qr::write_png(&code, &mut png).map_err(|e| anyhow::anyhow!(e))?;
     write_atomically(&png_path, &png, 0o600)?;
     write_config(&req.config, &edited)?;
-    tracing::info!(peer = %req.name, address = %address, public_key = %public.to_base64(), config = %req.config.display(), "peer added to the config");
+    tracing::info!(peer = %req.name, addresses = ?addresses, public_key = %public.to_base64(), config = %req.config.display(), "peer added to the config");
 
     let socket = uapi_socket_for(req.uapi_socket.as_deref(), &cfg);
     let live = Live::apply(&socket, &gateway_key(&cfg), |uapi| {
         uapi.set_peer(&PeerSet {
             public_key: &public,
             preshared_key: Some(&psk),
-            allowed_ips: &[address],
+            allowed_ips: &addresses,
         })
     });
     Ok(AddOutcome {
-        address,
+        addresses,
         public_key: public.to_base64(),
         conf_path,
         png_path,
@@ -293,6 +268,29 @@ pub fn add(req: &AddRequest) -> anyhow::Result<AddOutcome> {
         qr_text: qr::to_terminal(&code),
         live,
     })
+}
+
+/// A new peer's tunnel addresses: the next free one of each subnet of `[interface] address`
+/// (IPv4 first), as a host prefix (/32, /128). Taken are the gateway's own addresses and every
+/// peer's AllowedIPs.
+fn peer_addresses(cfg: &GatewayConfig) -> Result<Vec<IpNet>, String> {
+    // The loader made sure of one IPv4 subnet and at most one IPv6 one.
+    let mut own = cfg.interface.address.clone();
+    own.sort_by_key(|n| n.addr().is_ipv6());
+    let mut used: Vec<IpNet> = own.iter().map(|a| IpNet::from(a.addr())).collect();
+    used.extend(cfg.peers.iter().flat_map(|p| p.allowed_ips.iter().copied()));
+    own.iter()
+        .map(|subnet| {
+            gw_edit::next_free_address(*subnet, &used)
+                .map(IpNet::from)
+                .ok_or_else(|| {
+                    format!(
+                        "no free address left in {} (every one is the gateway's or in a peer's allowed_ips); widen [interface] address",
+                        subnet.trunc()
+                    )
+                })
+        })
+        .collect()
 }
 
 /// Names for `peer add --count N`: `peer1`, `peer2`, ... as the linuxserver container names its
