@@ -96,6 +96,23 @@ pub enum TunError {
         #[source]
         source: io::Error,
     },
+    /// The device has an IPv6 address to carry but IPv6 is off on it, and turning it on failed.
+    /// Linux creates devices with `net.ipv6.conf.default.disable_ipv6`, which Docker sets to 1
+    /// in containers without IPv6; the address would be refused with EACCES.
+    #[error(
+        "[interface] address has an IPv6 prefix, but IPv6 is disabled on {name} \
+         (net.ipv6.conf.default.disable_ipv6 = 1 in this network namespace, as Docker sets it \
+         for containers without IPv6) and enabling it there failed ({source}); run \
+         `sysctl -w net.ipv6.conf.default.disable_ipv6=0` first (Docker: \
+         --sysctl net.ipv6.conf.all.disable_ipv6=0), or remove the IPv6 prefix"
+    )]
+    Ipv6Disabled {
+        /// The device.
+        name: String,
+        /// Why `/proc/sys/net/ipv6/conf/NAME/disable_ipv6` could not be read or set to 0.
+        #[source]
+        source: io::Error,
+    },
     /// An rtnetlink request failed.
     #[error("cannot {what} on {name}: {source}")]
     Netlink {
@@ -157,6 +174,12 @@ impl Tun {
             .map_err(netlink_error("look up the interface index".into()))?;
         let mut rtnetlink =
             Rtnetlink::open().map_err(netlink_error("open a netlink socket".into()))?;
+        if config.addresses.iter().any(|a| a.addr().is_ipv6()) {
+            enable_ipv6(&name).map_err(|source| TunError::Ipv6Disabled {
+                name: name.clone(),
+                source,
+            })?;
+        }
         for address in &config.addresses {
             rtnetlink
                 .add_address(index, *address)
@@ -267,6 +290,23 @@ impl AsRawFd for Tun {
     fn as_raw_fd(&self) -> RawFd {
         self.file.as_raw_fd()
     }
+}
+
+/// Turns IPv6 on for the device `name` (just created by us, so nobody else's setting) when the
+/// namespace's default left it off: the operator asked for an IPv6 address on it. Done before
+/// the addresses are added and the link is up, so the link-local suppression still applies.
+fn enable_ipv6(name: &str) -> io::Result<()> {
+    // The path is the thread's network namespace's, like the device.
+    let path = format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6");
+    if std::fs::read_to_string(&path)?.trim() == "0" {
+        return Ok(());
+    }
+    std::fs::write(&path, "0")?;
+    tracing::info!(
+        "IPv6 is off for new interfaces in this network namespace \
+         (net.ipv6.conf.default.disable_ipv6 = 1); turned on for {name}, which has an IPv6 address"
+    );
+    Ok(())
 }
 
 /// Attaches `file` (an open `/dev/net/tun`) to a new TUN interface named `name` and returns the
