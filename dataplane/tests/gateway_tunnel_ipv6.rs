@@ -10,6 +10,7 @@
 //! Skips with a message when not root. `sudo -E cargo test -p dataplane --test
 //! gateway_tunnel_ipv6 -- --nocapture --test-threads=1`.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use lab::{
@@ -18,11 +19,11 @@ use lab::{
 };
 
 mod e2e_support;
-use e2e_support::{ping, root_test, E2e};
+use e2e_support::{ping, root_test, ControlSocket, E2e};
 
 /// The lab's gw.toml with the IPv6 tunnel address beside the IPv4 one and the client's IPv6
 /// address in its AllowedIPs.
-fn dual_stack_gw_toml(t: &E2e) -> String {
+fn dual_stack_gw_toml(t: &E2e, control: &ControlSocket) -> String {
     let v4 = format!("\"{GATEWAY_TUNNEL_ADDR}/{TUNNEL_PREFIX_LEN}\"");
     let v6 = format!("\"{GATEWAY_TUNNEL_ADDR6}/{TUNNEL_PREFIX_LEN6}\"");
     let peer4 = format!("\"{CLIENT_TUNNEL_ADDR}/32\"");
@@ -41,7 +42,7 @@ fn dual_stack_gw_toml(t: &E2e) -> String {
         text.contains(&v6) && text.contains(&peer6),
         "the lab's gw.toml changed shape:\n{ipv4_only}"
     );
-    text
+    text + &control.toml()
 }
 
 /// `ip -6 -o address show dev wg0` in the gateway, once no address is tentative.
@@ -70,7 +71,8 @@ fn wg0_carries_its_ipv6_address_and_route() {
         t.wait_gateway_exit(Duration::from_secs(10));
         t.take_gateway();
         let gw_toml = t.dir().join("gw.toml");
-        std::fs::write(&gw_toml, dual_stack_gw_toml(&t)).unwrap();
+        let control = ControlSocket::new(name);
+        std::fs::write(&gw_toml, dual_stack_gw_toml(&t, &control)).unwrap();
         let uapi = t.dir().join("run-wireguard");
         t.start_dataplane_with_uapi_dir(e2e_support::dataplane(""), &uapi)
             .expect("the gateway starts with a dual-stack [interface] address");
@@ -135,10 +137,30 @@ fn wg0_carries_its_ipv6_address_and_route() {
         t.wait_for_handshake(Duration::from_secs(10))
             .expect("the client handshakes with the restarted gateway");
 
-        let dst = GATEWAY_TUNNEL_ADDR6.to_string();
         // The session is new: let IPv4 settle it (the first packet after a restart can meet
         // the old session) before IPv6 is held to every echo answered.
         ping(&t, Node::Client, None, GATEWAY_TUNNEL_ADDR, 2);
+        let before = stats(&control);
+        // What `tcpdump -i wg0` would show, from inside the gateway: the decrypted echoes.
+        let pcap = t.dir().join("decrypted-ipv6.pcap");
+        let capture = std::process::Command::new(env!("CARGO_BIN_EXE_dataplane"))
+            .args([
+                "capture",
+                "--point",
+                "decrypted",
+                "--count",
+                "3",
+                "--duration",
+                "10",
+            ])
+            .args(["--socket", control.0.to_str().unwrap()])
+            .args(["-w", pcap.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("dataplane capture starts");
+        wait_until_capturing(&control);
+        let dst = GATEWAY_TUNNEL_ADDR6.to_string();
         let (ok, out) = t
             .try_exec_in(
                 Node::Client,
@@ -149,5 +171,82 @@ fn wg0_carries_its_ipv6_address_and_route() {
             ok && out.contains("3 received"),
             "ping -6 {dst} through the tunnel:\n{out}"
         );
+
+        let out = capture.wait_with_output().unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(log.contains("done: 3 packets at decrypted"), "{log}");
+        let rows = tshark_rows(&pcap, &["ipv6.src", "ipv6.dst", "icmpv6.type"]);
+        let request = vec![
+            CLIENT_TUNNEL_ADDR6.to_string(),
+            GATEWAY_TUNNEL_ADDR6.to_string(),
+            "128".to_string(),
+        ];
+        assert_eq!(rows, vec![request; 3], "the decrypted capture");
+
+        // The counters see IPv6 as they see IPv4: decrypted, handed to the kernel, and the
+        // replies the kernel routed into wg0 sealed back to the peer.
+        let after = stats(&control);
+        let grew = |key: &str| after[key] - before[key];
+        assert!(grew("decrypted") >= 3, "{after:?}");
+        assert!(grew("to_slowpath") >= 3, "{after:?}");
+        assert!(
+            grew("host_packets_in") >= 3 && grew("host_packets_out") >= 3,
+            "{after:?}"
+        );
     });
+}
+
+/// The gateway's counters: the workers' summed, and the slow path's, by name.
+fn stats(control: &ControlSocket) -> BTreeMap<String, u64> {
+    let snap = ops::client::request_stats(&control.0).expect("stats over the control socket");
+    let mut sum = snap.slow_path.clone();
+    for w in &snap.workers {
+        for (k, v) in &w.counters {
+            *sum.entry(k.clone()).or_default() += v;
+        }
+    }
+    sum
+}
+
+/// Waits until every worker reports the running capture.
+fn wait_until_capturing(control: &ControlSocket) {
+    let since = Instant::now();
+    loop {
+        let snap = ops::client::request_stats(&control.0).expect("stats over the control socket");
+        if !snap.workers.is_empty() && snap.workers.iter().all(|w| w.capture.is_some()) {
+            return;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(5),
+            "the capture never attached"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `tshark -r file -T fields -e ...`: one row of fields per packet.
+fn tshark_rows(file: &std::path::Path, fields: &[&str]) -> Vec<Vec<String>> {
+    let mut cmd = std::process::Command::new("tshark");
+    cmd.args([
+        "-r",
+        file.to_str().unwrap(),
+        "-n",
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+    ]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().expect("tshark runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('|').map(str::to_string).collect())
+        .collect()
 }

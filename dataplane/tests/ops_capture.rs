@@ -416,7 +416,7 @@ fn refusals(lab: &OpsLab) {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("64..=65535"),
+        String::from_utf8_lossy(&out.stderr).contains("78..=65535"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -482,29 +482,30 @@ fn the_cli_writes_what_the_taps_record_and_detaches_them() {
     let attached = || workers.iter().all(|w| w.capture.points() != 0);
     let detached = || workers.iter().all(|w| w.capture.points() == 0);
 
-    // --count 4 at wire-out, snap length 64, from both workers.
+    // --count 4 at wire-out, the smallest snap length (Ethernet + IPv6 + UDP + WireGuard
+    // header, 78), from both workers.
     let mut cap = CaptureCli::start(
         &sock,
         tmp.path(),
         "wire-out",
-        &["--count", "4", "--snaplen", "64"],
+        &["--count", "4", "--snaplen", "78"],
     );
     wait_until("the capture to attach", attached);
     workers[0].tap(CapturePoint::WireIn, &[0xee; 60]); // another point: not captured
     workers[0].tap(CapturePoint::WireOut, &[1; 60]);
-    workers[1].tap(CapturePoint::WireOut, &[2; 1514]); // cut to 64 bytes
-    workers[0].tap(CapturePoint::WireOut, &[3; 64]);
+    workers[1].tap(CapturePoint::WireOut, &[2; 1514]); // cut to 78 bytes
+    workers[0].tap(CapturePoint::WireOut, &[3; 78]);
     workers[1].tap(CapturePoint::WireOut, &[4; 14]);
     let log = cap.wait(Duration::from_secs(10));
     assert!(log.contains("done: 4 packets at wire-out"), "{log}");
     assert!(log.contains("0 skipped"), "{log}");
     let (linktype, snaplen, mut got) = records(&cap.file);
-    assert_eq!((linktype, snaplen), (1, 64));
+    assert_eq!((linktype, snaplen), (1, 78));
     // The rings are drained worker by worker: order within a worker is kept.
     got.sort_by_key(|r| r.2);
     assert_eq!(
         got,
-        vec![(60, 60, 1), (64, 1514, 2), (64, 64, 3), (14, 14, 4)]
+        vec![(60, 60, 1), (78, 1514, 2), (78, 78, 3), (14, 14, 4)]
     );
     wait_until("the taps to detach after --count", detached);
     workers[0].tap(CapturePoint::WireOut, &[5; 60]);

@@ -24,8 +24,13 @@ use fastpath::counters::WorkerCounters;
 
 /// Largest snap length accepted (pcap's customary maximum for a full frame).
 pub const SNAPLEN_MAX: u32 = 65_535;
-/// Smallest: enough for Ethernet, IPv4, UDP and the WireGuard header.
-pub const SNAPLEN_MIN: u32 = 64;
+/// Smallest: enough for the WireGuard header (type, receiver, counter) over the larger
+/// underlay, Ethernet + IPv6 + UDP (78 bytes; over IPv4 it is 58), so that a short capture
+/// shows the same for both.
+pub const SNAPLEN_MIN: u32 = (wire::ethernet::HEADER_LEN
+    + wire::ipv6::HEADER_LEN
+    + wire::udp::HEADER_LEN
+    + wire::wireguard::TRANSPORT_HEADER_LEN) as u32;
 /// Memory budget of one worker's ring; the slot count follows from the snap length.
 pub const RING_BYTES: usize = 2 << 20;
 const SLOTS_MIN: usize = 64;
@@ -258,5 +263,28 @@ impl<W: Write> Write for Shared<'_, W> {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.0.borrow_mut().flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_smallest_snap_length_keeps_the_wireguard_header_over_ipv6() {
+        // Ethernet 14 + IPv6 40 + UDP 8 + type, reserved, receiver, counter 16.
+        assert_eq!(SNAPLEN_MIN, 78);
+        let workers = vec![Arc::new(WorkerCounters::default())];
+        let mut request = CaptureRequest {
+            point: CapturePoint::WireIn,
+            snaplen: SNAPLEN_MIN - 1,
+            count: None,
+            duration_ms: None,
+        };
+        let e = CaptureSession::start(&workers, &request).err().unwrap();
+        assert!(e.contains("out of range; allowed 78..=65535"), "{e}");
+        request.snaplen = SNAPLEN_MIN;
+        let session = CaptureSession::start(&workers, &request).unwrap();
+        assert_eq!(session.accepted.snaplen, 78);
     }
 }
