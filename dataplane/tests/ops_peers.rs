@@ -348,7 +348,14 @@ fn peer_add_and_remove_reach_a_running_gateway_through_the_uapi() {
     let dir = Dir::new("live");
     let gw = dir.s("gw.toml");
     let out_dir = dir.s("clients");
-    ok(&["init", "--config", &gw]);
+    // Dual-stack: both addresses of the peer reach the gateway through the UAPI.
+    ok(&[
+        "init",
+        "--config",
+        &gw,
+        "--subnet",
+        "10.13.13.0/24,fd13::/64",
+    ]);
     // The gateway runs from this file: it holds the file's private key.
     let own = PrivateKey::from_bytes(*load(&dir.path("gw.toml")).interface.private_key.bytes());
     let backend = Arc::new(FakeGateway {
@@ -384,6 +391,13 @@ fn peer_add_and_remove_reach_a_running_gateway_through_the_uapi() {
         assert_eq!(dev.peers.len(), 1);
         let live = &dev.peers[0];
         assert_eq!(live.public_key.as_bytes(), entry.public_key.bytes());
+        assert_eq!(
+            entry.allowed_ips,
+            [
+                "10.13.13.2/32".parse().unwrap(),
+                "fd13::2/128".parse().unwrap()
+            ]
+        );
         assert_eq!(live.allowed_ips, entry.allowed_ips);
         assert_eq!(
             live.preshared_key.as_ref().unwrap().as_bytes(),

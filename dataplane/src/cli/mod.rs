@@ -206,8 +206,8 @@ pub enum PeerCommand {
         count: Option<u16>,
         #[command(flatten)]
         target: PeerTarget,
-        /// host[:port] clients connect to; default: the WAN interface's IPv4 address and the
-        /// listen port.
+        /// host[:port] clients connect to; default: the WAN interface's IPv4 address (its
+        /// IPv6 address on an IPv6-only WAN) and the listen port.
         #[arg(long, value_name = "HOST[:PORT]")]
         server_url: Option<String>,
         /// DNS server(s) for the client's [Interface] DNS (none by default: the gateway runs no

@@ -66,7 +66,7 @@ pub fn init(req: &InitRequest) -> anyhow::Result<String> {
 pub struct AddRequest {
     pub config: PathBuf,
     pub name: String,
-    /// `host[:port]` clients connect to; `None` = the WAN interface's IPv4 address.
+    /// `host[:port]` clients connect to; `None` = the WAN interface's address ([`wan_address`]).
     pub server_url: Option<String>,
     pub dns: Vec<String>,
     /// What the client routes into the tunnel (ALLOWEDIPS), default 0.0.0.0/0.
@@ -202,7 +202,7 @@ pub fn add(req: &AddRequest) -> anyhow::Result<AddOutcome> {
     let endpoint = match &req.server_url {
         Some(url) => client_conf::endpoint(url, cfg.interface.listen_port),
         None => wan_address(&cfg)
-            .map(|a| std::net::SocketAddr::new(a.into(), cfg.interface.listen_port).to_string()),
+            .map(|a| std::net::SocketAddr::new(a, cfg.interface.listen_port).to_string()),
     }
     .map_err(|e| anyhow::anyhow!(e))?;
 
@@ -574,8 +574,9 @@ fn gateway_key(cfg: &GatewayConfig) -> PublicKey {
     PublicKey::from_bytes(*cfg.interface.public_key().bytes())
 }
 
-/// The WAN interface's first IPv4 address, the default client endpoint (SERVERURL=auto).
-fn wan_address(cfg: &GatewayConfig) -> Result<std::net::Ipv4Addr, String> {
+/// The default client endpoint (SERVERURL=auto): the WAN interface's primary IPv4 address, or
+/// on an IPv6-only WAN its first address others route to (not link-local).
+fn wan_address(cfg: &GatewayConfig) -> Result<std::net::IpAddr, String> {
     let wan = cfg.dataplane.interfaces.wan();
     let hint = "pass --server-url with the address or name clients reach the gateway at";
     let mut rtnl = crate::route::Rtnl::open().map_err(|e| format!("rtnetlink: {e}; {hint}"))?;
@@ -583,9 +584,23 @@ fn wan_address(cfg: &GatewayConfig) -> Result<std::net::Ipv4Addr, String> {
         .link_by_name(wan)
         .map_err(|e| format!("rtnetlink: {e}; {hint}"))?
         .ok_or_else(|| format!("no interface {wan:?} on this host; {hint}"))?;
-    rtnl.primary_ipv4(link.index)
-        .map_err(|e| format!("rtnetlink: {e}; {hint}"))?
-        .ok_or_else(|| format!("{wan} has no IPv4 address; {hint}"))
+    let addresses = rtnl
+        .addresses()
+        .map_err(|e| format!("rtnetlink: {e}; {hint}"))?;
+    let ipv6 = || {
+        addresses.iter().find_map(|a| match a.addr {
+            std::net::IpAddr::V6(v6)
+                if a.ifindex == link.index && gwconf::values::ipv6_not_routed(v6).is_none() =>
+            {
+                Some(a.addr)
+            }
+            _ => None,
+        })
+    };
+    crate::route::primary_ipv4_of(&addresses, link.index)
+        .map(std::net::IpAddr::V4)
+        .or_else(ipv6)
+        .ok_or_else(|| format!("{wan} has no IPv4 address and no routed IPv6 address; {hint}"))
 }
 
 /// Where client files go by default: `peers/` beside the config, wherever the command runs.
