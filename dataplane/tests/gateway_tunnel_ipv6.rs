@@ -193,6 +193,16 @@ fn wg0_carries_its_ipv6_address_and_route() {
             grew("host_packets_in") >= 3 && grew("host_packets_out") >= 3,
             "{after:?}"
         );
+        // The per-peer metrics (prometheus_wireguard_exporter's) carry both families.
+        let snap = ops::client::request_stats(&control.0).unwrap();
+        let metrics = ops::metrics::render(&snap);
+        let label = format!("allowed_ips=\"{CLIENT_TUNNEL_ADDR}/32,{CLIENT_TUNNEL_ADDR6}/128\"");
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("wireguard_received_bytes_total{") && l.contains(&label)),
+            "{metrics}"
+        );
     });
 }
 
