@@ -66,7 +66,7 @@ pub fn init(req: &InitRequest) -> anyhow::Result<String> {
 pub struct AddRequest {
     pub config: PathBuf,
     pub name: String,
-    /// `host[:port]` clients connect to; `None` = the WAN interface's address ([`wan_address`]).
+    /// `host[:port]` clients connect to; `None` = the WAN interface's address (see `wan_address`).
     pub server_url: Option<String>,
     pub dns: Vec<String>,
     /// What the client routes into the tunnel (ALLOWEDIPS), default 0.0.0.0/0.
