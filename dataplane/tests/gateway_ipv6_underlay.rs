@@ -32,11 +32,19 @@ fn dual_stack(
     client: ClientKind,
     endpoint6: bool,
 ) -> (E2e, ControlSocket) {
+    dual_stack_with(name, Lab::builder(topology).client(client), endpoint6)
+}
+
+/// [`dual_stack`] from a builder with more options.
+fn dual_stack_with(
+    name: &'static str,
+    builder: lab::LabBuilder,
+    endpoint6: bool,
+) -> (E2e, ControlSocket) {
     let control = ControlSocket::new(name);
-    let builder = Lab::builder(topology)
+    let builder = builder
         .ipv6(true)
         .client_endpoint_ipv6(endpoint6)
-        .client(client)
         .gateway(GatewayKind::Dataplane(dataplane(&control.toml())));
     (E2e::from_builder(name, builder), control)
 }
@@ -148,6 +156,36 @@ fn roams_from_ipv4_to_ipv6(name: &'static str, topology: Topology, client: Clien
     assert_pings(&t, None, SERVER_ADDR, 3);
     let seen = gateway_sees_endpoint(&mut t);
     assert!(seen.starts_with(&client4), "not back on IPv4: {seen}");
+}
+
+/// A client whose IPv6 path to the gateway has a smaller MTU than its tunnel needs: its kernel
+/// fragments every full-size datagram (IPv6 routers never do). The XDP program passes the
+/// fragments (an extension header) to the kernel, which reassembles them into the slow path's
+/// dual-stack socket; worker 0 runs them through the pipeline as IPv6 frames. Before the socket
+/// was dual-stack it was IPv4 only and the datagrams were lost.
+#[test]
+fn fragmented_ipv6_outer_datagrams_are_accepted() {
+    root_test("ipv6_outer_fragments", |name| {
+        let builder = Lab::builder(Topology::TwoArmed).iperf3_server(true);
+        let (mut t, control) = dual_stack_with(name, builder, true);
+        assert_pings(&t, None, SERVER_ADDR, 3);
+        t.exec_in(Node::Client, &["ip", "link", "set", "eth0", "mtu", "1400"])
+            .unwrap();
+        let up = t
+            .iperf3_from_client(std::time::Duration::from_secs(3), false)
+            .expect("iperf3 client -> server through the tunnel");
+        let s = stats(&control);
+        let reassembled = s.slow_path.get("outer_datagrams").copied().unwrap_or(0);
+        eprintln!(
+            "{name}: iperf3 upload {:.1} Mbit/s, {reassembled} IPv6 datagrams reassembled by the kernel",
+            up / 1e6
+        );
+        assert!(
+            up > 1e6,
+            "upload through a fragmenting IPv6 path: only {up} bit/s"
+        );
+        assert!(reassembled > 100, "outer_datagrams {reassembled}");
+    });
 }
 
 macro_rules! scenarios {
