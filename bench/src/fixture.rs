@@ -3,7 +3,7 @@
 //! published [`Tables`] the slow path would build from them, a fixed [`RouteSnapshot`] with the
 //! answers the kernel would give, and one [`Pipeline`] per worker with its NAT partition.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -25,6 +25,8 @@ use crate::session::GatewayDevice;
 pub const GATEWAY_ADDR: Ipv4Addr = Ipv4Addr::new(172, 23, 0, 3);
 /// The gateway's tunnel address (`wg0`).
 pub const GATEWAY_TUNNEL_ADDR: Ipv4Addr = Ipv4Addr::new(10, 13, 13, 1);
+/// The gateway's IPv6 address on the clients' wire, for an IPv6 underlay.
+pub const GATEWAY_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x23, 0, 0, 0, 0, 3);
 /// The server behind the gateway (the article's nginx).
 pub const SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(172, 23, 0, 2);
 /// The server's port the benchmark flows go to.
@@ -41,8 +43,8 @@ pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x10];
 pub struct Client {
     /// Its tunnel address (the only source its AllowedIPs allow).
     pub tunnel_addr: Ipv4Addr,
-    /// Its underlay endpoint.
-    pub endpoint: SocketAddrV4,
+    /// Its underlay endpoint (IPv4, or IPv6 in [`Fixture::ipv6_underlay`]).
+    pub endpoint: SocketAddr,
     /// The client's own keypair: seals what it sends, opens what the gateway sends it.
     pub keypair: Arc<Keypair>,
     /// The client as the gateway knows it.
@@ -69,9 +71,12 @@ impl Client {
         }
     }
 
-    /// The WireGuard destination of its frames.
-    pub fn gateway_endpoint(&self) -> SocketAddrV4 {
-        SocketAddrV4::new(GATEWAY_ADDR, LISTEN_PORT)
+    /// The WireGuard destination of its frames: the gateway's address of its family.
+    pub fn gateway_endpoint(&self) -> SocketAddr {
+        match self.endpoint {
+            SocketAddr::V4(_) => SocketAddrV4::new(GATEWAY_ADDR, LISTEN_PORT).into(),
+            SocketAddr::V6(_) => SocketAddrV6::new(GATEWAY_ADDR6, LISTEN_PORT, 0, 0).into(),
+        }
     }
 }
 
@@ -101,6 +106,15 @@ impl Fixture {
     /// A gateway with `workers` NAT partitions and, for every worker, one client whose tunnel
     /// address that worker owns, each with a session from a real handshake.
     pub fn new(workers: u16) -> Result<Fixture> {
+        Fixture::with_underlay(workers, false)
+    }
+
+    /// [`Fixture::new`] with the clients' endpoints on an IPv6 underlay (outer IPv6 both ways).
+    pub fn ipv6_underlay(workers: u16) -> Result<Fixture> {
+        Fixture::with_underlay(workers, true)
+    }
+
+    fn with_underlay(workers: u16, ipv6: bool) -> Result<Fixture> {
         let now = Timestamp::from_nanos(1_000_000_000);
         let nat = NatConfig {
             egress: vec![GATEWAY_ADDR],
@@ -119,15 +133,19 @@ impl Fixture {
                 .map(|h| Ipv4Addr::new(10, 13, 13, h))
                 .find(|a| partition.owner_of_inside(*a) == worker)
                 .context("no tunnel address for this worker")?;
-            let endpoint =
-                SocketAddrV4::new(Ipv4Addr::new(172, 23, 0, 10 + worker as u8), LISTEN_PORT);
+            let host = 10 + worker as u8;
+            let endpoint: SocketAddr = if ipv6 {
+                let a = Ipv6Addr::new(0x2001, 0xdb8, 0x23, 0, 0, 0, 0, u16::from(host));
+                SocketAddrV6::new(a, LISTEN_PORT, 0, 0).into()
+            } else {
+                SocketAddrV4::new(Ipv4Addr::new(172, 23, 0, host), LISTEN_PORT).into()
+            };
             let allowed = IpPrefix::new_masked(IpAddr::V4(tunnel_addr), 32);
-            let s = gw.handshake(
-                now,
-                SocketAddr::V4(endpoint),
-                SocketAddr::V4(SocketAddrV4::new(GATEWAY_ADDR, LISTEN_PORT)),
-                allowed,
-            )?;
+            let gateway_endpoint = match endpoint {
+                SocketAddr::V4(_) => SocketAddrV4::new(GATEWAY_ADDR, LISTEN_PORT).into(),
+                SocketAddr::V6(_) => SocketAddrV6::new(GATEWAY_ADDR6, LISTEN_PORT, 0, 0).into(),
+            };
+            let s = gw.handshake(now, endpoint, gateway_endpoint, allowed)?;
             tables
                 .receivers
                 .insert(s.gateway.local_index(), s.gateway.clone());
@@ -137,7 +155,7 @@ impl Fixture {
                 s.peer,
                 PeerRoute {
                     sending: Some(s.gateway.clone()),
-                    endpoint: Some(SocketAddr::V4(endpoint)),
+                    endpoint: Some(endpoint),
                     stats: Arc::new(PeerTraffic::default()),
                 },
             );
@@ -150,21 +168,25 @@ impl Fixture {
                 worker,
             });
         }
-        let hop = |dst: Ipv4Addr, mac: [u8; 6]| {
+        let hop = |dst: IpAddr, mac: [u8; 6]| {
+            let src = match dst {
+                IpAddr::V4(_) => IpAddr::V4(GATEWAY_ADDR),
+                IpAddr::V6(_) => IpAddr::V6(GATEWAY_ADDR6),
+            };
             (
-                IpAddr::V4(dst),
+                dst,
                 Resolution::Ready(NextHop {
                     ifindex: IFINDEX,
                     src_mac: Mac(GATEWAY_MAC),
                     dst_mac: Mac(mac),
                     gateway: None,
-                    src_addr: Some(IpAddr::V4(GATEWAY_ADDR)),
+                    src_addr: Some(src),
                     mtu: 1500,
                 }),
             )
         };
-        let mut destinations = vec![hop(SERVER_ADDR, SERVER_MAC)];
-        destinations.extend(clients.iter().map(|c| hop(*c.endpoint.ip(), CLIENT_MAC)));
+        let mut destinations = vec![hop(IpAddr::V4(SERVER_ADDR), SERVER_MAC)];
+        destinations.extend(clients.iter().map(|c| hop(c.endpoint.ip(), CLIENT_MAC)));
         let routes = RouteSnapshot::from_entries(
             destinations,
             [Link {

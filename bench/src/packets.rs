@@ -5,7 +5,7 @@
 //! Frames are [`FRAME_SIZE`] bytes with the packet at [`HEADROOM`], as the AF_XDP workers see
 //! them (the headroom is where the gateway writes outer headers when it encapsulates).
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use anyhow::{bail, Result};
 use etherparse::PacketBuilder;
@@ -32,12 +32,13 @@ pub struct Macs {
     pub dst: [u8; 6],
 }
 
-/// The outer addressing of a frame: Ethernet addresses and UDP endpoints.
+/// The outer addressing of a frame: Ethernet addresses and UDP endpoints (both of one family:
+/// an IPv4 or an IPv6 underlay).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Wire {
     pub macs: Macs,
-    pub src: SocketAddrV4,
-    pub dst: SocketAddrV4,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
 }
 
 /// The payload byte at offset `i` of a packet with sequence number `seq`: a pattern a
@@ -82,30 +83,43 @@ pub fn check_payload(payload: &[u8]) -> Option<u64> {
         .then_some(seq)
 }
 
-/// Writes Ethernet + IPv4 + UDP headers for a UDP payload of `payload_len` bytes at
-/// `frame[..OUTER_HEADERS]`.
+/// Writes Ethernet + IP + UDP headers (IPv4 or IPv6, the endpoints' family) for a UDP payload
+/// of `payload_len` bytes at `frame[..outer_headers(dst)]`.
 pub fn write_outer(
     frame: &mut [u8],
     macs: Macs,
-    src: SocketAddrV4,
-    dst: SocketAddrV4,
+    src: SocketAddr,
+    dst: SocketAddr,
     payload_len: usize,
 ) -> Result<()> {
-    let builder = PacketBuilder::ethernet2(macs.src, macs.dst)
-        .ipv4(src.ip().octets(), dst.ip().octets(), ipv4::DEFAULT_TTL)
-        .udp(src.port(), dst.port());
-    let mut header = Vec::with_capacity(OUTER_HEADERS);
-    // The UDP checksum stays 0 (optional for IPv4, RFC 768; WireGuard implementations do not
-    // require it): the headers are written without the payload.
+    let eth = PacketBuilder::ethernet2(macs.src, macs.dst);
+    let builder = match (src, dst) {
+        (SocketAddr::V4(s), SocketAddr::V4(d)) => {
+            eth.ipv4(s.ip().octets(), d.ip().octets(), ipv4::DEFAULT_TTL)
+        }
+        (SocketAddr::V6(s), SocketAddr::V6(d)) => eth.ipv6(s.ip().octets(), d.ip().octets(), 64),
+        _ => bail!("{src} and {dst} are of different families"),
+    }
+    .udp(src.port(), dst.port());
+    let len = outer_headers(&dst);
+    let mut header = Vec::with_capacity(len);
+    // Written without the payload: the UDP checksum does not cover it. The gateway does not
+    // check received UDP checksums (zero is allowed over IPv4, RFC 768; the AEAD tag
+    // authenticates the message), so it is left 0 over IPv4 and wrong over IPv6.
     builder.write(&mut header, &vec![0u8; payload_len])?;
-    header.truncate(OUTER_HEADERS);
-    let udp_at = ethernet::HEADER_LEN + ipv4::HEADER_LEN;
+    header.truncate(len);
+    let udp_at = len - udp::HEADER_LEN;
     udp::Packet::new_unchecked(&mut header[udp_at..]).set_checksum(0);
-    let Some(dst_hdr) = frame.get_mut(..OUTER_HEADERS) else {
+    let Some(dst_hdr) = frame.get_mut(..len) else {
         bail!("frame too short for the outer headers");
     };
     dst_hdr.copy_from_slice(&header);
     Ok(())
+}
+
+/// Ethernet + IP + UDP header bytes in front of a WireGuard message to `dst`.
+pub fn outer_headers(dst: &SocketAddr) -> usize {
+    fastpath::outer::header_len(dst)
 }
 
 /// Seals `inner` with the client's `keypair` into a complete WireGuard frame at
@@ -120,7 +134,8 @@ pub fn seal_frame(
     wire: Wire,
     inner: &[u8],
 ) -> Result<usize> {
-    let msg = HEADROOM + OUTER_HEADERS;
+    let outer = outer_headers(&wire.dst);
+    let msg = HEADROOM + outer;
     let need = msg + sealed_len(inner.len(), mtu);
     if frame.len() < need {
         bail!("frame of {} bytes, {need} needed", frame.len());
@@ -137,7 +152,7 @@ pub fn seal_frame(
         wire.dst,
         sealed.len,
     )?;
-    Ok(OUTER_HEADERS + sealed.len)
+    Ok(outer + sealed.len)
 }
 
 /// Puts the IPv4 packet `ip` behind an Ethernet header at `frame[HEADROOM..]`: return traffic

@@ -547,7 +547,13 @@ pub struct PipelinePoint {
     /// Aggregates of two workers on two threads (sum of both workers' packet rates).
     pub forward_2w: Option<f64>,
     pub reverse_2w: Option<f64>,
+    /// Forward and reverse of one worker with the client on an IPv6 underlay (outer IPv6 in,
+    /// outer IPv6 with its UDP checksum out), for the sizes of [`UNDERLAY6_SIZES`].
+    pub underlay6: Option<(Rate, Rate)>,
 }
+
+/// The fixed sizes the IPv6-underlay rows are measured for.
+pub const UNDERLAY6_SIZES: [usize; 2] = [64, 1420];
 
 impl PipelinePoint {
     /// Pipeline time per packet over raw AEAD time per packet (>= 1; 1 is the limit).
@@ -651,6 +657,7 @@ pub fn measure_two_workers(
 /// The whole pipeline benchmark; `progress` gets one line per measurement.
 pub fn run(opts: &PipelineOptions, progress: &mut dyn FnMut(&str)) -> Result<Vec<PipelinePoint>> {
     let one = Arc::new(Fixture::new(1)?);
+    let one6 = Arc::new(Fixture::ipv6_underlay(1)?);
     let two = if opts.two_workers {
         Some(Arc::new(Fixture::new(2)?))
     } else {
@@ -686,6 +693,13 @@ pub fn run(opts: &PipelineOptions, progress: &mut dyn FnMut(&str)) -> Result<Vec
         };
         let raw_open = fastest(|c| c.open);
         let raw_seal = fastest(|c| c.seal);
+        let mut underlay6 = None;
+        if matches!(mix, SizeMix::Fixed(n) if UNDERLAY6_SIZES.contains(&n)) {
+            progress(&format!("pipeline {}: IPv6 underlay", mix.label()));
+            let f = measure_lane(&one6, 0, mix, Direction::Forward, opts)?;
+            let r = measure_lane(&one6, 0, mix, Direction::Reverse, opts)?;
+            underlay6 = Some((f, r));
+        }
         let (mut forward_2w, mut reverse_2w) = (None, None);
         if let Some(two) = &two {
             progress(&format!("pipeline {}: two workers", mix.label()));
@@ -703,6 +717,7 @@ pub fn run(opts: &PipelineOptions, progress: &mut dyn FnMut(&str)) -> Result<Vec
             reverse_stages,
             forward_2w,
             reverse_2w,
+            underlay6,
         });
     }
     Ok(points)

@@ -187,6 +187,32 @@ impl Report {
                     opt(p.reverse_2w),
                 );
             }
+            if self.pipeline.iter().any(|p| p.underlay6.is_some()) {
+                let _ = writeln!(
+                    s,
+                    "\nOver an IPv6 underlay (the client's endpoint IPv6: outer IPv6 parsed in, \
+                     outer IPv6 with its UDP checksum written out), one worker, in the same run; \
+                     ratio = IPv6 underlay ns/packet over the IPv4 row above.\n"
+                );
+                let _ = writeln!(
+                    s,
+                    "| size | fwd ns/pkt | fwd / IPv4 | rev ns/pkt | rev / IPv4 |"
+                );
+                let _ = writeln!(s, "|---|---|---|---|---|");
+                for p in &self.pipeline {
+                    if let Some((f, r)) = &p.underlay6 {
+                        let _ = writeln!(
+                            s,
+                            "| {} | {:.0} | {:.2} | {:.0} | {:.2} |",
+                            p.mix.label(),
+                            f.ns_per_packet(),
+                            f.ns_per_packet() / p.forward.ns_per_packet(),
+                            r.ns_per_packet(),
+                            r.ns_per_packet() / p.reverse.ns_per_packet(),
+                        );
+                    }
+                }
+            }
             let _ = writeln!(
                 s,
                 "\nRaw ChaCha20-Poly1305 candidates, ns/packet of the same bytes ({}); the \

@@ -103,7 +103,7 @@ fn return_frames_are_sealed_for_the_client_and_open_to_the_original_flow() {
             assert_eq!(out.eth_src, GATEWAY_MAC);
             assert_eq!(out.eth_dst, CLIENT_MAC);
             assert_eq!(out.src, SocketAddrV4::new(GATEWAY_ADDR, LISTEN_PORT));
-            assert_eq!(out.dst, c.endpoint);
+            assert_eq!(std::net::SocketAddr::V4(out.dst), c.endpoint);
             let mut msg = out.payload.clone();
             let opened = c
                 .keypair
@@ -117,6 +117,39 @@ fn return_frames_are_sealed_for_the_client_and_open_to_the_original_flow() {
                 "NAT reverse restored the client's flow"
             );
             assert_eq!(check_payload(&inner.2), Some(i as u64));
+        }
+    }
+}
+
+/// The IPv6-underlay fixture (the bench's `IPv6 underlay` rows): both directions transmit, and
+/// what is sealed back leaves with outer IPv6 whose UDP checksum holds and opens for the client.
+#[test]
+fn ipv6_underlay_lanes_seal_with_outer_ipv6() {
+    let fixture = Arc::new(Fixture::ipv6_underlay(1).unwrap());
+    for mix in [SizeMix::Fixed(64), SizeMix::Fixed(1420)] {
+        let pool = FLOWS;
+        let mut lane = Lane::new(fixture.clone(), 0, mix, pool).unwrap();
+        lane.time(Direction::Reverse, pool as u64).unwrap();
+        lane.check().unwrap();
+        let c = lane.client();
+        for i in 0..pool {
+            let frame = lane.transmitted(i);
+            let h = etherparse::PacketHeaders::from_ethernet_slice(frame).unwrap();
+            let Some(etherparse::NetHeaders::Ipv6(ip, _)) = &h.net else {
+                panic!("outer IPv6 expected");
+            };
+            assert_eq!(std::net::IpAddr::from(ip.destination), c.endpoint.ip());
+            let Some(etherparse::TransportHeader::Udp(udp)) = &h.transport else {
+                panic!("UDP expected");
+            };
+            let payload = h.payload.slice();
+            assert_eq!(udp.checksum, udp.calc_checksum_ipv6(ip, payload).unwrap());
+            let mut msg = payload.to_vec();
+            let opened = c.keypair.open_in_place(fixture.now, &mut msg).unwrap();
+            assert_eq!(
+                check_payload(&parse_inner(&msg[opened.plaintext]).2),
+                Some(i as u64)
+            );
         }
     }
 }

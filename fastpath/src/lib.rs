@@ -19,6 +19,7 @@ pub mod headers;
 pub mod icmp;
 pub mod icmp_ratelimit;
 pub mod latency;
+pub mod outer;
 pub mod outer_datagrams;
 pub mod pipeline;
 pub mod queue;

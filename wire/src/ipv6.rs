@@ -1,9 +1,9 @@
-//! IPv6 fixed headers (RFC 8200 §3), as far as the gateway reads them: it never forwards IPv6
-//! itself, it only checks the source of IPv6 from the tunnel and hands it to the kernel.
+//! IPv6 fixed headers (RFC 8200 §3), as far as the gateway reads and writes them: the outer
+//! header of WireGuard datagrams over an IPv6 underlay, and the source of IPv6 from the tunnel.
 
 use core::net::Ipv6Addr;
 
-use crate::{read_u16, Error};
+use crate::{checksum, read_u16, write_u16, Error};
 
 /// The fixed header.
 pub const HEADER_LEN: usize = 40;
@@ -17,6 +17,49 @@ pub mod field {
     pub const HOP_LIMIT: usize = 7;
     pub const SRC: Range<usize> = 8..24;
     pub const DST: Range<usize> = 24..40;
+}
+
+/// The hop limit of packets the gateway originates (Linux's default `hop_limit`).
+pub const DEFAULT_HOP_LIMIT: u8 = 64;
+
+/// Next Header of UDP (IANA "Assigned Internet Protocol Numbers").
+pub const NEXT_UDP: u8 = 17;
+
+/// The unfolded one's-complement sum of the IPv6 pseudo-header (RFC 8200 §8.1) for an
+/// upper-layer packet of `len` bytes with Next Header `next`: add it to the packet's own sum.
+#[inline]
+pub fn pseudo_header_sum(src: Ipv6Addr, dst: Ipv6Addr, next: u8, len: u32) -> u32 {
+    let mut p = [0u8; 40];
+    p[0..16].copy_from_slice(&src.octets());
+    p[16..32].copy_from_slice(&dst.octets());
+    p[32..36].copy_from_slice(&len.to_be_bytes());
+    p[39] = next;
+    checksum::sum(&p)
+}
+
+/// The fields of a fixed header to write (traffic class 0, flow label 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Repr {
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub next_header: u8,
+    pub payload_len: usize,
+    pub hop_limit: u8,
+}
+
+impl Repr {
+    /// Writes the fixed header at the start of `buf`.
+    pub fn emit(&self, buf: &mut [u8]) -> Result<(), Error> {
+        let len = u16::try_from(self.payload_len).map_err(|_| Error::TooLong)?;
+        let h = buf.get_mut(..HEADER_LEN).ok_or(Error::Truncated)?;
+        h[field::VER_TC_FLOW].copy_from_slice(&[0x60, 0, 0, 0]);
+        write_u16(h, field::PAYLOAD_LEN.start, len);
+        h[field::NEXT_HEADER] = self.next_header;
+        h[field::HOP_LIMIT] = self.hop_limit;
+        h[field::SRC].copy_from_slice(&self.src.octets());
+        h[field::DST].copy_from_slice(&self.dst.octets());
+        Ok(())
+    }
 }
 
 /// A view of an IPv6 packet.

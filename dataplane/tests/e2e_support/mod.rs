@@ -101,18 +101,21 @@ impl E2e {
         iperf3: bool,
         gateway: DataplaneGateway,
     ) -> E2e {
-        let started = Instant::now();
-        let lab = Lab::builder(topology)
+        let builder = Lab::builder(topology)
             .gateway(GatewayKind::Dataplane(gateway))
             .client(client)
-            .iperf3_server(iperf3)
+            .iperf3_server(iperf3);
+        E2e::from_builder(name, builder)
+    }
+
+    /// A lab from `builder` (which names the gateway, the client and options such as
+    /// [`lab::LabBuilder::ipv6`]), its client handshaken.
+    pub fn from_builder(name: &'static str, builder: lab::LabBuilder) -> E2e {
+        let started = Instant::now();
+        let lab = builder
             .build()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "{name}: the lab with the dataplane gateway and a {} client: {e:#}",
-                    client.name()
-                )
-            });
+            .unwrap_or_else(|e| panic!("{name}: the lab with the dataplane gateway: {e:#}"));
+        let (topology, client) = (lab.topology(), lab.client_kind());
         let mut t = E2e { lab, started, name };
         let hs = t
             .wait_for_handshake(Duration::from_secs(10))
