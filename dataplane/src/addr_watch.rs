@@ -19,11 +19,18 @@ use tracing::{info, warn};
 use crate::route::{primary_ipv4_of, Rtnl};
 use crate::xdp::XdpProgram;
 
-/// The IPv4 addresses of interface `ifindex`, in kernel order: where WireGuard is accepted.
+/// The addresses of interface `ifindex` where WireGuard is accepted, in kernel order: IPv4 and
+/// IPv6, except IPv6 link-local ones (fe80::/10), which name no interface by themselves: a
+/// route to a peer there needs a scope the route cache does not key on, so such a peer is
+/// left to the kernel's socket (the slow path).
 pub fn listen_addresses(addresses: &[InterfaceAddress], ifindex: u32) -> Vec<IpAddr> {
     addresses
         .iter()
-        .filter(|a| a.ifindex == ifindex && a.addr.is_ipv4())
+        .filter(|a| a.ifindex == ifindex)
+        .filter(|a| match a.addr {
+            IpAddr::V4(_) => true,
+            IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 != 0xfe80,
+        })
         .map(|a| a.addr)
         .collect()
 }
@@ -118,15 +125,19 @@ mod tests {
     }
 
     #[test]
-    fn listen_addresses_are_the_wan_interfaces_ipv4_ones() {
+    fn listen_addresses_are_the_wan_interfaces_ones_without_link_local() {
         let all = [
             addr(2, "198.18.0.1", false),
             addr(2, "198.18.0.5", true),
+            addr(2, "fe80::1", false),
             addr(2, "fd00::1", false),
             addr(3, "172.23.0.3", false),
         ];
         let got = listen_addresses(&all, 2);
-        let want: Vec<IpAddr> = vec!["198.18.0.1".parse().unwrap(), "198.18.0.5".parse().unwrap()];
+        let want: Vec<IpAddr> = ["198.18.0.1", "198.18.0.5", "fd00::1"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
         assert_eq!(got, want);
         assert!(listen_addresses(&all, 9).is_empty());
     }

@@ -48,7 +48,7 @@ fn routed_lab(name: &'static str, topology: Topology, control: &ControlSocket) -
         .gateway(GatewayKind::Dataplane(dataplane(&control.toml())))
         .client(ClientKind::WireguardGo)
         .ipv6(true);
-    let t = E2e::from_builder(ClientKind::WireguardGo, name, topology, builder);
+    let t = E2e::from_builder(name, builder);
     t.exec_in(
         Node::Gateway,
         &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"],

@@ -111,7 +111,7 @@ reasons! {
         FragmentNoFrame => "fragment_no_frame": "A return packet cut into fragments for the tunnel lost its remaining fragments: no UMEM frame was free for them.",
         Handoff => "handoff": "Belongs to another worker's NAT and its handoff lane was full (or no frame was free to take it).",
         NatNotEthernet => "nat_not_ethernet": "Masquerading is on and the route to the destination leaves through an interface that is not Ethernet: the fast path cannot send there and the kernel would forward it untranslated.",
-        Unsupported => "unsupported": "Not an IPv4 frame (outer IPv6 is not handled by the fast path yet; the XDP program passes VLAN-tagged frames to the kernel).",
+        Unsupported => "unsupported": "Neither IPv4 nor WireGuard over IPv6 (other IPv6 is not taken by the fast path yet; the XDP program passes VLAN-tagged frames and IPv6 extension headers to the kernel).",
     }
     // One per NatError, named `nat_<NatError::name>`; the help is the NAT's own.
     nat {

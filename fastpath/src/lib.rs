@@ -20,6 +20,7 @@ pub mod icmp;
 pub mod icmp6;
 pub mod icmp_ratelimit;
 pub mod latency;
+pub mod outer;
 pub mod outer_datagrams;
 pub mod pipeline;
 pub mod queue;

@@ -13,25 +13,27 @@
 //! sender: memory stays bounded whatever a sender does.
 
 use std::io;
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 
-use wire::{ethernet, ipv4, udp};
+use wire::{ethernet, ipv4, ipv6, udp};
 
 use crate::frame::{FRAME_SIZE, RX_OFFSET};
 
-/// The largest datagram payload that fits a received frame with its Ethernet, IPv4 and UDP
-/// headers (the pipeline also needs tailroom only for replies, which are built elsewhere).
+/// The largest datagram payload that fits a received frame with its Ethernet, IP (IPv6, the
+/// longer) and UDP headers (the pipeline also needs tailroom only for replies, which are built
+/// elsewhere).
 pub const MAX_OUTER_DATAGRAM: usize =
-    FRAME_SIZE - RX_OFFSET - ethernet::HEADER_LEN - ipv4::HEADER_LEN - udp::HEADER_LEN;
+    FRAME_SIZE - RX_OFFSET - ethernet::HEADER_LEN - ipv6::HEADER_LEN - udp::HEADER_LEN;
 
 /// One datagram as the socket returned it.
 #[derive(Debug)]
 pub struct OuterDatagram {
-    pub src: SocketAddrV4,
+    /// IPv4 or IPv6 (never IPv4-mapped IPv6: the socket's reader unmaps them).
+    pub src: SocketAddr,
     pub bytes: Vec<u8>,
 }
 
@@ -55,7 +57,7 @@ pub struct OuterSender {
 
 impl OuterSender {
     /// Queues the datagram without blocking.
-    pub fn send(&self, src: SocketAddrV4, payload: &[u8]) -> Result<(), OuterRefused> {
+    pub fn send(&self, src: SocketAddr, payload: &[u8]) -> Result<(), OuterRefused> {
         if payload.len() > MAX_OUTER_DATAGRAM {
             return Err(OuterRefused::TooBig);
         }
@@ -120,10 +122,10 @@ pub fn outer_datagrams(capacity: usize) -> io::Result<(OuterSender, OuterReceive
     ))
 }
 
-/// Writes `d` into `buf` as the frame it arrived in (Ethernet, IPv4, UDP to `listen_port`,
-/// payload) starting at `start`; returns the frame's length. The addresses the pipeline reads
-/// of a WireGuard datagram are its source's; the destination is left unspecified and the MACs
-/// zero.
+/// Writes `d` into `buf` as the frame it arrived in (Ethernet, IPv4 or IPv6 by its source, UDP
+/// to `listen_port`, payload) starting at `start`; returns the frame's length. The addresses
+/// the pipeline reads of a WireGuard datagram are its source's; the destination is left
+/// unspecified and the MACs zero.
 pub fn write_frame(
     buf: &mut [u8],
     start: usize,
@@ -131,29 +133,43 @@ pub fn write_frame(
     listen_port: u16,
 ) -> Option<usize> {
     let ip = start + ethernet::HEADER_LEN;
-    let payload = ip + ipv4::HEADER_LEN + udp::HEADER_LEN;
+    let (ip_len, ethertype) = match d.src {
+        SocketAddr::V4(_) => (ipv4::HEADER_LEN, ethernet::ETHERTYPE_IPV4),
+        SocketAddr::V6(_) => (ipv6::HEADER_LEN, ethernet::ETHERTYPE_IPV6),
+    };
+    let payload = ip + ip_len + udp::HEADER_LEN;
     let end = payload.checked_add(d.bytes.len())?;
     let frame = buf.get_mut(start..end)?;
-    ethernet::write_header(frame, [0; 6], [0; 6], ethernet::ETHERTYPE_IPV4).ok()?;
-    crate::headers::write_ipv4_udp(
-        &mut buf[ip..end],
-        (*d.src.ip(), std::net::Ipv4Addr::UNSPECIFIED),
-        (d.src.port(), listen_port),
-        0,
-        d.bytes.len(),
-    )?;
+    ethernet::write_header(frame, [0; 6], [0; 6], ethertype).ok()?;
     buf[payload..end].copy_from_slice(&d.bytes);
+    let ports = (d.src.port(), listen_port);
+    match d.src {
+        SocketAddr::V4(src) => crate::headers::write_ipv4_udp(
+            &mut buf[ip..end],
+            (*src.ip(), Ipv4Addr::UNSPECIFIED),
+            ports,
+            0,
+            d.bytes.len(),
+        )?,
+        SocketAddr::V6(src) => crate::outer::write_ipv6_udp(
+            &mut buf[ip..end],
+            (*src.ip(), Ipv6Addr::UNSPECIFIED),
+            ports,
+            d.bytes.len(),
+        )?,
+    }
     Some(end - start)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     #[test]
     fn bounded_and_refuses_what_no_frame_holds() {
         let (tx, rx) = outer_datagrams(2).unwrap();
-        let src: SocketAddrV4 = "198.18.0.2:40000".parse().unwrap();
+        let src: SocketAddr = "198.18.0.2:40000".parse().unwrap();
         assert_eq!(
             tx.send(src, &vec![0; MAX_OUTER_DATAGRAM + 1]),
             Err(OuterRefused::TooBig)
@@ -170,7 +186,7 @@ mod tests {
 
     #[test]
     fn the_written_frame_parses_back_to_the_datagram() {
-        let src: SocketAddrV4 = "198.18.0.2:40000".parse().unwrap();
+        let src: SocketAddr = "198.18.0.2:40000".parse().unwrap();
         let d = OuterDatagram {
             src,
             bytes: (0..1480u32).map(|i| i as u8).collect(),
@@ -181,7 +197,7 @@ mod tests {
         let eth = ethernet::Frame::new_checked(frame).unwrap();
         assert_eq!(eth.ethertype(), ethernet::ETHERTYPE_IPV4);
         let ip = ipv4::Packet::new_checked(&frame[ethernet::HEADER_LEN..]).unwrap();
-        assert_eq!(ip.src_addr(), *src.ip());
+        assert_eq!(IpAddr::V4(ip.src_addr()), src.ip());
         assert!(!ip.is_fragment());
         let u = udp::Packet::new_checked(&frame[ethernet::HEADER_LEN + ip.header_len()..]).unwrap();
         assert_eq!((u.src_port(), u.dst_port()), (40000, 51820));
@@ -192,5 +208,31 @@ mod tests {
             bytes: vec![0; FRAME_SIZE],
         };
         assert_eq!(write_frame(&mut buf, RX_OFFSET, &big, 51820), None);
+    }
+
+    #[test]
+    fn an_ipv6_datagram_is_written_as_an_ipv6_frame() {
+        let src: SocketAddr = "[2001:db8::2]:40000".parse().unwrap();
+        let d = OuterDatagram {
+            src,
+            bytes: vec![7; MAX_OUTER_DATAGRAM],
+        };
+        let mut buf = vec![0u8; FRAME_SIZE];
+        let len = write_frame(&mut buf, RX_OFFSET, &d, 51820).unwrap();
+        assert_eq!(
+            RX_OFFSET + len,
+            FRAME_SIZE,
+            "the largest one fills the frame"
+        );
+        let frame = &buf[RX_OFFSET..RX_OFFSET + len];
+        assert_eq!(
+            ethernet::Frame::new_checked(frame).unwrap().ethertype(),
+            ethernet::ETHERTYPE_IPV6
+        );
+        let u = crate::outer::parse_udp6(&frame[ethernet::HEADER_LEN..], 51820)
+            .unwrap()
+            .unwrap();
+        assert_eq!(SocketAddr::V6(u.src), src);
+        assert_eq!(u.payload.len(), d.bytes.len());
     }
 }

@@ -10,8 +10,14 @@
 //!        │                                  -> Ethernet header in front -> wire-out
 //!        │                                  (IPv6: the same, routed, in `forward6`)
 //!        └ NAT return traffic -> NAT reverse -> TTL -> peer by AllowedIPs
-//!                                -> seal in place, outer Ethernet/IPv4/UDP in the headroom
+//!                                -> seal in place, outer Ethernet/IPv4|IPv6/UDP in the headroom
 //!                                -> wire-out towards the peer's endpoint
+//! ```
+//!
+//! WireGuard arrives over IPv4 or IPv6 (an IPv6 endpoint: [`crate::outer`]); both take the same
+//! path from the message on. Other IPv6 frames are not the fast path's (`unsupported`).
+//!
+//! ```text
 //! ```
 //!
 //! Handshake initiations and responses are screened by their macs first
@@ -53,11 +59,12 @@ use crate::capture::CapturePoint;
 use crate::counters::{DropReason, WorkerCounters};
 use crate::fragmentation::{FragmentError, Fragmenter};
 use crate::frame::RX_OFFSET;
-use crate::headers::{write_ipv4_udp, OUTER_V4_LEN};
+use crate::headers::write_ipv4_udp;
 use crate::latency::{LatencyRecorder, SharedLatency, Stage};
+use crate::outer::{self, write_ipv6_udp};
 use crate::route::{NextHop, NextHopReader, Resolution, RouteSnapshot};
 use crate::stage_cycles::Step;
-use wire::ethernet::{self, ETHERTYPE_IPV4};
+use wire::ethernet::{self, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use wire::ipv4::{self, Ttl};
 use wire::wireguard::{
     handshake_len, MSG_COOKIE_REPLY, MSG_INITIATION, MSG_RESPONSE, MSG_TRANSPORT,
@@ -345,7 +352,7 @@ impl Pipeline {
                     start,
                     len,
                 };
-                match self.route_or_park(b, dst, park) {
+                match self.route_or_park(b, IpAddr::V4(dst), park) {
                     Ok(Resolution::Ready(hop)) => self.nat_and_send(b, buf, start, len, hop),
                     Ok(_) => Verdict::Drop(DropReason::NoRoute),
                     Err(parked) => parked,
@@ -385,6 +392,10 @@ impl Pipeline {
             return Verdict::Drop(DropReason::Malformed);
         };
         if frame.ethertype() != ETHERTYPE_IPV4 {
+            // The one branch IPv4 pays for an IPv6 underlay.
+            if frame.ethertype() == ETHERTYPE_IPV6 {
+                return self.outer_ipv6(b, buf, start, end);
+            }
             return Verdict::Drop(DropReason::Unsupported);
         }
         let ip_start = start + ethernet::HEADER_LEN;
@@ -403,7 +414,7 @@ impl Pipeline {
                 }
                 let src = SocketAddr::V4(SocketAddrV4::new(ip.src_addr(), dgram.src_port()));
                 let msg = l4 + udp::HEADER_LEN..l4 + dgram.len();
-                let local = ip.dst_addr();
+                let local = IpAddr::V4(ip.dst_addr());
                 return self.wireguard(b, buf, msg, (src, local), start);
             }
         }
@@ -419,6 +430,22 @@ impl Pipeline {
         self.return_traffic(b, buf, ip_start..ip_end)
     }
 
+    /// An Ethernet/IPv6 frame at `buf[start..end]`: WireGuard from a peer with an IPv6
+    /// endpoint takes the same path as over IPv4; nothing else over IPv6 is taken yet.
+    #[cold]
+    fn outer_ipv6(&mut self, b: &Batch<'_>, buf: &mut [u8], start: usize, end: usize) -> Verdict {
+        let ip_start = start + ethernet::HEADER_LEN;
+        match outer::parse_udp6(&buf[ip_start..end], self.cfg.listen_port) {
+            Ok(Some(d)) => {
+                let msg = ip_start + d.payload.start..ip_start + d.payload.end;
+                let from = (SocketAddr::V6(d.src), IpAddr::V6(d.local));
+                self.wireguard(b, buf, msg, from, start)
+            }
+            Ok(None) => Verdict::Drop(DropReason::Unsupported),
+            Err(reason) => Verdict::Drop(reason),
+        }
+    }
+
     /// A datagram to the listen port, from `src` to our address `local`; the frame begins at
     /// `frame_start`.
     fn wireguard(
@@ -426,7 +453,7 @@ impl Pipeline {
         b: &Batch<'_>,
         buf: &mut [u8],
         msg: Range<usize>,
-        (src, local): (SocketAddr, Ipv4Addr),
+        (src, local): (SocketAddr, IpAddr),
         frame_start: usize,
     ) -> Verdict {
         let Some(&kind) = buf.get(msg.start) else {
@@ -577,7 +604,7 @@ impl Pipeline {
             start,
             len,
         };
-        let hop = match self.route_or_park(b, dst, park) {
+        let hop = match self.route_or_park(b, IpAddr::V4(dst), park) {
             Ok(Resolution::Ready(hop)) => hop,
             Ok(Resolution::Local) => return self.punt_to_host(&buf[start..end]),
             Ok(Resolution::NotEthernet { .. }) if self.cfg.masquerade => {
@@ -841,7 +868,8 @@ impl Pipeline {
     }
 
     /// Seals the IP packet at `buf[start..start + len]` for the peer owning `inside` and
-    /// writes the outer Ethernet, IPv4 and UDP headers in the headroom in front of it.
+    /// writes the outer Ethernet, IP (the endpoint's family) and UDP headers in the headroom
+    /// in front of it.
     fn encrypt_to_peer(
         &mut self,
         b: &Batch<'_>,
@@ -861,7 +889,7 @@ impl Pipeline {
             self.request_handshake(peer, b.now);
             return Verdict::Drop(DropReason::NoKeypair);
         };
-        let Some(SocketAddr::V4(endpoint)) = route.endpoint else {
+        let Some(endpoint) = route.endpoint else {
             return Verdict::Drop(DropReason::NoEndpoint);
         };
         if len > self.cfg.mtu {
@@ -883,18 +911,21 @@ impl Pipeline {
             start,
             len,
         };
-        let hop = match self.route_or_park(b, *endpoint.ip(), park) {
+        let hop = match self.route_or_park(b, endpoint.ip(), park) {
             Ok(Resolution::Ready(hop)) => hop,
             Ok(_) => return Verdict::Drop(DropReason::NoRoute),
             Err(parked) => return parked,
         };
-        let Some(IpAddr::V4(src)) = hop.src_addr else {
+        // The route's source is of the endpoint's family (the kernel picked it for that
+        // destination); without one there is nothing to send from.
+        let Some(src) = hop.src_addr.filter(|s| s.is_ipv4() == endpoint.is_ipv4()) else {
             return Verdict::Drop(DropReason::NoRoute);
         };
         let Some(msg_start) = start.checked_sub(TRANSPORT_HEADER_LEN) else {
             return Verdict::Drop(DropReason::TooBig);
         };
-        let Some(frame_start) = msg_start.checked_sub(OUTER_V4_LEN) else {
+        let outer_len = outer::header_len(&endpoint);
+        let Some(frame_start) = msg_start.checked_sub(outer_len) else {
             return Verdict::Drop(DropReason::TooBig);
         };
         if msg_start + sealed_len(len, self.cfg.mtu) > buf.len() {
@@ -936,7 +967,7 @@ impl Pipeline {
         Verdict::Tx {
             ifindex: hop.ifindex,
             start: frame_start,
-            len: OUTER_V4_LEN + sealed.len,
+            len: outer_len + sealed.len,
         }
     }
 
@@ -970,32 +1001,49 @@ impl Pipeline {
         }
     }
 
-    /// Writes the outer Ethernet, IPv4 and UDP headers (from `src` and the listen port to `to`,
-    /// a fresh IP ID, DF clear as kernel WireGuard sends them) at `frame_start`, in front of the
-    /// `payload_len`-byte WireGuard message already at `frame_start + OUTER_V4_LEN`. `None` when
-    /// they do not fit.
+    /// Writes the outer Ethernet, IP and UDP headers (from `src` and the listen port to `to`)
+    /// at `frame_start`, in front of the `payload_len`-byte WireGuard message already at
+    /// `frame_start + outer::header_len(to)`: over IPv4 with a fresh IP ID and DF clear as
+    /// kernel WireGuard sends them, over IPv6 with the UDP checksum. `None` when they do not
+    /// fit, or `src` is not of `to`'s family (a route's source never is).
     #[inline]
     fn write_outer(
         &mut self,
         buf: &mut [u8],
         frame_start: usize,
         hop: &NextHop,
-        (src, to): (Ipv4Addr, SocketAddrV4),
+        (src, to): (IpAddr, SocketAddr),
         payload_len: usize,
     ) -> Option<()> {
-        self.outer_ip_id = self.outer_ip_id.wrapping_add(1);
-        write_ipv4_udp(
-            buf.get_mut(frame_start + ethernet::HEADER_LEN..)?,
-            (src, *to.ip()),
-            (self.cfg.listen_port, to.port()),
-            self.outer_ip_id,
-            payload_len,
-        )?;
+        let ip = buf.get_mut(frame_start + ethernet::HEADER_LEN..)?;
+        let ethertype = match (src, to) {
+            (IpAddr::V4(src), SocketAddr::V4(to)) => {
+                self.outer_ip_id = self.outer_ip_id.wrapping_add(1);
+                write_ipv4_udp(
+                    ip,
+                    (src, *to.ip()),
+                    (self.cfg.listen_port, to.port()),
+                    self.outer_ip_id,
+                    payload_len,
+                )?;
+                ETHERTYPE_IPV4
+            }
+            (IpAddr::V6(src), SocketAddr::V6(to)) => {
+                write_ipv6_udp(
+                    ip,
+                    (src, *to.ip()),
+                    (self.cfg.listen_port, to.port()),
+                    payload_len,
+                )?;
+                ETHERTYPE_IPV6
+            }
+            _ => return None,
+        };
         ethernet::write_header(
             buf.get_mut(frame_start..)?,
             hop.dst_mac.0,
             hop.src_mac.0,
-            ETHERTYPE_IPV4,
+            ethertype,
         )
         .ok()
     }
@@ -1007,10 +1055,9 @@ impl Pipeline {
     fn route_or_park(
         &self,
         b: &Batch<'_>,
-        dst: impl Into<IpAddr>,
+        dst: IpAddr,
         park: Verdict,
     ) -> Result<Resolution, Verdict> {
-        let dst = dst.into();
         match b.routes.resolution(dst) {
             Some(Resolution::Resolving { .. }) => Err(park),
             Some(known) => Ok(*known),
@@ -1040,7 +1087,7 @@ impl Pipeline {
         buf: &mut [u8],
         d: HandshakeDatagram,
         macs: &wgproto::cookie::CookieChecker,
-        local: Ipv4Addr,
+        local: IpAddr,
         frame_start: usize,
     ) -> Verdict {
         match screen(macs, d.bytes(), d.src, b.now) {
@@ -1070,7 +1117,7 @@ impl Pipeline {
         }
     }
 
-    /// Writes the cookie reply to `d` into the frame (Ethernet, IPv4 from `local`, UDP from the
+    /// Writes the cookie reply to `d` into the frame (Ethernet, IP from `local`, UDP from the
     /// listen port, 64 bytes) towards `d.src`; `None` when the route to it is not ready or the
     /// published secret expired.
     fn cookie_reply(
@@ -1079,17 +1126,15 @@ impl Pipeline {
         buf: &mut [u8],
         d: &HandshakeDatagram,
         macs: &wgproto::cookie::CookieChecker,
-        local: Ipv4Addr,
+        local: IpAddr,
         frame_start: usize,
     ) -> Option<Verdict> {
-        let SocketAddr::V4(dst) = d.src else {
-            return None;
-        };
-        let hop = match b.routes.resolution(IpAddr::V4(*dst.ip())) {
+        let dst = d.src;
+        let hop = match b.routes.resolution(dst.ip()) {
             Some(Resolution::Ready(hop)) => *hop,
             Some(_) => return None,
             None => {
-                self.routes.request(IpAddr::V4(*dst.ip()));
+                self.routes.request(dst.ip());
                 return None;
             }
         };
@@ -1097,7 +1142,8 @@ impl Pipeline {
             .cookie_nonces
             .reply(macs, d.bytes(), d.src, b.now)
             .ok()?;
-        let payload = frame_start + OUTER_V4_LEN;
+        let outer_len = outer::header_len(&dst);
+        let payload = frame_start + outer_len;
         buf.get_mut(payload..payload + reply.len())?
             .copy_from_slice(&reply);
         self.write_outer(buf, frame_start, &hop, (local, dst), reply.len())?;
@@ -1105,7 +1151,7 @@ impl Pipeline {
         Some(Verdict::Tx {
             ifindex: hop.ifindex,
             start: frame_start,
-            len: OUTER_V4_LEN + reply.len(),
+            len: outer_len + reply.len(),
         })
     }
 

@@ -265,7 +265,7 @@ fn what_is_the_hosts_goes_to_the_kernel_through_wg0() {
             58,
             &[128, 0, 0, 0, 0, 1, 0, 1],
         ),
-        ipv6(CLIENT_INNER6, GW_ADDR6, 64, 6, &[0; 20]),
+        ipv6(CLIENT_INNER6, GW_LAN_ADDR6, 64, 6, &[0; 20]),
         // Hop-by-Hop options (an MLD report carries Router Alert), even to the LAN, and hop
         // limit 1: the kernel reads them first.
         ipv6(CLIENT_INNER6, SERVER6, 1, 0, &[58, 0, 5, 2, 0, 0, 1, 0]),

@@ -136,7 +136,7 @@ impl SlowPath {
         clock: Clock,
     ) -> anyhow::Result<SlowPath> {
         let port = config.interface.listen_port;
-        let socket = UdpSocket::bind(("0.0.0.0", port)).map_err(|e| {
+        let socket = crate::listen_socket::bind_listen_port(port).map_err(|e| {
             anyhow::anyhow!("cannot bind UDP port {port} for the slow path's sends: {e}")
         })?;
         let tun = match &config.tun {
@@ -528,7 +528,8 @@ impl Shared {
     }
 
     fn send(&self, bytes: &[u8], dst: SocketAddr) {
-        if let Err(e) = self.socket.send_to(bytes, dst) {
+        let to = crate::listen_socket::destination(&self.socket, dst);
+        if let Err(e) = self.socket.send_to(bytes, to) {
             self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
             debug!(%dst, error = %e, "send failed");
         }
@@ -702,9 +703,7 @@ impl Shared {
                     continue;
                 }
             };
-            let SocketAddr::V4(src) = src else {
-                continue; // an IPv4 socket
-            };
+            let src = crate::listen_socket::unmapped(src);
             let c = &self.counters;
             match to_worker.send(src, &buf[..n]) {
                 Ok(()) => c.outer_datagrams.fetch_add(1, Ordering::Relaxed),

@@ -3,6 +3,7 @@
 //! exceptions to (`fastpath::queue`). Everything here runs off the hot path.
 
 pub mod engine;
+pub mod listen_socket;
 pub mod private_socket;
 pub mod tun;
 pub mod uapi;

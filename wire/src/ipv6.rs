@@ -1,6 +1,7 @@
-//! IPv6 fixed headers (RFC 8200 §3) and the numbers of the extension headers that may follow
-//! them, as far as the gateway forwards IPv6 from the tunnel: addresses, hop limit, the first
-//! Next Header, and the pseudo-header sum of upper-layer checksums (§8.1).
+//! IPv6 fixed headers (RFC 8200 §3), as far as the gateway reads and writes them: the outer
+//! header of WireGuard datagrams over an IPv6 underlay, and IPv6 from the tunnel, which it
+//! forwards (addresses, hop limit, the first Next Header and the extension-header numbers),
+//! with the pseudo-header sum of upper-layer checksums (§8.1).
 
 use core::net::Ipv6Addr;
 
@@ -79,7 +80,7 @@ pub fn pseudo_header_sum(src: Ipv6Addr, dst: Ipv6Addr, next: u8, len: u32) -> u3
     checksum::sum(&p)
 }
 
-/// The fields of a fixed header to write (no flow label, traffic class 0).
+/// The fields of a fixed header to write (traffic class 0, flow label 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Repr {
     pub src: Ipv6Addr,

@@ -165,6 +165,23 @@ impl Repr {
     }
 }
 
+/// Writes the checksum of the whole datagram `dgram` (header, checksum field zero, and payload)
+/// sent from `src` to `dst` over IPv6, where it is mandatory (RFC 8200 §8.1): a sum of zero is
+/// sent as 0xffff, since zero means "no checksum", which IPv6 receivers drop.
+pub fn fill_checksum_v6(dgram: &mut [u8], src: core::net::Ipv6Addr, dst: core::net::Ipv6Addr) {
+    if dgram.len() < HEADER_LEN {
+        return;
+    }
+    dgram[field::CHECKSUM].fill(0);
+    let len = u32::try_from(dgram.len()).unwrap_or(u32::MAX);
+    let pseudo = crate::ipv6::pseudo_header_sum(src, dst, crate::ipv6::NEXT_UDP, len);
+    let c = match !checksum::fold(pseudo + checksum::sum(dgram)) {
+        0 => 0xffff,
+        c => c,
+    };
+    dgram[field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
+}
+
 /// The unfolded one's-complement sum of the IPv4 pseudo-header (RFC 768, RFC 793 §3.1) for a
 /// transport segment of `len` bytes: add it to the segment's own sum.
 #[inline]

@@ -121,7 +121,7 @@ impl Pipeline {
             start,
             len,
         };
-        let hop = match self.route_or_park(b, dst, park) {
+        let hop = match self.route_or_park(b, IpAddr::V6(dst), park) {
             Ok(Resolution::Ready(hop)) => hop,
             Ok(Resolution::Local) => return self.punt_to_host(&buf[start..end]),
             // Back into wg0 (one client to another) or out of another non-Ethernet link: the

@@ -48,7 +48,8 @@ fn tidy_ipv4(ip: &mut [u8]) {
 /// - 0: a raw frame as received (Ethernet first);
 /// - 1: an inner packet sealed by the genuine client (the fuzzer reaches the inner parser,
 ///   the source check, NAT, routing and ICMP errors); bit 1 of the first byte picks the
-///   client's or another outer source address;
+///   client's or another outer source address, bit 2 an IPv6 underlay (the client's IPv6
+///   endpoint; replies then go out over IPv6);
 /// - 2: a genuine sealed packet XORed with the record (flipped bits, changed indices and
 ///   counters);
 /// - 3: a packet from the LAN to the gateway's address (NAT return traffic).
@@ -86,7 +87,11 @@ pub fn pipeline(data: &[u8]) {
                     CLIENT_EP
                 };
                 sealed += 1;
-                gw.seal_from_client(now, &inner, from)
+                if chunk.first().is_some_and(|b| b & 4 != 0) {
+                    gw.seal_from_client6(now, &inner, CLIENT_EP6)
+                } else {
+                    gw.seal_from_client(now, &inner, from)
+                }
             }
             2 => {
                 let mut f = gw.seal_from_client(now, &client_udp(5000, b"fuzz"), CLIENT_EP);

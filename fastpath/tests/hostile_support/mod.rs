@@ -12,7 +12,7 @@
 pub mod fuzz;
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,12 +41,16 @@ pub const GW_ADDR: Ipv4Addr = Ipv4Addr::new(172, 23, 0, 3);
 pub const SERVER: Ipv4Addr = Ipv4Addr::new(172, 23, 0, 2);
 pub const TUNNEL_ADDR: Ipv4Addr = Ipv4Addr::new(10, 13, 13, 1);
 pub const CLIENT_INNER: Ipv4Addr = Ipv4Addr::new(10, 13, 13, 2);
-/// The same hosts' IPv6 addresses (routed, no NAT).
-pub const GW_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x23, 0, 0, 0, 0, 3);
+/// The same hosts' IPv6 addresses on the LAN and in the tunnel (routed, no NAT).
+pub const GW_LAN_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x23, 0, 0, 0, 0, 3);
 pub const SERVER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x23, 0, 0, 0, 0, 2);
 pub const TUNNEL_ADDR6: Ipv6Addr = Ipv6Addr::new(0xfd13, 0, 0, 0, 0, 0, 0, 1);
 pub const CLIENT_INNER6: Ipv6Addr = Ipv6Addr::new(0xfd13, 0, 0, 0, 0, 0, 0, 2);
 pub const CLIENT_EP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 7), 40000);
+/// The client's endpoint over an IPv6 underlay, and the gateway's IPv6 address on that wire.
+pub const CLIENT_EP6: SocketAddrV6 =
+    SocketAddrV6::new(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2), 40000, 0, 0);
+pub const GW_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 3);
 /// Another address the attacker controls (for "a peer's index from another address").
 pub const ATTACKER_EP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 66), 40000);
 pub const PEER: PeerId = PeerId::new(1);
@@ -76,7 +80,7 @@ pub fn session_keys() -> (SessionKeys, SessionKeys) {
 /// The next hop towards the LAN on interface 2, its link `mtu` bytes wide.
 pub fn lan_hop(mtu: u32) -> NextHop {
     NextHop {
-        src_addr: Some(IpAddr::V6(GW_ADDR6)),
+        src_addr: Some(IpAddr::V6(GW_LAN_ADDR6)),
         mtu,
         ..hop(LAN_MAC)
     }
@@ -93,7 +97,15 @@ fn hop(dst_mac: [u8; 6]) -> NextHop {
     }
 }
 
-/// The fixed routes: the server and the client's endpoint are ready on interface 2.
+/// The next hop towards the client's IPv6 endpoint (an NDP entry), sourced from [`GW_ADDR6`].
+fn hop6() -> NextHop {
+    NextHop {
+        src_addr: Some(IpAddr::V6(GW_ADDR6)),
+        ..hop([2, 0, 0, 0, 0, 0x76])
+    }
+}
+
+/// The fixed routes: the server and the client's endpoints are ready on interface 2.
 pub fn routes() -> RouteSnapshot {
     routes_with([])
 }
@@ -116,6 +128,7 @@ pub fn routes_with(lan_hosts: impl IntoIterator<Item = Ipv4Addr>) -> RouteSnapsh
                 IpAddr::V4(*ATTACKER_EP.ip()),
                 Resolution::Ready(hop([2, 0, 0, 0, 0, 0x66])),
             ),
+            (IpAddr::V6(*CLIENT_EP6.ip()), Resolution::Ready(hop6())),
         ]),
         [Link {
             index: IFINDEX,
@@ -209,7 +222,7 @@ impl Gateway {
             mtu: MTU,
             host_addrs: vec![GW_ADDR, TUNNEL_ADDR],
             tunnel_addr: TUNNEL_ADDR,
-            host_addrs6: vec![GW_ADDR6, TUNNEL_ADDR6],
+            host_addrs6: vec![GW_ADDR6, GW_LAN_ADDR6, TUNNEL_ADDR6],
             tunnel_addr6: Some(TUNNEL_ADDR6),
             masquerade: true,
             outer_ip_id_seed: 0,
@@ -275,6 +288,18 @@ impl Gateway {
 
     /// A frame carrying `inner` sealed by the client (next counter), sent from `from`.
     pub fn seal_from_client(&self, now: Timestamp, inner: &[u8], from: SocketAddrV4) -> Frame {
+        let msg = self.client_message(now, inner);
+        udp_frame(from, SocketAddrV4::new(GW_ADDR, LISTEN_PORT), &msg)
+    }
+
+    /// [`Gateway::seal_from_client`] over an IPv6 underlay, to [`GW_ADDR6`].
+    pub fn seal_from_client6(&self, now: Timestamp, inner: &[u8], from: SocketAddrV6) -> Frame {
+        let msg = self.client_message(now, inner);
+        udp6_frame(from, SocketAddrV6::new(GW_ADDR6, LISTEN_PORT, 0, 0), &msg)
+    }
+
+    /// `inner` sealed by the client (next counter): a WireGuard transport message.
+    pub fn client_message(&self, now: Timestamp, inner: &[u8]) -> Vec<u8> {
         let mut msg = vec![0u8; 16 + sealed_len(inner.len(), MTU).max(inner.len() + 32)];
         msg[16..16 + inner.len()].copy_from_slice(inner);
         let sealed = self
@@ -282,7 +307,7 @@ impl Gateway {
             .seal_in_place(now, &mut msg, inner.len(), MTU)
             .expect("client keypair seals");
         msg.truncate(sealed.len);
-        udp_frame(from, SocketAddrV4::new(GW_ADDR, LISTEN_PORT), &msg)
+        msg
     }
 }
 
@@ -323,6 +348,37 @@ pub fn udp_frame(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Frame 
     p.extend_from_slice(&[2, 0, 0, 0, 0, 7]);
     p.extend_from_slice(&0x0800u16.to_be_bytes());
     p.extend_from_slice(&ip);
+    Frame::raw(&p)
+}
+
+/// Ethernet + IPv6 + UDP around `payload`, UDP checksum valid (RFC 8200 §8.1).
+pub fn udp6_frame(src: SocketAddrV6, dst: SocketAddrV6, payload: &[u8]) -> Frame {
+    let udp_len = 8 + payload.len();
+    let mut p = Vec::with_capacity(14 + 40 + udp_len);
+    p.extend_from_slice(&GW_MAC);
+    p.extend_from_slice(&[2, 0, 0, 0, 0, 0x76]);
+    p.extend_from_slice(&0x86ddu16.to_be_bytes());
+    p.extend_from_slice(&[0x60, 0, 0, 0]);
+    p.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    p.extend_from_slice(&[17, 64]);
+    p.extend_from_slice(&src.ip().octets());
+    p.extend_from_slice(&dst.ip().octets());
+    p.extend_from_slice(&src.port().to_be_bytes());
+    p.extend_from_slice(&dst.port().to_be_bytes());
+    p.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 0]);
+    p.extend_from_slice(payload);
+    let mut pseudo = Vec::with_capacity(40 + udp_len);
+    pseudo.extend_from_slice(&src.ip().octets());
+    pseudo.extend_from_slice(&dst.ip().octets());
+    pseudo.extend_from_slice(&(udp_len as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, 17]);
+    pseudo.extend_from_slice(&p[54..]);
+    let c = match internet_checksum(&pseudo) {
+        0 => 0xffff,
+        c => c,
+    };
+    p[60..62].copy_from_slice(&c.to_be_bytes());
     Frame::raw(&p)
 }
 

@@ -284,9 +284,11 @@ fn parse_decimal_u32(value: &str) -> Result<u32, Errno> {
     u32::try_from(parse_decimal_u64(value)?).map_err(|_| Errno::INVALID)
 }
 
-/// `a.b.c.d:port` or `[v6]:port` (numeric only; `wg` resolves names before sending).
+/// `a.b.c.d:port` or `[v6]:port` (numeric only; `wg` resolves names before sending). An
+/// IPv4-mapped IPv6 address is its IPv4 address: the fast path sends by the address's family.
 fn parse_endpoint(value: &str) -> Result<SocketAddr, Errno> {
-    value.parse().map_err(|_| Errno::INVALID)
+    let a: SocketAddr = value.parse().map_err(|_| Errno::INVALID)?;
+    Ok(SocketAddr::new(a.ip().to_canonical(), a.port()))
 }
 
 /// `addr/len` with a decimal length no larger than the family allows.
@@ -328,6 +330,13 @@ mod tests {
         assert_eq!(req.fwmark, Some(u32::MAX));
         assert!(req.replace_peers);
         assert!(req.peers.is_empty());
+    }
+
+    #[test]
+    fn an_ipv4_mapped_endpoint_is_its_ipv4_address() {
+        let mapped = format!("public_key={K1}\nendpoint=[::ffff:192.0.2.7]:9\n");
+        let p = &parse_set_request(&mapped).unwrap().peers[0];
+        assert_eq!(p.endpoint, Some("192.0.2.7:9".parse().unwrap()));
     }
 
     #[test]
