@@ -3,7 +3,7 @@
 //! the README describes: the server routes the tunnel prefix fd13::/64 to the gateway's LAN
 //! address, the gateway forwards IPv6, nothing is translated.
 //!
-//! Shown, one- and two-armed: ping6 from the client to the server, a 32 MiB HTTP download over
+//! Shown, one- and two-armed (and two-armed over an IPv6 underlay): ping6 from the client to the server, a 32 MiB HTTP download over
 //! IPv6 (bytes compared; the server sees the client's own tunnel address), and `ping -6 -t 1`
 //! answered with time exceeded from the gateway's tunnel address. Two-armed only (one-armed,
 //! the gateway's single `eth0` also carries the WireGuard datagrams, which a 1280-byte link
@@ -41,13 +41,26 @@ fn tunnel_prefix6() -> String {
     format!("{net}/{TUNNEL_PREFIX_LEN6}")
 }
 
+/// The family of the client's endpoint (the outer packets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Underlay {
+    Ipv4,
+    Ipv6,
+}
+
 /// The dual-stack lab with the dataplane gateway, routed: forwarding on in the gateway, the
 /// server's route for the tunnel prefix via the gateway's LAN address.
-fn routed_lab(name: &'static str, topology: Topology, control: &ControlSocket) -> E2e {
+fn routed_lab(
+    name: &'static str,
+    topology: Topology,
+    underlay: Underlay,
+    control: &ControlSocket,
+) -> E2e {
     let builder = Lab::builder(topology)
         .gateway(GatewayKind::Dataplane(dataplane(&control.toml())))
         .client(ClientKind::WireguardGo)
-        .ipv6(true);
+        .ipv6(true)
+        .client_endpoint_ipv6(underlay == Underlay::Ipv6);
     let t = E2e::from_builder(name, builder);
     t.exec_in(
         Node::Gateway,
@@ -116,9 +129,9 @@ fn download6(t: &Lab, file: &str, len: usize) -> Vec<String> {
         .collect()
 }
 
-fn routed_ipv6_inside(name: &'static str, topology: Topology) {
+fn routed_ipv6_inside(name: &'static str, topology: Topology, underlay: Underlay) {
     let control = ControlSocket::new(name);
-    let t = routed_lab(name, topology, &control);
+    let t = routed_lab(name, topology, underlay, &control);
 
     // ping6: the first echo may be lost while the gateway's NDP resolves the server.
     let (got, out) = ping6(&t, &[], 5);
@@ -225,13 +238,22 @@ fn path_mtu_discovery(name: &str, t: &Lab, control: &ControlSocket) {
 #[test]
 fn routed_ipv6_inside_one_armed() {
     root_test("routed_ipv6_inside_one_armed", |name| {
-        routed_ipv6_inside(name, Topology::OneArmed)
+        routed_ipv6_inside(name, Topology::OneArmed, Underlay::Ipv4)
     });
 }
 
 #[test]
 fn routed_ipv6_inside_two_armed() {
     root_test("routed_ipv6_inside_two_armed", |name| {
-        routed_ipv6_inside(name, Topology::TwoArmed)
+        routed_ipv6_inside(name, Topology::TwoArmed, Underlay::Ipv4)
+    });
+}
+
+/// IPv6 in IPv6: the client's endpoint is the gateway's IPv6 WAN address; the errors go back
+/// with an IPv6 outer header.
+#[test]
+fn routed_ipv6_inside_over_ipv6_underlay_two_armed() {
+    root_test("routed_ipv6_inside_over_ipv6_underlay_two_armed", |name| {
+        routed_ipv6_inside(name, Topology::TwoArmed, Underlay::Ipv6)
     });
 }

@@ -7,7 +7,7 @@
 
 mod hostile_support;
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 
 use etherparse::{
@@ -182,6 +182,27 @@ fn hop_limit_one_is_answered_with_time_exceeded_into_the_tunnel() {
     let error = ipv6(CLIENT_INNER6, SERVER6, 1, 58, &[1, 0, 0, 0, 0, 0, 0, 0]);
     let (v, _) = from_client(&mut gw, &error);
     assert_eq!(v, Verdict::Drop(DropReason::HopLimitExceeded));
+}
+
+#[test]
+fn time_exceeded_goes_back_over_an_ipv6_underlay_too() {
+    let mut gw = Gateway::new(GatewayOptions::default());
+    gw.tables.peers.get_mut(&PEER).unwrap().endpoint = Some(SocketAddr::V6(CLIENT_EP6));
+    let inner = client_udp6(1, b"over IPv6 twice");
+    let mut f = gw.seal_from_client6(NOW, &inner, CLIENT_EP6);
+    let v = gw.process(NOW, &mut f.buf, f.len);
+    let tx = tx_bytes(v, &f).expect("sealed back to the client");
+    let s = SlicedPacket::from_ethernet(tx).unwrap();
+    let Some(NetSlice::Ipv6(outer)) = &s.net else {
+        panic!("an outer IPv6 header")
+    };
+    assert_eq!(outer.header().destination_addr(), *CLIENT_EP6.ip());
+    // The error was written in front of the packet: the IPv6 outer headers still fit.
+    let mut msg = tx[14 + 40 + 8..].to_vec();
+    let opened = gw.client.open_in_place(NOW, &mut msg).expect("opens");
+    let (t, quote) = icmpv6_error(&msg[opened.plaintext]);
+    assert!(matches!(t, Icmpv6Type::TimeExceeded(_)), "{t:?}");
+    assert_eq!(quote, inner);
 }
 
 #[test]
