@@ -390,3 +390,41 @@ impl NextHopOn {
         }
     }
 }
+
+/// What forwarding costs per packet, IPv6 routed beside IPv4 source-NATed, in the same run:
+/// `cargo test --release -p fastpath --test pipeline_ipv6_forward -- --ignored --nocapture`.
+/// Frames are sealed beforehand; the time is decryption, source check, route, hop limit or
+/// TTL (and NAT for IPv4), and the Ethernet header. A measurement, not a check.
+#[test]
+#[ignore]
+fn measure_forwarding_cost_ipv6_beside_ipv4() {
+    const N: usize = 20_000;
+    for payload in [16usize, 1372] {
+        let v6 = client_udp6(64, &vec![0x5a; payload]);
+        let v4 = client_udp(7000, &vec![0x5a; payload + 20]);
+        let mut per_packet = Vec::new();
+        for (family, inner) in [("IPv4 (NAT)", &v4), ("IPv6 (routed)", &v6)] {
+            let mut gw = Gateway::new(GatewayOptions::default());
+            let frames: Vec<Frame> = (0..N)
+                .map(|_| gw.seal_from_client(NOW, inner, CLIENT_EP))
+                .collect();
+            let mut frames = frames;
+            let t0 = std::time::Instant::now();
+            let mut sent = 0;
+            for f in &mut frames {
+                if matches!(gw.process(NOW, &mut f.buf, f.len), Verdict::Tx { .. }) {
+                    sent += 1;
+                }
+            }
+            let ns = t0.elapsed().as_nanos() as f64 / N as f64;
+            assert_eq!(sent, N, "{family}: every packet forwarded");
+            eprintln!("{family}, {} B inner: {ns:.0} ns/packet", inner.len());
+            per_packet.push(ns);
+        }
+        eprintln!(
+            "{} B: IPv6/IPv4 = {:.2}",
+            v6.len(),
+            per_packet[1] / per_packet[0]
+        );
+    }
+}
