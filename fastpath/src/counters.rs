@@ -131,6 +131,8 @@ reasons! {
         NatIcmpErrorNoMapping => "nat_icmp_error_no_mapping": IcmpErrorNoMapping,
         NatOffPathRst => "nat_offpath_rst": OffPathRst,
         NatIcmpErrorOffPath => "nat_icmp_error_offpath": IcmpErrorOffPath,
+        NatNotIpv6 => "nat_not_ipv6": NotIpv6,
+        NatIpv6ExtensionHeader => "nat_ipv6_extension_header": Ipv6ExtensionHeader,
     }
     // One per way a transport message fails to open (`Keypair::open_in_place`).
     decrypt {

@@ -95,8 +95,10 @@
 
 mod config;
 mod conntrack;
+mod conntrack6;
 mod counters;
 mod error;
+mod family;
 mod flow_state;
 mod fragments;
 mod partition;
@@ -105,14 +107,18 @@ mod port_observer;
 mod refusal;
 mod remote;
 mod rewrite;
+mod rewrite6;
 mod table;
 mod timer_wheel;
 mod view;
+mod view6;
 
 pub use config::{ConfigError, NatConfig, Timeouts};
 pub use conntrack::{Conntrack, Inbound, Mapping, Outbound};
+pub use conntrack6::Conntrack6;
 pub use counters::NatCounters;
 pub use error::NatError;
+pub use family::Family;
 pub use flow_state::FlowState;
 pub use partition::Partition;
 pub use port_observer::PortObserver;
