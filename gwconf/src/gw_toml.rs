@@ -9,7 +9,7 @@ use super::types::*;
 use super::values;
 use super::Loaded;
 use ipnet::IpNet;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -138,6 +138,8 @@ pub(crate) fn default_nat() -> NatConfig {
     NatConfig {
         masquerade: true,
         address: None,
+        masquerade_ipv6: false,
+        address_ipv6: None,
         port_range: PortRange {
             lo: defaults::NAT_PORT_LO,
             hi: defaults::NAT_PORT_HI,
@@ -751,6 +753,14 @@ impl Reader {
         if let Some((text, l)) = self.get_str(t, s, "address", p) {
             match text.parse::<Ipv4Addr>() {
                 Ok(a) => out.address = Some(a),
+                Err(_) if text.trim().parse::<Ipv6Addr>().is_ok() => self.sink.push(
+                    l,
+                    "nat.address",
+                    format!(
+                        "{text:?} is an IPv6 address, not an IPv4 address; write it as address_ipv6 (with masquerade_ipv6 = true); {}",
+                        s.field("address").expect
+                    ),
+                ),
                 Err(_) => self.sink.push(
                     l,
                     "nat.address",
@@ -759,6 +769,15 @@ impl Reader {
                         s.field("address").expect
                     ),
                 ),
+            }
+        }
+        if let Some(m) = self.get_bool(t, s, "masquerade_ipv6", p) {
+            out.masquerade_ipv6 = m;
+        }
+        if let Some((text, l)) = self.get_str(t, s, "address_ipv6", p) {
+            match values::nat_address_ipv6(&text) {
+                Ok(a) => out.address_ipv6 = Some(a),
+                Err(e) => self.sink.push(l, "nat.address_ipv6", e),
             }
         }
         if let Some((text, l)) = self.get_str(t, s, "port_range", p) {

@@ -97,6 +97,15 @@ pub fn template(opts: &InitOptions, private_key: &str, public_key: &str) -> Resu
     let _ = writeln!(w, "masquerade = true");
     let _ = writeln!(
         w,
+        "# IPv6 from the tunnel is routed with the peers' own addresses (the upstream router must"
+    );
+    let _ = writeln!(
+        w,
+        "# route the prefix to this gateway); true translates it as `ip6tables ... -j MASQUERADE`."
+    );
+    let _ = writeln!(w, "masquerade_ipv6 = false");
+    let _ = writeln!(
+        w,
         "port_range = \"{}-{}\"",
         defaults::NAT_PORT_LO,
         defaults::NAT_PORT_HI

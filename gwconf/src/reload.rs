@@ -46,6 +46,8 @@ pub fn ignored_changes(running: &GatewayConfig, file: &GatewayConfig) -> Vec<Ign
     let (r, f) = (&running.nat, &file.nat);
     field!("nat.masquerade", r.masquerade, f.masquerade);
     field!("nat.address", r.address, f.address);
+    field!("nat.masquerade_ipv6", r.masquerade_ipv6, f.masquerade_ipv6);
+    field!("nat.address_ipv6", r.address_ipv6, f.address_ipv6);
     field!("nat.port_range", r.port_range, f.port_range);
     field!("nat.capacity", r.capacity, f.capacity);
     field!("nat.timeouts", r.timeouts, f.timeouts);

@@ -65,6 +65,10 @@ pub fn gw_toml(cfg: &GatewayConfig, header: &[String]) -> String {
     if let Some(a) = n.address {
         t["address"] = value(a.to_string());
     }
+    t["masquerade_ipv6"] = value(n.masquerade_ipv6);
+    if let Some(a) = n.address_ipv6 {
+        t["address_ipv6"] = value(a.to_string());
+    }
     t["port_range"] = value(n.port_range.to_string());
     t["capacity"] = value(i64::from(n.capacity));
     t["udp_timeout"] = value(n.timeouts.udp.as_secs() as i64);

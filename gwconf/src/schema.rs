@@ -155,6 +155,14 @@ pub const NAT: Section = Section {
             "expected an IPv4 address, e.g. \"172.23.0.3\" (default: the egress interface's address)",
         ),
         field(
+            "masquerade_ipv6",
+            "expected true or false (default false: IPv6 from the tunnel is routed with the peers' own addresses)",
+        ),
+        field(
+            "address_ipv6",
+            "expected a global IPv6 address, e.g. \"2001:db8::3\" (default: the egress interface's global IPv6 address; needs masquerade_ipv6 = true)",
+        ),
+        field(
             "port_range",
             "expected \"LOW-HIGH\" within 1024-65535, e.g. \"61000-65535\"",
         ),

@@ -8,7 +8,7 @@
 use super::keys::{PresharedKey, PrivateKey, PublicKey};
 use ipnet::IpNet;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -219,6 +219,13 @@ pub struct NatConfig {
     /// Fixed egress address; `None` = the primary IPv4 address of the interface the packet
     /// leaves by, read at start (MASQUERADE's rule).
     pub address: Option<Ipv4Addr>,
+    /// Source-NAT decrypted IPv6 traffic too (`ip6tables ... -j MASQUERADE`); default false:
+    /// IPv6 from the tunnel is routed with the peers' own addresses, which the upstream router
+    /// must route back to the gateway (a routed prefix).
+    pub masquerade_ipv6: bool,
+    /// Fixed IPv6 egress address; `None` = a global IPv6 address of the interface the packet
+    /// leaves by, read at start. Only meaningful with `masquerade_ipv6`.
+    pub address_ipv6: Option<Ipv6Addr>,
     /// Source ports the NAT allocates from; default 61000-65535 (above Linux's default
     /// ip_local_port_range 32768-60999). Never contains the listen port.
     pub port_range: PortRange,

@@ -52,6 +52,7 @@ pub fn parse_local_port_range(text: &str) -> Option<PortRange> {
 pub fn check(cfg: &GatewayConfig, loc: &Locations, host: &HostFacts, sink: &mut ErrorSink) {
     check_peers(cfg, loc, sink);
     check_ports(cfg, loc, host, sink);
+    check_nat(cfg, loc, sink);
     check_interfaces(cfg, loc, host, sink);
 }
 
@@ -240,6 +241,19 @@ fn check_ports(cfg: &GatewayConfig, loc: &Locations, host: &HostFacts, sink: &mu
                 ),
             );
         }
+    }
+}
+
+/// NAT settings that only mean something together.
+fn check_nat(cfg: &GatewayConfig, loc: &Locations, sink: &mut ErrorSink) {
+    if let (Some(addr), false) = (cfg.nat.address_ipv6, cfg.nat.masquerade_ipv6) {
+        sink.push(
+            loc.line("nat.address_ipv6"),
+            "nat.address_ipv6",
+            format!(
+                "{addr} is set but masquerade_ipv6 is false, so IPv6 is routed and nothing is translated to it; set masquerade_ipv6 = true, or remove address_ipv6"
+            ),
+        );
     }
 }
 

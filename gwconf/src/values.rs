@@ -3,7 +3,7 @@
 
 use super::types::{Endpoint, PortRange};
 use ipnet::IpNet;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 /// An interface address such as `10.13.13.1/24`; a bare address means a host route (`/32`,
 /// `/128`), as wg-quick's `Address`.
@@ -70,6 +70,43 @@ pub fn ipv4_subnet(text: &str) -> Result<ipnet::Ipv4Net, String> {
             "{text:?} is an IPv6 subnet; the tunnel is IPv4 only for now: use an IPv4 subnet such as 10.13.13.0/24"
         )),
         Err(_) => Err(prefix_problem(text, "10.13.13.0/24")),
+    }
+}
+
+/// Why IPv6 `addr` is not an address other hosts route to (so it cannot be a tunnel or NAT
+/// address), as "is ..." words; `None`: it is.
+pub fn ipv6_not_routed(addr: Ipv6Addr) -> Option<&'static str> {
+    if addr.is_unspecified() {
+        Some("is the unspecified address")
+    } else if addr.is_loopback() {
+        Some("is the loopback address")
+    } else if addr.is_multicast() {
+        Some("is a multicast address")
+    } else if addr.segments()[0] & 0xffc0 == 0xfe80 {
+        Some("is link-local (fe80::/10), which is not routed beyond one link")
+    } else if addr.to_ipv4_mapped().is_some() {
+        Some("is an IPv4-mapped address (::ffff:a.b.c.d)")
+    } else {
+        None
+    }
+}
+
+/// `[nat] address_ipv6`: an IPv6 address other hosts can answer ([`ipv6_not_routed`]).
+pub fn nat_address_ipv6(text: &str) -> Result<Ipv6Addr, String> {
+    let expect = crate::schema::NAT.field("address_ipv6").expect;
+    let t = text.trim();
+    let addr = match t.parse::<Ipv6Addr>() {
+        Ok(a) => a,
+        Err(_) if t.parse::<std::net::Ipv4Addr>().is_ok() => {
+            return Err(format!(
+                "{text:?} is an IPv4 address; an IPv4 egress address is nat.address; {expect}"
+            ))
+        }
+        Err(_) => return Err(format!("{text:?} is not an IPv6 address; {expect}")),
+    };
+    match ipv6_not_routed(addr) {
+        Some(why) => Err(format!("{text:?} {why}; {expect}")),
+        None => Ok(addr),
     }
 }
 
@@ -212,6 +249,33 @@ mod tests {
             ipv4_subnet("10.13.13.0/24").unwrap().to_string(),
             "10.13.13.0/24"
         );
+    }
+
+    #[test]
+    fn nat_ipv6_addresses() {
+        assert_eq!(
+            nat_address_ipv6("2001:db8::3").unwrap(),
+            "2001:db8::3".parse::<Ipv6Addr>().unwrap()
+        );
+        assert!(nat_address_ipv6("fd00:23::3").is_ok());
+        for (bad, why) in [
+            (
+                "172.23.0.3",
+                "is an IPv4 address; an IPv4 egress address is nat.address",
+            ),
+            ("2001:db8::g", "is not an IPv6 address"),
+            ("::", "unspecified"),
+            ("::1", "loopback"),
+            ("ff02::1", "multicast"),
+            ("fe80::1", "link-local"),
+            ("::ffff:172.23.0.3", "IPv4-mapped"),
+        ] {
+            let e = nat_address_ipv6(bad).unwrap_err();
+            assert!(
+                e.contains(why) && e.contains("e.g. \"2001:db8::3\""),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

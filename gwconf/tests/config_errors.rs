@@ -520,6 +520,65 @@ fn nat_address_must_be_ipv4() {
 }
 
 #[test]
+fn nat_address_names_address_ipv6_for_an_ipv6_address() {
+    let errs = errors(&with_line(18, "address = \"2001:db8::1\""));
+    assert_one(
+        &errs,
+        "gw.toml:18: nat.address: ",
+        &["is an IPv6 address", "address_ipv6"],
+    );
+}
+
+#[test]
+fn nat_masquerade_ipv6_is_off_by_default_and_must_be_a_bool() {
+    let loaded = load_with(&valid(), HostFacts::unknown()).unwrap();
+    assert!(
+        !loaded.config.nat.masquerade_ipv6,
+        "IPv6 is routed unless asked"
+    );
+    assert_eq!(loaded.config.nat.address_ipv6, None);
+    let errs = errors(&with_line(18, "masquerade_ipv6 = \"yes\""));
+    assert_one(
+        &errs,
+        "gw.toml:18: nat.masquerade_ipv6: ",
+        &["found string", "expected true or false"],
+    );
+}
+
+#[test]
+fn nat_address_ipv6_must_be_a_global_ipv6_address() {
+    for (value, why) in [
+        ("172.23.0.3", "is an IPv4 address"),
+        ("2001:db8::zz", "is not an IPv6 address"),
+        ("fe80::3", "link-local"),
+        ("ff02::1", "multicast"),
+        ("::", "unspecified"),
+    ] {
+        let text = valid() + &format!("masquerade_ipv6 = true\naddress_ipv6 = \"{value}\"\n");
+        let errs = errors(&text);
+        assert_one(
+            &errs,
+            "gw.toml:20: nat.address_ipv6: ",
+            &[why, "e.g. \"2001:db8::3\""],
+        );
+    }
+    let text = valid() + "masquerade_ipv6 = true\naddress_ipv6 = \"2001:db8::3\"\n";
+    let nat = load_with(&text, HostFacts::unknown()).unwrap().config.nat;
+    assert!(nat.masquerade_ipv6);
+    assert_eq!(nat.address_ipv6, Some("2001:db8::3".parse().unwrap()));
+}
+
+#[test]
+fn nat_address_ipv6_without_masquerade_ipv6_is_refused() {
+    let errs = errors(&(valid() + "address_ipv6 = \"2001:db8::3\"\n"));
+    assert_one(
+        &errs,
+        "gw.toml:19: nat.address_ipv6: ",
+        &["masquerade_ipv6 is false", "set masquerade_ipv6 = true"],
+    );
+}
+
+#[test]
 fn missing_interface_on_this_host() {
     let host = HostFacts {
         interfaces: Some(vec!["lo".into(), "eth1".into()]),

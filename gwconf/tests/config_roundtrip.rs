@@ -105,6 +105,8 @@ batch_size = 32
 [nat]
 masquerade = false
 address = "192.0.2.10"
+masquerade_ipv6 = true
+address_ipv6 = "2001:db8::10"
 port_range = "40000-50000"
 capacity = 1000
 udp_timeout = 300
@@ -126,6 +128,8 @@ socket = "/tmp/dp.sock"
     assert_eq!(c.peers[1].persistent_keepalive, None, "0 means off");
     assert_eq!(c.nat.timeouts.tcp_established, Duration::from_secs(86400));
     assert_eq!(c.nat.address, Some("192.0.2.10".parse().unwrap()));
+    assert!(c.nat.masquerade_ipv6);
+    assert_eq!(c.nat.address_ipv6, Some("2001:db8::10".parse().unwrap()));
     assert_eq!(c.metrics.listen, Some("127.0.0.1:9586".parse().unwrap()));
     assert_eq!(
         c.peers[0].endpoint,

@@ -59,7 +59,7 @@ fn generate(out: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// SIGNALS, FILES and SEE ALSO of `dataplane(1)`. Paths are the defaults of the code they name
+/// SIGNALS, CONFIGURATION (from `gwconf::schema`), FILES and SEE ALSO of `dataplane(1)`. Paths are the defaults of the code they name
 /// (`gwconf` for the control socket, `slowpath` for the UAPI socket, `instance_lock`).
 fn operator_sections(cmd: &clap::Command) -> Roff {
     let mut roff = Roff::new();
@@ -77,6 +77,17 @@ fn operator_sections(cmd: &clap::Command) -> Roff {
         roff.control("TP", [])
             .text([bold(signal)])
             .text([roman(what)]);
+    }
+    roff.control("SH", ["CONFIGURATION"]);
+    roff.text([roman(
+        "The keys of gw.toml, with what each accepts (the text dataplane check prints; unset keys take the defaults named):",
+    )]);
+    for section in gwconf::schema::SECTIONS {
+        for field in section.fields {
+            roff.control("TP", [])
+                .text([bold(format!("[{}] {}", section.name, field.name))])
+                .text([roman(field.expect)]);
+        }
     }
     roff.control("SH", ["FILES"]);
     for (path, what) in [
