@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use lab::{
     cleanup_orphans, cleanup_stale, is_root, list_namespaces, DataplaneGateway, GatewayKind, Lab,
-    Node, Topology, CLIENT_TUNNEL_ADDR, GATEWAY_LAN_ADDR, SERVER_ADDR,
+    Node, Topology, CLIENT_TUNNEL_ADDR, CLIENT_TUNNEL_ADDR6, GATEWAY_LAN_ADDR, GATEWAY_LAN_ADDR6,
+    GATEWAY_TUNNEL_ADDR6, SERVER_ADDR, SERVER_ADDR6,
 };
 
 fn skip_unless_root(test: &str) -> bool {
@@ -144,6 +145,62 @@ fn reference_gateway_two_armed() {
         return;
     }
     exercise(Topology::TwoArmed);
+}
+
+/// The dual-stack lab with the reference gateway, the client on the gateway's IPv6 endpoint:
+/// the handshake and IPv4 inside run over the IPv6 underlay, IPv6 inside crosses the tunnel
+/// (ip6tables MASQUERADE), and the gateway's `wg show` has the client's IPv6 endpoint.
+fn exercise_dual_stack(topology: Topology) {
+    let mut lab = Lab::builder(topology)
+        .client_endpoint_ipv6(true)
+        .build()
+        .expect("the dual-stack lab builds");
+    assert!(lab.ipv6());
+    assert_eq!(lab.client_endpoint(), topology.endpoint6().into());
+    lab.wait_for_handshake(Duration::from_secs(10))
+        .expect("the client handshakes over IPv6");
+    let endpoints = lab
+        .wg(Node::Gateway, &["show", "wg0", "endpoints"])
+        .unwrap();
+    let client6 = format!("[{}]:", topology.client_underlay_addr6());
+    assert!(endpoints.contains(&client6), "{endpoints}");
+    let body = lab
+        .http_get_from_client(&format!("http://{SERVER_ADDR}/"))
+        .expect("HTTP over IPv4 inside, IPv6 outside");
+    assert_eq!(body, lab.server_index_body().as_bytes());
+    let body = lab
+        .http_get_from_client(&lab.server_url6(""))
+        .expect("HTTP over IPv6 inside");
+    assert_eq!(body, lab.server_index_body().as_bytes());
+    for dst in [GATEWAY_TUNNEL_ADDR6, SERVER_ADDR6, GATEWAY_LAN_ADDR6] {
+        let dst = dst.to_string();
+        let (ok, out) = lab
+            .try_exec_in(Node::Client, &["ping", "-n", "-c", "1", "-W", "2", &dst])
+            .unwrap();
+        assert!(ok, "ping {dst} from the client:\n{out}");
+    }
+    // The server cannot reach the client's IPv6 tunnel address itself: replies need the NAT.
+    let dst = CLIENT_TUNNEL_ADDR6.to_string();
+    let (ok, _) = lab
+        .try_exec_in(Node::Server, &["ping", "-n", "-c", "1", "-W", "1", &dst])
+        .unwrap();
+    assert!(!ok, "the server reached {dst} without the tunnel");
+}
+
+#[test]
+fn reference_gateway_dual_stack_one_armed() {
+    if skip_unless_root("reference_gateway_dual_stack_one_armed") {
+        return;
+    }
+    exercise_dual_stack(Topology::OneArmed);
+}
+
+#[test]
+fn reference_gateway_dual_stack_two_armed() {
+    if skip_unless_root("reference_gateway_dual_stack_two_armed") {
+        return;
+    }
+    exercise_dual_stack(Topology::TwoArmed);
 }
 
 #[test]

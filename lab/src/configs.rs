@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 
 use super::keys::LabKeys;
 use super::topology::{
-    Topology, CLIENT_TUNNEL_ADDR, GATEWAY_TUNNEL_ADDR, LISTEN_PORT, TUNNEL_MTU, TUNNEL_PREFIX_LEN,
+    Topology, CLIENT_TUNNEL_ADDR, CLIENT_TUNNEL_ADDR6, GATEWAY_TUNNEL_ADDR, GATEWAY_TUNNEL_ADDR6,
+    LISTEN_PORT, TUNNEL_MTU, TUNNEL_PREFIX_LEN, TUNNEL_PREFIX_LEN6,
 };
 
 /// Knobs of the gw.toml the lab writes for `dataplane`.
@@ -22,6 +23,40 @@ pub struct GwTomlOptions {
 
 /// The gateway's gw.toml (the config contract: `[interface]`, `[[peer]]`, `[dataplane]`, `[nat]`).
 pub fn gw_toml(topology: Topology, keys: &LabKeys, opts: &GwTomlOptions) -> String {
+    gw_toml_with(topology, keys, opts, false)
+}
+
+/// The gateway's tunnel addresses, with prefix: IPv4, and IPv6 in a dual-stack lab.
+fn gateway_tunnel_nets(ipv6: bool) -> Vec<String> {
+    let mut v = vec![format!("{GATEWAY_TUNNEL_ADDR}/{TUNNEL_PREFIX_LEN}")];
+    if ipv6 {
+        v.push(format!("{GATEWAY_TUNNEL_ADDR6}/{TUNNEL_PREFIX_LEN6}"));
+    }
+    v
+}
+
+/// What the gateway lets the client send from (its AllowedIPs): its tunnel address(es).
+fn client_tunnel_hosts(ipv6: bool) -> Vec<String> {
+    let mut v = vec![format!("{CLIENT_TUNNEL_ADDR}/32")];
+    if ipv6 {
+        v.push(format!("{CLIENT_TUNNEL_ADDR6}/128"));
+    }
+    v
+}
+
+fn toml_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| format!("\"{i}\"")).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// [`gw_toml`], dual-stack when `ipv6`: the gateway's `wg0` also gets `fd13::1/64` and the peer
+/// `fd13::2/128`.
+pub fn gw_toml_with(
+    topology: Topology,
+    keys: &LabKeys,
+    opts: &GwTomlOptions,
+    ipv6: bool,
+) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -31,10 +66,7 @@ pub fn gw_toml(topology: Topology, keys: &LabKeys, opts: &GwTomlOptions) -> Stri
     let _ = writeln!(s, "[interface]");
     let _ = writeln!(s, "private_key = \"{}\"", keys.gateway.private);
     let _ = writeln!(s, "listen_port = {LISTEN_PORT}");
-    let _ = writeln!(
-        s,
-        "address = [\"{GATEWAY_TUNNEL_ADDR}/{TUNNEL_PREFIX_LEN}\"]"
-    );
+    let _ = writeln!(s, "address = {}", toml_list(&gateway_tunnel_nets(ipv6)));
     let _ = writeln!(s, "mtu = {TUNNEL_MTU}");
     let _ = writeln!(s);
     let _ = writeln!(s, "[[peer]]");
@@ -43,7 +75,7 @@ pub fn gw_toml(topology: Topology, keys: &LabKeys, opts: &GwTomlOptions) -> Stri
     if let Some(psk) = &keys.preshared {
         let _ = writeln!(s, "preshared_key = \"{psk}\"");
     }
-    let _ = writeln!(s, "allowed_ips = [\"{CLIENT_TUNNEL_ADDR}/32\"]");
+    let _ = writeln!(s, "allowed_ips = {}", toml_list(&client_tunnel_hosts(ipv6)));
     let _ = writeln!(s);
     let _ = writeln!(s, "[dataplane]");
     let ifaces: Vec<String> = topology
@@ -73,7 +105,7 @@ pub fn gw_toml(topology: Topology, keys: &LabKeys, opts: &GwTomlOptions) -> Stri
 }
 
 /// `wg setconf` file for the gateway's wireguard-go (reference gateway).
-pub fn gateway_setconf(keys: &LabKeys) -> String {
+pub fn gateway_setconf(keys: &LabKeys, ipv6: bool) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "[Interface]");
     let _ = writeln!(s, "PrivateKey = {}", keys.gateway.private);
@@ -84,12 +116,14 @@ pub fn gateway_setconf(keys: &LabKeys) -> String {
     if let Some(psk) = &keys.preshared {
         let _ = writeln!(s, "PresharedKey = {psk}");
     }
-    let _ = writeln!(s, "AllowedIPs = {CLIENT_TUNNEL_ADDR}/32");
+    let _ = writeln!(s, "AllowedIPs = {}", client_tunnel_hosts(ipv6).join(", "));
     s
 }
 
-/// `wg setconf` file for the client (the article's `peer1.conf` minus the wg-quick keys).
-pub fn client_setconf(topology: Topology, keys: &LabKeys) -> String {
+/// `wg setconf` file for the client (the article's `peer1.conf` minus the wg-quick keys); in a
+/// dual-stack lab (`ipv6`) its AllowedIPs take IPv6 too, and `endpoint6` makes it reach the
+/// gateway over IPv6 ([`Topology::endpoint6`]).
+pub fn client_setconf(topology: Topology, keys: &LabKeys, ipv6: bool, endpoint6: bool) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "[Interface]");
     let _ = writeln!(s, "PrivateKey = {}", keys.client.private);
@@ -100,11 +134,19 @@ pub fn client_setconf(topology: Topology, keys: &LabKeys) -> String {
     if let Some(psk) = &keys.preshared {
         let _ = writeln!(s, "PresharedKey = {psk}");
     }
-    let _ = writeln!(s, "Endpoint = {}", topology.endpoint());
+    if endpoint6 {
+        let _ = writeln!(s, "Endpoint = {}", topology.endpoint6());
+    } else {
+        let _ = writeln!(s, "Endpoint = {}", topology.endpoint());
+    }
     // As the article's peer1.conf: everything goes to the gateway, cryptographically. The
     // kernel routes only the lab's LAN and tunnel subnets into wg0 (see `Lab`), so the underlay
     // route to the endpoint stays outside the tunnel.
-    let _ = writeln!(s, "AllowedIPs = 0.0.0.0/0");
+    if ipv6 {
+        let _ = writeln!(s, "AllowedIPs = 0.0.0.0/0, ::/0");
+    } else {
+        let _ = writeln!(s, "AllowedIPs = 0.0.0.0/0");
+    }
     s
 }
 
@@ -246,13 +288,51 @@ mod tests {
     #[test]
     fn setconf_files_point_at_each_other() {
         let k = keys(true);
-        let c = client_setconf(Topology::OneArmed, &k);
+        let c = client_setconf(Topology::OneArmed, &k, false, false);
         assert!(c.contains(&format!("PublicKey = {}", k.gateway.public)));
         assert!(c.contains("Endpoint = 172.23.0.3:51820"));
-        let g = gateway_setconf(&k);
+        assert!(c.contains("AllowedIPs = 0.0.0.0/0\n"));
+        let g = gateway_setconf(&k, false);
         assert!(g.contains(&format!("PublicKey = {}", k.client.public)));
         assert!(g.contains("AllowedIPs = 10.13.13.2/32"));
         let w = article_wg0_conf(Topology::OneArmed, &k);
         assert!(w.contains("-o eth+ -j MASQUERADE"));
+    }
+
+    #[test]
+    fn dual_stack_configs_carry_ipv6() {
+        let k = keys(true);
+        let c = client_setconf(Topology::TwoArmed, &k, true, true);
+        assert!(c.contains("Endpoint = [2001:db8::3]:51820"), "{c}");
+        assert!(c.contains("AllowedIPs = 0.0.0.0/0, ::/0"), "{c}");
+        let c = client_setconf(Topology::TwoArmed, &k, true, false);
+        assert!(c.contains("Endpoint = 198.18.0.1:51820"), "{c}");
+        let g = gateway_setconf(&k, true);
+        assert!(g.contains("AllowedIPs = 10.13.13.2/32, fd13::2/128"), "{g}");
+        let text = gw_toml_with(Topology::TwoArmed, &k, &GwTomlOptions::default(), true);
+        let t: toml::Table = text.parse().unwrap();
+        let addrs: Vec<_> = t["interface"]["address"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(addrs, ["10.13.13.1/24", "fd13::1/64"]);
+        let allowed: Vec<_> = t["peer"][0]["allowed_ips"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(allowed, ["10.13.13.2/32", "fd13::2/128"]);
+        use gwconf::{load_str, Format, HostFacts, LoadOptions};
+        let opts = LoadOptions {
+            host: HostFacts::unknown(),
+            interfaces: None,
+        };
+        let dir = std::path::Path::new("/tmp");
+        if let Err(e) = load_str(&text, "gw.toml", dir, Format::GwToml, "wg0", &opts) {
+            panic!("dual-stack gw.toml: {e}\n{text}");
+        }
     }
 }

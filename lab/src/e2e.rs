@@ -310,7 +310,7 @@ impl Lab {
             bail!("start_http_server_on: {name:?} must be a plain name");
         }
         Ok(LabProcess {
-            inner: self.spawn_http_server(name, addr)?,
+            inner: self.spawn_http_server(name, addr.into())?,
         })
     }
 

@@ -10,7 +10,8 @@ use anyhow::{bail, Context, Result};
 use super::configs::{self, GwTomlOptions};
 use super::process::Spawned;
 use super::topology::{
-    Node, CLIENT_TUNNEL_ADDR, GATEWAY_TUNNEL_ADDR, TUNNEL_MTU, TUNNEL_PREFIX_LEN,
+    Node, CLIENT_TUNNEL_ADDR, CLIENT_TUNNEL_ADDR6, GATEWAY_TUNNEL_ADDR, GATEWAY_TUNNEL_ADDR6,
+    TUNNEL_MTU, TUNNEL_PREFIX_LEN, TUNNEL_PREFIX_LEN6,
 };
 use super::userspace_wg::ClientKind;
 use super::Lab;
@@ -117,7 +118,11 @@ impl Lab {
         let p = self.spawn_wg_device(Node::Gateway, wg, &format!("gateway-{}", wg.name()))?;
         let pid = p.pid();
         self.gateway = Some(RunningGateway { kind, process: p });
-        let path = self.write_file("gw-wg.conf", &configs::gateway_setconf(&self.keys), true)?;
+        let path = self.write_file(
+            "gw-wg.conf",
+            &configs::gateway_setconf(&self.keys, self.ipv6),
+            true,
+        )?;
         // The article's wg-quick steps, one by one.
         self.wg_pid(
             Node::Gateway,
@@ -161,6 +166,48 @@ impl Lab {
         )?;
         // Docker enables forwarding for the article's container; a fresh namespace has it off.
         self.exec_in(Node::Gateway, &["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
+        if self.ipv6 {
+            self.start_reference6()?;
+        }
+        Ok(())
+    }
+
+    /// The IPv6 half of the reference gateway in a dual-stack lab: `wg0` `fd13::1/64`, the
+    /// same FORWARD and MASQUERADE rules with ip6tables, IPv6 forwarding. WireGuard itself
+    /// (wireguard-go, boringtun) listens on both families already.
+    fn start_reference6(&mut self) -> Result<()> {
+        let addr = format!("{GATEWAY_TUNNEL_ADDR6}/{TUNNEL_PREFIX_LEN6}");
+        let peer = format!("{CLIENT_TUNNEL_ADDR6}/128");
+        self.ip(
+            Node::Gateway,
+            &["-6", "address", "add", &addr, "dev", "wg0"],
+        )?;
+        self.ip(Node::Gateway, &["-6", "route", "add", &peer, "dev", "wg0"])?;
+        let out = self.topology.masquerade_out_match();
+        for rule in [
+            &["-A", "FORWARD", "-i", "wg0", "-j", "ACCEPT"][..],
+            &["-A", "FORWARD", "-o", "wg0", "-j", "ACCEPT"],
+            &[
+                "-t",
+                "nat",
+                "-A",
+                "POSTROUTING",
+                "-o",
+                out,
+                "-j",
+                "MASQUERADE",
+            ],
+        ] {
+            let mut argv = vec!["ip6tables"];
+            argv.extend_from_slice(rule);
+            self.exec_in(Node::Gateway, &argv)?;
+        }
+        // Forwarding on makes the gateway a router: it stops taking router advertisements,
+        // which the lab turned off anyway.
+        self.exec_in(
+            Node::Gateway,
+            &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"],
+        )?;
         Ok(())
     }
 
@@ -234,6 +281,17 @@ impl Lab {
                 &["iptables", "-t", "nat", "-F", "POSTROUTING"],
             )?;
             self.exec_in(Node::Gateway, &["sysctl", "-qw", "net.ipv4.ip_forward=0"])?;
+            if self.ipv6 {
+                self.exec_in(Node::Gateway, &["ip6tables", "-F", "FORWARD"])?;
+                self.exec_in(
+                    Node::Gateway,
+                    &["ip6tables", "-t", "nat", "-F", "POSTROUTING"],
+                )?;
+                self.exec_in(
+                    Node::Gateway,
+                    &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=0"],
+                )?;
+            }
         }
         Ok(())
     }
@@ -267,7 +325,7 @@ impl Lab {
 
     /// The gw.toml the lab writes for `dataplane` (same keys, same topology).
     pub fn gateway_toml(&self, opts: &GwTomlOptions) -> String {
-        configs::gw_toml(self.topology, &self.keys, opts)
+        configs::gw_toml_with(self.topology, &self.keys, opts, self.ipv6)
     }
 
     /// Writes [`Lab::gateway_toml`] to `<lab dir>/gw.toml` (mode 0600) and returns its path; the

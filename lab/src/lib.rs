@@ -40,7 +40,7 @@ mod topology;
 mod userspace_wg;
 
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -51,7 +51,7 @@ use anyhow::{bail, Context, Result};
 
 pub use capture::{classify, ArticleStep, CaptureId, CapturedPacket};
 pub use cli::{LabArgs, LabLayout};
-pub use configs::{article_wg0_conf, gw_toml, GwTomlOptions};
+pub use configs::{article_wg0_conf, gw_toml, gw_toml_with, GwTomlOptions};
 pub use demo::{run_demo, DemoOptions};
 pub use gateway::{DataplaneGateway, GatewayKind};
 pub use keys::{KeyPair, LabKeys};
@@ -109,9 +109,29 @@ pub struct LabBuilder {
     echo: bool,
     keep_dir: bool,
     gateway_queues: u32,
+    ipv6: bool,
+    client_endpoint_ipv6: bool,
 }
 
 impl LabBuilder {
+    /// Dual-stack: every wire also gets the IPv6 addresses of [`topology`](crate::topology)
+    /// (`*_ADDR6`; the one-armed client a /128 with a host route to the gateway, as for IPv4),
+    /// the client's `wg0` `fd13::2` with routes for the LAN's and the tunnel's IPv6 prefixes, the
+    /// gateway's `wg0` `fd13::1/64` in the configs the lab writes, and the HTTP server also
+    /// listens on its IPv6 address. Off by default: IPv6 is then disabled in every namespace.
+    pub fn ipv6(mut self, on: bool) -> Self {
+        self.ipv6 = on;
+        self
+    }
+
+    /// The client reaches the gateway at [`Topology::endpoint6`] instead of
+    /// [`Topology::endpoint`]. Implies [`LabBuilder::ipv6`].
+    pub fn client_endpoint_ipv6(mut self, on: bool) -> Self {
+        self.client_endpoint_ipv6 = on;
+        self.ipv6 |= on;
+        self
+    }
+
     /// The gateway to start in the `gw` namespace (default: [`GatewayKind::Reference`]).
     pub fn gateway(mut self, kind: GatewayKind) -> Self {
         self.gateway = kind;
@@ -185,19 +205,26 @@ impl LabBuilder {
             iperf3: None,
             captures: Vec::new(),
             gateway_queues: self.gateway_queues,
+            ipv6: self.ipv6,
+            client_endpoint_ipv6: self.client_endpoint_ipv6,
+            http6: None,
             trace: Mutex::new(Vec::new()),
             started: Instant::now(),
             echo: self.echo,
             keep_dir: self.keep_dir,
         };
         lab.note(format!(
-            "building the {} lab, namespaces {}-*, files in {}",
+            "building the {} {} lab, namespaces {}-*, files in {}",
             lab.topology.name(),
+            if lab.ipv6 { "dual-stack" } else { "IPv4" },
             lab.prefix,
             lab.dir.display()
         ));
         lab.create_namespaces()?;
         lab.wire()?;
+        if lab.ipv6 {
+            lab.wire6()?;
+        }
         lab.start_http_server()?;
         if self.iperf3 {
             lab.start_iperf3_server()?;
@@ -223,6 +250,12 @@ pub struct Lab {
     captures: Vec<Option<(String, Spawned, PathBuf)>>,
     /// Queues of each veth end that touches the gateway ([`LabBuilder::gateway_queues`]).
     gateway_queues: u32,
+    /// Dual-stack ([`LabBuilder::ipv6`]).
+    ipv6: bool,
+    /// The client's endpoint is the gateway's IPv6 one ([`LabBuilder::client_endpoint_ipv6`]).
+    client_endpoint_ipv6: bool,
+    /// The HTTP server on [`SERVER_ADDR6`] in a dual-stack lab.
+    http6: Option<Spawned>,
     trace: Mutex<Vec<TraceStep>>,
     started: Instant,
     echo: bool,
@@ -245,6 +278,23 @@ impl Lab {
             echo: false,
             keep_dir: false,
             gateway_queues: 1,
+            ipv6: false,
+            client_endpoint_ipv6: false,
+        }
+    }
+
+    /// True for a dual-stack lab ([`LabBuilder::ipv6`]).
+    pub fn ipv6(&self) -> bool {
+        self.ipv6
+    }
+
+    /// Where the client was configured to reach the gateway: [`Topology::endpoint6`] with
+    /// [`LabBuilder::client_endpoint_ipv6`], else [`Topology::endpoint`].
+    pub fn client_endpoint(&self) -> std::net::SocketAddr {
+        if self.client_endpoint_ipv6 {
+            self.topology.endpoint6().into()
+        } else {
+            self.topology.endpoint().into()
         }
     }
 
@@ -437,16 +487,30 @@ impl Lab {
             run(Command::new("ip").args(["netns", "add", &ns]))?;
             self.namespaces.push((node, ns));
             self.ip(node, &["link", "set", "lo", "up"])?;
-            // No IPv6 chatter (router solicitations, MLD) in the captures or the fast path.
-            self.exec_in(
-                node,
-                &[
-                    "sysctl",
-                    "-qw",
-                    "net.ipv6.conf.all.disable_ipv6=1",
-                    "net.ipv6.conf.default.disable_ipv6=1",
-                ],
-            )?;
+            if self.ipv6 {
+                // Dual-stack, but no router solicitations or autoconfiguration: every address
+                // is set by the lab.
+                self.exec_in(
+                    node,
+                    &[
+                        "sysctl",
+                        "-qw",
+                        "net.ipv6.conf.all.accept_ra=0",
+                        "net.ipv6.conf.default.accept_ra=0",
+                    ],
+                )?;
+            } else {
+                // No IPv6 chatter (router solicitations, MLD) in the captures or the fast path.
+                self.exec_in(
+                    node,
+                    &[
+                        "sysctl",
+                        "-qw",
+                        "net.ipv6.conf.all.disable_ipv6=1",
+                        "net.ipv6.conf.default.disable_ipv6=1",
+                    ],
+                )?;
+            }
         }
         Ok(())
     }
@@ -531,6 +595,67 @@ impl Lab {
         Ok(())
     }
 
+    /// The IPv6 half of [`Lab::wire`] (dual-stack labs), then waits out duplicate address
+    /// detection: a tentative address can be neither a source nor a target yet.
+    fn wire6(&mut self) -> Result<()> {
+        let with_len = |a: std::net::Ipv6Addr, len: u8| format!("{a}/{len}");
+        let server = with_len(SERVER_ADDR6, LAN_PREFIX_LEN6);
+        let lan = with_len(GATEWAY_LAN_ADDR6, LAN_PREFIX_LEN6);
+        match self.topology {
+            Topology::OneArmed => {
+                let client = with_len(ONE_ARMED_CLIENT_ADDR6, 128);
+                let gw = GATEWAY_LAN_ADDR6.to_string();
+                let client_src = ONE_ARMED_CLIENT_ADDR6.to_string();
+                self.ip(Node::Client, &["-6", "addr", "add", &client, "dev", "eth0"])?;
+                self.ip(Node::Gateway, &["-6", "addr", "add", &lan, "dev", "eth0"])?;
+                self.ip(Node::Server, &["-6", "addr", "add", &server, "dev", "eth0"])?;
+                // A route may name only a source address that passed DAD.
+                self.wait_for_dad()?;
+                self.ip(
+                    Node::Client,
+                    &["-6", "route", "add", &gw, "dev", "eth0", "src", &client_src],
+                )?;
+            }
+            Topology::TwoArmed => {
+                let client = with_len(TWO_ARMED_CLIENT_ADDR6, WAN_PREFIX_LEN6);
+                let wan = with_len(TWO_ARMED_GATEWAY_WAN_ADDR6, WAN_PREFIX_LEN6);
+                self.ip(Node::Client, &["-6", "addr", "add", &client, "dev", "eth0"])?;
+                self.ip(Node::Gateway, &["-6", "addr", "add", &wan, "dev", "wan0"])?;
+                self.ip(Node::Gateway, &["-6", "addr", "add", &lan, "dev", "lan0"])?;
+                self.ip(Node::Server, &["-6", "addr", "add", &server, "dev", "eth0"])?;
+                self.wait_for_dad()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until no address in the lab is `tentative` (DAD takes ~1-2 s after a link comes
+    /// up). Turning DAD off would hide what a real host goes through.
+    pub fn wait_for_dad(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for (node, _) in &self.namespaces {
+            loop {
+                let mut cmd = Command::new("ip");
+                cmd.arg("-n")
+                    .arg(self.ns_name(*node))
+                    .args(["-6", "addr", "show", "tentative"]);
+                let out = run(&mut cmd)?;
+                if out.trim().is_empty() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "IPv6 addresses in {} still tentative after 10 s:\n{out}",
+                        node.role()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.note("IPv6 duplicate address detection done");
+        Ok(())
+    }
+
     /// The body `GET /` returns: names the lab, so a test can tell it from anything else.
     pub fn server_index_body(&self) -> String {
         format!("wgxdp lab {}: hello from {SERVER_ADDR}\n", self.prefix)
@@ -538,6 +663,12 @@ impl Lab {
 
     fn www(&self) -> PathBuf {
         self.dir.join("www")
+    }
+
+    /// The URL of `/<name>` on the HTTP server's IPv6 address (dual-stack labs, which serve the
+    /// same files on both; see [`Lab::write_server_file`]).
+    pub fn server_url6(&self, name: &str) -> String {
+        format!("http://[{SERVER_ADDR6}]/{name}")
     }
 
     /// Puts `data` at `/<name>` on the HTTP server; returns its URL.
@@ -550,8 +681,8 @@ impl Lab {
     }
 
     /// Waits until something listens on TCP `addr`:`port` in `node`.
-    fn wait_listening(&self, node: Node, addr: Ipv4Addr, port: u16, p: &mut Spawned) -> Result<()> {
-        let filter = format!("src {addr}:{port}");
+    fn wait_listening(&self, node: Node, addr: IpAddr, port: u16, p: &mut Spawned) -> Result<()> {
+        let filter = format!("src {}", std::net::SocketAddr::new(addr, port));
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let out = run(&mut in_ns(
@@ -574,14 +705,17 @@ impl Lab {
     fn start_http_server(&mut self) -> Result<()> {
         std::fs::create_dir_all(self.www())?;
         std::fs::write(self.www().join("index.html"), self.server_index_body())?;
-        self.http = Some(self.spawn_http_server("http-server", SERVER_ADDR)?);
+        self.http = Some(self.spawn_http_server("http-server", SERVER_ADDR.into())?);
+        if self.ipv6 {
+            self.http6 = Some(self.spawn_http_server("http-server6", SERVER_ADDR6.into())?);
+        }
         Ok(())
     }
 
     /// Starts python's http.server on `addr`:80 in the server namespace, serving the lab's
     /// files, and waits until it listens. It logs each request's peer address: the NAT checks
     /// read it.
-    fn spawn_http_server(&self, name: &str, addr: Ipv4Addr) -> Result<Spawned> {
+    fn spawn_http_server(&self, name: &str, addr: IpAddr) -> Result<Spawned> {
         let www = self.www().to_string_lossy().into_owned();
         let addr_s = addr.to_string();
         let mut p = self.spawn_in(
@@ -610,7 +744,7 @@ impl Lab {
         }
         let addr = SERVER_ADDR.to_string();
         let mut p = self.spawn_in(Node::Server, "iperf3", &["iperf3", "-s", "-B", &addr])?;
-        self.wait_listening(Node::Server, SERVER_ADDR, 5201, &mut p)?;
+        self.wait_listening(Node::Server, SERVER_ADDR.into(), 5201, &mut p)?;
         self.iperf3 = Some(p);
         Ok(())
     }
@@ -620,7 +754,12 @@ impl Lab {
         let p = self.spawn_wg_device(Node::Client, kind, &format!("client-{}", kind.name()))?;
         let pid = p.pid();
         self.client_wg = Some(p);
-        let conf = configs::client_setconf(self.topology, &self.keys);
+        let conf = configs::client_setconf(
+            self.topology,
+            &self.keys,
+            self.ipv6,
+            self.client_endpoint_ipv6,
+        );
         let path = self.write_file("client-wg.conf", &conf, true)?;
         self.wg_pid(
             Node::Client,
@@ -642,6 +781,20 @@ impl Lab {
                 Node::Client,
                 &["route", "add", net, "dev", "wg0", "src", &src],
             )?;
+        }
+        if self.ipv6 {
+            // No DAD to wait for: the kernel skips it on a TUN device (IFF_NOARP).
+            let addr = format!("{CLIENT_TUNNEL_ADDR6}/128");
+            let src = CLIENT_TUNNEL_ADDR6.to_string();
+            self.ip(Node::Client, &["-6", "address", "add", &addr, "dev", "wg0"])?;
+            let lan = prefix6(SERVER_ADDR6, LAN_PREFIX_LEN6);
+            let tunnel = prefix6(CLIENT_TUNNEL_ADDR6, TUNNEL_PREFIX_LEN6);
+            for net in [&lan, &tunnel] {
+                self.ip(
+                    Node::Client,
+                    &["-6", "route", "add", net, "dev", "wg0", "src", &src],
+                )?;
+            }
         }
         Ok(())
     }
@@ -928,9 +1081,14 @@ impl Drop for Lab {
         if let Some(mut g) = self.gateway.take() {
             g.process.stop(Duration::from_secs(3));
         }
-        for p in [self.client_wg.take(), self.iperf3.take(), self.http.take()]
-            .into_iter()
-            .flatten()
+        for p in [
+            self.client_wg.take(),
+            self.iperf3.take(),
+            self.http.take(),
+            self.http6.take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             drop(p);
         }

@@ -12,7 +12,7 @@
 //! The server has no route to 10.13.13.0/24: a reply reaches the client only if the gateway
 //! source-NATed the request to its own LAN address, which is what the tests rely on.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
 /// The client's tunnel address (the article's `peer1`).
 pub const CLIENT_TUNNEL_ADDR: Ipv4Addr = Ipv4Addr::new(10, 13, 13, 2);
@@ -60,6 +60,14 @@ pub const TWO_ARMED_GATEWAY_WAN_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0
 pub const TWO_ARMED_CLIENT_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
 /// The IPv6 WAN prefix length in the two-armed layout.
 pub const WAN_PREFIX_LEN6: u8 = 64;
+
+/// The IPv6 prefix of `len` bits that holds `addr`, as `net/len` (e.g. `2001:db8:23::/64`).
+pub fn prefix6(addr: Ipv6Addr, len: u8) -> String {
+    let mask = u128::MAX
+        .checked_shl(128 - u32::from(len.min(128)))
+        .unwrap_or(0);
+    format!("{}/{len}", Ipv6Addr::from(u128::from(addr) & mask))
+}
 
 /// The hosts of the lab, one network namespace each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -149,6 +157,23 @@ impl Topology {
         }
     }
 
+    /// [`Topology::endpoint`] over IPv6 (a dual-stack lab): `[2001:db8::3]:51820` two-armed.
+    pub fn endpoint6(self) -> SocketAddrV6 {
+        let ip = match self {
+            Topology::OneArmed => GATEWAY_LAN_ADDR6,
+            Topology::TwoArmed => TWO_ARMED_GATEWAY_WAN_ADDR6,
+        };
+        SocketAddrV6::new(ip, LISTEN_PORT, 0, 0)
+    }
+
+    /// The client's own IPv6 underlay address (a dual-stack lab).
+    pub fn client_underlay_addr6(self) -> Ipv6Addr {
+        match self {
+            Topology::OneArmed => ONE_ARMED_CLIENT_ADDR6,
+            Topology::TwoArmed => TWO_ARMED_CLIENT_ADDR6,
+        }
+    }
+
     /// The iptables MASQUERADE output match of the reference gateway: the article's `eth+` when
     /// one-armed, the LAN interface when two-armed (so WAN traffic is not NATed).
     pub fn masquerade_out_match(self) -> &'static str {
@@ -196,5 +221,21 @@ mod tests {
         let t = Topology::TwoArmed;
         assert_ne!(t.gateway_wan_interface(), t.gateway_lan_interface());
         assert_eq!(t.endpoint().port(), LISTEN_PORT);
+    }
+
+    #[test]
+    fn ipv6_endpoints_and_prefixes() {
+        assert_eq!(
+            Topology::TwoArmed.endpoint6().to_string(),
+            "[2001:db8::3]:51820"
+        );
+        assert_eq!(*Topology::OneArmed.endpoint6().ip(), GATEWAY_LAN_ADDR6);
+        assert_eq!(prefix6(SERVER_ADDR6, LAN_PREFIX_LEN6), "2001:db8:23::/64");
+        assert_eq!(
+            prefix6(CLIENT_TUNNEL_ADDR6, TUNNEL_PREFIX_LEN6),
+            "fd13::/64"
+        );
+        assert_eq!(prefix6(SERVER_ADDR6, 0), "::/0");
+        assert_eq!(prefix6(SERVER_ADDR6, 128), "2001:db8:23::2/128");
     }
 }
