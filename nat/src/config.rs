@@ -142,6 +142,22 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl<A: Family> NatConfig<A> {
+    /// The same settings with other egress addresses, of either family: the IPv6 NAT beside
+    /// the IPv4 one shares the port range, capacity, workers and timeouts.
+    pub fn with_egress<B: Family>(&self, egress: Vec<B>) -> NatConfig<B> {
+        NatConfig {
+            egress,
+            ports: self.ports.clone(),
+            exclude_ports: self.exclude_ports.clone(),
+            capacity_per_worker: self.capacity_per_worker,
+            workers: self.workers,
+            timeouts: self.timeouts.clone(),
+            inbound_refresh: self.inbound_refresh,
+            // Another key, so the two tables' layouts are unrelated.
+            hash_seed: self.hash_seed.rotate_left(17) ^ 0x6a09_e667_f3bc_c908,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.egress.is_empty() {
             return Err(ConfigError::NoEgressAddress);

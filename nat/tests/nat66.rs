@@ -54,7 +54,10 @@ fn nat66_outbound_source_is_the_egress_address_and_the_reply_is_reverted() {
     assert_eq!(inb(&mut ct, SEC, &mut reply), deliver(A));
     assert_eq!(reply, udp(R, 8080, A, 40000, b"200 OK"));
     let c = ct.counters();
-    assert_eq!((c.translated_outbound, c.translated_inbound, c.created), (1, 1, 1));
+    assert_eq!(
+        (c.translated_outbound, c.translated_inbound, c.created),
+        (1, 1, 1)
+    );
 }
 
 #[test]
@@ -184,18 +187,33 @@ fn nat66_icmpv6_echo_uses_the_identifier_as_the_port() {
         FlowState::IcmpQuery
     );
     // A ping of the gateway from inside, and one from outside, are the kernel's.
-    assert_eq!(out(&mut ct, 0, &mut echo(A, E, 9, 1, false, b"")), Outbound::Local);
-    assert_eq!(inb(&mut ct, 0, &mut echo(R, E, id, 1, false, b"")), Ok(Inbound::NotNat));
+    assert_eq!(
+        out(&mut ct, 0, &mut echo(A, E, 9, 1, false, b"")),
+        Outbound::Local
+    );
+    assert_eq!(
+        inb(&mut ct, 0, &mut echo(R, E, id, 1, false, b"")),
+        Ok(Inbound::NotNat)
+    );
 }
 
 #[test]
 fn nat66_traffic_for_the_gateway_and_non_nat_traffic_is_left_to_the_kernel() {
     let mut ct = conntrack();
     // To the egress address at a port outside the NAT range (ssh): local.
-    assert_eq!(out(&mut ct, 0, &mut tcp(A, 40000, E, 22, SYN, b"")), Outbound::Local);
+    assert_eq!(
+        out(&mut ct, 0, &mut tcp(A, 40000, E, 22, SYN, b"")),
+        Outbound::Local
+    );
     // Inbound to another address, or to a port outside the range: not NAT.
-    assert_eq!(inb(&mut ct, 0, &mut udp(R, 53, R2, 61000, b"")), Ok(Inbound::NotNat));
-    assert_eq!(inb(&mut ct, 0, &mut udp(R, 53, E, 22, b"")), Ok(Inbound::NotNat));
+    assert_eq!(
+        inb(&mut ct, 0, &mut udp(R, 53, R2, 61000, b"")),
+        Ok(Inbound::NotNat)
+    );
+    assert_eq!(
+        inb(&mut ct, 0, &mut udp(R, 53, E, 22, b"")),
+        Ok(Inbound::NotNat)
+    );
     // Neighbour solicitation to the egress address (type 135): the kernel's.
     let mut ns = echo(R, E, 0, 0, false, b"");
     ns[40] = 135;
@@ -231,7 +249,10 @@ fn nat66_extension_headers_and_other_protocols_are_refused_by_name() {
     // ESP (50), SCTP (132): not translated.
     let mut esp = udp(A, 40000, R, 53, b"x");
     esp[6] = 50;
-    assert_eq!(ct.translate_outbound(0, &mut esp), Err(NatError::UnsupportedProtocol));
+    assert_eq!(
+        ct.translate_outbound(0, &mut esp),
+        Err(NatError::UnsupportedProtocol)
+    );
     // An IPv4 packet given to the IPv6 NAT.
     let mut v4 = udp(A, 40000, R, 53, b"xxxxxxxxxxxxxxxxxxxx");
     v4[0] = 0x45;
@@ -239,11 +260,17 @@ fn nat66_extension_headers_and_other_protocols_are_refused_by_name() {
     // Payload Length past the end.
     let mut short = udp(A, 40000, R, 53, b"x");
     short.truncate(45);
-    assert_eq!(ct.translate_outbound(0, &mut short), Err(NatError::Truncated));
+    assert_eq!(
+        ct.translate_outbound(0, &mut short),
+        Err(NatError::Truncated)
+    );
     // ICMPv6 other than echo and the four errors (router solicitation) is not forwarded.
     let mut rs = echo(A, R, 0, 0, false, b"");
     rs[40] = 133;
-    assert_eq!(ct.translate_outbound(0, &mut rs), Err(NatError::UnsupportedIcmp));
+    assert_eq!(
+        ct.translate_outbound(0, &mut rs),
+        Err(NatError::UnsupportedIcmp)
+    );
     let c = ct.counters();
     assert_eq!(c.dropped(NatError::Ipv6ExtensionHeader), 4);
     assert_eq!(c.dropped(NatError::NotIpv6), 1);
@@ -267,10 +294,14 @@ fn nat66_inbound_icmpv6_errors_revert_the_quoted_packet() {
             let mut natd = flow.clone();
             out(&mut ct, 0, &mut natd);
             let before = ct.lookup_inside(proto, sock(A, 40000)).unwrap();
-            let mut err = icmp_error(ROUTER, E, t.clone(), &natd);
-            assert_eq!(inb(&mut ct, 10 * SEC, &mut err), deliver(A), "{t:?} {proto:?}");
+            let mut err = icmp_error(ROUTER, E, t, &natd);
+            assert_eq!(
+                inb(&mut ct, 10 * SEC, &mut err),
+                deliver(A),
+                "{t:?} {proto:?}"
+            );
             // Exactly the error the router would have sent to A about A's own packet.
-            assert_eq!(err, icmp_error(ROUTER, A, t.clone(), &flow), "{t:?} {proto:?}");
+            assert_eq!(err, icmp_error(ROUTER, A, t, &flow), "{t:?} {proto:?}");
             // RFC 4787 REQ-12 / RFC 5508 REQ-6: neither refreshed nor removed.
             assert_eq!(ct.lookup_inside(proto, sock(A, 40000)), Some(before));
             assert_eq!(ct.counters().icmp_errors_inbound, 1);
@@ -287,7 +318,10 @@ fn nat66_inbound_icmpv6_error_with_a_short_quote_is_translated() {
     // Fixed header + 8 bytes of TCP: the TCP checksum is not quoted.
     let mut err = icmp_error(ROUTER, E, hop_limit_exceeded(), &natd[..48]);
     assert_eq!(inb(&mut ct, SEC, &mut err), deliver(A));
-    assert_eq!(err, icmp_error(ROUTER, A, hop_limit_exceeded(), &flow[..48]));
+    assert_eq!(
+        err,
+        icmp_error(ROUTER, A, hop_limit_exceeded(), &flow[..48])
+    );
 }
 
 #[test]
@@ -304,22 +338,37 @@ fn nat66_inbound_icmpv6_errors_that_do_not_verify_are_dropped_by_name() {
     let mut forged_quote = natd.clone();
     forged_quote[24..40].copy_from_slice(&R2);
     let mut forged = icmp_error(ROUTER, E, port_unreachable(), &forged_quote);
-    assert_eq!(inb(&mut ct, SEC, &mut forged), Err(NatError::IcmpErrorOffPath));
+    assert_eq!(
+        inb(&mut ct, SEC, &mut forged),
+        Err(NatError::IcmpErrorOffPath)
+    );
     // About a port with no mapping.
     let mut other = natd.clone();
     let y = if x == 65535 { 65534 } else { x + 1 };
     other[40..42].copy_from_slice(&y.to_be_bytes());
     let mut none = icmp_error(ROUTER, E, port_unreachable(), &other);
-    assert_eq!(inb(&mut ct, SEC, &mut none), Err(NatError::IcmpErrorNoMapping));
+    assert_eq!(
+        inb(&mut ct, SEC, &mut none),
+        Err(NatError::IcmpErrorNoMapping)
+    );
     // A quote too short for the ports, a quoted extension header, a quoted error.
     let mut short = icmp_error(ROUTER, E, port_unreachable(), &natd[..44]);
-    assert_eq!(inb(&mut ct, SEC, &mut short), Err(NatError::IcmpErrorMalformed));
+    assert_eq!(
+        inb(&mut ct, SEC, &mut short),
+        Err(NatError::IcmpErrorMalformed)
+    );
     let mut q = natd.clone();
     q[6] = 44;
     let mut frag = icmp_error(ROUTER, E, port_unreachable(), &q);
-    assert_eq!(inb(&mut ct, SEC, &mut frag), Err(NatError::IcmpErrorMalformed));
+    assert_eq!(
+        inb(&mut ct, SEC, &mut frag),
+        Err(NatError::IcmpErrorMalformed)
+    );
     let mut about_error = icmp_error(ROUTER, E, port_unreachable(), &good);
-    assert_eq!(inb(&mut ct, SEC, &mut about_error), Err(NatError::IcmpErrorMalformed));
+    assert_eq!(
+        inb(&mut ct, SEC, &mut about_error),
+        Err(NatError::IcmpErrorMalformed)
+    );
     assert_eq!(ct.len(), 1);
 }
 
@@ -333,16 +382,19 @@ fn nat66_outbound_icmpv6_errors_revert_the_quoted_packet() {
         let mut delivered = original.clone();
         inb(&mut ct, SEC, &mut delivered).unwrap();
         // ...which A answers with an error quoting what it received.
-        let mut err = icmp_error(A, R, t.clone(), &delivered);
+        let mut err = icmp_error(A, R, t, &delivered);
         assert_eq!(out(&mut ct, 2 * SEC, &mut err), Outbound::Forward);
         // What R must see: the error from the egress address quoting R's own packet.
-        assert_eq!(err, icmp_error(E, R, t.clone(), &original), "{t:?}");
+        assert_eq!(err, icmp_error(E, R, t, &original), "{t:?}");
         assert_eq!(ct.counters().icmp_errors_outbound, 1);
     }
     // An error about a packet we never delivered.
     let mut ct = conntrack();
     let mut err = icmp_error(A, R, port_unreachable(), &udp(R, 53, A, 40000, b""));
-    assert_eq!(ct.translate_outbound(0, &mut err), Err(NatError::IcmpErrorNoMapping));
+    assert_eq!(
+        ct.translate_outbound(0, &mut err),
+        Err(NatError::IcmpErrorNoMapping)
+    );
 }
 
 #[test]
@@ -354,7 +406,11 @@ fn nat66_hairpinning_with_the_external_source() {
     assert_eq!(out(&mut ct, SEC, &mut p), Outbound::Hairpin { owner: 0 });
     let xa = external(&ct, Protocol::Udp, A, 40000).1;
     assert_eq!(inb(&mut ct, SEC, &mut p), deliver(B));
-    assert_eq!(p, udp(E, xa, B, 50000, b"hello B"), "B sees A's external endpoint");
+    assert_eq!(
+        p,
+        udp(E, xa, B, 50000, b"hello B"),
+        "B sees A's external endpoint"
+    );
 }
 
 #[test]
@@ -374,7 +430,7 @@ fn nat66_full_table_refuses_new_flows_but_keeps_existing_ones() {
     assert_eq!(ct.counters().refused, 1);
     udp_flow(&mut ct, SEC, A, 1000, R);
     // Once they expire, room again.
-    assert_eq!(udp_flow(&mut ct, 200 * SEC, A, 2000, R) >= 61000, true);
+    assert!(udp_flow(&mut ct, 200 * SEC, A, 2000, R) >= 61000);
 }
 
 fn two_workers() -> Vec<Conntrack6> {
@@ -403,21 +459,33 @@ fn nat66_workers_own_inside_hosts_and_port_slices_and_hand_off_the_rest() {
     let (h0, h1) = (host(0), host(1));
     let mut p = udp(h1, 40000, R, 53, b"");
     let before = p.clone();
-    assert_eq!(w[0].translate_outbound(0, &mut p), Ok(Outbound::Handoff { owner: 1 }));
+    assert_eq!(
+        w[0].translate_outbound(0, &mut p),
+        Ok(Outbound::Handoff { owner: 1 })
+    );
     assert_eq!(p, before, "handed off untouched");
     assert_eq!(w[1].translate_outbound(0, &mut p), Ok(Outbound::Forward));
     let x1 = src_of(&p).1;
-    assert!(part.slice(1).contains(&x1), "worker 1 maps onto its own slice");
+    assert!(
+        part.slice(1).contains(&x1),
+        "worker 1 maps onto its own slice"
+    );
     let mut q = udp(h0, 40000, R, 53, b"");
     assert_eq!(w[0].translate_outbound(0, &mut q), Ok(Outbound::Forward));
     assert!(part.slice(0).contains(&src_of(&q).1));
     // Return traffic to worker 1's port, arriving on worker 0.
     let mut r = udp(R, 53, E, x1, b"");
-    assert_eq!(w[0].translate_inbound(0, &mut r), Ok(Inbound::Handoff { owner: 1 }));
+    assert_eq!(
+        w[0].translate_inbound(0, &mut r),
+        Ok(Inbound::Handoff { owner: 1 })
+    );
     assert_eq!(w[1].translate_inbound(0, &mut r), deliver(h1));
     // An ICMPv6 error about worker 1's flow, arriving on worker 0: handed off by the quote.
     let mut err = icmp_error(ROUTER, E, packet_too_big(1280), &p);
-    assert_eq!(w[0].translate_inbound(0, &mut err), Ok(Inbound::Handoff { owner: 1 }));
+    assert_eq!(
+        w[0].translate_inbound(0, &mut err),
+        Ok(Inbound::Handoff { owner: 1 })
+    );
     assert_eq!(w[1].translate_inbound(0, &mut err), deliver(h1));
     check_checksums(&err).unwrap();
 }

@@ -182,12 +182,22 @@ fn steady_state_churn_never_allocates_ipv6() {
         for (reply, err) in &done {
             let b = &mut buf[..reply.len()];
             b.copy_from_slice(reply);
-            assert!(matches!(ct.translate_inbound(now + SEC, b), Ok(nat::Inbound::Deliver { .. })));
+            assert!(matches!(
+                ct.translate_inbound(now + SEC, b),
+                Ok(nat::Inbound::Deliver { .. })
+            ));
             let b = &mut buf[..err.len()];
             b.copy_from_slice(err);
-            assert!(matches!(ct.translate_inbound(now + SEC, b), Ok(nat::Inbound::Deliver { .. })));
+            assert!(matches!(
+                ct.translate_inbound(now + SEC, b),
+                Ok(nat::Inbound::Deliver { .. })
+            ));
         }
-        assert_eq!(ALLOCS.load(Ordering::Relaxed) - start, 0, "round {round} allocated");
+        assert_eq!(
+            ALLOCS.load(Ordering::Relaxed) - start,
+            0,
+            "round {round} allocated"
+        );
     }
     assert_eq!(ct.counters().created, 4 * 3000);
 }

@@ -110,16 +110,16 @@ proptest! {
         t in 0usize..4,
         mtu in 1280u32..9000,
     ) {
-        let ty = [port_unreachable(), packet_too_big(mtu), hop_limit_exceeded(), parameter_problem(mtu % 48)][t].clone();
+        let ty = [port_unreachable(), packet_too_big(mtu), hop_limit_exceeded(), parameter_problem(mtu % 48)][t];
         let mut ct = conntrack();
         let orig = build(&k, A, sport, R2, dport, &payload, false);
         let mut natd = orig.clone();
         ct.translate_outbound(0, &mut natd).unwrap();
         // Whole 16-bit words only (see rewrite.rs on quotes ending inside a checksum).
         let n = cut.min(natd.len()) & !1;
-        let mut err = icmp_error(ROUTER, E, ty.clone(), &natd[..n]);
+        let mut err = icmp_error(ROUTER, E, ty, &natd[..n]);
         prop_assert_eq!(ct.translate_inbound(0, &mut err), Ok(Inbound::Deliver { inside: Ipv6Addr::from(A) }));
-        prop_assert_eq!(&err, &icmp_error(ROUTER, A, ty.clone(), &orig[..n]));
+        prop_assert_eq!(&err, &icmp_error(ROUTER, A, ty, &orig[..n]));
         check_checksums(&err).unwrap();
 
         // The other way: R2's reply delivered to A, and A's error about it.
@@ -129,7 +129,7 @@ proptest! {
         let r = ct.translate_inbound(0, &mut delivered);
         prop_assert_eq!(r, Ok(Inbound::Deliver { inside: Ipv6Addr::from(A) }));
         let n = cut.min(delivered.len()) & !1;
-        let mut err = icmp_error(A, R2, ty.clone(), &delivered[..n]);
+        let mut err = icmp_error(A, R2, ty, &delivered[..n]);
         prop_assert_eq!(ct.translate_outbound(0, &mut err), Ok(Outbound::Forward));
         prop_assert_eq!(&err, &icmp_error(E, R2, ty, &sent[..n]));
         check_checksums(&err).unwrap();

@@ -5,7 +5,9 @@
 
 use std::net::{Ipv6Addr, SocketAddrV6};
 
-use etherparse::{icmpv6, Icmpv6Header, Icmpv6Type, IpNumber, Ipv6Header, PacketBuilder, TcpHeader, UdpHeader};
+use etherparse::{
+    icmpv6, Icmpv6Header, Icmpv6Type, IpNumber, Ipv6Header, PacketBuilder, TcpHeader, UdpHeader,
+};
 use nat::{Conntrack6, NatConfig, Protocol};
 
 const fn v6(s: [u16; 8]) -> [u8; 16] {
@@ -55,7 +57,14 @@ pub fn udp(src: [u8; 16], sport: u16, dst: [u8; 16], dport: u16, payload: &[u8])
     v
 }
 
-pub fn tcp(src: [u8; 16], sport: u16, dst: [u8; 16], dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+pub fn tcp(
+    src: [u8; 16],
+    sport: u16,
+    dst: [u8; 16],
+    dport: u16,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut b = PacketBuilder::ipv6(src, dst, 64).tcp(sport, dport, 0x1000, 64240);
     if flags & SYN != 0 {
         b = b.syn();
@@ -74,7 +83,14 @@ pub fn tcp(src: [u8; 16], sport: u16, dst: [u8; 16], dport: u16, flags: u8, payl
     v
 }
 
-pub fn echo(src: [u8; 16], dst: [u8; 16], id: u16, seq: u16, reply: bool, payload: &[u8]) -> Vec<u8> {
+pub fn echo(
+    src: [u8; 16],
+    dst: [u8; 16],
+    id: u16,
+    seq: u16,
+    reply: bool,
+    payload: &[u8],
+) -> Vec<u8> {
     let b = PacketBuilder::ipv6(src, dst, 64);
     let b = if reply {
         b.icmpv6_echo_reply(id, seq)
@@ -107,7 +123,12 @@ pub fn parameter_problem(pointer: u32) -> Icmpv6Type {
 
 /// The four ICMPv6 errors the NAT translates.
 pub fn errors() -> [Icmpv6Type; 4] {
-    [port_unreachable(), packet_too_big(1280), hop_limit_exceeded(), parameter_problem(7)]
+    [
+        port_unreachable(),
+        packet_too_big(1280),
+        hop_limit_exceeded(),
+        parameter_problem(7),
+    ]
 }
 
 pub fn icmp_error(src: [u8; 16], dst: [u8; 16], t: Icmpv6Type, quoted: &[u8]) -> Vec<u8> {
@@ -143,10 +164,17 @@ fn check_l4(ip: &Ipv6Header, payload: &[u8], quoted: bool) -> Result<(), String>
             }
         }
         IpNumber::IPV6_ICMP => {
-            let (h, data) = Icmpv6Header::from_slice(payload).map_err(|e| format!("icmpv6: {e:?}"))?;
-            let want = h.icmp_type.calc_checksum(ip.source, ip.destination, data).unwrap();
+            let (h, data) =
+                Icmpv6Header::from_slice(payload).map_err(|e| format!("icmpv6: {e:?}"))?;
+            let want = h
+                .icmp_type
+                .calc_checksum(ip.source, ip.destination, data)
+                .unwrap();
             if h.checksum != want {
-                return Err(format!("icmpv6 checksum {:#x} want {:#x}", h.checksum, want));
+                return Err(format!(
+                    "icmpv6 checksum {:#x} want {:#x}",
+                    h.checksum, want
+                ));
             }
             if !quoted
                 && matches!(
@@ -157,7 +185,8 @@ fn check_l4(ip: &Ipv6Header, payload: &[u8], quoted: bool) -> Result<(), String>
                         | Icmpv6Type::ParameterProblem(_)
                 )
             {
-                let (qip, qrest) = Ipv6Header::from_slice(data).map_err(|e| format!("quoted ip: {e:?}"))?;
+                let (qip, qrest) =
+                    Ipv6Header::from_slice(data).map_err(|e| format!("quoted ip: {e:?}"))?;
                 let qlen = usize::from(qip.payload_length);
                 if qrest.len() >= qlen {
                     check_l4(&qip, &qrest[..qlen], true)?;
@@ -186,12 +215,18 @@ fn addr_at(pkt: &[u8], at: usize) -> [u8; 16] {
 /// Source (address, port / echo id) of an IPv6 packet without extension headers.
 pub fn src_of(pkt: &[u8]) -> ([u8; 16], u16) {
     let port_at = if pkt[6] == 58 { 44 } else { 40 };
-    (addr_at(pkt, 8), u16::from_be_bytes([pkt[port_at], pkt[port_at + 1]]))
+    (
+        addr_at(pkt, 8),
+        u16::from_be_bytes([pkt[port_at], pkt[port_at + 1]]),
+    )
 }
 
 pub fn dst_of(pkt: &[u8]) -> ([u8; 16], u16) {
     let port_at = if pkt[6] == 58 { 44 } else { 42 };
-    (addr_at(pkt, 24), u16::from_be_bytes([pkt[port_at], pkt[port_at + 1]]))
+    (
+        addr_at(pkt, 24),
+        u16::from_be_bytes([pkt[port_at], pkt[port_at + 1]]),
+    )
 }
 
 /// The same packet with source and destination (addresses and ports) swapped: every checksum
