@@ -188,6 +188,8 @@ impl Fixture {
                 mtu: MTU,
                 host_addrs: vec![GATEWAY_ADDR, GATEWAY_TUNNEL_ADDR],
                 tunnel_addr: GATEWAY_TUNNEL_ADDR,
+                host_addrs6: Vec::new(),
+                tunnel_addr6: None,
                 masquerade: true,
                 outer_ip_id_seed: 0,
                 cookie_nonce_seed: [0; 16],

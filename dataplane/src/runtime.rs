@@ -7,7 +7,7 @@
 //! socket outlives its program and no program outlives the process: dropping an `XdpProgram`
 //! detaches it.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -170,6 +170,10 @@ struct HostAddresses {
     host: Vec<Ipv4Addr>,
     /// wg0's own IPv4 address.
     tunnel: Ipv4Addr,
+    /// Every IPv6 address of the gateway's interfaces and of wg0 (link-local ones included).
+    host6: Vec<Ipv6Addr>,
+    /// wg0's own IPv6 address, the source of ICMPv6 errors into the tunnel, if it has one.
+    tunnel6: Option<Ipv6Addr>,
     /// The MTU of each `[dataplane] interfaces` entry, in the config's order.
     mtus: Vec<u32>,
     /// The WAN interface (WireGuard arrives there) and the LAN one (the NAT's egress).
@@ -225,22 +229,38 @@ impl HostAddresses {
                 cfg.interface.name
             )
         })?;
-        let ours = addresses
+        let ours: Vec<IpAddr> = addresses
             .iter()
             .filter(|a| links.iter().any(|l| l.index == a.ifindex))
-            .map(|a| a.addr);
-        let host = ours
+            .map(|a| a.addr)
             .chain(cfg.interface.address.iter().map(|n| n.addr()))
+            .collect();
+        let host = ours
+            .iter()
             .filter_map(|a| match a {
-                IpAddr::V4(v4) => Some(v4),
+                IpAddr::V4(v4) => Some(*v4),
                 IpAddr::V6(_) => None,
             })
             .collect();
+        let host6 = ours
+            .iter()
+            .filter_map(|a| match a {
+                IpAddr::V6(v6) => Some(*v6),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        // The first IPv6 address of [interface] address, as the IPv4 one is taken.
+        let tunnel6 = cfg.interface.address.iter().find_map(|n| match n.addr() {
+            IpAddr::V6(a) => Some(a),
+            IpAddr::V4(_) => None,
+        });
         Ok(HostAddresses {
             egress,
             wan,
             host,
             tunnel,
+            host6,
+            tunnel6,
             mtus: links.iter().map(|l| l.mtu).collect(),
             wan_index,
             lan_index,
@@ -386,6 +406,8 @@ fn start_workers(
         mtu: usize::from(cfg.interface.mtu),
         host_addrs: host.host.clone(),
         tunnel_addr: host.tunnel,
+        host_addrs6: host.host6.clone(),
+        tunnel_addr6: host.tunnel6,
         masquerade: cfg.nat.masquerade,
         outer_ip_id_seed: 0,
         cookie_nonce_seed: [0; 16],

@@ -95,6 +95,7 @@ reasons! {
         NoRoute => "no_route": "No route to the destination.",
         NoNeighbour => "no_neighbour": "Next hop's MAC unknown; resolution asked of the kernel.",
         TtlExceeded => "ttl_exceeded": "TTL reached zero while forwarding.",
+        HopLimitExceeded => "hop_limit_exceeded": "IPv6 hop limit ran out while forwarding from the tunnel, and no ICMPv6 time exceeded went back (rate-limited, not allowed by RFC 4443 §2.4, or wg0 has no IPv6 address to send it from).",
         NoPeer => "no_peer": "No peer's AllowedIPs cover the destination of a reply.",
         NoKeypair => "no_keypair": "Peer has no usable keypair (a handshake was requested).",
         NoEndpoint => "no_endpoint": "Peer's endpoint is not known yet.",
@@ -258,6 +259,9 @@ worker_counters! {
     handed_off: Counter, Series::Packets("handed_off"), "Packets this worker received but another worker's NAT owns, copied to that worker.";
     handed_in: Counter, Series::Packets("handed_in"), "Packets other workers handed to this one.";
     csum_completed: Counter, Series::Packets("csum_completed"), "TCP/UDP checksums completed: the sender left only the pseudo-header sum (tx checksum offload).";
+    forwarded_ipv6: Counter, Series::Packets("forwarded_ipv6"), "Decrypted IPv6 packets the worker routed out itself (the kernel's IPv6 routes, NDP next hops), not through wg0.";
+    icmpv6_time_exceeded: Counter, Series::Packets("icmpv6_time_exceeded"), "ICMPv6 time exceeded (hop limit) the worker sent into the tunnel, from wg0's IPv6 address.";
+    icmpv6_packet_too_big: Counter, Series::Packets("icmpv6_packet_too_big"), "ICMPv6 packet too big the worker sent into the tunnel with the next hop's MTU (IPv6 is never fragmented on the way: path MTU discovery).";
     fragmented_into_tunnel: Counter, Series::Packets("fragmented_into_tunnel"), "Return packets longer than the tunnel MTU, without DF, cut into fragments that fit it (as the kernel forwarding into wg0 would); each fragment counts in `encrypted` and `tx`.";
     nat_entries: Gauge, Series::Own("dataplane_nat_entries"), "Live NAT mappings of a worker (0 without NAT).";
     nat_untracked_inbound: Counter, Series::Own("dataplane_nat_untracked_inbound_total"), "NAT return traffic from a remote its mapping does not track (endpoint-independent filtering): delivered, but it neither refreshed the mapping nor changed its TCP state (published now and then from the NAT's own count).";

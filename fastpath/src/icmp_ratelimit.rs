@@ -1,5 +1,6 @@
-//! [`IcmpRateLimiter`]: how many ICMP errors a worker may originate, as Linux limits its own
-//! (`net.ipv4.icmp_msgs_per_sec` / `icmp_msgs_burst`, then `icmp_ratelimit` per destination).
+//! [`IcmpRateLimiter`]: how many ICMP and ICMPv6 errors a worker may originate, as Linux limits
+//! its own (`net.ipv4.icmp_msgs_per_sec` / `icmp_msgs_burst`, then `icmp_ratelimit` per
+//! destination; `net.ipv6.icmp.ratelimit` is the same 1000 ms). One budget for both families.
 //!
 //! Without it, every packet that earns an error earns one, so spoofed sources turn the gateway
 //! into a reflector: a flood of oversized DF packets to NAT ports becomes a flood of
@@ -12,7 +13,7 @@
 //! sources gains nothing past the worker's bucket. Sans-IO: the caller passes the time; nothing
 //! allocates after [`IcmpRateLimiter::new`].
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 
@@ -53,7 +54,7 @@ impl Bucket {
 
 #[derive(Clone, Copy, Debug)]
 struct Destination {
-    addr: Ipv4Addr,
+    addr: IpAddr,
     bucket: Bucket,
 }
 
@@ -77,7 +78,8 @@ impl IcmpRateLimiter {
     }
 
     /// Whether an error to `dst` may be sent at `now_ns`; if so, its tokens are taken.
-    pub fn allow(&mut self, now_ns: u64, dst: Ipv4Addr) -> bool {
+    pub fn allow(&mut self, now_ns: u64, dst: impl Into<IpAddr>) -> bool {
+        let dst = dst.into();
         self.global.refill(now_ns, GLOBAL_COST, GLOBAL_BURST);
         let slot = &mut self.destinations[slot_of(dst)];
         match slot {
@@ -107,8 +109,16 @@ impl IcmpRateLimiter {
 
 /// A destination's slot. Not keyed: colliding addresses only take a slot over from each
 /// other (with a fresh bucket), which the worker's bucket bounds anyway.
-fn slot_of(dst: Ipv4Addr) -> usize {
-    let h = u64::from(u32::from(dst)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+fn slot_of(dst: IpAddr) -> usize {
+    let key = match dst {
+        IpAddr::V4(a) => u64::from(u32::from(a)),
+        // Both halves: the interface identifier alone would put a /64 in one slot.
+        IpAddr::V6(a) => {
+            let b = u128::from(a);
+            (b >> 64) as u64 ^ b as u64
+        }
+    };
+    let h = key.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     (h >> 56) as usize % SLOTS
 }
 
@@ -118,8 +128,26 @@ mod tests {
 
     const MS: u64 = 1_000_000;
 
-    fn addr(i: u32) -> Ipv4Addr {
-        Ipv4Addr::from(0xc633_6400 + i)
+    fn addr(i: u32) -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::from(0xc633_6400 + i)
+    }
+
+    #[test]
+    fn ipv6_destinations_share_the_worker_budget_with_ipv4() {
+        let mut l = IcmpRateLimiter::new(0);
+        let v6 = |i: u32| std::net::Ipv6Addr::new(0xfd13, 0, 0, 0, 0, 0, 0, i as u16);
+        let sent = (0..100).filter(|_| l.allow(0, v6(2))).count();
+        assert_eq!(sent, PER_DESTINATION_BURST as usize);
+        let sent = (0..10_000)
+            .filter(|&i| {
+                if i % 2 == 0 {
+                    l.allow(0, v6(i))
+                } else {
+                    l.allow(0, addr(i))
+                }
+            })
+            .count();
+        assert_eq!(sent, (GLOBAL_BURST - PER_DESTINATION_BURST) as usize);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! check, NAT, route, rewrite, and the reverse), its verdicts and named drop reasons, the
 //! per-worker [`counters`], the [`capture`] taps and [`latency`] sampling on the way, and the
 //! contract with the slow path: the [`tables`] it publishes, the [`queue`] the workers hand
-//! exceptions to, the screening of handshakes by their macs ([`handshake_guard`]), and the ICMP errors a router owes ([`icmp`]) and how many it may send
+//! exceptions to, the screening of handshakes by their macs ([`handshake_guard`]), and the ICMP and ICMPv6 errors a router owes ([`icmp`], [`icmp6`]) and how many it may send
 //! ([`icmp_ratelimit`]).
 //!
 //! Rings, sockets, netlink and threads are the `dataplane` binary's; this crate builds, runs,
@@ -17,6 +17,7 @@ pub mod frame;
 pub mod handshake_guard;
 pub mod headers;
 pub mod icmp;
+pub mod icmp6;
 pub mod icmp_ratelimit;
 pub mod latency;
 pub mod outer_datagrams;

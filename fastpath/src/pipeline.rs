@@ -8,6 +8,7 @@
 //!        │                                  -> for the host (or a fragment, NAT off) -> wg0
 //!        │                                  -> route (kernel's table) -> TTL -> source NAT
 //!        │                                  -> Ethernet header in front -> wire-out
+//!        │                                  (IPv6: the same, routed, in `forward6`)
 //!        └ NAT return traffic -> NAT reverse -> TTL -> peer by AllowedIPs
 //!                                -> seal in place, outer Ethernet/IPv4/UDP in the headroom
 //!                                -> wire-out towards the peer's endpoint
@@ -29,7 +30,7 @@
 //! `worker/io.rs`, where frames are received and handed to TX), and the per-stage latency of
 //! one frame in [`crate::latency::SAMPLE_EVERY`].
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
@@ -44,6 +45,8 @@ use wgproto::time::Timestamp;
 
 use crate::handshake_guard::{screen, CookieNonces, Screened};
 use crate::icmp::{icmp_error, IcmpError};
+
+mod forward6;
 use crate::icmp_ratelimit::IcmpRateLimiter;
 
 use crate::capture::CapturePoint;
@@ -77,6 +80,12 @@ pub struct PipelineConfig {
     pub host_addrs: Vec<Ipv4Addr>,
     /// The source of ICMP errors the gateway originates towards tunnel clients (wg0's address).
     pub tunnel_addr: Ipv4Addr,
+    /// The gateway's own IPv6 addresses (wg0's and the NICs'): decrypted IPv6 packets to them
+    /// go to the kernel through wg0.
+    pub host_addrs6: Vec<Ipv6Addr>,
+    /// The source of ICMPv6 errors the gateway originates towards tunnel clients (wg0's IPv6
+    /// address); without one, those errors are not sent (the packets are dropped, counted).
+    pub tunnel_addr6: Option<Ipv6Addr>,
     /// Source-NAT forwarded traffic (`[nat] masquerade`).
     pub masquerade: bool,
     /// Where this worker's outer IPv4 identification counter starts (random at run time, so
@@ -132,9 +141,12 @@ pub enum Verdict {
 pub enum Resume {
     /// A decrypted inner packet waiting for the route towards its destination.
     Forward,
+    /// A decrypted, source-checked inner IPv6 packet waiting for the route towards its
+    /// destination ([`forward6`]).
+    Forward6,
     /// A packet for the inside host `inside`, waiting for the route towards its peer's
     /// endpoint before it is sealed.
-    Encrypt { inside: Ipv4Addr },
+    Encrypt { inside: IpAddr },
     /// Handed over by another worker: a decrypted, source-checked inner packet whose TTL was
     /// decremented already, from an inside host this worker's NAT owns.
     NatOutbound,
@@ -321,6 +333,7 @@ impl Pipeline {
                 }
                 Err(_) => Verdict::Drop(DropReason::InnerMalformed),
             },
+            Resume::Forward6 => self.resume_forward6(b, buf, start, len),
             Resume::Encrypt { inside } => self.encrypt_to_peer(b, buf, start, len, inside),
             Resume::NatOutbound => {
                 let Ok(ip) = ipv4::Packet::new_checked(&buf[start..start + len]) else {
@@ -509,18 +522,8 @@ impl Pipeline {
         match wire::ip_version(plain) {
             Some(4) => {}
             Some(6) => {
-                // IPv6 inside the tunnel: source-checked, then the kernel's (through wg0).
-                let Ok(v6) = ipv6::Packet::new_checked(plain) else {
-                    return Verdict::Drop(DropReason::InnerMalformed);
-                };
-                if !b
-                    .tables
-                    .allowed_ips
-                    .source_allowed(IpAddr::V6(v6.src_addr()), &peer)
-                {
-                    return Verdict::Drop(DropReason::SourceNotAllowed);
-                }
-                return self.punt_to_host(v6.packet());
+                let end = msg.start + opened.plaintext.end;
+                return self.tunnel_ipv6(b, buf, inner_start..end, peer);
             }
             _ => return Verdict::Drop(DropReason::InnerMalformed),
         }
@@ -730,7 +733,7 @@ impl Pipeline {
     }
 
     /// Whether an ICMP error to `dst` may be sent now; counts the ones that may not.
-    fn icmp_allowed(&mut self, b: &Batch<'_>, dst: Ipv4Addr) -> bool {
+    fn icmp_allowed(&mut self, b: &Batch<'_>, dst: impl Into<IpAddr>) -> bool {
         let allowed = self.icmp_limit.allow(b.now.as_nanos(), dst);
         if !allowed {
             WorkerCounters::add(&self.counters.icmp_ratelimited, 1);
@@ -837,7 +840,7 @@ impl Pipeline {
         }
     }
 
-    /// Seals the IPv4 packet at `buf[start..start + len]` for the peer owning `inside` and
+    /// Seals the IP packet at `buf[start..start + len]` for the peer owning `inside` and
     /// writes the outer Ethernet, IPv4 and UDP headers in the headroom in front of it.
     fn encrypt_to_peer(
         &mut self,
@@ -845,9 +848,10 @@ impl Pipeline {
         buf: &mut [u8],
         start: usize,
         len: usize,
-        inside: Ipv4Addr,
+        inside: impl Into<IpAddr>,
     ) -> Verdict {
-        let Some(&peer) = b.tables.allowed_ips.lookup(IpAddr::V4(inside)) else {
+        let inside = inside.into();
+        let Some(&peer) = b.tables.allowed_ips.lookup(inside) else {
             return Verdict::Drop(DropReason::NoPeer);
         };
         let Some(route) = b.tables.peers.get(&peer) else {
@@ -861,6 +865,10 @@ impl Pipeline {
             return Verdict::Drop(DropReason::NoEndpoint);
         };
         if len > self.cfg.mtu {
+            // IPv6 is never fragmented on the way (RFC 8200 §5): the sender was to be told.
+            let IpAddr::V4(inside) = inside else {
+                return Verdict::Drop(DropReason::TooBig);
+            };
             // What the kernel does forwarding into wg0: fragments, unless DF asks for
             // "fragmentation needed" (sent already on the way here, where it applies).
             let dont_frag = ipv4::Packet::new_checked(&buf[start..start + len])
@@ -999,14 +1007,15 @@ impl Pipeline {
     fn route_or_park(
         &self,
         b: &Batch<'_>,
-        dst: Ipv4Addr,
+        dst: impl Into<IpAddr>,
         park: Verdict,
     ) -> Result<Resolution, Verdict> {
-        match b.routes.resolution(IpAddr::V4(dst)) {
+        let dst = dst.into();
+        match b.routes.resolution(dst) {
             Some(Resolution::Resolving { .. }) => Err(park),
             Some(known) => Ok(*known),
             None => {
-                self.routes.request(IpAddr::V4(dst));
+                self.routes.request(dst);
                 Err(park)
             }
         }

@@ -1,9 +1,10 @@
-//! IPv6 fixed headers (RFC 8200 §3), as far as the gateway reads them: it never forwards IPv6
-//! itself, it only checks the source of IPv6 from the tunnel and hands it to the kernel.
+//! IPv6 fixed headers (RFC 8200 §3) and the numbers of the extension headers that may follow
+//! them, as far as the gateway forwards IPv6 from the tunnel: addresses, hop limit, the first
+//! Next Header, and the pseudo-header sum of upper-layer checksums (§8.1).
 
 use core::net::Ipv6Addr;
 
-use crate::{read_u16, Error};
+use crate::{checksum, read_u16, write_u16, Error};
 
 /// The fixed header.
 pub const HEADER_LEN: usize = 40;
@@ -17,6 +18,90 @@ pub mod field {
     pub const HOP_LIMIT: usize = 7;
     pub const SRC: Range<usize> = 8..24;
     pub const DST: Range<usize> = 24..40;
+}
+
+/// The minimum link MTU (RFC 8200 §5): every IPv6 link carries 1280-byte packets.
+pub const MIN_MTU: usize = 1280;
+
+/// The hop limit of packets the gateway originates (Linux's default `hop_limit`).
+pub const DEFAULT_HOP_LIMIT: u8 = 64;
+
+/// Next Header values (IANA "Assigned Internet Protocol Numbers").
+pub const NEXT_HOP_BY_HOP: u8 = 0;
+pub const NEXT_TCP: u8 = 6;
+pub const NEXT_UDP: u8 = 17;
+pub const NEXT_ROUTING: u8 = 43;
+pub const NEXT_FRAGMENT: u8 = 44;
+pub const NEXT_ESP: u8 = 50;
+pub const NEXT_AH: u8 = 51;
+pub const NEXT_ICMPV6: u8 = 58;
+pub const NEXT_NONE: u8 = 59;
+pub const NEXT_DEST_OPTIONS: u8 = 60;
+pub const NEXT_MOBILITY: u8 = 135;
+pub const NEXT_HIP: u8 = 139;
+pub const NEXT_SHIM6: u8 = 140;
+
+/// Whether `next` names an IPv6 extension header that a node must walk to reach the upper
+/// layer (RFC 8200 §4, IANA "IPv6 Extension Header Types", the two experimental values
+/// included). ESP and AH are in that registry too but are left out: what follows them is
+/// opaque or needs no walking to forward the packet, so a router treats them as a payload.
+#[inline]
+pub fn is_extension_header(next: u8) -> bool {
+    matches!(
+        next,
+        NEXT_HOP_BY_HOP
+            | NEXT_ROUTING
+            | NEXT_FRAGMENT
+            | NEXT_DEST_OPTIONS
+            | NEXT_MOBILITY
+            | NEXT_HIP
+            | NEXT_SHIM6
+            | 253
+            | 254
+    )
+}
+
+/// Whether `a` is link-local unicast (fe80::/10, RFC 4291 §2.5.6): never forwarded.
+#[inline]
+pub fn is_link_local(a: Ipv6Addr) -> bool {
+    a.segments()[0] & 0xffc0 == 0xfe80
+}
+
+/// The unfolded one's-complement sum of the IPv6 pseudo-header (RFC 8200 §8.1) for an
+/// upper-layer packet of `len` bytes with Next Header `next`: add it to the packet's own sum.
+#[inline]
+pub fn pseudo_header_sum(src: Ipv6Addr, dst: Ipv6Addr, next: u8, len: u32) -> u32 {
+    let mut p = [0u8; 40];
+    p[0..16].copy_from_slice(&src.octets());
+    p[16..32].copy_from_slice(&dst.octets());
+    p[32..36].copy_from_slice(&len.to_be_bytes());
+    p[39] = next;
+    checksum::sum(&p)
+}
+
+/// The fields of a fixed header to write (no flow label, traffic class 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Repr {
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub next_header: u8,
+    pub payload_len: usize,
+    pub hop_limit: u8,
+}
+
+impl Repr {
+    /// Writes the fixed header at the start of `buf`.
+    pub fn emit(&self, buf: &mut [u8]) -> Result<(), Error> {
+        let len = u16::try_from(self.payload_len).map_err(|_| Error::TooLong)?;
+        let h = buf.get_mut(..HEADER_LEN).ok_or(Error::Truncated)?;
+        h[field::VER_TC_FLOW].copy_from_slice(&[0x60, 0, 0, 0]);
+        write_u16(h, field::PAYLOAD_LEN.start, len);
+        h[field::NEXT_HEADER] = self.next_header;
+        h[field::HOP_LIMIT] = self.hop_limit;
+        h[field::SRC].copy_from_slice(&self.src.octets());
+        h[field::DST].copy_from_slice(&self.dst.octets());
+        Ok(())
+    }
 }
 
 /// A view of an IPv6 packet.
@@ -91,6 +176,27 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 }
 
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    #[inline]
+    pub fn set_hop_limit(&mut self, v: u8) {
+        self.buffer.as_mut()[field::HOP_LIMIT] = v;
+    }
+
+    /// Decrements the hop limit of a packet being forwarded (RFC 8200 §3): false, unchanged,
+    /// when it is 1 or 0 and the packet must be discarded with a time exceeded instead. IPv6
+    /// has no header checksum to update.
+    #[inline]
+    pub fn decrement_hop_limit(&mut self) -> bool {
+        match self.hop_limit() {
+            0 | 1 => false,
+            h => {
+                self.set_hop_limit(h - 1);
+                true
+            }
+        }
+    }
+}
+
 #[inline]
 fn addr(b: &[u8]) -> Ipv6Addr {
     let mut a = [0u8; 16];
@@ -127,6 +233,69 @@ mod tests {
         assert_eq!(Packet::new_checked(&b[..39]).unwrap_err(), Error::Truncated);
         b[0] = 0x45;
         assert_eq!(Packet::new_checked(&b[..]).unwrap_err(), Error::BadVersion);
+    }
+
+    #[test]
+    fn emits_what_etherparse_reads_and_decrements_the_hop_limit() {
+        let r = Repr {
+            src: "fd13::2".parse().unwrap(),
+            dst: "2001:db8:23::2".parse().unwrap(),
+            next_header: NEXT_ICMPV6,
+            payload_len: 8,
+            hop_limit: 2,
+        };
+        let mut b = [0u8; 48];
+        r.emit(&mut b).unwrap();
+        let (h, _) = Ipv6Header::from_slice(&b).unwrap();
+        assert_eq!(h.payload_length, 8);
+        assert_eq!(h.next_header, IpNumber::IPV6_ICMP);
+        assert_eq!(Ipv6Addr::from(h.source), r.src);
+        assert_eq!(Ipv6Addr::from(h.destination), r.dst);
+        let mut p = Packet::new_checked(&mut b[..]).unwrap();
+        assert!(p.decrement_hop_limit());
+        assert_eq!(p.hop_limit(), 1);
+        assert!(!p.decrement_hop_limit(), "1 is not forwarded");
+        assert_eq!(p.hop_limit(), 1, "unchanged");
+        p.set_hop_limit(0);
+        assert!(!p.decrement_hop_limit());
+        let too_long = Repr {
+            payload_len: 70_000,
+            ..r
+        };
+        assert_eq!(too_long.emit(&mut b), Err(Error::TooLong));
+        assert_eq!(r.emit(&mut b[..39]), Err(Error::Truncated));
+    }
+
+    #[test]
+    fn pseudo_header_sum_matches_etherparse_checksums() {
+        use etherparse::{Icmpv6Header, Icmpv6Type};
+        let (src, dst) = (
+            [0xfd, 0x13, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            [0xfe; 16],
+        );
+        let payload = [1u8, 2, 3, 4, 5];
+        let h =
+            Icmpv6Header::with_checksum(Icmpv6Type::PacketTooBig { mtu: 1280 }, src, dst, &payload)
+                .unwrap();
+        let mut msg = h.to_bytes().to_vec();
+        msg.extend_from_slice(&payload);
+        let s = pseudo_header_sum(src.into(), dst.into(), NEXT_ICMPV6, msg.len() as u32)
+            + checksum::sum(&msg);
+        assert_eq!(checksum::fold(s), 0xffff, "the stored checksum verifies");
+    }
+
+    #[test]
+    fn extension_headers_and_link_local_addresses() {
+        for n in [0, 43, 44, 60, 135, 139, 140, 253, 254] {
+            assert!(is_extension_header(n), "{n}");
+        }
+        for n in [6, 17, 58, 59, 50, 51] {
+            assert!(!is_extension_header(n), "{n}");
+        }
+        assert!(is_link_local("fe80::1".parse().unwrap()));
+        assert!(is_link_local("febf::1".parse().unwrap()));
+        assert!(!is_link_local("fec0::1".parse().unwrap()));
+        assert!(!is_link_local("fd13::1".parse().unwrap()));
     }
 
     proptest::proptest! {

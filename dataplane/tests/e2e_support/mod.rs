@@ -17,8 +17,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use lab::{
-    is_root, ClientKind, DataplaneGateway, GatewayKind, GwTomlOptions, Lab, Node, Topology,
-    GATEWAY_LAN_ADDR, GATEWAY_TUNNEL_ADDR, SERVER_ADDR,
+    is_root, ClientKind, DataplaneGateway, GatewayKind, GwTomlOptions, Lab, LabBuilder, Node,
+    Topology, GATEWAY_LAN_ADDR, GATEWAY_TUNNEL_ADDR, SERVER_ADDR,
 };
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -101,18 +101,28 @@ impl E2e {
         iperf3: bool,
         gateway: DataplaneGateway,
     ) -> E2e {
-        let started = Instant::now();
-        let lab = Lab::builder(topology)
+        let builder = Lab::builder(topology)
             .gateway(GatewayKind::Dataplane(gateway))
             .client(client)
-            .iperf3_server(iperf3)
-            .build()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "{name}: the lab with the dataplane gateway and a {} client: {e:#}",
-                    client.name()
-                )
-            });
+            .iperf3_server(iperf3);
+        E2e::from_builder(client, name, topology, builder)
+    }
+
+    /// A lab built by `builder`, whose gateway, `client` and options (e.g. dual-stack) the
+    /// caller chose, the client handshaken.
+    pub fn from_builder(
+        client: ClientKind,
+        name: &'static str,
+        topology: Topology,
+        builder: LabBuilder,
+    ) -> E2e {
+        let started = Instant::now();
+        let lab = builder.build().unwrap_or_else(|e| {
+            panic!(
+                "{name}: the lab with the dataplane gateway and a {} client: {e:#}",
+                client.name()
+            )
+        });
         let mut t = E2e { lab, started, name };
         let hs = t
             .wait_for_handshake(Duration::from_secs(10))

@@ -12,7 +12,7 @@
 pub mod fuzz;
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +41,11 @@ pub const GW_ADDR: Ipv4Addr = Ipv4Addr::new(172, 23, 0, 3);
 pub const SERVER: Ipv4Addr = Ipv4Addr::new(172, 23, 0, 2);
 pub const TUNNEL_ADDR: Ipv4Addr = Ipv4Addr::new(10, 13, 13, 1);
 pub const CLIENT_INNER: Ipv4Addr = Ipv4Addr::new(10, 13, 13, 2);
+/// The same hosts' IPv6 addresses (routed, no NAT).
+pub const GW_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x23, 0, 0, 0, 0, 3);
+pub const SERVER6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x23, 0, 0, 0, 0, 2);
+pub const TUNNEL_ADDR6: Ipv6Addr = Ipv6Addr::new(0xfd13, 0, 0, 0, 0, 0, 0, 1);
+pub const CLIENT_INNER6: Ipv6Addr = Ipv6Addr::new(0xfd13, 0, 0, 0, 0, 0, 0, 2);
 pub const CLIENT_EP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 7), 40000);
 /// Another address the attacker controls (for "a peer's index from another address").
 pub const ATTACKER_EP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 66), 40000);
@@ -68,6 +73,15 @@ pub fn session_keys() -> (SessionKeys, SessionKeys) {
     (client, gateway)
 }
 
+/// The next hop towards the LAN on interface 2, its link `mtu` bytes wide.
+pub fn lan_hop(mtu: u32) -> NextHop {
+    NextHop {
+        src_addr: Some(IpAddr::V6(GW_ADDR6)),
+        mtu,
+        ..hop(LAN_MAC)
+    }
+}
+
 fn hop(dst_mac: [u8; 6]) -> NextHop {
     NextHop {
         ifindex: IFINDEX,
@@ -93,6 +107,7 @@ pub fn routes_with(lan_hosts: impl IntoIterator<Item = Ipv4Addr>) -> RouteSnapsh
     RouteSnapshot::from_entries(
         lan.chain([
             (IpAddr::V4(SERVER), Resolution::Ready(hop(LAN_MAC))),
+            (IpAddr::V6(SERVER6), Resolution::Ready(lan_hop(1500))),
             (
                 IpAddr::V4(*CLIENT_EP.ip()),
                 Resolution::Ready(hop([2, 0, 0, 0, 0, 7])),
@@ -184,6 +199,9 @@ impl Gateway {
         tables
             .allowed_ips
             .insert(IpPrefix::host(IpAddr::V4(CLIENT_INNER)), PEER);
+        tables
+            .allowed_ips
+            .insert(IpPrefix::host(IpAddr::V6(CLIENT_INNER6)), PEER);
         let nat = Conntrack::new(&opts.nat_config(), opts.nat_worker).expect("valid NAT config");
         let (tx, rx) = slow_path_queue(opts.slow_queue);
         let cfg = PipelineConfig {
@@ -191,6 +209,8 @@ impl Gateway {
             mtu: MTU,
             host_addrs: vec![GW_ADDR, TUNNEL_ADDR],
             tunnel_addr: TUNNEL_ADDR,
+            host_addrs6: vec![GW_ADDR6, TUNNEL_ADDR6],
+            tunnel_addr6: Some(TUNNEL_ADDR6),
             masquerade: true,
             outer_ip_id_seed: 0,
             cookie_nonce_seed: [0; 16],
