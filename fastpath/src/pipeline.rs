@@ -37,7 +37,7 @@ use std::time::Instant;
 
 use crate::queue::{HandshakeDatagram, HostPacket, Lane, SlowPathSender, ToSlowPath};
 use crate::tables::Tables;
-use nat::{Conntrack, Inbound, Outbound};
+use nat::{Conntrack, Conntrack6, Inbound, Outbound};
 use wgproto::keypair::sealed_len;
 use wgproto::peer::PeerId;
 use wgproto::ratelimiter::{RateLimitError, RateLimiter};
@@ -47,6 +47,7 @@ use crate::handshake_guard::{screen, CookieNonces, Screened};
 use crate::icmp::{icmp_error, IcmpError};
 
 mod forward6;
+mod nat6;
 use crate::icmp_ratelimit::IcmpRateLimiter;
 
 use crate::capture::CapturePoint;
@@ -57,7 +58,7 @@ use crate::headers::{write_ipv4_udp, OUTER_V4_LEN};
 use crate::latency::{LatencyRecorder, SharedLatency, Stage};
 use crate::route::{NextHop, NextHopReader, Resolution, RouteSnapshot};
 use crate::stage_cycles::Step;
-use wire::ethernet::{self, ETHERTYPE_IPV4};
+use wire::ethernet::{self, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 use wire::ipv4::{self, Ttl};
 use wire::wireguard::{
     handshake_len, MSG_COOKIE_REPLY, MSG_INITIATION, MSG_RESPONSE, MSG_TRANSPORT,
@@ -156,6 +157,14 @@ pub enum Resume {
     /// Handed over by another worker: a hairpinned packet (RFC 4787 REQ-9), source translated
     /// already, whose destination port is in this worker's slice.
     Hairpin,
+    /// [`Resume::NatOutbound`] for the IPv6 NAT (`nat6.rs`): a routed IPv6 packet, hop limit
+    /// decremented, from an inside host this worker's IPv6 NAT owns.
+    NatOutbound6,
+    /// [`Resume::NatInbound`] for the IPv6 NAT: an IPv6 packet from the LAN to a NAT66 port of
+    /// this worker's slice.
+    NatInbound6,
+    /// [`Resume::Hairpin`] for the IPv6 NAT.
+    Hairpin6,
 }
 
 /// Per-batch inputs: one load of each published snapshot, one clock reading.
@@ -169,6 +178,8 @@ pub struct Batch<'a> {
 pub struct Pipeline {
     cfg: PipelineConfig,
     nat: Option<Conntrack>,
+    /// The IPv6 NAT (`[nat] masquerade_ipv6`), see `nat6.rs`.
+    nat6: Option<Conntrack6>,
     slow: SlowPathSender,
     routes: NextHopReader,
     counters: Arc<WorkerCounters>,
@@ -231,6 +242,7 @@ impl Pipeline {
         Pipeline {
             cfg,
             nat,
+            nat6: None,
             slow,
             routes,
             counters,
@@ -306,9 +318,14 @@ impl Pipeline {
         self.nat.as_ref()
     }
 
-    /// Expires NAT mappings, at most `budget` of them (once per batch).
+    /// Expires NAT mappings, at most `budget` of them per NAT (once per batch).
     pub fn expire(&mut self, now: Timestamp, budget: usize) -> usize {
-        self.nat
+        let v6 = self
+            .nat6
+            .as_mut()
+            .map_or(0, |n| n.expire(now.as_nanos(), budget));
+        v6 + self
+            .nat
             .as_mut()
             .map_or(0, |n| n.expire(now.as_nanos(), budget))
     }
@@ -353,6 +370,11 @@ impl Pipeline {
             }
             Resume::NatInbound => self.return_traffic(b, buf, start..start + len),
             Resume::Hairpin => self.hairpin(b, buf, start, len),
+            Resume::NatOutbound6 => self.resume_nat_outbound6(b, buf, start, len),
+            Resume::NatInbound6 => self
+                .return_traffic6(b, buf, start..start + len)
+                .unwrap_or_else(|| self.punt_to_host(&buf[start..start + len])),
+            Resume::Hairpin6 => self.hairpin6(b, buf, start, len),
         }
     }
 
@@ -384,7 +406,15 @@ impl Pipeline {
         let Ok(frame) = ethernet::Frame::new_checked(&buf[start..end]) else {
             return Verdict::Drop(DropReason::Malformed);
         };
-        if frame.ethertype() != ETHERTYPE_IPV4 {
+        let ethertype = frame.ethertype();
+        if ethertype == ETHERTYPE_IPV6 {
+            // NAT66 return traffic (`nat6.rs`); the rest of IPv6 is not the fast path's yet.
+            let ip = start + ethernet::HEADER_LEN..end;
+            if let Some(v) = self.nat66_return(b, buf, ip) {
+                return v;
+            }
+        }
+        if ethertype != ETHERTYPE_IPV4 {
             return Verdict::Drop(DropReason::Unsupported);
         }
         let ip_start = start + ethernet::HEADER_LEN;
