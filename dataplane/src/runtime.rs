@@ -65,10 +65,9 @@ pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<(
     let routes =
         NextHopCache::start(CacheOptions::default()).context("starting the route cache")?;
     let programs = attach_programs(&cfg, &host)?;
-    // Held until return: the host's ephemeral ports stay out of the NAT range meanwhile.
-    let _reserved = cfg
-        .nat
-        .masquerade
+    // Held until return: the host's ephemeral ports stay out of the NAT range meanwhile (the
+    // one setting covers IPv4 and IPv6 alike, so either NAT needs it).
+    let _reserved = (cfg.nat.masquerade || cfg.nat.masquerade_ipv6)
         .then(|| ReservedPorts::reserve(cfg.nat.port_range.lo..=cfg.nat.port_range.hi))
         .flatten();
     let clock = protocol_clock();
