@@ -2,9 +2,9 @@
 //! a dual-stack lab whose client (wireguard-go, inside address fd13::2) reaches the server's
 //! IPv6 address through the tunnel, while the server has no route to the tunnel prefix at
 //! all: the replies can come back only to the gateway's own LAN address, through the NAT.
-//! ping6, and an HTTP download of 32 MiB over IPv6 inside, byte-identical, the server's log
-//! showing only the gateway's IPv6 LAN address as the source; the IPv6 NAT's counters by name
-//! over the control socket. One- and two-armed. Root only:
+//! ping6, an ICMPv6 port unreachable back to a UDP socket, and an HTTP download of 32 MiB over
+//! IPv6 inside, byte-identical, the server's log showing only the gateway's IPv6 LAN address as
+//! the source; the IPv6 NAT's counters by name over the control socket. One- and two-armed. Root only:
 //! `sudo -E cargo test -p dataplane --test gateway_nat66 -- --test-threads=1 --nocapture`.
 
 use std::net::Ipv6Addr;
@@ -87,6 +87,26 @@ fn server6_request_sources(t: &Lab) -> Vec<Ipv6Addr> {
         .collect()
 }
 
+/// A connected UDP socket of the client sends to a closed port of the server: the server's
+/// ICMPv6 port unreachable must come back through the NAT (the XDP program takes it by the
+/// port quoted in it, the NAT reverts the quote) for the socket to see ECONNREFUSED.
+const PORT_UNREACHABLE_PY: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.settimeout(1)
+s.connect((sys.argv[1], 9))
+for _ in range(5):
+    try:
+        s.send(b"anyone?")
+        s.recv(64)
+    except ConnectionRefusedError:
+        print("refused", flush=True)
+        sys.exit(0)
+    except socket.timeout:
+        pass
+print("no error came back", flush=True)
+"#;
+
 fn ping6_and_download_32_mib(name: &'static str, topology: Topology) {
     let control = ControlSocket::new(name);
     let t = nat66_lab(name, topology, &control);
@@ -132,6 +152,16 @@ fn ping6_and_download_32_mib(name: &'static str, topology: Topology) {
     assert!(
         sources.iter().all(|s| *s == GATEWAY_LAN_ADDR6),
         "sources seen by the server: {sources:?} (want only {GATEWAY_LAN_ADDR6})"
+    );
+
+    let dst = SERVER_ADDR6.to_string();
+    let (_, out) = t
+        .try_exec_in(Node::Client, &["python3", "-c", PORT_UNREACHABLE_PY, &dst])
+        .expect("python3 runs");
+    assert_eq!(
+        out.trim(),
+        "refused",
+        "ICMPv6 port unreachable through NAT66"
     );
 
     // 32 MiB is over 20 000 segments each way.
