@@ -24,7 +24,7 @@ use tracing::{info, warn};
 use crate::addr_watch::{listen_addresses, AddressWatch};
 use crate::afxdp::{attach_program, queues, Mode, XskConfig, XskGroup};
 use crate::reserved_ports::ReservedPorts;
-use crate::route::{CacheOptions, NextHopCache, Rtnl};
+use crate::route::{global_ipv6_of, CacheOptions, NextHopCache, Rtnl};
 use crate::worker::handoff::Handoff;
 use crate::worker::io::{Worker, PANIC_AFTER_ENV};
 use crate::xdp::{LivePortsWriter, OversizeWatch, RedirectConfig, XdpCountersReader, XdpProgram};
@@ -65,10 +65,9 @@ pub fn run(cfg: GatewayConfig, reload_from: Option<PathBuf>) -> anyhow::Result<(
     let routes =
         NextHopCache::start(CacheOptions::default()).context("starting the route cache")?;
     let programs = attach_programs(&cfg, &host)?;
-    // Held until return: the host's ephemeral ports stay out of the NAT range meanwhile.
-    let _reserved = cfg
-        .nat
-        .masquerade
+    // Held until return: the host's ephemeral ports stay out of the NAT range meanwhile (the
+    // one setting covers IPv4 and IPv6 alike, so either NAT needs it).
+    let _reserved = (cfg.nat.masquerade || cfg.nat.masquerade_ipv6)
         .then(|| ReservedPorts::reserve(cfg.nat.port_range.lo..=cfg.nat.port_range.hi))
         .flatten();
     let clock = protocol_clock();
@@ -163,6 +162,9 @@ struct HostAddresses {
     /// Source address of masqueraded packets: `[nat] address`, else the LAN interface's
     /// primary IPv4 address (MASQUERADE's rule).
     egress: Ipv4Addr,
+    /// Source address of IPv6 masqueraded packets (`[nat] masquerade_ipv6`): `[nat]
+    /// address_ipv6`, else the LAN interface's first global IPv6 address; `None` when off.
+    egress6: Option<Ipv6Addr>,
     /// The WAN interface's IPv4 addresses: WireGuard is accepted on these.
     wan: Vec<IpAddr>,
     /// Every IPv4 address of the gateway's interfaces and of wg0: packets to them are the
@@ -222,6 +224,16 @@ impl HostAddresses {
             })?,
         };
         let addresses = rtnl.addresses()?;
+        let egress6 = match (cfg.nat.masquerade_ipv6, cfg.nat.address_ipv6) {
+            (false, _) => None,
+            (true, Some(a)) => Some(a),
+            (true, None) => Some(global_ipv6_of(&addresses, lan_index).with_context(|| {
+                format!(
+                    "[nat] address_ipv6: not set and {} has no global IPv6 address to masquerade to",
+                    names[names.len() - 1]
+                )
+            })?),
+        };
         let wan = listen_addresses(&addresses, wan_index);
         let tunnel = cfg.interface.tunnel_ipv4().with_context(|| {
             format!(
@@ -256,6 +268,7 @@ impl HostAddresses {
         });
         Ok(HostAddresses {
             egress,
+            egress6,
             wan,
             host,
             tunnel,
@@ -275,10 +288,8 @@ fn attach_programs(cfg: &GatewayConfig, host: &HostAddresses) -> anyhow::Result<
         listen_port: Some(cfg.interface.listen_port),
         listen_addrs: host.wan.clone(),
         nat_v4: cfg.nat.masquerade.then_some(host.egress),
-        nat_v6: None,
-        nat_ports: cfg
-            .nat
-            .masquerade
+        nat_v6: host.egress6,
+        nat_ports: (cfg.nat.masquerade || host.egress6.is_some())
             .then_some(cfg.nat.port_range.lo..=cfg.nat.port_range.hi),
         max_frame_len: None, // per interface, below
     };
@@ -401,6 +412,9 @@ fn start_workers(
         .context("creating the workers' handoff lanes")?
         .into_iter();
     let nat_cfg = nat_config(cfg, host.egress, queues.len());
+    let nat6_cfg = host
+        .egress6
+        .map(|egress6| nat_cfg.with_egress(vec![egress6]));
     let pipeline_cfg = PipelineConfig {
         listen_port: cfg.interface.listen_port,
         mtu: usize::from(cfg.interface.mtu),
@@ -412,7 +426,7 @@ fn start_workers(
         outer_ip_id_seed: 0,
         cookie_nonce_seed: [0; 16],
     };
-    let live_ports = if cfg.nat.masquerade {
+    let live_ports = if cfg.nat.masquerade || host.egress6.is_some() {
         let maps = programs
             .iter()
             .map(|p| {
@@ -442,34 +456,50 @@ fn start_workers(
             info!(interface = %info.ifname, queue = info.queue_id, mode = %info.mode, "AF_XDP socket bound");
         }
         let nat = match &live_ports {
-            Some(live) => {
+            Some(live) if cfg.nat.masquerade => {
                 let mut ct = nat::Conntrack::new(&nat_cfg, i as u16)
                     .map_err(|e| anyhow::anyhow!("[nat]: {e:?}"))?;
                 // The XDP program takes NAT return traffic only for ports a mapping holds.
                 ct.observe_ports(Box::new(live.clone()));
                 Some(ct)
             }
-            None => None,
+            _ => None,
+        };
+        let nat6 = match (&live_ports, &nat6_cfg) {
+            (Some(live), Some(nat6_cfg)) => {
+                let mut ct = nat::Conntrack6::new(nat6_cfg, i as u16)
+                    .map_err(|e| anyhow::anyhow!("[nat] (IPv6): {e:?}"))?;
+                // Its ports are held apart from the IPv4 NAT's (live_ports.rs).
+                ct.observe_ports(Box::new(live.ipv6()));
+                Some(ct)
+            }
+            _ => None,
         };
         let worker_counters = Arc::new(WorkerCounters::default());
         counters.push(worker_counters.clone());
+        let pipeline = Pipeline::new(
+            PipelineConfig {
+                outer_ip_id_seed: rand_seed() as u16,
+                cookie_nonce_seed: {
+                    let mut seed = [0; 16];
+                    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
+                    seed
+                },
+                ..pipeline_cfg.clone()
+            },
+            nat,
+            to_slow.clone(),
+            routes.reader(),
+            worker_counters,
+        );
+        // The IPv6 NAT beside the IPv4 one (`[nat] masquerade_ipv6`).
+        let pipeline = match nat6 {
+            Some(ct) => pipeline.with_nat6(ct),
+            None => pipeline,
+        };
         let worker = Worker {
             group,
-            pipeline: Pipeline::new(
-                PipelineConfig {
-                    outer_ip_id_seed: rand_seed() as u16,
-                    cookie_nonce_seed: {
-                        let mut seed = [0; 16];
-                        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
-                        seed
-                    },
-                    ..pipeline_cfg.clone()
-                },
-                nat,
-                to_slow.clone(),
-                routes.reader(),
-                worker_counters,
-            ),
+            pipeline,
             tables: tables.clone(),
             routes: routes.reader(),
             clock,

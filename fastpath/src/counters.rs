@@ -132,6 +132,8 @@ reasons! {
         NatIcmpErrorNoMapping => "nat_icmp_error_no_mapping": IcmpErrorNoMapping,
         NatOffPathRst => "nat_offpath_rst": OffPathRst,
         NatIcmpErrorOffPath => "nat_icmp_error_offpath": IcmpErrorOffPath,
+        NatNotIpv6 => "nat_not_ipv6": NotIpv6,
+        NatIpv6ExtensionHeader => "nat_ipv6_extension_header": Ipv6ExtensionHeader,
     }
     // One per way a transport message fails to open (`Keypair::open_in_place`).
     decrypt {
@@ -263,6 +265,9 @@ worker_counters! {
     fragmented_into_tunnel: Counter, Series::Packets("fragmented_into_tunnel"), "Return packets longer than the tunnel MTU, without DF, cut into fragments that fit it (as the kernel forwarding into wg0 would); each fragment counts in `encrypted` and `tx`.";
     nat_entries: Gauge, Series::Own("dataplane_nat_entries"), "Live NAT mappings of a worker (0 without NAT).";
     nat_untracked_inbound: Counter, Series::Own("dataplane_nat_untracked_inbound_total"), "NAT return traffic from a remote its mapping does not track (endpoint-independent filtering): delivered, but it neither refreshed the mapping nor changed its TCP state (published now and then from the NAT's own count).";
+    nat66_outbound: Counter, Series::Own("dataplane_nat66_outbound_total"), "IPv6 packets from the tunnel source-translated by the IPv6 NAT (`[nat] masquerade_ipv6`; published now and then from the NAT's own count).";
+    nat66_inbound: Counter, Series::Own("dataplane_nat66_inbound_total"), "IPv6 return traffic translated back by the IPv6 NAT, ICMPv6 errors included (published now and then from the NAT's own count).";
+    nat66_entries: Gauge, Series::Own("dataplane_nat66_entries"), "Live IPv6 NAT mappings of a worker (0 without IPv6 masquerading).";
     icmp_ratelimited: Counter, Series::Own("dataplane_icmp_ratelimited_total"), "ICMP errors not sent: over the rate limit (1000/s burst 50 per worker, 1/s burst 6 per destination, as Linux's icmp_msgs_per_sec and icmp_ratelimit).";
     capture_skipped: Counter, Series::Own("dataplane_capture_skipped_total"), "Packets a running capture could not keep (its reader was too slow); forwarded anyway.";
 }

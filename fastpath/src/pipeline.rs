@@ -43,7 +43,7 @@ use std::time::Instant;
 
 use crate::queue::{HandshakeDatagram, HostPacket, Lane, SlowPathSender, ToSlowPath};
 use crate::tables::Tables;
-use nat::{Conntrack, Inbound, Outbound};
+use nat::{Conntrack, Conntrack6, Inbound, Outbound};
 use wgproto::keypair::sealed_len;
 use wgproto::peer::PeerId;
 use wgproto::ratelimiter::{RateLimitError, RateLimiter};
@@ -53,6 +53,7 @@ use crate::handshake_guard::{screen, CookieNonces, Screened};
 use crate::icmp::{icmp_error, IcmpError};
 
 mod forward6;
+mod nat6;
 use crate::icmp_ratelimit::IcmpRateLimiter;
 
 use crate::capture::CapturePoint;
@@ -163,6 +164,14 @@ pub enum Resume {
     /// Handed over by another worker: a hairpinned packet (RFC 4787 REQ-9), source translated
     /// already, whose destination port is in this worker's slice.
     Hairpin,
+    /// [`Resume::NatOutbound`] for the IPv6 NAT (`nat6.rs`): a routed IPv6 packet, hop limit
+    /// decremented, from an inside host this worker's IPv6 NAT owns.
+    NatOutbound6,
+    /// [`Resume::NatInbound`] for the IPv6 NAT: an IPv6 packet from the LAN to a NAT66 port of
+    /// this worker's slice.
+    NatInbound6,
+    /// [`Resume::Hairpin`] for the IPv6 NAT.
+    Hairpin6,
 }
 
 /// Per-batch inputs: one load of each published snapshot, one clock reading.
@@ -176,6 +185,8 @@ pub struct Batch<'a> {
 pub struct Pipeline {
     cfg: PipelineConfig,
     nat: Option<Conntrack>,
+    /// The IPv6 NAT (`[nat] masquerade_ipv6`), see `nat6.rs`.
+    nat6: Option<Conntrack6>,
     slow: SlowPathSender,
     routes: NextHopReader,
     counters: Arc<WorkerCounters>,
@@ -238,6 +249,7 @@ impl Pipeline {
         Pipeline {
             cfg,
             nat,
+            nat6: None,
             slow,
             routes,
             counters,
@@ -313,9 +325,14 @@ impl Pipeline {
         self.nat.as_ref()
     }
 
-    /// Expires NAT mappings, at most `budget` of them (once per batch).
+    /// Expires NAT mappings, at most `budget` of them per NAT (once per batch).
     pub fn expire(&mut self, now: Timestamp, budget: usize) -> usize {
-        self.nat
+        let v6 = self
+            .nat6
+            .as_mut()
+            .map_or(0, |n| n.expire(now.as_nanos(), budget));
+        v6 + self
+            .nat
             .as_mut()
             .map_or(0, |n| n.expire(now.as_nanos(), budget))
     }
@@ -360,6 +377,11 @@ impl Pipeline {
             }
             Resume::NatInbound => self.return_traffic(b, buf, start..start + len),
             Resume::Hairpin => self.hairpin(b, buf, start, len),
+            Resume::NatOutbound6 => self.resume_nat_outbound6(b, buf, start, len),
+            Resume::NatInbound6 => self
+                .return_traffic6(b, buf, start..start + len)
+                .unwrap_or_else(|| self.punt_to_host(&buf[start..start + len])),
+            Resume::Hairpin6 => self.hairpin6(b, buf, start, len),
         }
     }
 
@@ -430,11 +452,15 @@ impl Pipeline {
         self.return_traffic(b, buf, ip_start..ip_end)
     }
 
-    /// An Ethernet/IPv6 frame at `buf[start..end]`: WireGuard from a peer with an IPv6
-    /// endpoint takes the same path as over IPv4; nothing else over IPv6 is taken yet.
+    /// An Ethernet/IPv6 frame at `buf[start..end]`: NAT66 return traffic (`nat6.rs`, which
+    /// leaves datagrams to the listen port alone), else WireGuard from a peer with an IPv6
+    /// endpoint, which takes the same path as over IPv4.
     #[cold]
     fn outer_ipv6(&mut self, b: &Batch<'_>, buf: &mut [u8], start: usize, end: usize) -> Verdict {
         let ip_start = start + ethernet::HEADER_LEN;
+        if let Some(v) = self.nat66_return(b, buf, ip_start..end) {
+            return v;
+        }
         match outer::parse_udp6(&buf[ip_start..end], self.cfg.listen_port) {
             Ok(Some(d)) => {
                 let msg = ip_start + d.payload.start..ip_start + d.payload.end;

@@ -3,7 +3,9 @@
 //! never re-checks it.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::family::Family;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
@@ -44,12 +46,13 @@ impl Default for Timeouts {
 }
 
 /// The NAT's configuration, identical for every worker (each worker builds its own
-/// [`crate::Conntrack`] from it with its worker index).
+/// [`crate::Conntrack`] from it with its worker index). `NatConfig<Ipv6Addr>` configures the
+/// IPv6 NAT ([`crate::Conntrack6`]) the same way.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NatConfig {
+pub struct NatConfig<A: Family = Ipv4Addr> {
     /// The external ("egress") addresses. A given inside address always uses the same one
     /// (RFC 4787 REQ-2, "paired" pooling).
-    pub egress: Vec<Ipv4Addr>,
+    pub egress: Vec<A>,
     /// External ports handed out. The default stays above Linux's `ip_local_port_range`
     /// (32768-60999) so mapped ports never collide with the host's own connections.
     pub ports: RangeInclusive<u16>,
@@ -69,7 +72,7 @@ pub struct NatConfig {
     pub hash_seed: u64,
 }
 
-impl Default for NatConfig {
+impl<A: Family> Default for NatConfig<A> {
     fn default() -> Self {
         NatConfig {
             egress: Vec::new(),
@@ -89,7 +92,7 @@ impl Default for NatConfig {
 pub enum ConfigError {
     NoEgressAddress,
     TooManyEgressAddresses(usize),
-    DuplicateEgressAddress(Ipv4Addr),
+    DuplicateEgressAddress(IpAddr),
     EmptyPortRange,
     PortZeroInRange,
     NoWorkers,
@@ -138,7 +141,23 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-impl NatConfig {
+impl<A: Family> NatConfig<A> {
+    /// The same settings with other egress addresses, of either family: the IPv6 NAT beside
+    /// the IPv4 one shares the port range, capacity, workers and timeouts.
+    pub fn with_egress<B: Family>(&self, egress: Vec<B>) -> NatConfig<B> {
+        NatConfig {
+            egress,
+            ports: self.ports.clone(),
+            exclude_ports: self.exclude_ports.clone(),
+            capacity_per_worker: self.capacity_per_worker,
+            workers: self.workers,
+            timeouts: self.timeouts.clone(),
+            inbound_refresh: self.inbound_refresh,
+            // Another key, so the two tables' layouts are unrelated.
+            hash_seed: self.hash_seed.rotate_left(17) ^ 0x6a09_e667_f3bc_c908,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.egress.is_empty() {
             return Err(ConfigError::NoEgressAddress);
@@ -148,7 +167,7 @@ impl NatConfig {
         }
         for (i, a) in self.egress.iter().enumerate() {
             if self.egress[..i].contains(a) {
-                return Err(ConfigError::DuplicateEgressAddress(*a));
+                return Err(ConfigError::DuplicateEgressAddress((*a).into()));
             }
         }
         if self.ports.start() > self.ports.end() {

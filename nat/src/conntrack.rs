@@ -5,11 +5,12 @@
 //! Owns the mappings of the inside hosts this worker owns and the ports of its slice. Never
 //! allocates after [`Conntrack::new`], never reads a clock, never blocks.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::Ipv4Addr;
 
 use crate::config::{ConfigError, NatConfig};
 use crate::counters::NatCounters;
 use crate::error::NatError;
+use crate::family::Family;
 use crate::flow_state::{self, Dir, FlowState};
 use crate::fragments::{Chain, ChainKey, Fragments};
 use crate::partition::Partition;
@@ -41,11 +42,11 @@ pub enum Outbound {
 }
 
 /// What to do with an inbound packet (arriving for an egress address) after
-/// [`Conntrack::translate_inbound`].
+/// [`Conntrack::translate_inbound`] (`Inbound<Ipv6Addr>` from [`crate::Conntrack6`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Inbound {
+pub enum Inbound<A = Ipv4Addr> {
     /// Destination rewritten to the inside host: find its WireGuard peer by `inside` and send.
-    Deliver { inside: Ipv4Addr },
+    Deliver { inside: A },
     /// The port belongs to worker `owner`'s slice: give it the untouched packet.
     Handoff { owner: u16 },
     /// Not NAT traffic (another destination, port outside the NAT range, ICMP echo request,
@@ -55,10 +56,10 @@ pub enum Inbound {
 
 /// A mapping, as shown to operators and tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Mapping {
+pub struct Mapping<A: Family = Ipv4Addr> {
     pub protocol: Protocol,
-    pub inside: SocketAddrV4,
-    pub external: SocketAddrV4,
+    pub inside: A::Socket,
+    pub external: A::Socket,
     pub state: FlowState,
     /// Second (on the caller's clock) at or after which it is expired.
     pub expires_at_secs: u32,
@@ -70,39 +71,42 @@ const RECLAIM_BUDGET: usize = 32;
 
 const NANOS_PER_TICK: u64 = 1_000_000_000;
 
-/// Fragment chains followed at once per direction and worker (32 bytes each).
+/// IPv4 fragment chains followed at once per direction and worker (32 bytes each).
 const FRAGMENT_CHAINS: usize = 512;
 
-fn tick(now_ns: u64) -> u32 {
+pub(crate) fn tick(now_ns: u64) -> u32 {
     (now_ns / NANOS_PER_TICK).min(u64::from(u32::MAX / 2)) as u32
 }
 
 /// One worker's conntrack. Built once per worker from the shared [`NatConfig`].
+/// `Conntrack<Ipv6Addr>` ([`crate::Conntrack6`]) is the IPv6 NAT: the same parts, its own
+/// packet code (`conntrack6.rs`).
 #[derive(Debug)]
-pub struct Conntrack {
-    egress: Vec<[u8; 4]>,
+pub struct Conntrack<A: Family = Ipv4Addr> {
+    pub(crate) egress: Vec<A::Octets>,
     partition: Partition,
     worker: u16,
     /// Timeout in ticks per [`FlowState`] discriminant.
     timeouts: [u32; 8],
     inbound_refresh: bool,
     seed: u64,
-    table: Table,
+    table: Table<A>,
     ports: PortAllocator,
     wheel: TimerWheel,
     counters: NatCounters,
     /// Told of every port a mapping takes and releases (the XDP program's live-port map).
     observer: Option<Box<dyn PortObserver>>,
-    /// Fragmented datagrams from inside hosts: the egress address of their first fragment.
+    /// Fragmented datagrams from inside hosts: the egress address of their first fragment
+    /// (IPv4 only: the IPv6 NAT refuses extension headers, fragment headers included).
     outbound_chains: Fragments,
     /// Fragmented return traffic: the inside address of their first fragment, or its owner.
     inbound_chains: Fragments,
 }
 
-impl Conntrack {
+impl<A: Family> Conntrack<A> {
     /// Builds worker `worker`'s table (`0 <= worker < config.workers`), preallocating
     /// everything it will ever use.
-    pub fn new(config: &NatConfig, worker: u16) -> Result<Conntrack, ConfigError> {
+    pub fn new(config: &NatConfig<A>, worker: u16) -> Result<Conntrack<A>, ConfigError> {
         config.validate()?;
         if worker >= config.workers {
             return Err(ConfigError::WorkerOutOfRange {
@@ -129,6 +133,8 @@ impl Conntrack {
         ] {
             timeouts[s as usize] = secs(flow_state::timeout(t, s));
         }
+        // Only IPv4 follows fragment chains; the smallest table otherwise.
+        let chains = if A::IS_V4 { FRAGMENT_CHAINS } else { 1 };
         Ok(Conntrack {
             egress: config.egress.iter().map(|a| a.octets()).collect(),
             partition,
@@ -151,21 +157,14 @@ impl Conntrack {
             wheel: TimerWheel::new(config.capacity_per_worker as usize, 0),
             counters: NatCounters::default(),
             observer: None,
-            outbound_chains: Fragments::new(FRAGMENT_CHAINS, config.hash_seed ^ 0x0f0f),
-            inbound_chains: Fragments::new(FRAGMENT_CHAINS, config.hash_seed ^ 0xf0f0),
+            outbound_chains: Fragments::new(chains, config.hash_seed ^ 0x0f0f),
+            inbound_chains: Fragments::new(chains, config.hash_seed ^ 0xf0f0),
         })
     }
 
-    /// Translates a packet from an inside host (after decryption and the AllowedIPs source
-    /// check). `pkt` starts at the IPv4 header; it is rewritten in place only when the result
-    /// is `Forward` or `Hairpin`. `now_ns` is the caller's monotonic clock in nanoseconds
-    /// (e.g. `wgproto::Timestamp::as_nanos`).
-    pub fn translate_outbound(
-        &mut self,
-        now_ns: u64,
-        pkt: &mut [u8],
-    ) -> Result<Outbound, NatError> {
-        let r = self.outbound(tick(now_ns), pkt);
+    /// Counts the result of an outbound translation.
+    #[inline]
+    pub(crate) fn count_outbound(&mut self, r: &Result<Outbound, NatError>) {
         let c = &mut self.counters;
         match r {
             Ok(Outbound::Forward) => c.translated_outbound += 1,
@@ -175,23 +174,20 @@ impl Conntrack {
             }
             Ok(Outbound::Handoff { .. }) => c.handoffs += 1,
             Ok(Outbound::Local) => c.local += 1,
-            Err(e) => c.count_drop(e),
+            Err(e) => c.count_drop(*e),
         }
-        r
     }
 
-    /// Translates a packet that arrived for an egress address. `pkt` starts at the IPv4
-    /// header; it is rewritten in place only when the result is `Deliver`.
-    pub fn translate_inbound(&mut self, now_ns: u64, pkt: &mut [u8]) -> Result<Inbound, NatError> {
-        let r = self.inbound(tick(now_ns), pkt);
+    /// Counts the result of an inbound translation.
+    #[inline]
+    pub(crate) fn count_inbound(&mut self, r: &Result<Inbound<A>, NatError>) {
         let c = &mut self.counters;
         match r {
             Ok(Inbound::Deliver { .. }) => c.translated_inbound += 1,
             Ok(Inbound::Handoff { .. }) => c.handoffs += 1,
             Ok(Inbound::NotNat) => c.not_nat += 1,
-            Err(e) => c.count_drop(e),
+            Err(e) => c.count_drop(*e),
         }
-        r
     }
 
     /// Reports every mapping created and removed from now on to `observer` (this worker's
@@ -239,37 +235,40 @@ impl Conntrack {
             + self.wheel.heap_bytes()
             + self.outbound_chains.heap_bytes()
             + self.inbound_chains.heap_bytes()
-            + self.egress.capacity() * 4
+            + self.egress.capacity() * std::mem::size_of::<A::Octets>()
     }
 
     /// The mapping of an inside endpoint, if this worker holds one.
-    pub fn lookup_inside(&self, protocol: Protocol, inside: SocketAddrV4) -> Option<Mapping> {
-        let slot = self
-            .table
-            .find_inside(protocol, inside.ip().octets(), inside.port())?;
+    pub fn lookup_inside(&self, protocol: Protocol, inside: A::Socket) -> Option<Mapping<A>> {
+        let (addr, port) = A::socket_parts(inside);
+        let slot = self.table.find_inside(protocol, addr.octets(), port)?;
         Some(self.mapping(slot))
     }
 
     /// The mapping behind an external endpoint, if this worker holds one.
-    pub fn lookup_external(&self, protocol: Protocol, external: SocketAddrV4) -> Option<Mapping> {
-        let a = self.egress_index(external.ip().octets())?;
-        let off = self.ports.offset(external.port())?;
+    pub fn lookup_external(&self, protocol: Protocol, external: A::Socket) -> Option<Mapping<A>> {
+        let (addr, port) = A::socket_parts(external);
+        let a = self.egress_index(addr.octets())?;
+        let off = self.ports.offset(port)?;
         let slot = self.table.find_external(protocol, a, off)?;
         Some(self.mapping(slot))
     }
 
-    fn mapping(&self, slot: u32) -> Mapping {
+    fn mapping(&self, slot: u32) -> Mapping<A> {
         let e = self.table.entry(slot);
         Mapping {
             protocol: e.protocol(),
-            inside: SocketAddrV4::new(e.inside_addr.into(), e.inside_port),
-            external: SocketAddrV4::new(self.egress[usize::from(e.ext_addr)].into(), e.ext_port),
+            inside: A::socket(A::from_octets(e.inside_addr), e.inside_port),
+            external: A::socket(
+                A::from_octets(self.egress[usize::from(e.ext_addr)]),
+                e.ext_port,
+            ),
             state: flow_state::state(e.protocol(), e.bits),
             expires_at_secs: e.deadline,
         }
     }
 
-    fn egress_index(&self, addr: [u8; 4]) -> Option<u16> {
+    pub(crate) fn egress_index(&self, addr: A::Octets) -> Option<u16> {
         // Usually one or two addresses: a linear scan beats any map.
         self.egress
             .iter()
@@ -279,9 +278,201 @@ impl Conntrack {
 
     /// RFC 4787 REQ-2 ("paired" pooling): an inside address always gets the same egress
     /// address.
-    fn paired_address(&self, inside: [u8; 4]) -> u16 {
-        let h = u64::from(u32::from_be_bytes(inside)).wrapping_mul(0xff51_afd7_ed55_8ccd) >> 40;
+    fn paired_address(&self, inside: A::Octets) -> u16 {
+        let h = A::fold(inside).wrapping_mul(0xff51_afd7_ed55_8ccd) >> 40;
         (h % self.egress.len() as u64) as u16
+    }
+
+    /// The egress address and port of the mapping in `slot`.
+    #[inline]
+    pub(crate) fn external_of(&self, slot: u32) -> (A::Octets, u16) {
+        let e = self.table.entry(slot);
+        (self.egress[usize::from(e.ext_addr)], e.ext_port)
+    }
+
+    /// The inside endpoint of the mapping in `slot`, and whether it tracks `remote`.
+    #[inline]
+    pub(crate) fn inside_of(&self, slot: u32, remote: Remote<A>) -> (A::Octets, u16, bool) {
+        let e = self.table.entry(slot);
+        (e.inside_addr, e.inside_port, e.remotes.tracks(remote))
+    }
+
+    pub(crate) fn count_untracked(&mut self) {
+        self.counters.inbound_untracked += 1;
+    }
+
+    pub(crate) fn count_icmp_error(&mut self, outbound: bool) {
+        if outbound {
+            self.counters.icmp_errors_outbound += 1;
+        } else {
+            self.counters.icmp_errors_inbound += 1;
+        }
+    }
+
+    /// The live mapping of an inside endpoint (an ICMP error from inside is about one).
+    pub(crate) fn live_inside(
+        &self,
+        now: u32,
+        proto: Protocol,
+        inside: A::Octets,
+        port: u16,
+    ) -> Option<u32> {
+        self.table
+            .find_inside(proto, inside, port)
+            .filter(|&s| self.table.entry(s).deadline > now)
+    }
+
+    pub(crate) fn live_external(
+        &self,
+        now: u32,
+        proto: Protocol,
+        ext_addr: u16,
+        port: u16,
+    ) -> Option<u32> {
+        let off = self.ports.offset(port)?;
+        let slot = self.table.find_external(proto, ext_addr, off)?;
+        // An entry past its deadline but not reaped yet no longer admits return traffic.
+        (self.table.entry(slot).deadline > now).then_some(slot)
+    }
+
+    pub(crate) fn find_or_create(
+        &mut self,
+        now: u32,
+        proto: Protocol,
+        inside: A::Octets,
+        port: u16,
+    ) -> Result<(u32, bool), NatError> {
+        if let Some(slot) = self.table.find_inside(proto, inside, port) {
+            let e = self.table.entry_mut(slot);
+            if e.deadline <= now {
+                // Expired, not reaped yet: same mapping (RFC 4787 REQ-1), fresh session state.
+                e.bits = 0;
+            }
+            return Ok((slot, false));
+        }
+        if self.table.is_full() {
+            self.expire_ticks(now, RECLAIM_BUDGET);
+            if self.table.is_full() {
+                return Err(NatError::TableFull);
+            }
+        }
+        let ext_addr = self.paired_address(inside);
+        let set = self.table.port_set(proto, ext_addr);
+        // Port preservation, like MASQUERADE, when the inside port is in our slice and free.
+        let preferred = self.ports.offset(port);
+        // Otherwise a keyed-random starting point (RFC 6056 §3.3.3 style), so external ports
+        // do not reveal the order of connections.
+        let hint = (table::hash_inside::<A>(self.seed ^ 0xa5a5, proto, inside, port) >> 32) as u32;
+        let off = match self.ports.allocate(set, preferred, hint) {
+            Some(off) => off,
+            None => {
+                self.expire_ticks(now, RECLAIM_BUDGET);
+                self.ports
+                    .allocate(set, preferred, hint)
+                    .ok_or(NatError::NoFreePort)?
+            }
+        };
+        let entry = Entry {
+            inside_addr: inside,
+            deadline: now,
+            inside_port: port,
+            ext_port: self.ports.port(off),
+            ext_addr,
+            proto: proto as u8,
+            bits: 0,
+            // Set by `sent_to` before the first packet is translated.
+            remotes: Remotes::default(),
+        };
+        let Some(slot) = self.table.insert(entry, off) else {
+            // Unreachable (fullness was checked), but never leak the port.
+            self.ports.release(set, off);
+            return Err(NatError::TableFull);
+        };
+        self.counters.created += 1;
+        if let Some(o) = &self.observer {
+            o.mapped(proto, entry.ext_port);
+        }
+        Ok((slot, true))
+    }
+
+    /// Notes that the inside host of the mapping in `slot` sent to `remote` (before `touch`
+    /// sees the packet, so a new session is recognised from the state it ends).
+    pub(crate) fn sent_to(&mut self, slot: u32, remote: Remote<A>, tcp_flags: u8) {
+        let e = self.table.entry_mut(slot);
+        if flow_state::starts_session(e.protocol(), e.bits, tcp_flags) {
+            e.remotes = Remotes::opened_by(remote);
+        } else {
+            e.remotes.sent_to(remote);
+        }
+    }
+
+    /// Updates the flow state for one packet and moves the deadline.
+    pub(crate) fn touch(&mut self, now: u32, slot: u32, dir: Dir, tcp_flags: u8, new: bool) {
+        let e = self.table.entry_mut(slot);
+        let proto = e.protocol();
+        e.bits = flow_state::on_packet(proto, e.bits, dir, tcp_flags);
+        let refresh = new || dir == Dir::Out || proto == Protocol::Tcp || self.inbound_refresh;
+        if !refresh {
+            return;
+        }
+        let state = flow_state::state(proto, e.bits);
+        let deadline = now
+            .saturating_add(self.timeouts[state as usize])
+            .saturating_add(1);
+        e.deadline = deadline;
+        if new {
+            self.wheel.insert(slot, deadline);
+        } else if deadline < self.wheel.scheduled_at(slot) {
+            // Shorter timeout (FIN, RST): re-file now so the port is reclaimed on time.
+            self.wheel.reschedule(slot, deadline);
+        }
+    }
+
+    fn expire_ticks(&mut self, now: u32, budget: usize) -> usize {
+        let mut budget = budget;
+        let mut removed = 0;
+        while let Some(slot) = self.wheel.poll(now, &mut budget) {
+            let e = *self.table.entry(slot);
+            if e.deadline <= now {
+                let set = self.table.port_set(e.protocol(), e.ext_addr);
+                let off = self.ports.offset(e.ext_port).unwrap_or(0);
+                self.table.remove(slot, off);
+                self.ports.release(set, off);
+                if let Some(o) = &self.observer {
+                    o.unmapped(e.protocol(), e.ext_port);
+                }
+                removed += 1;
+            } else {
+                self.wheel.insert(slot, e.deadline);
+            }
+        }
+        self.counters.expired += removed as u64;
+        removed
+    }
+}
+
+/// The IPv4 packet path.
+impl Conntrack<Ipv4Addr> {
+    /// Translates a packet from an inside host (after decryption and the AllowedIPs source
+    /// check). `pkt` starts at the IPv4 header; it is rewritten in place only when the result
+    /// is `Forward` or `Hairpin`. `now_ns` is the caller's monotonic clock in nanoseconds
+    /// (e.g. `wgproto::Timestamp::as_nanos`).
+    pub fn translate_outbound(
+        &mut self,
+        now_ns: u64,
+        pkt: &mut [u8],
+    ) -> Result<Outbound, NatError> {
+        let r = self.outbound(tick(now_ns), pkt);
+        self.count_outbound(&r);
+        r
+    }
+
+    /// Translates a packet that arrived for an egress address. `pkt` starts at the IPv4
+    /// header; it is rewritten in place only when the result is `Deliver`.
+    pub fn translate_inbound(&mut self, now_ns: u64, pkt: &mut [u8]) -> Result<Inbound, NatError> {
+        let r = self.inbound(tick(now_ns), pkt);
+        self.count_inbound(&r);
+        r
     }
 
     fn outbound(&mut self, now: u32, pkt: &mut [u8]) -> Result<Outbound, NatError> {
@@ -325,7 +516,7 @@ impl Conntrack {
                 tcp_flags = pkt[l4 + tcp::field::FLAGS];
             }
         }
-        let owner = self.partition.owner_of_inside(ip.src.into());
+        let owner = self.partition.owner_of_inside(Ipv4Addr::from(ip.src));
         if owner != self.worker {
             return Ok(Outbound::Handoff { owner });
         }
@@ -435,7 +626,7 @@ impl Conntrack {
         pkt: &mut [u8],
         ip: &view::Ipv4,
     ) -> Result<Outbound, NatError> {
-        let owner = self.partition.owner_of_inside(ip.src.into());
+        let owner = self.partition.owner_of_inside(Ipv4Addr::from(ip.src));
         if owner != self.worker {
             return Ok(Outbound::Handoff { owner });
         }
@@ -519,7 +710,7 @@ impl Conntrack {
     ) -> Result<Outbound, NatError> {
         let q = rewrite::parse_icmp_error(pkt, ip)?;
         let inside = q.quoted_ip.dst;
-        let owner = self.partition.owner_of_inside(inside.into());
+        let owner = self.partition.owner_of_inside(Ipv4Addr::from(inside));
         if owner != self.worker {
             return Ok(Outbound::Handoff { owner });
         }
@@ -546,128 +737,6 @@ impl Conntrack {
             return Ok(Outbound::Hairpin { owner });
         }
         Ok(Outbound::Forward)
-    }
-
-    fn live_external(&self, now: u32, proto: Protocol, ext_addr: u16, port: u16) -> Option<u32> {
-        let off = self.ports.offset(port)?;
-        let slot = self.table.find_external(proto, ext_addr, off)?;
-        // An entry past its deadline but not reaped yet no longer admits return traffic.
-        (self.table.entry(slot).deadline > now).then_some(slot)
-    }
-
-    fn find_or_create(
-        &mut self,
-        now: u32,
-        proto: Protocol,
-        inside: [u8; 4],
-        port: u16,
-    ) -> Result<(u32, bool), NatError> {
-        if let Some(slot) = self.table.find_inside(proto, inside, port) {
-            let e = self.table.entry_mut(slot);
-            if e.deadline <= now {
-                // Expired, not reaped yet: same mapping (RFC 4787 REQ-1), fresh session state.
-                e.bits = 0;
-            }
-            return Ok((slot, false));
-        }
-        if self.table.is_full() {
-            self.expire_ticks(now, RECLAIM_BUDGET);
-            if self.table.is_full() {
-                return Err(NatError::TableFull);
-            }
-        }
-        let ext_addr = self.paired_address(inside);
-        let set = self.table.port_set(proto, ext_addr);
-        // Port preservation, like MASQUERADE, when the inside port is in our slice and free.
-        let preferred = self.ports.offset(port);
-        // Otherwise a keyed-random starting point (RFC 6056 §3.3.3 style), so external ports
-        // do not reveal the order of connections.
-        let hint = (table::hash_inside(self.seed ^ 0xa5a5, proto, inside, port) >> 32) as u32;
-        let off = match self.ports.allocate(set, preferred, hint) {
-            Some(off) => off,
-            None => {
-                self.expire_ticks(now, RECLAIM_BUDGET);
-                self.ports
-                    .allocate(set, preferred, hint)
-                    .ok_or(NatError::NoFreePort)?
-            }
-        };
-        let entry = Entry {
-            inside_addr: inside,
-            deadline: now,
-            inside_port: port,
-            ext_port: self.ports.port(off),
-            ext_addr,
-            proto: proto as u8,
-            bits: 0,
-            // Set by `sent_to` before the first packet is translated.
-            remotes: Remotes::default(),
-        };
-        let Some(slot) = self.table.insert(entry, off) else {
-            // Unreachable (fullness was checked), but never leak the port.
-            self.ports.release(set, off);
-            return Err(NatError::TableFull);
-        };
-        self.counters.created += 1;
-        if let Some(o) = &self.observer {
-            o.mapped(proto, entry.ext_port);
-        }
-        Ok((slot, true))
-    }
-
-    /// Notes that the inside host of the mapping in `slot` sent to `remote` (before `touch`
-    /// sees the packet, so a new session is recognised from the state it ends).
-    fn sent_to(&mut self, slot: u32, remote: Remote, tcp_flags: u8) {
-        let e = self.table.entry_mut(slot);
-        if flow_state::starts_session(e.protocol(), e.bits, tcp_flags) {
-            e.remotes = Remotes::opened_by(remote);
-        } else {
-            e.remotes.sent_to(remote);
-        }
-    }
-
-    /// Updates the flow state for one packet and moves the deadline.
-    fn touch(&mut self, now: u32, slot: u32, dir: Dir, tcp_flags: u8, new: bool) {
-        let e = self.table.entry_mut(slot);
-        let proto = e.protocol();
-        e.bits = flow_state::on_packet(proto, e.bits, dir, tcp_flags);
-        let refresh = new || dir == Dir::Out || proto == Protocol::Tcp || self.inbound_refresh;
-        if !refresh {
-            return;
-        }
-        let state = flow_state::state(proto, e.bits);
-        let deadline = now
-            .saturating_add(self.timeouts[state as usize])
-            .saturating_add(1);
-        e.deadline = deadline;
-        if new {
-            self.wheel.insert(slot, deadline);
-        } else if deadline < self.wheel.scheduled_at(slot) {
-            // Shorter timeout (FIN, RST): re-file now so the port is reclaimed on time.
-            self.wheel.reschedule(slot, deadline);
-        }
-    }
-
-    fn expire_ticks(&mut self, now: u32, budget: usize) -> usize {
-        let mut budget = budget;
-        let mut removed = 0;
-        while let Some(slot) = self.wheel.poll(now, &mut budget) {
-            let e = *self.table.entry(slot);
-            if e.deadline <= now {
-                let set = self.table.port_set(e.protocol(), e.ext_addr);
-                let off = self.ports.offset(e.ext_port).unwrap_or(0);
-                self.table.remove(slot, off);
-                self.ports.release(set, off);
-                if let Some(o) = &self.observer {
-                    o.unmapped(e.protocol(), e.ext_port);
-                }
-                removed += 1;
-            } else {
-                self.wheel.insert(slot, e.deadline);
-            }
-        }
-        self.counters.expired += removed as u64;
-        removed
     }
 }
 

@@ -41,8 +41,10 @@ nat_errors! {
     NoFreePort => "no_free_port": "Every port of this worker's slice is mapped on the chosen egress address: new flow refused; widen the port range or add egress addresses.",
     IcmpBadChecksum => "icmp_bad_checksum": "ICMP error message checksum does not verify (RFC 5508 REQ-3).",
     IcmpErrorBadChecksum => "icmp_error_embedded_bad_checksum": "IP header quoted in an ICMP error has a bad checksum (RFC 5508 REQ-3 a).",
-    IcmpErrorMalformed => "icmp_error_malformed": "ICMP error quotes too little of the original packet, a fragment, or another ICMP error.",
+    IcmpErrorMalformed => "icmp_error_malformed": "ICMP error quotes too little of the original packet, a fragment, an IPv6 extension header, or another ICMP error.",
     IcmpErrorNoMapping => "icmp_error_no_mapping": "ICMP error about a flow with no mapping (RFC 5508 REQ-4/5: dropped).",
     OffPathRst => "offpath_rst": "TCP RST to a live mapping from an endpoint its inside host is not talking to: a spoof aimed at the NAT state, dropped.",
     IcmpErrorOffPath => "icmp_error_offpath": "ICMP error quoting a packet to an endpoint the mapping is not talking to: forged, dropped.",
+    NotIpv6 => "not_ipv6": "IP version is not 6 (a packet given to the IPv6 NAT).",
+    Ipv6ExtensionHeader => "ipv6_extension_header": "IPv6 packet from inside with an extension header (hop-by-hop, routing, fragment, destination options, AH...): the IPv6 NAT translates only TCP, UDP and ICMPv6 right after the fixed header.",
 }

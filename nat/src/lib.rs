@@ -7,6 +7,16 @@
 //! updates (RFC 1624) and returns a verdict. It never reads a clock, never does I/O, never
 //! blocks and never allocates after [`Conntrack::new`].
 //!
+//! [`Conntrack6`] (`Conntrack<Ipv6Addr>`, built from a `NatConfig<Ipv6Addr>`) does the same for
+//! IPv6, as ip6tables MASQUERADE: the same table, port allocator, partition, timer wheel, flow
+//! states and remotes, instantiated for 16-byte addresses (generic over [`Family`], so the IPv4
+//! code is what it was), with its own packet path (`conntrack6.rs`). Everything below holds
+//! for it, with ICMPv6 (echo by identifier; errors 1-4 translated both ways, the pseudo-header
+//! address change folded into every checksum) in place of ICMP, and without fragments: a
+//! packet from inside with an extension header after the fixed header is refused
+//! (`Ipv6ExtensionHeader`), return traffic with one is left to the kernel (`NotNat`). A NAT66
+//! changes no header length, so Packet Too Big's MTU passes unchanged.
+//!
 //! # Per packet
 //!
 //! ```text
@@ -95,8 +105,10 @@
 
 mod config;
 mod conntrack;
+mod conntrack6;
 mod counters;
 mod error;
+mod family;
 mod flow_state;
 mod fragments;
 mod partition;
@@ -105,14 +117,18 @@ mod port_observer;
 mod refusal;
 mod remote;
 mod rewrite;
+mod rewrite6;
 mod table;
 mod timer_wheel;
 mod view;
+mod view6;
 
 pub use config::{ConfigError, NatConfig, Timeouts};
 pub use conntrack::{Conntrack, Inbound, Mapping, Outbound};
+pub use conntrack6::Conntrack6;
 pub use counters::NatCounters;
 pub use error::NatError;
+pub use family::Family;
 pub use flow_state::FlowState;
 pub use partition::Partition;
 pub use port_observer::PortObserver;

@@ -12,9 +12,10 @@
 //! A worker that receives a packet it does not own hands the untouched frame to the owner
 //! (see the crate doc). This module is pure arithmetic on the configuration.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::config::NatConfig;
+use crate::family::Family;
 
 /// The port-range split, identical in every worker (built from the same [`NatConfig`]).
 ///
@@ -34,7 +35,7 @@ pub struct Partition {
 
 impl Partition {
     /// `config` must have passed [`NatConfig::validate`].
-    pub fn new(config: &NatConfig) -> Partition {
+    pub fn new<A: Family>(config: &NatConfig<A>) -> Partition {
         let first = *config.ports.start();
         let last = *config.ports.end();
         let n = u32::from(last) - u32::from(first) + 1;
@@ -76,8 +77,17 @@ impl Partition {
 
     /// The worker that keeps the mappings of inside address `addr`.
     pub fn owner_of_inside(&self, addr: Ipv4Addr) -> u16 {
+        self.owner_of(addr)
+    }
+
+    /// The worker that keeps the IPv6 mappings of inside address `addr`.
+    pub fn owner_of_inside6(&self, addr: Ipv6Addr) -> u16 {
+        self.owner_of(addr)
+    }
+
+    fn owner_of<A: Family>(&self, addr: A) -> u16 {
         // Multiplicative hash: spreads consecutive peer addresses (10.13.13.2, .3, ...) evenly.
-        let h = u64::from(u32::from(addr)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+        let h = A::fold(addr.octets()).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
         (h % u64::from(self.workers)) as u16
     }
 
@@ -164,5 +174,9 @@ mod tests {
             .filter(|i| p.owner_of_inside(Ipv4Addr::new(10, 13, 13, *i)) == 0)
             .count();
         assert!((80..=173).contains(&zeros), "{zeros}");
+        let zeros6 = (2..=254u16)
+            .filter(|i| p.owner_of_inside6(Ipv6Addr::new(0xfd13, 0, 0, 0, 0, 0, 0, *i)) == 0)
+            .count();
+        assert!((80..=173).contains(&zeros6), "{zeros6}");
     }
 }

@@ -21,33 +21,47 @@
 //! refresh the mapping; its packets are still delivered, and the inside host's own traffic
 //! keeps the mapping alive (outbound always refreshes).
 
+use crate::family::Family;
 use crate::view::Protocol;
 
 /// An outside endpoint. For ICMP queries the port is 0: the identifier belongs to the mapping,
-/// the remote is its address alone. Packed as address << 16 | port, so that the check on
-/// every return packet is two integer compares (it was two field-wise compares of 6-byte
+/// the remote is its address alone. For IPv4 packed as address << 16 | port, so that the check
+/// on every return packet is two integer compares (it was two field-wise compares of 6-byte
 /// structs, which showed in the 64-byte reverse figures).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Remote(u64);
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Remote<A: Family>(A::RemoteKey);
 
-impl Remote {
-    #[inline]
-    pub(crate) fn new(proto: Protocol, addr: [u8; 4], port: u16) -> Remote {
-        let port = if proto == Protocol::Icmp { 0 } else { port };
-        Remote(u64::from(u32::from_be_bytes(addr)) << 16 | u64::from(port))
+// By hand: a derive would ask `A: Default`, which `Ipv4Addr` is not.
+impl<A: Family> Default for Remote<A> {
+    fn default() -> Self {
+        Remote(A::RemoteKey::default())
     }
 }
 
-/// The remotes one mapping tracks (see the module doc). 16 bytes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Remotes {
-    opener: Remote,
-    latest: Remote,
+impl<A: Family> Remote<A> {
+    #[inline]
+    pub(crate) fn new(proto: Protocol, addr: A::Octets, port: u16) -> Remote<A> {
+        let port = if proto == Protocol::Icmp { 0 } else { port };
+        Remote(A::remote_key(addr, port))
+    }
 }
 
-impl Remotes {
+/// The remotes one mapping tracks (see the module doc). 16 bytes for IPv4, 36 for IPv6.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Remotes<A: Family> {
+    opener: Remote<A>,
+    latest: Remote<A>,
+}
+
+impl<A: Family> Default for Remotes<A> {
+    fn default() -> Self {
+        Remotes::opened_by(Remote::default())
+    }
+}
+
+impl<A: Family> Remotes<A> {
     /// The remotes of a session whose first outbound packet went to `r`.
-    pub(crate) fn opened_by(r: Remote) -> Remotes {
+    pub(crate) fn opened_by(r: Remote<A>) -> Remotes<A> {
         Remotes {
             opener: r,
             latest: r,
@@ -55,13 +69,13 @@ impl Remotes {
     }
 
     /// The inside host sent to `r` within the current session.
-    pub(crate) fn sent_to(&mut self, r: Remote) {
+    pub(crate) fn sent_to(&mut self, r: Remote<A>) {
         self.latest = r;
     }
 
     /// Whether packets from `r` may refresh the mapping or change its state.
     #[inline]
-    pub(crate) fn tracks(&self, r: Remote) -> bool {
+    pub(crate) fn tracks(&self, r: Remote<A>) -> bool {
         self.latest == r || self.opener == r
     }
 }
@@ -69,6 +83,10 @@ impl Remotes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
+
+    type Remote = super::Remote<Ipv4Addr>;
+    type Remotes = super::Remotes<Ipv4Addr>;
 
     #[test]
     fn tracks_the_opener_and_the_latest_only() {

@@ -20,7 +20,7 @@ fn is_dst(side: Side) -> bool {
     side == Side::Dst
 }
 
-fn port_off(proto: Protocol, side: Side) -> usize {
+pub(crate) fn port_off(proto: Protocol, side: Side) -> usize {
     match side {
         Side::Src => view::src_port_off(proto),
         Side::Dst => view::dst_port_off(proto),

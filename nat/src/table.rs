@@ -10,19 +10,20 @@
 
 use hashbrown::HashTable;
 
+use crate::family::Family;
 use crate::remote::Remotes;
 use crate::view::Protocol;
 
 pub(crate) const NO_SLOT: u32 = u32::MAX;
 const FREE: u8 = u8::MAX;
 
-/// One mapping: 32 bytes of fields (the remotes 16), aligned to 32 so that no entry straddles
-/// two cache lines (a lookup costs one line; measured 6-17 % faster inbound than unaligned
-/// 28-byte entries).
+/// One mapping: for IPv4 32 bytes of fields (the remotes 16), aligned to 32 so that no entry
+/// straddles two cache lines (a lookup costs one line; measured 6-17 % faster inbound than
+/// unaligned 28-byte entries). For IPv6 64 bytes, one cache line.
 #[derive(Clone, Copy, Debug)]
 #[repr(align(32))]
-pub(crate) struct Entry {
-    pub inside_addr: [u8; 4],
+pub(crate) struct Entry<A: Family> {
+    pub inside_addr: A::Octets,
     /// Tick (second) at or after which the entry is expired.
     pub deadline: u32,
     pub inside_port: u16,
@@ -34,20 +35,21 @@ pub(crate) struct Entry {
     /// [`crate::flow_state`] bits.
     pub bits: u8,
     /// The outside endpoints allowed to refresh it or change its state.
-    pub remotes: Remotes,
+    pub remotes: Remotes<A>,
 }
 
-const _: () = assert!(std::mem::size_of::<Entry>() == 32);
+const _: () = assert!(std::mem::size_of::<Entry<std::net::Ipv4Addr>>() == 32);
+const _: () = assert!(std::mem::size_of::<Entry<std::net::Ipv6Addr>>() == 64);
 
-impl Entry {
+impl<A: Family> Entry<A> {
     pub(crate) fn protocol(&self) -> Protocol {
         Protocol::from_index(self.proto)
     }
 }
 
 #[derive(Debug)]
-pub(crate) struct Table {
-    entries: Vec<Entry>,
+pub(crate) struct Table<A: Family> {
+    entries: Vec<Entry<A>>,
     free: Vec<u32>,
     by_inside: HashTable<u32>,
     by_external: Vec<u32>,
@@ -58,21 +60,22 @@ pub(crate) struct Table {
 
 /// Keyed 64-bit hash of an inside endpoint (folded multiply, as in wyhash/foldhash). The key
 /// comes from `NatConfig::hash_seed`, so peers cannot aim collisions at one bucket chain.
-pub(crate) fn hash_inside(seed: u64, proto: Protocol, addr: [u8; 4], port: u16) -> u64 {
-    let k = (u64::from(u32::from_be_bytes(addr)) << 32) | (u64::from(port) << 8) | proto as u64;
-    let a = k ^ seed;
-    let b = 0x9e37_79b9_7f4a_7c15 ^ seed.rotate_left(29);
-    let m = u128::from(a) * u128::from(b);
-    (m as u64) ^ ((m >> 64) as u64)
+pub(crate) fn hash_inside<A: Family>(
+    seed: u64,
+    proto: Protocol,
+    addr: A::Octets,
+    port: u16,
+) -> u64 {
+    A::hash_inside(seed, proto, addr, port)
 }
 
-impl Table {
-    pub(crate) fn new(capacity: u32, naddrs: usize, slice_len: u32, seed: u64) -> Table {
+impl<A: Family> Table<A> {
+    pub(crate) fn new(capacity: u32, naddrs: usize, slice_len: u32, seed: u64) -> Table<A> {
         let cap = capacity as usize;
         Table {
             entries: vec![
                 Entry {
-                    inside_addr: [0; 4],
+                    inside_addr: A::Octets::default(),
                     deadline: 0,
                     inside_port: 0,
                     ext_port: 0,
@@ -114,16 +117,16 @@ impl Table {
         self.port_set(proto, ext_addr) * self.slice_len as usize + off as usize
     }
 
-    pub(crate) fn entry(&self, slot: u32) -> &Entry {
+    pub(crate) fn entry(&self, slot: u32) -> &Entry<A> {
         &self.entries[slot as usize]
     }
 
-    pub(crate) fn entry_mut(&mut self, slot: u32) -> &mut Entry {
+    pub(crate) fn entry_mut(&mut self, slot: u32) -> &mut Entry<A> {
         &mut self.entries[slot as usize]
     }
 
-    pub(crate) fn find_inside(&self, proto: Protocol, addr: [u8; 4], port: u16) -> Option<u32> {
-        let h = hash_inside(self.seed, proto, addr, port);
+    pub(crate) fn find_inside(&self, proto: Protocol, addr: A::Octets, port: u16) -> Option<u32> {
+        let h = hash_inside::<A>(self.seed, proto, addr, port);
         let entries = &self.entries;
         self.by_inside
             .find(h, |&s| {
@@ -141,14 +144,14 @@ impl Table {
 
     /// Stores a new mapping; `None` when the slab is full. `ext_off` is the external port's
     /// offset in the slice (the caller reserved it in the port allocator).
-    pub(crate) fn insert(&mut self, e: Entry, ext_off: u32) -> Option<u32> {
+    pub(crate) fn insert(&mut self, e: Entry<A>, ext_off: u32) -> Option<u32> {
         let slot = self.free.pop()?;
         self.entries[slot as usize] = e;
-        let h = hash_inside(self.seed, e.protocol(), e.inside_addr, e.inside_port);
+        let h = hash_inside::<A>(self.seed, e.protocol(), e.inside_addr, e.inside_port);
         let (seed, entries) = (self.seed, &self.entries);
         self.by_inside.insert_unique(h, slot, |&s| {
             let x = &entries[s as usize];
-            hash_inside(seed, x.protocol(), x.inside_addr, x.inside_port)
+            hash_inside::<A>(seed, x.protocol(), x.inside_addr, x.inside_port)
         });
         let xi = self.external_index(e.protocol(), e.ext_addr, ext_off);
         self.by_external[xi] = slot;
@@ -156,9 +159,9 @@ impl Table {
     }
 
     /// Removes the mapping in `slot` and returns it.
-    pub(crate) fn remove(&mut self, slot: u32, ext_off: u32) -> Entry {
+    pub(crate) fn remove(&mut self, slot: u32, ext_off: u32) -> Entry<A> {
         let e = self.entries[slot as usize];
-        let h = hash_inside(self.seed, e.protocol(), e.inside_addr, e.inside_port);
+        let h = hash_inside::<A>(self.seed, e.protocol(), e.inside_addr, e.inside_port);
         if let Ok(found) = self.by_inside.find_entry(h, |&s| s == slot) {
             found.remove();
         }
@@ -170,7 +173,7 @@ impl Table {
     }
 
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.entries.capacity() * std::mem::size_of::<Entry>()
+        self.entries.capacity() * std::mem::size_of::<Entry<A>>()
             + self.free.capacity() * 4
             + self.by_inside.allocation_size()
             + self.by_external.capacity() * 4

@@ -34,8 +34,12 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// The count is process-wide: the tests of this binary take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn steady_state_churn_never_allocates() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = NatConfig {
         capacity_per_worker: 4096,
         ..config()
@@ -133,4 +137,67 @@ fn set_frag(b: &mut [u8], id: u16, flags_offset: u16) {
     b[10..12].fill(0);
     let c = !fold(&b[..20]);
     b[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+mod common6;
+
+/// The same for the IPv6 NAT: mappings, replies, ICMPv6 errors and expiry, round after round.
+#[test]
+fn steady_state_churn_never_allocates_ipv6() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    use common6 as c6;
+    let cfg = nat::NatConfig {
+        capacity_per_worker: 4096,
+        ..c6::config()
+    };
+    let mut ct = nat::Conntrack6::new(&cfg, 0).unwrap();
+    let flows: Vec<Vec<u8>> = (0..3000u16)
+        .map(|i| {
+            let mut a = c6::A;
+            a[14..16].copy_from_slice(&i.to_be_bytes());
+            c6::udp(a, 1000 + i, c6::R, 53, b"x")
+        })
+        .collect();
+    let mut buf = [0u8; 256];
+    let mut done = Vec::with_capacity(4096);
+    for round in 0..4u64 {
+        let now = round * 400 * SEC;
+        while ct.expire(now, 64) > 0 {}
+        // Built before counting: each flow's reply and an error quoting the translated packet.
+        done.clear();
+        for p in &flows {
+            let mut b = p.clone();
+            ct.translate_outbound(now, &mut b).unwrap();
+            let (_, x) = c6::src_of(&b);
+            let reply = c6::udp(c6::R, 53, c6::E, x, b"y");
+            let err = c6::icmp_error(c6::ROUTER, c6::E, c6::packet_too_big(1280), &b);
+            done.push((reply, err));
+        }
+        let start = ALLOCS.load(Ordering::Relaxed);
+        for p in &flows {
+            let b = &mut buf[..p.len()];
+            b.copy_from_slice(p);
+            ct.translate_outbound(now + SEC, b).unwrap();
+        }
+        for (reply, err) in &done {
+            let b = &mut buf[..reply.len()];
+            b.copy_from_slice(reply);
+            assert!(matches!(
+                ct.translate_inbound(now + SEC, b),
+                Ok(nat::Inbound::Deliver { .. })
+            ));
+            let b = &mut buf[..err.len()];
+            b.copy_from_slice(err);
+            assert!(matches!(
+                ct.translate_inbound(now + SEC, b),
+                Ok(nat::Inbound::Deliver { .. })
+            ));
+        }
+        assert_eq!(
+            ALLOCS.load(Ordering::Relaxed) - start,
+            0,
+            "round {round} allocated"
+        );
+    }
+    assert_eq!(ct.counters().created, 4 * 3000);
 }

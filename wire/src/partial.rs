@@ -11,11 +11,12 @@
 //! semantics, the receiver decides. The cost when the field is not partial is the
 //! pseudo-header sum (a dozen additions); completing costs one pass over the segment.
 //!
-//! IPv4 now. The L4 part ([`complete_l4`]) takes the pseudo-header sum, so IPv6 only needs
-//! its own header walk and pseudo-header (RFC 8200 §8.1).
+//! IPv4 and IPv6 (TCP or UDP right after the fixed header); the L4 part ([`complete_l4`])
+//! takes the pseudo-header sum of either (RFC 8200 §8.1).
 
 use crate::checksum::{fold, sum};
 use crate::ipv4::{self, PROTO_TCP, PROTO_UDP};
+use crate::ipv6;
 use crate::{read_u16, tcp, udp};
 
 /// Completes the TCP or UDP checksum of the IPv4 packet at the start of `packet` when it holds
@@ -35,6 +36,21 @@ pub fn complete_partial_ipv4(packet: &mut [u8]) -> bool {
     // Source and destination addresses: the address part of the pseudo-header.
     let addrs = sum(&packet[ipv4::field::SRC.start..ipv4::field::DST.end]);
     complete_l4(addrs, protocol, &mut packet[header_len..total_len])
+}
+
+/// The same for the IPv6 packet at the start of `packet`, when TCP or UDP follows the fixed
+/// header directly (packets with extension headers are left alone).
+pub fn complete_partial_ipv6(packet: &mut [u8]) -> bool {
+    let Ok(ip) = ipv6::Packet::new_checked(&*packet) else {
+        return false;
+    };
+    let protocol = ip.next_header();
+    if protocol != PROTO_TCP && protocol != PROTO_UDP {
+        return false;
+    }
+    let total_len = ip.total_len();
+    let addrs = sum(&packet[ipv6::field::SRC.start..ipv6::field::DST.end]);
+    complete_l4(addrs, protocol, &mut packet[ipv6::HEADER_LEN..total_len])
 }
 
 /// The L4 part, for any IP version: `addrs` is the unfolded sum of the pseudo-header's
@@ -157,6 +173,41 @@ mod tests {
             make_partial(&mut p, UDP_CHECK_AT);
             assert!(complete_partial_ipv4(&mut p), "payload {n}");
             assert_eq!(p, good, "payload {n}");
+        }
+    }
+
+    /// IPv6: the pseudo-header is both 16-byte addresses, the length and next header.
+    #[test]
+    fn partial_ipv6_tcp_and_udp_are_completed_to_what_etherparse_computes() {
+        let (src, dst) = (
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            [0xfd; 16],
+        );
+        for n in [0, 1, 2, 3, 100, 1379] {
+            for udp in [false, true] {
+                let b = PacketBuilder::ipv6(src, dst, 64);
+                let mut good = Vec::new();
+                let check_at = if udp {
+                    b.udp(5201, 40001).write(&mut good, &payload(n)).unwrap();
+                    40 + UDP_CHECK_AT
+                } else {
+                    let b = b.tcp(80, 40000, 12345, 65535).ack(777);
+                    b.write(&mut good, &payload(n)).unwrap();
+                    40 + TCP_CHECK_AT
+                };
+                let mut words: Vec<u8> = good[8..40].to_vec();
+                words.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, good[6]]);
+                words.extend_from_slice(&((good.len() - 40) as u32).to_be_bytes());
+                let ps = fold(sum(&words));
+                let mut p = good.clone();
+                p[check_at..check_at + 2].copy_from_slice(&ps.to_be_bytes());
+                assert!(complete_partial_ipv6(&mut p), "payload {n} udp {udp}");
+                assert_eq!(p, good, "payload {n} udp {udp}");
+                assert!(
+                    !complete_partial_ipv6(&mut p),
+                    "a complete one is left alone"
+                );
+            }
         }
     }
 

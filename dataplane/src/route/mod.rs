@@ -18,4 +18,4 @@ mod cache;
 mod rtnl;
 
 pub use cache::{CacheOptions, NextHopCache};
-pub use rtnl::{primary_ipv4_of, Rtnl};
+pub use rtnl::{global_ipv6_of, primary_ipv4_of, Rtnl};

@@ -19,7 +19,7 @@ use netlink_packet_route::route::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Receive buffer size; a dump datagram is at most a few pages.
 const RECV_BUF: usize = 256 * 1024;
@@ -338,6 +338,25 @@ pub(super) fn parse_neighbour(n: &NeighbourMessage) -> Option<Neighbour> {
 
 /// The primary IPv4 address of interface `ifindex` among `addresses`: the first
 /// non-secondary one, which is the address MASQUERADE would use.
+/// The first global IPv6 address of `ifindex` (not link-local, loopback, multicast or
+/// unspecified): what ip6tables MASQUERADE would pick as the source towards the LAN.
+pub fn global_ipv6_of(addresses: &[InterfaceAddress], ifindex: u32) -> Option<Ipv6Addr> {
+    addresses
+        .iter()
+        .filter(|a| a.ifindex == ifindex)
+        .find_map(|a| match a.addr {
+            IpAddr::V6(v6)
+                if !v6.is_loopback()
+                    && !v6.is_multicast()
+                    && !v6.is_unspecified()
+                    && (v6.segments()[0] & 0xffc0) != 0xfe80 =>
+            {
+                Some(v6)
+            }
+            _ => None,
+        })
+}
+
 pub fn primary_ipv4_of(addresses: &[InterfaceAddress], ifindex: u32) -> Option<Ipv4Addr> {
     addresses
         .iter()

@@ -369,6 +369,18 @@ impl Worker {
         counters
             .nat_untracked_inbound
             .store(untracked, Ordering::Relaxed);
+        if let Some(nat6) = self.pipeline.nat6() {
+            let c = nat6.counters();
+            counters
+                .nat66_entries
+                .store(nat6.len() as u64, Ordering::Relaxed);
+            counters
+                .nat66_outbound
+                .store(c.translated_outbound, Ordering::Relaxed);
+            counters
+                .nat66_inbound
+                .store(c.translated_inbound, Ordering::Relaxed);
+        }
         let mut stats = [XskStats::default(); MAX_SOCKETS];
         let n = self.group.socket_count().min(MAX_SOCKETS);
         for (i, slot) in stats.iter_mut().enumerate().take(n) {

@@ -17,12 +17,22 @@ use std::sync::Arc;
 use libbpf_rs::{MapCore, MapHandle};
 use nat::{PortObserver, Protocol};
 
-/// Words in the bitmap (`LIVE_PORT_WORDS` in redirect.bpf.c): 65 536 bits per protocol.
-pub const WORDS: usize = 3 * 65536 / 64;
+/// Words in the bitmap (`LIVE_PORT_WORDS` in redirect.bpf.c): 65 536 bits per protocol, for
+/// the IPv4 NAT's three, then the IPv6 NAT's three.
+pub const WORDS: usize = 2 * Protocol::ALL.len() * 65536 / 64;
 
-/// The word and the bit of `(protocol, port)`; the layout redirect.bpf.c reads.
+/// The word and the bit of `(protocol, port)` of the IPv4 NAT; the layout redirect.bpf.c reads.
 pub fn position(protocol: Protocol, port: u16) -> (usize, u32) {
-    let index = protocol as usize * 65536 + usize::from(port);
+    position_in(0, protocol, port)
+}
+
+/// The same for the IPv6 NAT, whose ports are held independently of the IPv4 NAT's.
+pub fn position6(protocol: Protocol, port: u16) -> (usize, u32) {
+    position_in(Protocol::ALL.len(), protocol, port)
+}
+
+fn position_in(base: usize, protocol: Protocol, port: u16) -> (usize, u32) {
+    let index = (base + protocol as usize) * 65536 + usize::from(port);
     (index / 64, (index % 64) as u32)
 }
 
@@ -101,17 +111,35 @@ impl Drop for LivePorts {
 #[derive(Debug, Clone)]
 pub struct LivePortsWriter {
     maps: Vec<Arc<LivePorts>>,
+    /// Writes the IPv6 NAT's bits.
+    ipv6: bool,
 }
 
 impl LivePortsWriter {
     pub fn new(maps: Vec<Arc<LivePorts>>) -> Self {
-        LivePortsWriter { maps }
+        LivePortsWriter { maps, ipv6: false }
+    }
+
+    /// The observer of the IPv6 NAT, over the same maps.
+    pub fn ipv6(&self) -> Self {
+        LivePortsWriter {
+            maps: self.maps.clone(),
+            ipv6: true,
+        }
+    }
+
+    fn position(&self, protocol: Protocol, port: u16) -> (usize, u32) {
+        if self.ipv6 {
+            position6(protocol, port)
+        } else {
+            position(protocol, port)
+        }
     }
 }
 
 impl PortObserver for LivePortsWriter {
     fn mapped(&self, protocol: Protocol, port: u16) {
-        let (word, bit) = position(protocol, port);
+        let (word, bit) = self.position(protocol, port);
         for m in &self.maps {
             // Release: the bit is seen set only after what the worker wrote before it.
             m.words()[word].fetch_or(1 << bit, Ordering::Release);
@@ -119,7 +147,7 @@ impl PortObserver for LivePortsWriter {
     }
 
     fn unmapped(&self, protocol: Protocol, port: u16) {
-        let (word, bit) = position(protocol, port);
+        let (word, bit) = self.position(protocol, port);
         for m in &self.maps {
             m.words()[word].fetch_and(!(1 << bit), Ordering::Release);
         }
@@ -138,6 +166,13 @@ mod tests {
             position(Protocol::Udp, 61000),
             (1024 + 61000 / 64, 61000 % 64)
         );
-        assert_eq!(position(Protocol::Icmp, 65535), (WORDS - 1, 63));
+        assert_eq!(position(Protocol::Icmp, 65535), (WORDS / 2 - 1, 63));
+        // The IPv6 NAT's bits follow (live_proto6 in redirect.bpf.c: 3, 4, 5).
+        assert_eq!(position6(Protocol::Tcp, 0), (3 * 1024, 0));
+        assert_eq!(
+            position6(Protocol::Udp, 61000),
+            (4 * 1024 + 61000 / 64, 61000 % 64)
+        );
+        assert_eq!(position6(Protocol::Icmp, 65535), (WORDS - 1, 63));
     }
 }

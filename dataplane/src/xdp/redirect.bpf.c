@@ -98,11 +98,12 @@ struct {
 } config_map SEC(".maps");
 
 // The NAT's live mappings, one bit per (protocol, external port or echo id): bit `port % 64`
-// of word `proto * 1024 + port / 64`, protocol 0 = TCP, 1 = UDP, 2 = ICMP. The workers set a
-// bit when they create a mapping and clear it when they remove it, through a shared mmap of
-// this map (src/xdp/live_ports.rs); traffic to a port in the NAT range that no mapping holds
-// is the host's own (its pings, a service listening there) and goes to the kernel.
-#define LIVE_PORT_WORDS (3 * 65536 / 64)
+// of word `proto * 1024 + port / 64`, protocol 0 = TCP, 1 = UDP, 2 = ICMP of the IPv4 NAT,
+// 3 = TCP, 4 = UDP, 5 = ICMPv6 of the IPv6 NAT (the two NATs hold ports independently). The
+// workers set a bit when they create a mapping and clear it when they remove it, through a
+// shared mmap of this map (src/xdp/live_ports.rs); traffic to a port in the NAT range that no
+// mapping holds is the host's own (its pings, a service listening there) and goes to the kernel.
+#define LIVE_PORT_WORDS (6 * 65536 / 64)
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
     __uint(map_flags, BPF_F_MMAPABLE);
@@ -198,12 +199,18 @@ INLINE int live_proto(__u8 protocol)
     return protocol == PROTO_TCP ? 0 : protocol == PROTO_UDP ? 1 : protocol == PROTO_ICMP ? 2 : -1;
 }
 
-// In the NAT range and held by a live mapping. Counts the host's own traffic in the range.
-INLINE int nat_port_live(const struct dp_config *cfg, __u8 protocol, __u16 port_be)
+// Index of an IPv6 next header in `live_ports`; -1 for what the NAT does not map.
+INLINE int live_proto6(__u8 nexthdr)
+{
+    return nexthdr == PROTO_TCP ? 3 : nexthdr == PROTO_UDP ? 4 : nexthdr == PROTO_ICMPV6 ? 5 : -1;
+}
+
+// In the NAT range and held by a live mapping of `live_ports` protocol index `p`. Counts the
+// host's own traffic in the range.
+INLINE int nat_port_live_at(const struct dp_config *cfg, int p, __u16 port_be)
 {
     if (!in_nat_range(cfg, port_be))
         return 0;
-    int p = live_proto(protocol);
     if (p < 0)
         return 0;
     __u16 port = BSWAP16(port_be);
@@ -213,6 +220,16 @@ INLINE int nat_port_live(const struct dp_config *cfg, __u8 protocol, __u16 port_
         return 1;
     count(DP_PASS_NAT_UNMAPPED);
     return 0;
+}
+
+INLINE int nat_port_live(const struct dp_config *cfg, __u8 protocol, __u16 port_be)
+{
+    return nat_port_live_at(cfg, live_proto(protocol), port_be);
+}
+
+INLINE int nat6_port_live(const struct dp_config *cfg, __u8 nexthdr, __u16 port_be)
+{
+    return nat_port_live_at(cfg, live_proto6(nexthdr), port_be);
 }
 
 INLINE int listen_addr_ok(const struct dp_config *cfg, struct addr_key *key)
@@ -316,13 +333,13 @@ INLINE int icmp6_error_is_ours(const struct dp_config *cfg, void *inner, void *e
         struct udp_ports *p = l4;
         if ((void *)(p + 1) > end)
             return 0;
-        return in_nat_range(cfg, p->source);
+        return nat6_port_live(cfg, ip->nexthdr, p->source);
     }
     if (ip->nexthdr == PROTO_ICMPV6) {
         struct icmp_head *ic = l4;
         if ((void *)(ic + 1) > end)
             return 0;
-        return ic->type == 128 /* echo request */ && in_nat_range(cfg, ic->id);
+        return ic->type == 128 /* echo request */ && nat6_port_live(cfg, PROTO_ICMPV6, ic->id);
     }
     return 0;
 }
@@ -454,16 +471,18 @@ INLINE int handle_ipv6(struct xdp_md *ctx, const struct dp_config *cfg, void *l3
         struct udp_ports *p = l4;
         if ((void *)(p + 1) > end)
             return pass(DP_PASS_TRUNCATED);
-        if (in_nat_range(cfg, p->dest))
+        if (nat6_port_live(cfg, next, p->dest))
             return to_socket(ctx, cfg, DP_REDIRECT_NAT_RETURN);
     } else {
         struct icmp_head *ic = l4;
         if ((void *)(ic + 1) > end)
             return pass(DP_PASS_TRUNCATED);
-        if (ic->type == 129 /* echo reply */ && in_nat_range(cfg, ic->id))
+        // What the IPv6 NAT translates, one rule with nat/src/view6.rs: echo reply by id,
+        // errors (destination unreachable 1, packet too big 2, time exceeded 3, parameter
+        // problem 4) by the quoted packet; the rest (neighbour discovery...) is the host's.
+        if (ic->type == 129 /* echo reply */ && nat6_port_live(cfg, PROTO_ICMPV6, ic->id))
             return to_socket(ctx, cfg, DP_REDIRECT_NAT_RETURN);
-        // destination unreachable, packet too big (PMTU discovery needs it), time exceeded
-        if ((ic->type == 1 || ic->type == 2 || ic->type == 3) &&
+        if (ic->type >= 1 && ic->type <= 4 &&
             icmp6_error_is_ours(cfg, (void *)(ic + 1), end))
             return to_socket(ctx, cfg, DP_REDIRECT_NAT_RETURN);
     }

@@ -114,6 +114,10 @@ impl Pipeline {
         // the kernel, which forwards them as they are: as IPv4 fragments without NAT do. The
         // fast path would have to walk them to find the upper layer a NAT translates.
         if ipv6::is_extension_header(next) {
+            if self.nat6.is_some() {
+                // With NAT66 on, the kernel would forward it with the tunnel source address.
+                return Verdict::Drop(DropReason::NatIpv6ExtensionHeader);
+            }
             return self.punt_to_host(&buf[start..end]);
         }
         let park = Verdict::Park {
@@ -126,6 +130,10 @@ impl Pipeline {
             Ok(Resolution::Local) => return self.punt_to_host(&buf[start..end]),
             // Back into wg0 (one client to another) or out of another non-Ethernet link: the
             // kernel's.
+            Ok(Resolution::NotEthernet { .. }) if self.nat6.is_some() => {
+                // The kernel would forward it untranslated.
+                return Verdict::Drop(DropReason::NatNotEthernet);
+            }
             Ok(Resolution::NotEthernet { .. }) => return self.punt_to_host(&buf[start..end]),
             Ok(_) => return Verdict::Drop(DropReason::NoRoute),
             Err(parked) => return parked,
@@ -145,15 +153,25 @@ impl Pipeline {
         if self.stops_after(Step::Route) {
             return Verdict::Consumed;
         }
-        self.send6(buf, start, len, hop)
+        self.send6(b, buf, start, len, hop)
     }
 
     /// The Ethernet header towards `hop` for the forwarded IPv6 packet at
     /// `buf[start..start + len]` (hop limit already decremented), and out. The one place where
-    /// IPv6 source NAT (when on) would translate the packet, after routing as for IPv4
+    /// IPv6 source NAT (when on, `nat6.rs`) translates the packet, after routing as for IPv4
     /// (`nat_and_send`); routed, nothing is translated.
-    fn send6(&mut self, buf: &mut [u8], start: usize, len: usize, hop: NextHop) -> Verdict {
+    pub(super) fn send6(
+        &mut self,
+        b: &Batch<'_>,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        hop: NextHop,
+    ) -> Verdict {
         let end = start + len;
+        if let Some(v) = self.nat66_outbound(b, buf, start, len) {
+            return v;
+        }
         if self.stops_after(Step::Nat) {
             return Verdict::Consumed;
         }

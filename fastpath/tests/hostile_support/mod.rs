@@ -162,6 +162,9 @@ pub struct GatewayOptions {
     /// Workers the NAT is partitioned for, and which one this gateway's pipeline is.
     pub nat_workers: u16,
     pub nat_worker: u16,
+    /// IPv6 masquerading too (`[nat] masquerade_ipv6`): an IPv6 NAT to [`GW_ADDR6`] with the
+    /// same settings.
+    pub nat66: bool,
 }
 
 impl Default for GatewayOptions {
@@ -173,6 +176,7 @@ impl Default for GatewayOptions {
             udp_timeout: Duration::from_secs(120),
             nat_workers: 1,
             nat_worker: 0,
+            nat66: false,
         }
     }
 }
@@ -235,6 +239,13 @@ impl Gateway {
             NextHopReader::detached(routes()),
             Arc::new(WorkerCounters::default()),
         );
+        let pipeline = if opts.nat66 {
+            let cfg = opts.nat_config().with_egress(vec![GW_ADDR6]);
+            let nat6 = nat::Conntrack6::new(&cfg, opts.nat_worker).expect("valid NAT66 config");
+            pipeline.with_nat6(nat6)
+        } else {
+            pipeline
+        };
         Gateway {
             pipeline,
             tables,

@@ -1,0 +1,190 @@
+//! IPv6 source NAT in the real gateway (`[nat] masquerade_ipv6 = true`, ip6tables MASQUERADE):
+//! a dual-stack lab whose client (wireguard-go, inside address fd13::2) reaches the server's
+//! IPv6 address through the tunnel, while the server has no route to the tunnel prefix at
+//! all: the replies can come back only to the gateway's own LAN address, through the NAT.
+//! ping6, an ICMPv6 port unreachable back to a UDP socket, and an HTTP download of 32 MiB over
+//! IPv6 inside, byte-identical, the server's log showing only the gateway's IPv6 LAN address as
+//! the source; the IPv6 NAT's counters by name over the control socket. One- and two-armed. Root only:
+//! `sudo -E cargo test -p dataplane --test gateway_nat66 -- --test-threads=1 --nocapture`.
+
+use std::net::Ipv6Addr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use lab::{ClientKind, GatewayKind, Lab, Node, Topology, GATEWAY_LAN_ADDR6, SERVER_ADDR6};
+use ops::client::request_stats;
+use ops::StatsSnapshot;
+
+mod e2e_support;
+use e2e_support::{assert_same_file, dataplane, pattern, root_test, ControlSocket, E2e};
+
+/// A dual-stack lab with IPv6 masquerading on and a control socket.
+fn nat66_lab(name: &'static str, topology: Topology, control: &ControlSocket) -> E2e {
+    let gateway = dataplane(&format!("masquerade_ipv6 = true\n\n{}", control.toml()));
+    let builder = Lab::builder(topology)
+        .gateway(GatewayKind::Dataplane(gateway))
+        .client(ClientKind::WireguardGo)
+        .ipv6(true);
+    E2e::from_builder(ClientKind::WireguardGo, name, topology, builder)
+}
+
+/// The sum over workers of the counter `name`.
+fn counter(s: &StatsSnapshot, name: &str) -> u64 {
+    s.workers
+        .iter()
+        .map(|w| w.counters.get(name).copied().unwrap_or(0))
+        .sum()
+}
+
+/// Stats once the workers published what the NAT counted (they do about once a second).
+fn stats_after(control: &Path, name: &str, at_least: u64) -> StatsSnapshot {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = request_stats(control).expect("stats over the control socket");
+        if counter(&s, name) >= at_least || Instant::now() > deadline {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The server must not know the tunnel prefix: only the NAT can bring its replies back.
+fn assert_server_has_no_route_to_the_tunnel(t: &Lab) {
+    let routes = t
+        .exec_in(Node::Server, &["ip", "-6", "route", "show"])
+        .expect("ip -6 route");
+    assert!(
+        !routes.contains("fd13") && !routes.contains("default"),
+        "the server has a route the test must not rely on:\n{routes}"
+    );
+    let (reachable, out) = t
+        .try_exec_in(Node::Server, &["ip", "-6", "route", "get", "fd13::2"])
+        .expect("ip -6 route get runs");
+    assert!(!reachable, "the server can route to fd13::2:\n{out}");
+}
+
+/// ping6 from the client's tunnel address; the replies received.
+fn ping6(t: &Lab, count: u32) -> u32 {
+    let count_s = count.to_string();
+    let dst = SERVER_ADDR6.to_string();
+    let (_, out) = t
+        .try_exec_in(
+            Node::Client,
+            &[
+                "ping", "-6", "-n", "-c", &count_s, "-i", "0.2", "-W", "1", &dst,
+            ],
+        )
+        .expect("ping -6 runs");
+    lab::parse_ping_received(&out).unwrap_or_else(|| panic!("unexpected ping output:\n{out}"))
+}
+
+/// The source address of each request in the IPv6 HTTP server's log.
+fn server6_request_sources(t: &Lab) -> Vec<Ipv6Addr> {
+    let log = std::fs::read_to_string(t.dir().join("http-server6.log")).unwrap_or_default();
+    log.lines()
+        .filter(|l| l.contains("\"GET "))
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// A connected UDP socket of the client sends to a closed port of the server: the server's
+/// ICMPv6 port unreachable must come back through the NAT (the XDP program takes it by the
+/// port quoted in it, the NAT reverts the quote) for the socket to see ECONNREFUSED.
+const PORT_UNREACHABLE_PY: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.settimeout(1)
+s.connect((sys.argv[1], 9))
+for _ in range(5):
+    try:
+        s.send(b"anyone?")
+        s.recv(64)
+    except ConnectionRefusedError:
+        print("refused", flush=True)
+        sys.exit(0)
+    except socket.timeout:
+        pass
+print("no error came back", flush=True)
+"#;
+
+fn ping6_and_download_32_mib(name: &'static str, topology: Topology) {
+    let control = ControlSocket::new(name);
+    let t = nat66_lab(name, topology, &control);
+    assert_server_has_no_route_to_the_tunnel(&t);
+
+    // The first echo may be lost while the gateway resolves the server's neighbour entry.
+    let first = ping6(&t, 3);
+    assert!(first >= 2, "ping6 through NAT66: {first} of 3 replies");
+    assert_eq!(ping6(&t, 5), 5, "ping6 once the neighbours are known");
+
+    let len = 32 << 20;
+    let file = "blob6-32m.bin";
+    t.write_server_file(file, &pattern(len)).unwrap();
+    let url = t.server_url6(file);
+    let got = t.dir().join(format!("downloaded-{file}"));
+    let got_s = got.to_string_lossy().into_owned();
+    let t0 = Instant::now();
+    let (ok, out) = t
+        .try_exec_in(
+            Node::Client,
+            &[
+                "curl",
+                "-sS",
+                "--fail",
+                "--max-time",
+                "60",
+                "-o",
+                &got_s,
+                &url,
+            ],
+        )
+        .unwrap();
+    let secs = t0.elapsed().as_secs_f64();
+    assert!(ok, "curl {url} through the tunnel failed: {out}");
+    let served = t.dir().join("www").join(file);
+    let hash = assert_same_file(&served, &got, "the IPv6 download");
+    eprintln!(
+        "{name}: 32 MiB over IPv6 inside in {secs:.2}s = {:.0} Mbit/s, sha256 {hash}",
+        len as f64 * 8.0 / secs / 1e6
+    );
+    let sources = server6_request_sources(&t);
+    assert!(!sources.is_empty(), "the IPv6 server logged no request");
+    assert!(
+        sources.iter().all(|s| *s == GATEWAY_LAN_ADDR6),
+        "sources seen by the server: {sources:?} (want only {GATEWAY_LAN_ADDR6})"
+    );
+
+    let dst = SERVER_ADDR6.to_string();
+    let (_, out) = t
+        .try_exec_in(Node::Client, &["python3", "-c", PORT_UNREACHABLE_PY, &dst])
+        .expect("python3 runs");
+    assert_eq!(
+        out.trim(),
+        "refused",
+        "ICMPv6 port unreachable through NAT66"
+    );
+
+    // 32 MiB is over 20 000 segments each way.
+    let s = stats_after(&control.0, "nat66_inbound", 20_000);
+    let (out6, in6) = (counter(&s, "nat66_outbound"), counter(&s, "nat66_inbound"));
+    eprintln!("{name}: nat66_outbound {out6}, nat66_inbound {in6}");
+    assert!(out6 >= 8 + 1_000, "nat66_outbound {out6}");
+    assert!(in6 >= 8 + 20_000, "nat66_inbound {in6}");
+    assert!(counter(&s, "nat66_entries") >= 1, "a live IPv6 mapping");
+    let _ = std::fs::remove_file(&got);
+    let _ = std::fs::remove_file(&served);
+}
+
+#[test]
+fn nat66_ping6_and_download_32_mib_one_armed() {
+    root_test("nat66_ping6_and_download_32_mib_one_armed", |name| {
+        ping6_and_download_32_mib(name, Topology::OneArmed)
+    });
+}
+
+#[test]
+fn nat66_ping6_and_download_32_mib_two_armed() {
+    root_test("nat66_ping6_and_download_32_mib_two_armed", |name| {
+        ping6_and_download_32_mib(name, Topology::TwoArmed)
+    });
+}
