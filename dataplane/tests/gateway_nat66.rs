@@ -25,7 +25,7 @@ fn nat66_lab(name: &'static str, topology: Topology, control: &ControlSocket) ->
         .gateway(GatewayKind::Dataplane(gateway))
         .client(ClientKind::WireguardGo)
         .ipv6(true);
-    E2e::from_builder(ClientKind::WireguardGo, name, topology, builder)
+    E2e::from_builder(name, builder)
 }
 
 /// The sum over workers of the counter `name`.
