@@ -20,6 +20,7 @@ pub mod icmp;
 pub mod icmp_ratelimit;
 pub mod latency;
 pub mod outer_datagrams;
+pub mod peer_tally;
 pub mod pipeline;
 pub mod queue;
 pub mod route;
