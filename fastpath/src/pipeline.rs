@@ -37,7 +37,7 @@ use std::time::Instant;
 use crate::queue::{HandshakeDatagram, HostPacket, Lane, SlowPathSender, ToSlowPath};
 use crate::tables::Tables;
 use nat::{Conntrack, Inbound, Outbound};
-use wgproto::keypair::{sealed_len, ReceiveHolder};
+use wgproto::keypair::{sealed_len, ReceiveHolder, SendBlocks};
 use wgproto::peer::PeerId;
 use wgproto::ratelimiter::{RateLimitError, RateLimiter};
 use wgproto::time::Timestamp;
@@ -186,6 +186,8 @@ pub struct Pipeline {
     tally: PeerTally,
     /// The replay windows this worker holds until the batch ends.
     receiving: ReceiveHolder,
+    /// The blocks of sending counters this worker took in this batch.
+    sending: SendBlocks,
 }
 
 /// How long a worker waits before it repeats an `Authenticated` report about the same keypair
@@ -241,15 +243,18 @@ impl Pipeline {
             stop_after: None,
             tally: PeerTally::default(),
             receiving: ReceiveHolder::new(),
+            sending: SendBlocks::new(),
         }
     }
 
-    /// Ends a batch: adds its per-peer traffic to the shared counters and gives back the
-    /// keypairs' replay windows held since its first packet. The worker calls this after
+    /// Ends a batch: adds its per-peer traffic to the shared counters, gives back the
+    /// keypairs' replay windows held since its first packet and skips the rest of its blocks
+    /// of sending counters. The worker calls this after
     /// every batch, with the batch's tables; until then other workers wait for those windows.
     pub fn end_batch(&mut self, b: &Batch<'_>) {
         self.tally.flush(b.tables);
         self.receiving.release_all();
+        self.sending.release_all();
     }
 
     /// Ends every frame right after `step` (verdict `Consumed`, the frame half-processed),
@@ -913,7 +918,13 @@ impl Pipeline {
         self.counters
             .tap(CapturePoint::Decrypted, &buf[start..start + len]);
         let since = self.clock();
-        let sealed = match keypair.seal_in_place(b.now, &mut buf[msg_start..], len, self.cfg.mtu) {
+        let sealed = match keypair.seal_held(
+            b.now,
+            &mut buf[msg_start..],
+            len,
+            self.cfg.mtu,
+            &mut self.sending,
+        ) {
             Ok(s) => s,
             Err(_) => {
                 self.request_handshake(peer, b.now);

@@ -207,6 +207,64 @@ impl Drop for ReceiveHolder {
     }
 }
 
+/// Sending counters a worker takes from one keypair at a time, with one atomic add.
+pub const SEND_BLOCK: u64 = 16;
+
+/// Most keypairs a worker holds counter blocks of; past that the oldest block is given up.
+const SEND_BLOCKS_MAX: usize = 8;
+
+/// A worker's blocks of sending counters for the current batch.
+///
+/// Why: the sending counter is shared by every worker that seals for the peer, and an atomic
+/// add per packet is a locked instruction on a line those workers all write. A worker takes
+/// [`SEND_BLOCK`] counters at once and uses them in order; at the end of the batch
+/// ([`SendBlocks::release_all`]) what is left of each block is skipped, never used. Each
+/// counter still goes to one message only (no nonce is ever reused); the peer sees gaps in the
+/// counters, which its replay window accepts like loss, and, with several workers sealing for
+/// one peer, counters out of order by less than `SEND_BLOCK` x workers, far inside the
+/// 8128-message window.
+#[derive(Debug, Default)]
+pub struct SendBlocks {
+    /// Keypair, next counter, end of its block. The `Arc` keeps the keypair (and so the
+    /// meaning of the block) alive until the blocks are released.
+    blocks: Vec<(Arc<Keypair>, u64, u64)>,
+}
+
+impl SendBlocks {
+    pub fn new() -> Self {
+        SendBlocks {
+            blocks: Vec::with_capacity(SEND_BLOCKS_MAX),
+        }
+    }
+
+    /// The next counter of `k`'s block, taking a new block when there is none or it is used up.
+    #[inline]
+    fn next(&mut self, k: &Arc<Keypair>) -> Result<u64, SealError> {
+        let i = match self.blocks.iter().position(|(b, _, _)| Arc::ptr_eq(b, k)) {
+            Some(i) => i,
+            None => {
+                if self.blocks.len() == SEND_BLOCKS_MAX {
+                    self.blocks.remove(0);
+                }
+                self.blocks.push((k.clone(), 0, 0));
+                self.blocks.len() - 1
+            }
+        };
+        let (_, next, end) = &mut self.blocks[i];
+        if *next == *end {
+            let r = k.reserve_counters(SEND_BLOCK)?;
+            (*next, *end) = (r.start, r.end);
+        }
+        *next += 1;
+        Ok(*next - 1)
+    }
+
+    /// Gives up the rest of every block (the end of a batch).
+    pub fn release_all(&mut self) {
+        self.blocks.clear();
+    }
+}
+
 /// The replay window and the lock that gives one updater at a time.
 struct ReceiveState {
     /// [`LOCK_FREE`], [`LOCK_ONE_CALL`] or a holder's id. Acquired with a compare-exchange
@@ -356,25 +414,74 @@ impl Keypair {
         plaintext_len: usize,
         mtu: usize,
     ) -> Result<Sealed, SealError> {
+        let needed = self.check_seal(now, buf, plaintext_len, mtu)?;
+        let counter = self.reserve_counters(1)?.start;
+        Ok(self.seal_with(counter, now, buf, plaintext_len, needed))
+    }
+
+    /// [`Keypair::seal_in_place`] for a worker: the nonce comes from a block of
+    /// [`SEND_BLOCK`] counters `blocks` took from this keypair with one atomic add and keeps
+    /// until its [`SendBlocks::release_all`] (the end of the batch).
+    pub fn seal_held(
+        self: &Arc<Self>,
+        now: Timestamp,
+        buf: &mut [u8],
+        plaintext_len: usize,
+        mtu: usize,
+        blocks: &mut SendBlocks,
+    ) -> Result<Sealed, SealError> {
+        let needed = self.check_seal(now, buf, plaintext_len, mtu)?;
+        let counter = blocks.next(self)?;
+        Ok(self.seal_with(counter, now, buf, plaintext_len, needed))
+    }
+
+    /// Expiry and room: the sealed length, or why not.
+    #[inline]
+    fn check_seal(
+        &self,
+        now: Timestamp,
+        buf: &[u8],
+        plaintext_len: usize,
+        mtu: usize,
+    ) -> Result<usize, SealError> {
         if self.is_expired(now) {
             return Err(SealError::Expired);
         }
-        let padded = plaintext_len + padding_len(plaintext_len, mtu);
-        let needed = TRANSPORT_HEADER_LEN + padded + AEAD_TAG_LEN;
+        let needed = sealed_len(plaintext_len, mtu);
         if buf.len() < needed {
             return Err(SealError::BufferTooSmall {
                 needed,
                 available: buf.len(),
             });
         }
-        let counter = self.next_send_counter.0.fetch_add(1, Ordering::Relaxed);
-        if counter >= REJECT_AFTER_MESSAGES {
+        Ok(needed)
+    }
+
+    /// Takes the next `n` sending counters (fewer if REJECT_AFTER_MESSAGES comes first). Every
+    /// counter is handed out once: no two messages under this key share a nonce.
+    fn reserve_counters(&self, n: u64) -> Result<Range<u64>, SealError> {
+        let first = self.next_send_counter.0.fetch_add(n, Ordering::Relaxed);
+        if first >= REJECT_AFTER_MESSAGES {
             // Keep the counter pinned so it can never wrap back to a used nonce.
             self.next_send_counter
                 .0
                 .store(REJECT_AFTER_MESSAGES, Ordering::Relaxed);
             return Err(SealError::CounterExhausted);
         }
+        Ok(first..first.saturating_add(n).min(REJECT_AFTER_MESSAGES))
+    }
+
+    /// Seals with `counter` (checked by [`Keypair::check_seal`], reserved for this message).
+    #[inline]
+    fn seal_with(
+        &self,
+        counter: u64,
+        now: Timestamp,
+        buf: &mut [u8],
+        plaintext_len: usize,
+        needed: usize,
+    ) -> Sealed {
+        let padded = needed - TRANSPORT_HEADER_LEN - AEAD_TAG_LEN;
         let (header, rest) = buf.split_at_mut(TRANSPORT_HEADER_LEN);
         TransportPacket::new_unchecked(header).fill_header(self.remote_index, counter);
         rest[plaintext_len..padded].fill(0);
@@ -383,11 +490,11 @@ impl Keypair {
         tail[..AEAD_TAG_LEN].copy_from_slice(&tag);
         let rekey = counter >= REKEY_AFTER_MESSAGES
             || (self.is_initiator && now.since(self.created) >= REKEY_AFTER_TIME);
-        Ok(Sealed {
+        Sealed {
             len: needed,
             counter,
             rekey,
-        })
+        }
     }
 
     /// Authenticates and decrypts the transport message `buf` in place, then (only if the tag
@@ -861,6 +968,92 @@ mod tests {
         all.dedup();
         assert_eq!(all.len(), n, "a counter was accepted twice");
         assert!(n > 0);
+    }
+
+    /// Blocks of counters: in order within a batch, a gap after it, never a counter twice
+    /// (with a one-off seal and a second worker in between), and the limit still holds.
+    #[test]
+    fn send_blocks_never_repeat_a_counter() {
+        let t0 = Timestamp::from_nanos(1);
+        let (a, b) = pair(t0);
+        let a = Arc::new(a);
+        let (mut w1, mut w2) = (SendBlocks::new(), SendBlocks::new());
+        let seal_held = |blocks: &mut SendBlocks| {
+            let mut buf = [0u8; 64];
+            let s = a.seal_held(t0, &mut buf, 0, 1420, blocks).unwrap();
+            (s.counter, buf)
+        };
+        let mut counters = Vec::new();
+        for _ in 0..3 {
+            counters.push(seal_held(&mut w1).0);
+        }
+        assert_eq!(counters, [0, 1, 2]);
+        counters.push(seal_held(&mut w2).0); // another worker: the next block
+        let mut one_off = [0u8; 64];
+        counters.push(a.seal_in_place(t0, &mut one_off, 0, 1420).unwrap().counter);
+        counters.push(seal_held(&mut w1).0);
+        w1.release_all(); // the rest of 0..16 is never used
+        let (c, mut msg) = seal_held(&mut w1);
+        counters.push(c);
+        assert_eq!(counters, [0, 1, 2, 16, 32, 3, 33]);
+        assert_eq!(b.open_in_place(t0, &mut msg[..32]).unwrap().counter, 33);
+        let (c, mut msg) = seal_held(&mut w2);
+        assert_eq!(c, 17);
+        assert!(
+            b.open_in_place(t0, &mut msg[..32]).is_ok(),
+            "behind, inside the window"
+        );
+
+        a.next_send_counter
+            .0
+            .store(REJECT_AFTER_MESSAGES - 2, Ordering::Relaxed);
+        let mut w3 = SendBlocks::new();
+        let mut buf = [0u8; 64];
+        let last: Vec<u64> = (0..2)
+            .map(|_| a.seal_held(t0, &mut buf, 0, 1420, &mut w3).unwrap().counter)
+            .collect();
+        assert_eq!(last, [REJECT_AFTER_MESSAGES - 2, REJECT_AFTER_MESSAGES - 1]);
+        assert_eq!(
+            a.seal_held(t0, &mut buf, 0, 1420, &mut w3),
+            Err(SealError::CounterExhausted)
+        );
+        assert_eq!(
+            a.seal_held(t0, &mut buf, 0, 1420, &mut SendBlocks::new()),
+            Err(SealError::CounterExhausted)
+        );
+    }
+
+    /// Two workers sealing at once with blocks: every counter used once.
+    #[test]
+    fn concurrent_send_blocks_share_no_counter() {
+        let t0 = Timestamp::from_nanos(1);
+        let a = Arc::new(pair(t0).0);
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                let a = a.clone();
+                std::thread::spawn(move || {
+                    let mut blocks = SendBlocks::new();
+                    let mut buf = [0u8; 64];
+                    let mut used = Vec::new();
+                    for batch in 0..200 {
+                        for _ in 0..(batch % 40) {
+                            let s = a.seal_held(t0, &mut buf, 0, 1420, &mut blocks).unwrap();
+                            used.push(s.counter);
+                        }
+                        blocks.release_all();
+                    }
+                    used
+                })
+            })
+            .collect();
+        let mut all: Vec<u64> = workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect();
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n, "a counter was used twice");
     }
 
     #[test]
