@@ -12,6 +12,7 @@
 //! [`session`], [`packets`] and [`fixture`] build what the benchmarks feed the gateway: real
 //! handshakes, sealed frames, and an in-memory gateway with its tables.
 
+pub mod cores;
 pub mod e2e;
 pub mod fixture;
 pub mod load_sweep;

@@ -24,6 +24,7 @@ use lab::{Lab, Node, SERVER_ADDR};
 use rand_core::OsRng;
 use wgproto::keys::{PrivateKey, PublicKey};
 
+use crate::cores::LoadCores;
 use crate::loadgen::{Generator, GeneratorConfig, Load, Sent};
 use crate::packets::SizeMix;
 use crate::pipeline::Direction;
@@ -176,6 +177,8 @@ pub struct LoadRig {
     sink: Sink,
     times: Arc<SendTimes>,
     next_seq: u64,
+    /// The cores the generator's and the sink's threads run on ([`crate::cores`]).
+    cores: LoadCores,
     /// When a point ends (tests of a debug-built gateway wait longer).
     pub drain: Drain,
 }
@@ -196,7 +199,13 @@ impl LoadRig {
             .map_err(|e| anyhow::anyhow!("the lab's gateway key: {e}"))?;
         let topology = lab.topology();
         let sink_addr = SocketAddrV4::new(SERVER_ADDR, SINK_PORT);
-        let sink = Sink::start(&lab.ns_name(Node::Server), sink_addr)?;
+        let cores = LoadCores::for_this_machine();
+        lab.note(format!("load generator and sink cores: {}", cores.note));
+        let sink = {
+            // The sink's thread inherits the mask; this thread gets its own back.
+            let _pinned = cores.pin_current_thread()?;
+            Sink::start(&lab.ns_name(Node::Server), sink_addr)?
+        };
         let cfg = GeneratorConfig {
             netns: lab.ns_name(Node::Client),
             bind: SocketAddrV4::new(topology.client_underlay_addr(), 0),
@@ -218,6 +227,7 @@ impl LoadRig {
             sink,
             times: Arc::new(SendTimes::new(SEND_TIME_SLOTS)),
             next_seq: 1,
+            cores,
             drain: Drain::default(),
         })
     }
@@ -251,6 +261,7 @@ impl LoadRig {
         duration: Duration,
     ) -> Result<LoadPoint> {
         self.generator.ensure_fresh()?;
+        let _pinned = self.cores.pin_current_thread()?;
         let capacity = Self::capacity(rate, duration);
         let first = self.range(capacity);
         self.sink.expect(first, capacity, Some(self.times.clone()));
@@ -278,6 +289,8 @@ impl LoadRig {
         let Some(SocketAddr::V4(mapped)) = self.sink.last_source() else {
             bail!("the sink has seen no packet of the generator: no NAT mapping to answer");
         };
+        // The sink sends from this thread, the generator receives on one it spawns.
+        let _pinned = self.cores.pin_current_thread()?;
         let capacity = Self::capacity(rate, duration);
         let first = self.range(capacity);
         let arrivals = Mutex::new(Arrivals::new(first, capacity));

@@ -35,6 +35,9 @@ use crate::packets::{inner_udp, plain_frame, seal_frame, SizeMix, FRAME_SIZE, HE
 pub const FLOWS: usize = 64;
 /// First inside source port of a lane's flows.
 pub const FIRST_FLOW_PORT: u16 = 40000;
+/// Frames per batch, as the worker's default `batch_size`: the pipeline's end-of-batch work
+/// (per-peer counters, replay-window locks) runs this often, as in the worker.
+const WORKER_BATCH: usize = 64; // gwconf::schema::defaults::BATCH_SIZE (not a dependency)
 
 /// On-CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID): the machine is shared, and
 /// time the thread spends preempted must not count as packet processing.
@@ -280,6 +283,9 @@ impl Lane {
         let mut last = None;
         for (i, frame) in self.pool.chunks_exact_mut(FRAME_SIZE).take(n).enumerate() {
             let v = self.pipeline.process(&batch, frame, HEADROOM, self.lens[i]);
+            if (i + 1) % WORKER_BATCH == 0 {
+                self.pipeline.end_batch(&batch);
+            }
             if let Verdict::Tx { start, len, .. } = v {
                 // Where the packet now is: tests read the frame back.
                 self.out[i] = (start, len);
@@ -289,6 +295,7 @@ impl Lane {
             }
             last = Some(black_box(v));
         }
+        self.pipeline.end_batch(&batch);
         last
     }
 

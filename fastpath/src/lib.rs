@@ -22,6 +22,7 @@ pub mod icmp_ratelimit;
 pub mod latency;
 pub mod outer;
 pub mod outer_datagrams;
+pub mod peer_tally;
 pub mod pipeline;
 pub mod queue;
 pub mod route;

@@ -44,7 +44,7 @@ use std::time::Instant;
 use crate::queue::{HandshakeDatagram, HostPacket, Lane, SlowPathSender, ToSlowPath};
 use crate::tables::Tables;
 use nat::{Conntrack, Conntrack6, Inbound, Outbound};
-use wgproto::keypair::sealed_len;
+use wgproto::keypair::{sealed_len, ReceiveHolder, SendBlocks};
 use wgproto::peer::PeerId;
 use wgproto::ratelimiter::{RateLimitError, RateLimiter};
 use wgproto::time::Timestamp;
@@ -63,6 +63,7 @@ use crate::frame::RX_OFFSET;
 use crate::headers::write_ipv4_udp;
 use crate::latency::{LatencyRecorder, SharedLatency, Stage};
 use crate::outer::{self, write_ipv6_udp};
+use crate::peer_tally::PeerTally;
 use crate::route::{NextHop, NextHopReader, Resolution, RouteSnapshot};
 use crate::stage_cycles::Step;
 use wire::ethernet::{self, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
@@ -211,6 +212,12 @@ pub struct Pipeline {
     cookie_limit: RateLimiter,
     /// Where every frame ends early, when the bench asked ([`Pipeline::stop_after`]).
     stop_after: Option<Step>,
+    /// Per-peer traffic of this batch, added to the shared counters in [`Pipeline::end_batch`].
+    tally: PeerTally,
+    /// The replay windows this worker holds until the batch ends.
+    receiving: ReceiveHolder,
+    /// The blocks of sending counters this worker took in this batch.
+    sending: SendBlocks,
 }
 
 /// How long a worker waits before it repeats an `Authenticated` report about the same keypair
@@ -265,7 +272,20 @@ impl Pipeline {
             cookie_nonces,
             cookie_limit: RateLimiter::preallocated(),
             stop_after: None,
+            tally: PeerTally::default(),
+            receiving: ReceiveHolder::new(),
+            sending: SendBlocks::new(),
         }
+    }
+
+    /// Ends a batch: adds its per-peer traffic to the shared counters, gives back the
+    /// keypairs' replay windows held since its first packet and skips the rest of its blocks
+    /// of sending counters. The worker calls this after
+    /// every batch, with the batch's tables; until then other workers wait for those windows.
+    pub fn end_batch(&mut self, b: &Batch<'_>) {
+        self.tally.flush(b.tables);
+        self.receiving.release_all();
+        self.sending.release_all();
     }
 
     /// Ends every frame right after `step` (verdict `Consumed`, the frame half-processed),
@@ -517,7 +537,7 @@ impl Pipeline {
             return Verdict::Consumed;
         }
         let since = self.clock();
-        let opened = keypair.open_in_place(b.now, &mut buf[msg.clone()]);
+        let opened = keypair.open_held(b.now, &mut buf[msg.clone()], &mut self.receiving);
         self.lap(Stage::Decrypt, since);
         if self.stops_after(Step::Decrypt) {
             return Verdict::Consumed;
@@ -529,9 +549,7 @@ impl Pipeline {
         let peer = keypair.peer();
         let keepalive = opened.plaintext.is_empty();
         let route = b.tables.peers.get(&peer);
-        if let Some(r) = route {
-            r.stats.note_rx(msg_len, keepalive);
-        }
+        self.tally.rx(b.tables, peer, msg_len, keepalive);
         if opened.unreported || opened.rekey || route.and_then(|r| r.endpoint) != Some(src) {
             // Key confirmation, roaming and rekeying are the slow path's, and each condition
             // holds until the slow path acted on it, so a report lost on a full lane is sent
@@ -965,7 +983,13 @@ impl Pipeline {
         self.counters
             .tap(CapturePoint::Decrypted, &buf[start..start + len]);
         let since = self.clock();
-        let sealed = match keypair.seal_in_place(b.now, &mut buf[msg_start..], len, self.cfg.mtu) {
+        let sealed = match keypair.seal_held(
+            b.now,
+            &mut buf[msg_start..],
+            len,
+            self.cfg.mtu,
+            &mut self.sending,
+        ) {
             Ok(s) => s,
             Err(_) => {
                 self.request_handshake(peer, b.now);
@@ -985,7 +1009,7 @@ impl Pipeline {
             return Verdict::Drop(DropReason::TooBig);
         }
         self.lap(Stage::Encrypt, since);
-        route.stats.note_tx(sealed.len);
+        self.tally.tx(b.tables, peer, sealed.len);
         WorkerCounters::add(&self.counters.encrypted, 1);
         if self.stops_after(Step::OuterHeaders) {
             return Verdict::Consumed;

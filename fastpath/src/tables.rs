@@ -17,8 +17,9 @@ use wgproto::cookie::CookieChecker;
 use wgproto::keypair::Keypair;
 use wgproto::peer::PeerId;
 
-/// Traffic counters of one peer, written by the workers (relaxed atomics: statistics and timer
-/// hints, not synchronisation) and read by the slow path for timers, `wg show` and metrics.
+/// Traffic counters of one peer, written by the workers once per batch
+/// ([`crate::peer_tally`]) and by the slow path (relaxed atomics: statistics and timer hints,
+/// not synchronisation) and read by the slow path for timers, `wg show` and metrics.
 #[derive(Debug, Default)]
 pub struct PeerTraffic {
     /// Bytes of transport messages received and sent (whole UDP payloads, as `wg show` counts).
@@ -41,6 +42,20 @@ impl PeerTraffic {
     pub fn note_tx(&self, bytes: usize) {
         self.tx_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         self.tx_data.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds a worker's sums of one batch ([`crate::peer_tally::PeerTally`]).
+    pub fn add(&self, rx_bytes: u64, rx_data: u64, tx_bytes: u64, tx_data: u64) {
+        for (counter, n) in [
+            (&self.rx_bytes, rx_bytes),
+            (&self.rx_data, rx_data),
+            (&self.tx_bytes, tx_bytes),
+            (&self.tx_data, tx_data),
+        ] {
+            if n != 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        }
     }
 }
 

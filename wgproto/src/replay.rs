@@ -8,6 +8,13 @@
 //! highest counter clears only the words passed over, so the cost per packet does not depend
 //! on the size of the jump. One word is slack for the ring, so [`REPLAY_WINDOW_USABLE`]
 //! (8128) counters behind the highest one are still accepted.
+//!
+//! The words are relaxed atomics so that a window can sit inside a shared
+//! [`crate::keypair::Keypair`] without a mutex: there, one updater at a time is enforced by the
+//! keypair's receive lock ([`crate::keypair::ReceiveHolder`]), and a relaxed load or store
+//! compiles to a plain move. Standalone, `check_and_mark` takes `&mut self`.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::constants::{
     REJECT_AFTER_MESSAGES, REPLAY_WINDOW_BITS, REPLAY_WINDOW_USABLE, REPLAY_WORD_BITS,
@@ -29,11 +36,10 @@ pub enum ReplayError {
 }
 
 /// An RFC 6479 replay window (8192 bits, 8128 usable).
-#[derive(Clone)]
 pub struct ReplayWindow {
     /// Highest counter accepted so far (meaningless while `bitmap` is all zero and it is 0).
-    highest: u64,
-    bitmap: [u64; WORDS],
+    highest: AtomicU64,
+    bitmap: [AtomicU64; WORDS],
 }
 
 impl Default for ReplayWindow {
@@ -42,10 +48,21 @@ impl Default for ReplayWindow {
     }
 }
 
+impl Clone for ReplayWindow {
+    fn clone(&self) -> Self {
+        let w = ReplayWindow::new();
+        w.highest.store(self.highest.load(Relaxed), Relaxed);
+        for (to, from) in w.bitmap.iter().zip(&self.bitmap) {
+            to.store(from.load(Relaxed), Relaxed);
+        }
+        w
+    }
+}
+
 impl std::fmt::Debug for ReplayWindow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReplayWindow")
-            .field("highest", &self.highest)
+            .field("highest", &self.highest())
             .finish_non_exhaustive()
     }
 }
@@ -53,8 +70,8 @@ impl std::fmt::Debug for ReplayWindow {
 impl ReplayWindow {
     pub const fn new() -> Self {
         ReplayWindow {
-            highest: 0,
-            bitmap: [0; WORDS],
+            highest: AtomicU64::new(0),
+            bitmap: [const { AtomicU64::new(0) }; WORDS],
         }
     }
 
@@ -62,11 +79,11 @@ impl ReplayWindow {
     /// early filter, the authoritative decision is [`ReplayWindow::check_and_mark`].
     pub fn check(&self, counter: u64) -> Result<(), ReplayError> {
         self.precheck(counter)?;
-        if counter > self.highest {
+        if counter > self.highest() {
             return Ok(());
         }
         let (word, bit) = Self::position(counter);
-        if self.bitmap[word] & bit != 0 {
+        if self.bitmap[word].load(Relaxed) & bit != 0 {
             Err(ReplayError::Duplicate)
         } else {
             Ok(())
@@ -76,36 +93,46 @@ impl ReplayWindow {
     /// Accepts `counter` if it is new and inside the window, and records it. Call only after the
     /// packet's AEAD tag verified.
     pub fn check_and_mark(&mut self, counter: u64) -> Result<(), ReplayError> {
+        self.mark_exclusive(counter)
+    }
+
+    /// [`ReplayWindow::check_and_mark`] through a shared reference. The caller must be the only
+    /// one updating the window until it returns (the keypair's receive lock): two concurrent
+    /// calls could both accept the same counter. Readers never see a torn word.
+    pub(crate) fn mark_exclusive(&self, counter: u64) -> Result<(), ReplayError> {
         self.precheck(counter)?;
-        if counter > self.highest {
+        let highest = self.highest();
+        if counter > highest {
             // Clear the words between the old highest and the new one (at most the whole ring);
             // they held counters that now fall out of the window (RFC 6479 §2.3).
-            let old_word = self.highest >> WORD_SHIFT;
+            let old_word = highest >> WORD_SHIFT;
             let new_word = counter >> WORD_SHIFT;
             let advance = (new_word - old_word).min(WORDS as u64);
             for i in 1..=advance {
-                self.bitmap[((old_word + i) as usize) & (WORDS - 1)] = 0;
+                self.bitmap[((old_word + i) as usize) & (WORDS - 1)].store(0, Relaxed);
             }
-            self.highest = counter;
+            self.highest.store(counter, Relaxed);
         }
         let (word, bit) = Self::position(counter);
-        if self.bitmap[word] & bit != 0 {
+        let bits = self.bitmap[word].load(Relaxed);
+        if bits & bit != 0 {
             return Err(ReplayError::Duplicate);
         }
-        self.bitmap[word] |= bit;
+        self.bitmap[word].store(bits | bit, Relaxed);
         Ok(())
     }
 
     /// Highest counter accepted so far (0 if none).
     pub fn highest(&self) -> u64 {
-        self.highest
+        self.highest.load(Relaxed)
     }
 
     fn precheck(&self, counter: u64) -> Result<(), ReplayError> {
         if counter >= REJECT_AFTER_MESSAGES {
             return Err(ReplayError::Exhausted);
         }
-        if counter < self.highest && self.highest - counter > REPLAY_WINDOW_USABLE {
+        let highest = self.highest();
+        if counter < highest && highest - counter > REPLAY_WINDOW_USABLE {
             return Err(ReplayError::TooOld);
         }
         Ok(())

@@ -315,6 +315,7 @@ impl Worker {
                     d.apply(&mut self.pipeline, &batch, verdict, frame, batch.now);
                 }
             }
+            self.pipeline.end_batch(&batch);
             if let Err(e) = self.group.service() {
                 warn!(error = %e, "AF_XDP ring service failed");
             }

@@ -265,6 +265,8 @@ impl Gateway {
             now,
         };
         let v = self.pipeline.process(&batch, frame, RX_OFFSET, len);
+        // One frame is one batch here, as a worker would end it.
+        self.pipeline.end_batch(&batch);
         if let Verdict::Drop(r) = v {
             self.pipeline.counters().count_drop(r);
             *self.drops.entry(r.name()).or_default() += 1;
