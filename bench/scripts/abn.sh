@@ -1,4 +1,5 @@
 #!/bin/sh
+# Shared by the results folders that compare builds (run from the folder: sh ../../scripts/abn.sh).
 # Interleaved rounds of `bench --quick --no-e2e --one-worker --sizes $SIZES` over several builds.
 # BINS: "label=path label=path ..." (run in this order every round); ROUNDS; OUT; SIZES.
 set -eu
