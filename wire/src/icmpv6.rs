@@ -5,7 +5,7 @@
 
 use core::net::Ipv6Addr;
 
-use crate::{checksum, ipv6, read_u16, write_u16, Error};
+use crate::{ipv6, read_u16, write_u16, Error};
 
 /// Type, code, checksum, and the four bytes that follow.
 pub const HEADER_LEN: usize = 8;
@@ -97,10 +97,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Whether the checksum verifies over the pseudo-header of `src` -> `dst` and the message.
     #[inline]
     pub fn verify_checksum(&self, src: Ipv6Addr, dst: Ipv6Addr) -> bool {
-        let b = self.buffer.as_ref();
-        let s =
-            ipv6::pseudo_header_sum(src, dst, ipv6::NEXT_ICMPV6, b.len() as u32) + checksum::sum(b);
-        checksum::fold(s) == 0xffff
+        ipv6::upper_layer_sum(src, dst, ipv6::NEXT_ICMPV6, self.buffer.as_ref()) == 0xffff
     }
 }
 
@@ -131,10 +128,8 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     #[inline]
     pub fn fill_checksum(&mut self, src: Ipv6Addr, dst: Ipv6Addr) {
         self.set_checksum(0);
-        let b = self.buffer.as_ref();
-        let s =
-            ipv6::pseudo_header_sum(src, dst, ipv6::NEXT_ICMPV6, b.len() as u32) + checksum::sum(b);
-        self.set_checksum(!checksum::fold(s));
+        let s = ipv6::upper_layer_sum(src, dst, ipv6::NEXT_ICMPV6, self.buffer.as_ref());
+        self.set_checksum(!s);
     }
 }
 

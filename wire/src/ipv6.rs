@@ -80,6 +80,15 @@ pub fn pseudo_header_sum(src: Ipv6Addr, dst: Ipv6Addr, next: u8, len: u32) -> u3
     checksum::sum(&p)
 }
 
+/// The folded checksum sum of the upper-layer packet `bytes` (Next Header `next`) with its
+/// pseudo-header: 0xffff when a stored checksum verifies; with the checksum field zeroed, its
+/// complement is the checksum to store (UDP and ICMPv6 alike).
+#[inline]
+pub fn upper_layer_sum(src: Ipv6Addr, dst: Ipv6Addr, next: u8, bytes: &[u8]) -> u16 {
+    let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+    checksum::fold(pseudo_header_sum(src, dst, next, len) + checksum::sum(bytes))
+}
+
 /// The fields of a fixed header to write (traffic class 0, flow label 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Repr {

@@ -173,9 +173,7 @@ pub fn fill_checksum_v6(dgram: &mut [u8], src: core::net::Ipv6Addr, dst: core::n
         return;
     }
     dgram[field::CHECKSUM].fill(0);
-    let len = u32::try_from(dgram.len()).unwrap_or(u32::MAX);
-    let pseudo = crate::ipv6::pseudo_header_sum(src, dst, crate::ipv6::NEXT_UDP, len);
-    let c = match !checksum::fold(pseudo + checksum::sum(dgram)) {
+    let c = match !crate::ipv6::upper_layer_sum(src, dst, crate::ipv6::NEXT_UDP, dgram) {
         0 => 0xffff,
         c => c,
     };
