@@ -214,6 +214,7 @@ impl Fixture {
                 tunnel_addr6: None,
                 masquerade: true,
                 outer_ip_id_seed: 0,
+                outer_frag_id_seed: 0,
                 cookie_nonce_seed: [0; 16],
             },
             slow_tx,

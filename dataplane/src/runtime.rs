@@ -424,6 +424,7 @@ fn start_workers(
         tunnel_addr6: host.tunnel6,
         masquerade: cfg.nat.masquerade,
         outer_ip_id_seed: 0,
+        outer_frag_id_seed: 0,
         cookie_nonce_seed: [0; 16],
     };
     let live_ports = if cfg.nat.masquerade || host.egress6.is_some() {
@@ -480,6 +481,7 @@ fn start_workers(
         let pipeline = Pipeline::new(
             PipelineConfig {
                 outer_ip_id_seed: rand_seed() as u16,
+                outer_frag_id_seed: rand_core::RngCore::next_u32(&mut rand_core::OsRng),
                 cookie_nonce_seed: {
                     let mut seed = [0; 16];
                     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);

@@ -108,7 +108,7 @@ reasons! {
         HandshakeCookieRateLimited => "handshake_cookie_ratelimited": "A handshake without a valid mac2 while the slow path was under load, from a source that already had its cookie replies (20/s, burst 5, per address, as handshakes are limited).",
         HandshakeMac2QueueFull => "handshake_mac2_queue_full": "The slow path's lane for handshakes with a valid mac2 (senders that answered a cookie reply) was full.",
         TxFull => "tx_full": "No TX descriptor or frame free.",
-        FragmentNoFrame => "fragment_no_frame": "A return packet cut into fragments for the tunnel lost its remaining fragments: no UMEM frame was free for them.",
+        FragmentNoFrame => "fragment_no_frame": "A packet cut into fragments (a return packet for the tunnel, or a sealed datagram for a smaller IPv6 path MTU) lost its remaining fragments: no UMEM frame was free for them.",
         Handoff => "handoff": "Belongs to another worker's NAT and its handoff lane was full (or no frame was free to take it).",
         NatNotEthernet => "nat_not_ethernet": "Masquerading is on and the route to the destination leaves through an interface that is not Ethernet: the fast path cannot send there and the kernel would forward it untranslated.",
         Unsupported => "unsupported": "Neither IPv4 nor WireGuard over IPv6 (other IPv6 is not taken by the fast path yet; the XDP program passes VLAN-tagged frames and IPv6 extension headers to the kernel).",
@@ -265,6 +265,7 @@ worker_counters! {
     icmpv6_time_exceeded: Counter, Series::Packets("icmpv6_time_exceeded"), "ICMPv6 time exceeded (hop limit) the worker sent into the tunnel, from wg0's IPv6 address.";
     icmpv6_packet_too_big: Counter, Series::Packets("icmpv6_packet_too_big"), "ICMPv6 packet too big the worker sent into the tunnel with the next hop's MTU (IPv6 is never fragmented on the way: path MTU discovery).";
     fragmented_into_tunnel: Counter, Series::Packets("fragmented_into_tunnel"), "Return packets longer than the tunnel MTU, without DF, cut into fragments that fit it (as the kernel forwarding into wg0 would); each fragment counts in `encrypted` and `tx`.";
+    outer_fragmented_ipv6: Counter, Series::Packets("outer_fragmented_ipv6"), "Sealed datagrams to a peer's IPv6 endpoint longer than the path MTU the kernel learned from a Packet Too Big (or the link's), cut into fragments at the source as kernel WireGuard's are (routers never fragment IPv6); each fragment counts in `tx`.";
     nat_entries: Gauge, Series::Own("dataplane_nat_entries"), "Live NAT mappings of a worker (0 without NAT).";
     nat_untracked_inbound: Counter, Series::Own("dataplane_nat_untracked_inbound_total"), "NAT return traffic from a remote its mapping does not track (endpoint-independent filtering): delivered, but it neither refreshed the mapping nor changed its TCP state (published now and then from the NAT's own count).";
     nat66_outbound: Counter, Series::Own("dataplane_nat66_outbound_total"), "IPv6 packets from the tunnel source-translated by the IPv6 NAT (`[nat] masquerade_ipv6`; published now and then from the NAT's own count).";

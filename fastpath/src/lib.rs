@@ -13,6 +13,7 @@
 pub mod capture;
 pub mod counters;
 pub mod fragmentation;
+pub mod fragmentation6;
 pub mod frame;
 pub mod handshake_guard;
 pub mod headers;

@@ -59,6 +59,7 @@ use crate::icmp_ratelimit::IcmpRateLimiter;
 use crate::capture::CapturePoint;
 use crate::counters::{DropReason, WorkerCounters};
 use crate::fragmentation::{FragmentError, Fragmenter};
+use crate::fragmentation6::{Fragment6Error, Fragmenter6};
 use crate::frame::RX_OFFSET;
 use crate::headers::write_ipv4_udp;
 use crate::latency::{LatencyRecorder, SharedLatency, Stage};
@@ -102,6 +103,9 @@ pub struct PipelineConfig {
     pub outer_ip_id_seed: u16,
     /// The random prefix of this worker's cookie-reply nonces (differs between workers).
     pub cookie_nonce_seed: [u8; 16],
+    /// Where this worker's identification of outer IPv6 fragments starts (random at run time,
+    /// like `outer_ip_id_seed`; [`crate::fragmentation6`]).
+    pub outer_frag_id_seed: u32,
 }
 
 /// What to do with a frame.
@@ -140,6 +144,16 @@ pub enum Verdict {
         inside: Ipv4Addr,
         start: usize,
         len: usize,
+    },
+    /// A sealed datagram to a peer's IPv6 endpoint, longer than the path MTU `mtu` of its
+    /// route: the Ethernet frame at `start..start + len` is to leave on `ifindex` cut into
+    /// fragments ([`Pipeline::outer_fragmenter6`]), each written into a frame of its own with
+    /// [`Pipeline::write_outer_fragment6`]; then this frame can be reused.
+    FragmentOuter6 {
+        ifindex: u32,
+        start: usize,
+        len: usize,
+        mtu: u32,
     },
     Drop(DropReason),
 }
@@ -198,6 +212,8 @@ pub struct Pipeline {
     forwarding_since: Option<Instant>,
     /// Identification of the last outer IPv4 packet this worker sent.
     outer_ip_id: u16,
+    /// Identification of the last outer IPv6 packet this worker fragmented.
+    outer_frag_id: u32,
     /// How many ICMP errors this worker may still originate.
     icmp_limit: IcmpRateLimiter,
     /// The start of a return packet too big for the tunnel, quoted in the ICMP error.
@@ -252,6 +268,7 @@ impl Pipeline {
         counters: Arc<WorkerCounters>,
     ) -> Self {
         let cfg_ip_id = cfg.outer_ip_id_seed;
+        let frag_id = cfg.outer_frag_id_seed;
         let cookie_nonces = CookieNonces::new(cfg.cookie_nonce_seed);
         Pipeline {
             cfg,
@@ -264,6 +281,7 @@ impl Pipeline {
             timed: false,
             forwarding_since: None,
             outer_ip_id: cfg_ip_id,
+            outer_frag_id: frag_id,
             // Full buckets: the first clock reading only adds to them up to their cap.
             icmp_limit: IcmpRateLimiter::new(0),
             quote: [0; QUOTE_LEN],
@@ -1014,10 +1032,70 @@ impl Pipeline {
         if self.stops_after(Step::OuterHeaders) {
             return Verdict::Consumed;
         }
+        let len = outer_len + sealed.len;
+        if endpoint.is_ipv6() && len - ethernet::HEADER_LEN > hop.mtu as usize {
+            // No router on the way fragments IPv6 (RFC 8200 §5): cut at the source to the path
+            // MTU, as the kernel cuts kernel WireGuard's datagrams.
+            return Verdict::FragmentOuter6 {
+                ifindex: hop.ifindex,
+                start: frame_start,
+                len,
+                mtu: hop.mtu,
+            };
+        }
         Verdict::Tx {
             ifindex: hop.ifindex,
             start: frame_start,
-            len: outer_len + sealed.len,
+            len,
+        }
+    }
+
+    /// How the sealed frame of a [`Verdict::FragmentOuter6`] (`frame`, Ethernet first) is cut
+    /// for `mtu`, with this worker's next fragment identification; counts it
+    /// (`outer_fragmented_ipv6`) when it can be.
+    pub fn outer_fragmenter6(
+        &mut self,
+        frame: &[u8],
+        mtu: u32,
+    ) -> Result<Fragmenter6, Fragment6Error> {
+        let ip = frame
+            .get(ethernet::HEADER_LEN..)
+            .ok_or(Fragment6Error::Malformed)?;
+        // One counter per worker from a random start: unpredictable to others, and not reused
+        // before 2^32 fragmented packets (RFC 7739 asks no more of a source).
+        let ident = self.outer_frag_id.wrapping_add(1);
+        let plan = Fragmenter6::new(ip, mtu as usize, ident)?;
+        self.outer_frag_id = ident;
+        WorkerCounters::add(&self.counters.outer_fragmented_ipv6, 1);
+        Ok(plan)
+    }
+
+    /// Writes fragment `i` of the sealed frame `frame` (planned by
+    /// [`Pipeline::outer_fragmenter6`]) into the empty frame `out`, where a received frame
+    /// would be, behind the same Ethernet header: the verdict to send it on `ifindex`.
+    pub fn write_outer_fragment6(
+        &self,
+        frame: &[u8],
+        plan: &Fragmenter6,
+        i: usize,
+        out: &mut [u8],
+        ifindex: u32,
+    ) -> Verdict {
+        let eth = ethernet::HEADER_LEN;
+        let (Some(header), Some(ip)) = (frame.get(..eth), frame.get(eth..)) else {
+            return Verdict::Drop(DropReason::TooBig);
+        };
+        let Some(dst) = out.get_mut(RX_OFFSET..) else {
+            return Verdict::Drop(DropReason::TooBig);
+        };
+        let Some(len) = dst.get_mut(eth..).and_then(|o| plan.write(ip, i, o)) else {
+            return Verdict::Drop(DropReason::TooBig);
+        };
+        dst[..eth].copy_from_slice(header);
+        Verdict::Tx {
+            ifindex,
+            start: RX_OFFSET,
+            len: eth + len,
         }
     }
 

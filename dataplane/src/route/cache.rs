@@ -10,7 +10,9 @@
 //! Workers mark the destinations they look up ([`UseFlag`]); every `resolve_interval` the
 //! refresher folds the marks into each entry's last use, asks again for the next hops of
 //! destinations still resolving that are in use (a neighbour that never answered must not
-//! leave them resolving for good), and, when full, evicts the least recently used.
+//! leave them resolving for good), asks the kernel again for the routes of destinations in use
+//! (a path MTU learned from a Packet Too Big, or its expiry, comes with no notification; it
+//! becomes `NextHop::mtu`), and, when full, evicts the least recently used.
 //! A second thread listens to RTNLGRP_NEIGH / LINK / IPV4_ROUTE / IPV6_ROUTE / *_IFADDR
 //! notifications so the cache follows the kernel: neighbour changes update entries in place,
 //! route, link and address changes re-run the lookups of every cached destination.
@@ -276,6 +278,8 @@ struct RouteEntry {
     route: Result<Route, i32>,
     /// When a worker last asked for it or looked it up (as of the last [`Refresher::sweep`]).
     last_used: Instant,
+    /// When the kernel was last asked for `route`.
+    checked: Instant,
     /// Set by the workers' lookups; shared by every snapshot of this destination.
     used: Arc<UseFlag>,
 }
@@ -305,6 +309,9 @@ impl Kernel for Rtnl {
 
 /// At most this many resolving destinations are asked for again per `resolve_interval`.
 const RETRY_BUDGET: usize = 256;
+/// At most this many routes of destinations in use are asked for again per
+/// `resolve_interval` (the ones asked longest ago first).
+const RECHECK_BUDGET: usize = 256;
 
 /// State owned by the refresher thread.
 struct Refresher<K: Kernel = Rtnl> {
@@ -378,6 +385,7 @@ impl<K: Kernel> Refresher<K> {
             let now = Instant::now();
             if now >= next_retry {
                 dirty |= self.retry_resolving(last_retry, now);
+                dirty |= self.recheck_routes(last_retry, now);
                 last_retry = now;
             }
             if Instant::now() >= next_reconfirm {
@@ -416,6 +424,7 @@ impl<K: Kernel> Refresher<K> {
             RouteEntry {
                 route,
                 last_used: now,
+                checked: now,
                 used: Arc::default(),
             },
         );
@@ -449,6 +458,40 @@ impl<K: Kernel> Refresher<K> {
         let mut changed = false;
         for route in due {
             changed |= self.ensure_neighbour(&route);
+        }
+        changed
+    }
+
+    /// Asks the kernel again for the routes of destinations used after `since`, those asked
+    /// longest ago first, at most [`RECHECK_BUDGET`]: the kernel sends no notification when it
+    /// learns a path MTU (a Packet Too Big for the gateway's own datagrams) or lets one expire
+    /// (`mtu_expires`), and the workers must see both. Returns whether anything the workers
+    /// read changed.
+    fn recheck_routes(&mut self, since: Instant, now: Instant) -> bool {
+        self.sweep(now);
+        let mut due: Vec<(Instant, IpAddr)> = self
+            .routes
+            .iter()
+            .filter(|(_, e)| e.last_used > since)
+            .map(|(dst, e)| (e.checked, *dst))
+            .collect();
+        due.sort_unstable();
+        let mut changed = false;
+        for (_, dst) in due.into_iter().take(RECHECK_BUDGET) {
+            let route = self
+                .kernel
+                .route_get(dst)
+                .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO));
+            if let Ok(r) = route {
+                changed |= self.ensure_neighbour(&r);
+            }
+            if let Some(e) = self.routes.get_mut(&dst) {
+                e.checked = now;
+                if e.route != route {
+                    e.route = route;
+                    changed = true;
+                }
+            }
         }
         changed
     }
@@ -516,6 +559,7 @@ impl<K: Kernel> Refresher<K> {
             }
             if let Some(e) = self.routes.get_mut(&dst) {
                 e.route = route;
+                e.checked = Instant::now();
             }
         }
         let in_use = &self.in_use;
@@ -598,7 +642,7 @@ impl<K: Kernel> Refresher<K> {
                 dst_mac,
                 gateway: route.gateway,
                 src_addr: route.prefsrc,
-                mtu: link.mtu,
+                mtu: route.mtu.map_or(link.mtu, |m| m.min(link.mtu)),
             }),
             None => Resolution::Resolving {
                 ifindex: route.oif,
@@ -633,6 +677,7 @@ mod tests {
                 gateway: None,
                 prefsrc: None,
                 table: 254,
+                mtu: None,
             })
         }
         fn neighbour_get(&mut self, _: u32, _: IpAddr) -> io::Result<Option<Neighbour>> {
@@ -655,9 +700,13 @@ mod tests {
     }
 
     fn refresher(capacity: usize) -> Refresher<SilentNeighbours> {
+        refresher_with(SilentNeighbours::default(), capacity)
+    }
+
+    fn refresher_with<K: Kernel>(kernel: K, capacity: usize) -> Refresher<K> {
         let links: FxHashMap<u32, Link> = [(IFINDEX, link())].into_iter().collect();
         Refresher {
-            kernel: SilentNeighbours::default(),
+            kernel,
             opts: CacheOptions {
                 capacity,
                 // No rate limit: the test controls when the refresher runs.
@@ -737,5 +786,84 @@ mod tests {
         snap.resolution(addr(1));
         r.retry_resolving(ms(t0, 2000), ms(t0, 3000));
         assert_eq!(r.kernel.resolve_requests, [addr(1), addr(1)]);
+    }
+
+    /// A kernel whose neighbours answer and whose routes carry the path MTU it holds now
+    /// (`None`: no exception, or it expired); it counts route lookups.
+    #[derive(Default)]
+    struct PathMtuKernel {
+        pmtu: Option<u32>,
+        route_gets: usize,
+    }
+
+    impl Kernel for PathMtuKernel {
+        fn links(&mut self) -> io::Result<Vec<Link>> {
+            Ok(vec![link()])
+        }
+        fn route_get(&mut self, dst: IpAddr) -> io::Result<Route> {
+            self.route_gets += 1;
+            let mut r = SilentNeighbours::default().route_get(dst)?;
+            r.mtu = self.pmtu;
+            Ok(r)
+        }
+        fn neighbour_get(&mut self, ifindex: u32, addr: IpAddr) -> io::Result<Option<Neighbour>> {
+            Ok(Some(Neighbour {
+                ifindex,
+                addr,
+                mac: Some(Mac([2, 0, 0, 0, 0, 2])),
+                state: NeighbourState::Reachable,
+            }))
+        }
+        fn resolve_neighbour(&mut self, _: u32, _: IpAddr) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn published_mtu<K: Kernel>(r: &Refresher<K>, dst: IpAddr) -> Option<u32> {
+        r.snapshot.load().next_hop(dst).map(|h| h.mtu)
+    }
+
+    /// Fails before the periodic re-check: a path MTU the kernel learned after the first
+    /// lookup (a Packet Too Big) never reached the workers, nor did its expiry.
+    #[test]
+    fn a_learned_path_mtu_and_its_expiry_reach_the_next_hop_of_destinations_in_use() {
+        let mut r = refresher_with(PathMtuKernel::default(), 8);
+        let peer = IpAddr::from(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2));
+        let idle = addr(1);
+        let t0 = Instant::now();
+        r.lookup(peer, t0);
+        r.lookup(idle, t0);
+        r.publish();
+        assert_eq!(published_mtu(&r, peer), Some(1500), "the link's MTU");
+        // A Packet Too Big: the kernel now holds 1400 for every destination (the fake's one
+        // exception); the peer is in use, the other destination is not.
+        r.kernel.pmtu = Some(1400);
+        r.kernel.route_gets = 0;
+        r.snapshot.load().resolution(peer);
+        assert!(r.recheck_routes(ms(t0, 1), ms(t0, 1000)));
+        r.publish();
+        assert_eq!(published_mtu(&r, peer), Some(1400));
+        assert_eq!(
+            r.kernel.route_gets, 1,
+            "only the destination in use is asked again"
+        );
+        // A route MTU above the link's does not raise it.
+        r.kernel.pmtu = Some(9000);
+        r.snapshot.load().resolution(peer);
+        r.recheck_routes(ms(t0, 1000), ms(t0, 2000));
+        r.publish();
+        assert_eq!(published_mtu(&r, peer), Some(1500));
+        // The exception expires (mtu_expires): back to the link's MTU.
+        r.kernel.pmtu = Some(1400);
+        r.snapshot.load().resolution(peer);
+        r.recheck_routes(ms(t0, 2000), ms(t0, 3000));
+        r.kernel.pmtu = None;
+        r.snapshot.load().resolution(peer);
+        assert!(r.recheck_routes(ms(t0, 3000), ms(t0, 4000)));
+        r.publish();
+        assert_eq!(published_mtu(&r, peer), Some(1500));
+        // Nothing changed: nothing to publish.
+        r.snapshot.load().resolution(peer);
+        assert!(!r.recheck_routes(ms(t0, 4000), ms(t0, 5000)));
     }
 }

@@ -14,7 +14,7 @@ use netlink_packet_route::neighbour::{
     NeighbourState as NlState,
 };
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMessage, RouteType, RouteVia,
+    RouteAddress, RouteAttribute, RouteMessage, RouteMetric, RouteType, RouteVia,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -291,6 +291,7 @@ pub(super) fn parse_route(r: &RouteMessage, dst: IpAddr) -> Route {
         gateway: None,
         prefsrc: None,
         table: u32::from(r.header.table),
+        mtu: None,
     };
     for a in &r.attributes {
         match a {
@@ -300,6 +301,14 @@ pub(super) fn parse_route(r: &RouteMessage, dst: IpAddr) -> Route {
             RouteAttribute::Via(RouteVia::Inet6(g)) => route.gateway = Some(IpAddr::V6(*g)),
             RouteAttribute::PrefSource(s) => route.prefsrc = route_ip(s),
             RouteAttribute::Table(t) => route.table = *t,
+            // A path MTU exception shows here in the RTM_GETROUTE answer (rt6_fill_node and
+            // rt_fill_info report the exception's MTU, as `ip route get` prints it).
+            RouteAttribute::Metrics(metrics) => {
+                route.mtu = metrics.iter().find_map(|m| match m {
+                    RouteMetric::Mtu(mtu) if *mtu > 0 => Some(*mtu),
+                    _ => None,
+                })
+            }
             _ => {}
         }
     }

@@ -89,7 +89,7 @@ struct Dispatch<'a> {
 
 impl Dispatch<'_> {
     /// Acts on `verdict` for `frame`. The pipeline and batch are for a verdict that needs more
-    /// of the pipeline: [`Verdict::Fragment`].
+    /// of the pipeline: [`Verdict::Fragment`], [`Verdict::FragmentOuter6`].
     fn apply(
         &mut self,
         pipeline: &mut Pipeline,
@@ -156,6 +156,15 @@ impl Dispatch<'_> {
                 self.fragment(pipeline, batch, &frame, inside, start..start + len, since);
                 self.group.release(frame);
             }
+            Verdict::FragmentOuter6 {
+                ifindex,
+                start,
+                len,
+                mtu,
+            } => {
+                self.fragment_outer6(pipeline, batch, &frame, ifindex, start..start + len, mtu);
+                self.group.release(frame);
+            }
             Verdict::Consumed => self.group.release(frame),
             Verdict::Drop(reason) => {
                 self.counters.count_drop(reason);
@@ -203,6 +212,44 @@ impl Dispatch<'_> {
                 pipeline.encrypt_fragment(batch, original, &plan, i, buf, inside)
             };
             self.apply(pipeline, batch, verdict, out, since);
+        }
+    }
+
+    /// Sends the sealed frame at `sealed` of `frame` (to a peer's IPv6 endpoint, longer than
+    /// the path MTU `mtu`) as IPv6 fragments, each in a frame of its own from the pool, as
+    /// [`Dispatch::fragment`] does for the tunnel: a packet loses its remaining fragments when
+    /// the pool is empty (`fragment_no_frame`).
+    fn fragment_outer6(
+        &mut self,
+        pipeline: &mut Pipeline,
+        batch: &Batch<'_>,
+        frame: &Frame,
+        ifindex: u32,
+        sealed: std::ops::Range<usize>,
+        mtu: u32,
+    ) {
+        let plan = match self.group.buf(frame).get(sealed.clone()) {
+            Some(f) => pipeline.outer_fragmenter6(f, mtu),
+            None => {
+                self.counters.count_drop(DropReason::TooBig);
+                return;
+            }
+        };
+        let Ok(plan) = plan else {
+            self.counters.count_drop(DropReason::TooBig);
+            return;
+        };
+        for i in 0..plan.count() {
+            let Some(mut out) = self.group.alloc() else {
+                self.counters.count_drop(DropReason::FragmentNoFrame);
+                return;
+            };
+            let verdict = {
+                let original = &self.group.buf(frame)[sealed.clone()];
+                let buf = self.group.buf_mut(&mut out);
+                pipeline.write_outer_fragment6(original, &plan, i, buf, ifindex)
+            };
+            self.apply(pipeline, batch, verdict, out, batch.now);
         }
     }
 }

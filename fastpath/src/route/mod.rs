@@ -41,7 +41,10 @@ pub struct NextHop {
     pub gateway: Option<IpAddr>,
     /// The source address the kernel would choose.
     pub src_addr: Option<IpAddr>,
-    /// MTU of `ifindex`.
+    /// The largest packet for this destination: the MTU of `ifindex`, or the route's MTU when
+    /// smaller (a path MTU the kernel learned from a Packet Too Big or "fragmentation needed",
+    /// or one set on the route), which is also what the kernel's forwarding uses. Re-read about
+    /// once a second for destinations in use, so a learned one that expires is dropped again.
     pub mtu: u32,
 }
 

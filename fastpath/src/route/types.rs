@@ -79,6 +79,10 @@ pub struct Route {
     /// The source address the kernel would use (`src` in `ip route get`).
     pub prefsrc: Option<IpAddr>,
     pub table: u32,
+    /// The route's MTU metric (RTAX_MTU, `mtu` in `ip route get`): a path MTU the kernel
+    /// learned from a Packet Too Big or "fragmentation needed" (until it expires,
+    /// `mtu_expires`), or one configured on the route. `None`: the link's MTU applies.
+    pub mtu: Option<u32>,
 }
 
 impl Route {

@@ -23,6 +23,12 @@ fn check_verdict(v: Verdict) {
                 "handoff outside the frame: {v:?}"
             )
         }
+        Verdict::FragmentOuter6 { start, len, .. } => {
+            assert!(
+                start + len <= FRAME_SIZE,
+                "outer datagram to fragment outside the frame: {v:?}"
+            )
+        }
         Verdict::Fragment { start, len, .. } => {
             assert!(
                 start + len <= FRAME_SIZE,

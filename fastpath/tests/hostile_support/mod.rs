@@ -230,6 +230,7 @@ impl Gateway {
             tunnel_addr6: Some(TUNNEL_ADDR6),
             masquerade: true,
             outer_ip_id_seed: 0,
+            outer_frag_id_seed: 0,
             cookie_nonce_seed: [0; 16],
         };
         let pipeline = Pipeline::new(
