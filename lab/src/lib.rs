@@ -111,9 +111,22 @@ pub struct LabBuilder {
     gateway_queues: u32,
     ipv6: bool,
     client_endpoint_ipv6: bool,
+    wan_router_mtu: Option<u32>,
 }
 
 impl LabBuilder {
+    /// Two-armed only: the client sits behind a router namespace (`rt`) instead of on the
+    /// gateway's WAN wire, on a second WAN prefix ([`ROUTED_CLIENT_ADDR`],
+    /// [`ROUTED_CLIENT_ADDR6`]), and the wire between router and client has MTU `mtu`: a
+    /// plain Linux router with forwarding on, which sends Packet Too Big (ICMPv6) and
+    /// "fragmentation needed" (ICMP, for DF packets) for what does not fit, and fragments
+    /// IPv4 without DF. The gateway routes the client's prefix via [`WAN_ROUTER_ADDR`] /
+    /// [`WAN_ROUTER_ADDR6`]. Off by default.
+    pub fn wan_router(mut self, mtu: u32) -> Self {
+        self.wan_router_mtu = Some(mtu);
+        self
+    }
+
     /// Dual-stack: every wire also gets the IPv6 addresses of [`topology`](crate::topology)
     /// (`*_ADDR6`; the one-armed client a /128 with a host route to the gateway, as for IPv4),
     /// the client's `wg0` `fd13::2` with routes for the LAN's and the tunnel's IPv6 prefixes, the
@@ -182,6 +195,9 @@ impl LabBuilder {
         if !is_root() {
             bail!("the lab needs root (network namespaces, veth pairs, TUN devices)");
         }
+        if self.wan_router_mtu.is_some() && self.topology != Topology::TwoArmed {
+            bail!("a WAN router needs the two-armed layout");
+        }
         let prefix = netns::unique_prefix();
         // A namespace with our exact prefix can only be a leftover of a killed process that had
         // our pid: it is stale.
@@ -207,6 +223,7 @@ impl LabBuilder {
             gateway_queues: self.gateway_queues,
             ipv6: self.ipv6,
             client_endpoint_ipv6: self.client_endpoint_ipv6,
+            wan_router_mtu: self.wan_router_mtu,
             http6: None,
             trace: Mutex::new(Vec::new()),
             started: Instant::now(),
@@ -254,6 +271,8 @@ pub struct Lab {
     ipv6: bool,
     /// The client's endpoint is the gateway's IPv6 one ([`LabBuilder::client_endpoint_ipv6`]).
     client_endpoint_ipv6: bool,
+    /// The MTU of the client's wire behind the WAN router ([`LabBuilder::wan_router`]).
+    wan_router_mtu: Option<u32>,
     /// The HTTP server on [`SERVER_ADDR6`] in a dual-stack lab.
     http6: Option<Spawned>,
     trace: Mutex<Vec<TraceStep>>,
@@ -280,6 +299,25 @@ impl Lab {
             gateway_queues: 1,
             ipv6: false,
             client_endpoint_ipv6: false,
+            wan_router_mtu: None,
+        }
+    }
+
+    /// The client's own underlay address: [`Topology::client_underlay_addr`], or
+    /// [`ROUTED_CLIENT_ADDR`] behind a WAN router.
+    pub fn client_underlay_addr(&self) -> Ipv4Addr {
+        match self.wan_router_mtu {
+            Some(_) => ROUTED_CLIENT_ADDR,
+            None => self.topology.client_underlay_addr(),
+        }
+    }
+
+    /// The client's own IPv6 underlay address: [`Topology::client_underlay_addr6`], or
+    /// [`ROUTED_CLIENT_ADDR6`] behind a WAN router.
+    pub fn client_underlay_addr6(&self) -> std::net::Ipv6Addr {
+        match self.wan_router_mtu {
+            Some(_) => ROUTED_CLIENT_ADDR6,
+            None => self.topology.client_underlay_addr6(),
         }
     }
 
@@ -481,7 +519,8 @@ impl Lab {
     }
 
     fn create_namespaces(&mut self) -> Result<()> {
-        for &node in self.topology.nodes() {
+        let router = self.wan_router_mtu.map(|_| Node::Router);
+        for &node in self.topology.nodes().iter().chain(router.as_ref()) {
             let ns = self.ns_name(node);
             self.record("lab", format!("ip netns add {ns}"));
             run(Command::new("ip").args(["netns", "add", &ns]))?;
@@ -577,6 +616,14 @@ impl Lab {
                 self.ip(Node::Server, &["addr", "add", &server, "dev", "eth0"])?;
                 self.ip(Node::Server, &["link", "set", "eth0", "up"])?;
             }
+            Topology::TwoArmed if self.wan_router_mtu.is_some() => {
+                self.wire_router()?;
+                self.veth(Node::Gateway, "lan0", Node::Server, "eth0")?;
+                self.ip(Node::Gateway, &["addr", "add", &lan, "dev", "lan0"])?;
+                self.ip(Node::Gateway, &["link", "set", "lan0", "up"])?;
+                self.ip(Node::Server, &["addr", "add", &server, "dev", "eth0"])?;
+                self.ip(Node::Server, &["link", "set", "eth0", "up"])?;
+            }
             Topology::TwoArmed => {
                 self.veth(Node::Client, "eth0", Node::Gateway, "wan0")?;
                 self.veth(Node::Gateway, "lan0", Node::Server, "eth0")?;
@@ -592,6 +639,44 @@ impl Lab {
                 self.ip(Node::Server, &["link", "set", "eth0", "up"])?;
             }
         }
+        Ok(())
+    }
+
+    /// The two-armed WAN through the router ([`LabBuilder::wan_router`]): client `eth0` <->
+    /// router `c0` (the narrow wire), router `g0` <-> gateway `wan0`, IPv4 addresses and the
+    /// routes across (IPv6 in [`Lab::wire6`]).
+    fn wire_router(&mut self) -> Result<()> {
+        let mtu = self.wan_router_mtu.unwrap_or(1500).to_string();
+        self.veth(Node::Client, "eth0", Node::Router, "c0")?;
+        self.veth(Node::Router, "g0", Node::Gateway, "wan0")?;
+        self.exec_in(
+            Node::Router,
+            &[
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+                "net.ipv6.conf.all.forwarding=1",
+            ],
+        )?;
+        let with_len = |a: Ipv4Addr| format!("{a}/{WAN_PREFIX_LEN}");
+        for (node, ifname, addr, mtu) in [
+            (Node::Client, "eth0", ROUTED_CLIENT_ADDR, Some(&mtu)),
+            (Node::Router, "c0", WAN_ROUTER_CLIENT_SIDE_ADDR, Some(&mtu)),
+            (Node::Router, "g0", WAN_ROUTER_ADDR, None),
+            (Node::Gateway, "wan0", TWO_ARMED_GATEWAY_WAN_ADDR, None),
+        ] {
+            self.ip(node, &["addr", "add", &with_len(addr), "dev", ifname])?;
+            match mtu {
+                Some(m) => self.ip(node, &["link", "set", ifname, "mtu", m, "up"])?,
+                None => self.ip(node, &["link", "set", ifname, "up"])?,
+            };
+        }
+        let gw_net = prefix4(TWO_ARMED_GATEWAY_WAN_ADDR, WAN_PREFIX_LEN);
+        let client_net = prefix4(ROUTED_CLIENT_ADDR, WAN_PREFIX_LEN);
+        let via = WAN_ROUTER_CLIENT_SIDE_ADDR.to_string();
+        self.ip(Node::Client, &["route", "add", &gw_net, "via", &via])?;
+        let via = WAN_ROUTER_ADDR.to_string();
+        self.ip(Node::Gateway, &["route", "add", &client_net, "via", &via])?;
         Ok(())
     }
 
@@ -614,6 +699,29 @@ impl Lab {
                 self.ip(
                     Node::Client,
                     &["-6", "route", "add", &gw, "dev", "eth0", "src", &client_src],
+                )?;
+            }
+            Topology::TwoArmed if self.wan_router_mtu.is_some() => {
+                for (node, ifname, addr) in [
+                    (Node::Client, "eth0", ROUTED_CLIENT_ADDR6),
+                    (Node::Router, "c0", WAN_ROUTER_CLIENT_SIDE_ADDR6),
+                    (Node::Router, "g0", WAN_ROUTER_ADDR6),
+                    (Node::Gateway, "wan0", TWO_ARMED_GATEWAY_WAN_ADDR6),
+                ] {
+                    let a = with_len(addr, WAN_PREFIX_LEN6);
+                    self.ip(node, &["-6", "addr", "add", &a, "dev", ifname])?;
+                }
+                self.ip(Node::Gateway, &["-6", "addr", "add", &lan, "dev", "lan0"])?;
+                self.ip(Node::Server, &["-6", "addr", "add", &server, "dev", "eth0"])?;
+                self.wait_for_dad()?;
+                let gw_net = prefix6(TWO_ARMED_GATEWAY_WAN_ADDR6, WAN_PREFIX_LEN6);
+                let client_net = prefix6(ROUTED_CLIENT_ADDR6, WAN_PREFIX_LEN6);
+                let via = WAN_ROUTER_CLIENT_SIDE_ADDR6.to_string();
+                self.ip(Node::Client, &["-6", "route", "add", &gw_net, "via", &via])?;
+                let via = WAN_ROUTER_ADDR6.to_string();
+                self.ip(
+                    Node::Gateway,
+                    &["-6", "route", "add", &client_net, "via", &via],
                 )?;
             }
             Topology::TwoArmed => {

@@ -61,6 +61,32 @@ pub const TWO_ARMED_CLIENT_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 
 /// The IPv6 WAN prefix length in the two-armed layout.
 pub const WAN_PREFIX_LEN6: u8 = 64;
 
+// The WAN router (`LabBuilder::wan_router`, two-armed only): the client moves behind a router
+// namespace, on a second WAN prefix, and the router's gateway-side addresses are on the first.
+
+/// The router's address on the gateway's WAN wire (198.18.0.0/24).
+pub const WAN_ROUTER_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 254);
+/// The router's address on the client's wire (the second WAN prefix, 198.18.1.0/24).
+pub const WAN_ROUTER_CLIENT_SIDE_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+/// The client's underlay address behind the router.
+pub const ROUTED_CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
+/// The IPv4 prefix length of both WAN wires.
+pub const WAN_PREFIX_LEN: u8 = 24;
+/// The router's IPv6 address on the gateway's WAN wire (2001:db8::/64).
+pub const WAN_ROUTER_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xfe);
+/// The router's IPv6 address on the client's wire (the second WAN prefix, 2001:db8:1::/64).
+pub const WAN_ROUTER_CLIENT_SIDE_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+/// The client's IPv6 underlay address behind the router.
+pub const ROUTED_CLIENT_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
+
+/// The IPv4 prefix of `len` bits that holds `addr`, as `net/len` (e.g. `198.18.1.0/24`).
+pub fn prefix4(addr: Ipv4Addr, len: u8) -> String {
+    let mask = u32::MAX
+        .checked_shl(32 - u32::from(len.min(32)))
+        .unwrap_or(0);
+    format!("{}/{len}", Ipv4Addr::from(u32::from(addr) & mask))
+}
+
 /// The IPv6 prefix of `len` bits that holds `addr`, as `net/len` (e.g. `2001:db8:23::/64`).
 pub fn prefix6(addr: Ipv6Addr, len: u8) -> String {
     let mask = u128::MAX
@@ -80,6 +106,8 @@ pub enum Node {
     Server,
     /// The one-armed layout's bridge (Docker's bridge in the article). Absent when two-armed.
     Switch,
+    /// The router between the client and the gateway's WAN (`LabBuilder::wan_router`).
+    Router,
 }
 
 impl Node {
@@ -90,6 +118,7 @@ impl Node {
             Node::Gateway => "gw",
             Node::Server => "server",
             Node::Switch => "sw",
+            Node::Router => "rt",
         }
     }
 }
@@ -237,5 +266,11 @@ mod tests {
         );
         assert_eq!(prefix6(SERVER_ADDR6, 0), "::/0");
         assert_eq!(prefix6(SERVER_ADDR6, 128), "2001:db8:23::2/128");
+        assert_eq!(prefix4(ROUTED_CLIENT_ADDR, WAN_PREFIX_LEN), "198.18.1.0/24");
+        assert_eq!(prefix4(ROUTED_CLIENT_ADDR, 0), "0.0.0.0/0");
+        assert_eq!(
+            prefix6(ROUTED_CLIENT_ADDR6, WAN_PREFIX_LEN6),
+            "2001:db8:1::/64"
+        );
     }
 }
