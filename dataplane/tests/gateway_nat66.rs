@@ -212,6 +212,22 @@ fn nat66_ping6_and_download_32_mib_two_armed() {
     });
 }
 
+#[test]
+fn nat66_ping6_and_download_32_mib_boringtun_one_armed() {
+    root_test(
+        "nat66_ping6_and_download_32_mib_boringtun_one_armed",
+        |name| ping6_and_download_32_mib(name, Topology::OneArmed, ClientKind::Boringtun),
+    );
+}
+
+#[test]
+fn nat66_ping6_and_download_32_mib_boringtun_two_armed() {
+    root_test(
+        "nat66_ping6_and_download_32_mib_boringtun_two_armed",
+        |name| ping6_and_download_32_mib(name, Topology::TwoArmed, ClientKind::Boringtun),
+    );
+}
+
 // ---- the tunnel is the bottleneck: ICMPv6 packet too big to the server ---------------------
 
 /// The MTU `ip -6 route get dst` in `node` reports (a learned path MTU), if any:
