@@ -2,17 +2,18 @@
 //! addresses, peers whose sessions come from real handshakes ([`crate::session`]), the
 //! published [`Tables`] the slow path would build from them, a fixed [`RouteSnapshot`] with the
 //! answers the kernel would give, and one [`Pipeline`] per worker with its NAT partition.
+//! The clients carry IPv4 inside, or IPv6 ([`Inside`]: routed, or through the IPv6 NAT).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use fastpath::counters::WorkerCounters;
 use fastpath::pipeline::{Batch, Pipeline, PipelineConfig};
 use fastpath::queue::{slow_path_queue, SlowPathReceiver, SlowPathSender};
 use fastpath::route::{Link, Mac, NextHop, NextHopReader, Resolution, RouteSnapshot};
 use fastpath::tables::{PeerRoute, PeerTraffic, Tables};
-use nat::{Conntrack, NatConfig};
+use nat::{Conntrack, Conntrack6, NatConfig};
 use wgproto::config::IpPrefix;
 use wgproto::keypair::Keypair;
 use wgproto::peer::PeerId;
@@ -29,6 +30,10 @@ pub const GATEWAY_TUNNEL_ADDR: Ipv4Addr = Ipv4Addr::new(10, 13, 13, 1);
 pub const GATEWAY_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x23, 0, 0, 0, 0, 3);
 /// The server behind the gateway (the article's nginx).
 pub const SERVER_ADDR: Ipv4Addr = Ipv4Addr::new(172, 23, 0, 2);
+/// The server's IPv6 address, for IPv6 inside the tunnel (the lab's).
+pub const SERVER_ADDR6: Ipv6Addr = lab::SERVER_ADDR6;
+/// The gateway's IPv6 tunnel address (`wg0`), for IPv6 inside the tunnel.
+pub const GATEWAY_TUNNEL_ADDR6: Ipv6Addr = lab::GATEWAY_TUNNEL_ADDR6;
 /// The server's port the benchmark flows go to.
 pub const SERVER_PORT: u16 = 5201;
 pub const LISTEN_PORT: u16 = 51820;
@@ -43,6 +48,8 @@ pub const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x10];
 pub struct Client {
     /// Its tunnel address (the only source its AllowedIPs allow).
     pub tunnel_addr: Ipv4Addr,
+    /// Its IPv6 tunnel address, allowed too when the fixture carries IPv6 inside.
+    pub tunnel_addr6: Ipv6Addr,
     /// Its underlay endpoint (IPv4, or IPv6 in [`Fixture::ipv6_underlay`]).
     pub endpoint: SocketAddr,
     /// The client's own keypair: seals what it sends, opens what the gateway sends it.
@@ -88,6 +95,24 @@ pub fn server_macs() -> Macs {
     }
 }
 
+/// What the clients send inside the tunnel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inside {
+    /// IPv4, source-NATed to [`GATEWAY_ADDR`].
+    Ipv4,
+    /// IPv6, routed (no NAT): the return traffic takes the kernel's path through wg0, so only
+    /// the forward direction runs through the pipeline.
+    Ipv6Routed,
+    /// IPv6 through the IPv6 NAT (`masquerade_ipv6`) to [`GATEWAY_ADDR6`], both directions.
+    Ipv6Nat66,
+}
+
+impl Inside {
+    pub fn is_ipv6(self) -> bool {
+        self != Inside::Ipv4
+    }
+}
+
 /// The gateway state shared by its workers, and the clients talking to it.
 pub struct Fixture {
     pub tables: Arc<Tables>,
@@ -96,6 +121,7 @@ pub struct Fixture {
     pub now: Timestamp,
     pub nat: NatConfig,
     pub workers: u16,
+    pub inside: Inside,
     pipeline_cfg: PipelineConfig,
     slow_tx: SlowPathSender,
     /// Kept so the queue stays connected; what the workers report is not needed here.
@@ -106,15 +132,21 @@ impl Fixture {
     /// A gateway with `workers` NAT partitions and, for every worker, one client whose tunnel
     /// address that worker owns, each with a session from a real handshake.
     pub fn new(workers: u16) -> Result<Fixture> {
-        Fixture::with_underlay(workers, false)
+        Fixture::with_underlay(workers, false, Inside::Ipv4)
     }
 
     /// [`Fixture::new`] with the clients' endpoints on an IPv6 underlay (outer IPv6 both ways).
     pub fn ipv6_underlay(workers: u16) -> Result<Fixture> {
-        Fixture::with_underlay(workers, true)
+        Fixture::with_underlay(workers, true, Inside::Ipv4)
     }
 
-    fn with_underlay(workers: u16, ipv6: bool) -> Result<Fixture> {
+    /// IPv6 inside an IPv6 underlay: the clients send IPv6 from their IPv6 tunnel addresses to
+    /// [`SERVER_ADDR6`], routed or through the IPv6 NAT (`inside`).
+    pub fn ipv6_inside(workers: u16, inside: Inside) -> Result<Fixture> {
+        Fixture::with_underlay(workers, true, inside)
+    }
+
+    fn with_underlay(workers: u16, ipv6: bool, inside: Inside) -> Result<Fixture> {
         let now = Timestamp::from_nanos(1_000_000_000);
         let nat = NatConfig {
             egress: vec![GATEWAY_ADDR],
@@ -133,6 +165,10 @@ impl Fixture {
                 .map(|h| Ipv4Addr::new(10, 13, 13, h))
                 .find(|a| partition.owner_of_inside(*a) == worker)
                 .context("no tunnel address for this worker")?;
+            let tunnel_addr6 = tunnel_addr6(tunnel_addr.octets()[3]);
+            if inside.is_ipv6() && partition.owner_of_inside6(tunnel_addr6) != worker {
+                bail!("{tunnel_addr6} is not worker {worker}'s: use one worker for IPv6 inside");
+            }
             let host = 10 + worker as u8;
             let endpoint: SocketAddr = if ipv6 {
                 let a = Ipv6Addr::new(0x2001, 0xdb8, 0x23, 0, 0, 0, 0, u16::from(host));
@@ -160,8 +196,13 @@ impl Fixture {
                 },
             );
             tables.allowed_ips.insert(allowed, s.peer);
+            if inside.is_ipv6() {
+                let allowed6 = IpPrefix::new_masked(IpAddr::V6(tunnel_addr6), 128);
+                tables.allowed_ips.insert(allowed6, s.peer);
+            }
             clients.push(Client {
                 tunnel_addr,
+                tunnel_addr6,
                 endpoint,
                 keypair: s.client,
                 peer: s.peer,
@@ -186,6 +227,9 @@ impl Fixture {
             )
         };
         let mut destinations = vec![hop(IpAddr::V4(SERVER_ADDR), SERVER_MAC)];
+        if inside.is_ipv6() {
+            destinations.push(hop(IpAddr::V6(SERVER_ADDR6), SERVER_MAC));
+        }
         destinations.extend(clients.iter().map(|c| hop(c.endpoint.ip(), CLIENT_MAC)));
         let routes = RouteSnapshot::from_entries(
             destinations,
@@ -205,13 +249,18 @@ impl Fixture {
             now,
             nat,
             workers,
+            inside,
             pipeline_cfg: PipelineConfig {
                 listen_port: LISTEN_PORT,
                 mtu: MTU,
                 host_addrs: vec![GATEWAY_ADDR, GATEWAY_TUNNEL_ADDR],
                 tunnel_addr: GATEWAY_TUNNEL_ADDR,
-                host_addrs6: Vec::new(),
-                tunnel_addr6: None,
+                host_addrs6: if inside.is_ipv6() {
+                    vec![GATEWAY_ADDR6, GATEWAY_TUNNEL_ADDR6]
+                } else {
+                    Vec::new()
+                },
+                tunnel_addr6: inside.is_ipv6().then_some(GATEWAY_TUNNEL_ADDR6),
                 masquerade: true,
                 outer_ip_id_seed: 0,
                 outer_frag_id_seed: 0,
@@ -225,13 +274,20 @@ impl Fixture {
     /// Worker `worker`'s pipeline with its own NAT partition.
     pub fn pipeline(&self, worker: u16) -> Result<Pipeline> {
         let ct = Conntrack::new(&self.nat, worker).map_err(|e| anyhow::anyhow!("nat: {e:?}"))?;
-        Ok(Pipeline::new(
+        let pipeline = Pipeline::new(
             self.pipeline_cfg.clone(),
             Some(ct),
             self.slow_tx.clone(),
             NextHopReader::detached(RouteSnapshot::default()),
             Arc::new(WorkerCounters::default()),
-        ))
+        );
+        if self.inside != Inside::Ipv6Nat66 {
+            return Ok(pipeline);
+        }
+        // As the gateway builds it: the IPv4 NAT's settings with the IPv6 egress address.
+        let cfg6 = self.nat.with_egress(vec![GATEWAY_ADDR6]);
+        let ct6 = Conntrack6::new(&cfg6, worker).map_err(|e| anyhow::anyhow!("nat66: {e:?}"))?;
+        Ok(pipeline.with_nat6(ct6))
     }
 
     /// The inputs of one batch.
@@ -242,4 +298,11 @@ impl Fixture {
             now: self.now,
         }
     }
+}
+
+/// The IPv6 tunnel address of the client whose IPv4 one ends in `host`: the same host number
+/// in the tunnel's IPv6 prefix (fd13::2 beside 10.13.13.2, as `peer add` allocates them).
+fn tunnel_addr6(host: u8) -> Ipv6Addr {
+    let prefix = u128::from(GATEWAY_TUNNEL_ADDR6) & (u128::MAX << (128 - lab::TUNNEL_PREFIX_LEN6));
+    Ipv6Addr::from(prefix | u128::from(host))
 }

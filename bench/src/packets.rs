@@ -1,18 +1,18 @@
 //! The packets the benchmarks feed the gateway, built the way they would arrive in a UMEM frame:
-//! inner IPv4/UDP packets of a chosen size, sealed by a client keypair into
-//! Ethernet + IPv4 + UDP + WireGuard frames, and plain return traffic from the LAN.
+//! inner IPv4/UDP or IPv6/UDP packets of a chosen size, sealed by a client keypair into
+//! Ethernet + IP + UDP + WireGuard frames, and plain return traffic from the LAN.
 //!
 //! Frames are [`FRAME_SIZE`] bytes with the packet at [`HEADROOM`], as the AF_XDP workers see
 //! them (the headroom is where the gateway writes outer headers when it encapsulates).
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddr};
 
 use anyhow::{bail, Result};
 use etherparse::PacketBuilder;
 use wgproto::constants::TRANSPORT_HEADER_LEN;
 use wgproto::keypair::{sealed_len, Keypair};
 use wgproto::time::Timestamp;
-use wire::{ethernet, ipv4, udp};
+use wire::{ethernet, ipv4, ipv6, udp};
 
 /// Size of one UMEM frame.
 pub const FRAME_SIZE: usize = 4096;
@@ -22,6 +22,8 @@ pub const HEADROOM: usize = 256;
 pub const OUTER_HEADERS: usize = ethernet::HEADER_LEN + ipv4::HEADER_LEN + udp::HEADER_LEN;
 /// IPv4 + UDP headers of an inner packet.
 pub const INNER_HEADERS: usize = ipv4::HEADER_LEN + udp::HEADER_LEN;
+/// IPv6 + UDP headers of an inner packet.
+pub const INNER_HEADERS6: usize = ipv6::HEADER_LEN + udp::HEADER_LEN;
 /// The smallest inner packet [`inner_udp`] builds (headers plus an 8-byte sequence number).
 pub const MIN_INNER: usize = INNER_HEADERS + 8;
 
@@ -47,25 +49,42 @@ pub fn pattern_byte(seq: u64, i: usize) -> u8 {
     (seq as u8).wrapping_mul(31) ^ (i as u8).wrapping_mul(7) ^ ((i >> 8) as u8)
 }
 
-/// An IPv4/UDP packet of exactly `total_len` bytes (at least [`MIN_INNER`]) from `src` to
-/// `dst`; the payload starts with `seq` (big endian) followed by [`pattern_byte`]s. TTL 64,
-/// checksums valid.
+/// A UDP packet of exactly `total_len` bytes from `src` to `dst`, IPv4 or IPv6 (the endpoints'
+/// family; at least [`MIN_INNER`], or 8 bytes more for IPv6's header); the payload starts
+/// with `seq` (big endian) followed by [`pattern_byte`]s. TTL / hop limit 64, checksums valid.
 pub fn inner_udp(
-    src: SocketAddrV4,
-    dst: SocketAddrV4,
+    src: impl Into<SocketAddr>,
+    dst: impl Into<SocketAddr>,
     total_len: usize,
     seq: u64,
 ) -> Result<Vec<u8>> {
-    if !(MIN_INNER..=65535).contains(&total_len) {
-        bail!("inner packet of {total_len} bytes: must be {MIN_INNER}..=65535");
+    let (src, dst) = (src.into(), dst.into());
+    let headers = if src.is_ipv4() {
+        INNER_HEADERS
+    } else {
+        INNER_HEADERS6
+    };
+    if !(headers + 8..=65535).contains(&total_len) {
+        bail!(
+            "inner packet of {total_len} bytes: must be {}..=65535",
+            headers + 8
+        );
     }
-    let mut payload = vec![0u8; total_len - INNER_HEADERS];
+    let mut payload = vec![0u8; total_len - headers];
     payload[..8].copy_from_slice(&seq.to_be_bytes());
     for (i, b) in payload.iter_mut().enumerate().skip(8) {
         *b = pattern_byte(seq, i);
     }
-    let builder = PacketBuilder::ipv4(src.ip().octets(), dst.ip().octets(), ipv4::DEFAULT_TTL)
-        .udp(src.port(), dst.port());
+    let builder = match (src, dst) {
+        (SocketAddr::V4(s), SocketAddr::V4(d)) => {
+            PacketBuilder::ipv4(s.ip().octets(), d.ip().octets(), ipv4::DEFAULT_TTL)
+        }
+        (SocketAddr::V6(s), SocketAddr::V6(d)) => {
+            PacketBuilder::ipv6(s.ip().octets(), d.ip().octets(), ipv6::DEFAULT_HOP_LIMIT)
+        }
+        _ => bail!("{src} and {dst} are of different families"),
+    }
+    .udp(src.port(), dst.port());
     let mut out = Vec::with_capacity(total_len);
     builder.write(&mut out, &payload)?;
     Ok(out)
@@ -155,14 +174,18 @@ pub fn seal_frame(
     Ok(outer + sealed.len)
 }
 
-/// Puts the IPv4 packet `ip` behind an Ethernet header at `frame[HEADROOM..]`: return traffic
-/// as it arrives from the LAN. Returns the frame length.
+/// Puts the IP packet `ip` (IPv4 or IPv6, by its version) behind an Ethernet header at
+/// `frame[HEADROOM..]`: return traffic as it arrives from the LAN. Returns the frame length.
 pub fn plain_frame(frame: &mut [u8], macs: Macs, ip: &[u8]) -> Result<usize> {
     let len = ethernet::HEADER_LEN + ip.len();
     let Some(f) = frame.get_mut(HEADROOM..HEADROOM + len) else {
         bail!("frame too short for a {len}-byte packet");
     };
-    ethernet::write_header(f, macs.dst, macs.src, ethernet::ETHERTYPE_IPV4)?;
+    let ethertype = match wire::ip_version(ip) {
+        Some(6) => ethernet::ETHERTYPE_IPV6,
+        _ => ethernet::ETHERTYPE_IPV4,
+    };
+    ethernet::write_header(f, macs.dst, macs.src, ethertype)?;
     f[ethernet::HEADER_LEN..].copy_from_slice(ip);
     Ok(len)
 }

@@ -17,7 +17,7 @@
 //! second are therefore per on-CPU second of one core.
 
 use std::hint::black_box;
-use std::net::SocketAddrV4;
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
@@ -28,7 +28,9 @@ use fastpath::pipeline::{Pipeline, Verdict};
 use fastpath::stage_cycles::Step;
 use wgproto::keypair::padding_len;
 
-use crate::fixture::{server_macs, Fixture, MTU, SERVER_ADDR, SERVER_PORT};
+use crate::fixture::{
+    server_macs, Client, Fixture, Inside, MTU, SERVER_ADDR, SERVER_ADDR6, SERVER_PORT,
+};
 use crate::packets::{inner_udp, plain_frame, seal_frame, SizeMix, FRAME_SIZE, HEADROOM};
 
 /// Distinct UDP flows per lane (each a NAT mapping).
@@ -176,11 +178,12 @@ impl Lane {
         let c = fixture.clients.get(client).context("no such client")?;
         let pipeline = fixture.pipeline(c.worker)?;
         let pool = pool.max(1);
+        let inside = fixture.inside;
         let forward = (0..pool)
             .map(|i| {
                 inner_udp(
-                    flow_src(c.tunnel_addr, i),
-                    SocketAddrV4::new(SERVER_ADDR, SERVER_PORT),
+                    flow_src(c, inside, i),
+                    server(inside),
                     mix.size(i),
                     i as u64,
                 )
@@ -204,19 +207,28 @@ impl Lane {
         lane.run(Direction::Forward, pool);
         lane.check()?;
         let c = &lane.fixture.clients[client];
-        let nat = lane.pipeline.nat().context("the pipeline has no NAT")?;
         let mut reverse = Vec::with_capacity(pool);
         for i in 0..pool {
-            let inside = flow_src(c.tunnel_addr, i);
-            let m = nat
-                .lookup_inside(nat::Protocol::Udp, inside)
-                .with_context(|| format!("no NAT mapping for {inside}"))?;
-            reverse.push(inner_udp(
-                SocketAddrV4::new(SERVER_ADDR, SERVER_PORT),
-                m.external,
-                mix.size(i),
-                i as u64,
-            )?);
+            let from = flow_src(c, inside, i);
+            let external: SocketAddr = match (inside, from) {
+                (Inside::Ipv4, SocketAddr::V4(from)) => {
+                    let nat = lane.pipeline.nat().context("the pipeline has no NAT")?;
+                    nat.lookup_inside(nat::Protocol::Udp, from)
+                        .with_context(|| format!("no NAT mapping for {from}"))?
+                        .external
+                        .into()
+                }
+                (Inside::Ipv6Nat66, SocketAddr::V6(from)) => {
+                    let nat = lane.pipeline.nat6().context("the pipeline has no NAT66")?;
+                    nat.lookup_inside(nat::Protocol::Udp, from)
+                        .with_context(|| format!("no NAT66 mapping for {from}"))?
+                        .external
+                        .into()
+                }
+                // Routed IPv6 comes back through the gateway's kernel and wg0, not a worker.
+                _ => break,
+            };
+            reverse.push(inner_udp(server(inside), external, mix.size(i), i as u64)?);
         }
         lane.reverse = reverse;
         Ok(lane)
@@ -259,6 +271,9 @@ impl Lane {
     /// Writes every frame for `dir` (untimed): fresh seals for the forward direction, the
     /// return packets for the reverse one.
     pub fn prepare(&mut self, dir: Direction) -> Result<()> {
+        if dir == Direction::Reverse && self.reverse.is_empty() {
+            bail!("no return traffic through the pipeline: routed IPv6 takes the kernel's path");
+        }
         let c = &self.fixture.clients[self.client];
         for (i, frame) in self.pool.chunks_exact_mut(FRAME_SIZE).enumerate() {
             self.lens[i] = match dir {
@@ -327,9 +342,23 @@ impl Lane {
     }
 }
 
-/// The inside source endpoint of pool slot `i`.
-fn flow_src(addr: std::net::Ipv4Addr, i: usize) -> SocketAddrV4 {
-    SocketAddrV4::new(addr, FIRST_FLOW_PORT + (i % FLOWS) as u16)
+/// The inside source endpoint of pool slot `i`, of the family the client sends inside.
+fn flow_src(c: &Client, inside: Inside, i: usize) -> SocketAddr {
+    let port = FIRST_FLOW_PORT + (i % FLOWS) as u16;
+    if inside.is_ipv6() {
+        SocketAddrV6::new(c.tunnel_addr6, port, 0, 0).into()
+    } else {
+        SocketAddrV4::new(c.tunnel_addr, port).into()
+    }
+}
+
+/// The server endpoint the flows go to, of the family the clients send inside.
+fn server(inside: Inside) -> SocketAddr {
+    if inside.is_ipv6() {
+        SocketAddrV6::new(SERVER_ADDR6, SERVER_PORT, 0, 0).into()
+    } else {
+        SocketAddrV4::new(SERVER_ADDR, SERVER_PORT).into()
+    }
 }
 
 /// A ChaCha20-Poly1305 implementation the raw reference can run on.
@@ -557,10 +586,24 @@ pub struct PipelinePoint {
     /// Forward and reverse of one worker with the client on an IPv6 underlay (outer IPv6 in,
     /// outer IPv6 with its UDP checksum out), for the sizes of [`UNDERLAY6_SIZES`].
     pub underlay6: Option<(Rate, Rate)>,
+    /// IPv6 inside that IPv6 underlay, one worker, for the same sizes.
+    pub inside6: Option<Inside6Rates>,
 }
 
-/// The fixed sizes the IPv6-underlay rows are measured for.
+/// The fixed sizes the IPv6-underlay rows (IPv4 and IPv6 inside) are measured for.
 pub const UNDERLAY6_SIZES: [usize; 2] = [64, 1420];
+
+/// One worker's rates with IPv6 inside an IPv6 underlay.
+#[derive(Clone, Copy, Debug)]
+pub struct Inside6Rates {
+    /// Routed (no NAT): decrypt, source check, route, hop limit, Ethernet. The return traffic
+    /// of a routed prefix goes through the gateway's kernel and wg0, not through a worker.
+    pub routed_forward: Rate,
+    /// Through the IPv6 NAT (`masquerade_ipv6`): the routed steps plus the translation.
+    pub nat66_forward: Rate,
+    /// NAT66 return traffic: reverse translation, hop limit, AllowedIPs, seal, outer IPv6.
+    pub nat66_reverse: Rate,
+}
 
 impl PipelinePoint {
     /// Pipeline time per packet over raw AEAD time per packet (>= 1; 1 is the limit).
@@ -665,6 +708,8 @@ pub fn measure_two_workers(
 pub fn run(opts: &PipelineOptions, progress: &mut dyn FnMut(&str)) -> Result<Vec<PipelinePoint>> {
     let one = Arc::new(Fixture::new(1)?);
     let one6 = Arc::new(Fixture::ipv6_underlay(1)?);
+    let routed6 = Arc::new(Fixture::ipv6_inside(1, Inside::Ipv6Routed)?);
+    let nat66 = Arc::new(Fixture::ipv6_inside(1, Inside::Ipv6Nat66)?);
     let two = if opts.two_workers {
         Some(Arc::new(Fixture::new(2)?))
     } else {
@@ -700,12 +745,22 @@ pub fn run(opts: &PipelineOptions, progress: &mut dyn FnMut(&str)) -> Result<Vec
         };
         let raw_open = fastest(|c| c.open);
         let raw_seal = fastest(|c| c.seal);
-        let mut underlay6 = None;
+        let (mut underlay6, mut inside6) = (None, None);
         if matches!(mix, SizeMix::Fixed(n) if UNDERLAY6_SIZES.contains(&n)) {
             progress(&format!("pipeline {}: IPv6 underlay", mix.label()));
             let f = measure_lane(&one6, 0, mix, Direction::Forward, opts)?;
             let r = measure_lane(&one6, 0, mix, Direction::Reverse, opts)?;
             underlay6 = Some((f, r));
+            progress(&format!("pipeline {}: IPv6 inside, routed", mix.label()));
+            let routed_forward = measure_lane(&routed6, 0, mix, Direction::Forward, opts)?;
+            progress(&format!("pipeline {}: IPv6 inside, NAT66", mix.label()));
+            let nat66_forward = measure_lane(&nat66, 0, mix, Direction::Forward, opts)?;
+            let nat66_reverse = measure_lane(&nat66, 0, mix, Direction::Reverse, opts)?;
+            inside6 = Some(Inside6Rates {
+                routed_forward,
+                nat66_forward,
+                nat66_reverse,
+            });
         }
         let (mut forward_2w, mut reverse_2w) = (None, None);
         if let Some(two) = &two {
@@ -725,6 +780,7 @@ pub fn run(opts: &PipelineOptions, progress: &mut dyn FnMut(&str)) -> Result<Vec
             forward_2w,
             reverse_2w,
             underlay6,
+            inside6,
         });
     }
     Ok(points)

@@ -213,6 +213,43 @@ impl Report {
                     }
                 }
             }
+            if self.pipeline.iter().any(|p| p.inside6.is_some()) {
+                let _ = writeln!(
+                    s,
+                    "\nIPv6 inside that IPv6 underlay (inner IPv6/UDP packets of the same size), \
+                     one worker, in the same run: routed (decrypt, source check, route, hop \
+                     limit, Ethernet; a routed prefix's return traffic takes the kernel's path \
+                     through wg0, so it has no reverse row) and through the IPv6 NAT \
+                     (`masquerade_ipv6`, both ways). Ratio = ns/packet over raw \
+                     ChaCha20-Poly1305 of the same bytes (the limit, as above); / v4 = over \
+                     the IPv6-underlay row with IPv4 inside.\n"
+                );
+                let _ = writeln!(
+                    s,
+                    "| size | routed fwd ns/pkt | ratio | / v4 | NAT66 fwd ns/pkt | ratio | / v4 \
+                     | NAT66 rev ns/pkt | ratio | / v4 |"
+                );
+                let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
+                for p in &self.pipeline {
+                    let (Some(i6), Some((f4, r4))) = (&p.inside6, &p.underlay6) else {
+                        continue;
+                    };
+                    let (open, seal) = (p.raw_open.ns_per_packet(), p.raw_seal.ns_per_packet());
+                    let cells =
+                        |r: &crate::pipeline::Rate, raw: f64, v4: &crate::pipeline::Rate| {
+                            let ns = r.ns_per_packet();
+                            format!("{ns:.0} | {:.2} | {:.2}", ns / raw, ns / v4.ns_per_packet())
+                        };
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | {} | {} |",
+                        p.mix.label(),
+                        cells(&i6.routed_forward, open, f4),
+                        cells(&i6.nat66_forward, open, f4),
+                        cells(&i6.nat66_reverse, seal, r4),
+                    );
+                }
+            }
             let _ = writeln!(
                 s,
                 "\nRaw ChaCha20-Poly1305 candidates, ns/packet of the same bytes ({}); the \

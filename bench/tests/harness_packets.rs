@@ -244,3 +244,75 @@ fn two_worker_fixture_gives_each_worker_a_client_it_owns() {
         assert_eq!(part.owner_of_inside(c.tunnel_addr), w as u16);
     }
 }
+
+/// The IPv6-inside fixtures (the bench's `IPv6 inside` rows): routed, the client's IPv6 packet
+/// leaves untranslated with its hop limit decremented; through NAT66 it leaves from the
+/// gateway's IPv6 address, and the return packet is sealed back (outer IPv6) and opens to the
+/// client's own IPv6 flow. A routed lane has no reverse direction in the pipeline.
+#[test]
+fn ipv6_inside_lanes_route_translate_and_seal_back() {
+    use bench::fixture::{Inside, GATEWAY_ADDR6, SERVER_ADDR6};
+    use std::net::{IpAddr, SocketAddrV6};
+    let inner6 = |p: &[u8]| {
+        let h = etherparse::PacketHeaders::from_ip_slice(p).unwrap();
+        let Some(etherparse::NetHeaders::Ipv6(ip, _)) = &h.net else {
+            panic!("inner IPv6 expected");
+        };
+        let Some(etherparse::TransportHeader::Udp(udp)) = &h.transport else {
+            panic!("UDP expected");
+        };
+        let payload = &h.payload.slice()[..usize::from(udp.length) - 8];
+        assert_eq!(udp.checksum, udp.calc_checksum_ipv6(ip, payload).unwrap());
+        (
+            SocketAddrV6::new(ip.source.into(), udp.source_port, 0, 0),
+            SocketAddrV6::new(ip.destination.into(), udp.destination_port, 0, 0),
+            ip.hop_limit,
+            payload.to_vec(),
+        )
+    };
+    let server = SocketAddrV6::new(SERVER_ADDR6, SERVER_PORT, 0, 0);
+    for (inside, translated) in [(Inside::Ipv6Routed, false), (Inside::Ipv6Nat66, true)] {
+        let fixture = Arc::new(Fixture::ipv6_inside(1, inside).unwrap());
+        for mix in [SizeMix::Fixed(64), SizeMix::Fixed(1420)] {
+            let pool = FLOWS;
+            let mut lane = Lane::new(fixture.clone(), 0, mix, pool).unwrap();
+            let c = lane.client();
+            let addr6 = c.tunnel_addr6;
+            for i in 0..pool {
+                let frame = lane.transmitted(i);
+                assert_eq!(frame.len(), 14 + mix.size(i), "{inside:?} {mix:?}");
+                let (src, dst, hops, payload) = inner6(&frame[14..]);
+                let want_src = if translated { GATEWAY_ADDR6 } else { addr6 };
+                assert_eq!(*src.ip(), want_src, "{inside:?}");
+                assert_eq!((dst, hops), (server, 63));
+                assert_eq!(check_payload(&payload), Some(i as u64));
+            }
+            if !translated {
+                assert!(
+                    lane.time(Direction::Reverse, 1).is_err(),
+                    "no routed reverse"
+                );
+                continue;
+            }
+            lane.time(Direction::Reverse, pool as u64).unwrap();
+            lane.check().unwrap();
+            let c = lane.client();
+            for i in 0..pool {
+                let h =
+                    etherparse::PacketHeaders::from_ethernet_slice(lane.transmitted(i)).unwrap();
+                let Some(etherparse::NetHeaders::Ipv6(ip, _)) = &h.net else {
+                    panic!("outer IPv6 expected");
+                };
+                assert_eq!(IpAddr::from(ip.destination), c.endpoint.ip());
+                let mut msg = h.payload.slice().to_vec();
+                let opened = c.keypair.open_in_place(fixture.now, &mut msg).unwrap();
+                let (src, dst, hops, payload) = inner6(&msg[opened.plaintext]);
+                assert_eq!(src, server);
+                let flow = FIRST_FLOW_PORT + (i % FLOWS) as u16;
+                assert_eq!(dst, SocketAddrV6::new(addr6, flow, 0, 0), "NAT66 reversed");
+                assert_eq!(hops, 63);
+                assert_eq!(check_payload(&payload), Some(i as u64));
+            }
+        }
+    }
+}

@@ -1,5 +1,5 @@
 //! IPv6 inside the tunnel, routed by the fast path: a dual-stack lab (`LabBuilder::ipv6`) with
-//! the real `dataplane` binary and wireguard-go as the client (fd13::2), in the routed layout
+//! the real `dataplane` binary and wireguard-go or boringtun as the client (fd13::2), in the routed layout
 //! the README describes: the server routes the tunnel prefix fd13::/64 to the gateway's LAN
 //! address, the gateway forwards IPv6, nothing is translated.
 //!
@@ -54,11 +54,12 @@ fn routed_lab(
     name: &'static str,
     topology: Topology,
     underlay: Underlay,
+    client: ClientKind,
     control: &ControlSocket,
 ) -> E2e {
     let builder = Lab::builder(topology)
         .gateway(GatewayKind::Dataplane(dataplane(&control.toml())))
-        .client(ClientKind::WireguardGo)
+        .client(client)
         .ipv6(true)
         .client_endpoint_ipv6(underlay == Underlay::Ipv6);
     let t = E2e::from_builder(name, builder);
@@ -129,9 +130,14 @@ fn download6(t: &Lab, file: &str, len: usize) -> Vec<String> {
         .collect()
 }
 
-fn routed_ipv6_inside(name: &'static str, topology: Topology, underlay: Underlay) {
+fn routed_ipv6_inside(
+    name: &'static str,
+    topology: Topology,
+    underlay: Underlay,
+    client: ClientKind,
+) {
     let control = ControlSocket::new(name);
-    let t = routed_lab(name, topology, underlay, &control);
+    let t = routed_lab(name, topology, underlay, client, &control);
 
     // ping6: the first echo may be lost while the gateway's NDP resolves the server.
     let (got, out) = ping6(&t, &[], 5);
@@ -238,14 +244,24 @@ fn path_mtu_discovery(name: &str, t: &Lab, control: &ControlSocket) {
 #[test]
 fn routed_ipv6_inside_one_armed() {
     root_test("routed_ipv6_inside_one_armed", |name| {
-        routed_ipv6_inside(name, Topology::OneArmed, Underlay::Ipv4)
+        routed_ipv6_inside(
+            name,
+            Topology::OneArmed,
+            Underlay::Ipv4,
+            ClientKind::WireguardGo,
+        )
     });
 }
 
 #[test]
 fn routed_ipv6_inside_two_armed() {
     root_test("routed_ipv6_inside_two_armed", |name| {
-        routed_ipv6_inside(name, Topology::TwoArmed, Underlay::Ipv4)
+        routed_ipv6_inside(
+            name,
+            Topology::TwoArmed,
+            Underlay::Ipv4,
+            ClientKind::WireguardGo,
+        )
     });
 }
 
@@ -254,6 +270,51 @@ fn routed_ipv6_inside_two_armed() {
 #[test]
 fn routed_ipv6_inside_over_ipv6_underlay_two_armed() {
     root_test("routed_ipv6_inside_over_ipv6_underlay_two_armed", |name| {
-        routed_ipv6_inside(name, Topology::TwoArmed, Underlay::Ipv6)
+        routed_ipv6_inside(
+            name,
+            Topology::TwoArmed,
+            Underlay::Ipv6,
+            ClientKind::WireguardGo,
+        )
     });
+}
+
+#[test]
+fn routed_ipv6_inside_boringtun_one_armed() {
+    root_test("routed_ipv6_inside_boringtun_one_armed", |name| {
+        routed_ipv6_inside(
+            name,
+            Topology::OneArmed,
+            Underlay::Ipv4,
+            ClientKind::Boringtun,
+        )
+    });
+}
+
+#[test]
+fn routed_ipv6_inside_boringtun_two_armed() {
+    root_test("routed_ipv6_inside_boringtun_two_armed", |name| {
+        routed_ipv6_inside(
+            name,
+            Topology::TwoArmed,
+            Underlay::Ipv4,
+            ClientKind::Boringtun,
+        )
+    });
+}
+
+/// boringtun over the IPv6 underlay too: IPv6 in IPv6.
+#[test]
+fn routed_ipv6_inside_over_ipv6_underlay_boringtun_two_armed() {
+    root_test(
+        "routed_ipv6_inside_over_ipv6_underlay_boringtun_two_armed",
+        |name| {
+            routed_ipv6_inside(
+                name,
+                Topology::TwoArmed,
+                Underlay::Ipv6,
+                ClientKind::Boringtun,
+            )
+        },
+    );
 }

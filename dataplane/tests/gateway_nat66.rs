@@ -4,26 +4,44 @@
 //! all: the replies can come back only to the gateway's own LAN address, through the NAT.
 //! ping6, an ICMPv6 port unreachable back to a UDP socket, and an HTTP download of 32 MiB over
 //! IPv6 inside, byte-identical, the server's log showing only the gateway's IPv6 LAN address as
-//! the source; the IPv6 NAT's counters by name over the control socket. One- and two-armed. Root only:
-//! `sudo -E cargo test -p dataplane --test gateway_nat66 -- --test-threads=1 --nocapture`.
+//! the source; the IPv6 NAT's counters by name over the control socket. One- and two-armed,
+//! with wireguard-go and with boringtun as the client.
+//!
+//! Path MTU discovery for the LAN side, as `gateway_pmtu.rs` shows it for IPv4: the client
+//! advertises MSS 1440 (`advmss` on its IPv6 route into `wg0`), so the server's segments are
+//! 1500-byte IPv6 packets, larger than the tunnel's 1420. IPv6 is never fragmented on the way:
+//! only the gateway's ICMPv6 packet too big (from its LAN address, quoting the segment as the
+//! server sent it) makes the server's TCP shrink them; without it the download stalls. The
+//! server's kernel shows the learned MTU for the gateway's address.
+//!
+//! Root only: `sudo -E cargo test -p dataplane --test gateway_nat66 -- --test-threads=1 --nocapture`.
 
 use std::net::Ipv6Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use lab::{ClientKind, GatewayKind, Lab, Node, Topology, GATEWAY_LAN_ADDR6, SERVER_ADDR6};
+use lab::{
+    prefix6, ClientKind, GatewayKind, Lab, Node, Topology, CLIENT_TUNNEL_ADDR6, GATEWAY_LAN_ADDR6,
+    LAN_PREFIX_LEN6, SERVER_ADDR6, TUNNEL_MTU,
+};
 use ops::client::request_stats;
 use ops::StatsSnapshot;
 
 mod e2e_support;
 use e2e_support::{assert_same_file, dataplane, pattern, root_test, ControlSocket, E2e};
 
-/// A dual-stack lab with IPv6 masquerading on and a control socket.
-fn nat66_lab(name: &'static str, topology: Topology, control: &ControlSocket) -> E2e {
+/// A dual-stack lab with IPv6 masquerading on, `client` as the client's WireGuard, and a
+/// control socket.
+fn nat66_lab(
+    name: &'static str,
+    topology: Topology,
+    client: ClientKind,
+    control: &ControlSocket,
+) -> E2e {
     let gateway = dataplane(&format!("masquerade_ipv6 = true\n\n{}", control.toml()));
     let builder = Lab::builder(topology)
         .gateway(GatewayKind::Dataplane(gateway))
-        .client(ClientKind::WireguardGo)
+        .client(client)
         .ipv6(true);
     E2e::from_builder(name, builder)
 }
@@ -107,18 +125,10 @@ for _ in range(5):
 print("no error came back", flush=True)
 "#;
 
-fn ping6_and_download_32_mib(name: &'static str, topology: Topology) {
-    let control = ControlSocket::new(name);
-    let t = nat66_lab(name, topology, &control);
-    assert_server_has_no_route_to_the_tunnel(&t);
-
-    // The first echo may be lost while the gateway resolves the server's neighbour entry.
-    let first = ping6(&t, 3);
-    assert!(first >= 2, "ping6 through NAT66: {first} of 3 replies");
-    assert_eq!(ping6(&t, 5), 5, "ping6 once the neighbours are known");
-
+/// Downloads 32 MiB over IPv6 inside from the server's IPv6 HTTP server as `file` and
+/// compares the bytes; asserts the server saw only the gateway's IPv6 LAN address.
+fn download6_32_mib(name: &str, t: &Lab, file: &str) {
     let len = 32 << 20;
-    let file = "blob6-32m.bin";
     t.write_server_file(file, &pattern(len)).unwrap();
     let url = t.server_url6(file);
     let got = t.dir().join(format!("downloaded-{file}"));
@@ -147,12 +157,27 @@ fn ping6_and_download_32_mib(name: &'static str, topology: Topology) {
         "{name}: 32 MiB over IPv6 inside in {secs:.2}s = {:.0} Mbit/s, sha256 {hash}",
         len as f64 * 8.0 / secs / 1e6
     );
-    let sources = server6_request_sources(&t);
+    let sources = server6_request_sources(t);
     assert!(!sources.is_empty(), "the IPv6 server logged no request");
     assert!(
         sources.iter().all(|s| *s == GATEWAY_LAN_ADDR6),
         "sources seen by the server: {sources:?} (want only {GATEWAY_LAN_ADDR6})"
     );
+    let _ = std::fs::remove_file(&got);
+    let _ = std::fs::remove_file(&served);
+}
+
+fn ping6_and_download_32_mib(name: &'static str, topology: Topology, client: ClientKind) {
+    let control = ControlSocket::new(name);
+    let t = nat66_lab(name, topology, client, &control);
+    assert_server_has_no_route_to_the_tunnel(&t);
+
+    // The first echo may be lost while the gateway resolves the server's neighbour entry.
+    let first = ping6(&t, 3);
+    assert!(first >= 2, "ping6 through NAT66: {first} of 3 replies");
+    assert_eq!(ping6(&t, 5), 5, "ping6 once the neighbours are known");
+
+    download6_32_mib(name, &t, "blob6-32m.bin");
 
     let dst = SERVER_ADDR6.to_string();
     let (_, out) = t
@@ -171,20 +196,100 @@ fn ping6_and_download_32_mib(name: &'static str, topology: Topology) {
     assert!(out6 >= 8 + 1_000, "nat66_outbound {out6}");
     assert!(in6 >= 8 + 20_000, "nat66_inbound {in6}");
     assert!(counter(&s, "nat66_entries") >= 1, "a live IPv6 mapping");
-    let _ = std::fs::remove_file(&got);
-    let _ = std::fs::remove_file(&served);
 }
 
 #[test]
 fn nat66_ping6_and_download_32_mib_one_armed() {
     root_test("nat66_ping6_and_download_32_mib_one_armed", |name| {
-        ping6_and_download_32_mib(name, Topology::OneArmed)
+        ping6_and_download_32_mib(name, Topology::OneArmed, ClientKind::WireguardGo)
     });
 }
 
 #[test]
 fn nat66_ping6_and_download_32_mib_two_armed() {
     root_test("nat66_ping6_and_download_32_mib_two_armed", |name| {
-        ping6_and_download_32_mib(name, Topology::TwoArmed)
+        ping6_and_download_32_mib(name, Topology::TwoArmed, ClientKind::WireguardGo)
     });
+}
+
+#[test]
+fn nat66_ping6_and_download_32_mib_boringtun_one_armed() {
+    root_test(
+        "nat66_ping6_and_download_32_mib_boringtun_one_armed",
+        |name| ping6_and_download_32_mib(name, Topology::OneArmed, ClientKind::Boringtun),
+    );
+}
+
+#[test]
+fn nat66_ping6_and_download_32_mib_boringtun_two_armed() {
+    root_test(
+        "nat66_ping6_and_download_32_mib_boringtun_two_armed",
+        |name| ping6_and_download_32_mib(name, Topology::TwoArmed, ClientKind::Boringtun),
+    );
+}
+
+// ---- the tunnel is the bottleneck: ICMPv6 packet too big to the server ---------------------
+
+/// The MTU `ip -6 route get dst` in `node` reports (a learned path MTU), if any:
+/// `2001:db8:23::3 from :: dev eth0 src 2001:db8:23::2 metric 256 expires 597sec mtu 1420 ...`.
+fn learned_mtu6(t: &Lab, node: Node, dst: Ipv6Addr) -> Option<u32> {
+    let out = t
+        .exec_in(node, &["ip", "-6", "route", "get", &dst.to_string()])
+        .expect("ip -6 route get");
+    let words: Vec<&str> = out.split_whitespace().collect();
+    words
+        .windows(2)
+        .find(|w| w[0] == "mtu")
+        .and_then(|w| w[1].parse().ok())
+}
+
+fn tunnel_bottleneck(name: &'static str, topology: Topology) {
+    let control = ControlSocket::new(name);
+    let t = nat66_lab(name, topology, ClientKind::WireguardGo, &control);
+    assert!(ping6(&t, 3) >= 2, "ping6 through NAT66");
+    // The client's SYN offers MSS 1440 (1500 - 40 - 20): the server sends 1500-byte packets.
+    let lan = prefix6(SERVER_ADDR6, LAN_PREFIX_LEN6);
+    let src = CLIENT_TUNNEL_ADDR6.to_string();
+    t.exec_in(
+        Node::Client,
+        &[
+            "ip", "-6", "route", "replace", &lan, "dev", "wg0", "src", &src, "advmss", "1440",
+        ],
+    )
+    .expect("ip -6 route replace ... advmss");
+    assert_eq!(
+        learned_mtu6(&t, Node::Server, GATEWAY_LAN_ADDR6),
+        None,
+        "the server knew a path MTU before"
+    );
+    download6_32_mib(name, &t, "blob6-mss1440-32m.bin");
+    let learned = learned_mtu6(&t, Node::Server, GATEWAY_LAN_ADDR6);
+    let sent = stats_after(&control.0, "icmpv6_packet_too_big", 1);
+    let too_big = counter(&sent, "icmpv6_packet_too_big");
+    eprintln!(
+        "{name}: the server learned mtu {learned:?} for {GATEWAY_LAN_ADDR6}; \
+         icmpv6_packet_too_big {too_big}"
+    );
+    assert!(too_big >= 1, "icmpv6_packet_too_big {too_big}");
+    assert_eq!(
+        learned,
+        Some(TUNNEL_MTU),
+        "the server's TCP did not get packet too big with the tunnel MTU from the gateway"
+    );
+}
+
+#[test]
+fn nat66_tunnel_bottleneck_packet_too_big_to_server_one_armed() {
+    root_test(
+        "nat66_tunnel_bottleneck_packet_too_big_to_server_one_armed",
+        |n| tunnel_bottleneck(n, Topology::OneArmed),
+    );
+}
+
+#[test]
+fn nat66_tunnel_bottleneck_packet_too_big_to_server_two_armed() {
+    root_test(
+        "nat66_tunnel_bottleneck_packet_too_big_to_server_two_armed",
+        |n| tunnel_bottleneck(n, Topology::TwoArmed),
+    );
 }

@@ -16,6 +16,9 @@ use wire::{icmpv6, ipv6};
 /// The headers an error puts in front of the quoted packet: IPv6 and ICMPv6.
 pub const ERROR_HEADERS_LEN: usize = ipv6::HEADER_LEN + icmpv6::HEADER_LEN;
 
+/// The most of the offending packet an error quotes: what is left of 1280 bytes.
+pub const MAX_QUOTE_LEN: usize = icmpv6::MAX_ERROR_LEN - ERROR_HEADERS_LEN;
+
 /// ICMPv6 error messages the gateway originates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Icmp6Error {

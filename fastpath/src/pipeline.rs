@@ -51,6 +51,7 @@ use wgproto::time::Timestamp;
 
 use crate::handshake_guard::{screen, CookieNonces, Screened};
 use crate::icmp::{icmp_error, IcmpError};
+use crate::icmp6::MAX_QUOTE_LEN;
 
 mod forward6;
 mod nat6;
@@ -218,6 +219,8 @@ pub struct Pipeline {
     icmp_limit: IcmpRateLimiter,
     /// The start of a return packet too big for the tunnel, quoted in the ICMP error.
     quote: [u8; QUOTE_LEN],
+    /// The same for NAT66 return traffic (`nat6.rs`): an ICMPv6 error quotes up to 1232 bytes.
+    quote6: Box<[u8; MAX_QUOTE_LEN]>,
     /// The last `Authenticated` report queued: keypair, source, when (see [`REPORT_RETRY`]).
     last_report: Option<(u32, SocketAddr, Timestamp)>,
     /// The last `HandshakeNeeded` queued: peer, when (see [`REPORT_RETRY`]).
@@ -285,6 +288,7 @@ impl Pipeline {
             // Full buckets: the first clock reading only adds to them up to their cap.
             icmp_limit: IcmpRateLimiter::new(0),
             quote: [0; QUOTE_LEN],
+            quote6: Box::new([0; MAX_QUOTE_LEN]),
             last_report: None,
             last_handshake_request: None,
             cookie_nonces,

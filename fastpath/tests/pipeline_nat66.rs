@@ -2,14 +2,15 @@
 //! from the client leaves with the gateway's IPv6 LAN address and a NAT port, the reply from
 //! the LAN (a partial checksum, as a veth sender leaves it) comes back to the client's inside
 //! address sealed, and what the NAT does not translate is dropped by name instead of going to
-//! the kernel. etherparse checks every checksum it reads.
+//! the kernel. A reply longer than the tunnel carries earns its LAN sender an ICMPv6 packet
+//! too big. etherparse checks every checksum it reads.
 
 mod hostile_support;
 
 use std::net::Ipv6Addr;
 use std::sync::atomic::Ordering::Relaxed;
 
-use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use etherparse::{Icmpv6Type, NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use fastpath::counters::DropReason;
 use fastpath::pipeline::Verdict;
 use fastpath::queue::ToSlowPath;
@@ -169,4 +170,103 @@ fn without_nat66_ipv6_stays_routed_and_lan_ipv6_is_not_taken() {
         gw.process(NOW, &mut r.buf, r.len),
         Verdict::Drop(DropReason::Unsupported)
     );
+}
+
+/// The client's first datagram from `sport` to the server, through the NAT: the external port.
+fn map6(gw: &mut Gateway, sport: u16) -> u16 {
+    let inner = udp6(CLIENT_INNER6, sport, SERVER6, 8080, b"request");
+    let mut f = gw.seal_from_client(NOW, &inner, CLIENT_EP);
+    let v = gw.process(NOW, &mut f.buf, f.len);
+    let tx = tx_bytes(v, &f).unwrap_or_else(|| panic!("outbound: {v:?}"));
+    read_udp6(&tx[14..]).1
+}
+
+/// The ICMPv6 error in an Ethernet frame to the LAN, checked by etherparse (addresses,
+/// length, checksum over the pseudo-header): its type and quote.
+fn icmpv6_to_lan(frame: &[u8]) -> (Icmpv6Type, Vec<u8>) {
+    assert_eq!(&frame[..6], &LAN_MAC, "to the LAN sender's MAC");
+    assert_eq!(&frame[6..12], &GW_MAC);
+    assert_eq!(u16::from_be_bytes([frame[12], frame[13]]), 0x86dd);
+    let ip = &frame[14..];
+    let s = SlicedPacket::from_ip(ip).expect("an IPv6 packet");
+    let Some(NetSlice::Ipv6(v6)) = &s.net else {
+        panic!("not IPv6")
+    };
+    let h = v6.header();
+    assert_eq!(h.source_addr(), GW_LAN_ADDR6, "from the route's source");
+    assert_eq!(h.destination_addr(), SERVER6, "to the sender");
+    assert_eq!(usize::from(h.payload_length()) + 40, ip.len());
+    let Some(TransportSlice::Icmpv6(m)) = s.transport else {
+        panic!("not ICMPv6")
+    };
+    let want = m
+        .header()
+        .icmp_type
+        .calc_checksum(h.source(), h.destination(), m.payload())
+        .unwrap();
+    assert_eq!(m.checksum(), want, "ICMPv6 checksum");
+    (m.icmp_type(), m.payload().to_vec())
+}
+
+#[test]
+fn nat66_return_traffic_over_the_tunnel_mtu_earns_the_lan_sender_packet_too_big() {
+    let mut gw = nat66_gateway();
+    let port = map6(&mut gw, 5555);
+    // A full 1500-byte segment from the server: 80 bytes more than the tunnel carries.
+    let payload: Vec<u8> = (0..1452u32).map(|i| (i * 7) as u8).collect();
+    let reply = udp6(SERVER6, 8080, GW_ADDR6, port, &payload);
+    assert_eq!(reply.len(), 1500);
+    let mut r = lan_frame6(&reply);
+    let v = gw.process(NOW, &mut r.buf, r.len);
+    let Verdict::Tx { ifindex, .. } = v else {
+        panic!("packet too big to the LAN, got {v:?}");
+    };
+    assert_eq!(ifindex, IFINDEX);
+    let frame = tx_bytes(v, &r).unwrap();
+    assert_eq!(frame.len(), 14 + 1280, "the error is at most 1280 bytes");
+    let (t, quote) = icmpv6_to_lan(frame);
+    assert_eq!(t, Icmpv6Type::PacketTooBig { mtu: MTU as u32 });
+    assert_eq!(
+        quote,
+        reply[..1280 - 48],
+        "quoted as the server sent it, before the reverse translation"
+    );
+    let c = gw.pipeline.counters();
+    assert_eq!(c.icmpv6_packet_too_big.load(Relaxed), 1);
+    assert_eq!(c.encrypted.load(Relaxed), 0, "nothing went into the tunnel");
+
+    // Exactly the tunnel MTU is sealed to the client as before.
+    let fits = udp6(SERVER6, 8080, GW_ADDR6, port, &payload[..MTU - 48]);
+    let mut r = lan_frame6(&fits);
+    let v = gw.process(NOW, &mut r.buf, r.len);
+    assert_eq!(opened_by_client(&gw, v, &r).len(), MTU);
+}
+
+#[test]
+fn nat66_packet_too_big_only_for_mapped_traffic_and_rate_limited() {
+    let mut gw = nat66_gateway();
+    // Too big to a port no mapping holds: a spoofer earns no answer.
+    let mut r = lan_frame6(&udp6(SERVER6, 8080, GW_ADDR6, 61500, &[0; 1452]));
+    assert_eq!(
+        gw.process(NOW, &mut r.buf, r.len),
+        Verdict::Drop(DropReason::NatNoMapping)
+    );
+    assert_eq!(
+        gw.pipeline.counters().icmpv6_packet_too_big.load(Relaxed),
+        0
+    );
+    // Through the shared ICMP rate limiter, per destination.
+    let port = map6(&mut gw, 5556);
+    let sent = (0..20)
+        .filter(|_| {
+            let mut r = lan_frame6(&udp6(SERVER6, 8080, GW_ADDR6, port, &[1; 1452]));
+            matches!(gw.process(NOW, &mut r.buf, r.len), Verdict::Tx { .. })
+        })
+        .count() as u64;
+    let burst = fastpath::icmp_ratelimit::PER_DESTINATION_BURST;
+    assert_eq!(sent, burst);
+    let c = gw.pipeline.counters();
+    assert_eq!(c.icmpv6_packet_too_big.load(Relaxed), burst);
+    assert_eq!(c.icmp_ratelimited.load(Relaxed), 20 - burst);
+    assert_eq!(gw.dropped(DropReason::TooBig), 20 - burst);
 }

@@ -9,6 +9,7 @@
 //!                                                          -> Local    -> wg0
 //! LAN, IPv6 to the egress address (XDP: live NAT66 port) -> nat66_return -> translate_inbound
 //!   -> Deliver { inside } -> hop limit - 1 -> peer by AllowedIPs of `inside` -> seal -> wire-out
+//!   -> Deliver, longer than the tunnel MTU -> ICMPv6 packet too big -> the LAN sender
 //!   -> Handoff { owner }  -> worker `owner` (NatInbound6)
 //! ```
 //!
@@ -19,11 +20,13 @@ use std::net::IpAddr;
 use std::ops::Range;
 
 use nat::{Conntrack6, Inbound, Outbound};
+use wire::ethernet::{self, ETHERTYPE_IPV6};
 use wire::{ipv6, udp};
 
 use super::{Batch, Pipeline, Resume, Verdict};
 use crate::capture::CapturePoint;
 use crate::counters::{DropReason, WorkerCounters};
+use crate::icmp6::{icmp6_error_in_place, Icmp6Error, MAX_QUOTE_LEN};
 use crate::route::Resolution;
 use crate::stage_cycles::Step;
 
@@ -160,9 +163,21 @@ impl Pipeline {
         buf: &mut [u8],
         ip: Range<usize>,
     ) -> Option<Verdict> {
+        // Larger than the tunnel carries: IPv6 is never fragmented on the way (RFC 8200 §5),
+        // so the LAN sender is told, but only once the NAT says the packet would be delivered
+        // (anything else would answer spoofed packets to unmapped ports), quoting it as it was
+        // sent: its start is kept before the reverse translation rewrites it.
+        let too_big = ip.len() > self.cfg.mtu;
+        let quoted = ip.len().min(MAX_QUOTE_LEN);
+        if too_big {
+            self.quote6[..quoted].copy_from_slice(&buf[ip.start..ip.start + quoted]);
+        }
         self.complete_checksum6(&mut buf[ip.clone()]);
         let nat = self.nat6.as_mut()?;
         let v = match nat.translate_inbound(b.now.as_nanos(), &mut buf[ip.clone()]) {
+            Ok(Inbound::Deliver { .. }) if too_big => {
+                self.packet_too_big_to_lan(b, buf, ip, quoted)
+            }
             Ok(Inbound::Deliver { inside }) => {
                 // Routed from the LAN into the tunnel: a hop like any other.
                 if !ipv6::Packet::new_unchecked(&mut buf[ip.clone()]).decrement_hop_limit() {
@@ -171,8 +186,6 @@ impl Pipeline {
                 if self.stops_after(Step::NatReverse) {
                     return Some(Verdict::Consumed);
                 }
-                // Larger than the tunnel MTU: dropped there, counted `too_big` (no Packet Too
-                // Big towards the LAN sender yet; TCP's MSS from the client keeps within it).
                 self.encrypt_to_peer(b, buf, ip.start, ip.len(), IpAddr::V6(inside))
             }
             Ok(Inbound::Handoff { owner }) => Verdict::Handoff {
@@ -185,6 +198,62 @@ impl Pipeline {
             Err(e) => Verdict::Drop(e.into()),
         };
         Some(v)
+    }
+
+    /// Answers the NAT66 return packet at `buf[ip]`, too long for the tunnel and translated
+    /// already, with ICMPv6 packet too big (the tunnel MTU) to its LAN sender, from the
+    /// gateway's address on the route back (as the kernel picks a source). The first `quoted`
+    /// bytes of the packet as it was sent are in `self.quote6`: they are put back, and the
+    /// error is written in front of them (`icmp6_error_in_place`).
+    fn packet_too_big_to_lan(
+        &mut self,
+        b: &Batch<'_>,
+        buf: &mut [u8],
+        ip: Range<usize>,
+        quoted: usize,
+    ) -> Verdict {
+        let reason = DropReason::TooBig;
+        // The quote is cut, so not a whole packet: only its fixed header is read.
+        if quoted < ipv6::HEADER_LEN {
+            return Verdict::Drop(reason);
+        }
+        let dst = ipv6::Packet::new_unchecked(&self.quote6[..quoted]).src_addr();
+        let Some(Resolution::Ready(hop)) = b.routes.resolution(IpAddr::V6(dst)).copied() else {
+            self.routes.request(IpAddr::V6(dst));
+            return Verdict::Drop(reason);
+        };
+        let Some(IpAddr::V6(router)) = hop.src_addr else {
+            return Verdict::Drop(reason);
+        };
+        buf[ip.start..ip.start + quoted].copy_from_slice(&self.quote6[..quoted]);
+        let mtu = u32::try_from(self.cfg.mtu).unwrap_or(u32::MAX);
+        let kind = Icmp6Error::PacketTooBig { mtu };
+        let Some(error) = icmp6_error_in_place(buf, ip, router, kind, hop.mtu as usize) else {
+            return Verdict::Drop(reason);
+        };
+        // Only errors that are written spend tokens.
+        if !self.icmp_allowed(b, dst) {
+            return Verdict::Drop(reason);
+        }
+        let Some(eth) = error.start.checked_sub(ethernet::HEADER_LEN) else {
+            return Verdict::Drop(reason);
+        };
+        if ethernet::write_header(
+            &mut buf[eth..],
+            hop.dst_mac.0,
+            hop.src_mac.0,
+            ETHERTYPE_IPV6,
+        )
+        .is_err()
+        {
+            return Verdict::Drop(reason);
+        }
+        WorkerCounters::add(&self.counters.icmpv6_packet_too_big, 1);
+        Verdict::Tx {
+            ifindex: hop.ifindex,
+            start: eth,
+            len: ethernet::HEADER_LEN + error.len(),
+        }
     }
 
     /// A TCP/UDP checksum the LAN sender left partial (tx offload), completed before the NAT
