@@ -8,8 +8,9 @@
 //! meaningful even where absolute figures are not: this project's `dataplane`, and the
 //! article's design in user space twice, wireguard-go + iptables MASQUERADE and boringtun +
 //! iptables MASQUERADE. iperf3 and ping go through the lab's wireguard-go client, which bounds
-//! what they can offer; the load generator seals ahead of time and sends with `sendmmsg(2)`,
-//! so its offered load does not depend on a WireGuard implementation in the client.
+//! what they can offer; the load generator seals ahead of time and sends through AF_XDP (or
+//! `sendmmsg(2)`), so its offered load does not depend on a WireGuard implementation in the
+//! client, and the same generator drives every gateway.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -21,7 +22,7 @@ use hdrhistogram::Histogram;
 use lab::{DataplaneGateway, GatewayKind, Lab, Node, Topology, SERVER_ADDR};
 use serde_json::Value;
 
-use crate::load_sweep::{LoadPoint, LoadRig, SweepPlan};
+use crate::load_sweep::{GeneratorKind, LoadPoint, LoadRig, SweepPlan};
 
 /// Which gateway to measure.
 #[derive(Clone, Debug)]
@@ -62,6 +63,8 @@ pub struct E2eOptions {
     pub ping_interval: Duration,
     /// The load generator's offered loads.
     pub sweep: SweepPlan,
+    /// The load generator's way out of the client namespace.
+    pub generator: GeneratorKind,
 }
 
 impl E2eOptions {
@@ -72,6 +75,7 @@ impl E2eOptions {
             pings: 50,
             ping_interval: Duration::from_millis(10),
             sweep: SweepPlan::quick(),
+            generator: GeneratorKind::default(),
         }
     }
 
@@ -82,6 +86,7 @@ impl E2eOptions {
             pings: 1000,
             ping_interval: Duration::from_millis(10),
             sweep: SweepPlan::full(),
+            generator: GeneratorKind::default(),
         }
     }
 }
@@ -121,6 +126,9 @@ pub struct GatewayResult {
     pub load: Vec<LoadPoint>,
     /// Why the load generator's points are missing, if they are.
     pub load_error: Option<String>,
+    /// The load generator's path (AF_XDP or sendmmsg, and why) and core placement.
+    pub load_path: Option<String>,
+    pub load_cores: Option<String>,
     /// The AF_XDP mode the gateway reported, if it is the dataplane.
     pub afxdp_mode: Option<String>,
     /// The gateway interfaces' driver (`veth`).
@@ -185,7 +193,22 @@ pub fn run_gateway(
         gw.short()
     ));
     // A failed sweep keeps the TCP and ping figures and says why in the report.
-    match LoadRig::attach(&mut lab).and_then(|mut rig| rig.sweep(&opts.sweep, progress)) {
+    let swept = LoadRig::attach_with(&mut lab, opts.generator).and_then(|mut rig| {
+        r.load_path = Some(rig.path().to_owned());
+        r.load_cores = Some(rig.cores().note.clone());
+        progress(&format!(
+            "{}: load generator via {}; cores: {}",
+            gw.short(),
+            rig.path(),
+            rig.cores().note
+        ));
+        let points = rig.sweep(&opts.sweep, progress);
+        if let Some(drops) = rig.xdp_kernel_drops() {
+            lab.note(format!("load generator AF_XDP socket: {drops}"));
+        }
+        points
+    });
+    match swept {
         Ok(points) => r.load = points,
         Err(e) => {
             progress(&format!("{}: load generator failed: {e:#}", gw.short()));

@@ -13,6 +13,11 @@
 //! encrypts them; the generator opens and checks them, latency from the sink's stamp. Every
 //! point uses its own range of sequence numbers, so late packets of an earlier point are told
 //! apart (counted foreign), not counted twice.
+//!
+//! The generator's messages leave the client namespace through an AF_XDP socket on its veth
+//! ([`crate::loadgen_xdp`], the default) or through its UDP socket with `sendmmsg(2)`
+//! ([`GeneratorKind`]); where AF_XDP cannot attach, the rig falls back to `sendmmsg` and says
+//! why ([`LoadRig::path`]).
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +31,7 @@ use wgproto::keys::{PrivateKey, PublicKey};
 
 use crate::cores::LoadCores;
 use crate::loadgen::{Generator, GeneratorConfig, Load, Sent};
+use crate::loadgen_xdp::{OuterHeaders, XdpPath};
 use crate::packets::SizeMix;
 use crate::pipeline::Direction;
 use crate::probe::{Arrivals, SendTimes, Tally};
@@ -40,8 +46,23 @@ pub const GENERATOR_TUNNEL_PORT: u16 = 40_000;
 pub const SINK_PORT: u16 = 9_000;
 /// Send-time slots: more than the packets in flight at any rate the lab reaches.
 const SEND_TIME_SLOTS: usize = 1 << 20;
-/// Sealed-ahead packets at most per point (the rest is sealed while sending).
-const POOL: usize = 1 << 17;
+/// Memory for the packets sealed ahead per point (the rest is sealed while sending, and the
+/// point is then marked sender-limited): 2 M packets at 64 B, 180 k at 1420 B, enough for a
+/// second at the rates either generator reaches here.
+const POOL_BYTES: usize = 256 << 20;
+/// The lab client's interface (both topologies), where the AF_XDP generator binds.
+const CLIENT_IFNAME: &str = "eth0";
+
+/// How the generator's transport messages leave the client namespace.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum GeneratorKind {
+    /// Prebuilt frames through an AF_XDP socket (copy mode) on the client's veth; falls back
+    /// to `sendmmsg` with the reason when it cannot attach.
+    #[default]
+    Xdp,
+    /// The generator's UDP socket, `sendmmsg(2)` / `recvmmsg(2)`.
+    Sendmmsg,
+}
 /// A point at full speed expects at most this many packets per second (the tally's bitmap).
 const MAX_PPS: f64 = 4e6;
 /// How a point ends after its last packet was sent: once arrivals have stopped for `quiet`
@@ -174,6 +195,10 @@ impl LoadPoint {
 /// The generator and the sink attached to a lab's running gateway.
 pub struct LoadRig {
     generator: Generator,
+    /// The AF_XDP path, when it is the one in use.
+    xdp: Option<XdpPath>,
+    /// Which path the generator uses, and why (for the report).
+    path: String,
     sink: Sink,
     times: Arc<SendTimes>,
     next_seq: u64,
@@ -184,9 +209,14 @@ pub struct LoadRig {
 }
 
 impl LoadRig {
-    /// Adds a fresh peer to the lab's gateway, starts the sink on the server and completes the
-    /// generator's handshake with the gateway.
+    /// [`LoadRig::attach_with`] the default generator path (AF_XDP where it attaches).
     pub fn attach(lab: &mut Lab) -> Result<LoadRig> {
+        Self::attach_with(lab, GeneratorKind::default())
+    }
+
+    /// Adds a fresh peer to the lab's gateway, starts the sink on the server, completes the
+    /// generator's handshake with the gateway and opens the generator's `kind` of path.
+    pub fn attach_with(lab: &mut Lab, kind: GeneratorKind) -> Result<LoadRig> {
         let private = PrivateKey::generate(&mut OsRng);
         let public = private.public_key().to_base64();
         let allowed = format!("{GENERATOR_TUNNEL_ADDR}/32");
@@ -222,8 +252,29 @@ impl LoadRig {
         ));
         let generator = Generator::connect(cfg, private)?;
         lab.note("load generator: handshake with the gateway done");
+        let (xdp, path) = match kind {
+            GeneratorKind::Sendmmsg => (None, "sendmmsg (asked)".to_owned()),
+            GeneratorKind::Xdp => match Self::open_xdp(lab, &generator) {
+                Ok(x) => {
+                    let i = x.info();
+                    let path = format!(
+                        "AF_XDP {} mode on the client's {} (XDP program in {} mode)",
+                        i.bind_mode, i.ifname, i.attach_mode
+                    );
+                    (Some(x), path)
+                }
+                Err(e) => {
+                    let path = format!("sendmmsg (AF_XDP could not attach: {e:#})");
+                    eprintln!("load generator: {path}");
+                    (None, path)
+                }
+            },
+        };
+        lab.note(format!("load generator path: {path}"));
         Ok(LoadRig {
             generator,
+            xdp,
+            path,
             sink,
             times: Arc::new(SendTimes::new(SEND_TIME_SLOTS)),
             next_seq: 1,
@@ -232,8 +283,45 @@ impl LoadRig {
         })
     }
 
+    /// The AF_XDP path: the frames carry the UDP socket's addresses (the gateway's endpoint
+    /// for this peer) and the MACs the handshake resolved.
+    fn open_xdp(lab: &Lab, generator: &Generator) -> Result<XdpPath> {
+        let SocketAddr::V4(src) = generator.local_addr()? else {
+            bail!("the generator's socket is not IPv4");
+        };
+        let netns = lab.ns_name(Node::Client);
+        let headers =
+            OuterHeaders::resolve(&netns, CLIENT_IFNAME, src, generator.config().gateway)?;
+        XdpPath::open(&netns, CLIENT_IFNAME, headers)
+    }
+
     pub fn generator(&self) -> &Generator {
         &self.generator
+    }
+
+    /// Which path the generator's messages take, and why (a fallback says what failed).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Whether the AF_XDP path is in use.
+    pub fn uses_xdp(&self) -> bool {
+        self.xdp.is_some()
+    }
+
+    /// The AF_XDP path's outer headers, to change (tests send deliberately wrong frames).
+    pub fn xdp_headers_mut(&mut self) -> Option<&mut OuterHeaders> {
+        self.xdp.as_mut().map(XdpPath::headers_mut)
+    }
+
+    /// Where the generator's and the sink's threads run.
+    pub fn cores(&self) -> &LoadCores {
+        &self.cores
+    }
+
+    /// The AF_XDP socket's kernel drop counters, when that path is in use.
+    pub fn xdp_kernel_drops(&self) -> Option<String> {
+        self.xdp.as_ref().map(XdpPath::kernel_drops)
     }
 
     pub fn sink(&self) -> &Sink {
@@ -270,9 +358,12 @@ impl LoadRig {
             rate_pps: rate,
             duration,
             first_seq: first,
-            pool: POOL,
+            pool: crate::loadgen::pool_slots(mix, POOL_BYTES),
         };
-        let sent = self.generator.send(&load, &self.times)?;
+        let sent = match self.xdp.as_mut() {
+            Some(x) => x.send(&self.generator, &load, &self.times)?,
+            None => self.generator.send(&load, &self.times)?,
+        };
         self.drain.wait(|| self.sink.tally().received);
         let tally = self.sink.expect(0, 0, None).tally();
         Ok(LoadPoint::new(Direction::Forward, mix, rate, &sent, tally))
@@ -296,10 +387,14 @@ impl LoadRig {
         let arrivals = Mutex::new(Arrivals::new(first, capacity));
         let stop = AtomicBool::new(false);
         let generator = &self.generator;
+        let xdp = self.xdp.as_mut();
         let sink = &self.sink;
         let drain = self.drain;
         let (sent, received) = std::thread::scope(|s| {
-            let rx = s.spawn(|| generator.receive(&arrivals, None, &stop));
+            let rx = s.spawn(|| match xdp {
+                Some(x) => x.receive(generator, &arrivals, &stop).map(|_| ()),
+                None => generator.receive(&arrivals, None, &stop).map(|_| ()),
+            });
             // The receiver is up before the first packet is due.
             std::thread::sleep(Duration::from_millis(20));
             let sent = sink.blast(mapped, mix, rate, duration, first);

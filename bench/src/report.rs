@@ -144,6 +144,12 @@ impl Report {
                     .map(|m| format!(", AF_XDP mode {m}{}", zero_copy_note(m)))
                     .unwrap_or_default()
             );
+            if let Some(path) = &g.load_path {
+                let _ = writeln!(s, "  - load generator via {path}");
+            }
+            if let Some(cores) = &g.load_cores {
+                let _ = writeln!(s, "  - cores: {cores}");
+            }
         }
         for k in &self.skipped {
             let _ = writeln!(s, "- not run: {k}");
@@ -373,11 +379,12 @@ impl Report {
             "\n## End to end in the namespace lab (veth, two-armed)\n\n\
              Every gateway gets a fresh lab in the same run. iperf3 and ping go through the lab's \
              wireguard-go client. The load generator is a WireGuard peer of its own (handshake \
-             through `wgproto`, then transport messages sealed ahead and sent with sendmmsg at a \
-             fixed rate, or as fast as it can: `max`); the sink behind the gateway checks every \
-             probe (CRC-32, sequence) and times it against the send time (one-way, one clock). \
-             Reverse: the sink sends probes back through the gateway's NAT mapping and the \
-             generator opens them. Generator, sink and gateway share the same 2 cores.\n"
+             through `wgproto`, then transport messages sealed ahead and sent at a fixed rate, \
+             or as fast as it can: `max`, through an AF_XDP socket on the client's veth or with \
+             sendmmsg, as each gateway's line above says); the sink behind the gateway checks \
+             every probe (CRC-32, sequence) and times it against the send time (one-way, one \
+             clock). Reverse: the sink sends probes back through the gateway's NAT mapping and \
+             the generator opens them. Core placement per gateway above.\n"
         );
         let headline = self.headline();
         if !headline.is_empty() {
