@@ -133,6 +133,10 @@ pub struct LoadPoint {
     pub sent_bytes: u64,
     /// The sender could not keep up with the asked rate (offered is then what it managed).
     pub sender_limited: bool,
+    /// Packets the receiving end's kernel dropped because the receiver fell behind (the sink's
+    /// or the generator's UDP socket buffer, `RcvbufErrors`; the generator's AF_XDP rx or fill
+    /// ring), when known: a loss there is the load rig's, not the gateway's.
+    pub receiver_drops: Option<u64>,
     pub tally: Tally,
 }
 
@@ -143,8 +147,10 @@ impl LoadPoint {
         rate_pps: Option<f64>,
         sent: &Sent,
         tally: Tally,
+        receiver_drops: Option<u64>,
     ) -> Self {
         LoadPoint {
+            receiver_drops,
             direction,
             mix,
             rate_pps,
@@ -204,6 +210,9 @@ pub struct LoadRig {
     next_seq: u64,
     /// The cores the generator's and the sink's threads run on ([`crate::cores`]).
     cores: LoadCores,
+    /// The namespaces of the sink and the generator, for their kernels' drop counters.
+    server_ns: String,
+    client_ns: String,
     /// When a point ends (tests of a debug-built gateway wait longer).
     pub drain: Drain,
 }
@@ -279,6 +288,8 @@ impl LoadRig {
             times: Arc::new(SendTimes::new(SEND_TIME_SLOTS)),
             next_seq: 1,
             cores,
+            server_ns: lab.ns_name(Node::Server),
+            client_ns: lab.ns_name(Node::Client),
             drain: Drain::default(),
         })
     }
@@ -360,13 +371,22 @@ impl LoadRig {
             first_seq: first,
             pool: crate::loadgen::pool_slots(mix, POOL_BYTES),
         };
+        let sink_drops = udp_rcvbuf_errors(&self.server_ns);
         let sent = match self.xdp.as_mut() {
             Some(x) => x.send(&self.generator, &load, &self.times)?,
             None => self.generator.send(&load, &self.times)?,
         };
         self.drain.wait(|| self.sink.tally().received);
         let tally = self.sink.expect(0, 0, None).tally();
-        Ok(LoadPoint::new(Direction::Forward, mix, rate, &sent, tally))
+        let drops = delta(sink_drops, udp_rcvbuf_errors(&self.server_ns));
+        Ok(LoadPoint::new(
+            Direction::Forward,
+            mix,
+            rate,
+            &sent,
+            tally,
+            drops,
+        ))
     }
 
     /// Sink -> gateway -> generator at `rate` for `duration`, to the NAT mapping of the
@@ -386,6 +406,11 @@ impl LoadRig {
         let first = self.range(capacity);
         let arrivals = Mutex::new(Arrivals::new(first, capacity));
         let stop = AtomicBool::new(false);
+        let rx_drops = |rig: &LoadRig| match &rig.xdp {
+            Some(x) => Some(x.rx_drops()),
+            None => udp_rcvbuf_errors(&rig.client_ns),
+        };
+        let drops_before = rx_drops(self);
         let generator = &self.generator;
         let xdp = self.xdp.as_mut();
         let sink = &self.sink;
@@ -409,7 +434,15 @@ impl LoadRig {
             Err(_) => bail!("the generator's receive thread panicked"),
         }
         let tally = lock(&arrivals).tally();
-        Ok(LoadPoint::new(Direction::Reverse, mix, rate, &sent, tally))
+        let drops = delta(drops_before, rx_drops(self));
+        Ok(LoadPoint::new(
+            Direction::Reverse,
+            mix,
+            rate,
+            &sent,
+            tally,
+            drops,
+        ))
     }
 
     /// Every point of `plan`, forward then reverse per point; `progress` gets one line each.
@@ -431,6 +464,27 @@ impl LoadRig {
         }
         Ok(points)
     }
+}
+
+/// `UdpRcvbufErrors` of namespace `ns` (/proc/net/snmp): datagrams dropped because a socket's
+/// receive buffer was full.
+fn udp_rcvbuf_errors(ns: &str) -> Option<u64> {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "cat", "/proc/net/snmp"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut udp = text.lines().filter(|l| l.starts_with("Udp:"));
+    let names = udp.next()?.split_whitespace();
+    let values = udp.next()?.split_whitespace();
+    names
+        .zip(values)
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+fn delta(before: Option<u64>, after: Option<u64>) -> Option<u64> {
+    Some(after?.saturating_sub(before?))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -464,7 +518,7 @@ pub fn point_line(p: &LoadPoint) -> String {
     };
     format!(
         "  {dir} {} at {}: offered {:.1} kpps, delivered {:.1} kpps ({:.1} Mbit/s), loss {:.1} %, \
-         p50 {:.0} us, p99 {:.0} us{}",
+         p50 {:.0} us, p99 {:.0} us{}{}",
         p.mix.label(),
         p.rate_label(),
         p.offered_pps() / 1e3,
@@ -477,6 +531,10 @@ pub fn point_line(p: &LoadPoint) -> String {
             format!(", {} corrupted", p.tally.corrupted)
         } else {
             String::new()
+        },
+        match p.receiver_drops {
+            Some(n) if n > 0 => format!(", {n} dropped by the receiver's kernel (rig-bound)"),
+            _ => String::new(),
         }
     )
 }

@@ -180,6 +180,11 @@ impl XdpPath {
         &mut self.headers
     }
 
+    /// Frames the kernel dropped on the way to the socket so far.
+    pub fn rx_drops(&self) -> u64 {
+        self.port.rx_drops()
+    }
+
     /// The socket's kernel drop counters, for notes.
     pub fn kernel_drops(&self) -> String {
         self.port.kernel_drops()

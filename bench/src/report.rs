@@ -435,20 +435,22 @@ impl Report {
             s,
             "\n### Load generator, fixed offered loads\n\n\
              Sizes are inner IPv4 packets; Mbit/s counts inner bytes. Loss = sent - distinct \
-             intact probes received. `*`: the sender could not reach the asked rate.\n\n\
+             intact probes received. `*`: the sender could not reach the asked rate. rx drops: \
+             packets the receiving end's kernel dropped because the receiver (sink or generator, \
+             sharing a core) fell behind: loss of the rig, not of the gateway.\n\n\
              | gateway | direction | size | asked | offered kpps | offered Mbit/s | delivered kpps | \
-             delivered Mbit/s | loss % | p50 us | p99 us | p99.9 us | corrupt | dup | reordered |"
+             delivered Mbit/s | loss % | rx drops | p50 us | p99 us | p99.9 us | corrupt | dup | reordered |"
         );
         let _ = writeln!(
             s,
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         );
         for g in &self.gateways {
             for p in &g.load {
                 let t = &p.tally;
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {}{} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {} | {} | {} |",
+                    "| {} | {} | {} | {}{} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} |",
                     g.short,
                     direction_name(p.direction),
                     p.mix.label(),
@@ -459,6 +461,8 @@ impl Report {
                     p.delivered_pps() / 1e3,
                     p.delivered_bps() / 1e6,
                     p.loss_percent(),
+                    p.receiver_drops
+                        .map_or_else(|| "-".to_owned(), |n| n.to_string()),
                     t.p50_us,
                     t.p99_us,
                     t.p999_us,

@@ -342,6 +342,16 @@ impl XskPort {
         Ok(got)
     }
 
+    /// Frames the kernel dropped on the way to this socket: rx ring full, or no frame on the
+    /// fill ring (the receiver fell behind).
+    pub fn rx_drops(&self) -> u64 {
+        self.rx
+            .fd()
+            .xdp_statistics()
+            .map(|s| s.rx_dropped() + s.rx_ring_full() + s.rx_fill_ring_empty_descs())
+            .unwrap_or(0)
+    }
+
     /// The kernel's drop counters of the socket (rx ring full, fill ring empty, invalid tx
     /// descriptors), as one line for a note.
     pub fn kernel_drops(&self) -> String {
