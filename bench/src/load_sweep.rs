@@ -47,9 +47,10 @@ pub const SINK_PORT: u16 = 9_000;
 /// Send-time slots: more than the packets in flight at any rate the lab reaches.
 const SEND_TIME_SLOTS: usize = 1 << 20;
 /// Memory for the packets sealed ahead per point (the rest is sealed while sending, and the
-/// point is then marked sender-limited): 2 M packets at 64 B, 180 k at 1420 B, enough for a
-/// second at the rates either generator reaches here.
-const POOL_BYTES: usize = 256 << 20;
+/// point is then marked sender-limited): 4 M packets at 64 B, 360 k at 1420 B, enough for a
+/// second at the rates either generator reaches here (256 MiB was not, at 1420 B through
+/// AF_XDP).
+const POOL_BYTES: usize = 512 << 20;
 /// The lab client's interface (both topologies), where the AF_XDP generator binds.
 const CLIENT_IFNAME: &str = "eth0";
 
