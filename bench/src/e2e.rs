@@ -133,6 +133,9 @@ pub struct GatewayResult {
     pub afxdp_mode: Option<String>,
     /// The gateway interfaces' driver (`veth`).
     pub driver: String,
+    /// The dataplane's `dataplane stats` after the load points (drops by reason, AF_XDP ring
+    /// counters): where its packets were lost at `max`.
+    pub gateway_stats: Option<String>,
 }
 
 /// Builds a lab with `gw`, measures, tears the lab down.
@@ -142,15 +145,14 @@ pub fn run_gateway(
     progress: &mut dyn FnMut(&str),
 ) -> Result<GatewayResult> {
     let topology = Topology::TwoArmed;
+    // Not the host's default control socket: other gateways may run at the same time.
+    let control = std::env::temp_dir().join(format!("bench-e2e-{}.sock", std::process::id()));
     let kind = match gw {
         Gateway::Reference => GatewayKind::Reference,
         Gateway::ReferenceBoringtun => GatewayKind::ReferenceBoringtun,
         Gateway::Dataplane { binary, mode } => {
             let mut dp = DataplaneGateway::new(binary);
             dp.toml.mode = Some(mode.clone());
-            // Not the host's default control socket: other gateways may run at the same time.
-            let control =
-                std::env::temp_dir().join(format!("bench-e2e-{}.sock", std::process::id()));
             dp.toml.extra_toml = format!("[control]\nsocket = \"{}\"\n", control.display());
             GatewayKind::Dataplane(dp)
         }
@@ -215,8 +217,15 @@ pub fn run_gateway(
             r.load_error = Some(format!("{e:#}"));
         }
     }
-    if matches!(gw, Gateway::Dataplane { .. }) {
+    if let Gateway::Dataplane { binary, .. } = gw {
         r.afxdp_mode = afxdp_mode_from_log(&lab.gateway_log());
+        r.gateway_stats = Command::new(binary)
+            .args(["stats", "--socket"])
+            .arg(&control)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
     }
     if let Some(status) = lab.gateway_exit_status() {
         bail!("the gateway exited during the benchmark ({status})");

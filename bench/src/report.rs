@@ -495,6 +495,16 @@ impl Report {
                 );
             }
         }
+        for g in &self.gateways {
+            if let Some(stats) = &g.gateway_stats {
+                let _ = writeln!(
+                    s,
+                    "\n### `dataplane stats` after the load points ({})\n\n```\n{}\n```",
+                    g.short,
+                    stats.trim_end()
+                );
+            }
+        }
     }
 
     /// Writes `results.md` and `results.svg` into `dir`.
