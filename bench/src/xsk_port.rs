@@ -76,11 +76,6 @@ pub struct XskPort {
     info: PortInfo,
 }
 
-// SAFETY: every member is Send except through xsk-rs's and libbpf-rs's own declarations,
-// which already mark their types Send; the port is used by one thread at a time (`&mut self`
-// for every ring operation), and it is deliberately not Sync.
-unsafe impl Send for XskPort {}
-
 impl XskPort {
     /// Loads the program, attaches it to `ifname` in the network namespace `/run/netns/<netns>`,
     /// binds a copy-mode socket to its queue 0 and registers it; transport messages to
