@@ -8,8 +8,9 @@
 //! meaningful even where absolute figures are not: this project's `dataplane`, and the
 //! article's design in user space twice, wireguard-go + iptables MASQUERADE and boringtun +
 //! iptables MASQUERADE. iperf3 and ping go through the lab's wireguard-go client, which bounds
-//! what they can offer; the load generator seals ahead of time and sends with `sendmmsg(2)`,
-//! so its offered load does not depend on a WireGuard implementation in the client.
+//! what they can offer; the load generator seals ahead of time and sends through AF_XDP (or
+//! `sendmmsg(2)`), so its offered load does not depend on a WireGuard implementation in the
+//! client, and the same generator drives every gateway.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -21,7 +22,7 @@ use hdrhistogram::Histogram;
 use lab::{DataplaneGateway, GatewayKind, Lab, Node, Topology, SERVER_ADDR};
 use serde_json::Value;
 
-use crate::load_sweep::{LoadPoint, LoadRig, SweepPlan};
+use crate::load_sweep::{GeneratorKind, LoadPoint, LoadRig, SweepPlan};
 
 /// Which gateway to measure.
 #[derive(Clone, Debug)]
@@ -62,6 +63,8 @@ pub struct E2eOptions {
     pub ping_interval: Duration,
     /// The load generator's offered loads.
     pub sweep: SweepPlan,
+    /// The load generator's way out of the client namespace.
+    pub generator: GeneratorKind,
 }
 
 impl E2eOptions {
@@ -72,6 +75,7 @@ impl E2eOptions {
             pings: 50,
             ping_interval: Duration::from_millis(10),
             sweep: SweepPlan::quick(),
+            generator: GeneratorKind::default(),
         }
     }
 
@@ -82,6 +86,7 @@ impl E2eOptions {
             pings: 1000,
             ping_interval: Duration::from_millis(10),
             sweep: SweepPlan::full(),
+            generator: GeneratorKind::default(),
         }
     }
 }
@@ -121,10 +126,16 @@ pub struct GatewayResult {
     pub load: Vec<LoadPoint>,
     /// Why the load generator's points are missing, if they are.
     pub load_error: Option<String>,
+    /// The load generator's path (AF_XDP or sendmmsg, and why) and core placement.
+    pub load_path: Option<String>,
+    pub load_cores: Option<String>,
     /// The AF_XDP mode the gateway reported, if it is the dataplane.
     pub afxdp_mode: Option<String>,
     /// The gateway interfaces' driver (`veth`).
     pub driver: String,
+    /// The dataplane's `dataplane stats` after the load points (drops by reason, AF_XDP ring
+    /// counters): where its packets were lost at `max`.
+    pub gateway_stats: Option<String>,
 }
 
 /// Builds a lab with `gw`, measures, tears the lab down.
@@ -134,15 +145,14 @@ pub fn run_gateway(
     progress: &mut dyn FnMut(&str),
 ) -> Result<GatewayResult> {
     let topology = Topology::TwoArmed;
+    // Not the host's default control socket: other gateways may run at the same time.
+    let control = std::env::temp_dir().join(format!("bench-e2e-{}.sock", std::process::id()));
     let kind = match gw {
         Gateway::Reference => GatewayKind::Reference,
         Gateway::ReferenceBoringtun => GatewayKind::ReferenceBoringtun,
         Gateway::Dataplane { binary, mode } => {
             let mut dp = DataplaneGateway::new(binary);
             dp.toml.mode = Some(mode.clone());
-            // Not the host's default control socket: other gateways may run at the same time.
-            let control =
-                std::env::temp_dir().join(format!("bench-e2e-{}.sock", std::process::id()));
             dp.toml.extra_toml = format!("[control]\nsocket = \"{}\"\n", control.display());
             GatewayKind::Dataplane(dp)
         }
@@ -185,15 +195,37 @@ pub fn run_gateway(
         gw.short()
     ));
     // A failed sweep keeps the TCP and ping figures and says why in the report.
-    match LoadRig::attach(&mut lab).and_then(|mut rig| rig.sweep(&opts.sweep, progress)) {
+    let swept = LoadRig::attach_with(&mut lab, opts.generator).and_then(|mut rig| {
+        r.load_path = Some(rig.path().to_owned());
+        r.load_cores = Some(rig.cores().note.clone());
+        progress(&format!(
+            "{}: load generator via {}; cores: {}",
+            gw.short(),
+            rig.path(),
+            rig.cores().note
+        ));
+        let points = rig.sweep(&opts.sweep, progress);
+        if let Some(drops) = rig.xdp_kernel_drops() {
+            lab.note(format!("load generator AF_XDP socket: {drops}"));
+        }
+        points
+    });
+    match swept {
         Ok(points) => r.load = points,
         Err(e) => {
             progress(&format!("{}: load generator failed: {e:#}", gw.short()));
             r.load_error = Some(format!("{e:#}"));
         }
     }
-    if matches!(gw, Gateway::Dataplane { .. }) {
+    if let Gateway::Dataplane { binary, .. } = gw {
         r.afxdp_mode = afxdp_mode_from_log(&lab.gateway_log());
+        r.gateway_stats = Command::new(binary)
+            .args(["stats", "--socket"])
+            .arg(&control)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
     }
     if let Some(status) = lab.gateway_exit_status() {
         bail!("the gateway exited during the benchmark ({status})");

@@ -6,7 +6,7 @@
 //!   boringtun, each with iptables MASQUERADE) in the same run: iperf3 and ping from the lab's
 //!   client, and fixed offered loads from the WireGuard load generator ([`loadgen`]) to the sink
 //!   ([`sink`]) and back ([`load_sweep`]; probes and their tally in [`probe`], batched socket
-//!   I/O in [`udp_batch`]).
+//!   I/O in [`udp_batch`], the generator's AF_XDP path in [`loadgen_xdp`] over [`xsk_port`]).
 //! - [`report`]: the machine description, the Markdown table and the SVG plot.
 //!
 //! [`session`], [`packets`] and [`fixture`] build what the benchmarks feed the gateway: real
@@ -17,6 +17,7 @@ pub mod e2e;
 pub mod fixture;
 pub mod load_sweep;
 pub mod loadgen;
+pub mod loadgen_xdp;
 pub mod pacing;
 pub mod packets;
 pub mod pipeline;
@@ -25,3 +26,4 @@ pub mod report;
 pub mod session;
 pub mod sink;
 pub mod udp_batch;
+pub mod xsk_port;

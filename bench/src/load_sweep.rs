@@ -13,6 +13,11 @@
 //! encrypts them; the generator opens and checks them, latency from the sink's stamp. Every
 //! point uses its own range of sequence numbers, so late packets of an earlier point are told
 //! apart (counted foreign), not counted twice.
+//!
+//! The generator's messages leave the client namespace through an AF_XDP socket on its veth
+//! ([`crate::loadgen_xdp`], the default) or through its UDP socket with `sendmmsg(2)`
+//! ([`GeneratorKind`]); where AF_XDP cannot attach, the rig falls back to `sendmmsg` and says
+//! why ([`LoadRig::path`]).
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +31,7 @@ use wgproto::keys::{PrivateKey, PublicKey};
 
 use crate::cores::LoadCores;
 use crate::loadgen::{Generator, GeneratorConfig, Load, Sent};
+use crate::loadgen_xdp::{OuterHeaders, XdpPath};
 use crate::packets::SizeMix;
 use crate::pipeline::Direction;
 use crate::probe::{Arrivals, SendTimes, Tally};
@@ -40,8 +46,24 @@ pub const GENERATOR_TUNNEL_PORT: u16 = 40_000;
 pub const SINK_PORT: u16 = 9_000;
 /// Send-time slots: more than the packets in flight at any rate the lab reaches.
 const SEND_TIME_SLOTS: usize = 1 << 20;
-/// Sealed-ahead packets at most per point (the rest is sealed while sending).
-const POOL: usize = 1 << 17;
+/// Memory for the packets sealed ahead per point (the rest is sealed while sending, and the
+/// point is then marked sender-limited): 4 M packets at 64 B, 360 k at 1420 B, enough for a
+/// second at the rates either generator reaches here (256 MiB was not, at 1420 B through
+/// AF_XDP).
+const POOL_BYTES: usize = 512 << 20;
+/// The lab client's interface (both topologies), where the AF_XDP generator binds.
+const CLIENT_IFNAME: &str = "eth0";
+
+/// How the generator's transport messages leave the client namespace.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum GeneratorKind {
+    /// Prebuilt frames through an AF_XDP socket (copy mode) on the client's veth; falls back
+    /// to `sendmmsg` with the reason when it cannot attach.
+    #[default]
+    Xdp,
+    /// The generator's UDP socket, `sendmmsg(2)` / `recvmmsg(2)`.
+    Sendmmsg,
+}
 /// A point at full speed expects at most this many packets per second (the tally's bitmap).
 const MAX_PPS: f64 = 4e6;
 /// How a point ends after its last packet was sent: once arrivals have stopped for `quiet`
@@ -112,6 +134,10 @@ pub struct LoadPoint {
     pub sent_bytes: u64,
     /// The sender could not keep up with the asked rate (offered is then what it managed).
     pub sender_limited: bool,
+    /// Packets the receiving end's kernel dropped because the receiver fell behind (the sink's
+    /// or the generator's UDP socket buffer, `RcvbufErrors`; the generator's AF_XDP rx or fill
+    /// ring), when known: a loss there is the load rig's, not the gateway's.
+    pub receiver_drops: Option<u64>,
     pub tally: Tally,
 }
 
@@ -122,8 +148,10 @@ impl LoadPoint {
         rate_pps: Option<f64>,
         sent: &Sent,
         tally: Tally,
+        receiver_drops: Option<u64>,
     ) -> Self {
         LoadPoint {
+            receiver_drops,
             direction,
             mix,
             rate_pps,
@@ -174,19 +202,31 @@ impl LoadPoint {
 /// The generator and the sink attached to a lab's running gateway.
 pub struct LoadRig {
     generator: Generator,
+    /// The AF_XDP path, when it is the one in use.
+    xdp: Option<XdpPath>,
+    /// Which path the generator uses, and why (for the report).
+    path: String,
     sink: Sink,
     times: Arc<SendTimes>,
     next_seq: u64,
     /// The cores the generator's and the sink's threads run on ([`crate::cores`]).
     cores: LoadCores,
+    /// The namespaces of the sink and the generator, for their kernels' drop counters.
+    server_ns: String,
+    client_ns: String,
     /// When a point ends (tests of a debug-built gateway wait longer).
     pub drain: Drain,
 }
 
 impl LoadRig {
-    /// Adds a fresh peer to the lab's gateway, starts the sink on the server and completes the
-    /// generator's handshake with the gateway.
+    /// [`LoadRig::attach_with`] the default generator path (AF_XDP where it attaches).
     pub fn attach(lab: &mut Lab) -> Result<LoadRig> {
+        Self::attach_with(lab, GeneratorKind::default())
+    }
+
+    /// Adds a fresh peer to the lab's gateway, starts the sink on the server, completes the
+    /// generator's handshake with the gateway and opens the generator's `kind` of path.
+    pub fn attach_with(lab: &mut Lab, kind: GeneratorKind) -> Result<LoadRig> {
         let private = PrivateKey::generate(&mut OsRng);
         let public = private.public_key().to_base64();
         let allowed = format!("{GENERATOR_TUNNEL_ADDR}/32");
@@ -222,18 +262,78 @@ impl LoadRig {
         ));
         let generator = Generator::connect(cfg, private)?;
         lab.note("load generator: handshake with the gateway done");
+        let (xdp, path) = match kind {
+            GeneratorKind::Sendmmsg => (None, "sendmmsg (asked)".to_owned()),
+            GeneratorKind::Xdp => match Self::open_xdp(lab, &generator) {
+                Ok(x) => {
+                    let i = x.info();
+                    let path = format!(
+                        "AF_XDP {} mode on the client's {} (XDP program in {} mode)",
+                        i.bind_mode, i.ifname, i.attach_mode
+                    );
+                    (Some(x), path)
+                }
+                Err(e) => {
+                    let path = format!("sendmmsg (AF_XDP could not attach: {e:#})");
+                    eprintln!("load generator: {path}");
+                    (None, path)
+                }
+            },
+        };
+        lab.note(format!("load generator path: {path}"));
         Ok(LoadRig {
             generator,
+            xdp,
+            path,
             sink,
             times: Arc::new(SendTimes::new(SEND_TIME_SLOTS)),
             next_seq: 1,
             cores,
+            server_ns: lab.ns_name(Node::Server),
+            client_ns: lab.ns_name(Node::Client),
             drain: Drain::default(),
         })
     }
 
+    /// The AF_XDP path: the frames carry the UDP socket's addresses (the gateway's endpoint
+    /// for this peer) and the MACs the handshake resolved.
+    fn open_xdp(lab: &Lab, generator: &Generator) -> Result<XdpPath> {
+        let SocketAddr::V4(src) = generator.local_addr()? else {
+            bail!("the generator's socket is not IPv4");
+        };
+        let netns = lab.ns_name(Node::Client);
+        let headers =
+            OuterHeaders::resolve(&netns, CLIENT_IFNAME, src, generator.config().gateway)?;
+        XdpPath::open(&netns, CLIENT_IFNAME, headers)
+    }
+
     pub fn generator(&self) -> &Generator {
         &self.generator
+    }
+
+    /// Which path the generator's messages take, and why (a fallback says what failed).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Whether the AF_XDP path is in use.
+    pub fn uses_xdp(&self) -> bool {
+        self.xdp.is_some()
+    }
+
+    /// The AF_XDP path's outer headers, to change (tests send deliberately wrong frames).
+    pub fn xdp_headers_mut(&mut self) -> Option<&mut OuterHeaders> {
+        self.xdp.as_mut().map(XdpPath::headers_mut)
+    }
+
+    /// Where the generator's and the sink's threads run.
+    pub fn cores(&self) -> &LoadCores {
+        &self.cores
+    }
+
+    /// The AF_XDP socket's kernel drop counters, when that path is in use.
+    pub fn xdp_kernel_drops(&self) -> Option<String> {
+        self.xdp.as_ref().map(XdpPath::kernel_drops)
     }
 
     pub fn sink(&self) -> &Sink {
@@ -270,12 +370,24 @@ impl LoadRig {
             rate_pps: rate,
             duration,
             first_seq: first,
-            pool: POOL,
+            pool: crate::loadgen::pool_slots(mix, POOL_BYTES),
         };
-        let sent = self.generator.send(&load, &self.times)?;
+        let sink_drops = udp_rcvbuf_errors(&self.server_ns);
+        let sent = match self.xdp.as_mut() {
+            Some(x) => x.send(&self.generator, &load, &self.times)?,
+            None => self.generator.send(&load, &self.times)?,
+        };
         self.drain.wait(|| self.sink.tally().received);
         let tally = self.sink.expect(0, 0, None).tally();
-        Ok(LoadPoint::new(Direction::Forward, mix, rate, &sent, tally))
+        let drops = delta(sink_drops, udp_rcvbuf_errors(&self.server_ns));
+        Ok(LoadPoint::new(
+            Direction::Forward,
+            mix,
+            rate,
+            &sent,
+            tally,
+            drops,
+        ))
     }
 
     /// Sink -> gateway -> generator at `rate` for `duration`, to the NAT mapping of the
@@ -295,11 +407,20 @@ impl LoadRig {
         let first = self.range(capacity);
         let arrivals = Mutex::new(Arrivals::new(first, capacity));
         let stop = AtomicBool::new(false);
+        let rx_drops = |rig: &LoadRig| match &rig.xdp {
+            Some(x) => Some(x.rx_drops()),
+            None => udp_rcvbuf_errors(&rig.client_ns),
+        };
+        let drops_before = rx_drops(self);
         let generator = &self.generator;
+        let xdp = self.xdp.as_mut();
         let sink = &self.sink;
         let drain = self.drain;
         let (sent, received) = std::thread::scope(|s| {
-            let rx = s.spawn(|| generator.receive(&arrivals, None, &stop));
+            let rx = s.spawn(|| match xdp {
+                Some(x) => x.receive(generator, &arrivals, &stop).map(|_| ()),
+                None => generator.receive(&arrivals, None, &stop).map(|_| ()),
+            });
             // The receiver is up before the first packet is due.
             std::thread::sleep(Duration::from_millis(20));
             let sent = sink.blast(mapped, mix, rate, duration, first);
@@ -314,7 +435,15 @@ impl LoadRig {
             Err(_) => bail!("the generator's receive thread panicked"),
         }
         let tally = lock(&arrivals).tally();
-        Ok(LoadPoint::new(Direction::Reverse, mix, rate, &sent, tally))
+        let drops = delta(drops_before, rx_drops(self));
+        Ok(LoadPoint::new(
+            Direction::Reverse,
+            mix,
+            rate,
+            &sent,
+            tally,
+            drops,
+        ))
     }
 
     /// Every point of `plan`, forward then reverse per point; `progress` gets one line each.
@@ -336,6 +465,27 @@ impl LoadRig {
         }
         Ok(points)
     }
+}
+
+/// `UdpRcvbufErrors` of namespace `ns` (/proc/net/snmp): datagrams dropped because a socket's
+/// receive buffer was full.
+fn udp_rcvbuf_errors(ns: &str) -> Option<u64> {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "cat", "/proc/net/snmp"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut udp = text.lines().filter(|l| l.starts_with("Udp:"));
+    let names = udp.next()?.split_whitespace();
+    let values = udp.next()?.split_whitespace();
+    names
+        .zip(values)
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+}
+
+fn delta(before: Option<u64>, after: Option<u64>) -> Option<u64> {
+    Some(after?.saturating_sub(before?))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -369,7 +519,7 @@ pub fn point_line(p: &LoadPoint) -> String {
     };
     format!(
         "  {dir} {} at {}: offered {:.1} kpps, delivered {:.1} kpps ({:.1} Mbit/s), loss {:.1} %, \
-         p50 {:.0} us, p99 {:.0} us{}",
+         p50 {:.0} us, p99 {:.0} us{}{}",
         p.mix.label(),
         p.rate_label(),
         p.offered_pps() / 1e3,
@@ -382,6 +532,10 @@ pub fn point_line(p: &LoadPoint) -> String {
             format!(", {} corrupted", p.tally.corrupted)
         } else {
             String::new()
+        },
+        match p.receiver_drops {
+            Some(n) if n > 0 => format!(", {n} dropped by the receiver's kernel (rig-bound)"),
+            _ => String::new(),
         }
     )
 }

@@ -96,6 +96,15 @@ impl Sent {
     }
 }
 
+/// Datagrams from the gateway that carried no probe.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplyCounts {
+    /// Transport messages that failed to open.
+    pub failed: u64,
+    /// Handshake, cookie and keepalive messages.
+    pub other: u64,
+}
+
 /// A peer with a session to the gateway.
 pub struct Generator {
     cfg: GeneratorConfig,
@@ -105,7 +114,8 @@ pub struct Generator {
     handshake_at: Instant,
 }
 
-fn now() -> Timestamp {
+/// The protocol clock (CLOCK_MONOTONIC) the generator's keypair is used with.
+pub fn now() -> Timestamp {
     Timestamp::from_nanos(monotonic_ns())
 }
 
@@ -187,8 +197,22 @@ impl Generator {
         Ok((sealed.len, size))
     }
 
-    /// Sends `load` to the sink, recording send times in `times`.
+    /// Sends `load` to the sink with `sendmmsg(2)`, recording send times in `times`.
     pub fn send(&self, load: &Load, times: &SendTimes) -> Result<Sent> {
+        self.send_via(load, times, |batch| {
+            Ok(send_batch(&self.socket, None, batch))
+        })
+    }
+
+    /// Sends `load` to the sink through `transmit`, which takes a batch of sealed transport
+    /// messages and returns how many it sent (0: the batch was refused), recording send times
+    /// in `times`. The pacing, the pool and the accounting are the same for every way out.
+    pub fn send_via(
+        &self,
+        load: &Load,
+        times: &SendTimes,
+        mut transmit: impl FnMut(&[&[u8]]) -> Result<usize>,
+    ) -> Result<Sent> {
         let planned = match load.rate_pps {
             Some(r) => (r * load.duration.as_secs_f64()).ceil() as usize,
             None => usize::MAX,
@@ -220,7 +244,7 @@ impl Generator {
                 for k in 0..n as u64 {
                     times.set(seq + k, t);
                 }
-                let took = send_batch(&self.socket, None, &slots).min(n);
+                let took = transmit(&slots)?.min(n);
                 // A refused batch (ENOBUFS, ICMP error reported back) is skipped: its counters
                 // are spent, the gateway sees a gap, and the sink counts the packets as lost.
                 // A partly taken batch keeps its rest in the pool for the next call.
@@ -262,8 +286,7 @@ impl Generator {
         stop: &AtomicBool,
     ) -> Result<(u64, u64)> {
         let mut batch = RecvBatch::new(64, 2048);
-        let (mut failed, mut other) = (0u64, 0u64);
-        let expect_dst = SocketAddrV4::new(self.cfg.tunnel_addr, self.cfg.tunnel_port);
+        let mut counts = ReplyCounts::default();
         while !stop.load(Ordering::Relaxed) {
             let n = recv_batch(&self.socket, &mut batch)?;
             if n == 0 {
@@ -273,35 +296,50 @@ impl Generator {
             let ts = now();
             let mut arrivals = arrivals.lock().unwrap_or_else(|e| e.into_inner());
             for i in 0..n {
-                let dgram = batch.get_mut(i);
-                if dgram.first() != Some(&4) {
-                    other += 1; // handshake or cookie traffic: not part of the load
-                    continue;
-                }
-                let Ok(opened) = self.keypair.open_in_place(ts, dgram) else {
-                    failed += 1;
-                    continue;
-                };
-                if opened.plaintext.is_empty() {
-                    other += 1; // keepalive
-                    continue;
-                }
-                let inner = &dgram[opened.plaintext];
-                match inner_udp_payload(inner, expect_dst) {
-                    Some((payload, ip_len)) => {
-                        arrivals.record(payload, ip_len, t, |p| match times {
-                            Some(tt) => tt.get(p.seq),
-                            None => Some(p.stamp_ns),
-                        });
-                    }
-                    None => {
-                        // Not our flow, or mangled headers: counts as corrupted.
-                        arrivals.record(&[], 0, t, |_| None);
-                    }
-                }
+                self.tally_reply(batch.get_mut(i), ts, t, &mut arrivals, times, &mut counts);
             }
         }
-        Ok((failed, other))
+        Ok((counts.failed, counts.other))
+    }
+
+    /// Opens one datagram from the gateway (`dgram`: the UDP payload) in place and tallies the
+    /// probe inside into `arrivals`, received at `t` (ns) / `ts`; what is not a probe goes to
+    /// `counts`. The one place every receive path (UDP socket, AF_XDP) opens replies.
+    pub fn tally_reply(
+        &self,
+        dgram: &mut [u8],
+        ts: Timestamp,
+        t: u64,
+        arrivals: &mut Arrivals,
+        times: Option<&SendTimes>,
+        counts: &mut ReplyCounts,
+    ) {
+        if dgram.first() != Some(&4) {
+            counts.other += 1; // handshake or cookie traffic: not part of the load
+            return;
+        }
+        let Ok(opened) = self.keypair.open_in_place(ts, dgram) else {
+            counts.failed += 1;
+            return;
+        };
+        if opened.plaintext.is_empty() {
+            counts.other += 1; // keepalive
+            return;
+        }
+        let expect_dst = SocketAddrV4::new(self.cfg.tunnel_addr, self.cfg.tunnel_port);
+        let inner = &dgram[opened.plaintext];
+        match inner_udp_payload(inner, expect_dst) {
+            Some((payload, ip_len)) => {
+                arrivals.record(payload, ip_len, t, |p| match times {
+                    Some(tt) => tt.get(p.seq),
+                    None => Some(p.stamp_ns),
+                });
+            }
+            None => {
+                // Not our flow, or mangled headers: counts as corrupted.
+                arrivals.record(&[], 0, t, |_| None);
+            }
+        }
     }
 }
 
@@ -354,6 +392,11 @@ pub fn inner_udp_payload(ip: &[u8], dst: SocketAddrV4) -> Option<(&[u8], usize)>
     }
 }
 
+/// How many packets of `mix` a pool of sealed-ahead packets holds in `bytes` of memory.
+pub fn pool_slots(mix: SizeMix, bytes: usize) -> usize {
+    (bytes / SealedPool::stride(largest(mix))).max(SEND_BATCH)
+}
+
 /// The largest inner packet of `mix` (what a pool slot must hold).
 fn largest(mix: SizeMix) -> usize {
     let most = match mix {
@@ -382,7 +425,7 @@ struct SealedPool {
 impl SealedPool {
     /// `slots` packets of at most `largest` inner bytes each.
     fn new(slots: usize, first_seq: u64, largest: usize) -> Self {
-        let stride = sealed_len(largest, MTU).next_multiple_of(64);
+        let stride = Self::stride(largest);
         SealedPool {
             buf: vec![0; slots * stride],
             stride,
@@ -391,6 +434,11 @@ impl SealedPool {
             filled: 0,
             next_seq: first_seq,
         }
+    }
+
+    /// Bytes per slot for inner packets of at most `largest` bytes (whole cache lines).
+    fn stride(largest: usize) -> usize {
+        sealed_len(largest, MTU).next_multiple_of(64)
     }
 
     fn len(&self) -> usize {

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use bench::e2e::{self, E2eOptions, Gateway};
+use bench::load_sweep::GeneratorKind;
 use bench::packets::SizeMix;
 use bench::pipeline::{self, PipelineOptions};
 use bench::report::{Machine, Report};
@@ -45,6 +46,11 @@ struct Args {
     /// No two-worker pipeline measurement.
     #[arg(long)]
     one_worker: bool,
+    /// The load generator's way out of the client namespace: `xdp` (an AF_XDP socket in copy
+    /// mode on the client's veth; falls back to sendmmsg with the reason when it cannot attach)
+    /// or `sendmmsg` (the kernel's UDP stack).
+    #[arg(long, value_enum, default_value_t = GeneratorKind::Xdp)]
+    generator: GeneratorKind,
 }
 
 /// A `--sizes` entry as a size mix.
@@ -111,11 +117,12 @@ fn main() -> Result<()> {
             .skipped
             .push("end-to-end benchmark: needs root for network namespaces".into());
     } else {
-        let opts = if args.quick {
+        let mut opts = if args.quick {
             E2eOptions::quick()
         } else {
             E2eOptions::full()
         };
+        opts.generator = args.generator;
         let binary = args.dataplane.clone().or_else(|| {
             std::env::current_exe()
                 .ok()

@@ -144,6 +144,12 @@ impl Report {
                     .map(|m| format!(", AF_XDP mode {m}{}", zero_copy_note(m)))
                     .unwrap_or_default()
             );
+            if let Some(path) = &g.load_path {
+                let _ = writeln!(s, "  - load generator via {path}");
+            }
+            if let Some(cores) = &g.load_cores {
+                let _ = writeln!(s, "  - cores: {cores}");
+            }
         }
         for k in &self.skipped {
             let _ = writeln!(s, "- not run: {k}");
@@ -410,11 +416,12 @@ impl Report {
             "\n## End to end in the namespace lab (veth, two-armed)\n\n\
              Every gateway gets a fresh lab in the same run. iperf3 and ping go through the lab's \
              wireguard-go client. The load generator is a WireGuard peer of its own (handshake \
-             through `wgproto`, then transport messages sealed ahead and sent with sendmmsg at a \
-             fixed rate, or as fast as it can: `max`); the sink behind the gateway checks every \
-             probe (CRC-32, sequence) and times it against the send time (one-way, one clock). \
-             Reverse: the sink sends probes back through the gateway's NAT mapping and the \
-             generator opens them. Generator, sink and gateway share the same 2 cores.\n"
+             through `wgproto`, then transport messages sealed ahead and sent at a fixed rate, \
+             or as fast as it can: `max`, through an AF_XDP socket on the client's veth or with \
+             sendmmsg, as each gateway's line above says); the sink behind the gateway checks \
+             every probe (CRC-32, sequence) and times it against the send time (one-way, one \
+             clock). Reverse: the sink sends probes back through the gateway's NAT mapping and \
+             the generator opens them. Core placement per gateway above.\n"
         );
         let headline = self.headline();
         if !headline.is_empty() {
@@ -465,20 +472,22 @@ impl Report {
             s,
             "\n### Load generator, fixed offered loads\n\n\
              Sizes are inner IPv4 packets; Mbit/s counts inner bytes. Loss = sent - distinct \
-             intact probes received. `*`: the sender could not reach the asked rate.\n\n\
+             intact probes received. `*`: the sender could not reach the asked rate. rx drops: \
+             packets the receiving end's kernel dropped because the receiver (sink or generator, \
+             sharing a core) fell behind: loss of the rig, not of the gateway.\n\n\
              | gateway | direction | size | asked | offered kpps | offered Mbit/s | delivered kpps | \
-             delivered Mbit/s | loss % | p50 us | p99 us | p99.9 us | corrupt | dup | reordered |"
+             delivered Mbit/s | loss % | rx drops | p50 us | p99 us | p99.9 us | corrupt | dup | reordered |"
         );
         let _ = writeln!(
             s,
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         );
         for g in &self.gateways {
             for p in &g.load {
                 let t = &p.tally;
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {}{} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {} | {} | {} |",
+                    "| {} | {} | {} | {}{} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.0} | {:.0} | {:.0} | {} | {} | {} |",
                     g.short,
                     direction_name(p.direction),
                     p.mix.label(),
@@ -489,6 +498,8 @@ impl Report {
                     p.delivered_pps() / 1e3,
                     p.delivered_bps() / 1e6,
                     p.loss_percent(),
+                    p.receiver_drops
+                        .map_or_else(|| "-".to_owned(), |n| n.to_string()),
                     t.p50_us,
                     t.p99_us,
                     t.p999_us,
@@ -518,6 +529,16 @@ impl Report {
                     s,
                     "| {} | {size} B | {:.0} | {:.0} | {:.0} | {}/{} |",
                     g.short, l.p50_us, l.p99_us, l.p999_us, l.received, l.sent
+                );
+            }
+        }
+        for g in &self.gateways {
+            if let Some(stats) = &g.gateway_stats {
+                let _ = writeln!(
+                    s,
+                    "\n### `dataplane stats` after the load points ({})\n\n```\n{}\n```",
+                    g.short,
+                    stats.trim_end()
                 );
             }
         }

@@ -19,6 +19,7 @@ fn point(dir: Direction, rate: Option<f64>, sent: u64, delivered: u64, p50: f64)
         elapsed: Duration::from_secs(1),
         sent_bytes: sent * 64,
         sender_limited: false,
+        receiver_drops: None,
         tally: Tally {
             received: delivered,
             unique: delivered,

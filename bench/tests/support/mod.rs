@@ -1,0 +1,80 @@
+//! Helpers shared by the bench's root tests: the `dataplane` binary under test, and where
+//! packets went missing for failure messages.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use lab::{Lab, Node};
+
+/// The `dataplane` executable: `$DATAPLANE_E2E_BIN`, else built (or found fresh) by cargo in
+/// this test's own target directory. A bench test has no `CARGO_BIN_EXE_dataplane`, and the
+/// binary must match the sources under test, so an old file lying around is not taken.
+pub fn dataplane_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("DATAPLANE_E2E_BIN") {
+        return PathBuf::from(p);
+    }
+    // <target>/<profile>/deps/<this test>
+    let exe = std::env::current_exe().expect("the test's own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("<target>/<profile>");
+    let target_dir = profile_dir.parent().expect("<target>");
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&workspace)
+        .args([
+            "build",
+            "-p",
+            "dataplane",
+            "--bin",
+            "dataplane",
+            "--target-dir",
+        ])
+        .arg(target_dir);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("cargo runs");
+    assert!(
+        status.success(),
+        "cargo build -p dataplane failed: {status}"
+    );
+    let bin = profile_dir.join("dataplane");
+    assert!(bin.exists(), "no {} after the build", bin.display());
+    bin
+}
+
+/// Where packets may have gone missing: both ends of the LAN wire and the server's UDP
+/// counters (checksum and buffer errors), for failure messages.
+pub fn where_lost(lab: &Lab, binary: &std::path::Path, control: &std::path::Path) -> String {
+    let udp = lab
+        .exec_in(Node::Server, &["cat", "/proc/net/snmp"])
+        .map(|s| {
+            s.lines()
+                .filter(|l| l.starts_with("Udp:"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default();
+    let stats = Command::new(binary)
+        .args(["stats", "--socket"])
+        .arg(control)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let veth = lab
+        .exec_in(Node::Gateway, &["ethtool", "-S", "wan0"])
+        .unwrap_or_default();
+    format!(
+        "client eth0: {:?}\ngateway wan0: {:?}\ngateway lan0: {:?}\nserver eth0: {:?}\n\
+         server UDP:\n{udp}\nethtool -S wan0:\n{veth}\ndataplane stats:\n{stats}\n\
+         gateway log:\n{}",
+        lab.interface_counters(Node::Client, "eth0"),
+        lab.interface_counters(Node::Gateway, "wan0"),
+        lab.interface_counters(Node::Gateway, "lan0"),
+        lab.interface_counters(Node::Server, "eth0"),
+        lab.gateway_log()
+    )
+}
