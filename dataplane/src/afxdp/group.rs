@@ -107,6 +107,39 @@ struct XskSocket {
     in_flight: usize,
 }
 
+/// Kicks one flush may make in copy mode: the kernel copies at most 32 descriptors per
+/// `sendto` there (`TX_BATCH_SIZE` in net/xdp/xsk.c), so a full ring of the default 2048 takes
+/// 64; a bound keeps one flush from spinning if the kernel stops consuming (link down).
+const MAX_COPY_KICKS: u32 = 128;
+
+impl XskSocket {
+    /// Whether the kernel has taken every descriptor on the tx ring.
+    fn tx_ring_drained(&mut self, ring_size: u32) -> bool {
+        self.tx.nb_free(ring_size) == ring_size
+    }
+
+    /// Wakes the kernel to transmit what the tx ring holds, if it asked to be woken. In copy
+    /// and skb mode the transmission happens inside the `sendto`, 32 descriptors at a time: one
+    /// kick per flush left the rest of a burst on the ring until the next flush, and a worker
+    /// with nothing received sleeps up to IDLE_POLL_MS before that; meanwhile those frames
+    /// are neither sent nor back in the pool, and the fill ring runs dry. So kick until the
+    /// ring is drained. In zero-copy mode the driver transmits on its own after one kick.
+    fn kick(&mut self, ring_size: u32) -> io::Result<()> {
+        let mut kicks = 0;
+        while self.tx.needs_wakeup() {
+            self.tx.wakeup()?;
+            kicks += 1;
+            if self.info.mode == BoundMode::ZeroCopy
+                || kicks == MAX_COPY_KICKS
+                || self.tx_ring_drained(ring_size)
+            {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
 static NEXT_GROUP_ID: AtomicU32 = AtomicU32::new(1);
 
 /// A worker's sockets (one per interface, all on the same queue id) over one shared UMEM.
@@ -121,6 +154,8 @@ pub struct XskGroup {
     scratch: Vec<FrameDesc>,
     pollfds: Vec<libc::pollfd>,
     batch: usize,
+    /// Entries of every tx ring (`AfXdpConfig::ring_size`).
+    ring_size: u32,
     /// Frames `alloc` may always take: the fill rings never get the last ones.
     reserve: usize,
 }
@@ -275,6 +310,7 @@ impl XskGroup {
             scratch: vec![FrameDesc::default(); batch.max(config.ring_size as usize)],
             pollfds,
             batch,
+            ring_size: config.ring_size,
             reserve: 2 * batch,
         };
         for s in 0..group.sockets.len() {
@@ -396,21 +432,25 @@ impl XskGroup {
     /// Puts queued frames of socket `sock` on its tx ring and kicks the kernel if it asked for
     /// it. Returns how many went on the ring (the rest stay queued).
     pub fn flush(&mut self, sock: usize) -> io::Result<usize> {
+        let ring_size = self.ring_size;
         let s = &mut self.sockets[sock];
-        if s.pending.is_empty() {
+        let produced = if s.pending.is_empty() {
+            0
+        } else {
+            let room = s.tx.nb_free(s.pending.len() as u32) as usize;
+            let n = room.min(s.pending.len());
+            // SAFETY: every pending descriptor is a frame of this group's UMEM that we own and
+            // whose length was set by `tx`; from here the kernel owns it until it comes back on
+            // the completion ring.
+            let produced = unsafe { s.tx.produce(&s.pending[..n]) };
+            s.pending.drain(..produced);
+            s.in_flight += produced;
+            produced
+        };
+        if produced == 0 && (s.info.mode == BoundMode::ZeroCopy || s.tx_ring_drained(ring_size)) {
             return Ok(0);
         }
-        let room = s.tx.nb_free(s.pending.len() as u32) as usize;
-        let n = room.min(s.pending.len());
-        // SAFETY: every pending descriptor is a frame of this group's UMEM that we own and
-        // whose length was set by `tx`; from here the kernel owns it until it comes back on the
-        // completion ring.
-        let produced = unsafe { s.tx.produce(&s.pending[..n]) };
-        s.pending.drain(..produced);
-        s.in_flight += produced;
-        if s.tx.needs_wakeup() {
-            s.tx.wakeup()?;
-        }
+        s.kick(ring_size)?;
         Ok(produced)
     }
 
