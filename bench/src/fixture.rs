@@ -157,6 +157,7 @@ impl Fixture {
                     sending: Some(s.gateway.clone()),
                     endpoint: Some(endpoint),
                     stats: Arc::new(PeerTraffic::default()),
+                    learned: Default::default(),
                 },
             );
             tables.allowed_ips.insert(allowed, s.peer);

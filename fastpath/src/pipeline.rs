@@ -42,6 +42,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::queue::{HandshakeDatagram, HostPacket, Lane, SlowPathSender, ToSlowPath};
+use crate::roaming::Recency;
 use crate::tables::Tables;
 use nat::{Conntrack, Conntrack6, Inbound, Outbound};
 use wgproto::keypair::{sealed_len, ReceiveHolder, SendBlocks};
@@ -550,6 +551,15 @@ impl Pipeline {
         let keepalive = opened.plaintext.is_empty();
         let route = b.tables.peers.get(&peer);
         self.tally.rx(b.tables, peer, msg_len, keepalive);
+        if let Some(r) = route {
+            // Roaming at once, for every worker's next seal (`roaming.rs`); the report below
+            // tells the slow path, which publishes it.
+            if r.send_to() != Some(src)
+                && r.learned.offer(Recency::of(keypair, opened.counter), src)
+            {
+                WorkerCounters::add(&self.counters.endpoint_roamed, 1);
+            }
+        }
         if opened.unreported || opened.rekey || route.and_then(|r| r.endpoint) != Some(src) {
             // Key confirmation, roaming and rekeying are the slow path's, and each condition
             // holds until the slow path acted on it, so a report lost on a full lane is sent
@@ -933,7 +943,7 @@ impl Pipeline {
             self.request_handshake(peer, b.now);
             return Verdict::Drop(DropReason::NoKeypair);
         };
-        let Some(endpoint) = route.endpoint else {
+        let Some(endpoint) = route.send_to() else {
             return Verdict::Drop(DropReason::NoEndpoint);
         };
         if len > self.cfg.mtu {
