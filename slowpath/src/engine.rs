@@ -513,6 +513,19 @@ impl Shared {
                 allowed_ips_changed = true;
                 continue;
             }
+            if matches!(
+                out,
+                Output::PeerEvent {
+                    event: PeerEvent::EndpointSet(_),
+                    ..
+                }
+            ) {
+                // One per peer of such a `set=1` too, between its AllowedIpsChanged; it
+                // commutes with them (sync_peers publishes the device's endpoint either way),
+                // so it does not end the run.
+                self.apply(st, out);
+                continue;
+            }
             if std::mem::take(&mut allowed_ips_changed) {
                 self.apply(st, Output::AllowedIpsChanged);
             }
@@ -625,7 +638,7 @@ impl Shared {
                         }
                     }
                     PeerEvent::EndpointSet(addr) => {
-                        info!(%peer, endpoint = %addr, "peer endpoint set");
+                        debug!(%peer, endpoint = %addr, "peer endpoint set");
                         if let Some(route) = st.master.peers.get_mut(&id) {
                             route.endpoint = Some(addr);
                             route.learned.reset(Some(addr));
