@@ -23,7 +23,8 @@
 //! Handshake initiations and responses are screened by their macs first
 //! ([`crate::handshake_guard`]). What only an authenticated packet can cause (key confirmation,
 //! roaming, rekey and handshake requests) and packets for the host take the slow path's event
-//! lane ([`crate::queue`]).
+//! lane ([`crate::queue`]); roaming also takes effect at once, for every worker
+//! ([`crate::roaming`]).
 //!
 //! [`Pipeline::process`] takes the whole UMEM frame and where the packet is in it, and returns
 //! a [`Verdict`]: transmit (with the packet's new place in the frame), consumed (copied to the
@@ -561,10 +562,10 @@ impl Pipeline {
             }
         }
         if opened.unreported || opened.rekey || route.and_then(|r| r.endpoint) != Some(src) {
-            // Key confirmation, roaming and rekeying are the slow path's, and each condition
-            // holds until the slow path acted on it, so a report lost on a full lane is sent
-            // again by a later packet. Not by every one: the same report is repeated at most
-            // once per REPORT_RETRY, so a fast stream does not fill the lane with copies while
+            // Key confirmation, rekeying and publishing a roam are the slow path's, and each
+            // condition holds until the slow path acted on it, so a report lost on a full lane
+            // is sent again by a later packet. Not by every one: the same report is repeated at
+            // most once per REPORT_RETRY, so a fast stream does not fill the lane with copies while
             // the slow path gets to the first.
             let due = match self.last_report {
                 Some((index, from, at)) => {

@@ -131,8 +131,9 @@ fn a_late_packet_from_the_old_endpoint_does_not_move_it_back() {
     );
     assert_eq!(a.pipeline.counters().endpoint_roamed.load(Relaxed), 0);
     assert_eq!(b.pipeline.counters().endpoint_roamed.load(Relaxed), 1);
-    // Both are reported (the late one too: a report is also key confirmation); the slow path roams its device to the learned endpoint, not to the
-    // report's source, so the stale report, whichever arrives last, cannot undo the roam.
+    // Both are reported (the late one too: a report is also key confirmation); the slow path
+    // roams its device to the learned endpoint, not to the report's source, so the stale
+    // report, whichever arrives last, cannot undo the roam (`slowpath/tests/roaming_reports.rs`).
     assert_eq!(
         authenticated(&b.drain_slow_path()),
         vec![(GW_INDEX, SocketAddr::V6(CLIENT_EP6))]
