@@ -126,11 +126,21 @@ fn roams_from_ipv4_to_ipv6(name: &'static str, topology: Topology, client: Clien
     assert!(gateway_sees_endpoint(&mut t).starts_with(&client4));
     assert_pings(&t, None, SERVER_ADDR, 3);
     let client6 = format!("[{}]:", topology.client_underlay_addr6());
+    let roams = |s: &StatsSnapshot| -> u64 {
+        s.workers
+            .iter()
+            .map(|w| w.counters.get("endpoint_roamed").copied().unwrap_or(0))
+            .sum()
+    };
+    let roamed_before = roams(&stats(&control));
     let seen = move_client_endpoint(&mut t, &topology.endpoint6().to_string(), &client6);
     assert!(
         seen.starts_with(&client6),
         "the gateway did not roam: {seen}"
     );
+    // A worker moved the endpoint on the first packet from the new address.
+    let roamed = roams(&stats(&control)) - roamed_before;
+    assert!(roamed >= 1, "endpoint_roamed +{roamed}");
     let before = fast_path_counts(&stats(&control));
     assert_pings(&t, None, SERVER_ADDR, 5);
     let seen = gateway_sees_endpoint(&mut t);

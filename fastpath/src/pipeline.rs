@@ -555,7 +555,9 @@ impl Pipeline {
         if let Some(r) = route {
             // Roaming at once, for every worker's next seal (`roaming.rs`); the report below
             // tells the slow path, which publishes it.
-            if r.send_to() != Some(src)
+            // `holds` first: the steady state, one read of the cell and no decoding.
+            if !r.learned.holds(src)
+                && r.send_to() != Some(src)
                 && r.learned.offer(Recency::of(keypair, opened.counter), src)
             {
                 WorkerCounters::add(&self.counters.endpoint_roamed, 1);

@@ -111,6 +111,18 @@ impl LearnedEndpoint {
     /// report's round trip older).
     #[inline]
     pub fn get(&self) -> Option<SocketAddr> {
+        self.words().and_then(decode)
+    }
+
+    /// Whether the cell holds `src`: the receive path's question, answered without decoding.
+    #[inline]
+    pub fn holds(&self, src: SocketAddr) -> bool {
+        self.words() == Some(encode(Some(src)))
+    }
+
+    /// A consistent read of the address words; `None` if a writer kept them busy.
+    #[inline]
+    fn words(&self) -> Option<[u64; 4]> {
         for _ in 0..READ_TRIES {
             let before = self.seq.load(Ordering::Acquire);
             let words = [0, 1, 2, 3].map(|i| self.addr[i].load(Ordering::Relaxed));
@@ -119,7 +131,7 @@ impl LearnedEndpoint {
             // programming language memory models?", 2012).
             fence(Ordering::Acquire);
             if before & 1 == 0 && self.seq.load(Ordering::Relaxed) == before {
-                return decode(words);
+                return Some(words);
             }
             spin_loop();
         }
@@ -295,6 +307,7 @@ mod tests {
         assert_eq!(cell.get(), Some(set));
         assert!(cell.offer(r(1, 0), learned));
         assert_eq!(cell.get(), Some(learned));
+        assert!(cell.holds(learned) && !cell.holds(set));
     }
 
     /// Readers never see a torn address while writers move it back and forth.
