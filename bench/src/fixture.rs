@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use fastpath::counters::WorkerCounters;
 use fastpath::pipeline::{Batch, Pipeline, PipelineConfig};
 use fastpath::queue::{slow_path_queue, SlowPathReceiver, SlowPathSender};
+use fastpath::roaming::LearnedEndpoint;
 use fastpath::route::{Link, Mac, NextHop, NextHopReader, Resolution, RouteSnapshot};
 use fastpath::tables::{PeerRoute, PeerTraffic, Tables};
 use nat::{Conntrack, Conntrack6, NatConfig};
@@ -193,6 +194,8 @@ impl Fixture {
                     sending: Some(s.gateway.clone()),
                     endpoint: Some(endpoint),
                     stats: Arc::new(PeerTraffic::default()),
+                    // As the slow path makes it: holding the endpoint, read on every seal.
+                    learned: Arc::new(LearnedEndpoint::new(Some(endpoint))),
                 },
             );
             tables.allowed_ips.insert(allowed, s.peer);

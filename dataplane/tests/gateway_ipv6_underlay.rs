@@ -4,8 +4,9 @@
 //! downloads 32 MiB byte-identical; the XDP program's `redirect_wireguard` and the worker's
 //! `decrypted`/`encrypted` counters (read by name from `dataplane stats --json`) show that the
 //! fast path carried it, and `wg show` on the gateway has the client's IPv6 endpoint. Roaming:
-//! a client that started on the IPv4 endpoint moves to the IPv6 one (`wg set ... endpoint`),
-//! traffic goes on, and the gateway follows it. wireguard-go and boringtun clients.
+//! a client that started on the IPv4 endpoint moves to the IPv6 one (`wg set ... endpoint`)
+//! and pings at once; the replies reach it on the new path (it does not roam back), traffic
+//! goes on, and the gateway follows it. wireguard-go and boringtun clients.
 //!
 //! Before the fast path took outer IPv6, the XDP program handed these datagrams to the
 //! worker, which dropped them (`unsupported`): no handshake completed.
@@ -125,11 +126,21 @@ fn roams_from_ipv4_to_ipv6(name: &'static str, topology: Topology, client: Clien
     assert!(gateway_sees_endpoint(&mut t).starts_with(&client4));
     assert_pings(&t, None, SERVER_ADDR, 3);
     let client6 = format!("[{}]:", topology.client_underlay_addr6());
+    let roams = |s: &StatsSnapshot| -> u64 {
+        s.workers
+            .iter()
+            .map(|w| w.counters.get("endpoint_roamed").copied().unwrap_or(0))
+            .sum()
+    };
+    let roamed_before = roams(&stats(&control));
     let seen = move_client_endpoint(&mut t, &topology.endpoint6().to_string(), &client6);
     assert!(
         seen.starts_with(&client6),
         "the gateway did not roam: {seen}"
     );
+    // A worker moved the endpoint on the first packet from the new address.
+    let roamed = roams(&stats(&control)) - roamed_before;
+    assert!(roamed >= 1, "endpoint_roamed +{roamed}");
     let before = fast_path_counts(&stats(&control));
     assert_pings(&t, None, SERVER_ADDR, 5);
     let seen = gateway_sees_endpoint(&mut t);
@@ -147,31 +158,39 @@ fn roams_from_ipv4_to_ipv6(name: &'static str, topology: Topology, client: Clien
     assert_pings(&t, None, SERVER_ADDR, 3);
 }
 
-/// Points the client at `endpoint` and has it send a keepalive there (turning persistent
-/// keepalive on sends one at once), then waits up to 5 s for the gateway to show an endpoint
-/// starting with `expect`; returns the last one it showed.
+/// Points the client at `endpoint` and pings the server through the tunnel at once, then
+/// returns the endpoint the gateway shows once it starts with `expect` (or after 2 s).
 ///
-/// Why a keepalive and not the pings: the gateway's workers seal to the endpoint the slow path
-/// last published, so a reply sealed between the client's first packet from the new address
-/// and that publication goes to the old one; wireguard-go, whose old path is still alive here,
-/// roams back to where that reply came from (README, "What is not built yet"). A keepalive has
-/// no reply.
+/// The first ping is the client's first packet from the new address, and its reply is sealed
+/// before the slow path has published anything: the worker that opened the ping moved the
+/// peer's learned endpoint (`fastpath/src/roaming.rs`). wireguard-go roams to the source of
+/// any authenticated packet and its old path is still alive here, so a reply sealed to the old
+/// endpoint (from the gateway's old address) would move it back: the client must still be at
+/// `endpoint` after the pings, and they must be answered.
 fn move_client_endpoint(t: &mut Lab, endpoint: &str, expect: &str) -> String {
     let gw_key = t.keys().gateway.public.clone();
-    let set = |t: &mut Lab, args: &[&str]| {
-        let mut argv = vec!["set", "wg0", "peer", gw_key.as_str()];
-        argv.extend_from_slice(args);
-        t.wg(Node::Client, &argv).unwrap();
-    };
-    set(t, &["persistent-keepalive", "0"]);
-    set(t, &["endpoint", endpoint, "persistent-keepalive", "1"]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    t.wg(
+        Node::Client,
+        &["set", "wg0", "peer", gw_key.as_str(), "endpoint", endpoint],
+    )
+    .unwrap();
+    let answered = ping(t, Node::Client, None, SERVER_ADDR, 5);
+    let client_at = t.wg(Node::Client, &["show", "wg0", "endpoints"]).unwrap();
+    let client_at = client_at.split_whitespace().nth(1).unwrap_or_default();
+    assert_eq!(
+        client_at, endpoint,
+        "the client roamed back to where a reply came from ({answered} of 5 pings answered)"
+    );
+    assert!(
+        answered >= 4,
+        "{answered} of 5 pings answered after the move"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     let mut seen = gateway_sees_endpoint(t);
     while !seen.starts_with(expect) && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(50));
         seen = gateway_sees_endpoint(t);
     }
-    set(t, &["persistent-keepalive", "0"]);
     seen
 }
 

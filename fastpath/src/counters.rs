@@ -254,6 +254,7 @@ worker_counters! {
     decrypted: Counter, Series::Packets("decrypted"), "Transport messages opened that carried a packet.";
     encrypted: Counter, Series::Packets("encrypted"), "Packets sealed towards a peer.";
     keepalives: Counter, Series::Packets("keepalive"), "Transport messages opened that were keepalives (empty).";
+    endpoint_roamed: Counter, Series::Own("dataplane_worker_endpoint_roams_total"), "Authenticated packets from a new source that moved their peer's endpoint at once, for every worker's replies (the slow path learns it from the report and publishes it).";
     to_slowpath: Counter, Series::Packets("to_slowpath"), "Messages queued to the slow path (handshakes, packets for the host).";
     handshakes_mac2: Counter, Series::Own("dataplane_handshakes_mac2_total"), "Handshake initiations and responses with a valid mac1 and mac2 (the sender holds our cookie for its address) queued on the slow path's mac2 lane, which junk cannot fill.";
     cookie_replies: Counter, Series::Own("dataplane_worker_cookie_replies_total"), "Cookie replies a worker sent itself: a handshake with a valid mac1 but no valid mac2 while the slow path was under load (whitepaper §5.3); the sender retries with mac2.";

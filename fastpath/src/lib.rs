@@ -26,6 +26,7 @@ pub mod outer_datagrams;
 pub mod peer_tally;
 pub mod pipeline;
 pub mod queue;
+pub mod roaming;
 pub mod route;
 pub mod stage_cycles;
 pub mod tables;

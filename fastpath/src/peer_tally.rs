@@ -122,6 +122,7 @@ mod tests {
                     sending: None,
                     endpoint: None,
                     stats: Arc::new(PeerTraffic::default()),
+                    learned: Default::default(),
                 },
             );
         }

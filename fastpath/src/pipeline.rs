@@ -23,7 +23,8 @@
 //! Handshake initiations and responses are screened by their macs first
 //! ([`crate::handshake_guard`]). What only an authenticated packet can cause (key confirmation,
 //! roaming, rekey and handshake requests) and packets for the host take the slow path's event
-//! lane ([`crate::queue`]).
+//! lane ([`crate::queue`]); roaming also takes effect at once, for every worker
+//! ([`crate::roaming`]).
 //!
 //! [`Pipeline::process`] takes the whole UMEM frame and where the packet is in it, and returns
 //! a [`Verdict`]: transmit (with the packet's new place in the frame), consumed (copied to the
@@ -42,6 +43,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::queue::{HandshakeDatagram, HostPacket, Lane, SlowPathSender, ToSlowPath};
+use crate::roaming::Recency;
 use crate::tables::Tables;
 use nat::{Conntrack, Conntrack6, Inbound, Outbound};
 use wgproto::keypair::{sealed_len, ReceiveHolder, SendBlocks};
@@ -572,11 +574,22 @@ impl Pipeline {
         let keepalive = opened.plaintext.is_empty();
         let route = b.tables.peers.get(&peer);
         self.tally.rx(b.tables, peer, msg_len, keepalive);
+        if let Some(r) = route {
+            // Roaming at once, for every worker's next seal (`roaming.rs`); the report below
+            // tells the slow path, which publishes it.
+            // `holds` first: the steady state, one read of the cell and no decoding.
+            if !r.learned.holds(src)
+                && r.send_to() != Some(src)
+                && r.learned.offer(Recency::of(keypair, opened.counter), src)
+            {
+                WorkerCounters::add(&self.counters.endpoint_roamed, 1);
+            }
+        }
         if opened.unreported || opened.rekey || route.and_then(|r| r.endpoint) != Some(src) {
-            // Key confirmation, roaming and rekeying are the slow path's, and each condition
-            // holds until the slow path acted on it, so a report lost on a full lane is sent
-            // again by a later packet. Not by every one: the same report is repeated at most
-            // once per REPORT_RETRY, so a fast stream does not fill the lane with copies while
+            // Key confirmation, rekeying and publishing a roam are the slow path's, and each
+            // condition holds until the slow path acted on it, so a report lost on a full lane
+            // is sent again by a later packet. Not by every one: the same report is repeated at
+            // most once per REPORT_RETRY, so a fast stream does not fill the lane with copies while
             // the slow path gets to the first.
             let due = match self.last_report {
                 Some((index, from, at)) => {
@@ -955,7 +968,7 @@ impl Pipeline {
             self.request_handshake(peer, b.now);
             return Verdict::Drop(DropReason::NoKeypair);
         };
-        let Some(endpoint) = route.endpoint else {
+        let Some(endpoint) = route.send_to() else {
             return Verdict::Drop(DropReason::NoEndpoint);
         };
         if len > self.cfg.mtu {

@@ -4,12 +4,14 @@
 //! [`ArcSwap`] once per batch and read it. The slow path owns a master copy, edits it when the
 //! protocol core installs or retires a keypair, when an endpoint roams or when AllowedIPs
 //! change, and swaps in a new snapshot. Per-peer traffic statistics live outside the snapshot
-//! (in [`PeerTraffic`], shared by `Arc`) so that a swap never loses a count.
+//! (in [`PeerTraffic`], shared by `Arc`) so that a swap never loses a count, and so does the
+//! endpoint the workers learn between two snapshots ([`LearnedEndpoint`]).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::roaming::LearnedEndpoint;
 use arc_swap::ArcSwap;
 use rustc_hash::FxHashMap;
 use wgproto::allowedips::AllowedIps;
@@ -64,9 +66,21 @@ impl PeerTraffic {
 pub struct PeerRoute {
     /// The keypair to seal with; `None` until a session is confirmed.
     pub sending: Option<Arc<Keypair>>,
-    /// Where to send; `None` until configured or learned from an authenticated packet.
+    /// Where the slow path last knew the peer to be (configured, or learned from a worker's
+    /// report); a worker reports an authenticated packet from elsewhere until this says so.
     pub endpoint: Option<SocketAddr>,
     pub stats: Arc<PeerTraffic>,
+    /// Where to send: the newest source the workers authenticated, ahead of `endpoint` by up
+    /// to a report's round trip ([`crate::roaming`]); `endpoint` where it holds none.
+    pub learned: Arc<LearnedEndpoint>,
+}
+
+impl PeerRoute {
+    /// Where to seal to now.
+    #[inline]
+    pub fn send_to(&self) -> Option<SocketAddr> {
+        self.learned.get().or(self.endpoint)
+    }
 }
 
 /// One snapshot of everything the fast path looks up.

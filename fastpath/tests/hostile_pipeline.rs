@@ -242,7 +242,7 @@ fn a_peers_index_from_another_address_moves_nothing() {
     assert!(msgs.iter().all(|m| !matches!(m, ToSlowPath::Handshake(_))));
     // The endpoint the gateway sends to is still the client's, and genuine traffic still flows.
     assert_eq!(
-        gw.tables.peers[&PEER].endpoint,
+        gw.tables.peers[&PEER].send_to(),
         Some(SocketAddr::V4(CLIENT_EP))
     );
     assert_eq!(deliver(&mut gw, &frames[1], 3), Some(1));

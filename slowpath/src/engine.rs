@@ -36,6 +36,7 @@ use crate::watchdog::{Health, HealthReport, StallKnob, TestStall, STALL_THRESHOL
 use fastpath::icmp_ratelimit::IcmpRateLimiter;
 use fastpath::outer_datagrams::OuterSender;
 use fastpath::queue::{Clock, SlowPathReceiver, ToSlowPath};
+use fastpath::roaming::{LearnedEndpoint, Recency};
 use fastpath::tables::{PeerRoute, PeerTraffic, SharedTables, Tables};
 
 /// How often statistics become timer events and timers are checked when nothing arrives.
@@ -385,9 +386,15 @@ impl Shared {
                         debug!(src = %d.src, ?h, "handshake message handled");
                         // `wg show` counts handshake bytes too, as the kernel does.
                         let peer = match h {
-                            Handled::InitiationAnswered(p)
-                            | Handled::ResponseAccepted(p)
-                            | Handled::CookieStored(p) => Some(p),
+                            Handled::InitiationAnswered(p) | Handled::ResponseAccepted(p) => {
+                                // The device roamed to the handshake's source: so do the
+                                // workers, unless a newer packet moved them (`roaming.rs`).
+                                if let Some(r) = st.master.peers.get(&p) {
+                                    r.learned.offer(Recency::handshake(now), d.src);
+                                }
+                                Some(p)
+                            }
+                            Handled::CookieStored(p) => Some(p),
                             Handled::CookieReplySent => None,
                         };
                         if let Some(s) = peer.and_then(|p| st.stats.get(&p)) {
@@ -443,6 +450,15 @@ impl Shared {
                 keepalive,
                 rekey,
             } => {
+                // The workers moved the peer's learned endpoint already, and only to the newest
+                // packet's source: the device follows that, not this report, which may be older
+                // than another worker's (`roaming.rs`).
+                let src = st
+                    .master
+                    .peers
+                    .get(&peer)
+                    .and_then(|r| r.learned.get())
+                    .unwrap_or(src);
                 st.device
                     .note_data_received(now, peer, index, src, keepalive);
                 if rekey {
@@ -495,6 +511,19 @@ impl Shared {
         while let Some(out) = st.device.poll(now, wall, &mut OsRng) {
             if matches!(out, Output::AllowedIpsChanged) {
                 allowed_ips_changed = true;
+                continue;
+            }
+            if matches!(
+                out,
+                Output::PeerEvent {
+                    event: PeerEvent::EndpointSet(_),
+                    ..
+                }
+            ) {
+                // One per peer of such a `set=1` too, between its AllowedIpsChanged; it
+                // commutes with them (sync_peers publishes the device's endpoint either way),
+                // so it does not end the run.
+                self.apply(st, out);
                 continue;
             }
             if std::mem::take(&mut allowed_ips_changed) {
@@ -608,6 +637,14 @@ impl Shared {
                             st.dirty = true;
                         }
                     }
+                    PeerEvent::EndpointSet(addr) => {
+                        debug!(%peer, endpoint = %addr, "peer endpoint set");
+                        if let Some(route) = st.master.peers.get_mut(&id) {
+                            route.endpoint = Some(addr);
+                            route.learned.reset(Some(addr));
+                            st.dirty = true;
+                        }
+                    }
                     PeerEvent::Removed => {
                         st.master.peers.remove(&id);
                         st.master.receivers.retain(|_, k| k.peer() != id);
@@ -638,6 +675,7 @@ impl Shared {
                 sending: None,
                 endpoint,
                 stats,
+                learned: Arc::new(LearnedEndpoint::new(endpoint)),
             });
             if route.endpoint != endpoint {
                 route.endpoint = endpoint;

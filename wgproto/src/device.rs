@@ -57,6 +57,9 @@ pub enum PeerEvent {
     KeysZeroed,
     /// An authenticated packet came from a new address: later packets go there (roaming).
     EndpointChanged(SocketAddr),
+    /// The configuration set the endpoint: later packets go there until an authenticated
+    /// packet comes from elsewhere.
+    EndpointSet(SocketAddr),
     /// The peer was removed from the configuration.
     Removed,
 }
@@ -343,8 +346,12 @@ impl Device {
         if let Some(psk) = config.preshared_key {
             peer.handshake.set_preshared_key(psk);
         }
-        if config.endpoint.is_some() {
-            peer.endpoint = config.endpoint;
+        if let Some(endpoint) = config.endpoint {
+            peer.endpoint = Some(endpoint);
+            self.outputs.push_back(Output::PeerEvent {
+                peer: id,
+                event: PeerEvent::EndpointSet(endpoint),
+            });
         }
         let keepalive = config
             .persistent_keepalive

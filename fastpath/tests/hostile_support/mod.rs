@@ -211,6 +211,7 @@ impl Gateway {
                 sending: Some(gw_kp),
                 endpoint: Some(SocketAddr::V4(CLIENT_EP)),
                 stats: Arc::new(PeerTraffic::default()),
+                learned: Default::default(),
             },
         );
         tables
