@@ -382,6 +382,8 @@ impl XskGroup {
                 return Err(TxError::Full);
             }
         }
+        // The forward direction decrypted its packet to `tx_off` already (nothing to move);
+        // the reverse direction's sealed datagram grew in front of it and is moved.
         place_for_tx(self.buf_mut(&mut f), start, len, tx_off);
         // SAFETY: the descriptor is a frame of this UMEM that we own (not on any ring); the
         // cursor only records the packet length in the descriptor.
