@@ -9,7 +9,8 @@
 //! holds a pool of frames, seals them all with fresh counters *outside* the timed region, then
 //! times one pass of the pipeline over the pool, and repeats. No copy is inside the timed
 //! region: each frame is processed in place exactly once per preparation, as a worker
-//! processes a frame the NIC wrote. The reverse direction is prepared the same way (the return
+//! processes a frame the NIC wrote. What the worker's AF_XDP edge does to every packet it
+//! transmits, the move to the frame's transmit offset, is timed with it ([`Step::TxMove`]). The reverse direction is prepared the same way (the return
 //! packet written into the frame untimed, NAT reverse + seal timed).
 //!
 //! Times are the thread's on-CPU time ([`CpuStopwatch`]), not wall-clock time: on a shared
@@ -24,6 +25,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
+use fastpath::frame::{place_for_tx, MAX_TX_LEN, TX_OFFSET};
 use fastpath::pipeline::{Pipeline, Verdict};
 use fastpath::stage_cycles::Step;
 use wgproto::keypair::padding_len;
@@ -104,6 +106,7 @@ impl Direction {
                 Step::Route,
                 Step::Nat,
                 Step::TxHeader,
+                Step::TxMove,
             ],
             Direction::Reverse => &[
                 Step::Parse,
@@ -111,6 +114,7 @@ impl Direction {
                 Step::PeerLookup,
                 Step::Seal,
                 Step::OuterHeaders,
+                Step::TxMove,
             ],
         }
     }
@@ -302,8 +306,16 @@ impl Lane {
                 self.pipeline.end_batch(&batch);
             }
             if let Verdict::Tx { start, len, .. } = v {
+                // What the worker's AF_XDP edge does before it queues the frame (timed: it is
+                // part of what a packet costs).
+                if len > MAX_TX_LEN || start + len > frame.len() {
+                    self.not_sent += 1;
+                    self.first_failure.get_or_insert(v);
+                    continue;
+                }
+                place_for_tx(frame, start, len, TX_OFFSET);
                 // Where the packet now is: tests read the frame back.
-                self.out[i] = (start, len);
+                self.out[i] = (TX_OFFSET, len);
             } else if !(self.stopping && v == Verdict::Consumed) {
                 self.not_sent += 1;
                 self.first_failure.get_or_insert(v);

@@ -30,7 +30,9 @@
 //! a [`Verdict`]: transmit (with the packet's new place in the frame), consumed (copied to the
 //! slow path) or dropped with a [`DropReason`]. Frames are rewritten in place; the headroom in
 //! front of a received packet (`afxdp::frame::RX_OFFSET`) is where encapsulation writes its
-//! outer headers. Nothing here allocates or panics on any input.
+//! outer headers, and a transport message is decrypted over its own outer headers to where
+//! the inner packet is transmitted from ([`crate::frame::forward_plaintext_offset`]). Nothing
+//! here allocates or panics on any input.
 //!
 //! Observability on the way (both cost one branch per packet while off): the capture taps
 //! ([`CapturePoint::Decrypted`] and [`CapturePoint::Nat`]; the wire points are in
@@ -63,7 +65,7 @@ use crate::capture::CapturePoint;
 use crate::counters::{DropReason, WorkerCounters};
 use crate::fragmentation::{FragmentError, Fragmenter};
 use crate::fragmentation6::{Fragment6Error, Fragmenter6};
-use crate::frame::RX_OFFSET;
+use crate::frame::{forward_plaintext_offset, RX_OFFSET};
 use crate::headers::write_ipv4_udp;
 use crate::latency::{LatencyRecorder, SharedLatency, Stage};
 use crate::outer::{self, write_ipv6_udp};
@@ -560,8 +562,13 @@ impl Pipeline {
         if self.stops_after(Step::Parse) {
             return Verdict::Consumed;
         }
+        // Decrypted straight to where the inner packet is transmitted from, behind the
+        // Ethernet header `nat_and_send` (or `forward6`) writes at the frame's TX offset: the
+        // AF_XDP edge then sends it without moving it. Never after the ciphertext (a frame
+        // whose packet starts early, as in tests): there it is decrypted in place.
+        let to = forward_plaintext_offset(ethernet::HEADER_LEN);
         let since = self.clock();
-        let opened = keypair.open_held(b.now, &mut buf[msg.clone()], &mut self.receiving);
+        let opened = keypair.open_held_at(b.now, buf, msg.clone(), to, &mut self.receiving);
         self.lap(Stage::Decrypt, since);
         if self.stops_after(Step::Decrypt) {
             return Verdict::Consumed;
@@ -618,8 +625,8 @@ impl Pipeline {
             return Verdict::Consumed;
         }
         WorkerCounters::add(&self.counters.decrypted, 1);
-        let inner_start = msg.start + opened.plaintext.start;
-        let plain = &buf[inner_start..msg.start + opened.plaintext.end];
+        let (inner_start, inner_end) = (opened.plaintext.start, opened.plaintext.end);
+        let plain = &buf[inner_start..inner_end];
         self.counters
             .tap(CapturePoint::Decrypted, &plain[..inner_len(plain)]);
         if self.stops_after(Step::PeerState) {
@@ -627,10 +634,7 @@ impl Pipeline {
         }
         match wire::ip_version(plain) {
             Some(4) => {}
-            Some(6) => {
-                let end = msg.start + opened.plaintext.end;
-                return self.tunnel_ipv6(b, buf, inner_start..end, peer);
-            }
+            Some(6) => return self.tunnel_ipv6(b, buf, inner_start..inner_end, peer),
             _ => return Verdict::Drop(DropReason::InnerMalformed),
         }
         let Ok(inner) = ipv4::Packet::new_checked(plain) else {

@@ -52,6 +52,11 @@ steps! {
     Seal => "seal",
     /// Outer IPv4/UDP and Ethernet headers; per-peer statistics and counters; the verdict.
     OuterHeaders => "outer headers",
+    /// The verdict, then the packet moved to where its frame is transmitted from
+    /// ([`crate::frame::place_for_tx`]). The AF_XDP edge's work, not the pipeline's (it never
+    /// stops here): the bench does it after each `Tx` verdict as the worker does, so its cost
+    /// shows, in both directions.
+    TxMove => "tx move",
 }
 
 #[cfg(test)]

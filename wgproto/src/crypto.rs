@@ -180,6 +180,51 @@ pub fn chacha20poly1305_open_in_place(
     }
 }
 
+/// RFC 8439 §2.8 open that moves the plaintext towards the front of the buffer in the same pass
+/// as it decrypts: `in_out[from..]` holds the ciphertext then the 16-byte tag, and the plaintext
+/// is written to `in_out[..len]`, `len` being the ciphertext's length, which is returned. Used
+/// to decrypt a packet straight to where it will be transmitted rather than in place and then
+/// moved (`fastpath::frame`). On failure, or when `in_out[from..]` is shorter than a tag, all
+/// of `in_out` is zeroed: plaintext may have been written before the tag check failed.
+#[inline]
+pub fn chacha20poly1305_open_within(
+    key: &[u8; KEY_LEN],
+    nonce: &[u8; 12],
+    aad: &[u8],
+    in_out: &mut [u8],
+    from: usize,
+) -> Result<usize, CryptoError> {
+    let opened = ring_key(key).open_within(
+        ring::aead::Nonce::assume_unique_for_key(*nonce),
+        Aad::from(aad),
+        in_out,
+        from..,
+    );
+    match opened {
+        Ok(plain) => Ok(plain.len()),
+        Err(_) => {
+            // ring zeroes the plaintext's place too today; not relied upon. The rest (the
+            // ciphertext's shifted tail and the tag) is cleared as well, so nothing of the
+            // message is left for anyone downstream to misread.
+            in_out.fill(0);
+            Err(CryptoError::AeadAuthFailed)
+        }
+    }
+}
+
+/// [`chacha20poly1305_open_within`] with WireGuard's counter nonce: the transport data path's
+/// open.
+#[inline]
+pub fn aead_open_within(
+    key: &[u8; KEY_LEN],
+    counter: u64,
+    aad: &[u8],
+    in_out: &mut [u8],
+    from: usize,
+) -> Result<usize, CryptoError> {
+    chacha20poly1305_open_within(key, &counter_nonce(counter), aad, in_out, from)
+}
+
 /// Inverse of [`aead_seal_in_place`]: verifies `tag` and decrypts `buffer` in place. On failure
 /// `buffer` is zeroed.
 #[inline]

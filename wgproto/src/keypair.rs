@@ -499,17 +499,18 @@ impl Keypair {
 
     /// Authenticates and decrypts the transport message `buf` in place, then (only if the tag
     /// verified) checks and records its counter in the replay window (§5.4.6, RFC 6479). When
-    /// the tag does not verify, the bytes between header and tag are zeroed: no unauthenticated
-    /// plaintext is left in the buffer. Takes the receive lock for this call only; a worker
+    /// the tag does not verify, the bytes after the header (ciphertext and tag) are zeroed: no
+    /// unauthenticated plaintext is left in the buffer. Takes the receive lock for this call only; a worker
     /// uses [`Keypair::open_held`].
     pub fn open_in_place(&self, now: Timestamp, buf: &mut [u8]) -> Result<Opened, OpenError> {
-        let (counter, end) = self.authenticate(now, buf)?;
+        let msg = 0..buf.len();
+        let (counter, plaintext) = self.authenticate(now, buf, msg, TRANSPORT_HEADER_LEN)?;
         let rx = &self.receive.0;
         rx.acquire(LOCK_ONE_CALL)?;
         let marked = rx.window.mark_exclusive(counter);
         rx.lock.store(LOCK_FREE, Ordering::Release);
         marked.map_err(OpenError::Replay)?;
-        Ok(self.opened(now, counter, end))
+        Ok(self.opened(now, counter, plaintext))
     }
 
     /// [`Keypair::open_in_place`] for a worker: the receive lock is taken once and kept by
@@ -520,7 +521,26 @@ impl Keypair {
         buf: &mut [u8],
         holder: &mut ReceiveHolder,
     ) -> Result<Opened, OpenError> {
-        let (counter, end) = self.authenticate(now, buf)?;
+        let msg = 0..buf.len();
+        self.open_held_at(now, buf, msg, TRANSPORT_HEADER_LEN, holder)
+    }
+
+    /// [`Keypair::open_held`] for the transport message at `buf[msg]`, with the plaintext
+    /// written to `buf[to..]` in the same pass as it is decrypted (`to` at or before the
+    /// ciphertext's start, `msg.start + 16`; a later `to` is taken as that start, in place).
+    /// Why: the worker decrypts a forwarded packet straight to the place it is transmitted
+    /// from, instead of moving it there afterwards. [`Opened::plaintext`] is a range of `buf`.
+    /// When the tag does not verify, `buf[to..msg.end]` is zeroed (the header bytes the
+    /// plaintext overwrote included); a `msg` outside `buf` is [`OpenError::TooShort`].
+    pub fn open_held_at(
+        self: &Arc<Self>,
+        now: Timestamp,
+        buf: &mut [u8],
+        msg: Range<usize>,
+        to: usize,
+        holder: &mut ReceiveHolder,
+    ) -> Result<Opened, OpenError> {
+        let (counter, plaintext) = self.authenticate(now, buf, msg, to)?;
         let rx = &self.receive.0;
         let marked = if rx.lock.load(Ordering::Relaxed) == holder.id {
             // Ours since an earlier packet of this batch (the load sees our own store).
@@ -536,14 +556,24 @@ impl Keypair {
             marked
         };
         marked.map_err(OpenError::Replay)?;
-        Ok(self.opened(now, counter, end))
+        Ok(self.opened(now, counter, plaintext))
     }
 
-    /// Header checks, limits and the AEAD: the counter and where the tag starts, once the tag
-    /// verified.
+    /// Header checks, limits and the AEAD on the message at `buf[msg]`, decrypting to
+    /// `buf[to..]` (see [`Keypair::open_held_at`]): the counter and where the plaintext is,
+    /// once the tag verified.
     #[inline]
-    fn authenticate(&self, now: Timestamp, buf: &mut [u8]) -> Result<(u64, usize), OpenError> {
-        let header = match TransportPacket::new_checked(&*buf) {
+    fn authenticate(
+        &self,
+        now: Timestamp,
+        buf: &mut [u8],
+        msg: Range<usize>,
+        to: usize,
+    ) -> Result<(u64, Range<usize>), OpenError> {
+        let Some(message) = buf.get(msg.clone()) else {
+            return Err(OpenError::TooShort);
+        };
+        let header = match TransportPacket::new_checked(message) {
             Ok(h) => h,
             Err(WireError::Truncated) => return Err(OpenError::TooShort),
             Err(_) => return Err(OpenError::NotTransport),
@@ -558,22 +588,27 @@ impl Keypair {
         if counter >= REJECT_AFTER_MESSAGES {
             return Err(OpenError::Replay(ReplayError::Exhausted));
         }
-        let end = buf.len() - AEAD_TAG_LEN;
-        let (body, tag) = buf[TRANSPORT_HEADER_LEN..].split_at_mut(end - TRANSPORT_HEADER_LEN);
-        let mut t = [0u8; AEAD_TAG_LEN];
-        t.copy_from_slice(tag);
-        crypto::aead_open_in_place(&self.receiving_key, counter, &[], body, &t)
-            .map_err(|_| OpenError::AuthFailed)?;
-        Ok((counter, end))
+        // The header is read: from here the plaintext may overwrite it.
+        let ciphertext = msg.start + TRANSPORT_HEADER_LEN;
+        let to = to.min(ciphertext);
+        let len = crypto::aead_open_within(
+            &self.receiving_key,
+            counter,
+            &[],
+            &mut buf[to..msg.end],
+            ciphertext - to,
+        )
+        .map_err(|_| OpenError::AuthFailed)?;
+        Ok((counter, to..to + len))
     }
 
     #[inline]
-    fn opened(&self, now: Timestamp, counter: u64, end: usize) -> Opened {
+    fn opened(&self, now: Timestamp, counter: u64, plaintext: Range<usize>) -> Opened {
         // A load, not a swap: no write to a line every worker reads, per packet.
         let unreported = !self.receipt_noted.load(Ordering::Relaxed);
         let rekey = self.is_initiator && now.since(self.created) >= REKEY_ON_RECEIVE_AFTER_TIME;
         Opened {
-            plaintext: TRANSPORT_HEADER_LEN..end,
+            plaintext,
             counter,
             unreported,
             rekey,
@@ -707,6 +742,93 @@ mod tests {
         // Header and tag are not secret and stay; the real packet still opens.
         assert_eq!(forged[..16], msg[..16]);
         assert_eq!(b.open_in_place(t0, &mut msg.clone()).unwrap().counter, 0);
+    }
+
+    /// `msg` at `at` in a frame-sized buffer whose other bytes are `fill`.
+    fn in_frame(msg: &[u8], at: usize, fill: u8) -> Vec<u8> {
+        let mut frame = vec![fill; at + msg.len() + 40];
+        frame[at..at + msg.len()].copy_from_slice(msg);
+        frame
+    }
+
+    #[test]
+    fn open_at_writes_the_plaintext_where_asked() {
+        let t0 = Timestamp::from_nanos(1);
+        let (a, b) = pair(t0);
+        let b = Arc::new(b);
+        let mut holder = ReceiveHolder::new();
+        let payload: Vec<u8> = (0..100u8).collect();
+        // Before the message, at its start, inside its header, at the ciphertext (in place).
+        for (n, to) in [(0u64, 300usize), (1, 350), (2, 358), (3, 366)] {
+            let msg = seal(&a, t0, &payload, 1420).unwrap();
+            assert_eq!(
+                u64::from_le_bytes(msg[8..16].try_into().unwrap()),
+                n,
+                "one counter per message"
+            );
+            let mut frame = in_frame(&msg, 350, 0xEE);
+            let range = 350..350 + msg.len();
+            let opened = b
+                .open_held_at(t0, &mut frame, range.clone(), to, &mut holder)
+                .unwrap();
+            assert_eq!(opened.counter, n);
+            assert_eq!(opened.plaintext, to..to + msg.len() - 32);
+            assert_eq!(frame[to..to + payload.len()], payload[..]);
+            // Padding zeroed as sealed; nothing before `to` touched.
+            assert!(frame[to + payload.len()..opened.plaintext.end]
+                .iter()
+                .all(|&x| x == 0));
+            let before = to.min(350);
+            assert!(frame[..before].iter().all(|&x| x == 0xEE));
+            assert_eq!(frame[before..to], msg[..to - before], "header bytes kept");
+            holder.release_all();
+        }
+        // Past the ciphertext's start is taken as in place; a message outside the buffer is
+        // refused, not a panic.
+        let msg = seal(&a, t0, &payload, 1420).unwrap();
+        let mut frame = in_frame(&msg, 50, 0);
+        let opened = b
+            .open_held_at(t0, &mut frame, 50..50 + msg.len(), 4000, &mut holder)
+            .unwrap();
+        assert_eq!(opened.plaintext.start, 66);
+        assert_eq!(frame[66..166], payload[..]);
+        let mut short = vec![0u8; 40];
+        assert_eq!(
+            b.open_held_at(t0, &mut short, 10..60, 0, &mut holder),
+            Err(OpenError::TooShort)
+        );
+        holder.release_all();
+    }
+
+    #[test]
+    fn open_at_checks_replay_after_authentication_and_clears_failures() {
+        let t0 = Timestamp::from_nanos(1);
+        let (a, b) = pair(t0);
+        let b = Arc::new(b);
+        let mut holder = ReceiveHolder::new();
+        let msg = seal(&a, t0, &[0x42u8; 80], 1420).unwrap();
+        let range = 300..300 + msg.len();
+        // A forged copy first: refused, and it must not burn the counter.
+        let mut forged = in_frame(&msg, 300, 0xEE);
+        forged[range.end - 1] ^= 1;
+        assert_eq!(
+            b.open_held_at(t0, &mut forged, range.clone(), 270, &mut holder),
+            Err(OpenError::AuthFailed)
+        );
+        // Everything from `to` to the message's end is cleared (plaintext, the header it
+        // overwrote, the ciphertext's shifted tail, the tag); what is before `to` is as it was.
+        assert!(forged[270..range.end].iter().all(|&x| x == 0));
+        assert!(forged[..270].iter().all(|&x| x == 0xEE));
+        let mut frame = in_frame(&msg, 300, 0xEE);
+        assert!(b
+            .open_held_at(t0, &mut frame, range.clone(), 270, &mut holder)
+            .is_ok());
+        let mut again = in_frame(&msg, 300, 0xEE);
+        assert_eq!(
+            b.open_held_at(t0, &mut again, range, 270, &mut holder),
+            Err(OpenError::Replay(ReplayError::Duplicate))
+        );
+        holder.release_all();
     }
 
     #[test]

@@ -60,6 +60,37 @@ fn rfc8439_chacha20_poly1305_aead() {
 }
 
 #[test]
+fn rfc8439_chacha20_poly1305_open_within() {
+    // The §2.8.2 vector opened the way the data path opens transport data: ciphertext and tag
+    // `shift` bytes into the buffer, the plaintext written to its front in the same pass.
+    let key = key_80_9f();
+    let nonce: [u8; 12] = h("07000000 4041424344454647");
+    let aad = hv("50515253c0c1c2c3c4c5c6c7");
+    let mut sealed = SUNSCREEN.to_vec();
+    let tag = crypto::chacha20poly1305_seal_in_place(&key, &nonce, &aad, &mut sealed);
+    sealed.extend_from_slice(&tag);
+    for shift in [0usize, 1, 15, 16, 44, 64, 200] {
+        let mut buf = vec![0xEEu8; shift];
+        buf.extend_from_slice(&sealed);
+        let n = crypto::chacha20poly1305_open_within(&key, &nonce, &aad, &mut buf, shift).unwrap();
+        assert_eq!(n, SUNSCREEN.len());
+        assert_eq!(&buf[..n], SUNSCREEN, "shift {shift}");
+
+        // A flipped tag bit is refused and leaves nothing of the message in the buffer.
+        let mut bad = vec![0xEEu8; shift];
+        bad.extend_from_slice(&sealed);
+        let last = bad.len() - 1;
+        bad[last] ^= 0x80;
+        assert!(crypto::chacha20poly1305_open_within(&key, &nonce, &aad, &mut bad, shift).is_err());
+        assert!(bad.iter().all(|&b| b == 0), "shift {shift}");
+    }
+    // Shorter than a tag after `from`: refused, not a panic.
+    let mut short = vec![1u8; 20];
+    assert!(crypto::chacha20poly1305_open_within(&key, &nonce, &aad, &mut short, 8).is_err());
+    assert!(crypto::chacha20poly1305_open_within(&key, &nonce, &aad, &mut short, 30).is_err());
+}
+
+#[test]
 fn rfc8439_vector_through_the_counter_nonce_form() {
     // WireGuard's nonce is 4 zero bytes then the LE counter; 0x4746454443424140 as a counter
     // encodes IV 40..47, so only the 07 constant differs from §2.8.2: the ciphertext must

@@ -51,6 +51,13 @@ fn exchange_data(ours: &SessionKeys, theirs: &snow::StatelessTransportState) {
         crypto::aead_open(&ours.receiving_key, counter, &sealed[..n], &[], &mut plain)
             .expect("we open snow's transport data");
         assert_eq!(plain, msg.as_bytes());
+        // The same bytes as the data path opens them: behind headroom (a transport header's
+        // worth and the outer headers'), the plaintext moved to the front as it is decrypted.
+        let mut frame = vec![0u8; 44];
+        frame.extend_from_slice(&sealed[..n]);
+        let len = crypto::aead_open_within(&ours.receiving_key, counter, &[], &mut frame, 44)
+            .expect("we open snow's transport data within the frame");
+        assert_eq!(&frame[..len], msg.as_bytes());
         // And the wrong counter must not open.
         assert!(crypto::aead_open(
             &ours.receiving_key,

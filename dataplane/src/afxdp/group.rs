@@ -26,6 +26,7 @@ use super::frame::{Frame, FRAME_SIZE, RX_OFFSET};
 use super::mode::{BoundMode, Mode};
 use crate::xdp::{AttachMode, XdpError, XdpProgram};
 use fastpath::counters::XskStats;
+use fastpath::frame::place_for_tx;
 
 /// Sizes of one worker's rings and pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -417,9 +418,9 @@ impl XskGroup {
                 return Err(TxError::Full);
             }
         }
-        if start != tx_off {
-            self.buf_mut(&mut f).copy_within(start..start + len, tx_off);
-        }
+        // The forward direction decrypted its packet to `tx_off` already (nothing to move);
+        // the reverse direction's sealed datagram grew in front of it and is moved.
+        place_for_tx(self.buf_mut(&mut f), start, len, tx_off);
         // SAFETY: the descriptor is a frame of this UMEM that we own (not on any ring); the
         // cursor only records the packet length in the descriptor.
         unsafe { self.umem.data_mut(&mut f.desc) }
