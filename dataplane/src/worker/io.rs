@@ -176,10 +176,7 @@ impl Dispatch<'_> {
 
 impl Dispatch<'_> {
     /// Cuts the packet at `packet` of `frame` into fragments that fit the tunnel, each written
-    /// into a frame of its own from the pool and sealed: the one place a received frame turns
-    /// into more than one to send. Bounded by the packet (a frame holds at most a few
-    /// fragments' worth) and by the pool: when no frame is free, the rest of the packet is
-    /// dropped, counted once (`fragment_no_frame`).
+    /// into a frame of its own from the pool and sealed.
     fn fragment(
         &mut self,
         pipeline: &mut Pipeline,
@@ -189,36 +186,28 @@ impl Dispatch<'_> {
         packet: std::ops::Range<usize>,
         since: Timestamp,
     ) {
-        let plan = match self.group.buf(frame).get(packet.clone()) {
-            Some(p) => pipeline.fragmenter(p),
-            None => {
-                self.counters.count_drop(DropReason::TooBig);
-                return;
-            }
-        };
-        let Ok(plan) = plan else {
+        let plan = self
+            .group
+            .buf(frame)
+            .get(packet.clone())
+            .map(|p| pipeline.fragmenter(p));
+        let Some(Ok(plan)) = plan else {
             self.counters.count_drop(DropReason::TooBig);
             return;
         };
-        for i in 0..plan.count() {
-            let Some(mut out) = self.group.alloc() else {
-                self.counters.count_drop(DropReason::FragmentNoFrame);
-                return;
-            };
-            let verdict = {
-                // Two frames at once: the original (read) and the fragment's (written).
-                let original = &self.group.buf(frame)[packet.clone()];
-                let buf = self.group.buf_mut(&mut out);
-                pipeline.encrypt_fragment(batch, original, &plan, i, buf, inside)
-            };
-            self.apply(pipeline, batch, verdict, out, since);
-        }
+        self.send_pieces(
+            pipeline,
+            batch,
+            frame,
+            packet,
+            plan.count(),
+            since,
+            |p, original, i, buf| p.encrypt_fragment(batch, original, &plan, i, buf, inside),
+        );
     }
 
     /// Sends the sealed frame at `sealed` of `frame` (to a peer's IPv6 endpoint, longer than
-    /// the path MTU `mtu`) as IPv6 fragments, each in a frame of its own from the pool, as
-    /// [`Dispatch::fragment`] does for the tunnel: a packet loses its remaining fragments when
-    /// the pool is empty (`fragment_no_frame`).
+    /// the path MTU `mtu`) as IPv6 fragments, each in a frame of its own from the pool.
     fn fragment_outer6(
         &mut self,
         pipeline: &mut Pipeline,
@@ -228,28 +217,55 @@ impl Dispatch<'_> {
         sealed: std::ops::Range<usize>,
         mtu: u32,
     ) {
-        let plan = match self.group.buf(frame).get(sealed.clone()) {
-            Some(f) => pipeline.outer_fragmenter6(f, mtu),
-            None => {
-                self.counters.count_drop(DropReason::TooBig);
-                return;
-            }
-        };
-        let Ok(plan) = plan else {
+        let plan = self
+            .group
+            .buf(frame)
+            .get(sealed.clone())
+            .map(|f| pipeline.outer_fragmenter6(f, mtu));
+        let Some(Ok(plan)) = plan else {
             self.counters.count_drop(DropReason::TooBig);
             return;
         };
-        for i in 0..plan.count() {
+        let since = batch.now;
+        self.send_pieces(
+            pipeline,
+            batch,
+            frame,
+            sealed,
+            plan.count(),
+            since,
+            |p, original, i, buf| p.write_outer_fragment6(original, &plan, i, buf, ifindex),
+        );
+    }
+
+    /// The one place a received frame turns into more than one to send: piece `i` of `count`
+    /// is written by `write` from the bytes at `original` of `frame` into a frame of its own
+    /// from the pool, and its verdict applied. Bounded by `count` (a frame holds at most a few
+    /// fragments' worth) and by the pool: when no frame is free, the rest of the packet is
+    /// dropped, counted once (`fragment_no_frame`).
+    #[allow(clippy::too_many_arguments)]
+    fn send_pieces(
+        &mut self,
+        pipeline: &mut Pipeline,
+        batch: &Batch<'_>,
+        frame: &Frame,
+        original: std::ops::Range<usize>,
+        count: usize,
+        since: Timestamp,
+        mut write: impl FnMut(&mut Pipeline, &[u8], usize, &mut [u8]) -> Verdict,
+    ) {
+        for i in 0..count {
             let Some(mut out) = self.group.alloc() else {
                 self.counters.count_drop(DropReason::FragmentNoFrame);
                 return;
             };
             let verdict = {
-                let original = &self.group.buf(frame)[sealed.clone()];
+                // Two frames at once: the original (read) and the piece's (written).
+                let original = &self.group.buf(frame)[original.clone()];
                 let buf = self.group.buf_mut(&mut out);
-                pipeline.write_outer_fragment6(original, &plan, i, buf, ifindex)
+                write(pipeline, original, i, buf)
             };
-            self.apply(pipeline, batch, verdict, out, batch.now);
+            self.apply(pipeline, batch, verdict, out, since);
         }
     }
 }
