@@ -178,6 +178,8 @@ struct HostAddresses {
     tunnel6: Option<Ipv6Addr>,
     /// The MTU of each `[dataplane] interfaces` entry, in the config's order.
     mtus: Vec<u32>,
+    /// Their MACs, in the same order (`None` for a link without an Ethernet address).
+    macs: Vec<Option<[u8; 6]>>,
     /// The WAN interface (WireGuard arrives there) and the LAN one (the NAT's egress).
     wan_index: u32,
     lan_index: u32,
@@ -275,6 +277,7 @@ impl HostAddresses {
             host6,
             tunnel6,
             mtus: links.iter().map(|l| l.mtu).collect(),
+            macs: links.iter().map(|l| l.mac.map(|m| m.0)).collect(),
             wan_index,
             lan_index,
         })
@@ -292,12 +295,15 @@ fn attach_programs(cfg: &GatewayConfig, host: &HostAddresses) -> anyhow::Result<
         nat_ports: (cfg.nat.masquerade || host.egress6.is_some())
             .then_some(cfg.nat.port_range.lo..=cfg.nat.port_range.hi),
         max_frame_len: None, // per interface, below
+        local_mac: None,     // per interface, below
     };
     let mode = xsk_mode(cfg.dataplane.mode);
     let mut programs = Vec::new();
-    for (name, &mtu) in cfg.dataplane.interfaces.names().iter().zip(&host.mtus) {
+    let names = cfg.dataplane.interfaces.names();
+    for ((name, &mtu), &mac) in names.iter().zip(&host.mtus).zip(&host.macs) {
         let redirect = RedirectConfig {
             max_frame_len: Some(max_frame_len(mtu)),
+            local_mac: mac,
             ..redirect.clone()
         };
         let p = attach_program(name, mode, &redirect)?;

@@ -25,10 +25,15 @@ pub struct RedirectConfig {
     /// Longest frame the program gives the workers (the interface's MTU plus the Ethernet
     /// header); longer ones, merged by GRO/LRO/GSO, are dropped and counted. `None`: no limit.
     pub max_frame_len: Option<u16>,
+    /// The interface's own MAC: only frames addressed to it go to the sockets; a frame for
+    /// another host (seen when the NIC is promiscuous) goes to the kernel, which discards it,
+    /// and counts `pass_other_host`. Read when the program is attached: after `ip link set
+    /// address`, restart the gateway. `None`: any destination MAC.
+    pub local_mac: Option<[u8; 6]>,
 }
 
 /// Size of `struct dp_config` in `redirect.bpf.c`.
-pub(crate) const CONFIG_VALUE_SIZE: usize = 32;
+pub(crate) const CONFIG_VALUE_SIZE: usize = 40;
 /// Capacity of the `listen_addrs` map in `redirect.bpf.c`.
 pub(crate) const MAX_LISTEN_ADDRS: usize = 64;
 
@@ -48,9 +53,11 @@ impl RedirectConfig {
         v[6] = self.nat_v4.is_some() as u8;
         v[7] = self.nat_v6.is_some() as u8;
         v[8] = !self.listen_addrs.is_empty() as u8;
+        v[9] = self.local_mac.is_some() as u8;
         v[10..12].copy_from_slice(&self.max_frame_len.unwrap_or(0).to_ne_bytes());
         v[12..16].copy_from_slice(&self.nat_v4.unwrap_or(Ipv4Addr::UNSPECIFIED).octets());
         v[16..32].copy_from_slice(&self.nat_v6.unwrap_or(Ipv6Addr::UNSPECIFIED).octets());
+        v[32..38].copy_from_slice(&self.local_mac.unwrap_or_default());
         v
     }
 
@@ -98,6 +105,7 @@ xdp_counters! {
     DropOversized = 8 => "drop_oversized": "Ours, but longer than the MTU (merged by GRO/LRO/GSO before XDP): dropped.",
     PassNatUnmapped = 9 => "pass_nat_unmapped": "To a NAT port or echo id no mapping holds (the host's own traffic): passed.",
     RedirectNatFragment = 10 => "redirect_nat_fragment": "A later IPv4 fragment of NAT return traffic whose first fragment went to the socket: sent to the socket too.",
+    PassOtherHost = 11 => "pass_other_host": "Would be taken, but addressed to another host's MAC (a promiscuous NIC sees it): passed to the kernel, which discards it.",
 }
 
 /// A snapshot of the program's counters, summed over CPUs.
@@ -158,16 +166,18 @@ mod tests {
             nat_v6: Some("fd00::3".parse().unwrap()),
             nat_ports: Some(40000..=50000),
             max_frame_len: Some(1514),
+            local_mac: Some([0x02, 0, 0, 0, 0, 0x03]),
         };
         let v = cfg.to_map_value();
         assert_eq!(u16::from_ne_bytes([v[0], v[1]]), 51820);
         assert_eq!(u16::from_ne_bytes([v[2], v[3]]), 40000);
         assert_eq!(u16::from_ne_bytes([v[4], v[5]]), 50000);
-        assert_eq!(&v[6..9], &[1, 1, 1]);
+        assert_eq!(&v[6..10], &[1, 1, 1, 1]);
         assert_eq!(u16::from_ne_bytes([v[10], v[11]]), 1514);
         assert_eq!(&v[12..16], &[172, 23, 0, 3]);
         assert_eq!(v[16], 0xfd);
         assert_eq!(v[31], 3);
+        assert_eq!(&v[32..38], &[0x02, 0, 0, 0, 0, 0x03]);
         let keys: Vec<_> = cfg.listen_addr_keys().collect();
         assert_eq!(&keys[0][10..], &[0xff, 0xff, 10, 0, 0, 1]);
     }
@@ -181,7 +191,7 @@ mod tests {
             u16::from_ne_bytes([v[4], v[5]]),
         );
         assert!(low > high, "empty NAT range");
-        assert_eq!(&v[6..9], &[0, 0, 0]);
+        assert_eq!(&v[6..10], &[0, 0, 0, 0], "no address or MAC filter");
         assert_eq!(&v[10..12], &[0, 0], "no frame length limit");
     }
 }

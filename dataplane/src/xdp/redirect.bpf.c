@@ -59,10 +59,12 @@ struct dp_config {
     __u8 nat_v4_enabled;  // nat_v4_addr is set
     __u8 nat_v6_enabled;  // nat_v6_addr is set
     __u8 listen_addr_filter; // 1 = WireGuard only to addresses in `listen_addrs`
-    __u8 pad;
+    __u8 mac_filter;      // 1 = only frames to `local_mac` go to the sockets
     __u16 max_frame_len;  // longest frame the workers take (MTU + Ethernet header); 0 = any
     __u32 nat_v4_addr;
     __u8 nat_v6_addr[16];
+    __u8 local_mac[6];    // the interface's own address
+    __u8 pad[2];
 };
 
 // Why a frame went where it went. Mirrors `XdpCounter` in src/xdp/maps.rs.
@@ -78,7 +80,8 @@ enum dp_counter {
     DP_DROP_OVERSIZED = 8,   // ours, but longer than the MTU: merged by GRO/LRO/GSO
     DP_PASS_NAT_UNMAPPED = 9, // to a NAT port / echo id no mapping holds: the host's own traffic
     DP_REDIRECT_NAT_FRAGMENT = 10, // a later fragment of a datagram whose first was taken
-    DP_NR_COUNTERS = 11,
+    DP_PASS_OTHER_HOST = 11, // ours by address and port, but the frame is for another MAC
+    DP_NR_COUNTERS = 12,
 };
 
 // One AF_XDP socket per rx queue, inserted by the Rust side (AF_XDP sockets are looked up by
@@ -169,8 +172,29 @@ INLINE int pass(__u32 reason)
     return XDP_PASS;
 }
 
+// Whether the frame is addressed to the interface's own MAC. WireGuard and NAT return
+// traffic are unicast to the gateway: a frame to another MAC (seen because the NIC is
+// promiscuous: tcpdump, a bridge port) is another host's, which the kernel would discard as
+// PACKET_OTHERHOST. It goes to the kernel, which decides; taking it would let a host on the
+// segment make the gateway decrypt and answer traffic that was never sent to it.
+INLINE int to_local_mac(const struct dp_config *cfg, const __u8 *dst)
+{
+    if (!cfg->mac_filter)
+        return 1;
+    const __u8 *mac = cfg->local_mac;
+    return dst[0] == mac[0] && dst[1] == mac[1] && dst[2] == mac[2] && dst[3] == mac[3] &&
+           dst[4] == mac[4] && dst[5] == mac[5];
+}
+
 INLINE int to_socket(struct xdp_md *ctx, const struct dp_config *cfg, __u32 reason)
 {
+    // Every redirect passes here: only frames that would be taken pay for the MAC compare.
+    void *data = (void *)(long)ctx->data;
+    void *end = (void *)(long)ctx->data_end;
+    if (data + ETH_HLEN > end)
+        return pass(DP_PASS_TRUNCATED);
+    if (!to_local_mac(cfg, data))
+        return pass(DP_PASS_OTHER_HOST);
     // A frame longer than the MTU was merged before XDP saw it (GRO in generic mode, GSO
     // from a veth peer in generic mode, LRO): a worker can neither fit it in a UMEM frame nor
     // re-segment it, and the kernel has no socket for it. Dropped here and counted by name,

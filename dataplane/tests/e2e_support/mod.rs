@@ -441,3 +441,21 @@ pub fn lab_with_control_socket() -> (Lab, std::path::PathBuf) {
         .expect("the gateway restarts with a control socket");
     (lab, control)
 }
+
+/// The gateway's stats over its control socket.
+pub fn gateway_stats(control: &ControlSocket) -> ops::StatsSnapshot {
+    ops::client::request_stats(&control.0).expect("stats over the gateway's control socket")
+}
+
+/// The sum over the workers of the counter `name`.
+pub fn worker_counter(s: &ops::StatsSnapshot, name: &str) -> u64 {
+    s.workers.iter().map(|w| w.counter(name)).sum()
+}
+
+/// The sum over the interfaces of the XDP program's counter `name`.
+pub fn xdp_counter(s: &ops::StatsSnapshot, name: &str) -> u64 {
+    s.xdp
+        .iter()
+        .map(|x| x.counters.get(name).copied().unwrap_or(0))
+        .sum()
+}
