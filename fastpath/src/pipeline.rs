@@ -58,6 +58,7 @@ use crate::icmp::{icmp_error, IcmpError};
 use crate::icmp6::MAX_QUOTE_LEN;
 
 mod forward6;
+mod icmp6_reply;
 mod nat6;
 use crate::icmp_ratelimit::IcmpRateLimiter;
 

@@ -22,7 +22,7 @@ use std::ops::Range;
 use super::{Batch, Pipeline, Resume, Verdict};
 use crate::capture::CapturePoint;
 use crate::counters::{DropReason, WorkerCounters};
-use crate::icmp6::{icmp6_error_in_place, Icmp6Error};
+use crate::icmp6::Icmp6Error;
 use crate::route::{NextHop, Resolution};
 use crate::stage_cycles::Step;
 use wgproto::peer::PeerId;
@@ -222,13 +222,10 @@ impl Pipeline {
         // The error goes back to the packet's source (checked: one of the sender's addresses).
         let dst = ipv6::Packet::new_unchecked(&buf[packet.clone()]).src_addr();
         // The whole error must go through the tunnel in one piece.
-        let Some(error) = icmp6_error_in_place(buf, packet, router, kind, self.cfg.mtu) else {
+        let mtu = self.cfg.mtu;
+        let Some(error) = self.icmp6_error_step(b, buf, packet, router, kind, mtu) else {
             return Verdict::Drop(reason);
         };
-        // Only errors that are written spend tokens.
-        if !self.icmp_allowed(b, dst) {
-            return Verdict::Drop(reason);
-        }
         match self.encrypt_to_peer(b, buf, error.start, error.len(), dst) {
             Verdict::Drop(_) => Verdict::Drop(reason),
             v => {

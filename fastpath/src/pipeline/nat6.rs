@@ -26,7 +26,7 @@ use wire::{ipv6, udp};
 use super::{Batch, Pipeline, Resume, Verdict};
 use crate::capture::CapturePoint;
 use crate::counters::{DropReason, WorkerCounters};
-use crate::icmp6::{icmp6_error_in_place, Icmp6Error, MAX_QUOTE_LEN};
+use crate::icmp6::{Icmp6Error, MAX_QUOTE_LEN};
 use crate::route::Resolution;
 use crate::stage_cycles::Step;
 
@@ -228,13 +228,9 @@ impl Pipeline {
         buf[ip.start..ip.start + quoted].copy_from_slice(&self.quote6[..quoted]);
         let mtu = u32::try_from(self.cfg.mtu).unwrap_or(u32::MAX);
         let kind = Icmp6Error::PacketTooBig { mtu };
-        let Some(error) = icmp6_error_in_place(buf, ip, router, kind, hop.mtu as usize) else {
+        let Some(error) = self.icmp6_error_step(b, buf, ip, router, kind, hop.mtu as usize) else {
             return Verdict::Drop(reason);
         };
-        // Only errors that are written spend tokens.
-        if !self.icmp_allowed(b, dst) {
-            return Verdict::Drop(reason);
-        }
         let Some(eth) = error.start.checked_sub(ethernet::HEADER_LEN) else {
             return Verdict::Drop(reason);
         };
