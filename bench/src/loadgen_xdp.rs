@@ -263,18 +263,20 @@ mod tests {
         let mut head = [0u8; OUTER_LEN];
         h.write(&mut head, payload.len()).unwrap();
         let mut frame = [&head[..], &payload[..]].concat();
-        let p = etherparse::SlicedPacket::from_ethernet(&frame).unwrap();
-        let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
-            panic!("not IPv4")
-        };
-        assert_eq!(ip.header().source_addr(), *h.src.ip());
-        assert_eq!(ip.header().destination_addr(), *h.dst.ip());
-        assert!(ip.header().dont_fragment());
-        let Some(etherparse::TransportSlice::Udp(u)) = &p.transport else {
-            panic!("not UDP")
-        };
-        assert_eq!((u.source_port(), u.destination_port()), (40_001, 51_820));
-        assert_eq!(u.payload(), payload);
+        {
+            let p = etherparse::SlicedPacket::from_ethernet(&frame).unwrap();
+            let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
+                panic!("not IPv4")
+            };
+            assert_eq!(ip.header().source_addr(), *h.src.ip());
+            assert_eq!(ip.header().destination_addr(), *h.dst.ip());
+            assert!(ip.header().dont_fragment());
+            let Some(etherparse::TransportSlice::Udp(u)) = &p.transport else {
+                panic!("not UDP")
+            };
+            assert_eq!((u.source_port(), u.destination_port()), (40_001, 51_820));
+            assert_eq!(u.payload(), payload);
+        }
         // The same frame seen from the other end: a reply swaps both ends.
         let back = OuterHeaders {
             src_mac: h.dst_mac,

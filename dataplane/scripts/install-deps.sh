@@ -37,7 +37,7 @@ if ! mountpoint -q /sys/fs/bpf; then
 fi
 
 if ! command -v cargo >/dev/null; then
-    echo "install-deps: cargo not found. Install the Rust toolchain (rustup, stable >= 1.82) and rerun." >&2
+    echo "install-deps: cargo not found. Install the Rust toolchain (rustup, stable >= 1.83) and rerun." >&2
     exit 1
 fi
 

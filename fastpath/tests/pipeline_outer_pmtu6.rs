@@ -3,8 +3,8 @@
 //! the pipeline says `FragmentOuter6`, and the fragments it writes each fit the path MTU, carry
 //! a Fragment header with one identification per packet (a new one for the next packet), and
 //! reassemble by offset into the datagram the peer opens (etherparse checks the IPv6 and UDP
-//! headers and the checksum; not the Fragment header, which etherparse 0.16 misreads: its
-//! issue #150, fixed in 0.20). Before, the sealed datagram left whole and the router dropped
+//! headers and the checksum, and reads every Fragment header as the byte checks do; versions
+//! before 0.20 misread it). Before, the sealed datagram left whole and the router dropped
 //! it: a TCP download to the peer stalled. Plus the fragmenter alone, property-tested against
 //! a reassembly by offset.
 
@@ -105,6 +105,25 @@ fn fragments(gw: &mut Gateway, v: Verdict, f: &Frame) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Reads the Fragment header of the IPv6 fragment `ip` with etherparse and asserts it says what
+/// the tests read by hand: (byte offset, more fragments, identification, the header after it)
+/// and the fragment's data.
+fn assert_fragment_by_etherparse(ip: &[u8], want: (usize, bool, u32, u8), data: &[u8]) {
+    let (header, rest) = etherparse::Ipv6Header::from_slice(ip).expect("an IPv6 header");
+    let (exts, next, after) = etherparse::Ipv6Extensions::from_slice(header.next_header, rest)
+        .expect("extension headers etherparse reads");
+    let f = exts.fragment.expect("a Fragment header");
+    assert_eq!(f.next_header, next, "nothing but the Fragment header");
+    let got = (
+        usize::from(f.fragment_offset.byte_offset()),
+        f.more_fragments,
+        f.identification,
+        f.next_header.0,
+    );
+    assert_eq!(got, want, "the Fragment header as etherparse reads it");
+    assert!(after == data, "the fragment's data as etherparse sees it");
+}
+
 /// Reassembles the Ethernet/IPv6 fragments `frames` by offset (RFC 8200 §4.5: the fixed
 /// header, then the Fragment header, then data); the fragmentable part (UDP header and
 /// message) and the identification they share.
@@ -125,6 +144,7 @@ fn reassemble(frames: &[Vec<u8>]) -> (Vec<u8>, u32) {
         let (offset, more) = (usize::from(word & !7), word & 1 == 1);
         ids.push(u32::from_be_bytes([ip[44], ip[45], ip[46], ip[47]]));
         let piece = &ip[48..];
+        assert_fragment_by_etherparse(ip, (offset, more, ids[ids.len() - 1], 17), piece);
         if more {
             assert_eq!(
                 piece.len() % 8,
@@ -277,6 +297,7 @@ fn reassemble_by_offset(packet: &[u8], mtu: usize, plan: &Fragmenter6) -> Vec<u8
             plan.ident()
         );
         let piece = &f[48..];
+        assert_fragment_by_etherparse(f, (offset, more, plan.ident(), packet[6]), piece);
         if more {
             assert_eq!(piece.len() % 8, 0, "fragment {i}: {} bytes", piece.len());
         }
