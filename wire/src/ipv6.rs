@@ -254,8 +254,8 @@ mod tests {
     use etherparse::{IpNumber, Ipv6Header};
 
     /// Byte by byte against RFC 8200 §4.5 (offset in the top 13 bits of bytes 2-3, M the
-    /// lowest bit), not etherparse: 0.16 reads the offset and M from other bits (its issue
-    /// #150, fixed in 0.20).
+    /// lowest bit), and as etherparse reads it (versions before 0.20 read the offset and M
+    /// from other bits).
     #[test]
     fn fragment_header_has_the_rfc_8200_layout() {
         let mut b = [0u8; 8];
@@ -268,6 +268,15 @@ mod tests {
         r.emit(&mut b).unwrap();
         // 1232 bytes = 154 units: 154 << 3 | M = 0x04d1.
         assert_eq!(b, [17, 0, 0x04, 0xd1, 0xde, 0xad, 0xbe, 0xef]);
+        let (read, _) = etherparse::Ipv6FragmentHeader::from_slice(&b).unwrap();
+        assert_eq!(
+            (read.fragment_offset.byte_offset(), read.more_fragments),
+            (1232, true)
+        );
+        assert_eq!(
+            (read.identification, read.next_header),
+            (0xdead_beef, IpNumber::UDP)
+        );
         let last = FragmentRepr {
             more: false,
             offset: 0xfff8,
