@@ -13,25 +13,26 @@
 //! `icmpv6_time_exceeded`, `icmpv6_packet_too_big`), not the kernel. Replies come back through
 //! the gateway's kernel into wg0, as routed IPv4 does.
 
-use std::net::Ipv6Addr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
 use lab::{
     ClientKind, GatewayKind, Lab, Node, Topology, CLIENT_TUNNEL_ADDR6, GATEWAY_LAN_ADDR6,
     GATEWAY_TUNNEL_ADDR6, SERVER_ADDR6, TUNNEL_PREFIX_LEN6,
 };
-use ops::client::request_stats;
 
 mod e2e_support;
-use e2e_support::{assert_same_file, dataplane, pattern, root_test, ControlSocket, E2e};
+use e2e_support::{
+    dataplane, download_inside, gateway_stats, root_test, worker_counter, ControlSocket, E2e,
+    Inside,
+};
 
 /// The LAN bottleneck of the path MTU check: IPv6's minimum link MTU.
 const LAN_MTU: u32 = 1280;
 
 /// The sum over the workers of the counter `name`, from the gateway's control socket.
 fn counter(control: &ControlSocket, name: &str) -> u64 {
-    let stats = request_stats(&control.0).expect("stats from the gateway's control socket");
-    stats.workers.iter().map(|w| w.counter(name)).sum()
+    worker_counter(&gateway_stats(control), name)
 }
 
 /// The tunnel's IPv6 prefix, e.g. `fd13::/64`.
@@ -89,47 +90,6 @@ fn ping6(t: &Lab, extra: &[&str], count: u32) -> (u32, String) {
     (got, out)
 }
 
-/// Downloads `len` pattern bytes over IPv6 inside the tunnel from the server's IPv6 HTTP
-/// server and compares them; returns the sources of the requests it logged.
-fn download6(t: &Lab, file: &str, len: usize) -> Vec<String> {
-    let _ = t.write_server_file(file, &pattern(len)).unwrap();
-    let served = t.dir().join("www").join(file);
-    let got = t.dir().join(format!("downloaded-{file}"));
-    let got_s = got.to_string_lossy().into_owned();
-    let url = t.server_url6(file);
-    let t0 = std::time::Instant::now();
-    let (ok, out) = t
-        .try_exec_in(
-            Node::Client,
-            &[
-                "curl",
-                "-g",
-                "-sS",
-                "--fail",
-                "--max-time",
-                "60",
-                "-o",
-                &got_s,
-                &url,
-            ],
-        )
-        .unwrap();
-    let secs = t0.elapsed().as_secs_f64();
-    assert!(ok, "curl {url} through the tunnel failed: {out}");
-    assert_same_file(&served, &got, &format!("download of {file} over IPv6"));
-    eprintln!(
-        "{file}: {len} bytes over IPv6 in {secs:.2}s = {:.0} Mbit/s",
-        len as f64 * 8.0 / secs / 1e6
-    );
-    let _ = std::fs::remove_file(&got);
-    let _ = std::fs::remove_file(&served);
-    let log = std::fs::read_to_string(t.dir().join("http-server6.log")).unwrap_or_default();
-    log.lines()
-        .filter(|l| l.contains("\"GET "))
-        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
-        .collect()
-}
-
 fn routed_ipv6_inside(
     name: &'static str,
     topology: Topology,
@@ -151,8 +111,8 @@ fn routed_ipv6_inside(
     // 32 MiB over IPv6 inside: the client's ACKs are routed by the workers, the data comes
     // back through the gateway's kernel into wg0.
     let to_slow = counter(&control, "to_slowpath");
-    let sources = download6(&t, "blob6-32m.bin", 32 << 20);
-    let client = CLIENT_TUNNEL_ADDR6.to_string();
+    let sources = download_inside(&t, Inside::Ipv6, "blob6-32m.bin", 32 << 20).sources;
+    let client = IpAddr::from(CLIENT_TUNNEL_ADDR6);
     assert!(
         !sources.is_empty() && sources.iter().all(|s| *s == client),
         "routed, not translated: the server saw {sources:?}, not only {client}"

@@ -12,70 +12,19 @@
 //! client lost at the router. Root only, wireguard-go client:
 //! `sudo -E cargo test -p dataplane --test gateway_ipv6_pmtu -- --test-threads=1 --nocapture`.
 
-use std::path::Path;
-use std::time::Instant;
-
 use lab::{
     ClientKind, GatewayKind, Lab, Node, Topology, GATEWAY_LAN_ADDR, ROUTED_CLIENT_ADDR6,
     SERVER_ADDR,
 };
-use ops::client::request_stats;
-use ops::StatsSnapshot;
 
 mod e2e_support;
 use e2e_support::{
-    assert_pings, assert_same_file, dataplane, download_through_tunnel, pattern, root_test,
-    ControlSocket, E2e,
+    assert_pings, dataplane, download_masqueraded, download_through_tunnel, gateway_stats,
+    root_test, worker_counter, ControlSocket, E2e, Inside,
 };
 
 /// The MTU of the router's link towards the client.
 const PATH_MTU: u32 = 1400;
-
-/// The sum over workers of the counter `name`.
-fn counter(s: &StatsSnapshot, name: &str) -> u64 {
-    s.workers
-        .iter()
-        .map(|w| w.counters.get(name).copied().unwrap_or(0))
-        .sum()
-}
-
-fn stats(control: &Path) -> StatsSnapshot {
-    request_stats(control).expect("stats over the control socket")
-}
-
-/// `len` pattern bytes downloaded from the server's IPv6 address through the tunnel (IPv6
-/// inside), byte-identical.
-fn download6(t: &Lab, file: &str, len: usize) {
-    t.write_server_file(file, &pattern(len)).unwrap();
-    let url = t.server_url6(file);
-    let got = t.dir().join(format!("downloaded-{file}"));
-    let got_s = got.to_string_lossy().into_owned();
-    let t0 = Instant::now();
-    let (ok, out) = t
-        .try_exec_in(
-            Node::Client,
-            &[
-                "curl",
-                "-sS",
-                "--fail",
-                "--max-time",
-                "60",
-                "-o",
-                &got_s,
-                &url,
-            ],
-        )
-        .unwrap();
-    assert!(ok, "curl {url} through the tunnel failed: {out}");
-    let served = t.dir().join("www").join(file);
-    assert_same_file(&served, &got, "the download with IPv6 inside");
-    eprintln!(
-        "{file}: {len} bytes with IPv6 inside in {:.2}s",
-        t0.elapsed().as_secs_f64()
-    );
-    let _ = std::fs::remove_file(&got);
-    let _ = std::fs::remove_file(&served);
-}
 
 #[test]
 fn downloads_cross_an_ipv6_path_narrower_than_the_gateways_datagrams() {
@@ -111,12 +60,12 @@ fn downloads_cross_an_ipv6_path_narrower_than_the_gateways_datagrams() {
             route.contains(&format!("mtu {PATH_MTU}")),
             "the gateway's kernel learned no path MTU: {route}"
         );
-        let s = stats(&control.0);
-        let fragmented = counter(&s, "outer_fragmented_ipv6");
+        let s = gateway_stats(&control);
+        let fragmented = worker_counter(&s, "outer_fragmented_ipv6");
         eprintln!(
             "{name}: outer_fragmented_ipv6 {fragmented}, encrypted {}, tx {}, fragment_no_frame {}",
-            counter(&s, "encrypted"),
-            counter(&s, "tx"),
+            worker_counter(&s, "encrypted"),
+            worker_counter(&s, "tx"),
             s.workers
                 .iter()
                 .map(|w| w.drops.get("fragment_no_frame").copied().unwrap_or(0))
@@ -129,8 +78,8 @@ fn downloads_cross_an_ipv6_path_narrower_than_the_gateways_datagrams() {
         );
 
         // IPv6 inside (NAT66 in the workers), 32 MiB.
-        download6(&t, "blob6-32m.bin", len);
-        let after = counter(&stats(&control.0), "outer_fragmented_ipv6");
+        download_masqueraded(&t, Inside::Ipv6, "blob6-32m.bin", len);
+        let after = worker_counter(&gateway_stats(&control), "outer_fragmented_ipv6");
         assert!(
             (after - fragmented) as usize >= len / 1420 / 2,
             "outer_fragmented_ipv6 {fragmented} -> {after}"

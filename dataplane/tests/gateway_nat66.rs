@@ -28,7 +28,9 @@ use ops::client::request_stats;
 use ops::StatsSnapshot;
 
 mod e2e_support;
-use e2e_support::{assert_same_file, dataplane, pattern, root_test, ControlSocket, E2e};
+use e2e_support::{
+    dataplane, download_masqueraded, root_test, worker_counter, ControlSocket, E2e, Inside,
+};
 
 /// A dual-stack lab with IPv6 masquerading on, `client` as the client's WireGuard, and a
 /// control socket.
@@ -46,20 +48,12 @@ fn nat66_lab(
     E2e::from_builder(name, builder)
 }
 
-/// The sum over workers of the counter `name`.
-fn counter(s: &StatsSnapshot, name: &str) -> u64 {
-    s.workers
-        .iter()
-        .map(|w| w.counters.get(name).copied().unwrap_or(0))
-        .sum()
-}
-
 /// Stats once the workers published what the NAT counted (they do about once a second).
 fn stats_after(control: &Path, name: &str, at_least: u64) -> StatsSnapshot {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let s = request_stats(control).expect("stats over the control socket");
-        if counter(&s, name) >= at_least || Instant::now() > deadline {
+        if worker_counter(&s, name) >= at_least || Instant::now() > deadline {
             return s;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -96,15 +90,6 @@ fn ping6(t: &Lab, count: u32) -> u32 {
     lab::parse_ping_received(&out).unwrap_or_else(|| panic!("unexpected ping output:\n{out}"))
 }
 
-/// The source address of each request in the IPv6 HTTP server's log.
-fn server6_request_sources(t: &Lab) -> Vec<Ipv6Addr> {
-    let log = std::fs::read_to_string(t.dir().join("http-server6.log")).unwrap_or_default();
-    log.lines()
-        .filter(|l| l.contains("\"GET "))
-        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
-        .collect()
-}
-
 /// A connected UDP socket of the client sends to a closed port of the server: the server's
 /// ICMPv6 port unreachable must come back through the NAT (the XDP program takes it by the
 /// port quoted in it, the NAT reverts the quote) for the socket to see ECONNREFUSED.
@@ -125,48 +110,6 @@ for _ in range(5):
 print("no error came back", flush=True)
 "#;
 
-/// Downloads 32 MiB over IPv6 inside from the server's IPv6 HTTP server as `file` and
-/// compares the bytes; asserts the server saw only the gateway's IPv6 LAN address.
-fn download6_32_mib(name: &str, t: &Lab, file: &str) {
-    let len = 32 << 20;
-    t.write_server_file(file, &pattern(len)).unwrap();
-    let url = t.server_url6(file);
-    let got = t.dir().join(format!("downloaded-{file}"));
-    let got_s = got.to_string_lossy().into_owned();
-    let t0 = Instant::now();
-    let (ok, out) = t
-        .try_exec_in(
-            Node::Client,
-            &[
-                "curl",
-                "-sS",
-                "--fail",
-                "--max-time",
-                "60",
-                "-o",
-                &got_s,
-                &url,
-            ],
-        )
-        .unwrap();
-    let secs = t0.elapsed().as_secs_f64();
-    assert!(ok, "curl {url} through the tunnel failed: {out}");
-    let served = t.dir().join("www").join(file);
-    let hash = assert_same_file(&served, &got, "the IPv6 download");
-    eprintln!(
-        "{name}: 32 MiB over IPv6 inside in {secs:.2}s = {:.0} Mbit/s, sha256 {hash}",
-        len as f64 * 8.0 / secs / 1e6
-    );
-    let sources = server6_request_sources(t);
-    assert!(!sources.is_empty(), "the IPv6 server logged no request");
-    assert!(
-        sources.iter().all(|s| *s == GATEWAY_LAN_ADDR6),
-        "sources seen by the server: {sources:?} (want only {GATEWAY_LAN_ADDR6})"
-    );
-    let _ = std::fs::remove_file(&got);
-    let _ = std::fs::remove_file(&served);
-}
-
 fn ping6_and_download_32_mib(name: &'static str, topology: Topology, client: ClientKind) {
     let control = ControlSocket::new(name);
     let t = nat66_lab(name, topology, client, &control);
@@ -177,7 +120,7 @@ fn ping6_and_download_32_mib(name: &'static str, topology: Topology, client: Cli
     assert!(first >= 2, "ping6 through NAT66: {first} of 3 replies");
     assert_eq!(ping6(&t, 5), 5, "ping6 once the neighbours are known");
 
-    download6_32_mib(name, &t, "blob6-32m.bin");
+    download_masqueraded(&t, Inside::Ipv6, "blob6-32m.bin", 32 << 20);
 
     let dst = SERVER_ADDR6.to_string();
     let (_, out) = t
@@ -191,11 +134,17 @@ fn ping6_and_download_32_mib(name: &'static str, topology: Topology, client: Cli
 
     // 32 MiB is over 20 000 segments each way.
     let s = stats_after(&control.0, "nat66_inbound", 20_000);
-    let (out6, in6) = (counter(&s, "nat66_outbound"), counter(&s, "nat66_inbound"));
+    let (out6, in6) = (
+        worker_counter(&s, "nat66_outbound"),
+        worker_counter(&s, "nat66_inbound"),
+    );
     eprintln!("{name}: nat66_outbound {out6}, nat66_inbound {in6}");
     assert!(out6 >= 8 + 1_000, "nat66_outbound {out6}");
     assert!(in6 >= 8 + 20_000, "nat66_inbound {in6}");
-    assert!(counter(&s, "nat66_entries") >= 1, "a live IPv6 mapping");
+    assert!(
+        worker_counter(&s, "nat66_entries") >= 1,
+        "a live IPv6 mapping"
+    );
 }
 
 #[test]
@@ -262,10 +211,10 @@ fn tunnel_bottleneck(name: &'static str, topology: Topology) {
         None,
         "the server knew a path MTU before"
     );
-    download6_32_mib(name, &t, "blob6-mss1440-32m.bin");
+    download_masqueraded(&t, Inside::Ipv6, "blob6-mss1440-32m.bin", 32 << 20);
     let learned = learned_mtu6(&t, Node::Server, GATEWAY_LAN_ADDR6);
     let sent = stats_after(&control.0, "icmpv6_packet_too_big", 1);
-    let too_big = counter(&sent, "icmpv6_packet_too_big");
+    let too_big = worker_counter(&sent, "icmpv6_packet_too_big");
     eprintln!(
         "{name}: the server learned mtu {learned:?} for {GATEWAY_LAN_ADDR6}; \
          icmpv6_packet_too_big {too_big}"

@@ -1098,6 +1098,15 @@ impl Lab {
         Ok(probes::parse_http_log_sources(&http.log_text()))
     }
 
+    /// [`Lab::server_request_sources`] of the IPv6 HTTP server (a dual-stack lab).
+    pub fn server6_request_sources(&self) -> Result<Vec<std::net::Ipv6Addr>> {
+        let http = self
+            .http6
+            .as_ref()
+            .context("the IPv6 HTTP server is not running (a dual-stack lab has it)")?;
+        Ok(probes::parse_http_log_sources(&http.log_text()))
+    }
+
     /// Starts a capture on `ifname` in `node`, labelled `label` in the results. Returns once the
     /// capture is live.
     pub fn start_capture(&mut self, node: Node, ifname: &str, label: &str) -> Result<CaptureId> {

@@ -2,8 +2,6 @@
 //! comes back: an HTTP GET and an ICMP echo in python3 (present on every Debian; curl and ping
 //! may not be), `wg show` output, the HTTP server's access log, and interface counters.
 
-use std::net::Ipv4Addr;
-
 use anyhow::{bail, Context, Result};
 
 /// `python3 -c HTTP_GET_PY URL TIMEOUT`: writes the body to stdout, fails on non-2xx.
@@ -146,7 +144,7 @@ pub(crate) fn parse_transfer(text: &str) -> Vec<PeerTransfer> {
 
 /// The client addresses of the requests in python's http.server log
 /// (`172.23.0.3 - - [date] "GET / HTTP/1.1" 200 -`).
-pub(crate) fn parse_http_log_sources(text: &str) -> Vec<Ipv4Addr> {
+pub(crate) fn parse_http_log_sources<A: std::str::FromStr>(text: &str) -> Vec<A> {
     text.lines()
         .filter(|l| l.contains("\"GET ") || l.contains("\"HEAD "))
         .filter_map(|l| l.split_whitespace().next()?.parse().ok())
@@ -244,6 +242,7 @@ pub(crate) fn parse_iperf3_received_bps(json: &str) -> Result<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn uapi_sessions_from_either_implementation() {
@@ -291,7 +290,7 @@ mod tests {
                    172.23.0.3 - - [25/Nov/2026 04:26:59] \"GET /index.html HTTP/1.1\" 200 -\n\
                    10.13.13.2 - - [25/Nov/2026 04:27:00] \"GET / HTTP/1.1\" 200 -\n";
         assert_eq!(
-            parse_http_log_sources(log),
+            parse_http_log_sources::<Ipv4Addr>(log),
             vec![Ipv4Addr::new(172, 23, 0, 3), Ipv4Addr::new(10, 13, 13, 2)]
         );
     }

@@ -10,7 +10,7 @@
 
 #![allow(dead_code)]
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use lab::{
     is_root, ClientKind, DataplaneGateway, GatewayKind, GwTomlOptions, Lab, Node, Topology,
-    GATEWAY_LAN_ADDR, GATEWAY_TUNNEL_ADDR, SERVER_ADDR,
+    GATEWAY_LAN_ADDR, GATEWAY_LAN_ADDR6, GATEWAY_TUNNEL_ADDR, SERVER_ADDR,
 };
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -232,13 +232,29 @@ pub fn assert_same_file(want: &Path, got: &Path, what: &str) -> String {
 /// the gateway on a loaded 2-core machine has taken 21 s for 32 MiB with a boringtun client.
 const DOWNLOAD_LIMIT_SECS: &str = "60";
 
-/// Serves `len` pattern bytes as `name` on the lab's HTTP server, downloads them with curl from
-/// the client through the tunnel, and asserts the copy is byte-identical and that the server
-/// saw only the gateway's LAN address as the source (source NAT). Returns the seconds taken.
-pub fn download_through_tunnel(t: &Lab, name: &str, len: usize) -> f64 {
-    let blob = pattern(len);
-    let url = t.write_server_file(name, &blob).unwrap();
-    drop(blob);
+/// The address family of the packets inside the tunnel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inside {
+    Ipv4,
+    Ipv6,
+}
+
+/// A download through the tunnel: the seconds it took and the source of every request the
+/// server of that family has logged so far.
+pub struct Downloaded {
+    pub secs: f64,
+    pub sources: Vec<IpAddr>,
+}
+
+/// Serves `len` pattern bytes as `name` on the lab's HTTP server of the `inside` family
+/// (the IPv6 one needs a dual-stack lab), downloads them with curl from the client through
+/// the tunnel, and asserts the copy is byte-identical.
+pub fn download_inside(t: &Lab, inside: Inside, name: &str, len: usize) -> Downloaded {
+    let url = t.write_server_file(name, &pattern(len)).unwrap();
+    let url = match inside {
+        Inside::Ipv4 => url,
+        Inside::Ipv6 => t.server_url6(name),
+    };
     let served = t.dir().join("www").join(name);
     let got = t.dir().join(format!("downloaded-{name}"));
     let got_s = got.to_string_lossy().into_owned();
@@ -248,6 +264,7 @@ pub fn download_through_tunnel(t: &Lab, name: &str, len: usize) -> f64 {
             Node::Client,
             &[
                 "curl",
+                "-g",
                 "-sS",
                 "--fail",
                 "--max-time",
@@ -260,20 +277,54 @@ pub fn download_through_tunnel(t: &Lab, name: &str, len: usize) -> f64 {
         .unwrap();
     let secs = t0.elapsed().as_secs_f64();
     assert!(ok, "curl {url} through the tunnel failed: {out}");
-    let hash = assert_same_file(&served, &got, &format!("download of {name}"));
-    eprintln!(
-        "{name}: {len} bytes in {secs:.2}s = {:.0} Mbit/s, sha256 {hash}",
-        len as f64 * 8.0 / secs / 1e6
+    let hash = assert_same_file(
+        &served,
+        &got,
+        &format!("download of {name} ({inside:?} inside)"),
     );
-    let sources = t.server_request_sources().unwrap();
-    assert!(!sources.is_empty(), "the server logged no request");
-    assert!(
-        sources.iter().all(|s| *s == GATEWAY_LAN_ADDR),
-        "sources seen by the server: {sources:?}"
+    eprintln!(
+        "{name}: {len} bytes with {inside:?} inside in {secs:.2}s = {:.0} Mbit/s, sha256 {hash}",
+        len as f64 * 8.0 / secs / 1e6
     );
     let _ = std::fs::remove_file(&got);
     let _ = std::fs::remove_file(&served);
-    secs
+    let sources = match inside {
+        Inside::Ipv4 => t
+            .server_request_sources()
+            .unwrap()
+            .into_iter()
+            .map(IpAddr::from)
+            .collect(),
+        Inside::Ipv6 => t
+            .server6_request_sources()
+            .unwrap()
+            .into_iter()
+            .map(IpAddr::from)
+            .collect(),
+    };
+    Downloaded { secs, sources }
+}
+
+/// [`download_inside`], asserting source NAT: the server saw only the gateway's LAN address of
+/// that family. Returns the seconds taken.
+pub fn download_masqueraded(t: &Lab, inside: Inside, name: &str, len: usize) -> f64 {
+    let d = download_inside(t, inside, name, len);
+    let want: IpAddr = match inside {
+        Inside::Ipv4 => GATEWAY_LAN_ADDR.into(),
+        Inside::Ipv6 => GATEWAY_LAN_ADDR6.into(),
+    };
+    assert!(!d.sources.is_empty(), "the server logged no request");
+    assert!(
+        d.sources.iter().all(|s| *s == want),
+        "sources seen by the server: {:?} (want only {want})",
+        d.sources
+    );
+    d.secs
+}
+
+/// [`download_masqueraded`] with IPv4 inside.
+pub fn download_through_tunnel(t: &Lab, name: &str, len: usize) -> f64 {
+    download_masqueraded(t, Inside::Ipv4, name, len)
 }
 
 // ---- the client scenarios, for either client ---------------------------------------------
