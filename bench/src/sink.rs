@@ -1,7 +1,8 @@
-//! The sink behind the gateway, in the lab's server namespace: a UDP socket that receives the
-//! generator's packets after the gateway decrypted and source-NATed them, checks every probe
-//! ([`crate::probe::Arrivals`]: checksum, sequence, duplicates, reorder) and timestamps it
-//! against the generator's [`SendTimes`] for one-way latency.
+//! The sink behind the gateway, in the lab's server namespace (its UDP path;
+//! [`crate::sink_xdp`] is its AF_XDP path and shares [`SinkState`] and [`blast_probes`]): a UDP
+//! socket that receives the generator's packets after the gateway decrypted and source-NATed
+//! them, checks every probe ([`crate::probe::Arrivals`]: checksum, sequence, duplicates,
+//! reorder) and timestamps it against the generator's [`SendTimes`] for one-way latency.
 //!
 //! It remembers the NAT-mapped source it last saw (the gateway's LAN address and the port the
 //! gateway picked); [`Sink::blast`] sends probes back to exactly that address from the same

@@ -21,7 +21,7 @@ use anyhow::{bail, Context, Result};
 use wire::{checksum, ipv4, udp};
 
 use crate::loadgen::Sent;
-use crate::loadgen_xdp::{ip_in, udp_datagram, OuterHeaders, OUTER_LEN};
+use crate::loadgen_xdp::{udp_datagram, OuterHeaders, OUTER_LEN};
 use crate::packets::SizeMix;
 use crate::probe::{Arrivals, SendTimes, Tally};
 use crate::sink::{blast_probes, lock, Sink, SinkState, BLAST_BATCH};
@@ -226,7 +226,7 @@ impl XdpSink {
             Ok(h) => Ok(h),
             Err(first) => {
                 let ip = dst.ip().to_string();
-                let _ = ip_in_ping(&self.netns, &ip);
+                let _ = ping_once(&self.netns, &ip);
                 OuterHeaders::resolve(&self.netns, &self.ifname, self.local, dst)
                     .with_context(|| format!("{first:#}; after a ping of {ip}"))
             }
@@ -235,7 +235,7 @@ impl XdpSink {
 }
 
 /// One ping of `ip` from `netns`, to fill the neighbour table.
-fn ip_in_ping(netns: &str, ip: &str) -> Result<()> {
+fn ping_once(netns: &str, ip: &str) -> Result<()> {
     let out = std::process::Command::new("ip")
         .args(["netns", "exec", netns, "ping", "-c", "1", "-W", "1", ip])
         .output()
@@ -243,8 +243,6 @@ fn ip_in_ping(netns: &str, ip: &str) -> Result<()> {
     if !out.status.success() {
         bail!("ping {ip} from {netns} failed");
     }
-    // The neighbour table is read with `ip`; make sure it is there.
-    let _ = ip_in(netns, &["neigh", "show", ip]);
     Ok(())
 }
 
@@ -318,4 +316,64 @@ fn receive_loop(
         })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn replies_carry_a_udp_checksum_that_verifies_and_parse_back() {
+        let headers = OuterHeaders {
+            src_mac: [2, 0, 0, 0, 0, 2],
+            dst_mac: [2, 0, 0, 0, 0, 3],
+            src: SocketAddrV4::new(Ipv4Addr::new(172, 23, 0, 2), 9_000),
+            dst: SocketAddrV4::new(Ipv4Addr::new(172, 23, 0, 3), 40_123),
+        };
+        for len in [24usize, 36, 1392, 1393] {
+            let mut probe = vec![0u8; len];
+            crate::probe::write_probe(&mut probe, 7, 99);
+            let mut head = [0u8; OUTER_LEN];
+            write_reply_headers(&headers, &mut head, &probe).unwrap();
+            let frame = [&head[..], &probe[..]].concat();
+            let d = udp_datagram(&frame).expect("parses");
+            assert_eq!((d.src, d.dst), (headers.src, headers.dst));
+            assert_eq!(&frame[d.payload.clone()], &probe[..]);
+            let dgram = &frame[OUTER_LEN - udp::HEADER_LEN..];
+            let u = udp::Packet::new_checked(dgram).unwrap();
+            assert_ne!(u.checksum(), 0, "{len}: sent without a checksum");
+            assert!(
+                u.verify_checksum(*headers.src.ip(), *headers.dst.ip()),
+                "{len} bytes: bad UDP checksum"
+            );
+            let mut broken = frame.clone();
+            *broken.last_mut().unwrap() ^= 1;
+            let u = udp::Packet::new_checked(&broken[OUTER_LEN - udp::HEADER_LEN..]).unwrap();
+            assert!(!u.verify_checksum(*headers.src.ip(), *headers.dst.ip()));
+        }
+    }
+
+    #[test]
+    fn frames_that_are_not_unfragmented_ipv4_udp_do_not_parse() {
+        let headers = OuterHeaders {
+            src_mac: [2, 0, 0, 0, 0, 2],
+            dst_mac: [2, 0, 0, 0, 0, 3],
+            src: SocketAddrV4::new(Ipv4Addr::new(172, 23, 0, 2), 9_000),
+            dst: SocketAddrV4::new(Ipv4Addr::new(172, 23, 0, 3), 40_123),
+        };
+        let probe = [0u8; 40];
+        let mut head = [0u8; OUTER_LEN];
+        write_reply_headers(&headers, &mut head, &probe).unwrap();
+        let frame = [&head[..], &probe[..]].concat();
+        for cut in 0..OUTER_LEN {
+            assert!(udp_datagram(&frame[..cut]).is_none(), "{cut} bytes");
+        }
+        let mut fragment = frame.clone();
+        fragment[14 + 6] |= 0x20; // more fragments
+        assert!(udp_datagram(&fragment).is_none());
+        let mut tcp = frame.clone();
+        tcp[14 + 9] = 6;
+        assert!(udp_datagram(&tcp).is_none());
+    }
 }
