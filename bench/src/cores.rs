@@ -1,10 +1,13 @@
 //! Which cores the load generator and the sink run on: off the cores of the gateway's workers,
-//! so that a `max` point measures the gateway and not a generator preempting its worker.
+//! and off each other's, so that a `max` point measures the gateway and not a generator
+//! preempting its worker or the sink.
 //!
 //! The dataplane pins worker i to core i (without `[dataplane] cpus`, as in the lab, which runs
-//! one worker); wireguard-go and boringtun are not pinned. The generator's and sink's threads
-//! take the cores after the workers' when the machine has them, and say when it has not (on 2
-//! cores the generator and the sink share the one core left).
+//! one worker); wireguard-go and boringtun are not pinned. The generator's threads (sending,
+//! and receiving the reverse direction) take the first core after the workers', the sink's
+//! threads (receiving, and sending the reverse direction) the ones after that, when the machine
+//! has them; the plan's note says which share when it has not (on 2 cores the generator and the
+//! sink share the one core left).
 
 use anyhow::{Context, Result};
 use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
@@ -16,8 +19,10 @@ pub const GATEWAY_WORKERS: usize = 1;
 /// The cores for the load threads, and what the plan could not give.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoadCores {
-    /// Empty: not pinned.
-    pub cores: Vec<usize>,
+    /// The generator's cores; empty: not pinned.
+    pub generator: Vec<usize>,
+    /// The sink's cores; empty: not pinned.
+    pub sink: Vec<usize>,
     /// One line for the run's notes.
     pub note: String,
 }
@@ -26,28 +31,34 @@ impl LoadCores {
     /// The plan for a machine of `cpus` cores whose gateway runs `workers` workers on cores
     /// `0..workers`.
     pub fn plan(cpus: usize, workers: usize) -> LoadCores {
-        if cpus <= workers {
-            return LoadCores {
-                cores: Vec::new(),
+        let w = workers;
+        match cpus.saturating_sub(workers) {
+            0 => LoadCores {
+                generator: Vec::new(),
+                sink: Vec::new(),
                 note: format!(
-                    "{cpus} cores, {workers} gateway worker(s): generator, sink and gateway share \
+                    "{cpus} cores, {w} gateway worker(s): generator, sink and gateway share \
                      every core (not pinned)"
                 ),
-            };
+            },
+            1 => LoadCores {
+                generator: vec![w],
+                sink: vec![w],
+                note: format!(
+                    "{cpus} cores: gateway worker(s) on cores 0..{w}, generator and sink share \
+                     core {w} (the machine has no core each for them)"
+                ),
+            },
+            _ => LoadCores {
+                generator: vec![w],
+                sink: (w + 1..cpus).collect(),
+                note: format!(
+                    "{cpus} cores: gateway worker(s) on cores 0..{w}, generator on core {w}, \
+                     sink on cores {}..{cpus}",
+                    w + 1
+                ),
+            },
         }
-        let cores: Vec<usize> = (workers..cpus).collect();
-        let note = if cores.len() < 2 {
-            format!(
-                "{cpus} cores: gateway worker(s) on 0..{workers}, generator and sink share core \
-                 {workers} (no core each: the machine has too few)"
-            )
-        } else {
-            format!(
-                "{cpus} cores: gateway worker(s) on 0..{workers}, generator and sink on cores \
-                 {workers}..{cpus}"
-            )
-        };
-        LoadCores { cores, note }
     }
 
     /// The plan for this machine.
@@ -57,23 +68,32 @@ impl LoadCores {
     }
 
     /// Pins the calling thread (and the threads it spawns meanwhile, which inherit its mask) to
-    /// the plan's cores until the guard is dropped, which restores the previous mask: the
+    /// the generator's cores until the guard is dropped, which restores the previous mask: the
     /// gateways the bench starts later must not inherit it.
-    pub fn pin_current_thread(&self) -> Result<Pinned> {
-        if self.cores.is_empty() {
-            return Ok(Pinned { previous: None });
-        }
-        let me = Pid::from_raw(0);
-        let previous = sched_getaffinity(me).context("sched_getaffinity")?;
-        let mut set = CpuSet::new();
-        for &c in &self.cores {
-            set.set(c).context("core number")?;
-        }
-        sched_setaffinity(me, &set).context("sched_setaffinity")?;
-        Ok(Pinned {
-            previous: Some(previous),
-        })
+    pub fn pin_generator(&self) -> Result<Pinned> {
+        pin(&self.generator)
     }
+
+    /// As [`pin_generator`](Self::pin_generator), to the sink's cores.
+    pub fn pin_sink(&self) -> Result<Pinned> {
+        pin(&self.sink)
+    }
+}
+
+fn pin(cores: &[usize]) -> Result<Pinned> {
+    if cores.is_empty() {
+        return Ok(Pinned { previous: None });
+    }
+    let me = Pid::from_raw(0);
+    let previous = sched_getaffinity(me).context("sched_getaffinity")?;
+    let mut set = CpuSet::new();
+    for &c in cores {
+        set.set(c).context("core number")?;
+    }
+    sched_setaffinity(me, &set).context("sched_setaffinity")?;
+    Ok(Pinned {
+        previous: Some(previous),
+    })
 }
 
 /// Restores the thread's previous CPU mask when dropped.
@@ -98,12 +118,20 @@ mod tests {
     #[test]
     fn plans_say_what_they_cannot_give() {
         let two = LoadCores::plan(2, 1);
-        assert_eq!(two.cores, [1]);
+        assert_eq!((&two.generator[..], &two.sink[..]), (&[1][..], &[1][..]));
         assert!(two.note.contains("share core 1"), "{}", two.note);
         let one = LoadCores::plan(1, 1);
-        assert!(one.cores.is_empty() && one.note.contains("not pinned"));
+        assert!(one.generator.is_empty() && one.sink.is_empty());
+        assert!(one.note.contains("not pinned"), "{}", one.note);
+        let three = LoadCores::plan(3, 1);
+        assert_eq!(
+            (&three.generator[..], &three.sink[..]),
+            (&[1][..], &[2][..])
+        );
+        assert!(three.note.contains("generator on core 1"), "{}", three.note);
         let eight = LoadCores::plan(8, 2);
-        assert_eq!(eight.cores, [2, 3, 4, 5, 6, 7]);
+        assert_eq!(eight.generator, [2]);
+        assert_eq!(eight.sink, [3, 4, 5, 6, 7]);
     }
 
     #[test]
@@ -111,11 +139,14 @@ mod tests {
         let me = Pid::from_raw(0);
         let before = sched_getaffinity(me).unwrap();
         let plan = LoadCores {
-            cores: vec![0],
+            generator: vec![0],
+            sink: Vec::new(),
             note: String::new(),
         };
         {
-            let _pinned = plan.pin_current_thread().unwrap();
+            let _unpinned = plan.pin_sink().unwrap();
+            assert_eq!(sched_getaffinity(me).unwrap(), before);
+            let _pinned = plan.pin_generator().unwrap();
             let now = sched_getaffinity(me).unwrap();
             assert!(now.is_set(0).unwrap());
             assert_eq!(

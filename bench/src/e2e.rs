@@ -23,6 +23,7 @@ use lab::{DataplaneGateway, GatewayKind, Lab, Node, Topology, SERVER_ADDR};
 use serde_json::Value;
 
 use crate::load_sweep::{GeneratorKind, LoadPoint, LoadRig, SweepPlan};
+use crate::sink_xdp::SinkKind;
 
 /// Which gateway to measure.
 #[derive(Clone, Debug)]
@@ -65,6 +66,8 @@ pub struct E2eOptions {
     pub sweep: SweepPlan,
     /// The load generator's way out of the client namespace.
     pub generator: GeneratorKind,
+    /// How the sink receives and answers in the server namespace.
+    pub sink: SinkKind,
 }
 
 impl E2eOptions {
@@ -76,6 +79,7 @@ impl E2eOptions {
             ping_interval: Duration::from_millis(10),
             sweep: SweepPlan::quick(),
             generator: GeneratorKind::default(),
+            sink: SinkKind::default(),
         }
     }
 
@@ -87,6 +91,7 @@ impl E2eOptions {
             ping_interval: Duration::from_millis(10),
             sweep: SweepPlan::full(),
             generator: GeneratorKind::default(),
+            sink: SinkKind::default(),
         }
     }
 }
@@ -128,6 +133,8 @@ pub struct GatewayResult {
     pub load_error: Option<String>,
     /// The load generator's path (AF_XDP or sendmmsg, and why) and core placement.
     pub load_path: Option<String>,
+    /// The sink's path (AF_XDP or UDP, and why).
+    pub sink_path: Option<String>,
     pub load_cores: Option<String>,
     /// The AF_XDP mode the gateway reported, if it is the dataplane.
     pub afxdp_mode: Option<String>,
@@ -195,18 +202,23 @@ pub fn run_gateway(
         gw.short()
     ));
     // A failed sweep keeps the TCP and ping figures and says why in the report.
-    let swept = LoadRig::attach_with(&mut lab, opts.generator).and_then(|mut rig| {
+    let swept = LoadRig::attach_paths(&mut lab, opts.generator, opts.sink).and_then(|mut rig| {
         r.load_path = Some(rig.path().to_owned());
+        r.sink_path = Some(rig.sink_path().to_owned());
         r.load_cores = Some(rig.cores().note.clone());
         progress(&format!(
-            "{}: load generator via {}; cores: {}",
+            "{}: load generator via {}; sink via {}; cores: {}",
             gw.short(),
             rig.path(),
+            rig.sink_path(),
             rig.cores().note
         ));
         let points = rig.sweep(&opts.sweep, progress);
         if let Some(drops) = rig.xdp_kernel_drops() {
             lab.note(format!("load generator AF_XDP socket: {drops}"));
+        }
+        if let Some(drops) = rig.sink_kernel_drops() {
+            lab.note(format!("sink AF_XDP socket: {drops}"));
         }
         points
     });

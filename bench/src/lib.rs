@@ -25,5 +25,6 @@ pub mod probe;
 pub mod report;
 pub mod session;
 pub mod sink;
+pub mod sink_xdp;
 pub mod udp_batch;
 pub mod xsk_port;

@@ -17,7 +17,9 @@
 //! The generator's messages leave the client namespace through an AF_XDP socket on its veth
 //! ([`crate::loadgen_xdp`], the default) or through its UDP socket with `sendmmsg(2)`
 //! ([`GeneratorKind`]); where AF_XDP cannot attach, the rig falls back to `sendmmsg` and says
-//! why ([`LoadRig::path`]).
+//! why ([`LoadRig::path`]). The sink likewise receives and answers through an AF_XDP socket on
+//! the server's veth ([`crate::sink_xdp`], the default) or a UDP socket ([`SinkKind`]), with
+//! the same fallback ([`LoadRig::sink_path`]).
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,7 +37,7 @@ use crate::loadgen_xdp::{OuterHeaders, XdpPath};
 use crate::packets::SizeMix;
 use crate::pipeline::Direction;
 use crate::probe::{Arrivals, SendTimes, Tally};
-use crate::sink::Sink;
+use crate::sink_xdp::{SinkKind, SinkPath};
 
 /// The generator's tunnel address: outside the lab's client (10.13.13.2) and the tests' second
 /// peer (10.13.13.3), inside the gateway's 10.13.13.0/24.
@@ -53,6 +55,8 @@ const SEND_TIME_SLOTS: usize = 1 << 20;
 const POOL_BYTES: usize = 512 << 20;
 /// The lab client's interface (both topologies), where the AF_XDP generator binds.
 const CLIENT_IFNAME: &str = "eth0";
+/// The lab server's interface (both topologies), where the AF_XDP sink binds.
+const SERVER_IFNAME: &str = "eth0";
 
 /// How the generator's transport messages leave the client namespace.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -206,7 +210,9 @@ pub struct LoadRig {
     xdp: Option<XdpPath>,
     /// Which path the generator uses, and why (for the report).
     path: String,
-    sink: Sink,
+    sink: SinkPath,
+    /// Which path the sink uses, and why.
+    sink_path: String,
     times: Arc<SendTimes>,
     next_seq: u64,
     /// The cores the generator's and the sink's threads run on ([`crate::cores`]).
@@ -219,14 +225,24 @@ pub struct LoadRig {
 }
 
 impl LoadRig {
-    /// [`LoadRig::attach_with`] the default generator path (AF_XDP where it attaches).
+    /// [`LoadRig::attach_paths`] the default paths (AF_XDP where it attaches).
     pub fn attach(lab: &mut Lab) -> Result<LoadRig> {
-        Self::attach_with(lab, GeneratorKind::default())
+        Self::attach_paths(lab, GeneratorKind::default(), SinkKind::default())
     }
 
-    /// Adds a fresh peer to the lab's gateway, starts the sink on the server, completes the
-    /// generator's handshake with the gateway and opens the generator's `kind` of path.
+    /// [`LoadRig::attach_paths`] with the default sink (AF_XDP where it attaches).
     pub fn attach_with(lab: &mut Lab, kind: GeneratorKind) -> Result<LoadRig> {
+        Self::attach_paths(lab, kind, SinkKind::default())
+    }
+
+    /// Adds a fresh peer to the lab's gateway, starts the sink of `sink_kind` on the server,
+    /// completes the generator's handshake with the gateway and opens the generator's `kind`
+    /// of path.
+    pub fn attach_paths(
+        lab: &mut Lab,
+        kind: GeneratorKind,
+        sink_kind: SinkKind,
+    ) -> Result<LoadRig> {
         let private = PrivateKey::generate(&mut OsRng);
         let public = private.public_key().to_base64();
         let allowed = format!("{GENERATOR_TUNNEL_ADDR}/32");
@@ -241,11 +257,17 @@ impl LoadRig {
         let sink_addr = SocketAddrV4::new(SERVER_ADDR, SINK_PORT);
         let cores = LoadCores::for_this_machine();
         lab.note(format!("load generator and sink cores: {}", cores.note));
-        let sink = {
+        let (sink, sink_path) = {
             // The sink's thread inherits the mask; this thread gets its own back.
-            let _pinned = cores.pin_current_thread()?;
-            Sink::start(&lab.ns_name(Node::Server), sink_addr)?
+            let _pinned = cores.pin_sink()?;
+            SinkPath::start(
+                sink_kind,
+                &lab.ns_name(Node::Server),
+                SERVER_IFNAME,
+                sink_addr,
+            )?
         };
+        lab.note(format!("sink path: {sink_path}"));
         let cfg = GeneratorConfig {
             netns: lab.ns_name(Node::Client),
             bind: SocketAddrV4::new(topology.client_underlay_addr(), 0),
@@ -286,6 +308,7 @@ impl LoadRig {
             xdp,
             path,
             sink,
+            sink_path,
             times: Arc::new(SendTimes::new(SEND_TIME_SLOTS)),
             next_seq: 1,
             cores,
@@ -309,6 +332,11 @@ impl LoadRig {
 
     pub fn generator(&self) -> &Generator {
         &self.generator
+    }
+
+    /// The generator, to change (tests aim it at a wrong port).
+    pub fn generator_mut(&mut self) -> &mut Generator {
+        &mut self.generator
     }
 
     /// Which path the generator's messages take, and why (a fallback says what failed).
@@ -336,8 +364,30 @@ impl LoadRig {
         self.xdp.as_ref().map(XdpPath::kernel_drops)
     }
 
-    pub fn sink(&self) -> &Sink {
+    pub fn sink(&self) -> &SinkPath {
         &self.sink
+    }
+
+    /// Which path the sink receives and answers on, and why (a fallback says what failed).
+    pub fn sink_path(&self) -> &str {
+        &self.sink_path
+    }
+
+    /// The AF_XDP sink's kernel drop counters, when that path is in use.
+    pub fn sink_kernel_drops(&self) -> Option<String> {
+        match &self.sink {
+            SinkPath::Xdp(x) => Some(x.kernel_drops()),
+            SinkPath::Udp(_) => None,
+        }
+    }
+
+    /// Datagrams the sink's kernel dropped so far because the sink fell behind: its UDP
+    /// socket's buffer (`RcvbufErrors`) or its AF_XDP rings.
+    fn sink_drops(&self) -> Option<u64> {
+        match &self.sink {
+            SinkPath::Xdp(x) => Some(x.rx_drops()),
+            SinkPath::Udp(_) => udp_rcvbuf_errors(&self.server_ns),
+        }
     }
 
     /// A fresh range of sequence numbers for `capacity` packets.
@@ -361,7 +411,7 @@ impl LoadRig {
         duration: Duration,
     ) -> Result<LoadPoint> {
         self.generator.ensure_fresh()?;
-        let _pinned = self.cores.pin_current_thread()?;
+        let _pinned = self.cores.pin_generator()?;
         let capacity = Self::capacity(rate, duration);
         let first = self.range(capacity);
         self.sink.expect(first, capacity, Some(self.times.clone()));
@@ -372,14 +422,14 @@ impl LoadRig {
             first_seq: first,
             pool: crate::loadgen::pool_slots(mix, POOL_BYTES),
         };
-        let sink_drops = udp_rcvbuf_errors(&self.server_ns);
+        let sink_drops = self.sink_drops();
         let sent = match self.xdp.as_mut() {
             Some(x) => x.send(&self.generator, &load, &self.times)?,
             None => self.generator.send(&load, &self.times)?,
         };
         self.drain.wait(|| self.sink.tally().received);
         let tally = self.sink.expect(0, 0, None).tally();
-        let drops = delta(sink_drops, udp_rcvbuf_errors(&self.server_ns));
+        let drops = delta(sink_drops, self.sink_drops());
         Ok(LoadPoint::new(
             Direction::Forward,
             mix,
@@ -402,7 +452,7 @@ impl LoadRig {
             bail!("the sink has seen no packet of the generator: no NAT mapping to answer");
         };
         // The sink sends from this thread, the generator receives on one it spawns.
-        let _pinned = self.cores.pin_current_thread()?;
+        let _pinned = self.cores.pin_sink()?;
         let capacity = Self::capacity(rate, duration);
         let first = self.range(capacity);
         let arrivals = Mutex::new(Arrivals::new(first, capacity));
@@ -416,10 +466,14 @@ impl LoadRig {
         let xdp = self.xdp.as_mut();
         let sink = &self.sink;
         let drain = self.drain;
+        let cores = &self.cores;
         let (sent, received) = std::thread::scope(|s| {
-            let rx = s.spawn(|| match xdp {
-                Some(x) => x.receive(generator, &arrivals, &stop).map(|_| ()),
-                None => generator.receive(&arrivals, None, &stop).map(|_| ()),
+            let rx = s.spawn(|| {
+                let _pinned = cores.pin_generator()?;
+                match xdp {
+                    Some(x) => x.receive(generator, &arrivals, &stop).map(|_| ()),
+                    None => generator.receive(&arrivals, None, &stop).map(|_| ()),
+                }
             });
             // The receiver is up before the first packet is due.
             std::thread::sleep(Duration::from_millis(20));
@@ -428,6 +482,7 @@ impl LoadRig {
             stop.store(true, Ordering::Relaxed);
             (sent, rx.join())
         });
+        let sent = sent?;
         match received {
             Ok(r) => {
                 r?;

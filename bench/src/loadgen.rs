@@ -165,6 +165,11 @@ impl Generator {
         &self.cfg
     }
 
+    /// Where the probes go from now on (tests aim them at a port nobody listens on).
+    pub fn set_sink(&mut self, sink: SocketAddrV4) {
+        self.cfg.sink = sink;
+    }
+
     /// The inner IPv4/UDP packet `seq` of `size` bytes with a probe stamped `stamp_ns`, written
     /// at `out[..size]` (`out` at least `size` bytes; sizes below [`MIN_PROBE_PACKET`] are
     /// raised to it).

@@ -22,7 +22,7 @@ use wire::{ipv4, udp};
 use crate::loadgen::{now, Generator, Load, ReplyCounts, Sent, SEND_BATCH};
 use crate::probe::{Arrivals, SendTimes};
 use crate::udp_batch::monotonic_ns;
-use crate::xsk_port::{PortInfo, XskPort};
+use crate::xsk_port::{PortInfo, Redirect, XskPort};
 
 /// Ethernet + IPv4 (no options) + UDP.
 pub const OUTER_LEN: usize = ethernet::HEADER_LEN + ipv4::HEADER_LEN + udp::HEADER_LEN;
@@ -72,28 +72,8 @@ impl OuterHeaders {
     /// The UDP payload of `frame` if it is an IPv4/UDP datagram from `dst` to `src` (the reverse
     /// of what [`write`](Self::write) sends), mutable for opening in place.
     pub fn reply_payload<'a>(&self, frame: &'a mut [u8]) -> Option<&'a mut [u8]> {
-        let eth = ethernet::Frame::new_checked(&*frame).ok()?;
-        if eth.ethertype() != ethernet::ETHERTYPE_IPV4 {
-            return None;
-        }
-        let ip = ipv4::Packet::new_checked(eth.payload()).ok()?;
-        if ip.protocol() != ipv4::PROTO_UDP
-            || ip.is_fragment()
-            || ip.src_addr() != *self.dst.ip()
-            || ip.dst_addr() != *self.src.ip()
-        {
-            return None;
-        }
-        let (ip_start, ip_end) = (
-            ethernet::HEADER_LEN + ip.header_len(),
-            ethernet::HEADER_LEN + ip.total_len(),
-        );
-        let u = udp::Packet::new_checked(frame.get(ip_start..ip_end)?).ok()?;
-        if u.src_port() != self.dst.port() || u.dst_port() != self.src.port() {
-            return None;
-        }
-        let end = ip_start + u.len();
-        frame.get_mut(ip_start + udp::HEADER_LEN..end)
+        let d = udp_datagram(frame)?;
+        (d.src == self.dst && d.dst == self.src).then(|| &mut frame[d.payload])
     }
 
     /// The headers for the generator's socket `src` and the gateway `dst`, with the MAC of
@@ -122,7 +102,41 @@ impl OuterHeaders {
     }
 }
 
-fn ip_in(netns: &str, args: &[&str]) -> Result<String> {
+/// Where an unfragmented IPv4/UDP datagram in an Ethernet frame came from and went to, and
+/// where its payload lies in the frame. The UDP checksum is not checked: a datagram the kernel
+/// forwarded may still carry the partial sum of a checksum offload, and the probes carry their
+/// own CRC-32.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UdpDatagram {
+    pub src: SocketAddrV4,
+    pub dst: SocketAddrV4,
+    pub payload: std::ops::Range<usize>,
+}
+
+/// Parses `frame` as Ethernet + IPv4 + UDP (lengths checked; `None` for anything else or a
+/// fragment).
+pub fn udp_datagram(frame: &[u8]) -> Option<UdpDatagram> {
+    let eth = ethernet::Frame::new_checked(frame).ok()?;
+    if eth.ethertype() != ethernet::ETHERTYPE_IPV4 {
+        return None;
+    }
+    let ip = ipv4::Packet::new_checked(eth.payload()).ok()?;
+    if ip.protocol() != ipv4::PROTO_UDP || ip.is_fragment() {
+        return None;
+    }
+    let (ip_start, ip_end) = (
+        ethernet::HEADER_LEN + ip.header_len(),
+        ethernet::HEADER_LEN + ip.total_len(),
+    );
+    let u = udp::Packet::new_checked(frame.get(ip_start..ip_end)?).ok()?;
+    Some(UdpDatagram {
+        src: SocketAddrV4::new(ip.src_addr(), u.src_port()),
+        dst: SocketAddrV4::new(ip.dst_addr(), u.dst_port()),
+        payload: ip_start + udp::HEADER_LEN..ip_start + u.len(),
+    })
+}
+
+pub(crate) fn ip_in(netns: &str, args: &[&str]) -> Result<String> {
     let out = Command::new("ip")
         .args(["netns", "exec", netns, "ip"])
         .args(args)
@@ -163,7 +177,11 @@ pub struct XdpPath {
 impl XdpPath {
     /// Opens the AF_XDP port on `ifname` in `netns` for the replies to `headers.src`.
     pub fn open(netns: &str, ifname: &str, headers: OuterHeaders) -> Result<XdpPath> {
-        let port = XskPort::open(netns, ifname, headers.src.port())?;
+        let port = XskPort::open(
+            netns,
+            ifname,
+            Redirect::WireguardTransport(headers.src.port()),
+        )?;
         Ok(XdpPath { port, headers })
     }
 

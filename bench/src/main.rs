@@ -12,6 +12,7 @@ use bench::load_sweep::GeneratorKind;
 use bench::packets::SizeMix;
 use bench::pipeline::{self, PipelineOptions};
 use bench::report::{Machine, Report};
+use bench::sink_xdp::SinkKind;
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -51,6 +52,11 @@ struct Args {
     /// or `sendmmsg` (the kernel's UDP stack).
     #[arg(long, value_enum, default_value_t = GeneratorKind::Xdp)]
     generator: GeneratorKind,
+    /// How the sink in the server namespace receives and answers: `xdp` (an AF_XDP socket in
+    /// copy mode on the server's veth; falls back to udp with the reason when it cannot
+    /// attach) or `udp` (the kernel's UDP stack).
+    #[arg(long, value_enum, default_value_t = SinkKind::Xdp)]
+    sink: SinkKind,
 }
 
 /// A `--sizes` entry as a size mix.
@@ -123,6 +129,7 @@ fn main() -> Result<()> {
             E2eOptions::full()
         };
         opts.generator = args.generator;
+        opts.sink = args.sink;
         let binary = args.dataplane.clone().or_else(|| {
             std::env::current_exe()
                 .ok()

@@ -147,6 +147,9 @@ impl Report {
             if let Some(path) = &g.load_path {
                 let _ = writeln!(s, "  - load generator via {path}");
             }
+            if let Some(path) = &g.sink_path {
+                let _ = writeln!(s, "  - sink via {path}");
+            }
             if let Some(cores) = &g.load_cores {
                 let _ = writeln!(s, "  - cores: {cores}");
             }

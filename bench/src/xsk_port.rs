@@ -1,7 +1,7 @@
-//! The AF_XDP edge of the load generator: one socket, bound in copy mode to queue 0 of the lab
-//! client's veth, over a UMEM of its own, with a small XDP program of its own
-//! (`xsk_port/redirect.bpf.c`) that sends only WireGuard transport messages for the generator's
-//! UDP port to the socket; ARP, handshakes and the lab's own traffic stay with the kernel.
+//! The AF_XDP edge of the load rig: one socket, bound in copy mode to queue 0 of a lab veth (the
+//! client's for the generator, the server's for the sink), over a UMEM of its own, with a small
+//! XDP program of its own (`xsk_port/redirect.bpf.c`) that sends only the rig's datagrams to the
+//! socket ([`Redirect`]); ARP, handshakes and the lab's own traffic stay with the kernel.
 //!
 //! The program is attached through a BPF link (closing it detaches exactly this program) and
 //! never through the gateway's loader: the bench must not depend on the dataplane crate's
@@ -45,6 +45,17 @@ const BATCH: usize = 64;
 /// a batch counts as refused.
 const TX_RETRIES: usize = 10_000;
 
+/// Which datagrams the XDP program hands to the socket: IPv4, unfragmented, no IP options, UDP
+/// to the given port, and
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Redirect {
+    /// a WireGuard transport message (the generator's replies; its handshakes stay with the
+    /// kernel socket that made them);
+    WireguardTransport(u16),
+    /// any payload (the sink's probes).
+    AnyUdp(u16),
+}
+
 /// Where and how the socket is bound, for the run's notes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PortInfo {
@@ -78,47 +89,49 @@ pub struct XskPort {
 
 impl XskPort {
     /// Loads the program, attaches it to `ifname` in the network namespace `/run/netns/<netns>`,
-    /// binds a copy-mode socket to its queue 0 and registers it; transport messages to
-    /// `udp_port` go to the socket from then on.
-    pub fn open(netns: &str, ifname: &str, udp_port: u16) -> Result<XskPort> {
+    /// binds a copy-mode socket to its queue 0 and registers it; the datagrams `redirect` names
+    /// go to the socket from then on.
+    pub fn open(netns: &str, ifname: &str, redirect: Redirect) -> Result<XskPort> {
         let path = format!("/run/netns/{netns}");
         std::thread::scope(|s| {
             s.spawn(|| -> Result<XskPort> {
                 let f = File::open(&path).with_context(|| format!("cannot open {path}"))?;
                 setns(&f, CloneFlags::CLONE_NEWNET).with_context(|| format!("setns {path}"))?;
-                Self::open_here(ifname, udp_port)
+                Self::open_here(ifname, redirect)
             })
             .join()
             .map_err(|_| anyhow::anyhow!("the namespace thread panicked"))?
         })
     }
 
-    fn open_here(ifname: &str, udp_port: u16) -> Result<XskPort> {
+    fn open_here(ifname: &str, redirect: Redirect) -> Result<XskPort> {
+        let (udp_port, any_payload) = match redirect {
+            Redirect::WireguardTransport(p) => (p, 0u32),
+            Redirect::AnyUdp(p) => (p, 1u32),
+        };
         let ifindex = ifindex(ifname)?;
         let object = ObjectBuilder::default()
             .open_memory(OBJECT)
             .and_then(|o| o.load())
-            .context("loading the generator's XDP program (needs root and bpffs-free BPF)")?;
+            .context("loading the load rig's XDP program (needs root and bpffs-free BPF)")?;
         let port_map = object
             .maps()
             .find(|m| m.name() == PORT_MAP)
             .context("no port map")?;
-        port_map
-            .update(
-                &0u32.to_ne_bytes(),
-                &u32::from(udp_port).to_ne_bytes(),
-                MapFlags::ANY,
-            )
-            .context("writing the generator's port into the XDP program")?;
+        for (key, value) in [(0u32, u32::from(udp_port)), (1, any_payload)] {
+            port_map
+                .update(&key.to_ne_bytes(), &value.to_ne_bytes(), MapFlags::ANY)
+                .context("writing the port into the load rig's XDP program")?;
+        }
         let program = object
             .progs_mut()
             .find(|p| p.name() == PROGRAM_NAME)
-            .context("the XDP object has no generator program")?;
+            .context("the XDP object has no load rig program")?;
         // A link, not a netlink attach: closing it detaches exactly this program, and it fails
         // rather than replace a program somebody else attached.
         let link = program
             .attach_xdp(ifindex as i32)
-            .with_context(|| format!("attaching the generator's XDP program to {ifname}"))?;
+            .with_context(|| format!("attaching the load rig's XDP program to {ifname}"))?;
         let attach_mode = Xdp::new(program.as_fd())
             .query(ifindex as i32, XdpFlags::NONE)
             .map(|q| match u32::from(q.attach_mode) {
@@ -370,7 +383,7 @@ fn ifindex(ifname: &str) -> Result<u32> {
     // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
     let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
     if idx == 0 {
-        bail!("no interface {ifname:?} in the generator's namespace");
+        bail!("no interface {ifname:?} in the load rig's namespace");
     }
     Ok(idx)
 }

@@ -1,5 +1,6 @@
-//! Root integration test: the load generator (its `sendmmsg` path; `loadgen_xdp.rs` tests the
-//! AF_XDP path) is a real WireGuard peer of the real gateway. In a
+//! Root integration test: the load generator (its `sendmmsg` path, against the UDP sink;
+//! `loadgen_xdp.rs` and `sink_xdp.rs` test the AF_XDP paths)
+//! is a real WireGuard peer of the real gateway. In a
 //! two-armed lab running `dataplane` (AF_XDP copy mode on veth), the generator handshakes, its
 //! sealed probes are decrypted, NATed and delivered to the sink (every one, intact, at a low
 //! rate), the sink's probes come back encrypted by the gateway and open at the generator, and
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use bench::load_sweep::{point_line, Drain, GeneratorKind, LoadRig, GENERATOR_TUNNEL_ADDR};
 use bench::packets::SizeMix;
+use bench::sink_xdp::SinkKind;
 use lab::e2e::parse_logged_counters;
 use lab::{is_root, DataplaneGateway, GatewayKind, Lab, Node, Topology};
 
@@ -39,8 +41,10 @@ fn generator_packets_are_decrypted_by_the_gateway_and_counted_by_the_sink() {
         .gateway(GatewayKind::Dataplane(dp))
         .build()
         .expect("the lab builds");
-    let mut rig = LoadRig::attach_with(&mut lab, GeneratorKind::Sendmmsg)
+    // Both ends through the kernel's UDP stack: the fallback paths.
+    let mut rig = LoadRig::attach_paths(&mut lab, GeneratorKind::Sendmmsg, SinkKind::Udp)
         .expect("the generator completes a handshake");
+    assert!(!rig.sink().is_xdp(), "{}", rig.sink_path());
     // A debug-built gateway on a shared machine can be seconds behind; a packet counts as lost
     // only if it has not arrived 10 s after the last one was sent.
     rig.drain = Drain {

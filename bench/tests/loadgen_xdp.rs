@@ -17,22 +17,7 @@ use lab::e2e::parse_logged_counters;
 use lab::{is_root, DataplaneGateway, GatewayKind, Lab, Node, Topology};
 
 mod support;
-use support::{dataplane_binary, where_lost};
-
-/// The client namespace's UDP `InDatagrams` and `OutDatagrams` (/proc/net/snmp).
-fn client_udp(lab: &Lab) -> (u64, u64) {
-    let snmp = lab
-        .exec_in(Node::Client, &["cat", "/proc/net/snmp"])
-        .unwrap();
-    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
-    let names: Vec<&str> = udp.next().unwrap().split_whitespace().collect();
-    let values: Vec<&str> = udp.next().unwrap().split_whitespace().collect();
-    let get = |k: &str| -> u64 {
-        let i = names.iter().position(|n| *n == k).unwrap();
-        values[i].parse().unwrap()
-    };
-    (get("InDatagrams"), get("OutDatagrams"))
-}
+use support::{dataplane_binary, udp_datagrams, where_lost};
 
 #[test]
 fn xdp_generator_frames_reach_the_sink_and_replies_come_back_through_af_xdp() {
@@ -63,7 +48,7 @@ fn xdp_generator_frames_reach_the_sink_and_replies_come_back_through_af_xdp() {
         quiet: Duration::from_secs(1),
         limit: Duration::from_secs(10),
     };
-    let udp_before = client_udp(&lab);
+    let udp_before = udp_datagrams(&lab, Node::Client);
 
     // Paced: every probe arrives, intact, once, at both ends of the size range.
     let mut forwarded = 0;
@@ -109,7 +94,7 @@ fn xdp_generator_frames_reach_the_sink_and_replies_come_back_through_af_xdp() {
 
     // None of it went through the client's UDP stack (a few datagrams of the lab's own
     // wireguard-go client's keepalives may).
-    let udp_after = client_udp(&lab);
+    let udp_after = udp_datagrams(&lab, Node::Client);
     let (udp_in, udp_out) = (udp_after.0 - udp_before.0, udp_after.1 - udp_before.1);
     assert!(
         udp_out < 10 && udp_in < 10,

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT OR GPL-2.0-only
 // (dual-licensed so that the kernel sees a GPL-compatible program; the Rust crate is MIT OR Apache-2.0)
 //
-// The load generator's XDP program, on the client's veth in the bench lab: WireGuard transport
-// messages (type 4) to the generator's UDP port go to the AF_XDP socket of the frame's rx queue;
-// everything else (ARP, the handshake messages the generator's kernel UDP socket answers, the
-// lab's wireguard-go client, ping) goes to the kernel. It never modifies or drops a frame.
+// The load rig's XDP program, on a veth in the bench lab. On the client's (the generator's):
+// WireGuard transport messages (type 4) to the generator's UDP port go to the AF_XDP socket of
+// the frame's rx queue. On the server's (the sink's): every unfragmented IPv4/UDP datagram to the
+// sink's port does. Everything else (ARP, the handshake messages the generator's kernel UDP
+// socket answers, the lab's wireguard-go client, ping, iperf3) goes to the kernel. It never
+// modifies or drops a frame.
 //
 // Built by build.rs with `clang -target bpf -O2 -g`; only <linux/bpf.h> is needed.
 
@@ -36,10 +38,11 @@ struct {
     __type(value, __u32);
 } xsks_map SEC(".maps");
 
-// The generator's UDP port, host byte order; 0 (before the Rust side writes it) takes nothing.
+// [0]: the UDP port, host byte order; 0 (before the Rust side writes it) takes nothing.
+// [1]: 0 takes only WireGuard transport messages to that port (generator), 1 any payload (sink).
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(max_entries, 1);
+    __uint(max_entries, 2);
     __type(key, __u32);
     __type(value, __u32);
 } port_map SEC(".maps");
@@ -62,7 +65,11 @@ int bench_gen_redirect(struct xdp_md *ctx)
     if (!port || *port == 0)
         return XDP_PASS;
     __u32 dport = ((__u32)udp[2] << 8) | udp[3];
-    if (dport != *port || udp[UDP_HLEN] != WG_TRANSPORT_DATA)
+    if (dport != *port)
+        return XDP_PASS;
+    __u32 one = 1;
+    __u32 *any_payload = bpf_map_lookup_elem(&port_map, &one);
+    if (!(any_payload && *any_payload) && udp[UDP_HLEN] != WG_TRANSPORT_DATA)
         return XDP_PASS;
     return bpf_redirect_map(&xsks_map, ctx->rx_queue_index, XDP_PASS);
 }

@@ -46,6 +46,21 @@ pub fn dataplane_binary() -> PathBuf {
     bin
 }
 
+/// The UDP `InDatagrams` and `OutDatagrams` of `node`'s namespace (/proc/net/snmp): what its
+/// kernel UDP stack carried.
+#[allow(dead_code)] // every test binary compiles this module; not all of them use this
+pub fn udp_datagrams(lab: &Lab, node: Node) -> (u64, u64) {
+    let snmp = lab.exec_in(node, &["cat", "/proc/net/snmp"]).unwrap();
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let names: Vec<&str> = udp.next().unwrap().split_whitespace().collect();
+    let values: Vec<&str> = udp.next().unwrap().split_whitespace().collect();
+    let get = |k: &str| -> u64 {
+        let i = names.iter().position(|n| *n == k).unwrap();
+        values[i].parse().unwrap()
+    };
+    (get("InDatagrams"), get("OutDatagrams"))
+}
+
 /// Where packets may have gone missing: both ends of the LAN wire and the server's UDP
 /// counters (checksum and buffer errors), for failure messages.
 pub fn where_lost(lab: &Lab, binary: &std::path::Path, control: &std::path::Path) -> String {
