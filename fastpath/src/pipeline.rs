@@ -410,7 +410,7 @@ impl Pipeline {
                     return Verdict::Drop(DropReason::InnerMalformed);
                 };
                 let (len, dst) = (ip.total_len(), ip.dst_addr());
-                let park = Verdict::Park {
+                let park = || Verdict::Park {
                     resume: Resume::NatOutbound,
                     start,
                     len,
@@ -685,7 +685,7 @@ impl Pipeline {
             // the header length).
             return self.punt_to_host(&buf[start..end]);
         }
-        let park = Verdict::Park {
+        let park = || Verdict::Park {
             resume: Resume::Forward,
             start,
             len,
@@ -992,7 +992,7 @@ impl Pipeline {
             }
             return Verdict::Fragment { inside, start, len };
         }
-        let park = Verdict::Park {
+        let park = || Verdict::Park {
             resume: Resume::Encrypt { inside },
             start,
             len,
@@ -1204,18 +1204,24 @@ impl Pipeline {
     /// resolution once it is known (`Ready`, or why it is not forwardable), `Err(park)` while
     /// the kernel resolves it. The kernel is asked on the first miss; a destination already
     /// `Resolving` has been asked.
+    ///
+    /// `park` builds the verdict only for a packet that waits: built on every call, the
+    /// `Verdict` (with the return packet's inside address) went through the stack in pieces
+    /// that later whole-word copies waited on (the reverse peer-lookup step's largest item in
+    /// the 64-byte profile).
+    #[inline]
     fn route_or_park(
         &self,
         b: &Batch<'_>,
         dst: IpAddr,
-        park: Verdict,
+        park: impl FnOnce() -> Verdict,
     ) -> Result<Resolution, Verdict> {
         match b.routes.resolution(dst) {
-            Some(Resolution::Resolving { .. }) => Err(park),
+            Some(Resolution::Resolving { .. }) => Err(park()),
             Some(known) => Ok(*known),
             None => {
                 self.routes.request(dst);
-                Err(park)
+                Err(park())
             }
         }
     }
