@@ -267,3 +267,42 @@ impl NextHopReader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    /// The two families live in two maps: each address finds its own entry, an IPv4 address
+    /// never the IPv6 entry with the same low bits (`::a.b.c.d`), and the counts add up.
+    #[test]
+    fn each_family_finds_its_own_destinations() {
+        let v4 = IpAddr::V4(Ipv4Addr::new(172, 23, 0, 2));
+        let v6 = IpAddr::V6(Ipv6Addr::from(u128::from(0xac17_0002u32)));
+        let snap = RouteSnapshot::new(
+            1,
+            [
+                (v4, Resolution::Local),
+                (v6, Resolution::Unreachable { errno: 101 }),
+            ]
+            .into_iter()
+            .map(|(dst, resolution)| {
+                let used = Arc::default();
+                (dst, Cached { resolution, used })
+            })
+            .collect(),
+            FxHashMap::default(),
+        );
+        assert_eq!(snap.len(), 2);
+        assert_eq!(snap.resolution(v4), Some(&Resolution::Local));
+        assert_eq!(
+            snap.resolution(v6),
+            Some(&Resolution::Unreachable { errno: 101 })
+        );
+        assert_eq!(
+            snap.resolution(IpAddr::V4(Ipv4Addr::new(172, 23, 0, 3))),
+            None
+        );
+        assert!(RouteSnapshot::from_entries([], []).is_empty());
+    }
+}
