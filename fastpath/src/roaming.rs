@@ -117,7 +117,21 @@ impl LearnedEndpoint {
     /// Whether the cell holds `src`: the receive path's question, answered without decoding.
     #[inline]
     pub fn holds(&self, src: SocketAddr) -> bool {
-        self.words() == Some(encode(Some(src)))
+        // Each word compared as it is loaded, not the four collected and compared as an array:
+        // the array went through the stack, and the 16-byte reads of the compare waited on
+        // 8-byte stores (a stalled load per packet in the 64-byte profile).
+        let want = encode(Some(src));
+        for _ in 0..READ_TRIES {
+            let before = self.seq.load(Ordering::Acquire);
+            let same = (0..4).all(|i| self.addr[i].load(Ordering::Relaxed) == want[i]);
+            // As in `words`: the loads above before the second load of `seq`.
+            fence(Ordering::Acquire);
+            if before & 1 == 0 && self.seq.load(Ordering::Relaxed) == before {
+                return same;
+            }
+            spin_loop();
+        }
+        false
     }
 
     /// A consistent read of the address words; `None` if a writer kept them busy.

@@ -31,6 +31,59 @@ pub struct Partition {
     /// How many slices hold `base + 1` ports (`n % w`); they come first.
     larger: u32,
     workers: u16,
+    /// Reciprocals for the per-packet divisions (a hardware divide each otherwise): by
+    /// `workers` for an inside address's owner, by `base + 1` and `base` for a port's.
+    by_workers: Remainder,
+    by_larger: PortQuotient,
+    by_base: PortQuotient,
+}
+
+/// `x % d` for any 32-bit `x` by a multiplication (Lemire, Kaser, Kurz 2019, "Faster remainder
+/// by direct computation": exact for 32-bit operands with a 64-bit reciprocal).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Remainder {
+    d: u32,
+    /// `floor(2^64 / d) + 1`, wrapped to 0 for `d == 1` (where every remainder is 0).
+    m: u64,
+}
+
+impl Remainder {
+    fn new(d: u32) -> Remainder {
+        let d = d.max(1);
+        Remainder {
+            d,
+            m: (u64::MAX / u64::from(d)).wrapping_add(1),
+        }
+    }
+
+    #[inline]
+    fn of(self, x: u32) -> u32 {
+        let low = self.m.wrapping_mul(u64::from(x));
+        ((u128::from(low) * u128::from(self.d)) >> 64) as u32
+    }
+}
+
+/// `x / d` for 16-bit `x` and `d` (port offsets, slice lengths) by a multiplication:
+/// `ceil(2^32 / d)` is exact there, the error `x * (m * d - 2^32) / 2^32 / d` being below
+/// `1 / d` when `x * d < 2^32`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PortQuotient {
+    m: u64,
+}
+
+impl PortQuotient {
+    fn new(d: u32) -> PortQuotient {
+        let d = u64::from(d.clamp(1, 1 << 16));
+        PortQuotient {
+            m: (1u64 << 32).div_ceil(d),
+        }
+    }
+
+    /// `x` below 2^16.
+    #[inline]
+    fn of(self, x: u32) -> u32 {
+        ((u64::from(x) * self.m) >> 32) as u32
+    }
 }
 
 impl Partition {
@@ -41,12 +94,16 @@ impl Partition {
         let n = u32::from(last) - u32::from(first) + 1;
         let workers = config.workers.max(1);
         let w = u32::from(workers);
+        let base = n / w;
         Partition {
             first,
             last,
-            base: n / w,
+            base,
             larger: n % w,
             workers,
+            by_workers: Remainder::new(w),
+            by_larger: PortQuotient::new(base + 1),
+            by_base: PortQuotient::new(base),
         }
     }
 
@@ -68,9 +125,9 @@ impl Partition {
         let off = u32::from(port - self.first);
         let in_larger = self.larger * (self.base + 1);
         let owner = if off < in_larger {
-            off / (self.base + 1)
+            self.by_larger.of(off)
         } else {
-            self.larger + (off - in_larger) / self.base.max(1)
+            self.larger + self.by_base.of(off - in_larger)
         };
         Some(owner as u16)
     }
@@ -88,7 +145,7 @@ impl Partition {
     fn owner_of<A: Family>(&self, addr: A) -> u16 {
         // Multiplicative hash: spreads consecutive peer addresses (10.13.13.2, .3, ...) evenly.
         let h = A::fold(addr.octets()).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
-        (h % u64::from(self.workers)) as u16
+        self.by_workers.of(h as u32) as u16
     }
 
     /// The ports of `worker`'s slice (`worker` below [`Partition::workers`]).
@@ -163,6 +220,32 @@ mod tests {
                 }
                 assert_eq!(next, u32::from(*range.end()) + 1, "{range:?} {workers}");
                 assert!(max - min <= 1, "{range:?} {workers}: {min}..{max}");
+            }
+        }
+    }
+
+    /// The reciprocals give what the hardware divide gives: every divisor of a port range, and
+    /// every 16-bit dividend for the ports; a spread of 32-bit dividends for the remainder.
+    #[test]
+    fn reciprocals_divide_exactly() {
+        for d in 1..=u32::from(u16::MAX) + 1 {
+            let q = PortQuotient::new(d);
+            let r = Remainder::new(d);
+            let step = if d < 300 { 1 } else { 251 };
+            for x in (0..=u32::from(u16::MAX))
+                .step_by(step)
+                .chain([u32::from(u16::MAX)])
+            {
+                assert_eq!(q.of(x), x / d, "{x} / {d}");
+            }
+            for x in [0, 1, d - 1, d, d + 1, u32::MAX - 1, u32::MAX, 0x9e37_79b9] {
+                assert_eq!(r.of(x), x % d, "{x} % {d}");
+            }
+        }
+        for d in 1..=256u32 {
+            let r = Remainder::new(d);
+            for x in (0..u32::MAX - 99_991).step_by(99_991) {
+                assert_eq!(r.of(x), x % d, "{x} % {d}");
             }
         }
     }

@@ -120,7 +120,7 @@ impl Pipeline {
             }
             return self.punt_to_host(&buf[start..end]);
         }
-        let park = Verdict::Park {
+        let park = || Verdict::Park {
             resume: Resume::Forward6,
             start,
             len,

@@ -114,7 +114,7 @@ impl Pipeline {
             return Verdict::Drop(DropReason::InnerMalformed);
         };
         let (len, dst) = (ip.total_len(), ip.dst_addr());
-        let park = Verdict::Park {
+        let park = || Verdict::Park {
             resume: Resume::NatOutbound6,
             start,
             len,
