@@ -21,6 +21,7 @@ use super::mode::{BoundMode, Mode};
 use super::socket::{Bind, RawXsk, UmemArea};
 use crate::xdp::{AttachMode, XdpError, XdpProgram};
 use fastpath::counters::XskStats;
+use fastpath::frame::sendable_in_place;
 
 /// Sizes of one worker's rings and pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -388,7 +389,7 @@ impl XskGroup {
         // `set_packet` keeps start + len inside the frame, which is what the kernel checks of
         // an aligned-UMEM descriptor (it must not cross its chunk); an empty one it refuses
         // without giving the frame back, so it is never queued.
-        if len == 0 || start + len > FRAME_SIZE {
+        if !sendable_in_place(start, len) {
             self.free.push(f.base);
             return Err(TxError::TooBig { len });
         }
