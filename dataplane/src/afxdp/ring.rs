@@ -72,6 +72,23 @@ impl<T: Copy> Ring<T> {
             return Err(io::Error::last_os_error());
         }
         let map = NonNull::new(p).ok_or_else(|| io::Error::other("mmap returned null"))?;
+        // SAFETY: `map` is the mapping just made, `map_len` long, laid out as `off` says.
+        Ok(unsafe { Ring::over(map, map_len, off, size, side) })
+    }
+
+    /// The ring inside `map` (`map_len` bytes, unmapped when the ring drops).
+    ///
+    /// # Safety
+    /// `map` must be a mapping of `map_len` bytes that nothing else unmaps, holding the
+    /// indices and flags at `off`'s offsets (aligned u32s) and `size` entries at `off.desc`.
+    unsafe fn over(
+        map: NonNull<libc::c_void>,
+        map_len: usize,
+        off: &libc::xdp_ring_offset,
+        size: u32,
+        side: Side,
+    ) -> Ring<T> {
+        let p = map.as_ptr();
         let at = |o: u64| {
             // SAFETY: `o` is an offset the kernel reported inside this mapping.
             unsafe { NonNull::new_unchecked(p.cast::<u8>().add(o as usize)) }
@@ -92,7 +109,7 @@ impl<T: Copy> Ring<T> {
         if side == Side::Producer {
             ring.cached_cons = ring.cached_cons.wrapping_add(size);
         }
-        Ok(ring)
+        ring
     }
 
     fn producer(&self) -> &AtomicU32 {
@@ -184,5 +201,105 @@ impl<T> Drop for Ring<T> {
         // SAFETY: the mapping made in `map`, unmapped once; no reference into it outlives
         // `self` (the accessors borrow `self`).
         unsafe { libc::munmap(self.map.as_ptr(), self.map_len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SIZE: u32 = 8;
+
+    /// An anonymous mapping laid out as a ring, indices starting at `start` (near the u32
+    /// wrap), and the ring over it; the test plays the kernel through the raw pointers.
+    fn fake(side: Side, start: u32) -> (Ring<u64>, *mut u32, *mut u32, *mut u64) {
+        let off = libc::xdp_ring_offset {
+            producer: 0,
+            consumer: 64,
+            flags: 128,
+            desc: 192,
+        };
+        let len = 192 + SIZE as usize * 8;
+        // SAFETY: a fresh private anonymous mapping, handed to the ring which unmaps it.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        let b = p.cast::<u8>();
+        // SAFETY: offsets inside the mapping, aligned for their types.
+        let (prod, cons, entries) = unsafe {
+            (
+                b.cast::<u32>(),
+                b.add(64).cast::<u32>(),
+                b.add(192).cast::<u64>(),
+            )
+        };
+        // SAFETY: as above; nothing else uses the mapping yet.
+        unsafe {
+            prod.write(start);
+            cons.write(start);
+        }
+        // SAFETY: the mapping is laid out as `off` says and only the ring unmaps it.
+        let ring = unsafe { Ring::over(NonNull::new(p).unwrap(), len, &off, SIZE, side) };
+        (ring, prod, cons, entries)
+    }
+
+    #[test]
+    fn producer_fills_to_size_then_reuses_what_the_kernel_consumed_across_the_index_wrap() {
+        let (mut ring, _prod, cons, entries) = fake(Side::Producer, u32::MAX - 3);
+        assert!(ring.drained());
+        let items: Vec<u64> = (0..20).collect();
+        assert_eq!(
+            ring.produce(&items),
+            SIZE as usize,
+            "no more than the ring holds"
+        );
+        assert_eq!(
+            ring.produce(&items[8..]),
+            0,
+            "full until the kernel consumes"
+        );
+        assert!(!ring.drained());
+        // The kernel consumes 5 entries, reading them in order.
+        for i in 0..5u32 {
+            let slot = (u32::MAX - 3).wrapping_add(i) & (SIZE - 1);
+            // SAFETY: an entry of the mapping.
+            assert_eq!(unsafe { entries.add(slot as usize).read() }, i as u64);
+        }
+        // SAFETY: the kernel's consumer index, in the mapping.
+        unsafe { cons.write((u32::MAX - 3).wrapping_add(5)) };
+        assert_eq!(ring.produce(&items[8..]), 5);
+        let slot = (u32::MAX - 3).wrapping_add(8) & (SIZE - 1);
+        // SAFETY: an entry of the mapping.
+        assert_eq!(unsafe { entries.add(slot as usize).read() }, 8);
+    }
+
+    #[test]
+    fn consumer_reads_what_the_kernel_produced_in_order_across_the_index_wrap() {
+        let start = u32::MAX - 1;
+        let (mut ring, prod, cons, entries) = fake(Side::Consumer, start);
+        let mut out = [0u64; 8];
+        assert_eq!(ring.consume(&mut out), 0, "empty");
+        for i in 0..6u32 {
+            let slot = start.wrapping_add(i) & (SIZE - 1);
+            // SAFETY: an entry of the mapping, written before the producer index moves.
+            unsafe { entries.add(slot as usize).write(100 + i as u64) };
+        }
+        // SAFETY: the kernel's producer index, in the mapping.
+        unsafe { prod.write(start.wrapping_add(6)) };
+        assert_eq!(ring.consume(&mut out[..4]), 4);
+        assert_eq!(out[..4], [100, 101, 102, 103]);
+        // SAFETY: our consumer index as the kernel sees it.
+        assert_eq!(unsafe { cons.read() }, start.wrapping_add(4), "released");
+        assert_eq!(ring.consume(&mut out), 2);
+        assert_eq!(out[..2], [104, 105]);
+        assert_eq!(ring.consume(&mut out), 0);
     }
 }
