@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reads DIR/rN-{A,B}.md and prints, per size, the median of each figure over the rounds for A
 and B, the median per-round B/A ratio and its min-max spread (pipeline table and per-step
-tables)."""
+tables, and the IPv6-underlay rows)."""
 import glob, os, re, statistics, sys
 
 d = sys.argv[1]
@@ -15,16 +15,17 @@ def parse(path):
     i = 0
     while i < len(lines):
         l = lines[i]
-        if l.startswith("| size | fwd Mpps") or l.startswith("| forward |") or l.startswith("| reverse |"):
+        v6 = l.startswith("| size | fwd ns/pkt | fwd / IPv4")
+        if l.startswith("| size | fwd Mpps") or l.startswith("| forward |") or l.startswith("| reverse |") or v6:
             hdr = cells(l)
-            kind = {"size": "", "forward": "fwd step ", "reverse": "rev step "}[hdr[0]]
+            kind = "IPv6 underlay " if v6 else {"size": "", "forward": "fwd step ", "reverse": "rev step "}[hdr[0]]
             for r in lines[i + 2:]:
                 if not r.startswith("|"):
                     break
                 c = cells(r)
                 for h, v in zip(hdr[1:], c[1:]):
                     m = re.match(r"^(-?[0-9.]+)", v)
-                    if m and (kind or h in ("fwd ns/pkt", "rev ns/pkt", "raw open ns", "raw seal ns")):
+                    if m and ((kind and "/ IPv4" not in h) or h in ("fwd ns/pkt", "rev ns/pkt", "raw open ns", "raw seal ns")):
                         out[(c[0], kind + h)] = float(m.group(1))
         i += 1
     return out

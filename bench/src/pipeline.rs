@@ -10,7 +10,9 @@
 //! times one pass of the pipeline over the pool, and repeats. No copy is inside the timed
 //! region: each frame is processed in place exactly once per preparation, as a worker
 //! processes a frame the NIC wrote. What the worker's AF_XDP edge does to every packet it
-//! transmits, the move to the frame's transmit offset, is timed with it ([`Step::TxMove`]). The reverse direction is prepared the same way (the return
+//! transmits is timed with it ([`Step::TxMove`]): a check that it can be sent where it is, no
+//! move since the edge's descriptors name the packet's start. The reverse direction is
+//! prepared the same way (the return
 //! packet written into the frame untimed, NAT reverse + seal timed).
 //!
 //! Times are the thread's on-CPU time ([`CpuStopwatch`]), not wall-clock time: on a shared
@@ -25,7 +27,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
-use fastpath::frame::{place_for_tx, MAX_TX_LEN, TX_OFFSET};
+use fastpath::frame::sendable_in_place;
 use fastpath::pipeline::{Pipeline, Verdict};
 use fastpath::stage_cycles::Step;
 use wgproto::keypair::padding_len;
@@ -307,15 +309,14 @@ impl Lane {
             }
             if let Verdict::Tx { start, len, .. } = v {
                 // What the worker's AF_XDP edge does before it queues the frame (timed: it is
-                // part of what a packet costs).
-                if len > MAX_TX_LEN || start + len > frame.len() {
+                // part of what a packet costs): it is sent from where it is, nothing moves.
+                if !sendable_in_place(start, len) || start + len > frame.len() {
                     self.not_sent += 1;
                     self.first_failure.get_or_insert(v);
                     continue;
                 }
-                place_for_tx(frame, start, len, TX_OFFSET);
-                // Where the packet now is: tests read the frame back.
-                self.out[i] = (TX_OFFSET, len);
+                // Where the packet is sent from: tests read the frame back.
+                self.out[i] = (start, len);
             } else if !(self.stopping && v == Verdict::Consumed) {
                 self.not_sent += 1;
                 self.first_failure.get_or_insert(v);

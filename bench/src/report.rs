@@ -163,9 +163,9 @@ impl Report {
                 "\n## Pipeline without I/O (one core per worker)\n\n\
                  Forward: WireGuard frame in -> decrypt, replay check, AllowedIPs, NAT, header \
                  rewrite. Reverse: return traffic -> NAT reverse, AllowedIPs, encrypt, outer \
-                 headers. Frames are re-sealed outside the timed region; the move of each \
-                 transmitted packet to its frame's transmit offset, which the worker's AF_XDP \
-                 edge does, is timed (`tx move`). \
+                 headers. Frames are re-sealed outside the timed region; what the worker's AF_XDP \
+                 edge does to each transmitted packet, a check that it can be sent where it is \
+                 (no move since its descriptors name the packet's start), is timed (`tx move`). \
                  Ratio = pipeline ns/packet over raw ChaCha20-Poly1305 ns/packet of the same \
                  bytes, the fastest implementation measured in this run (1.0 is the limit; \
                  every candidate is in the table after this one). Gbit/s counts inner packet bytes. Rates are per \

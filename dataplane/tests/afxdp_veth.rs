@@ -607,6 +607,131 @@ fn afxdp_two_sockets_share_a_umem_and_forward_between_interfaces() {
     assert!(forwarded >= 1);
 }
 
+/// What the gateway side of the placement test saw of each frame it sent.
+struct Placement {
+    start: usize,
+    len: usize,
+    /// The packet as queued.
+    bytes: Vec<u8>,
+    /// The frame's bytes once it came back from the completion ring, if it was found.
+    after: Option<Vec<u8>>,
+}
+
+const CANARY: u8 = 0x5a;
+
+/// Frames queued with their packet before `TX_OFFSET` (a sealed datagram that grew in front of
+/// a return packet) and after it (headers stripped) are sent from where the packet starts:
+/// the peer receives exactly each datagram, and the frame, once back from the completion
+/// ring, still has every byte outside the packet as it was (nothing was moved to
+/// `TX_OFFSET`). Fails with a layer that moves packets to a fixed offset before queuing.
+#[test]
+fn afxdp_tx_sends_from_the_packet_start_without_moving_it() {
+    require_root!();
+    let lab = Lab::new(1);
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let receiver = spawn_in(lab.peer_ns(0), move || {
+        let s = UdpSocket::bind("10.77.0.2:40000").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        ready_tx.send(()).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        while got.len() < 2 {
+            match s.recv_from(&mut buf) {
+                Ok((n, from)) => got.push((buf[..n].to_vec(), from.to_string())),
+                Err(_) => break,
+            }
+        }
+        got
+    });
+    ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+
+    let ifname = lab.gw_if(0);
+    let sent = spawn_in(lab.gw_ns(), move || {
+        let program = attach_program(&ifname, Mode::Copy, &wg_config()).unwrap();
+        let mut group = XskGroup::new(0, &[&program], Mode::Copy, &small_xsk()).unwrap();
+        let free_before = group.free_frames();
+        let mut sent = Vec::new();
+        for (start, payload) in [
+            (RX_OFFSET - 64, &b"grew-in-front"[..]),
+            (RX_OFFSET + 100, &b"stripped"[..]),
+        ] {
+            let mut f = group.alloc().expect("a free frame");
+            group.buf_mut(&mut f).fill(CANARY);
+            let len = write_udp(
+                group.buf_mut(&mut f),
+                start,
+                (gw_mac(0), peer_mac(0)),
+                (Ipv4Addr::new(10, 77, 0, 1), Ipv4Addr::new(10, 77, 0, 2)),
+                (LISTEN_PORT, 40000),
+                payload,
+            );
+            f.set_packet(start, len).unwrap();
+            let bytes = group.packet(&f).to_vec();
+            group.tx(0, f).expect("queued");
+            sent.push(Placement {
+                start,
+                len,
+                bytes,
+                after: None,
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while group.free_frames() < free_before && Instant::now() < deadline {
+            group.service().unwrap();
+            thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(group.free_frames(), free_before, "both frames completed");
+        let stats = group.stats(0).unwrap();
+        assert_eq!(stats.tx_invalid_descs, 0, "{stats:?}");
+        // Every free frame, to find the two that were sent (canary before their packet).
+        let mut frames = Vec::new();
+        while let Some(f) = group.alloc() {
+            frames.push(f);
+        }
+        for p in &mut sent {
+            p.after = frames.iter().find_map(|f| {
+                let b = group.buf(f);
+                let ours = b[..14].iter().all(|&x| x == CANARY)
+                    && b[p.start..p.start + p.len] == p.bytes[..];
+                ours.then(|| b.to_vec())
+            });
+        }
+        for f in frames {
+            group.release(f);
+        }
+        sent
+    })
+    .join()
+    .unwrap();
+    let got = receiver.join().unwrap();
+
+    let payloads: Vec<&[u8]> = got.iter().map(|(p, _)| &p[..]).collect();
+    assert_eq!(
+        payloads,
+        [&b"grew-in-front"[..], &b"stripped"[..]],
+        "the peer receives exactly each datagram"
+    );
+    for (_, from) in &got {
+        assert_eq!(from, &format!("10.77.0.1:{LISTEN_PORT}"));
+    }
+    for p in &sent {
+        let after = p
+            .after
+            .as_ref()
+            .unwrap_or_else(|| panic!("frame with its packet at {} not found", p.start));
+        let outside = after[..p.start]
+            .iter()
+            .chain(&after[p.start + p.len..])
+            .filter(|&&b| b != CANARY)
+            .count();
+        assert_eq!(
+            outside, 0,
+            "packet at {} ({} bytes): bytes outside it were changed (moved to TX_OFFSET?)",
+            p.start, p.len
+        );
+    }
+}
+
 #[test]
 fn afxdp_second_instance_on_the_same_interface_is_refused_naming_the_pid() {
     require_root!();

@@ -1,6 +1,6 @@
-//! Where the forward direction leaves a packet in its frame. The AF_XDP edge transmits from the
-//! frame's TX offset and moves any packet that starts elsewhere (`frame::place_for_tx`); the
-//! pipeline decrypts a transport message straight to `forward_plaintext_offset`, so that a
+//! Where the forward direction leaves a packet in its frame. The AF_XDP edge transmits from
+//! wherever the packet starts (its descriptors name the packet's address); the pipeline
+//! still decrypts a transport message straight to `forward_plaintext_offset`, so that a
 //! forwarded packet's Ethernet header starts at the TX offset and nothing is moved: over an
 //! IPv4 and an IPv6 underlay, with IPv4 and IPv6 inside. Before, the plaintext was left where
 //! the ciphertext was (the TX offset plus the outer headers), and every forwarded packet was

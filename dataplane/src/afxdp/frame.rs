@@ -4,8 +4,6 @@
 //! The frame layout is `fastpath::frame`'s. The worker moves the packet's start and length with
 //! [`Frame::set_packet`] while it strips or prepends headers.
 
-use xsk_rs::FrameDesc;
-
 pub use fastpath::frame::{FRAME_SIZE, MAX_TX_LEN, RX_OFFSET, TX_OFFSET};
 
 /// A packet placement that does not fit in a frame.
@@ -21,17 +19,18 @@ pub struct OutOfFrame {
 #[derive(Debug)]
 #[must_use = "a Frame must go back to its XskGroup (release or tx), or the pool shrinks"]
 pub struct Frame {
-    pub(crate) desc: FrameDesc,
+    /// Offset of the frame's first byte in the UMEM (a multiple of `FRAME_SIZE`).
+    pub(crate) base: u64,
     pub(crate) group: u32,
     start: u16,
     len: u16,
 }
 
 impl Frame {
-    pub(crate) fn new(desc: FrameDesc, group: u32, start: usize, len: usize) -> Frame {
+    pub(crate) fn new(base: u64, group: u32, start: usize, len: usize) -> Frame {
         debug_assert!(start + len <= FRAME_SIZE);
         Frame {
-            desc,
+            base,
             group,
             start: start as u16,
             len: len as u16,
@@ -68,6 +67,6 @@ impl Frame {
 
     /// Offset of this frame's first byte in the UMEM.
     pub(crate) fn umem_offset(&self) -> usize {
-        self.desc.addr() & !(FRAME_SIZE - 1)
+        self.base as usize
     }
 }

@@ -12,21 +12,16 @@
 //! the holder of a `Frame` can reach its bytes. Nothing here allocates after construction.
 
 use std::io;
-use std::os::fd::AsRawFd;
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use tracing::{info, warn};
-use xsk_rs::config::{
-    BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
-};
-use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 use super::frame::{Frame, FRAME_SIZE, RX_OFFSET};
 use super::mode::{BoundMode, Mode};
+use super::socket::{Bind, RawXsk, UmemArea};
 use crate::xdp::{AttachMode, XdpError, XdpProgram};
 use fastpath::counters::XskStats;
-use fastpath::frame::place_for_tx;
+use fastpath::frame::sendable_in_place;
 
 /// Sizes of one worker's rings and pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,7 +85,8 @@ pub struct SocketInfo {
 /// Why a frame handed to [`XskGroup::tx`] was not queued (the frame went back to the pool).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TxError {
-    #[error("packet of {len} bytes is larger than a frame can send")]
+    /// Empty, or not inside one frame (the kernel refuses a descriptor that crosses a chunk).
+    #[error("packet of {len} bytes cannot be sent from one frame")]
     TooBig { len: usize },
     #[error("transmit queue full")]
     Full,
@@ -98,12 +94,10 @@ pub enum TxError {
 
 struct XskSocket {
     info: SocketInfo,
-    tx: TxQueue,
-    rx: RxQueue,
-    fill: FillQueue,
-    comp: CompQueue,
-    /// Queued by `tx`, not yet on the tx ring.
-    pending: Vec<FrameDesc>,
+    raw: RawXsk,
+    /// Queued by `tx`, not yet on the tx ring: each descriptor's address is where its packet
+    /// starts in the UMEM, so nothing is moved to send it.
+    pending: Vec<libc::xdp_desc>,
     /// On the tx ring or completion ring, not yet reclaimed.
     in_flight: usize,
 }
@@ -115,8 +109,8 @@ const MAX_COPY_KICKS: u32 = 128;
 
 impl XskSocket {
     /// Whether the kernel has taken every descriptor on the tx ring.
-    fn tx_ring_drained(&mut self, ring_size: u32) -> bool {
-        self.tx.nb_free(ring_size) == ring_size
+    fn tx_ring_drained(&mut self) -> bool {
+        self.raw.tx.drained()
     }
 
     /// Wakes the kernel to transmit what the tx ring holds, if it asked to be woken. In copy
@@ -125,14 +119,14 @@ impl XskSocket {
     /// with nothing received sleeps up to IDLE_POLL_MS before that; meanwhile those frames
     /// are neither sent nor back in the pool, and the fill ring runs dry. So kick until the
     /// ring is drained. In zero-copy mode the driver transmits on its own after one kick.
-    fn kick(&mut self, ring_size: u32) -> io::Result<()> {
+    fn kick(&mut self) -> io::Result<()> {
         let mut kicks = 0;
-        while self.tx.needs_wakeup() {
-            self.tx.wakeup()?;
+        while self.raw.tx.needs_wakeup() {
+            self.raw.kick_tx()?;
             kicks += 1;
             if self.info.mode == BoundMode::ZeroCopy
                 || kicks == MAX_COPY_KICKS
-                || self.tx_ring_drained(ring_size)
+                || self.tx_ring_drained()
             {
                 break;
             }
@@ -146,25 +140,20 @@ static NEXT_GROUP_ID: AtomicU32 = AtomicU32::new(1);
 /// A worker's sockets (one per interface, all on the same queue id) over one shared UMEM.
 pub struct XskGroup {
     id: u32,
-    umem: Umem,
-    /// Start of the UMEM mapping (kept alive by `umem`).
-    base: NonNull<u8>,
-    umem_len: usize,
+    /// Declared before `umem`: the sockets (which pin the UMEM for the kernel) close first.
     sockets: Vec<XskSocket>,
-    free: Vec<FrameDesc>,
-    scratch: Vec<FrameDesc>,
+    umem: UmemArea,
+    /// Offsets of free frames (multiples of `FRAME_SIZE`).
+    free: Vec<u64>,
+    /// Out-parameters of rx ring reads.
+    rx_scratch: Vec<libc::xdp_desc>,
+    /// Out-parameters of completion ring reads.
+    comp_scratch: Vec<u64>,
     pollfds: Vec<libc::pollfd>,
     batch: usize,
-    /// Entries of every tx ring (`AfXdpConfig::ring_size`).
-    ring_size: u32,
     /// Frames `alloc` may always take: the fill rings never get the last ones.
     reserve: usize,
 }
-
-// SAFETY: `base` points into the UMEM mapping owned by `umem` (which is Send); the group is
-// the only user of the frames it owns, and moving it to another thread moves that exclusive
-// access with it. It is deliberately not Sync.
-unsafe impl Send for XskGroup {}
 
 impl std::fmt::Debug for XskGroup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -189,12 +178,12 @@ fn bind_candidates(mode: Mode, attach: AttachMode) -> Option<&'static [BoundMode
     }
 }
 
-fn bind_flags(mode: BoundMode) -> BindFlags {
+fn bind_flags(mode: BoundMode) -> u16 {
     // NEED_WAKEUP always: copy-mode TX only happens on sendto(), and the kernel only tells us
     // when that is needed if we asked for the flag (Documentation/networking/af_xdp.rst).
     match mode {
-        BoundMode::ZeroCopy => BindFlags::XDP_ZEROCOPY | BindFlags::XDP_USE_NEED_WAKEUP,
-        BoundMode::Copy | BoundMode::Skb => BindFlags::XDP_COPY | BindFlags::XDP_USE_NEED_WAKEUP,
+        BoundMode::ZeroCopy => libc::XDP_ZEROCOPY | libc::XDP_USE_NEED_WAKEUP,
+        BoundMode::Copy | BoundMode::Skb => libc::XDP_COPY | libc::XDP_USE_NEED_WAKEUP,
     }
 }
 
@@ -209,17 +198,6 @@ fn bind_hint(mode: BoundMode) -> &'static str {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 impl XskGroup {
     /// Creates the shared UMEM and binds one socket per interface on `queue_id`, registering
     /// each in its interface's XSKMAP. `mode` is the configured mode; with [`Mode::Auto`] each
@@ -230,8 +208,12 @@ impl XskGroup {
         mode: Mode,
         config: &XskConfig,
     ) -> Result<XskGroup, AfXdpError> {
-        let ring = QueueSize::new(config.ring_size)
-            .map_err(|e| AfXdpError::Config(format!("ring_size: {e}")))?;
+        let ring = config.ring_size;
+        if !ring.is_power_of_two() {
+            return Err(AfXdpError::Config(format!(
+                "ring_size: {ring} is not a power of two"
+            )));
+        }
         if interfaces.is_empty() {
             return Err(AfXdpError::Config("no interface".into()));
         }
@@ -259,24 +241,15 @@ impl XskGroup {
             }
         }
 
-        let umem_config = UmemConfig::builder()
-            .frame_size(FrameSize::new(FRAME_SIZE as u32).expect("FRAME_SIZE is valid"))
-            .fill_queue_size(ring)
-            .comp_queue_size(ring)
-            .frame_headroom(0)
-            .build()
-            .map_err(|e| AfXdpError::Config(e.to_string()))?;
-        let frame_count = std::num::NonZeroU32::new(frames).expect("checked above");
-        let (umem, descs) =
-            Umem::new(umem_config, frame_count, false).map_err(|e| AfXdpError::Umem {
-                frames,
-                detail: error_chain(&e),
-            })?;
-        let umem_len = frames as usize * FRAME_SIZE;
-        let base = umem_base(&umem, &descs, umem_len).ok_or_else(|| AfXdpError::Umem {
+        let umem = UmemArea::new(frames).map_err(|e| AfXdpError::Umem {
             frames,
-            detail: "unexpected UMEM frame layout".into(),
+            detail: e.to_string(),
         })?;
+        // Frame `i` is at `i * FRAME_SIZE`; popped from the end, so frame 0 goes out first.
+        let free: Vec<u64> = (0..frames as u64)
+            .rev()
+            .map(|i| i * FRAME_SIZE as u64)
+            .collect();
 
         let id = NEXT_GROUP_ID.fetch_add(1, Ordering::Relaxed);
         let mut sockets = Vec::with_capacity(interfaces.len());
@@ -287,8 +260,9 @@ impl XskGroup {
                     mode,
                     attach: program.mode(),
                 })?;
+            let owner = sockets.first().map(|s: &XskSocket| s.raw.fd());
             sockets.push(bind_socket(
-                &umem, program, queue_id, ring, candidates, config,
+                &umem, program, queue_id, candidates, owner, config,
             )?);
         }
 
@@ -296,22 +270,28 @@ impl XskGroup {
         let pollfds = sockets
             .iter()
             .map(|s| libc::pollfd {
-                fd: s.rx.fd().as_raw_fd(),
+                fd: s.raw.fd(),
                 events: libc::POLLIN,
                 revents: 0,
             })
             .collect();
+        let scratch = batch.max(config.ring_size as usize);
         let mut group = XskGroup {
             id,
-            umem,
-            base,
-            umem_len,
             sockets,
-            free: descs,
-            scratch: vec![FrameDesc::default(); batch.max(config.ring_size as usize)],
+            umem,
+            free,
+            rx_scratch: vec![
+                libc::xdp_desc {
+                    addr: 0,
+                    len: 0,
+                    options: 0
+                };
+                scratch
+            ],
+            comp_scratch: vec![0; scratch],
             pollfds,
             batch,
-            ring_size: config.ring_size,
             reserve: 2 * batch,
         };
         for s in 0..group.sockets.len() {
@@ -344,14 +324,13 @@ impl XskGroup {
     pub fn rx(&mut self, sock: usize, out: &mut Vec<Frame>, max: usize) -> usize {
         let n = max.min(self.batch);
         let s = &mut self.sockets[sock];
-        // SAFETY: the descriptors are out-parameters that consume() fills with frames the
-        // kernel hands back to us; from here on they are ours until given back to a ring.
-        let got = unsafe { s.rx.consume(&mut self.scratch[..n]) };
-        for d in &self.scratch[..got] {
-            let base = d.addr() & !(FRAME_SIZE - 1);
-            let start = d.addr() - base;
-            let len = d.lengths().data().min(FRAME_SIZE - start);
-            out.push(Frame::new(*d, self.id, start, len));
+        // The frames these descriptors name are ours from here until given back to a ring.
+        let got = s.raw.rx.consume(&mut self.rx_scratch[..n]);
+        for d in &self.rx_scratch[..got] {
+            let base = d.addr & !(FRAME_SIZE as u64 - 1);
+            let start = (d.addr - base) as usize;
+            let len = (d.len as usize).min(FRAME_SIZE - start);
+            out.push(Frame::new(base, self.id, start, len));
         }
         got
     }
@@ -362,7 +341,7 @@ impl XskGroup {
         // SAFETY: `off..off + FRAME_SIZE` is one frame inside the UMEM mapping (checked), which
         // `self.umem` keeps mapped. The frame is not on any ring: the caller holds its `Frame`,
         // and `Frame` is not Clone, so no `&mut` to these bytes exists while `&Frame` is held.
-        unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(off), FRAME_SIZE) }
+        unsafe { std::slice::from_raw_parts(self.umem.base().as_ptr().add(off), FRAME_SIZE) }
     }
 
     /// The whole frame, writable, for stripping or prepending headers in place.
@@ -371,7 +350,7 @@ impl XskGroup {
         // SAFETY: as in `buf`; `&mut Frame` is the only handle to this frame, so this is the
         // only reference to its bytes for the returned lifetime. The kernel does not touch a
         // frame that is on none of its rings.
-        unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(off), FRAME_SIZE) }
+        unsafe { std::slice::from_raw_parts_mut(self.umem.base().as_ptr().add(off), FRAME_SIZE) }
     }
 
     /// The packet bytes.
@@ -389,81 +368,80 @@ impl XskGroup {
     /// A free frame (empty packet at [`RX_OFFSET`]) for building a packet from scratch or
     /// copying one in, e.g. from the slow path. `None` when the pool is empty.
     pub fn alloc(&mut self) -> Option<Frame> {
-        let d = self.free.pop()?;
-        let start = d.addr() & (FRAME_SIZE - 1);
-        Some(Frame::new(d, self.id, start.min(RX_OFFSET), 0))
+        let base = self.free.pop()?;
+        Some(Frame::new(base, self.id, RX_OFFSET, 0))
     }
 
     /// Gives a frame back to the pool (a dropped packet).
     pub fn release(&mut self, f: Frame) {
         self.checked_offset(&f);
-        self.free.push(f.desc);
+        self.free.push(f.base);
     }
 
     /// Queues `f` for transmission on socket `sock` (sent by the next [`flush`](Self::flush)
-    /// or [`service`](Self::service)). On error the frame is back in the pool.
-    pub fn tx(&mut self, sock: usize, mut f: Frame) -> Result<(), TxError> {
-        let base = self.checked_offset(&f);
-        let tx_off = f.desc.addr() - base;
+    /// or [`service`](Self::service)) from where its packet starts: the descriptor names the
+    /// packet's own address, so a packet that grew in front (the reverse direction's sealed
+    /// datagram) or was stripped is sent where it is, without a move. On error the frame is
+    /// back in the pool.
+    pub fn tx(&mut self, sock: usize, f: Frame) -> Result<(), TxError> {
+        let base = self.checked_offset(&f) as u64;
         let (start, len) = (f.start(), f.len());
-        if len > FRAME_SIZE - tx_off {
-            self.free.push(f.desc);
+        // `set_packet` keeps start + len inside the frame, which is what the kernel checks of
+        // an aligned-UMEM descriptor (it must not cross its chunk); an empty one it refuses
+        // without giving the frame back, so it is never queued.
+        if !sendable_in_place(start, len) {
+            self.free.push(f.base);
             return Err(TxError::TooBig { len });
         }
         if self.sockets[sock].pending.len() == self.sockets[sock].pending.capacity() {
             // Make room by pushing what is queued onto the ring.
             let _ = self.flush(sock);
             if self.sockets[sock].pending.len() == self.sockets[sock].pending.capacity() {
-                self.free.push(f.desc);
+                self.free.push(f.base);
                 return Err(TxError::Full);
             }
         }
-        // The forward direction decrypted its packet to `tx_off` already (nothing to move);
-        // the reverse direction's sealed datagram grew in front of it and is moved.
-        place_for_tx(self.buf_mut(&mut f), start, len, tx_off);
-        // SAFETY: the descriptor is a frame of this UMEM that we own (not on any ring); the
-        // cursor only records the packet length in the descriptor.
-        unsafe { self.umem.data_mut(&mut f.desc) }
-            .cursor()
-            .set_pos(len);
-        self.sockets[sock].pending.push(f.desc);
+        self.sockets[sock].pending.push(libc::xdp_desc {
+            addr: base + start as u64,
+            len: len as u32,
+            options: 0,
+        });
         Ok(())
     }
 
     /// Puts queued frames of socket `sock` on its tx ring and kicks the kernel if it asked for
     /// it. Returns how many went on the ring (the rest stay queued).
     pub fn flush(&mut self, sock: usize) -> io::Result<usize> {
-        let ring_size = self.ring_size;
         let s = &mut self.sockets[sock];
         let produced = if s.pending.is_empty() {
             0
         } else {
-            let room = s.tx.nb_free(s.pending.len() as u32) as usize;
-            let n = room.min(s.pending.len());
-            // SAFETY: every pending descriptor is a frame of this group's UMEM that we own and
-            // whose length was set by `tx`; from here the kernel owns it until it comes back on
-            // the completion ring.
-            let produced = unsafe { s.tx.produce(&s.pending[..n]) };
+            // Every pending descriptor names a frame of this group's UMEM that we own, with
+            // the packet inside it (checked by `tx`); from here the kernel owns it until it
+            // comes back on the completion ring.
+            let produced = s.raw.tx.produce(&s.pending);
             s.pending.drain(..produced);
             s.in_flight += produced;
             produced
         };
-        if produced == 0 && (s.info.mode == BoundMode::ZeroCopy || s.tx_ring_drained(ring_size)) {
+        if produced == 0 && (s.info.mode == BoundMode::ZeroCopy || s.tx_ring_drained()) {
             return Ok(0);
         }
-        s.kick(ring_size)?;
+        s.kick()?;
         Ok(produced)
     }
 
     /// Takes completed transmissions of socket `sock` back into the pool. Returns how many.
     pub fn reclaim(&mut self, sock: usize) -> usize {
         let s = &mut self.sockets[sock];
-        let n = self.scratch.len().min(s.in_flight.max(self.batch));
-        // SAFETY: out-parameters filled with addresses of frames whose transmission finished;
-        // the kernel no longer uses them.
-        let got = unsafe { s.comp.consume(&mut self.scratch[..n]) };
+        let n = self.comp_scratch.len().min(s.in_flight.max(self.batch));
+        // Addresses of frames whose transmission finished: the kernel no longer uses them.
+        // It returns the descriptor's address (the packet's start); the frame is its chunk.
+        let got = s.raw.comp.consume(&mut self.comp_scratch[..n]);
         s.in_flight = s.in_flight.saturating_sub(got);
-        self.free.extend_from_slice(&self.scratch[..got]);
+        let mask = !(FRAME_SIZE as u64 - 1);
+        self.free
+            .extend(self.comp_scratch[..got].iter().map(|&a| a & mask));
         got
     }
 
@@ -472,19 +450,18 @@ impl XskGroup {
     pub fn refill(&mut self, sock: usize) -> io::Result<usize> {
         let available = self.free.len().saturating_sub(self.reserve);
         let s = &mut self.sockets[sock];
-        let room = s.fill.nb_free(available as u32) as usize;
+        let room = s.raw.fill.free(available as u32) as usize;
         let n = room.min(available);
         if n == 0 {
             return Ok(0);
         }
         let from = self.free.len() - n;
-        // SAFETY: these descriptors are free frames of this UMEM; handing them to the fill ring
-        // gives them to the kernel until they come back on the rx ring.
-        let produced = unsafe { s.fill.produce(&self.free[from..]) };
-        // The ring reserves all-or-nothing; drop exactly what went on it.
+        // These are free frames of this UMEM; the fill ring gives them to the kernel until
+        // they come back on the rx ring.
+        let produced = s.raw.fill.produce(&self.free[from..]);
         self.free.drain(from..from + produced);
-        if produced > 0 && s.fill.needs_wakeup() {
-            s.fill.wakeup(s.rx.fd_mut(), 0)?;
+        if produced > 0 && s.raw.fill.needs_wakeup() {
+            s.raw.kick_fill()?;
         }
         Ok(produced)
     }
@@ -538,14 +515,14 @@ impl XskGroup {
 
     /// The kernel's counters for socket `sock`.
     pub fn stats(&self, sock: usize) -> io::Result<XskStats> {
-        let k = self.sockets[sock].rx.fd().xdp_statistics()?;
+        let k = self.sockets[sock].raw.statistics()?;
         Ok(XskStats {
-            rx_dropped: k.rx_dropped(),
-            rx_invalid_descs: k.rx_invalid_descs(),
-            tx_invalid_descs: k.tx_invalid_descs(),
-            rx_ring_full: k.rx_ring_full(),
-            rx_fill_ring_empty_descs: k.rx_fill_ring_empty_descs(),
-            tx_ring_empty_descs: k.tx_ring_empty_descs(),
+            rx_dropped: k.rx_dropped,
+            rx_invalid_descs: k.rx_invalid_descs,
+            tx_invalid_descs: k.tx_invalid_descs,
+            rx_ring_full: k.rx_ring_full,
+            rx_fill_ring_empty_descs: k.rx_fill_ring_empty_descs,
+            tx_ring_empty_descs: k.tx_ring_empty_descs,
         })
     }
 
@@ -554,98 +531,110 @@ impl XskGroup {
     fn checked_offset(&self, f: &Frame) -> usize {
         assert_eq!(f.group, self.id, "frame from another XskGroup");
         let off = f.umem_offset();
-        assert!(off + FRAME_SIZE <= self.umem_len, "frame outside the UMEM");
+        assert!(
+            off + FRAME_SIZE <= self.umem.len(),
+            "frame outside the UMEM"
+        );
         off
     }
 }
 
-/// The address of the UMEM mapping, recovered from the first frame's data pointer, and
-/// checked against the last frame's (xsk-rs does not expose the mapping itself).
-fn umem_base(umem: &Umem, descs: &[FrameDesc], umem_len: usize) -> Option<NonNull<u8>> {
-    let (first, last) = (descs.first()?, descs.last()?);
-    if last.addr() + FRAME_SIZE - RX_OFFSET > umem_len || first.addr() != RX_OFFSET {
-        return None;
+/// The mode a socket that shares the group's UMEM runs in: the kernel gives it the first
+/// socket's (zero-copy or copy); copy on a generic-mode program is skb mode.
+fn shared_mode(zero_copy: bool, attach: AttachMode) -> BoundMode {
+    match (zero_copy, attach) {
+        (true, _) => BoundMode::ZeroCopy,
+        (false, AttachMode::Generic) => BoundMode::Skb,
+        (false, _) => BoundMode::Copy,
     }
-    // SAFETY: both descriptors are frames of `umem` that no ring holds yet; `data` only forms
-    // an empty slice at the frame's data address, which we read the pointer of.
-    let (p_first, p_last) = unsafe {
-        (
-            umem.data(first).contents().as_ptr(),
-            umem.data(last).contents().as_ptr(),
-        )
-    };
-    let base = p_first.wrapping_sub(first.addr());
-    if base.wrapping_add(last.addr()) != p_last {
-        return None;
-    }
-    NonNull::new(base as *mut u8)
 }
 
+/// Binds a socket of the group to `program`'s interface: the first (`owner` is `None`)
+/// registers the UMEM and tries each candidate mode in turn; the others share the first's
+/// UMEM and mode, which must be one of their candidates.
 fn bind_socket(
-    umem: &Umem,
+    umem: &UmemArea,
     program: &XdpProgram,
     queue_id: u32,
-    ring: QueueSize,
     candidates: &[BoundMode],
+    owner: Option<std::os::fd::RawFd>,
     config: &XskConfig,
 ) -> Result<XskSocket, AfXdpError> {
     let ifname = program.ifname();
-    let iface: Interface = ifname
-        .parse()
-        .map_err(|_| AfXdpError::Config(format!("interface name {ifname:?}")))?;
-    let mut last_err = None;
-    for (i, &mode) in candidates.iter().enumerate() {
-        let socket_config = SocketConfig::builder()
-            .rx_queue_size(ring)
-            .tx_queue_size(ring)
-            .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
-            .bind_flags(bind_flags(mode))
-            .build();
-        // SAFETY: INHIBIT_PROG_LOAD is set (xsk-rs's condition for sharing a UMEM), so libxdp
-        // never loads or detaches a program; ours is managed by `XdpProgram`.
-        let created = unsafe { Socket::new(socket_config, umem, &iface, queue_id) };
-        match created {
-            Ok((tx, rx, Some((fill, comp)))) => {
-                program.register_socket(queue_id, rx.fd().as_raw_fd())?;
-                info!(ifname, queue_id, mode = mode.name(), "AF_XDP socket bound");
-                return Ok(XskSocket {
-                    info: SocketInfo {
-                        ifname: ifname.to_string(),
-                        ifindex: program.ifindex(),
-                        queue_id,
-                        mode,
-                    },
-                    tx,
-                    rx,
-                    fill,
-                    comp,
-                    pending: Vec::with_capacity(config.ring_size as usize),
-                    in_flight: 0,
-                });
+    let ifindex = program.ifindex();
+    let bind_error = |mode: BoundMode, detail: String| AfXdpError::Bind {
+        ifname: ifname.to_string(),
+        queue: queue_id,
+        mode,
+        detail,
+    };
+    let (raw, mode) = match owner {
+        Some(owner) => {
+            let raw = RawXsk::bind(
+                umem,
+                ifindex,
+                queue_id,
+                config.ring_size,
+                Bind::Shared { owner },
+            )
+            .map_err(|e| bind_error(candidates[0], format!("sharing the group's UMEM: {e}")))?;
+            let zc = raw
+                .zero_copy()
+                .map_err(|e| bind_error(candidates[0], format!("XDP_OPTIONS: {e}")))?;
+            let mode = shared_mode(zc, program.mode());
+            if !candidates.contains(&mode) {
+                return Err(bind_error(
+                    candidates[0],
+                    format!("the group's first socket runs in {mode} mode, which this interface's configuration excludes"),
+                ));
             }
-            Ok((_, _, None)) => {
-                return Err(AfXdpError::DuplicateInterface(ifname.to_string()));
-            }
-            Err(e) => {
-                let detail = error_chain(&e);
-                if i + 1 < candidates.len() {
-                    if mode == BoundMode::ZeroCopy {
-                        // Expected on veth, virtio_net and most drivers: auto mode's plan B.
-                        info!(ifname, queue_id, reason = %detail, "zero-copy unavailable on this driver, using copy mode (auto)");
-                    } else {
-                        warn!(ifname, queue_id, mode = mode.name(), error = %detail, "AF_XDP bind failed, trying the next mode");
+            (raw, mode)
+        }
+        None => {
+            let mut bound = None;
+            let mut last_err = None;
+            for (i, &mode) in candidates.iter().enumerate() {
+                let how = Bind::Owner {
+                    flags: bind_flags(mode),
+                };
+                match RawXsk::bind(umem, ifindex, queue_id, config.ring_size, how) {
+                    Ok(raw) => {
+                        bound = Some((raw, mode));
+                        break;
+                    }
+                    Err(e) => {
+                        let detail = e.to_string();
+                        if i + 1 < candidates.len() {
+                            if mode == BoundMode::ZeroCopy {
+                                // Expected on veth, virtio_net and most drivers: auto mode's plan B.
+                                info!(ifname, queue_id, reason = %detail, "zero-copy unavailable on this driver, using copy mode (auto)");
+                            } else {
+                                warn!(ifname, queue_id, mode = mode.name(), error = %detail, "AF_XDP bind failed, trying the next mode");
+                            }
+                        }
+                        last_err = Some(bind_error(mode, detail));
                     }
                 }
-                last_err = Some(AfXdpError::Bind {
-                    ifname: ifname.to_string(),
-                    queue: queue_id,
-                    mode,
-                    detail,
-                });
+            }
+            match bound {
+                Some(b) => b,
+                None => return Err(last_err.expect("at least one candidate mode")),
             }
         }
-    }
-    Err(last_err.expect("at least one candidate mode"))
+    };
+    program.register_socket(queue_id, raw.fd())?;
+    info!(ifname, queue_id, mode = mode.name(), "AF_XDP socket bound");
+    Ok(XskSocket {
+        info: SocketInfo {
+            ifname: ifname.to_string(),
+            ifindex,
+            queue_id,
+            mode,
+        },
+        raw,
+        pending: Vec::with_capacity(config.ring_size as usize),
+        in_flight: 0,
+    })
 }
 
 #[cfg(test)]
@@ -664,9 +653,9 @@ mod tests {
         );
         assert_eq!(bind_candidates(Mode::ZeroCopy, AttachMode::Generic), None);
         assert_eq!(bind_candidates(Mode::Skb, AttachMode::Driver), None);
-        assert!(bind_flags(BoundMode::ZeroCopy).contains(BindFlags::XDP_ZEROCOPY));
-        assert!(bind_flags(BoundMode::Skb).contains(BindFlags::XDP_COPY));
-        assert!(bind_flags(BoundMode::Copy).contains(BindFlags::XDP_USE_NEED_WAKEUP));
+        assert_ne!(bind_flags(BoundMode::ZeroCopy) & libc::XDP_ZEROCOPY, 0);
+        assert_ne!(bind_flags(BoundMode::Skb) & libc::XDP_COPY, 0);
+        assert_ne!(bind_flags(BoundMode::Copy) & libc::XDP_USE_NEED_WAKEUP, 0);
     }
 
     #[test]

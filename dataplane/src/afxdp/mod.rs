@@ -5,7 +5,9 @@
 //! - [`group`]: one worker's sockets (one per interface on its queue) over one shared UMEM,
 //!   with batched rx / tx / fill / completion ring operations and the frame pool;
 //! - [`frame`]: the owned frame handle and the frame layout (headroom for in-place
-//!   encapsulation).
+//!   encapsulation);
+//! - `socket` and `ring`: the kernel interface itself (socket, UMEM registration, the four
+//!   mapped rings), owned so that each transmitted descriptor names where its packet starts.
 //!
 //! All `unsafe` of the AF_XDP edge lives here (and in `crate::xdp`); the worker only sees safe
 //! methods and `&mut [u8]` views of the frames it owns.
@@ -34,6 +36,8 @@ pub mod frame;
 pub mod group;
 pub mod mode;
 pub mod queues;
+mod ring;
+mod socket;
 
 pub use frame::{Frame, OutOfFrame, FRAME_SIZE, MAX_TX_LEN, RX_OFFSET, TX_OFFSET};
 pub use group::{AfXdpError, SocketInfo, TxError, XskConfig, XskGroup};
