@@ -15,10 +15,10 @@ use bench::load_sweep::{point_line, Drain, GeneratorKind, LoadRig, GENERATOR_TUN
 use bench::packets::SizeMix;
 use bench::sink_xdp::SinkKind;
 use lab::e2e::parse_logged_counters;
-use lab::{is_root, DataplaneGateway, GatewayKind, Lab, Node, Topology};
+use lab::{is_root, Node};
 
 mod support;
-use support::{dataplane_binary, where_lost};
+use support::{dataplane_lab, where_lost};
 
 #[test]
 fn generator_packets_are_decrypted_by_the_gateway_and_counted_by_the_sink() {
@@ -30,17 +30,7 @@ fn generator_packets_are_decrypted_by_the_gateway_and_counted_by_the_sink() {
         return;
     }
     let t0 = Instant::now();
-    let binary = dataplane_binary();
-    let mut dp = DataplaneGateway::new(&binary);
-    dp.toml.mode = Some("copy".into());
-    // Our own control socket: other gateways may run on this machine at the same time.
-    let control = std::env::temp_dir().join(format!("bench-loadgen-{}.sock", std::process::id()));
-    dp.toml.extra_toml = format!("[control]\nsocket = \"{}\"\n", control.display());
-    dp.ready_timeout = Duration::from_secs(5);
-    let mut lab = Lab::builder(Topology::TwoArmed)
-        .gateway(GatewayKind::Dataplane(dp))
-        .build()
-        .expect("the lab builds");
+    let (mut lab, binary, control) = dataplane_lab("loadgen");
     // Both ends through the kernel's UDP stack: the fallback paths.
     let mut rig = LoadRig::attach_paths(&mut lab, GeneratorKind::Sendmmsg, SinkKind::Udp)
         .expect("the generator completes a handshake");

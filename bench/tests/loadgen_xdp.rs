@@ -14,10 +14,10 @@ use std::time::Duration;
 use bench::load_sweep::{point_line, Drain, GeneratorKind, LoadRig};
 use bench::packets::SizeMix;
 use lab::e2e::parse_logged_counters;
-use lab::{is_root, DataplaneGateway, GatewayKind, Lab, Node, Topology};
+use lab::{is_root, Node};
 
 mod support;
-use support::{dataplane_binary, udp_datagrams, where_lost};
+use support::{dataplane_lab, udp_datagrams, where_lost};
 
 #[test]
 fn xdp_generator_frames_reach_the_sink_and_replies_come_back_through_af_xdp() {
@@ -28,16 +28,7 @@ fn xdp_generator_frames_reach_the_sink_and_replies_come_back_through_af_xdp() {
         );
         return;
     }
-    let binary = dataplane_binary();
-    let mut dp = DataplaneGateway::new(&binary);
-    dp.toml.mode = Some("copy".into());
-    let control = std::env::temp_dir().join(format!("bench-xdpgen-{}.sock", std::process::id()));
-    dp.toml.extra_toml = format!("[control]\nsocket = \"{}\"\n", control.display());
-    dp.ready_timeout = Duration::from_secs(5);
-    let mut lab = Lab::builder(Topology::TwoArmed)
-        .gateway(GatewayKind::Dataplane(dp))
-        .build()
-        .expect("the lab builds");
+    let (mut lab, binary, control) = dataplane_lab("xdpgen");
     let mut rig = LoadRig::attach_with(&mut lab, GeneratorKind::Xdp)
         .expect("the generator completes a handshake");
     assert!(rig.uses_xdp(), "fell back: {}", rig.path());

@@ -16,10 +16,10 @@ use std::time::Duration;
 use bench::load_sweep::{point_line, Drain, GeneratorKind, LoadRig, SINK_PORT};
 use bench::packets::SizeMix;
 use bench::sink_xdp::SinkKind;
-use lab::{is_root, DataplaneGateway, GatewayKind, Lab, Node, Topology, SERVER_ADDR};
+use lab::{is_root, GatewayKind, Lab, Node, Topology, SERVER_ADDR};
 
 mod support;
-use support::{dataplane_binary, udp_datagrams, where_lost};
+use support::{dataplane_lab, udp_datagrams, where_lost};
 
 /// Attaches the rig with both AF_XDP paths and runs every check; `why` explains a loss.
 fn sink_receives_and_answers_through_af_xdp(lab: &mut Lab, why: &dyn Fn(&Lab) -> String) {
@@ -132,16 +132,7 @@ fn xdp_sink_behind_the_dataplane_counts_probes_and_answers_through_the_nat() {
         );
         return;
     }
-    let binary = dataplane_binary();
-    let mut dp = DataplaneGateway::new(&binary);
-    dp.toml.mode = Some("copy".into());
-    let control = std::env::temp_dir().join(format!("bench-xdpsink-{}.sock", std::process::id()));
-    dp.toml.extra_toml = format!("[control]\nsocket = \"{}\"\n", control.display());
-    dp.ready_timeout = Duration::from_secs(5);
-    let mut lab = Lab::builder(Topology::TwoArmed)
-        .gateway(GatewayKind::Dataplane(dp))
-        .build()
-        .expect("the lab builds");
+    let (mut lab, binary, control) = dataplane_lab("xdpsink");
     sink_receives_and_answers_through_af_xdp(&mut lab, &|lab| where_lost(lab, &binary, &control));
 }
 

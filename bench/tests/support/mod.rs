@@ -3,8 +3,9 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
-use lab::{Lab, Node};
+use lab::{DataplaneGateway, GatewayKind, Lab, Node, Topology};
 
 /// The `dataplane` executable: `$DATAPLANE_E2E_BIN`, else built (or found fresh) by cargo in
 /// this test's own target directory. A bench test has no `CARGO_BIN_EXE_dataplane`, and the
@@ -44,6 +45,24 @@ pub fn dataplane_binary() -> PathBuf {
     let bin = profile_dir.join("dataplane");
     assert!(bin.exists(), "no {} after the build", bin.display());
     bin
+}
+
+/// The gateway under test in a fresh two-armed lab, AF_XDP in copy mode (what veth offers),
+/// with a control socket of its own (named by `tag` and this process: other gateways may run
+/// on the machine at the same time). Returns the lab, the binary and the control socket, the
+/// last two for [`where_lost`].
+pub fn dataplane_lab(tag: &str) -> (Lab, PathBuf, PathBuf) {
+    let binary = dataplane_binary();
+    let mut dp = DataplaneGateway::new(&binary);
+    dp.toml.mode = Some("copy".into());
+    let control = std::env::temp_dir().join(format!("bench-{tag}-{}.sock", std::process::id()));
+    dp.toml.extra_toml = format!("[control]\nsocket = \"{}\"\n", control.display());
+    dp.ready_timeout = Duration::from_secs(5);
+    let lab = Lab::builder(Topology::TwoArmed)
+        .gateway(GatewayKind::Dataplane(dp))
+        .build()
+        .expect("the lab builds");
+    (lab, binary, control)
 }
 
 /// The UDP `InDatagrams` and `OutDatagrams` of `node`'s namespace (/proc/net/snmp): what its
