@@ -140,6 +140,8 @@ pub struct GatewayResult {
     pub afxdp_mode: Option<String>,
     /// The gateway interfaces' driver (`veth`).
     pub driver: String,
+    /// Where the cores went at each full-speed point, in sweep order.
+    pub cpu_at_max: Vec<crate::load_sweep::MaxPointCpu>,
     /// The dataplane's `dataplane stats` after the load points (drops by reason, AF_XDP ring
     /// counters): where its packets were lost at `max`.
     pub gateway_stats: Option<String>,
@@ -220,6 +222,7 @@ pub fn run_gateway(
         if let Some(drops) = rig.sink_kernel_drops() {
             lab.note(format!("sink AF_XDP socket: {drops}"));
         }
+        r.cpu_at_max = std::mem::take(&mut rig.cpu_at_max);
         points
     });
     match swept {

@@ -13,6 +13,7 @@
 //! handshakes, sealed frames, and an in-memory gateway with its tables.
 
 pub mod cores;
+pub mod cpu_split;
 pub mod e2e;
 pub mod fixture;
 pub mod load_sweep;

@@ -32,6 +32,7 @@ use rand_core::OsRng;
 use wgproto::keys::{PrivateKey, PublicKey};
 
 use crate::cores::LoadCores;
+use crate::cpu_split::CpuSplit;
 use crate::loadgen::{Generator, GeneratorConfig, Load, Sent};
 use crate::loadgen_xdp::{OuterHeaders, XdpPath};
 use crate::packets::SizeMix;
@@ -222,6 +223,16 @@ pub struct LoadRig {
     client_ns: String,
     /// When a point ends (tests of a debug-built gateway wait longer).
     pub drain: Drain,
+    /// Where the cores went while each full-speed point was sending, in sweep order.
+    pub cpu_at_max: Vec<MaxPointCpu>,
+}
+
+/// The cores' split while a full-speed (`max`) point was sending: whose core was full.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MaxPointCpu {
+    pub direction: Direction,
+    pub mix: SizeMix,
+    pub split: CpuSplit,
 }
 
 impl LoadRig {
@@ -315,6 +326,7 @@ impl LoadRig {
             server_ns: lab.ns_name(Node::Server),
             client_ns: lab.ns_name(Node::Client),
             drain: Drain::default(),
+            cpu_at_max: Vec::new(),
         })
     }
 
@@ -427,6 +439,7 @@ impl LoadRig {
             Some(x) => x.send(&self.generator, &load, &self.times)?,
             None => self.generator.send(&load, &self.times)?,
         };
+        self.note_max_cpu(&sent, Direction::Forward, mix);
         self.drain.wait(|| self.sink.tally().received);
         let tally = self.sink.expect(0, 0, None).tally();
         let drops = delta(sink_drops, self.sink_drops());
@@ -468,13 +481,17 @@ impl LoadRig {
         let drain = self.drain;
         let cores = &self.cores;
         let (sent, received) = std::thread::scope(|s| {
-            let rx = s.spawn(|| {
-                let _pinned = cores.pin_generator()?;
-                match xdp {
-                    Some(x) => x.receive(generator, &arrivals, &stop).map(|_| ()),
-                    None => generator.receive(&arrivals, None, &stop).map(|_| ()),
-                }
-            });
+            // Named: the report's thread shares at `max` list it.
+            let rx = std::thread::Builder::new()
+                .name("bench-gen-rx".into())
+                .spawn_scoped(s, || {
+                    let _pinned = cores.pin_generator()?;
+                    match xdp {
+                        Some(x) => x.receive(generator, &arrivals, &stop).map(|_| ()),
+                        None => generator.receive(&arrivals, None, &stop).map(|_| ()),
+                    }
+                })
+                .expect("the generator's receive thread starts");
             // The receiver is up before the first packet is due.
             std::thread::sleep(Duration::from_millis(20));
             let sent = sink.blast(mapped, mix, rate, duration, first);
@@ -483,6 +500,7 @@ impl LoadRig {
             (sent, rx.join())
         });
         let sent = sent?;
+        self.note_max_cpu(&sent, Direction::Reverse, mix);
         match received {
             Ok(r) => {
                 r?;
@@ -499,6 +517,17 @@ impl LoadRig {
             tally,
             drops,
         ))
+    }
+
+    /// Keeps the cores' split of a full-speed send for the report.
+    fn note_max_cpu(&mut self, sent: &Sent, direction: Direction, mix: SizeMix) {
+        if let Some(split) = &sent.cpu {
+            self.cpu_at_max.push(MaxPointCpu {
+                direction,
+                mix,
+                split: split.clone(),
+            });
+        }
     }
 
     /// Every point of `plan`, forward then reverse per point; `progress` gets one line each.

@@ -29,6 +29,7 @@ use wgproto::keypair::{sealed_len, Keypair};
 use wgproto::keys::{PresharedKey, PrivateKey, PublicKey};
 use wgproto::time::Timestamp;
 
+use crate::cpu_split::{CpuSnapshot, CpuSplit};
 use crate::pacing::Pacer;
 use crate::packets::SizeMix;
 use wire::ipv4;
@@ -77,7 +78,7 @@ pub struct Load {
 }
 
 /// What a timed send did (the generator's, or the sink's in the reverse direction).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Sent {
     pub packets: u64,
     /// Inner IPv4 bytes of those packets.
@@ -88,6 +89,8 @@ pub struct Sent {
     /// The sender fell behind the asked rate (for the generator also: its pool of sealed
     /// packets ran dry while packets were due): it, not the gateway, set the pace.
     pub sender_limited: bool,
+    /// Where the cores went while a full-speed send ran (none for a paced one).
+    pub cpu: Option<CpuSplit>,
 }
 
 impl Sent {
@@ -229,6 +232,8 @@ impl Generator {
         );
         pool.refill(self, load.mix, usize::MAX)?;
         let mut sent = Sent::default();
+        // After the pool is sealed: the split covers the sending only.
+        let cpu_before = load.rate_pps.is_none().then(CpuSnapshot::take);
         let start = monotonic_ns();
         let end = start + load.duration.as_nanos() as u64;
         let mut seq = load.first_seq;
@@ -277,6 +282,7 @@ impl Generator {
         let elapsed = monotonic_ns() - start;
         sent.elapsed = Duration::from_nanos(elapsed);
         sent.sender_limited |= pacer.fell_behind(sent.packets, elapsed);
+        sent.cpu = cpu_before.map(|b| b.split(&CpuSnapshot::take(), sent.elapsed));
         Ok(sent)
     }
 

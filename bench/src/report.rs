@@ -522,6 +522,7 @@ impl Report {
                 );
             }
         }
+        self.write_cpu_at_max(s);
         let _ = writeln!(
             s,
             "\n### Ping through the wireguard-go client\n\n\
@@ -544,6 +545,42 @@ impl Report {
                     "\n### `dataplane stats` after the load points ({})\n\n```\n{}\n```",
                     g.short,
                     stats.trim_end()
+                );
+            }
+        }
+    }
+
+    /// Whose cores were full at each `max` point: the shares of every CPU and the busiest
+    /// threads while the point was sending.
+    fn write_cpu_at_max(&self, s: &mut String) {
+        if self.gateways.iter().all(|g| g.cpu_at_max.is_empty()) {
+            return;
+        }
+        let _ = writeln!(
+            s,
+            "\n### Where the cores went at `max`\n\n\
+             While each full-speed point was sending (`/proc/stat` and the threads' own \
+             counters): every CPU's user, system and softirq share, and the busiest threads by \
+             name in cores (1.00 = one core all the time) with the CPU they last ran on. On veth \
+             a packet's receive work (XDP, the AF_XDP copy, the UDP stack) runs in softirq on \
+             the core that sent it, so a gateway's core also carries the receiving end's copy \
+             and the generator's core the gateway's. `bench` is the bench's main thread (the \
+             generator sending forward, the sink sending in reverse), `bench-gen-rx` the \
+             generator receiving, `bench-sink-*` the sink receiving, `worker0` the dataplane's \
+             worker.\n\n\
+             | gateway | direction | size | CPUs | busiest threads |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|");
+        for g in &self.gateways {
+            for m in &g.cpu_at_max {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} |",
+                    g.short,
+                    direction_name(m.direction),
+                    m.mix.label(),
+                    m.split.cpus_line(),
+                    m.split.threads_line().replace('|', "/")
                 );
             }
         }

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
+use crate::cpu_split::CpuSnapshot;
 use crate::loadgen::Sent;
 use crate::pacing::Pacer;
 use crate::packets::SizeMix;
@@ -175,6 +176,7 @@ pub(crate) fn blast_probes(
     mut send: impl FnMut(&[&[u8]]) -> usize,
 ) -> Sent {
     let mut bufs = vec![vec![0u8; 1500]; BLAST_BATCH];
+    let cpu_before = rate_pps.is_none().then(CpuSnapshot::take);
     let start = monotonic_ns();
     let end = start + duration.as_nanos() as u64;
     let pacer = Pacer::new(start, rate_pps, BLAST_BATCH);
@@ -219,6 +221,7 @@ pub(crate) fn blast_probes(
     out.packets = sent;
     out.elapsed = Duration::from_nanos(elapsed);
     out.sender_limited = pacer.fell_behind(sent, elapsed);
+    out.cpu = cpu_before.map(|b| b.split(&CpuSnapshot::take(), out.elapsed));
     out
 }
 

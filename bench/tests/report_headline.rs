@@ -152,3 +152,45 @@ fn without_the_dataplane_there_is_no_headline() {
     assert!(r.headline().is_empty());
     assert!(!r.markdown().contains("### Headline"));
 }
+
+#[test]
+fn the_cores_at_max_are_a_table_only_when_measured() {
+    use bench::cpu_split::{CpuShare, CpuSplit, ThreadShare};
+    use bench::load_sweep::MaxPointCpu;
+    let mut r = report();
+    assert!(!r.markdown().contains("Where the cores went"));
+    r.gateways[0].cpu_at_max = vec![MaxPointCpu {
+        direction: Direction::Forward,
+        mix: SizeMix::Fixed(1420),
+        split: CpuSplit {
+            cpus: vec![
+                CpuShare {
+                    user: 0.22,
+                    system: 0.26,
+                    softirq: 0.51,
+                    ..CpuShare::default()
+                },
+                CpuShare {
+                    idle: 0.5,
+                    user: 0.5,
+                    ..CpuShare::default()
+                },
+            ],
+            threads: vec![ThreadShare {
+                name: "worker0".into(),
+                cores: 0.98,
+                cpus: vec![0],
+            }],
+        },
+    }];
+    let md = r.markdown();
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| dataplane | client -> server | 1420 B | cpu0"))
+        .unwrap_or_else(|| panic!("no row for the max point:\n{md}"));
+    assert_eq!(
+        row,
+        "| dataplane | client -> server | 1420 B | cpu0 user 22 % sys 26 % softirq 51 %; \
+         cpu1 user 50 % sys 0 % softirq 0 % idle 50 % | worker0 0.98 (cpu0) |"
+    );
+}
