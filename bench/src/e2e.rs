@@ -203,7 +203,8 @@ pub fn run_gateway(
         "{}: load generator handshake and offered loads",
         gw.short()
     ));
-    // A failed sweep keeps the TCP and ping figures and says why in the report.
+    // A failed sweep keeps the TCP and ping figures and the points measured before it, and
+    // says why in the report.
     let swept = LoadRig::attach_paths(&mut lab, opts.generator, opts.sink).and_then(|mut rig| {
         r.load_path = Some(rig.path().to_owned());
         r.sink_path = Some(rig.sink_path().to_owned());
@@ -215,7 +216,7 @@ pub fn run_gateway(
             rig.sink_path(),
             rig.cores().note
         ));
-        let points = rig.sweep(&opts.sweep, progress);
+        let swept = rig.sweep(&opts.sweep, &mut r.load, progress);
         if let Some(drops) = rig.xdp_kernel_drops() {
             lab.note(format!("load generator AF_XDP socket: {drops}"));
         }
@@ -223,10 +224,10 @@ pub fn run_gateway(
             lab.note(format!("sink AF_XDP socket: {drops}"));
         }
         r.cpu_at_max = std::mem::take(&mut rig.cpu_at_max);
-        points
+        swept
     });
     match swept {
-        Ok(points) => r.load = points,
+        Ok(()) => {}
         Err(e) => {
             progress(&format!("{}: load generator failed: {e:#}", gw.short()));
             r.load_error = Some(format!("{e:#}"));

@@ -530,13 +530,15 @@ impl LoadRig {
         }
     }
 
-    /// Every point of `plan`, forward then reverse per point; `progress` gets one line each.
+    /// Every point of `plan`, forward then reverse per point, into `points`; `progress` gets
+    /// one line each. A point that fails ends the sweep with its error, and the points measured
+    /// before it stay in `points` for the report.
     pub fn sweep(
         &mut self,
         plan: &SweepPlan,
+        points: &mut Vec<LoadPoint>,
         progress: &mut dyn FnMut(&str),
-    ) -> Result<Vec<LoadPoint>> {
-        let mut points = Vec::new();
+    ) -> Result<()> {
         for &mix in &plan.mixes {
             for &rate in &plan.rates {
                 let f = self.forward(mix, rate, plan.duration)?;
@@ -547,7 +549,7 @@ impl LoadRig {
                 points.push(r);
             }
         }
-        Ok(points)
+        Ok(())
     }
 }
 

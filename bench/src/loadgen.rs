@@ -23,7 +23,7 @@ use anyhow::{bail, Context, Result};
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use rand_core::OsRng;
 use wgproto::config::{InterfaceConfig, PeerConfig};
-use wgproto::constants::TRANSPORT_HEADER_LEN;
+use wgproto::constants::{REKEY_AFTER_TIME, TRANSPORT_HEADER_LEN};
 use wgproto::device::{Device, KeySlot, Output};
 use wgproto::keypair::{sealed_len, Keypair};
 use wgproto::keys::{PresharedKey, PrivateKey, PublicKey};
@@ -42,8 +42,11 @@ use crate::udp_batch::{monotonic_ns, recv_batch, send_batch, socket_in, RecvBatc
 pub const SEND_BATCH: usize = 32;
 /// The tunnel MTU the generator pads for (wg-quick's default on a 1500-byte underlay).
 pub const MTU: usize = 1420;
-/// A keypair older than this is replaced before the next run (REKEY_AFTER_TIME is 120 s).
-const FRESH_FOR: Duration = Duration::from_secs(100);
+/// A keypair older than this is replaced before the next point. Not before REKEY_AFTER_TIME:
+/// the device initiates only when its keypair is due (before, `ensure_fresh` waited 15 s for a
+/// handshake that was never sent, and a full run lost every point after its first 100 s); and
+/// well before REJECT_AFTER_TIME, which the points after the check (seconds each) never reach.
+const FRESH_FOR: Duration = REKEY_AFTER_TIME.saturating_add(Duration::from_secs(2));
 
 /// Where the generator lives and whom it talks to.
 #[derive(Clone, Debug)]
@@ -534,4 +537,50 @@ fn handshake(device: &mut Device, socket: &UdpSocket, limit: Duration) -> Result
         }
     }
     bail!("no handshake with the gateway within {limit:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wgproto::config::InterfaceConfig;
+
+    /// Sends what `from` has queued to `to`; returns whether anything was sent.
+    fn pump(from: &mut Device, to: &mut Device, at: Timestamp, src: SocketAddr) -> bool {
+        let mut sent = false;
+        while let Some(out) = from.poll(at, wall_clock(), &mut OsRng) {
+            if let Output::SendHandshake { bytes, .. } = out {
+                let _ = to.handle_handshake(at, wall_clock(), src, &bytes, false, &mut OsRng);
+                sent = true;
+            }
+        }
+        sent
+    }
+
+    #[test]
+    fn a_keypair_as_old_as_fresh_for_makes_the_device_initiate() {
+        let gw_key = PrivateKey::generate(&mut OsRng);
+        let client_key = PrivateKey::generate(&mut OsRng);
+        let mut gw = Device::new(&InterfaceConfig::new(gw_key.clone()));
+        let mut client = Device::new(&InterfaceConfig::new(client_key.clone()));
+        let t0 = Timestamp::from_nanos(1_000_000_000);
+        let gw_addr: SocketAddr = "192.0.2.1:51820".parse().unwrap();
+        let client_addr: SocketAddr = "192.0.2.2:40000".parse().unwrap();
+        let mut to_gw = PeerConfig::new(gw_key.public_key());
+        to_gw.endpoint = Some(gw_addr);
+        let peer = client.set_peer(t0, to_gw).unwrap();
+        gw.set_peer(t0, PeerConfig::new(client_key.public_key()))
+            .unwrap();
+        client.request_handshake(t0, wall_clock(), peer, &mut OsRng);
+        assert!(pump(&mut client, &mut gw, t0, client_addr), "initiation");
+        assert!(pump(&mut gw, &mut client, t0, gw_addr), "response");
+        let _ = pump(&mut client, &mut gw, t0, client_addr);
+
+        // What `ensure_fresh` asks once the keypair is FRESH_FOR old: a new initiation.
+        let later = t0 + FRESH_FOR;
+        client.request_handshake(later, wall_clock(), peer, &mut OsRng);
+        assert!(
+            pump(&mut client, &mut gw, later, client_addr),
+            "no initiation after {FRESH_FOR:?}: `ensure_fresh` would wait for nothing"
+        );
+    }
 }
