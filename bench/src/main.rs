@@ -21,7 +21,7 @@ use clap::Parser;
              ping) against wireguard-go and boringtun with iptables MASQUERADE"
 )]
 struct Args {
-    /// Short run (under two minutes on two cores).
+    /// Short run (about three minutes on two cores; the full run takes about 27).
     #[arg(long)]
     quick: bool,
     /// Results folder.
