@@ -40,6 +40,7 @@ pub struct CpuSnapshot {
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct CpuShare {
     pub user: f64,
+    /// System time and hard interrupts (`sys` in the report).
     pub system: f64,
     pub softirq: f64,
     pub idle: f64,

@@ -226,12 +226,9 @@ pub fn run_gateway(
         r.cpu_at_max = std::mem::take(&mut rig.cpu_at_max);
         swept
     });
-    match swept {
-        Ok(()) => {}
-        Err(e) => {
-            progress(&format!("{}: load generator failed: {e:#}", gw.short()));
-            r.load_error = Some(format!("{e:#}"));
-        }
+    if let Err(e) = swept {
+        progress(&format!("{}: load generator failed: {e:#}", gw.short()));
+        r.load_error = Some(format!("{e:#}"));
     }
     if let Gateway::Dataplane { binary, .. } = gw {
         r.afxdp_mode = afxdp_mode_from_log(&lab.gateway_log());
