@@ -169,8 +169,10 @@ impl Report {
                  Ratio = pipeline ns/packet over raw ChaCha20-Poly1305 ns/packet of the same \
                  bytes, the fastest implementation measured in this run (1.0 is the limit; \
                  every candidate is in the table after this one). Gbit/s counts inner packet bytes. Rates are per \
-                 on-CPU second of the worker thread (preemption by other load excluded); the \
-                 two-worker figure is the sum of both workers' rates, each on its own thread.\n"
+                 on-CPU second of the worker thread (preemption by other load excluded), each the \
+                 median of three timed windows after an untimed warm-up (raw cipher figures \
+                 alike); the two-worker figure is the sum of both workers' rates, each on its \
+                 own thread.\n"
             );
             let _ = writeln!(
                 s,
