@@ -540,8 +540,8 @@ const WINDOWS: u32 = 3;
 /// A figure: `f(packets) -> time` run untimed for a quarter of `budget` (warm-up), then
 /// [`WINDOWS`] windows of `budget / WINDOWS` of timed work each, in chunks of `chunk` packets;
 /// the median window. One window right after a one-chunk warm-up was the figure until
-/// 2026-12-03: the first window of a run came out 8-10 % slower than the ones after it at
-/// 1420 B, and single windows of one lane spread ±8 % on this VM
+/// 2026-12-03: the first window of a run came out 8-12 % slower than the next ones at 1420 B,
+/// and single windows of one lane spread from 928 to 1083 ns per packet on this VM
 /// (`bench/results/windows-2026-12-03/`).
 fn measure(
     chunk: u64,
